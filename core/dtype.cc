@@ -1,0 +1,132 @@
+#include "core/dtype.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace qshard {
+namespace {
+
+struct DTypeEntry {
+  DType dtype;
+  std::string_view name;
+  int size;
+};
+constexpr DTypeEntry kDTypes[] = {
+    {DType::kF64, "F64", 8}, {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2},
+    {DType::kBF16, "BF16", 2}, {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},
+    {DType::kI16, "I16", 2}, {DType::kI8, "I8", 1}, {DType::kU8, "U8", 1},
+    {DType::kBool, "BOOL", 1},
+};
+
+const DTypeEntry& Entry(DType dtype) {
+  for (const auto& e : kDTypes)
+    if (e.dtype == dtype) return e;
+  return kDTypes[0];  // unreachable: every enumerator has an entry
+}
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float FromBits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+template <typename T>
+void ConvertIntegers(const uint8_t* bytes, int64_t count, float* dst) {
+  for (int64_t i = 0; i < count; ++i) {
+    T v;
+    std::memcpy(&v, bytes + sizeof(T) * i, sizeof(T));
+    dst[i] = static_cast<float>(v);
+  }
+}
+
+}  // namespace
+
+std::optional<DType> ParseDType(std::string_view name) {
+  for (const auto& e : kDTypes)
+    if (e.name == name) return e.dtype;
+  return std::nullopt;
+}
+std::string_view DTypeName(DType dtype) { return Entry(dtype).name; }
+int DTypeSize(DType dtype) { return Entry(dtype).size; }
+bool IsFloating(DType dtype) {
+  return dtype == DType::kF64 || dtype == DType::kF32 || dtype == DType::kF16 ||
+         dtype == DType::kBF16;
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1f;
+  const uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 31) return FromBits(sign | 0x7f800000 | (mantissa << 13));  // inf / nan
+  return FromBits(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+uint16_t FloatToHalf(float f) {
+  const uint32_t x = Bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t abs = x & 0x7fffffff;
+  if (abs >= 0x7f800000) return sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0);  // inf / nan
+  if (abs >= 0x477ff000) return sign | 0x7c00;  // rounds beyond 65504: overflow to inf
+  if (abs < 0x38800000) {
+    // Subnormal half (or zero): value / 2^-24, rounded half to even by the FPU.
+    const float scaled = FromBits(abs) * 16777216.0f;  // exact: power-of-two scaling
+    return sign | static_cast<uint16_t>(std::nearbyint(scaled));
+  }
+  // Normal: drop 13 mantissa bits with round-half-to-even; a carry into the exponent is correct.
+  const uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);
+  return sign | static_cast<uint16_t>((rounded - 0x38000000) >> 13);
+}
+
+float BFloat16ToFloat(uint16_t b) { return FromBits(static_cast<uint32_t>(b) << 16); }
+
+uint16_t FloatToBFloat16(float f) {
+  const uint32_t x = Bits(f);
+  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // nan
+  return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+void ConvertToFloat(DType dtype, const void* src, int64_t count, float* dst) {
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, count * 4);
+      return;
+    case DType::kF64:
+      for (int64_t i = 0; i < count; ++i) {
+        double v;
+        std::memcpy(&v, bytes + 8 * i, 8);
+        dst[i] = static_cast<float>(v);
+      }
+      return;
+    case DType::kF16:
+    case DType::kBF16:
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t v;
+        std::memcpy(&v, bytes + 2 * i, 2);
+        dst[i] = dtype == DType::kF16 ? HalfToFloat(v) : BFloat16ToFloat(v);
+      }
+      return;
+    case DType::kI64:
+      return ConvertIntegers<int64_t>(bytes, count, dst);
+    case DType::kI32:
+      return ConvertIntegers<int32_t>(bytes, count, dst);
+    case DType::kI16:
+      return ConvertIntegers<int16_t>(bytes, count, dst);
+    case DType::kI8:
+      return ConvertIntegers<int8_t>(bytes, count, dst);
+    case DType::kU8:
+    case DType::kBool:
+      return ConvertIntegers<uint8_t>(bytes, count, dst);
+  }
+}
+
+}  // namespace qshard

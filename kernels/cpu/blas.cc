@@ -1,0 +1,66 @@
+#include "kernels/cpu/blas.h"
+
+#include <cblas.h>
+
+extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void openblas_set_num_threads(int num_threads);
+}
+
+namespace qshard::kernels {
+
+void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool b_transposed,
+          float* c, float alpha, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans, m, n, k,
+              alpha, a, k, b, b_transposed ? k : n, beta, c, n);
+}
+
+void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
+                float alpha, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, a, m, b, n, beta, c, n);
+}
+
+void GemmF64(int64_t m, int64_t n, int64_t k, const double* a, bool a_transposed, const double* b,
+             bool b_transposed, double* c, double alpha, double beta) {
+  cblas_dgemm(CblasRowMajor, a_transposed ? CblasTrans : CblasNoTrans,
+              b_transposed ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, a_transposed ? m : k, b,
+              b_transposed ? k : n, beta, c, n);
+}
+
+void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha) {
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, alpha, x, n, 1.0f, c, n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) c[i * n + j] = c[j * n + i];
+}
+
+// LAPACK is column-major: a row-major matrix is its transpose, so "upper" in row-major is
+// "L" for LAPACK and vice versa.
+bool CholeskyF64(int64_t n, double* a, bool upper) {
+  const char uplo = upper ? 'L' : 'U';
+  const int nn = static_cast<int>(n);
+  int info = 0;
+  dpotrf_(&uplo, &nn, a, &nn, &info);
+  if (info != 0) return false;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if (upper ? j < i : j > i) a[i * n + j] = 0.0;
+  return true;
+}
+
+bool CholeskyInverseF64(int64_t n, double* lower_factor) {
+  const char uplo = 'U';  // row-major lower == column-major upper
+  const int nn = static_cast<int>(n);
+  int info = 0;
+  dpotri_(&uplo, &nn, lower_factor, &nn, &info);
+  if (info != 0) return false;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) lower_factor[i * n + j] = lower_factor[j * n + i];
+  return true;
+}
+
+void SetBlasThreads(int threads) {
+  if (threads > 0) openblas_set_num_threads(threads);
+}
+
+}  // namespace qshard::kernels

@@ -1,0 +1,35 @@
+// Thin, typed wrappers over the BLAS/LAPACK calls qshard uses (OpenBLAS on the CPU path),
+// so callers name matrices by shape instead of passing Fortran-style leading dimensions.
+// All matrices are row-major.
+#pragma once
+
+#include <cstdint>
+
+namespace qshard::kernels {
+
+// C[m,n] = alpha * A[m,k] * op(B) + beta * C, where op(B) = B[k,n] or, if b_transposed,
+// B[n,k]ᵀ (the layout of a linear layer's weight [out, in]).
+void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool b_transposed,
+          float* c, float alpha = 1.0f, float beta = 0.0f);
+// Same with A transposed: C[m,n] = alpha * A[k,m]ᵀ * B[k,n] + beta * C.
+void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
+                float alpha = 1.0f, float beta = 0.0f);
+// Float64 GEMM, row-major, optional transposes of A and B.
+void GemmF64(int64_t m, int64_t n, int64_t k, const double* a, bool a_transposed, const double* b,
+             bool b_transposed, double* c, double alpha = 1.0, double beta = 0.0);
+
+// Symmetric rank-k update of the full square: C[n,n] += alpha * Xᵀ X for X[k,n] (tokens × features).
+// Only the upper triangle is computed by BLAS; the lower one is mirrored afterwards.
+void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.0f);
+
+// In-place Cholesky factorization of a symmetric positive-definite matrix a[n,n] (float64).
+// upper=true leaves U (A = UᵀU) in the upper triangle, otherwise L (A = LLᵀ) in the lower one;
+// the other triangle is zeroed. Returns false when the matrix is not positive definite.
+bool CholeskyF64(int64_t n, double* a, bool upper);
+// Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
+bool CholeskyInverseF64(int64_t n, double* lower_factor);
+
+// Number of threads the BLAS library uses; 0 leaves the library default.
+void SetBlasThreads(int threads);
+
+}  // namespace qshard::kernels
