@@ -1,0 +1,68 @@
+#include "worker/calibration/hessian.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace qshard {
+namespace {
+
+std::vector<float> RandomRows(int64_t rows, int64_t dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(rows * dim);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+TEST(HessianSumTest, MatchesFloat64ReferenceOnAwkwardSizes) {
+  const int64_t dim = 37, rows = 53;
+  const std::vector<float> x = RandomRows(rows, dim, 1);
+  HessianSum h(dim);
+  h.AddWindow(x.data(), rows);
+  EXPECT_EQ(h.tokens, rows);
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = 0; j < dim; ++j) {
+      double expected = 0.0;
+      for (int64_t t = 0; t < rows; ++t) expected += double(x[t * dim + i]) * x[t * dim + j];
+      EXPECT_NEAR(h.sum[i * dim + j], expected, 1e-4 * (1.0 + std::abs(expected))) << i << "," << j;
+    }
+}
+
+TEST(HessianSumTest, IsSymmetricAndNormalizesByTokens) {
+  const int64_t dim = 19;
+  const std::vector<float> x = RandomRows(40, dim, 2);
+  HessianSum h(dim);
+  h.AddWindow(x.data(), 25);
+  h.AddWindow(x.data() + 25 * dim, 15);
+  const std::vector<double> normalized = h.Normalized();
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = 0; j < dim; ++j) {
+      EXPECT_EQ(h.sum[i * dim + j], h.sum[j * dim + i]);
+      EXPECT_DOUBLE_EQ(normalized[i * dim + j], 2.0 * h.sum[i * dim + j] / 40.0);
+    }
+}
+
+TEST(HessianSumTest, MergingPartialsInWindowOrderEqualsOneAccumulator) {
+  const int64_t dim = 23, seq = 11;
+  const std::vector<float> x = RandomRows(2 * seq, dim, 3);
+  HessianSum whole(dim), first(dim), second(dim);
+  whole.AddWindow(x.data(), seq);
+  whole.AddWindow(x.data() + seq * dim, seq);
+  first.AddWindow(x.data(), seq);
+  second.AddWindow(x.data() + seq * dim, seq);
+  ASSERT_TRUE(first.Merge(second).ok());
+  // 0 + a + b == (0 + a) + (0 + b) exactly: the partials are single windows.
+  EXPECT_EQ(first.sum, whole.sum);
+  EXPECT_EQ(first.tokens, whole.tokens);
+}
+
+TEST(HessianSumTest, MergeRejectsMismatchedDims) {
+  HessianSum a(3), b(4);
+  const absl::Status status = a.Merge(b);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("dims 3 and 4"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qshard

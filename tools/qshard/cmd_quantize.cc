@@ -1,0 +1,80 @@
+// qshard quantize: the embedded quantization job (coordinator/quantize_job.h).
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/quantize_job.h"
+#include "core/status.h"
+#include "tools/qshard/command.h"
+
+namespace qshard::cli {
+namespace {
+
+struct QuantizeFlags {
+  QuantizeJobSpec spec;
+  std::string calib_lines;
+  std::string propagation = "sequential";
+  bool json = false;
+};
+
+absl::Status RunQuantize(QuantizeFlags& flags) {
+  QSHARD_ASSIGN_OR_RETURN(flags.spec.calib_lines, ParseLineRange(flags.calib_lines, "--calib-lines"));
+  if (flags.propagation == "sequential") {
+    flags.spec.propagation = Propagation::kSequential;
+  } else if (flags.propagation == "parallel") {
+    flags.spec.propagation = Propagation::kParallel;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--propagation '", flags.propagation, "': sequential or parallel"));
+  }
+  flags.spec.method.seed = flags.spec.seed;
+  const ProgressSink progress = [](const std::string& line) { std::cerr << line << std::endl; };
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunQuantizeJob(flags.spec, progress));
+  const nlohmann::json& summary = report["summary"];
+  if (flags.json) {
+    PrintJson({{"out", flags.spec.out_dir}, {"method", flags.spec.method.method}, {"bits", flags.spec.method.spec.bits},
+               {"group_size", flags.spec.method.spec.group_size}, {"summary", summary}});
+  } else {
+    std::cout << "quantized " << summary["quantized_linears"] << " linears with " << flags.spec.method.method << " W"
+              << flags.spec.method.spec.bits << " into " << flags.spec.out_dir << "\n"
+              << "mean relative output error " << summary["mean_relative_error"] << ", max "
+              << summary["max_relative_error"] << "; solve " << summary["seconds_solve"] << " s, total "
+              << summary["seconds_total"] << " s\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterQuantize(CLI::App& root, CommandList& commands) {
+  auto flags = std::make_shared<QuantizeFlags>();
+  QuantizeJobSpec& s = flags->spec;
+  QuantSpec& q = s.method.spec;
+  CLI::App* app = root.add_subcommand("quantize", "Calibrate and quantize a model, write a GPTQ checkpoint");
+  app->add_option("--model", s.model_dir, "Hugging Face model directory")->required();
+  app->add_option("--out", s.out_dir, "Output directory (created when missing)")->required();
+  app->add_option("--method", s.method.method, "rtn | gptq | zfold | aespa")->capture_default_str();
+  app->add_option("--bits", q.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
+  app->add_option("--group-size", q.group_size, "Input columns per group; -1 = per output channel")->capture_default_str();
+  app->add_flag("--sym", q.sym, "Symmetric grids (default asymmetric)");
+  app->add_flag("--act-order", q.act_order, "GPTQ: quantize columns by descending diag(H)");
+  app->add_flag("--static-groups", q.static_groups, "GPTQ: fix groups before reordering");
+  app->add_flag("--mse", q.mse_clip, "Clipping search (GPTQ's --mse) for the grids");
+  app->add_option("--damp", q.damp, "Dampening, a fraction of mean(diag H)")->capture_default_str();
+  app->add_option("--block-size", q.block_size, "GPTQ lazy-batch block width")->capture_default_str();
+  app->add_option("--calib-text", s.calib_text, "Calibration text file");
+  app->add_option("--calib-lines", flags->calib_lines, "Lines of the calibration text, FIRST-LAST (default all)");
+  app->add_option("--nsamples", s.nsamples, "Calibration windows")->capture_default_str();
+  app->add_option("--seqlen", s.seqlen, "Tokens per window (default min(2048, max positions))");
+  app->add_option("--seed", s.seed, "Seed of the window sampling")->capture_default_str();
+  app->add_option("--propagation", flags->propagation, "sequential | parallel")->capture_default_str();
+  app->add_option("--skip", s.skip, "Linears to keep in full precision (glob over names like mlp.down_proj)");
+  app->add_option("--threads", s.threads, "Threads (0 = all)")->capture_default_str();
+  app->add_option("--batch-windows", s.batch_windows, "Calibration windows per forward batch")->capture_default_str();
+  app->add_option("--zfold-iters", s.method.zfold_max_iters, "Z-Fold/aespa: most alternations")->capture_default_str();
+  app->add_option("--aespa-adaround-iters", s.method.aespa_adaround_iters,
+                  "aespa: AdaRound iterations (0 = without AdaRound)")->capture_default_str();
+  app->add_option("--max-shard-bytes", s.max_shard_bytes, "Largest safetensors shard")->capture_default_str();
+  app->add_flag("--json", flags->json, "Print the result as one JSON object");
+  commands.push_back({app, [flags] { return RunQuantize(*flags); }});
+}
+
+}  // namespace qshard::cli

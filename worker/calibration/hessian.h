@@ -1,0 +1,33 @@
+// Second-moment statistics of a linear layer's inputs, H = Σ_t x_t x_tᵀ, kept as an
+// un-normalized float64 sum plus a token count, so partial sums from different shards or
+// workers add exactly; normalization (2·sum/tokens) happens once, in the solver.
+//
+// Accumulation order is fixed by the conventions: each window's product is computed in
+// float32 by a symmetric rank-k update (BLAS ssyrk), then added in window order into the
+// float64 total. The bytes of the result therefore do not depend on batching or threads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace qshard {
+
+struct HessianSum {
+  int64_t dim = 0;
+  int64_t tokens = 0;
+  std::vector<double> sum;  // [dim, dim], symmetric, full square
+
+  HessianSum() = default;
+  explicit HessianSum(int64_t d) : dim(d), sum(d * d, 0.0) {}
+
+  // Adds one window's inputs x [rows, dim] (row-major, one token per row).
+  void AddWindow(const float* x, int64_t rows);
+  // Adds another partial sum (same dim) — the reduction across shards.
+  absl::Status Merge(const HessianSum& other);
+  // H = 2·sum/tokens, the proxy Hessian of GPTQ (anchors.md §1.1), in float64.
+  std::vector<double> Normalized() const;
+};
+
+}  // namespace qshard

@@ -1,0 +1,33 @@
+// A forward-pass observer that accumulates, for the chosen groups of linears of one decoder
+// layer, the input statistics Σ x xᵀ (HessianSum) window by window. Windows arrive in
+// batches in window order, so the sums follow the fixed order the conventions require.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "worker/calibration/hessian.h"
+#include "worker/model/decoder_model.h"
+
+namespace qshard {
+
+class InputStatsCollector : public LayerObserver {
+ public:
+  // `groups` names each group by its first linear (DecoderModel::LinearGroups()[g][0]).
+  InputStatsCollector(int layer, std::set<std::string> groups, int64_t seqlen)
+      : layer_(layer), groups_(std::move(groups)), seqlen_(seqlen) {}
+
+  void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
+
+  // The accumulated sums, keyed by group name; the collector is empty afterwards.
+  std::map<std::string, HessianSum> Take() { return std::move(sums_); }
+
+ private:
+  int layer_;
+  std::set<std::string> groups_;
+  int64_t seqlen_;
+  std::map<std::string, HessianSum> sums_;
+};
+
+}  // namespace qshard

@@ -1,0 +1,167 @@
+#include "worker/export/gptq_checkpoint_writer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/atomic_file.h"
+#include "core/status.h"
+#include "worker/quant/gptq_pack.h"
+#include "worker/solvers/solver.h"
+
+namespace qshard {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Files a loader needs beside the weights (conventions.md, "Checkpoints written by qshard").
+constexpr const char* kCopiedFiles[] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+    "merges.txt",     "tokenizer.model",       "generation_config.json",
+};
+
+absl::StatusOr<json> ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  json value = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
+  return value;
+}
+
+absl::Status CopyFile(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(from, ": cannot open"));
+  const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return WriteFileAtomically(to, content);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> GptqCheckpointWriter::Create(
+    const std::string& out_dir, const Checkpoint& source, const DecoderModel& model,
+    const GptqExportSpec& spec, const std::set<std::string>& skipped) {
+  std::unique_ptr<GptqCheckpointWriter> writer(new GptqCheckpointWriter(out_dir, source, model, spec, skipped));
+  for (const LinearSpec& linear : model.layer_spec().linears)
+    if (!skipped.count(linear.name))
+      QSHARD_RETURN_IF_ERROR(WithContext(CheckGptqLayout(spec.bits, linear.in_features, linear.out_features),
+                                         linear.name));
+  const std::vector<std::string> outside = writer->OutsideLayerTensors();
+  ShardingOptions sharding;
+  sharding.max_shard_bytes = spec.max_shard_bytes;
+  QSHARD_ASSIGN_OR_RETURN(writer->writer_,
+                          ShardedSafetensorsWriter::Create(out_dir, writer->Declarations(outside), sharding));
+  for (const std::string& name : outside) QSHARD_RETURN_IF_ERROR(writer->CopySourceTensor(name));
+  return writer;
+}
+
+std::vector<std::string> GptqCheckpointWriter::OutsideLayerTensors() const {
+  std::vector<std::string> outside;
+  for (const std::string& name : source_.TensorNames())
+    if (!absl::StartsWith(name, model_.tensor_names().layers)) outside.push_back(name);
+  return outside;
+}
+
+DType GptqCheckpointWriter::StorageDType(const std::string& name) const {
+  const auto info = source_.Info(name);
+  return info.ok() && IsFloating(info->dtype) ? info->dtype : DType::kF32;
+}
+
+std::vector<TensorSpec> GptqCheckpointWriter::Declarations(const std::vector<std::string>& outside) const {
+  std::vector<TensorSpec> specs;
+  for (const std::string& name : outside) {
+    const auto info = source_.Info(name);
+    specs.push_back({name, info->dtype, info->shape});
+  }
+  const int bits = spec_.bits;
+  for (int layer = 0; layer < model_.config().num_layers; ++layer) {
+    const std::string prefix = model_.tensor_names().Layer(layer);
+    for (const LinearSpec& linear : model_.layer_spec().linears) {
+      const std::string base = prefix + linear.name;
+      const int64_t in = linear.in_features, out = linear.out_features;
+      if (skipped_.count(linear.name)) {
+        specs.push_back({base + ".weight", StorageDType(base + ".weight"), {out, in}});
+      } else {
+        const int64_t groups = GroupCount(in, spec_.group_size);
+        specs.push_back({base + ".qweight", DType::kI32, {in * bits / 32, out}});
+        specs.push_back({base + ".qzeros", DType::kI32, {groups, out * bits / 32}});
+        specs.push_back({base + ".scales", DType::kF16, {groups, out}});
+        specs.push_back({base + ".g_idx", DType::kI32, {in}});
+      }
+      if (linear.has_bias) specs.push_back({base + ".bias", StorageDType(base + ".bias"), {out}});
+    }
+    for (const NormSpec& norm : model_.layer_spec().norms)
+      specs.push_back({prefix + norm.name, StorageDType(prefix + norm.name), {norm.size}});
+  }
+  return specs;
+}
+
+absl::Status GptqCheckpointWriter::CopySourceTensor(const std::string& name) {
+  QSHARD_ASSIGN_OR_RETURN(const SafetensorsFile* file, source_.FileOf(name));
+  return writer_->AppendRaw(name, file->Bytes(*file->Find(name)));
+}
+
+absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeights& weights,
+                                              const std::map<std::string, QuantizedWeight>& quantized) {
+  if (layer != next_layer_)
+    return absl::FailedPreconditionError(absl::StrCat("layer ", layer, " written out of order (expected ", next_layer_, ")"));
+  const std::string prefix = model_.tensor_names().Layer(layer);
+  for (const LinearSpec& linear : model_.layer_spec().linears) {
+    const std::string base = prefix + linear.name;
+    const Linear& fp = weights.linear(linear.name);
+    if (skipped_.count(linear.name)) {
+      QSHARD_RETURN_IF_ERROR(writer_->AppendFloat(base + ".weight", fp.weight.values()));
+    } else {
+      const auto it = quantized.find(linear.name);
+      if (it == quantized.end())
+        return absl::InternalError(absl::StrCat(base, ": no quantized weight to export"));
+      auto packed = PackGptq(it->second);
+      if (!packed.ok()) return WithContext(packed.status(), base);
+      QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".qweight", AsBytes(absl::MakeConstSpan(packed->qweight))));
+      QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".qzeros", AsBytes(absl::MakeConstSpan(packed->qzeros))));
+      QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".scales", AsBytes(absl::MakeConstSpan(packed->scales))));
+      QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".g_idx", AsBytes(absl::MakeConstSpan(packed->g_idx))));
+    }
+    if (linear.has_bias) QSHARD_RETURN_IF_ERROR(writer_->AppendFloat(base + ".bias", fp.bias.values()));
+  }
+  for (const NormSpec& norm : model_.layer_spec().norms)
+    QSHARD_RETURN_IF_ERROR(writer_->AppendFloat(prefix + norm.name, weights.norm(norm.name).values()));
+  ++next_layer_;
+  return absl::OkStatus();
+}
+
+absl::Status GptqCheckpointWriter::WriteConfigs() const {
+  json quantize_config = {
+      {"bits", spec_.bits},
+      {"group_size", spec_.group_size},
+      {"damp_percent", spec_.damp_percent},
+      {"desc_act", spec_.desc_act},
+      {"static_groups", spec_.static_groups},
+      {"sym", spec_.sym},
+      {"true_sequential", spec_.true_sequential},
+      {"quant_method", "gptq"},
+      {"checkpoint_format", "gptq"},
+      {"meta", {{"quantizer", "qshard"}, {"method", spec_.method}}},
+  };
+  QSHARD_ASSIGN_OR_RETURN(json config, ReadJsonFile(source_.dir() + "/config.json"));
+  config["quantization_config"] = quantize_config;
+  QSHARD_RETURN_IF_ERROR(WriteFileAtomically(out_dir_ + "/config.json", config.dump(2) + "\n"));
+  return WriteFileAtomically(out_dir_ + "/quantize_config.json", quantize_config.dump(2) + "\n");
+}
+
+absl::Status GptqCheckpointWriter::Finish(const json& report) {
+  if (next_layer_ != model_.config().num_layers)
+    return absl::FailedPreconditionError(
+        absl::StrCat("only ", next_layer_, " of ", model_.config().num_layers, " layers were written"));
+  QSHARD_RETURN_IF_ERROR(writer_->Finish());
+  QSHARD_RETURN_IF_ERROR(WriteConfigs());
+  std::error_code ec;
+  for (const char* file : kCopiedFiles) {
+    const std::string from = source_.dir() + "/" + file;
+    if (fs::exists(from, ec)) QSHARD_RETURN_IF_ERROR(CopyFile(from, out_dir_ + "/" + file));
+  }
+  return WriteFileAtomically(out_dir_ + "/quant_report.json", report.dump(2) + "\n");
+}
+
+}  // namespace qshard

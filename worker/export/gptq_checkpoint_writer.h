@@ -1,0 +1,72 @@
+// Writes a quantized model as a Hugging Face GPTQ checkpoint directory (docs/checkpoint-
+// format.md): every quantized linear as qweight/qzeros/scales/g_idx (+ bias), everything else
+// as stored tensors, config.json with a quantization_config block, quantize_config.json, the
+// source's tokenizer and generation files, and quant_report.json. Layers stream in one at a
+// time, so memory stays at one layer however large the model.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/checkpoint.h"
+#include "core/safetensors_writer.h"
+#include "nlohmann/json.hpp"
+#include "worker/model/decoder_model.h"
+#include "worker/quant/quantized_weight.h"
+
+namespace qshard {
+
+struct GptqExportSpec {
+  int bits = 4;
+  int group_size = -1;
+  bool sym = false;
+  bool desc_act = false;
+  bool static_groups = false;
+  bool true_sequential = true;
+  double damp_percent = 0.01;
+  std::string method = "gptq";  // recorded in the quantization_config meta block
+  uint64_t max_shard_bytes = uint64_t{2} << 30;
+};
+
+class GptqCheckpointWriter {
+ public:
+  // Declares every tensor of the output (linears named in `skipped` stay unquantized), then
+  // copies the tensors outside the layers (embeddings, final norm, head), which come first.
+  // `source` supplies their bytes and the files copied beside the weights.
+  static absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> Create(
+      const std::string& out_dir, const Checkpoint& source, const DecoderModel& model,
+      const GptqExportSpec& spec, const std::set<std::string>& skipped);
+
+  // Layers must arrive in order. `quantized` holds every linear of the layer not skipped;
+  // norms and biases come from `weights` (which may carry folded scales).
+  absl::Status WriteLayer(int layer, const DecoderLayerWeights& weights,
+                          const std::map<std::string, QuantizedWeight>& quantized);
+  // Checks every layer was written, then writes the configs, tokenizer files and `report`
+  // (as quant_report.json).
+  absl::Status Finish(const nlohmann::json& report);
+
+ private:
+  GptqCheckpointWriter(std::string out_dir, const Checkpoint& source, const DecoderModel& model,
+                       GptqExportSpec spec, std::set<std::string> skipped)
+      : out_dir_(std::move(out_dir)), source_(source), model_(model), spec_(std::move(spec)),
+        skipped_(std::move(skipped)) {}
+  std::vector<std::string> OutsideLayerTensors() const;
+  std::vector<TensorSpec> Declarations(const std::vector<std::string>& outside) const;
+  absl::Status CopySourceTensor(const std::string& name);
+  absl::Status WriteConfigs() const;
+  DType StorageDType(const std::string& name) const;
+
+  std::string out_dir_;
+  const Checkpoint& source_;
+  const DecoderModel& model_;
+  GptqExportSpec spec_;
+  std::set<std::string> skipped_;
+  std::unique_ptr<ShardedSafetensorsWriter> writer_;
+  int next_layer_ = 0;
+};
+
+}  // namespace qshard

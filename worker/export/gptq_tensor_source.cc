@@ -1,0 +1,98 @@
+#include "worker/export/gptq_tensor_source.h"
+
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "nlohmann/json.hpp"
+
+namespace qshard {
+namespace {
+
+constexpr absl::string_view kWeightSuffix = ".weight";
+
+// The quantization_config block of config.json, or null when the model is not quantized.
+absl::StatusOr<nlohmann::json> QuantizationConfig(const std::string& dir) {
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: invalid JSON"));
+  const auto it = config.find("quantization_config");
+  return it == config.end() ? nlohmann::json() : *it;
+}
+
+std::string LinearBase(const std::string& weight_name) {
+  return weight_name.substr(0, weight_name.size() - kWeightSuffix.size());
+}
+
+template <typename T>
+absl::StatusOr<std::vector<T>> ReadRaw(const Checkpoint& checkpoint, const std::string& name, DType expected) {
+  QSHARD_ASSIGN_OR_RETURN(const SafetensorsFile* file, checkpoint.FileOf(name));
+  const TensorInfo& info = *file->Find(name);
+  if (info.dtype != expected)
+    return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor '", name, "' has dtype ",
+                                                   std::string(DTypeName(info.dtype)), ", expected ",
+                                                   std::string(DTypeName(expected))));
+  const auto bytes = file->Bytes(info);
+  std::vector<T> values(bytes.size() / sizeof(T));
+  std::memcpy(values.data(), bytes.data(), bytes.size());
+  return values;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::shared_ptr<const Checkpoint> checkpoint) {
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(checkpoint->dir()));
+  const std::string where = absl::StrCat(checkpoint->dir(), "/config.json: quantization_config");
+  if (!q.is_object() || q.value("quant_method", "") != "gptq")
+    return absl::InvalidArgumentError(absl::StrCat(where, ": quant_method is not 'gptq'"));
+  const auto bits = q.find("bits");
+  if (bits == q.end() || !bits->is_number_integer())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": field 'bits' missing or not an integer"));
+  return std::shared_ptr<GptqTensorSource>(new GptqTensorSource(std::move(checkpoint), bits->get<int>()));
+}
+
+bool GptqTensorSource::Has(const std::string& name) const {
+  if (checkpoint_->Has(name)) return true;
+  return absl::EndsWith(name, kWeightSuffix) && checkpoint_->Has(LinearBase(name) + ".qweight");
+}
+
+absl::StatusOr<GptqLinearTensors> GptqTensorSource::ReadPacked(const std::string& weight_name) const {
+  const std::string base = LinearBase(weight_name);
+  GptqLinearTensors t;
+  t.bits = bits_;
+  QSHARD_ASSIGN_OR_RETURN(TensorInfo qweight, checkpoint_->Info(base + ".qweight"));
+  QSHARD_ASSIGN_OR_RETURN(TensorInfo scales, checkpoint_->Info(base + ".scales"));
+  if (qweight.shape.size() != 2 || scales.shape.size() != 2)
+    return absl::InvalidArgumentError(absl::StrCat(base, ": qweight and scales must be 2-D"));
+  t.out_features = qweight.shape[1];
+  t.in_features = qweight.shape[0] * 32 / bits_;
+  t.groups = scales.shape[0];
+  QSHARD_ASSIGN_OR_RETURN(t.qweight, ReadRaw<int32_t>(*checkpoint_, base + ".qweight", DType::kI32));
+  QSHARD_ASSIGN_OR_RETURN(t.qzeros, ReadRaw<int32_t>(*checkpoint_, base + ".qzeros", DType::kI32));
+  QSHARD_ASSIGN_OR_RETURN(t.scales, ReadRaw<uint16_t>(*checkpoint_, base + ".scales", DType::kF16));
+  QSHARD_ASSIGN_OR_RETURN(t.g_idx, ReadRaw<int32_t>(*checkpoint_, base + ".g_idx", DType::kI32));
+  return t;
+}
+
+absl::StatusOr<Tensor> GptqTensorSource::Read(const std::string& name) const {
+  if (checkpoint_->Has(name)) return checkpoint_->ReadFloat(name);
+  if (!Has(name)) return absl::NotFoundError(absl::StrCat(checkpoint_->dir(), ": no tensor '", name, "'"));
+  QSHARD_ASSIGN_OR_RETURN(GptqLinearTensors packed, ReadPacked(name));
+  auto weight = UnpackGptq(packed);
+  if (!weight.ok()) return WithContext(weight.status(), LinearBase(name));
+  return weight->Dequantized();
+}
+
+absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir) {
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir));
+  std::shared_ptr<const Checkpoint> checkpoint = std::move(opened);
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(dir));
+  if (q.is_null()) return std::shared_ptr<const TensorSource>(std::make_shared<CheckpointTensorSource>(checkpoint));
+  QSHARD_ASSIGN_OR_RETURN(auto gptq, GptqTensorSource::Create(checkpoint));
+  return std::shared_ptr<const TensorSource>(std::move(gptq));
+}
+
+}  // namespace qshard
