@@ -5,6 +5,7 @@
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
 }
 
@@ -57,6 +58,15 @@ bool CholeskyInverseF64(int64_t n, double* lower_factor) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i + 1; j < n; ++j) lower_factor[i * n + j] = lower_factor[j * n + i];
   return true;
+}
+
+bool LowerTriangularInverseF64(int64_t n, double* a) {
+  const char uplo = 'U';  // row-major lower == column-major upper
+  const char diag = 'N';
+  const int nn = static_cast<int>(n);
+  int info = 0;
+  dtrtri_(&uplo, &diag, &nn, a, &nn, &info);
+  return info == 0;
 }
 
 void SetBlasThreads(int threads) {

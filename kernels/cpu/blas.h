@@ -28,6 +28,9 @@ void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.
 bool CholeskyF64(int64_t n, double* a, bool upper);
 // Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
 bool CholeskyInverseF64(int64_t n, double* lower_factor);
+// In-place inverse of a lower-triangular matrix a[n,n] (LAPACK dtrtri); the strict upper
+// triangle is left as it was. Returns false when a is singular.
+bool LowerTriangularInverseF64(int64_t n, double* a);
 
 // Number of threads the BLAS library uses; 0 leaves the library default.
 void SetBlasThreads(int threads);

@@ -1,0 +1,76 @@
+// Error values for the CUDA kernels: every public function returns a CudaStatus instead of
+// throwing or aborting. It is kept free of Abseil so that the CUDA-only build (GPU machines
+// without the Debian packages) needs nothing but the CUDA toolkit.
+#pragma once
+
+#include <cublas_api.h>
+#include <cuda_runtime_api.h>
+
+#include <string>
+#include <utility>
+
+namespace qshard::gpu {
+
+class CudaStatus {
+ public:
+  CudaStatus() = default;  // success
+  static CudaStatus Error(std::string message) {
+    CudaStatus status;
+    status.message_ = message.empty() ? "unknown error" : std::move(message);
+    return status;
+  }
+
+  bool ok() const { return message_.empty(); }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string message_;  // empty on success
+};
+
+// "file:line: what failed: why", the form every macro below produces.
+inline CudaStatus CallSiteError(const char* file, int line, const char* what, const std::string& why) {
+  return CudaStatus::Error(std::string(file) + ":" + std::to_string(line) + ": " + what + ": " + why);
+}
+
+inline std::string DescribeCudaError(cudaError_t error) {
+  return std::string(cudaGetErrorName(error)) + " (" + cudaGetErrorString(error) + ")";
+}
+
+}  // namespace qshard::gpu
+
+// Returns a CudaStatus naming the call site when `expr` (a cudaError_t) is not cudaSuccess.
+#define QSHARD_CUDA_TRY(expr)                                                               \
+  do {                                                                                      \
+    const cudaError_t qshard_cuda_error_ = (expr);                                          \
+    if (qshard_cuda_error_ != cudaSuccess) {                                                \
+      return ::qshard::gpu::CallSiteError(__FILE__, __LINE__, #expr,                        \
+                                          ::qshard::gpu::DescribeCudaError(qshard_cuda_error_)); \
+    }                                                                                       \
+  } while (0)
+
+// Same for cuBLAS calls (cublasStatus_t).
+#define QSHARD_CUBLAS_TRY(expr)                                                             \
+  do {                                                                                      \
+    const cublasStatus_t qshard_cublas_status_ = (expr);                                    \
+    if (qshard_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                   \
+      return ::qshard::gpu::CallSiteError(__FILE__, __LINE__, #expr,                        \
+                                          cublasGetStatusString(qshard_cublas_status_));    \
+    }                                                                                       \
+  } while (0)
+
+// Kernel launches report configuration errors only through cudaGetLastError.
+#define QSHARD_CUDA_CHECK_LAUNCH(kernel_name)                                              \
+  do {                                                                                      \
+    const cudaError_t qshard_launch_error_ = cudaGetLastError();                           \
+    if (qshard_launch_error_ != cudaSuccess) {                                              \
+      return ::qshard::gpu::CallSiteError(__FILE__, __LINE__, "launch of " kernel_name,     \
+                                          ::qshard::gpu::DescribeCudaError(qshard_launch_error_)); \
+    }                                                                                       \
+  } while (0)
+
+// Propagates a failed CudaStatus from a nested call.
+#define QSHARD_CUDA_RETURN_IF_ERROR(expr)                       \
+  do {                                                          \
+    ::qshard::gpu::CudaStatus qshard_cuda_status_ = (expr);     \
+    if (!qshard_cuda_status_.ok()) return qshard_cuda_status_;  \
+  } while (0)

@@ -1,0 +1,78 @@
+// The GPTQ checkpoint layout of one quantized linear layer (qweight, qzeros, scales, g_idx) as
+// the CUDA kernels read it, and the shape checks they share. docs/cuda.md describes the layout.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/cuda_status.h"
+
+namespace qshard::gpu {
+
+// Device pointers to one layer y = x · Wᵀ with W[out, in] quantized to `bits` bits.
+//   qweight int32 [in * bits / 32, out]: word (r, o) holds inputs r*P .. r*P+P-1 of output o,
+//           P = 32 / bits, input r*P+k in bits k*bits .. k*bits+bits-1.
+//   qzeros  int32 [groups, out * bits / 32]: word (g, c) holds the zero points of outputs
+//           c*P .. c*P+P-1 in the same bit order, stored as zero − 1 (GPTQ "v1" format).
+//   scales  fp16  [groups, out].
+//   g_idx   int32 [in]: group of each input (i / group_size unless act-order permuted it).
+// Dequantized weight: W[o, i] = scales[g, o] * (q(i, o) − (stored_zero(g, o) + 1)), g = g_idx[i].
+struct GptqMatrixView {
+  const int32_t* qweight = nullptr;
+  const int32_t* qzeros = nullptr;
+  const __half* scales = nullptr;
+  const int32_t* g_idx = nullptr;
+  int in_features = 0;
+  int out_features = 0;
+  int bits = 0;
+  int groups = 0;
+};
+
+// Bit widths the kernels read. Widths that do not divide 32 (3 bits) pack across words and
+// would need their own unpacking.
+inline bool IsSupportedGptqBits(int bits) { return bits == 4 || bits == 8; }
+
+// Checks the shape fields of `w` (not the pointers): a supported width, inputs and outputs that
+// fill whole words, outputs in multiples of 4 (each thread reads four columns as one 16-byte
+// vector), at least one group, and sizes whose element counts fit in 32-bit indices.
+inline CudaStatus ValidateGptqShape(const GptqMatrixView& w) {
+  const std::string where = "GPTQ matrix [in " + std::to_string(w.in_features) + ", out " +
+                            std::to_string(w.out_features) + ", " + std::to_string(w.bits) +
+                            " bits, " + std::to_string(w.groups) + " groups]: ";
+  if (!IsSupportedGptqBits(w.bits)) return CudaStatus::Error(where + "bits must be 4 or 8");
+  const int pack = 32 / w.bits;
+  if (w.in_features <= 0 || w.out_features <= 0) {
+    return CudaStatus::Error(where + "in and out must be positive");
+  }
+  if (w.in_features % pack != 0) {
+    return CudaStatus::Error(where + "in must be a multiple of " + std::to_string(pack) +
+                             " (qweight packs that many inputs per int32)");
+  }
+  if (w.out_features % pack != 0 || w.out_features % 4 != 0) {
+    return CudaStatus::Error(where + "out must be a multiple of " + std::to_string(pack < 4 ? 4 : pack) +
+                             " (qzeros packing and 16-byte column vectors)");
+  }
+  if (w.groups <= 0 || w.groups > w.in_features) {
+    return CudaStatus::Error(where + "groups must be between 1 and in");
+  }
+  if (static_cast<int64_t>(w.in_features) * w.out_features > INT32_MAX) {
+    return CudaStatus::Error(where + "in * out exceeds 2^31 - 1 elements");
+  }
+  return CudaStatus();
+}
+
+// Checks a host copy of g_idx: every entry must name a group in [0, groups). Loaders call this
+// once per layer; the kernels only clamp indices so that a bad entry cannot read out of bounds.
+inline CudaStatus ValidateGIdx(const int32_t* g_idx, int in_features, int groups) {
+  for (int i = 0; i < in_features; ++i) {
+    if (g_idx[i] < 0 || g_idx[i] >= groups) {
+      return CudaStatus::Error("g_idx[" + std::to_string(i) + "] = " + std::to_string(g_idx[i]) +
+                               " is outside [0, " + std::to_string(groups) + ")");
+    }
+  }
+  return CudaStatus();
+}
+
+}  // namespace qshard::gpu

@@ -1,0 +1,53 @@
+// qshard generate: greedy decoding from a prompt, to see that a model is alive.
+#include <iostream>
+
+#include "coordinator/model_loading.h"
+#include "core/status.h"
+#include "tools/qshard/command.h"
+#include "worker/eval/generate.h"
+
+namespace qshard::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string prompt;
+  int max_new_tokens = 64;
+  bool bos = false;
+  int threads = 0;
+  bool json = false;
+};
+
+absl::Status RunGenerate(const GenerateFlags& flags) {
+  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.threads));
+  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, loaded.tokenizer.Encode(flags.prompt));
+  if (flags.bos && loaded.tokenizer.bos_id() >= 0) prompt.insert(prompt.begin(), loaded.tokenizer.bos_id());
+  if (prompt.empty()) return absl::InvalidArgumentError("--prompt is empty");
+  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> generated,
+                          Generate(*loaded.model, prompt, flags.max_new_tokens, loaded.tokenizer.eos_id()));
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), generated.begin(), generated.end());
+  const std::string text = loaded.tokenizer.Decode(all, /*skip_special_tokens=*/true);
+  if (flags.json) {
+    PrintJson({{"model", flags.model}, {"prompt", flags.prompt}, {"text", text}, {"new_tokens", generated.size()}});
+  } else {
+    std::cout << text << std::endl;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterGenerate(CLI::App& root, CommandList& commands) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* app = root.add_subcommand("generate", "Greedy decoding from a prompt");
+  app->add_option("--model", flags->model, "Model directory (plain or GPTQ)")->required();
+  app->add_option("--prompt", flags->prompt, "Prompt text")->required();
+  app->add_option("--max-new-tokens", flags->max_new_tokens, "Tokens to generate")->capture_default_str();
+  app->add_flag("--bos", flags->bos, "Prepend the BOS token");
+  app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
+  app->add_flag("--json", flags->json, "Print the result as one JSON object");
+  commands.push_back({app, [flags] { return RunGenerate(*flags); }});
+}
+
+}  // namespace qshard::cli

@@ -1,0 +1,67 @@
+#include "worker/quant/quantized_weight.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "worker/quant/quant_grid.h"
+
+namespace qshard {
+
+absl::Status QuantizedWeight::Validate() const {
+  if (bits < 2 || bits > 8) return absl::InvalidArgumentError(absl::StrCat("bits: ", bits, " is outside 2..8"));
+  if (rows <= 0 || cols <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("shape [", rows, ",", cols, "] is empty"));
+  if (static_cast<int64_t>(codes.size()) != rows * cols)
+    return absl::InvalidArgumentError(
+        absl::StrCat("codes: ", codes.size(), " values for shape [", rows, ",", cols, "]"));
+  if (scales.rank() != 2 || scales.dim(1) != rows || scales.dim(0) < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("scales: shape ", scales.ShapeString(), ", expected [groups,", rows, "]"));
+  if (static_cast<int64_t>(zeros.size()) != scales.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat("zeros: ", zeros.size(), " values, expected ", scales.size()));
+  if (static_cast<int64_t>(g_idx.size()) != cols)
+    return absl::InvalidArgumentError(absl::StrCat("g_idx: ", g_idx.size(), " values, expected ", cols));
+  if (!column_scale.empty() && static_cast<int64_t>(column_scale.size()) != cols)
+    return absl::InvalidArgumentError(
+        absl::StrCat("column_scale: ", column_scale.size(), " values, expected ", cols));
+  const int32_t max_code = MaxCode(bits);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (codes[i] < 0 || codes[i] > max_code)
+      return absl::InvalidArgumentError(absl::StrCat("codes[", i / cols, ",", i % cols, "] = ", codes[i],
+                                                     " is outside 0..", max_code));
+  }
+  for (int64_t i = 0; i < scales.size(); ++i) {
+    if (!std::isfinite(scales[i]) || scales[i] <= 0.0f)
+      return absl::InvalidArgumentError(
+          absl::StrCat("scales[", i / rows, ",", i % rows, "] = ", scales[i], " is not a positive number"));
+    if (zeros[i] < 0 || zeros[i] > max_code + 1)
+      return absl::InvalidArgumentError(absl::StrCat("zeros[", i / rows, ",", i % rows, "] = ", zeros[i],
+                                                     " is outside 0..", max_code + 1));
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    if (g_idx[c] < 0 || g_idx[c] >= groups())
+      return absl::InvalidArgumentError(
+          absl::StrCat("g_idx[", c, "] = ", g_idx[c], " is outside 0..", groups() - 1));
+    if (!column_scale.empty() && !(std::isfinite(column_scale[c]) && column_scale[c] > 0.0f))
+      return absl::InvalidArgumentError(
+          absl::StrCat("column_scale[", c, "] = ", column_scale[c], " is not a positive number"));
+  }
+  return absl::OkStatus();
+}
+
+float QuantizedWeight::Dequantize(int64_t row, int64_t col) const {
+  const int64_t group = g_idx[col];
+  const float multiplier = column_scale.empty() ? 1.0f : column_scale[col];
+  return DequantizeCode(codes[row * cols + col], scales.at(group, row) * multiplier,
+                        zeros[group * rows + row]);
+}
+
+Tensor QuantizedWeight::Dequantized() const {
+  Tensor out({rows, cols});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out.at(r, c) = Dequantize(r, c);
+  return out;
+}
+
+}  // namespace qshard

@@ -1,0 +1,74 @@
+#include "worker/solvers/inverse_hessian.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/blas.h"
+
+namespace qshard {
+namespace {
+
+// `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian); on success `upper` gets
+// U = J chol(J H J)⁻¹ J, the upper Cholesky factor of H⁻¹, in float32.
+bool FactorReversed(int64_t n, std::vector<double>& reversed, std::vector<float>& upper) {
+  if (!kernels::CholeskyF64(n, reversed.data(), /*upper=*/false)) return false;
+  if (!kernels::LowerTriangularInverseF64(n, reversed.data())) return false;
+  upper.assign(n * n, 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const double* source = reversed.data() + (n - 1 - i) * n + (n - 1);  // row n−1−i, from the end
+    float* row = upper.data() + i * n;
+    for (int64_t j = i; j < n; ++j) row[j] = static_cast<float>(source[-j]);
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hessian, const QuantSpec& spec) {
+  const int64_t n = hessian.dim;
+  const double normalizer = 2.0 / static_cast<double>(hessian.tokens);
+  InverseHessianFactor factor;
+  factor.dim = n;
+
+  std::vector<double> diag(n);
+  factor.dead.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    diag[i] = hessian.sum[i * n + i] * normalizer;
+    factor.dead[i] = diag[i] == 0.0;
+    if (factor.dead[i]) diag[i] = 1.0;
+  }
+  const double mean_diag = std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(n);
+  if (!(mean_diag > 0.0))
+    return absl::InvalidArgumentError(absl::StrCat("hessian: mean diagonal ", mean_diag, " is not positive"));
+
+  factor.order.resize(n);
+  std::iota(factor.order.begin(), factor.order.end(), 0);
+  if (spec.act_order) {
+    // Stable, so equal diagonals keep their column order and the result is reproducible.
+    std::stable_sort(factor.order.begin(), factor.order.end(),
+                     [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
+  }
+
+  // Sweep position j is row n−1−j of the reversed matrix.
+  std::vector<int64_t> reversed_order(factor.order.rbegin(), factor.order.rend());
+  std::vector<double> work(n * n);
+  for (int retry = 0; retry <= spec.max_damp_retries; ++retry) {
+    factor.damp = spec.damp * std::pow(spec.damp_growth, retry);
+    factor.damp_added = factor.damp * mean_diag;
+    factor.retries = retry;
+    for (int64_t i = 0; i < n; ++i) {
+      const double* source_row = hessian.sum.data() + reversed_order[i] * n;
+      double* row = work.data() + i * n;
+      for (int64_t j = 0; j < n; ++j) row[j] = source_row[reversed_order[j]] * normalizer;
+      row[i] = diag[reversed_order[i]] + factor.damp_added;
+    }
+    if (FactorReversed(n, work, factor.upper)) return factor;
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "hessian: not positive definite even with damp ", factor.damp, " (", spec.max_damp_retries,
+      " retries); collect more calibration data or raise damp"));
+}
+
+}  // namespace qshard
