@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -13,7 +14,9 @@
 #include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "core/tokenizer/tokenizer.h"
+#include "worker/calibration/attention_stats.h"
 #include "worker/calibration/input_stats_collector.h"
+#include "worker/calibration/observer_fanout.h"
 #include "worker/calibration/window_sampler.h"
 #include "worker/export/gptq_checkpoint_writer.h"
 
@@ -143,9 +146,9 @@ class LayerQuantizer {
   // its outputs: from the quantized layer (sequential) or the full-precision one (parallel).
   absl::Status Quantize(int layer, DecoderLayerWeights& weights, Tensor& hidden, QuantizedLayer& quantized) {
     const bool calibrated = hidden.size() > 0;
-    std::map<std::string, HessianSum> stats;
+    LayerStats stats;
     if (calibrated && spec_.propagation == Propagation::kParallel)
-      stats = CollectStats(layer, weights, hidden, AllGroupNames(), /*in_place=*/true);
+      stats = CollectStats(layer, weights, hidden, AllGroupNames(), /*attention=*/true, /*in_place=*/true);
     for (const std::vector<std::string>& group : model_.LinearGroups()) {
       GroupContext context;
       context.layer = layer;
@@ -153,9 +156,12 @@ class LayerQuantizer {
       for (const std::string& linear : group)
         if (!skipped_.count(linear)) context.linears.push_back(linear);
       if (context.linears.empty()) continue;
+      // aespa's attention statistics belong to the group that reads the attention input.
+      const bool attention_group = group.front() == model_.LinearGroups().front().front();
       if (calibrated && spec_.propagation == Propagation::kSequential)
-        stats = CollectStats(layer, weights, hidden, {group.front()}, /*in_place=*/false);
-      if (calibrated) context.input_stats = &stats.at(group.front());
+        stats = CollectStats(layer, weights, hidden, {group.front()}, attention_group, /*in_place=*/false);
+      if (calibrated) context.input_stats = &stats.inputs.at(group.front());
+      if (calibrated && attention_group && stats.attention) context.attention = &*stats.attention;
       context.weights = &weights;
       context.quantized = &quantized;
       QSHARD_RETURN_IF_ERROR(method_.QuantizeGroup(context));
@@ -172,11 +178,25 @@ class LayerQuantizer {
     return names;
   }
 
-  std::map<std::string, HessianSum> CollectStats(int layer, const DecoderLayerWeights& weights, Tensor& hidden,
-                                                 std::set<std::string> groups, bool in_place) {
-    InputStatsCollector collector(layer, std::move(groups), seqlen_);
-    RunOverWindows(model_, layer, weights, hidden, seqlen_, spec_.batch_windows, in_place, &collector);
-    return collector.Take();
+  struct LayerStats {
+    std::map<std::string, HessianSum> inputs;  // by group name
+    std::optional<AttentionStats> attention;   // only for methods that need it
+  };
+
+  // One pass of the windows through the layer collecting the statistics of `groups` and, when
+  // `attention` and the method needs them, the attention statistics.
+  LayerStats CollectStats(int layer, const DecoderLayerWeights& weights, Tensor& hidden, std::set<std::string> groups,
+                          bool attention, bool in_place) {
+    InputStatsCollector inputs(layer, std::move(groups), seqlen_);
+    AttentionStatsCollector attention_stats(layer, model_.config());
+    const bool with_attention = attention && method_.needs_attention_stats();
+    ObserverFanOut observer(with_attention ? std::vector<LayerObserver*>{&inputs, &attention_stats}
+                                           : std::vector<LayerObserver*>{&inputs});
+    RunOverWindows(model_, layer, weights, hidden, seqlen_, spec_.batch_windows, in_place, &observer);
+    LayerStats stats;
+    stats.inputs = inputs.Take();
+    if (with_attention) stats.attention = attention_stats.Take();
+    return stats;
   }
 
   const QuantizeJobSpec& spec_;
@@ -192,8 +212,6 @@ absl::StatusOr<json> RunQuantizeJob(const QuantizeJobSpec& spec, const ProgressS
   const auto job_start = Clock::now();
   QSHARD_RETURN_IF_ERROR(ValidateSpec(spec));
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<LayerMethod> method, MakeLayerMethod(spec.method));
-  if (method->needs_attention_stats())
-    return absl::UnimplementedError(absl::StrCat("--method ", spec.method.method, ": attention statistics are not wired yet"));
 
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(spec.model_dir));
   std::shared_ptr<const Checkpoint> checkpoint = std::move(opened);

@@ -36,8 +36,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const TensorInfo& t : file->header().tensors) ckpt->shard_of_[t.name] = 0;
   } else if (fs::exists(dir + "/pytorch_model.bin", ec) || fs::exists(dir + "/pytorch_model.bin.index.json", ec)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        dir, ": only pytorch_model.bin (Python pickle) found; qshard does not execute pickles. "
-             "Convert it to safetensors first, e.g. with transformers: "
+        dir, ": only pytorch_model.bin found; it is a Python pickle, and loading a pickle can run "
+             "arbitrary code, so qshard reads safetensors only. Convert it first, e.g. with transformers: "
              "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)"));
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
@@ -47,21 +47,31 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 
 absl::Status Checkpoint::LoadIndex(const std::string& index_path) {
   std::ifstream in(index_path);
+  if (!in) return absl::PermissionDeniedError(absl::StrCat(index_path, ": cannot open"));
   nlohmann::json index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object())
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": invalid JSON"));
   const auto map = index.find("weight_map");
   if (map == index.end() || !map->is_object())
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": field 'weight_map' missing or not an object"));
-  std::map<std::string, size_t> shard_ids;
+  if (map->empty()) return absl::InvalidArgumentError(absl::StrCat(index_path, ": 'weight_map' lists no tensors"));
+  std::map<std::string, size_t> shard_ids;  // file name -> index into shard_files_, sorted by name
   for (const auto& [tensor, file] : map->items()) {
     if (!file.is_string() || !IsPlainFileName(file.get<std::string>()))
       return absl::InvalidArgumentError(
           absl::StrCat(index_path, ": weight_map entry '", tensor, "' must be a file name inside the model directory"));
-    const std::string name = file.get<std::string>();
-    auto [it, inserted] = shard_ids.emplace(name, shard_files_.size());
-    if (inserted) shard_files_.push_back(name);
-    shard_of_[tensor] = it->second;
+    shard_ids.emplace(file.get<std::string>(), 0);
+  }
+  for (auto& [name, id] : shard_ids) {
+    id = shard_files_.size();
+    shard_files_.push_back(name);
+  }
+  for (const auto& [tensor, file] : map->items()) shard_of_[tensor] = shard_ids.at(file.get<std::string>());
+  // Shards are opened lazily, but a missing one is reported now rather than mid-job.
+  for (const std::string& shard : shard_files_) {
+    std::error_code ec;
+    if (!fs::is_regular_file(dir_ + "/" + shard, ec))
+      return absl::NotFoundError(absl::StrCat(index_path, ": shard '", shard, "' is missing from ", dir_));
   }
   return absl::OkStatus();
 }

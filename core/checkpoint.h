@@ -20,8 +20,9 @@ namespace qshard {
 
 class Checkpoint {
  public:
-  // Opens `dir`: reads config.json and the safetensors index (or the single file's header).
-  // A directory holding only pytorch_model.bin is refused with a conversion hint.
+  // Opens `dir`: reads config.json and either the safetensors index (checking that every shard
+  // it names is a file inside `dir`, without opening it) or the single file's header. A
+  // directory holding only pytorch_model.bin is refused with a conversion hint.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
@@ -34,7 +35,7 @@ class Checkpoint {
   absl::StatusOr<Tensor> ReadFloat(std::string_view name) const;
   // The shard file holding a tensor, opened.
   absl::StatusOr<const SafetensorsFile*> FileOf(std::string_view name) const;
-  // Shard file names (relative to dir), in index order.
+  // Shard file names (relative to dir), sorted.
   const std::vector<std::string>& shard_files() const { return shard_files_; }
 
  private:

@@ -129,4 +129,28 @@ void ConvertToFloat(DType dtype, const void* src, int64_t count, float* dst) {
   }
 }
 
+void ConvertFromFloat(DType dtype, const float* src, int64_t count, void* dst) {
+  auto* bytes = static_cast<uint8_t*>(dst);
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, count * 4);
+      return;
+    case DType::kF64:
+      for (int64_t i = 0; i < count; ++i) {
+        const double v = src[i];
+        std::memcpy(bytes + 8 * i, &v, 8);
+      }
+      return;
+    case DType::kF16:
+    case DType::kBF16:
+      for (int64_t i = 0; i < count; ++i) {
+        const uint16_t v = dtype == DType::kF16 ? FloatToHalf(src[i]) : FloatToBFloat16(src[i]);
+        std::memcpy(bytes + 2 * i, &v, 2);
+      }
+      return;
+    default:
+      return;  // not encodable from floats (see header)
+  }
+}
+
 }  // namespace qshard

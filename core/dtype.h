@@ -23,5 +23,8 @@ uint16_t FloatToBFloat16(float f);  // round to nearest even
 
 // Converts `count` elements of any dtype to float32 (integers by value).
 void ConvertToFloat(DType dtype, const void* src, int64_t count, float* dst);
+// Encodes `count` float32 values as a floating dtype (F64, F32, F16, BF16), rounding to
+// nearest even. Integer dtypes are not encodable from floats: the caller checks IsFloating.
+void ConvertFromFloat(DType dtype, const float* src, int64_t count, void* dst);
 
 }  // namespace qshard

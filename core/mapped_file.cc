@@ -15,12 +15,19 @@ namespace qshard {
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    const std::string why = std::strerror(errno);
-    return errno == ENOENT ? absl::NotFoundError(path + ": " + why)
-                           : absl::PermissionDeniedError(path + ": " + why);
+    const int error = errno;  // saved before anything else can overwrite it
+    const std::string why = std::strerror(error);
+    if (error == ENOENT) return absl::NotFoundError(path + ": " + why);
+    if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(path + ": " + why);
+    return absl::FailedPreconditionError(path + ": cannot open: " + why);
   }
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return absl::InternalError(path + ": fstat failed: " + why);
+  }
+  if (!S_ISREG(st.st_mode)) {
     ::close(fd);
     return absl::InvalidArgumentError(path + ": not a regular file");
   }

@@ -1,5 +1,7 @@
 // A read-only memory-mapped file: checkpoints are mapped, never read whole, so a worker
-// touches only the pages of the tensors it asks for.
+// touches only the pages of the tensors it asks for. (As with any mapping, a file truncated by
+// another process while mapped faults on access: checkpoints must not be rewritten in place,
+// which is why qshard's writers replace files by rename.)
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,181 @@
+"""Plain-PyTorch reference forward passes for LLaMA and OPT causal LMs, written from the
+Hugging Face modeling equations (transformers 4.41 modeling_llama.py / modeling_opt.py), with a
+minimal safetensors reader/writer. Independent of the C++ code it checks; used by
+make_golden.py and bench/forward_reference.py. Needs only torch (Debian python3-torch)."""
+
+import json
+import math
+import struct
+
+import torch
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def read_safetensors(path):
+    """All tensors of a safetensors file, converted to float32."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + header_len])
+    base = 8 + header_len
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = bytearray(data[base + begin:base + end])
+        t = torch.frombuffer(raw, dtype=_DTYPES[info["dtype"]]) if raw else torch.empty(0)
+        tensors[name] = t.reshape(info["shape"]).to(torch.float32)
+    return tensors
+
+
+def write_safetensors(path, tensors):
+    """Writes {name: tensor} (float32 or float16) as a safetensors file."""
+    header, chunks, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        raw = t.numpy().tobytes()
+        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for raw in chunks:
+            f.write(raw)
+
+
+def _linear(x, tensors, name, bias):
+    y = x @ tensors[name + ".weight"].T
+    if bias:
+        y = y + tensors[name + ".bias"]
+    return y
+
+
+def _causal_attention(q, k, v, scores_divisor):
+    """q [b, H, s, d], k/v [b, H, s, d] -> [b, s, H*d]; HF: scores + causal mask, fp32 softmax."""
+    b, h, s, d = q.shape
+    scores = q @ k.transpose(2, 3)
+    if scores_divisor is not None:
+        scores = scores / scores_divisor
+    mask = torch.full((s, s), torch.finfo(torch.float32).min).triu(1)
+    probs = torch.softmax(scores + mask, dim=-1, dtype=torch.float32)
+    return (probs @ v).transpose(1, 2).reshape(b, s, h * d)
+
+
+# --- LLaMA (modeling_llama.py) -------------------------------------------------------------
+
+def _rms_norm(x, weight, eps):
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(variance + eps))
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope_cos_sin(seq, head_dim, theta):
+    # LlamaRotaryEmbedding: inv_freq in fp32, freqs = positions x inv_freq in fp32.
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    freqs = torch.arange(seq, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def llama_logits(t, cfg, ids):
+    """ids [batch, seq] (long) -> logits [batch, seq, vocab]."""
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads", heads)
+    head_dim = cfg.get("head_dim", hidden // heads)
+    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    attn_bias, mlp_bias = cfg.get("attention_bias", False), cfg.get("mlp_bias", False)
+    embed = t.get("model.embed_tokens.weight", t.get("lm_head.weight"))
+    head = t.get("lm_head.weight", embed)
+    b, s = ids.shape
+    h = embed[ids]
+    cos, sin = _rope_cos_sin(s, head_dim, theta)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = _rms_norm(h, t[p + "input_layernorm.weight"], eps)
+        q = _linear(x, t, p + "self_attn.q_proj", attn_bias).view(b, s, heads, head_dim).transpose(1, 2)
+        k = _linear(x, t, p + "self_attn.k_proj", attn_bias).view(b, s, kv_heads, head_dim).transpose(1, 2)
+        v = _linear(x, t, p + "self_attn.v_proj", attn_bias).view(b, s, kv_heads, head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        rep = heads // kv_heads  # repeat_kv: query head j reads key/value head j // rep
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        attn = _causal_attention(q, k, v, math.sqrt(head_dim))
+        h = h + _linear(attn, t, p + "self_attn.o_proj", attn_bias)
+        x = _rms_norm(h, t[p + "post_attention_layernorm.weight"], eps)
+        gate = _linear(x, t, p + "mlp.gate_proj", mlp_bias)
+        up = _linear(x, t, p + "mlp.up_proj", mlp_bias)
+        h = h + _linear(torch.nn.functional.silu(gate) * up, t, p + "mlp.down_proj", mlp_bias)
+    h = _rms_norm(h, t["model.norm.weight"], eps)
+    return h @ head.T
+
+
+# --- OPT (modeling_opt.py) -----------------------------------------------------------------
+
+def _layer_norm(x, t, name, eps):
+    return torch.nn.functional.layer_norm(x, x.shape[-1:], t[name + ".weight"], t[name + ".bias"], eps)
+
+
+def opt_logits(t, cfg, ids):
+    """ids [batch, seq] (long) -> logits [batch, seq, vocab]."""
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    head_dim = hidden // heads
+    eps = cfg.get("layer_norm_eps", 1e-5)
+    pre = cfg.get("do_layer_norm_before", True)
+    bias = cfg.get("enable_bias", True)
+    prefix = "model.decoder." if "model.decoder.embed_tokens.weight" in t else "decoder."
+    embed = t[prefix + "embed_tokens.weight"]
+    head = t.get("lm_head.weight", embed)
+    b, s = ids.shape
+    x = embed[ids]
+    if prefix + "project_in.weight" in t:
+        x = x @ t[prefix + "project_in.weight"].T
+    # OPTLearnedPositionalEmbedding: cumsum(attention_mask) - 1 + offset 2, no padding here.
+    mask = torch.ones(b, s, dtype=torch.long)
+    positions = torch.cumsum(mask, dim=1) * mask - 1
+    h = x + t[prefix + "embed_positions.weight"][positions + 2]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"{prefix}layers.{i}."
+        residual = h
+        if pre:
+            h = _layer_norm(h, t, p + "self_attn_layer_norm", eps)
+        q = _linear(h, t, p + "self_attn.q_proj", bias) * head_dim ** -0.5
+        k = _linear(h, t, p + "self_attn.k_proj", bias)
+        v = _linear(h, t, p + "self_attn.v_proj", bias)
+        split = lambda y: y.view(b, s, heads, head_dim).transpose(1, 2)
+        attn = _causal_attention(split(q), split(k), split(v), None)
+        h = residual + _linear(attn, t, p + "self_attn.out_proj", bias)
+        if not pre:
+            h = _layer_norm(h, t, p + "self_attn_layer_norm", eps)
+        residual = h
+        if pre:
+            h = _layer_norm(h, t, p + "final_layer_norm", eps)
+        h = torch.relu(_linear(h, t, p + "fc1", bias))
+        h = residual + _linear(h, t, p + "fc2", bias)
+        if not pre:
+            h = _layer_norm(h, t, p + "final_layer_norm", eps)
+    if pre:
+        h = _layer_norm(h, t, prefix + "final_layer_norm", eps)
+    if prefix + "project_out.weight" in t:
+        h = h @ t[prefix + "project_out.weight"].T
+    return h @ head.T
+
+
+def load_model(model_dir):
+    """(tensors, config, logits function) of a single-file Hugging Face model directory."""
+    with open(f"{model_dir}/config.json") as f:
+        cfg = json.load(f)
+    tensors = read_safetensors(f"{model_dir}/model.safetensors")
+    forward = {"llama": llama_logits, "opt": opt_logits}[cfg["model_type"]]
+    return tensors, cfg, lambda ids: forward(tensors, cfg, ids)

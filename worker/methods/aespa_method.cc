@@ -1,0 +1,104 @@
+#include "worker/methods/aespa_method.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "worker/calibration/attention_stats.h"
+#include "worker/methods/aespa_solver.h"
+#include "worker/methods/zfold_group.h"
+
+namespace qshard {
+namespace {
+
+constexpr double kAttentionRoundingWeight = 1.5;  // λ for q/k/v (paper §4.1, reference utils.py)
+constexpr double kRoundingWeight = 1.0;
+
+absl::Status CheckAttentionStats(const AttentionStats* stats, const GroupContext& context) {
+  const std::string where = absl::StrCat("layer ", context.layer, ": aespa");
+  if (stats == nullptr) return absl::FailedPreconditionError(absl::StrCat(where, " needs attention statistics"));
+  const ModelConfig& c = *context.config;
+  if (stats->heads != c.num_heads || stats->kv_heads != c.num_kv_heads || stats->head_dim != c.head_dim ||
+      stats->hidden != c.hidden_size || static_cast<int64_t>(stats->values.size()) != c.num_kv_heads)
+    return absl::FailedPreconditionError(absl::StrCat(where, ": attention statistics do not match the model"));
+  for (const HessianSum& v : stats->values)
+    if (v.tokens <= 0) return absl::FailedPreconditionError(absl::StrCat(where, ": attention statistics are empty"));
+  return absl::OkStatus();
+}
+
+class AespaMethod : public LayerMethod {
+ public:
+  explicit AespaMethod(const MethodOptions& options) : options_(options) {}
+
+  std::string_view name() const override { return "aespa"; }
+  bool needs_calibration() const override { return true; }
+  bool needs_attention_stats() const override { return true; }
+
+  absl::Status QuantizeGroup(GroupContext& context) const override {
+    if (context.input_stats == nullptr || context.config == nullptr)
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer ", context.layer, ": aespa needs the group's input statistics and the model config"));
+    const bool attention =
+        std::find(context.linears.begin(), context.linears.end(), "self_attn.v_proj") != context.linears.end();
+    std::vector<std::unique_ptr<Solver>> solvers;  // owned here, referenced by `linears`
+    std::vector<GroupLinear> linears;
+    if (!attention) {
+      for (const std::string& name : context.linears) {
+        QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kRoundingWeight, {}));
+        linears.push_back({name, {context.input_stats}, solver});
+      }
+      return QuantizeFoldedGroup(linears, options_, context);
+    }
+    QSHARD_RETURN_IF_ERROR(CheckAttentionStats(context.attention, context));
+    QueryKeyWeightings weightings = CrossWeightings(*context.attention, *context.config);
+    std::vector<const HessianSum*> value_hessians;  // one per KV head: the rows of its head
+    for (const HessianSum& v : context.attention->values) value_hessians.push_back(&v);
+    for (const std::string& name : context.linears) {
+      std::vector<std::vector<double>> head_weightings;
+      std::vector<const HessianSum*> hessians = {context.input_stats};
+      if (name == "self_attn.q_proj") {
+        head_weightings = std::move(weightings.query);
+      } else if (name == "self_attn.k_proj") {
+        head_weightings = std::move(weightings.key);
+      } else if (name == "self_attn.v_proj") {
+        hessians = value_hessians;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", context.layer, ": aespa: unexpected '", name, "' in the attention group"));
+      }
+      QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kAttentionRoundingWeight, std::move(head_weightings)));
+      linears.push_back({name, std::move(hessians), solver});
+    }
+    return QuantizeFoldedGroup(linears, options_, context);
+  }
+
+ private:
+  absl::StatusOr<const Solver*> Add(std::vector<std::unique_ptr<Solver>>& solvers, double lambda,
+                                    std::vector<std::vector<double>> head_weightings) const {
+    AdaRoundOptions rounding;
+    rounding.iters = options_.aespa_adaround_iters;
+    rounding.learning_rate = options_.aespa_learning_rate;
+    rounding.lambda = lambda;
+    QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver,
+                            MakeAespaSolver(options_.spec, rounding, std::move(head_weightings)));
+    solvers.push_back(std::move(solver));
+    return solvers.back().get();
+  }
+
+  MethodOptions options_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeAespaMethod(const MethodOptions& options) {
+  QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(options.spec));
+  if (options.zfold_max_iters < 0)
+    return absl::InvalidArgumentError(absl::StrCat("zfold_max_iters: ", options.zfold_max_iters, " is negative"));
+  AdaRoundOptions rounding;
+  rounding.iters = options.aespa_adaround_iters;
+  rounding.learning_rate = options.aespa_learning_rate;
+  QSHARD_RETURN_IF_ERROR(MakeAespaSolver(options.spec, rounding, {}).status());  // validates the options
+  return std::unique_ptr<LayerMethod>(new AespaMethod(options));
+}
+
+}  // namespace qshard

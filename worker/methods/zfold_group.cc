@@ -1,0 +1,80 @@
+#include "worker/methods/zfold_group.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "worker/methods/per_linear_method.h"
+#include "worker/methods/zfold_fold.h"
+#include "worker/methods/zfold_search.h"
+
+namespace qshard {
+namespace {
+
+// Rows [row_begin, row_begin + rows) of stacked grids.
+FixedGrids SliceRows(const FixedGrids& grids, int64_t row_begin, int64_t rows) {
+  const int64_t groups = grids.scales.dim(0), total = grids.scales.dim(1);
+  FixedGrids out;
+  out.scales = Tensor({groups, rows});
+  out.zeros.resize(groups * rows);
+  for (int64_t g = 0; g < groups; ++g) {
+    std::copy_n(grids.scales.row(g) + row_begin, rows, out.scales.row(g));
+    std::copy_n(grids.zeros.data() + g * total + row_begin, rows, out.zeros.data() + g * rows);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status QuantizeFoldedGroup(std::span<const GroupLinear> linears, const MethodOptions& options,
+                                 GroupContext& context) {
+  const std::string where = absl::StrCat("layer ", context.layer, " ", linears.front().name);
+  if (context.config == nullptr) return absl::FailedPreconditionError(absl::StrCat(where, ": no model config"));
+  std::vector<StackPart> parts;
+  for (const GroupLinear& l : linears) {
+    auto it = context.weights->linears.find(l.name);
+    if (it == context.weights->linears.end())
+      return absl::FailedPreconditionError(absl::StrCat(where, ": layer has no linear '", l.name, "'"));
+    if (l.hessians.empty() || it->second.weight.dim(0) % static_cast<int64_t>(l.hessians.size()) != 0)
+      return absl::FailedPreconditionError(absl::StrCat(where, ": ", l.hessians.size(), " Hessians for the ",
+                                                        it->second.weight.dim(0), " rows of ", l.name));
+    for (const HessianSum* h : l.hessians)
+      if (h == nullptr || h->tokens <= 0 || h->dim != it->second.weight.dim(1))
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": calibration statistics of ", l.name, " are missing or have the wrong size"));
+    parts.push_back({&it->second.weight, l.hessians});
+  }
+  QSHARD_ASSIGN_OR_RETURN(const ZetaProducer producer, FindZetaProducer(*context.config, linears.front().name));
+  const bool learn_zeta = producer.kind != ZetaProducer::Kind::kNone;
+  if (learn_zeta && static_cast<int64_t>(producer.channels.channel_of_column.size()) != parts.front().weight->dim(1))
+    return absl::FailedPreconditionError(absl::StrCat(where, ": input width does not match its producer"));
+
+  const StackedRows stack = StackRows(parts, options.spec.damp);
+  const ZfoldSolution solution =
+      SearchZfold(stack, options.spec, options.zfold_max_iters, learn_zeta ? &producer.channels : nullptr);
+  std::vector<float> zeta;  // per input column; empty: 1
+  FixedGrids grids = solution.grids;
+  if (learn_zeta) {
+    QSHARD_ASSIGN_OR_RETURN(const std::vector<float> applied,
+                            FoldIntoProducer(producer, solution.channel_zeta, options.spec.fp16_scales,
+                                             *context.weights, context.quantized));
+    zeta = ColumnZeta(producer.channels, applied);
+    // α for the ζ the producer really applies (it differs from the searched ζ by the fp16
+    // rounding of a quantized producer's scales), and never the min-max start.
+    grids = SearchGrids(stack, zeta, options.spec, solution.grids);
+  }
+
+  int64_t row = 0;
+  for (const GroupLinear& l : linears) {
+    const int64_t rows = context.weights->linears.at(l.name).weight.dim(0);
+    const FixedGrids own = SliceRows(grids, row, rows);
+    row += rows;
+    LayerProblem problem;
+    problem.hessians = l.hessians;
+    problem.column_scale = zeta;
+    problem.fixed_grids = &own;
+    QSHARD_RETURN_IF_ERROR(SolveAndInstall(*l.solver, problem, l.name, context));
+    FoldColumnScaleAway(l.name, *context.weights, *context.quantized);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qshard

@@ -1,0 +1,41 @@
+#include "worker/methods/zfold_method.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "worker/methods/zfold_group.h"
+
+namespace qshard {
+namespace {
+
+class ZfoldMethod : public LayerMethod {
+ public:
+  ZfoldMethod(const MethodOptions& options, std::unique_ptr<Solver> gptq)
+      : options_(options), gptq_(std::move(gptq)) {}
+
+  std::string_view name() const override { return "zfold"; }
+  bool needs_calibration() const override { return true; }
+
+  absl::Status QuantizeGroup(GroupContext& context) const override {
+    if (context.input_stats == nullptr)
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer ", context.layer, ": zfold needs the group's input statistics"));
+    std::vector<GroupLinear> linears;
+    for (const std::string& name : context.linears) linears.push_back({name, {context.input_stats}, gptq_.get()});
+    return QuantizeFoldedGroup(linears, options_, context);
+  }
+
+ private:
+  MethodOptions options_;
+  std::unique_ptr<Solver> gptq_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeZfoldMethod(const MethodOptions& options) {
+  if (options.zfold_max_iters < 0)
+    return absl::InvalidArgumentError(absl::StrCat("zfold_max_iters: ", options.zfold_max_iters, " is negative"));
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> gptq, MakeSolver("gptq", options.spec));
+  return std::unique_ptr<LayerMethod>(new ZfoldMethod(options, std::move(gptq)));
+}
+
+}  // namespace qshard

@@ -1,0 +1,27 @@
+// Causal softmax self-attention over windows of tokens, with grouped-query attention (query
+// head h reads key/value head h / (heads / kv_heads), like HF repeat_kv). Work is spread over
+// (window, head) pairs on a thread pool; each pair is a small dense problem done in cache.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace qshard {
+
+struct AttentionShape {
+  int64_t batch = 1;  // windows
+  int64_t seq = 0;    // tokens per window
+  int64_t heads = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// q [batch*seq, heads*head_dim], k and v [batch*seq, kv_heads*head_dim] -> [batch*seq, heads*head_dim].
+// Scores are (q·k) * scale with future positions masked. If `probs` is given it receives the
+// softmax probabilities, [batch, heads, seq, seq], zero above the diagonal.
+Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                           float scale, ThreadPool& pool, Tensor* probs = nullptr);
+
+}  // namespace qshard

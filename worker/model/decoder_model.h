@@ -1,0 +1,97 @@
+// A decoder-only causal LM (LLaMA family or OPT) run one layer at a time on the CPU in float32.
+// The model object holds what surrounds the layers (embeddings, final norm, head); layer
+// weights are loaded separately, so a caller can keep one layer in memory at a time and swap
+// in rewritten (quantized) weights. Hidden states between layers are plain [tokens, hidden]
+// tensors of `batch` windows of `seq` tokens each.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/model_config.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "worker/model/layer_spec.h"
+#include "worker/model/layer_weights.h"
+#include "worker/model/model_tensor_names.h"
+#include "worker/model/rotary.h"
+#include "worker/model/tensor_source.h"
+
+namespace qshard {
+
+// Calibration hooks called from inside RunLayer; the defaults do nothing.
+class LayerObserver {
+ public:
+  virtual ~LayerObserver();
+  // The input X [tokens, in] of a group of linears that read the same input, named by the
+  // group's first linear (LayerSpec::groups): LLaMA "self_attn.q_proj", "self_attn.o_proj",
+  // "mlp.gate_proj", "mlp.down_proj"; OPT "self_attn.q_proj", "self_attn.out_proj", "fc1", "fc2".
+  virtual void OnLinearInput(int layer, const std::string& linear, const Tensor& x) {}
+  // Attention internals, asked for only when WantsAttention(layer) (they cost memory):
+  // probs [batch, heads, seq, seq] after the causal softmax; q [batch*seq, heads*head_dim] and
+  // k [batch*seq, kv_heads*head_dim] after RoPE (LLaMA) or after projection + bias (OPT, q not
+  // yet multiplied by head_dim^-0.5).
+  virtual bool WantsAttention(int layer) const { return false; }
+  virtual void OnAttention(int layer, const Tensor& probs, const Tensor& q, const Tensor& k, int64_t batch,
+                           int64_t seq) {}
+};
+
+class DecoderModel {
+ public:
+  // Reads the embeddings, OPT's positions and projections, the final norm and the head. Tied
+  // heads are stored once (LLaMA checkpoints may keep only lm_head.weight, OPT only the
+  // embeddings); either direction works.
+  static absl::StatusOr<std::unique_ptr<DecoderModel>> Load(std::shared_ptr<const TensorSource> source,
+                                                            const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const TensorSource& source() const { return *source_; }
+  const ModelTensorNames& tensor_names() const { return names_; }
+  const LayerSpec& layer_spec() const { return spec_; }
+
+  // Reads layer `layer`'s weights from the source and checks their shapes against the config.
+  absl::StatusOr<DecoderLayerWeights> LoadLayer(int layer) const;
+  // Checks that `weights` has every linear and norm of a layer with the configured shapes.
+  absl::Status ValidateLayer(const DecoderLayerWeights& weights) const;
+  // The linears of a layer in true-sequential groups (LayerSpec::groups).
+  std::vector<std::vector<std::string>> LinearGroups() const { return spec_.groups; }
+
+  // Token ids of `batch` windows of `seq` tokens -> hidden states [batch*seq, hidden_size].
+  // Fails on ids outside the vocabulary or (OPT) windows longer than the learned positions.
+  absl::StatusOr<Tensor> Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const;
+  // Runs layer `layer` on `hidden` in place. `weights` must have passed ValidateLayer.
+  void RunLayer(int layer, const DecoderLayerWeights& weights, Tensor& hidden, int64_t batch, int64_t seq,
+                LayerObserver* observer = nullptr) const;
+  // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab].
+  Tensor Logits(const Tensor& hidden) const;
+
+  // Threads for attention and row-wise work, and for OpenBLAS (a process-wide setting).
+  // 0 means one per hardware thread, the default.
+  void SetThreads(int threads);
+  ThreadPool& pool() const { return *pool_; }
+
+ private:
+  DecoderModel(std::shared_ptr<const TensorSource> source, const ModelConfig& config);
+  absl::StatusOr<Tensor> ReadChecked(const std::string& name, const std::vector<int64_t>& shape) const;
+
+  std::shared_ptr<const TensorSource> source_;
+  ModelConfig config_;
+  ModelTensorNames names_;
+  LayerSpec spec_;
+  RotaryEmbedding rotary_;
+  std::unique_ptr<ThreadPool> pool_;
+
+  Tensor embed_tokens_;  // [vocab, word_embed_proj_dim or hidden]
+  Tensor lm_head_;       // empty when the head is embed_tokens_
+  Tensor embed_positions_;  // OPT: [max_positions + 2, hidden]
+  Linear project_in_;       // OPT-350M style; empty weight when absent
+  Linear project_out_;
+  Tensor final_norm_weight_;
+  Tensor final_norm_bias_;  // OPT
+};
+
+}  // namespace qshard

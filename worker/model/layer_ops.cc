@@ -1,0 +1,85 @@
+#include "worker/model/layer_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/blas.h"
+#include "worker/model/vector_exp.h"
+
+namespace qshard {
+
+Tensor RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
+  Tensor out(x.shape());
+  const int64_t n = x.cols();
+  const float* w = weight.data();
+  for (int64_t r = 0; r < x.rows(); ++r) {
+    const float* in = x.row(r);
+    double sum_squares = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(in[i]) * in[i];
+    const float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
+    float* o = out.row(r);
+    for (int64_t i = 0; i < n; ++i) o[i] = w[i] * (in[i] * inv_rms);
+  }
+  return out;
+}
+
+Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  Tensor out(x.shape());
+  const int64_t n = x.cols();
+  const float* w = weight.data();
+  const float* b = bias.data();
+  for (int64_t r = 0; r < x.rows(); ++r) {
+    const float* in = x.row(r);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += in[i];
+    const double mean = sum / n;
+    double sum_squares = 0.0;  // two passes: outlier channels make E[x²] - mean² cancel badly
+    for (int64_t i = 0; i < n; ++i) sum_squares += (in[i] - mean) * (in[i] - mean);
+    const float inv_std = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
+    const float mean_f = static_cast<float>(mean);
+    float* o = out.row(r);
+    for (int64_t i = 0; i < n; ++i) o[i] = (in[i] - mean_f) * inv_std * w[i] + b[i];
+  }
+  return out;
+}
+
+Tensor ApplyLinear(const Tensor& x, const Linear& linear) {
+  const int64_t tokens = x.rows();
+  const int64_t out_features = linear.weight.dim(0);
+  Tensor out({tokens, out_features});
+  float beta = 0.0f;
+  if (linear.has_bias()) {  // start from the bias and let the GEMM accumulate onto it
+    for (int64_t r = 0; r < tokens; ++r)
+      std::memcpy(out.row(r), linear.bias.data(), sizeof(float) * out_features);
+    beta = 1.0f;
+  }
+  kernels::Gemm(tokens, out_features, x.cols(), x.data(), linear.weight.data(), /*b_transposed=*/true,
+                out.data(), 1.0f, beta);
+  return out;
+}
+
+void SiluMultiplyInPlace(Tensor& gate, const Tensor& up) {
+  float* g = gate.data();
+  const float* u = up.data();
+  constexpr int64_t kChunk = 256;  // exp(-g) goes through a small buffer for the vectorized exp
+  float exp_neg[kChunk];
+  for (int64_t begin = 0; begin < gate.size(); begin += kChunk) {
+    const int64_t n = std::min(kChunk, gate.size() - begin);
+    for (int64_t i = 0; i < n; ++i) exp_neg[i] = -g[begin + i];
+    ExpInPlace(exp_neg, n);
+    for (int64_t i = 0; i < n; ++i) g[begin + i] = g[begin + i] / (1.0f + exp_neg[i]) * u[begin + i];
+  }
+}
+
+void ReluInPlace(Tensor& x) {
+  for (float& v : x.values()) v = std::max(v, 0.0f);
+}
+
+void AddInPlace(Tensor& acc, const Tensor& x) {
+  float* a = acc.data();
+  const float* b = x.data();
+  for (int64_t i = 0; i < acc.size(); ++i) a[i] += b[i];
+}
+
+}  // namespace qshard
