@@ -49,6 +49,11 @@ def configs(args):
             yield {"label": label, "method": method, "extra": extra, "bits": bits, "group_size": group, "seed": seed}
 
 
+def without_text(result):
+    """An eval result without its "text" (the file path): rows name the text by its TEXTS key."""
+    return {k: v for k, v in result.items() if k != "text"}
+
+
 def key(row):
     return (row["label"], row["bits"], row["group_size"], row["seed"], row["text"])
 
@@ -79,7 +84,7 @@ def measure(args):
             if ("fp32", 32, -1, 0, text) not in done:
                 r = evaluate(args, MODEL, text)
                 out.write(json.dumps({"label": "fp32", "bits": 32, "group_size": -1, "seed": 0, "text": text,
-                                      **r, "quantize_seconds": 0.0}) + "\n")
+                                      **without_text(r), "quantize_seconds": 0.0}) + "\n")
                 out.flush()
         for c in configs(args):
             # Seed means are taken on WikiText-2; PTB is evaluated for seed 0 only, to save time.
@@ -96,7 +101,7 @@ def measure(args):
             for text in texts:
                 r = evaluate(args, qdir, text)
                 row = {k: c[k] for k in ("label", "bits", "group_size", "seed")}
-                out.write(json.dumps({**row, "text": text, **r, "quantize_seconds": seconds}) + "\n")
+                out.write(json.dumps({**row, "text": text, **without_text(r), "quantize_seconds": seconds}) + "\n")
                 out.flush()
             print(f"{c['label']} W{c['bits']} g{c['group_size']} seed {c['seed']}: {seconds:.1f} s", file=sys.stderr)
 

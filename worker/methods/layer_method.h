@@ -1,5 +1,5 @@
 // The layer-level plug-in point for quantization methods. The job driver walks a decoder
-// layer's linears in true-sequential groups (DecoderModel::LinearGroups: q,k,v → o → up,gate →
+// layer's linears in true-sequential groups (DecoderModel::LinearGroups: q,k,v → o → gate,up →
 // down for LLaMA; q,k,v → out → fc1 → fc2 for OPT) and hands each group to the method with the
 // group's calibration statistics. A method quantizes the group's linears, swaps their
 // dequantized weights into the layer (so later groups and the next layer see them), and may
