@@ -15,14 +15,19 @@ namespace {
 
 constexpr char kModel[] = "../shared/data/tinystories-656k";
 
-TEST(GptqCheckpointTest, RtnCheckpointReadsBackAsTheSolversWeights) {
-  testing::ScopedTempDir dir;
+QuantizeJobSpec RtnJob(int bits, int group_size, const std::string& out) {
   QuantizeJobSpec spec;
   spec.model_dir = kModel;
-  spec.out_dir = dir.Child("rtn");
+  spec.out_dir = out;
   spec.method.method = "rtn";
-  spec.method.spec.bits = 3;
-  spec.method.spec.group_size = 64;
+  spec.method.spec.bits = bits;
+  spec.method.spec.group_size = group_size;
+  return spec;
+}
+
+TEST(GptqCheckpointTest, RtnCheckpointReadsBackAsTheSolversWeights) {
+  testing::ScopedTempDir dir;
+  const QuantizeJobSpec spec = RtnJob(3, 64, dir.Child("rtn"));
   auto report = RunQuantizeJob(spec, [](const std::string&) {});
   ASSERT_TRUE(report.ok()) << report.status() << " (needs " << kModel << ")";
 
@@ -52,12 +57,7 @@ TEST(GptqCheckpointTest, RtnCheckpointReadsBackAsTheSolversWeights) {
 
 TEST(GptqCheckpointTest, ConfigCarriesTheQuantizationBlock) {
   testing::ScopedTempDir dir;
-  QuantizeJobSpec spec;
-  spec.model_dir = kModel;
-  spec.out_dir = dir.Child("q");
-  spec.method.method = "rtn";
-  spec.method.spec.bits = 4;
-  spec.method.spec.group_size = 32;
+  QuantizeJobSpec spec = RtnJob(4, 32, dir.Child("q"));
   spec.method.spec.sym = true;
   ASSERT_TRUE(RunQuantizeJob(spec, [](const std::string&) {}).ok());
   auto checkpoint = Checkpoint::Open(spec.out_dir);
