@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   RegisterGenerate(app, commands);
   RegisterMakeSynthetic(app, commands);
   RegisterQuantize(app, commands);
+  RegisterBench(app, commands);
   CLI11_PARSE(app, argc, argv);
 
   for (const Command& command : commands) {

@@ -1,0 +1,107 @@
+// qshard bench gptq|forward|tokenizer: speed of qshard's pieces with, in the same run, the
+// ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
+// baselines are in bench/, the recorded figures in docs/benchmarks.md).
+#include <iostream>
+#include <memory>
+
+#include "core/status.h"
+#include "tools/qshard/bench_forward.h"
+#include "tools/qshard/bench_gptq.h"
+#include "tools/qshard/bench_tokenizer.h"
+#include "tools/qshard/command.h"
+
+namespace qshard::cli {
+namespace {
+
+void AddCommonFlags(CLI::App* app, BenchCommon& common, bool threads) {
+  if (threads) app->add_option("--threads", common.threads, "Threads for both sides (0 = all)")->capture_default_str();
+  app->add_option("--repeats", common.repeats, "Timed repeats of each side")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  app->add_option("--scripts", common.scripts, "Folder of the baseline scripts")->capture_default_str();
+  app->add_option("--python", common.python, "Python with torch for the baselines")->capture_default_str();
+  app->add_flag("--json", common.json, "One JSON object per row");
+}
+
+struct GptqFlags {
+  GptqBenchOptions options;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int group_size = -1;
+  CLI::Option* group_size_option = nullptr;
+};
+
+absl::Status RunGptq(GptqFlags& flags) {
+  GptqBenchOptions& options = flags.options;
+  if ((flags.rows > 0) != (flags.cols > 0)) return absl::InvalidArgumentError("--rows and --cols go together");
+  options.shapes = flags.rows > 0 ? std::vector<std::pair<int64_t, int64_t>>{{flags.rows, flags.cols}}
+                                  : std::vector<std::pair<int64_t, int64_t>>{{768, 768}, {4096, 4096}};
+  options.group_sizes =
+      flags.group_size_option->count() > 0 ? std::vector<int>{flags.group_size} : std::vector<int>{-1, 128};
+  options.common.threads = ResolveThreads(options.common.threads);
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunGptqBench(options));
+  PrintBenchRows(rows, GptqBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+absl::Status RunForward(ForwardBenchOptions& options) {
+  options.common.threads = ResolveThreads(options.common.threads);
+  QSHARD_ASSIGN_OR_RETURN(const nlohmann::json row, RunForwardBench(options));
+  PrintBenchRows({row}, ForwardBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+absl::Status RunTokenizer(TokenizerBenchOptions& options) {
+  QSHARD_ASSIGN_OR_RETURN(const nlohmann::json row, RunTokenizerBench(options));
+  PrintBenchRows({row}, TokenizerBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterBench(CLI::App& root, CommandList& commands) {
+  CLI::App* bench = root.add_subcommand("bench", "Speed benchmarks against Python/PyTorch baselines run alongside");
+  bench->require_subcommand(1);
+
+  auto gptq_flags = std::make_shared<GptqFlags>();
+  CLI::App* gptq = bench->add_subcommand(
+      "gptq", "GPTQ solver vs bench/gptq_torch.py on one synthetic layer (default: 768x768 and 4096x4096, "
+              "per channel and g128)");
+  gptq->add_option("--rows", gptq_flags->rows, "Output channels of the layer (with --cols)");
+  gptq->add_option("--cols", gptq_flags->cols, "Input features of the layer (with --rows)");
+  gptq->add_option("--tokens", gptq_flags->options.tokens, "Calibration tokens behind H")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  gptq->add_option("--bits", gptq_flags->options.bits, "Weight bits")->capture_default_str();
+  gptq_flags->group_size_option = gptq->add_option("--group-size", gptq_flags->group_size,
+                                                   "Columns per group, -1 per channel (default: both -1 and 128)");
+  gptq->add_flag("--act-order", gptq_flags->options.act_order, "Visit columns by descending diag(H)");
+  gptq->add_option("--seed", gptq_flags->options.seed, "Seed of the synthetic layer")->capture_default_str();
+  AddCommonFlags(gptq, gptq_flags->options.common, /*threads=*/true);
+
+  auto forward_options = std::make_shared<ForwardBenchOptions>();
+  CLI::App* forward =
+      bench->add_subcommand("forward", "Forward pass tokens/s vs bench/forward_reference.py on the same ids");
+  forward->add_option("--model", forward_options->model, "Model directory")->required();
+  forward->add_option("--text", forward_options->text, "Take the ids from this text (default: seeded random ids)");
+  forward->add_option("--seqlen", forward_options->seqlen, "Tokens per window")->capture_default_str();
+  forward->add_option("--windows", forward_options->windows, "Windows per repeat")->capture_default_str();
+  forward->add_option("--batch-windows", forward_options->batch_windows, "Windows per forward call")
+      ->capture_default_str();
+  forward->add_option("--seed", forward_options->seed, "Seed of the random ids")->capture_default_str();
+  AddCommonFlags(forward, forward_options->common, /*threads=*/true);
+
+  auto tokenizer_options = std::make_shared<TokenizerBenchOptions>();
+  CLI::App* tokenizer = bench->add_subcommand(
+      "tokenizer", "Encode time of a text vs Hugging Face tokenizers (Node binding, when installed)");
+  tokenizer->add_option("--model", tokenizer_options->model, "Model directory (its tokenizer)")->required();
+  tokenizer->add_option("--text", tokenizer_options->text, "Text file, read by the evaluation protocol")->required();
+  tokenizer->add_option("--node", tokenizer_options->node, "Node.js for the baseline")->capture_default_str();
+  AddCommonFlags(tokenizer, tokenizer_options->common, /*threads=*/false);
+
+  commands.push_back({bench, [=]() -> absl::Status {
+                        if (gptq->parsed()) return RunGptq(*gptq_flags);
+                        if (forward->parsed()) return RunForward(*forward_options);
+                        return RunTokenizer(*tokenizer_options);
+                      }});
+}
+
+}  // namespace qshard::cli
