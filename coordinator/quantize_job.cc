@@ -89,7 +89,9 @@ void RunOverWindows(const DecoderModel& model, int layer, const DecoderLayerWeig
 }
 
 json ReportRow(int layer, const LinearReport& r) {
-  return {{"layer", layer},           {"name", r.name},           {"relative_error", r.relative_error},
+  return {{"layer", layer},
+          {"name", r.name},
+          {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
           {"seconds", r.seconds},     {"damp_used", r.damp_used}, {"damp_retries", r.damp_retries}};
 }
 
@@ -119,17 +121,20 @@ json SettingsJson(const QuantizeJobSpec& spec, int64_t seqlen, bool calibrated) 
   return settings;
 }
 
+// Errors are null in the report where they were not measured (no calibration data).
 json Summary(const json& modules, double seconds_total, double seconds_solve) {
   double sum = 0.0, worst = 0.0;
-  int raised = 0;
+  int raised = 0, measured = 0;
   for (const json& m : modules) {
+    raised += m["damp_retries"].get<int>() > 0;
+    if (m["relative_error"].is_null()) continue;
     sum += m["relative_error"].get<double>();
     worst = std::max(worst, m["relative_error"].get<double>());
-    raised += m["damp_retries"].get<int>() > 0;
+    ++measured;
   }
   return {{"quantized_linears", modules.size()},
-          {"mean_relative_error", modules.empty() ? 0.0 : sum / modules.size()},
-          {"max_relative_error", worst},
+          {"mean_relative_error", measured > 0 ? json(sum / measured) : json(nullptr)},
+          {"max_relative_error", measured > 0 ? json(worst) : json(nullptr)},
           {"linears_with_raised_damping", raised},
           {"seconds_solve", seconds_solve},
           {"seconds_total", seconds_total}};
@@ -259,8 +264,8 @@ absl::StatusOr<json> RunQuantizeJob(const QuantizeJobSpec& spec, const ProgressS
     for (const LinearReport& r : quantized.reports) {
       seconds_solve += r.seconds;
       modules.push_back(ReportRow(layer, r));
-      progress(absl::StrFormat("layer %d/%d %-20s rel.error %.3e  %.2f s%s", layer + 1, config.num_layers, r.name,
-                               r.relative_error, r.seconds,
+      progress(absl::StrFormat("layer %d/%d %-20s rel.error %s  %.2f s%s", layer + 1, config.num_layers, r.name,
+                               std::isnan(r.relative_error) ? "n/a" : absl::StrFormat("%.3e", r.relative_error), r.seconds,
                                r.damp_retries > 0 ? absl::StrFormat("  (damp raised to %g)", r.damp_used) : ""));
     }
     progress(absl::StrFormat("layer %d/%d done in %.2f s", layer + 1, config.num_layers, SecondsSince(layer_start)));

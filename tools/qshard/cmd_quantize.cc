@@ -35,9 +35,11 @@ absl::Status RunQuantize(QuantizeFlags& flags) {
   } else {
     std::cout << "quantized " << summary["quantized_linears"] << " linears with " << flags.spec.method.method << " W"
               << flags.spec.method.spec.bits << " into " << flags.spec.out_dir << "\n"
-              << "mean relative output error " << summary["mean_relative_error"] << ", max "
-              << summary["max_relative_error"] << "; solve " << summary["seconds_solve"] << " s, total "
-              << summary["seconds_total"] << " s\n";
+              << (summary["mean_relative_error"].is_null()
+                      ? std::string("relative output error not measured (no calibration data)")
+                      : "mean relative output error " + summary["mean_relative_error"].dump() + ", max " +
+                            summary["max_relative_error"].dump())
+              << "; solve " << summary["seconds_solve"] << " s, total " << summary["seconds_total"] << " s\n";
   }
   return absl::OkStatus();
 }

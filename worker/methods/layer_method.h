@@ -7,6 +7,7 @@
 // the producing linear). Methods that work per linear (RTN, GPTQ) share one adapter.
 #pragma once
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,7 +28,8 @@ struct AttentionStats;  // aespa's refined statistics (worker/calibration/attent
 // What the report says about one quantized linear.
 struct LinearReport {
   std::string name;             // relative to the layer, e.g. "self_attn.q_proj"
-  double relative_error = 0.0;  // ‖WX − ŴX‖² / ‖WX‖² on the calibration inputs
+  // ‖WX − ŴX‖² / ‖WX‖² on the calibration inputs; NaN when the method ran without them (RTN).
+  double relative_error = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0.0;         // solve time
   double damp_used = 0.0;
   int damp_retries = 0;
