@@ -18,46 +18,23 @@ struct RowRange {
   float xmin = 0.0f, xmax = 0.0f;
 };
 
-// find_params' range: [min(x, 0), max(x, 0)], mirrored when symmetric, ±1 when all zero.
+// find_params' range: [min(x, 0), max(x, 0)], adjusted by NormalizeRange.
 RowRange RangeOf(const double* x, int64_t n, const GridOptions& options) {
   RowRange r;
   for (int64_t j = 0; j < n; ++j) {
     r.xmin = std::min(r.xmin, static_cast<float>(x[j]));
     r.xmax = std::max(r.xmax, static_cast<float>(x[j]));
   }
-  if (options.sym) {
-    r.xmax = std::max(-r.xmin, r.xmax);
-    r.xmin = -r.xmax;
-  }
-  if (r.xmin == 0.0f && r.xmax == 0.0f) r = {-1.0f, 1.0f};
+  NormalizeRange(options, r.xmin, r.xmax);
   return r;
 }
 
-float Stored(const GridOptions& options, float scale) {
-  return options.fp16_scales ? RoundScaleToFp16(scale) : scale;
-}
-
 // The grid of clip step `step` with the zero point rounded down or up (aespa's floor/ceil
-// candidates), made storable: fp16 scale, and zero ≥ 1 when GPTQ v1 checkpoints need it (the
-// range is then refitted as GridForRange does).
+// candidates), made storable like GridForRange's.
 AffineGrid Candidate(const RowRange& range, int step, bool ceil_zero, const GridOptions& options) {
   const float clip = static_cast<float>(1.0 - step / static_cast<double>(kClipSteps));
-  const float lo = clip * range.xmin, hi = clip * range.xmax;
-  const int32_t max_code = MaxCode(options.bits);
-  AffineGrid grid;
-  grid.scale = Stored(options, (hi - lo) / static_cast<float>(max_code));
-  if (options.sym) {
-    grid.zero = (max_code + 1) / 2;
-    return grid;
-  }
-  const float zero = -lo / grid.scale;
-  grid.zero = static_cast<int32_t>(std::clamp(ceil_zero ? std::ceil(zero) : std::floor(zero), 0.0f,
-                                              static_cast<float>(max_code)));
-  if (grid.zero == 0 && options.nonzero_zero_point) {
-    grid.scale = Stored(options, hi / static_cast<float>(max_code - 1));
-    grid.zero = 1;
-  }
-  return grid;
+  return GridForNormalizedRange(clip * range.xmin, clip * range.xmax, options,
+                                ceil_zero ? ZeroRounding::kCeil : ZeroRounding::kFloor);
 }
 
 // code − zero, the integer the step multiplies.

@@ -12,7 +12,12 @@ namespace {
 constexpr float kSmallestFp16 = 5.9604644775390625e-8f;  // 2^-24, the smallest subnormal
 constexpr float kLargestFp16 = 65504.0f;
 
-// find_params' range adjustments: symmetric ranges are mirrored, all-zero rows get ±1.
+float StoredScale(const GridOptions& options, float scale) {
+  return options.fp16_scales ? RoundScaleToFp16(scale) : scale;
+}
+
+}  // namespace
+
 // The reference mirrors only rows with xmin < 0, so an all-nonnegative row keeps [0, xmax]
 // with the middle zero point and loses its top half to clipping; every row is mirrored here
 // (as anchors.md §1.1 states the rule).
@@ -26,12 +31,6 @@ void NormalizeRange(const GridOptions& options, float& xmin, float& xmax) {
     xmax = 1.0f;
   }
 }
-
-float StoredScale(const GridOptions& options, float scale) {
-  return options.fp16_scales ? RoundScaleToFp16(scale) : scale;
-}
-
-}  // namespace
 
 absl::Status ValidateGridOptions(const GridOptions& options) {
   if (options.bits < 2 || options.bits > 8)
@@ -54,8 +53,7 @@ float RoundScaleToFp16(float scale) {
   return std::min(rounded, kLargestFp16);
 }
 
-AffineGrid GridForRange(float xmin, float xmax, const GridOptions& options) {
-  NormalizeRange(options, xmin, xmax);
+AffineGrid GridForNormalizedRange(float xmin, float xmax, const GridOptions& options, ZeroRounding rounding) {
   const int32_t max_code = MaxCode(options.bits);
   AffineGrid grid;
   grid.scale = StoredScale(options, (xmax - xmin) / static_cast<float>(max_code));
@@ -63,7 +61,10 @@ AffineGrid GridForRange(float xmin, float xmax, const GridOptions& options) {
     grid.zero = (max_code + 1) / 2;
     return grid;
   }
-  const float zero = std::nearbyint(-xmin / grid.scale);
+  const float unrounded = -xmin / grid.scale;
+  const float zero = rounding == ZeroRounding::kNearest ? std::nearbyint(unrounded)
+                     : rounding == ZeroRounding::kFloor ? std::floor(unrounded)
+                                                        : std::ceil(unrounded);
   grid.zero = static_cast<int32_t>(std::clamp(zero, 0.0f, static_cast<float>(max_code)));
   if (grid.zero == 0 && options.nonzero_zero_point) {
     // −xmin < scale/2 here, so [−scale', (maxq−1)·scale'] still covers [xmin, xmax].
@@ -71,6 +72,11 @@ AffineGrid GridForRange(float xmin, float xmax, const GridOptions& options) {
     grid.zero = 1;
   }
   return grid;
+}
+
+AffineGrid GridForRange(float xmin, float xmax, const GridOptions& options) {
+  NormalizeRange(options, xmin, xmax);
+  return GridForNormalizedRange(xmin, xmax, options, ZeroRounding::kNearest);
 }
 
 void FitGrids(const GridOptions& options, const float* values, int64_t rows, int64_t count,

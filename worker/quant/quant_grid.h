@@ -59,6 +59,18 @@ struct AffineGrid {
 // 65504 are the caller's error (weights are validated to fit fp16 first).
 float RoundScaleToFp16(float scale);
 
+// find_params' range adjustments of [xmin, xmax] (xmin ≤ 0 ≤ xmax): mirrored when
+// symmetric, ±1 for an all-zero row.
+void NormalizeRange(const GridOptions& options, float& xmin, float& xmax);
+
+// How an asymmetric grid's zero point −xmin/scale becomes an integer: GPTQ rounds it to the
+// nearest; Z-Fold's search also tries rounding down and up.
+enum class ZeroRounding { kNearest, kFloor, kCeil };
+
+// The storable grid (fp16 scale, zero ≥ 1 when required) for a range NormalizeRange has
+// adjusted, or a clipped copy of one.
+AffineGrid GridForNormalizedRange(float xmin, float xmax, const GridOptions& options, ZeroRounding rounding);
+
 // The grid for the range [xmin, xmax] (xmin ≤ 0 ≤ xmax, as find_params makes it).
 AffineGrid GridForRange(float xmin, float xmax, const GridOptions& options);
 
