@@ -10,24 +10,12 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tests/methods/mixed_inputs.h"
 #include "worker/methods/zfold_problem.h"
 #include "worker/solvers/solver.h"
 
 namespace qshard {
 namespace {
-
-HessianSum CorrelatedInputs(int64_t dim, int64_t tokens, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  HessianSum sum(dim);
-  std::vector<float> x(tokens * dim), z(dim);
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (float& v : z) v = normal(rng);
-    for (int64_t i = 0; i < dim; ++i)
-      x[t * dim + i] = (z[i] + 0.7f * z[(i + 1) % dim] + 0.4f * z[(i + 5) % dim]) * (i % 13 == 2 ? 8.0f : 1.0f);
-  }
-  sum.AddWindow(x.data(), tokens);
-  return sum;
-}
 
 std::vector<double> RandomSpd(int64_t d, std::mt19937& rng) {
   std::normal_distribution<double> normal(0.0, 1.0);
@@ -53,7 +41,7 @@ Fixture MakeSetup(int64_t out, int64_t in, int bits, int64_t head_rows, uint32_t
   s.weight = Tensor({out, in});
   std::normal_distribution<float> normal(0.0f, 0.02f);  // LLM-like weight scale
   for (float& v : s.weight.values()) v = normal(rng);
-  s.sum = CorrelatedInputs(in, 6 * in, rng);
+  s.sum = testing::MixedInputs(in, 6 * in, rng, {1, 0.7f, 5, 0.4f, 13, 2, 8.0f});
   QuantSpec spec;
   spec.bits = bits;
   s.hessian = PrepareHessian(s.sum, spec.damp);

@@ -8,26 +8,13 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tests/methods/mixed_inputs.h"
 #include "tests/methods/real_layer.h"
 #include "worker/methods/layer_method.h"
 #include "worker/solvers/proxy_error.h"
 
 namespace qshard {
 namespace {
-
-// Inputs mixed across channels, with every 11th channel an outlier (×20), like LLM activations.
-HessianSum OutlierInputs(int64_t dim, int64_t tokens, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  HessianSum sum(dim);
-  std::vector<float> x(tokens * dim), z(dim);
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (float& v : z) v = normal(rng);
-    for (int64_t i = 0; i < dim; ++i)
-      x[t * dim + i] = (z[i] + 0.6f * z[(i + 3) % dim] - 0.4f * z[(i + 7) % dim]) * (i % 11 == 4 ? 20.0f : 1.0f);
-  }
-  sum.AddWindow(x.data(), tokens);
-  return sum;
-}
 
 struct Synthetic {
   ModelConfig config;
@@ -54,7 +41,8 @@ Synthetic MakeSynthetic(std::mt19937& rng) {
   Tensor gamma({s.config.hidden_size});
   for (float& v : gamma.values()) v = 0.5f + std::fabs(normal(rng)) * 20.0f;
   s.weights.norms["post_attention_layernorm.weight"] = gamma;
-  s.inputs = OutlierInputs(s.config.hidden_size, 2000, rng);
+  // Every 11th channel an outlier (×20).
+  s.inputs = testing::MixedInputs(s.config.hidden_size, 2000, rng, {3, 0.6f, 7, -0.4f, 11, 4, 20.0f});
   return s;
 }
 
