@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "coordinator/quantize_job.h"
+#include "engine/job_runner.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/core/scoped_temp_dir.h"
@@ -15,8 +15,8 @@ namespace {
 
 constexpr char kModel[] = "../shared/data/tinystories-656k";
 
-QuantizeJobSpec RtnJob(int bits, int group_size, const std::string& out) {
-  QuantizeJobSpec spec;
+JobSpec RtnJob(int bits, int group_size, const std::string& out) {
+  JobSpec spec;
   spec.model_dir = kModel;
   spec.out_dir = out;
   spec.method.method = "rtn";
@@ -27,8 +27,8 @@ QuantizeJobSpec RtnJob(int bits, int group_size, const std::string& out) {
 
 TEST(GptqCheckpointTest, RtnCheckpointReadsBackAsTheSolversWeights) {
   testing::ScopedTempDir dir;
-  const QuantizeJobSpec spec = RtnJob(3, 64, dir.Child("rtn"));
-  auto report = RunQuantizeJob(spec, [](const std::string&) {});
+  const JobSpec spec = RtnJob(3, 64, dir.Child("rtn"));
+  auto report = RunEmbeddedJob(spec, JobEvents());
   ASSERT_TRUE(report.ok()) << report.status() << " (needs " << kModel << ")";
 
   auto source = OpenModelSource(spec.out_dir);
@@ -57,9 +57,9 @@ TEST(GptqCheckpointTest, RtnCheckpointReadsBackAsTheSolversWeights) {
 
 TEST(GptqCheckpointTest, ConfigCarriesTheQuantizationBlock) {
   testing::ScopedTempDir dir;
-  QuantizeJobSpec spec = RtnJob(4, 32, dir.Child("q"));
+  JobSpec spec = RtnJob(4, 32, dir.Child("q"));
   spec.method.spec.sym = true;
-  ASSERT_TRUE(RunQuantizeJob(spec, [](const std::string&) {}).ok());
+  ASSERT_TRUE(RunEmbeddedJob(spec, JobEvents()).ok());
   auto checkpoint = Checkpoint::Open(spec.out_dir);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   std::ifstream in(spec.out_dir + "/config.json");

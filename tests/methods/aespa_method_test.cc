@@ -11,14 +11,12 @@
 namespace qshard {
 namespace {
 
-std::unique_ptr<LayerMethod> Make(const std::string& name, int bits, int adaround_iters) {
+MethodOptions Options(const std::string& name, int bits, int adaround_iters) {
   MethodOptions options;
   options.method = name;
   options.spec.bits = bits;
   options.aespa_adaround_iters = adaround_iters;
-  auto method = MakeLayerMethod(options);
-  EXPECT_TRUE(method.ok()) << method.status();
-  return std::move(*method);
+  return options;
 }
 
 TEST(AespaMethodTest, ValueLossUnderHvBelowGptq) {
@@ -32,7 +30,7 @@ TEST(AespaMethodTest, ValueLossUnderHvBelowGptq) {
   for (const HessianSum& v : stats.values) h_v.push_back(&v);
 
   // v_proj's function after the [q, k, v] group: the stored W/ζ times the ζ folded into the norm.
-  const auto value_loss = [&](const LayerMethod& method) {
+  const auto value_loss = [&](const MethodOptions& method) {
     DecoderLayerWeights weights = l.weights;
     auto quantized = real_layer::Quantize(method, l, weights, /*max_groups=*/1);
     EXPECT_TRUE(quantized.ok()) << quantized.status();
@@ -45,10 +43,10 @@ TEST(AespaMethodTest, ValueLossUnderHvBelowGptq) {
     return ProxyError(l.weights.linear("self_attn.v_proj").weight, effective, h_v);
   };
   for (int bits : {3, 2}) {
-    const double gptq = value_loss(*Make("gptq", bits, 0));
-    const double zfold = value_loss(*Make("zfold", bits, 0));
-    const double no_adaround = value_loss(*Make("aespa", bits, 0));
-    const double aespa = value_loss(*Make("aespa", bits, 2000));
+    const double gptq = value_loss(Options("gptq", bits, 0));
+    const double zfold = value_loss(Options("zfold", bits, 0));
+    const double no_adaround = value_loss(Options("aespa", bits, 0));
+    const double aespa = value_loss(Options("aespa", bits, 2000));
     std::printf("v_proj loss under H_V, W%d: GPTQ %.5g, Z-Fold %.5g, aespa w/o AdaRound %.5g, aespa %.5g (%.1f%% below GPTQ)\n",
                 bits, gptq, zfold, no_adaround, aespa, 100.0 * (1.0 - aespa / gptq));
     EXPECT_LT(aespa, gptq) << bits << " bits";
@@ -62,7 +60,7 @@ TEST(AespaMethodTest, QuantizesTheWholeLayer) {
   for (const char* name : {"gptq", "aespa"}) {
     DecoderLayerWeights weights = l.weights;
     const auto start = std::chrono::steady_clock::now();
-    auto quantized = real_layer::Quantize(*Make(name, 3, 500), l, weights);
+    auto quantized = real_layer::Quantize(Options(name, 3, 500), l, weights);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_TRUE(quantized.ok()) << quantized.status();
     EXPECT_EQ(quantized->linears.size(), 7u);
@@ -75,8 +73,10 @@ TEST(AespaMethodTest, QuantizesTheWholeLayer) {
   QuantizedLayer quantized;
   HessianSum inputs(l.model->config().hidden_size);
   inputs.AddWindow(l.hidden.data(), l.seq);
-  GroupContext context{0, &l.model->config(), l.model->LinearGroups()[0], &inputs, nullptr, &weights, &quantized};
-  EXPECT_EQ(Make("aespa", 3, 0)->QuantizeGroup(context).code(), absl::StatusCode::kFailedPrecondition);
+  const GroupProblem problem =
+      real_layer::Problem(l.model->config(), l.model->LinearGroups()[0], &inputs, weights, quantized);
+  EXPECT_EQ(real_layer::Make(Options("aespa", 3, 0))->SolveGroup(problem).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // OPT: LayerNorm γ and β take ζ, biases are folded with their rows, attention has no RoPE;
@@ -90,7 +90,7 @@ TEST(AespaMethodTest, QuantizesOptLayersWithAndWithoutPreNorm) {
     const char* methods[] = {"rtn", "zfold", "aespa"};
     for (int m = 0; m < 3; ++m) {
       DecoderLayerWeights weights = l.weights;
-      auto quantized = real_layer::Quantize(*Make(methods[m], 3, 500), l, weights);
+      auto quantized = real_layer::Quantize(Options(methods[m], 3, 500), l, weights);
       ASSERT_TRUE(quantized.ok()) << quantized.status();
       EXPECT_EQ(quantized->linears.size(), 6u);
       real_layer::ExpectExportMatchesLayer(*quantized, weights);

@@ -17,6 +17,7 @@
 #include "worker/calibration/attention_stats.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/methods/layer_method.h"
+#include "worker/methods/method_registry.h"
 #include "worker/calibration/observer_fanout.h"
 #include "worker/model/decoder_model.h"
 
@@ -81,30 +82,51 @@ inline bool HasValueProjection(const std::vector<std::string>& group) {
   return false;
 }
 
-// Quantizes the first `max_groups` groups (all by default) of `weights` in place.
-inline absl::StatusOr<QuantizedLayer> Quantize(const LayerMethod& method, const RealLayer& l,
+// The method `options` names, from the registry.
+inline std::unique_ptr<LayerMethod> Make(const MethodOptions& options) {
+  auto registration = FindMethod(options.method);
+  EXPECT_TRUE(registration.ok()) << registration.status();
+  auto method = (*registration)->make(options);
+  EXPECT_TRUE(method.ok()) << method.status();
+  return method.ok() ? std::move(*method) : nullptr;
+}
+
+// One group's problem over `weights` and `quantized` with everything else unset.
+inline GroupProblem Problem(const ModelConfig& config, std::vector<std::string> linears, const HessianSum* inputs,
+                            const DecoderLayerWeights& weights, const QuantizedLayer& quantized) {
+  GroupProblem problem;
+  problem.config = &config;
+  problem.linears = std::move(linears);
+  problem.input_stats = inputs;
+  problem.weights = &weights;
+  problem.quantized = &quantized;
+  return problem;
+}
+
+// Quantizes the first `max_groups` groups (all by default) of `weights` in place with the
+// method `options` names.
+inline absl::StatusOr<QuantizedLayer> Quantize(const MethodOptions& options, const RealLayer& l,
                                                DecoderLayerWeights& weights, size_t max_groups = 99) {
+  QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* registration, FindMethod(options.method));
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<LayerMethod> method, registration->make(options));
   QuantizedLayer quantized;
   const std::vector<std::vector<std::string>> groups = l.model->LinearGroups();
   for (size_t g = 0; g < groups.size() && g < max_groups; ++g) {
     InputStatsCollector inputs(0, {groups[g].front()}, l.seq);
     AttentionStatsCollector attention(0, l.model->config());
-    const bool wants_attention = method.needs_attention_stats() && HasValueProjection(groups[g]);
+    const bool wants_attention = registration->needs.attention_stats && HasValueProjection(groups[g]);
     ObserverFanOut observer(wants_attention ? std::vector<LayerObserver*>{&inputs, &attention}
                                     : std::vector<LayerObserver*>{&inputs});
     Tensor hidden = l.hidden;
     l.model->RunLayer(0, weights, hidden, l.batch, l.seq, &observer);
     std::map<std::string, HessianSum> sums = inputs.Take();
     const AttentionStats attention_stats = attention.Take();
-    GroupContext context;
-    context.layer = 0;
-    context.config = &l.model->config();
-    context.linears = groups[g];
-    context.input_stats = method.needs_calibration() ? &sums.at(groups[g].front()) : nullptr;
-    context.attention = wants_attention ? &attention_stats : nullptr;
-    context.weights = &weights;
-    context.quantized = &quantized;
-    QSHARD_RETURN_IF_ERROR(method.QuantizeGroup(context));
+    GroupProblem problem = Problem(l.model->config(), groups[g],
+                                   registration->needs.input_stats ? &sums.at(groups[g].front()) : nullptr, weights,
+                                   quantized);
+    problem.attention = wants_attention ? &attention_stats : nullptr;
+    QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, method->SolveGroup(problem));
+    QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
   }
   return quantized;
 }
@@ -124,13 +146,12 @@ inline double RelativeOutputError(const RealLayer& l, const DecoderLayerWeights&
 }
 
 // What is exported is what the layer computes: every linear's installed weight is its
-// QuantizedLinear's dequantized GPTQ form, with no column scale left.
+// dequantized GPTQ form, with no column scale left.
 inline void ExpectExportMatchesLayer(const QuantizedLayer& quantized, const DecoderLayerWeights& weights) {
   for (const auto& [name, q] : quantized.linears) {
-    EXPECT_TRUE(q.weight.column_scale.empty()) << name;
-    EXPECT_TRUE(q.weight.Validate().ok()) << name;
-    EXPECT_EQ(q.dequantized.values(), q.weight.Dequantized().values()) << name;
-    EXPECT_EQ(weights.linear(name).weight.values(), q.dequantized.values()) << name;
+    EXPECT_TRUE(q.column_scale.empty()) << name;
+    EXPECT_TRUE(q.Validate().ok()) << name;
+    EXPECT_EQ(weights.linear(name).weight.values(), q.Dequantized().values()) << name;
   }
 }
 

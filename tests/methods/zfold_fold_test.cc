@@ -83,10 +83,12 @@ int FoldEveryGroup(const Loaded& l, DecoderLayerWeights& weights, QuantizedLayer
     auto producer = FindZetaProducer(l.model->config(), group.front());
     EXPECT_TRUE(producer.ok()) << producer.status();
     if (producer->kind == ZetaProducer::Kind::kNone) continue;
-    auto applied = FoldIntoProducer(*producer, RandomZeta(producer->channels.channels, rng), fp16_scales, weights,
-                                    quantized);
-    EXPECT_TRUE(applied.ok()) << applied.status();
-    const std::vector<float> zeta = ColumnZeta(producer->channels, *applied);
+    auto fold = FoldIntoProducer(*producer, RandomZeta(producer->channels.channels, rng), fp16_scales, weights,
+                                 quantized);
+    EXPECT_TRUE(fold.ok()) << fold.status();
+    const std::vector<float> zeta = ColumnZeta(producer->channels, fold->applied);
+    QuantizedLayer unused;
+    EXPECT_TRUE(ApplyGroupSolution({{}, fold->rewrites, {}}, weights, quantized != nullptr ? *quantized : unused).ok());
     for (const std::string& linear : group) DivideColumns(weights.linears.at(linear).weight, zeta);
     ++folded;
   }
@@ -153,21 +155,24 @@ double QuantizedProducerFoldError(int group_size) {
     auto solved = (*rtn)->Solve(problem);
     EXPECT_TRUE(solved.ok()) << solved.status();
     l.layer.linears.at(name).weight = solved->dequantized;
-    quantized.linears[name] = std::move(*solved);
+    quantized.linears[name] = std::move(solved->weight);
   }
   const Tensor reference = LayerDelta(l, l.layer);
   DecoderLayerWeights folded = l.layer;
   std::mt19937 rng(4);
   for (const char* consumer : {"self_attn.o_proj", "mlp.down_proj"}) {
     auto producer = FindZetaProducer(l.model->config(), consumer);
-    auto applied = FoldIntoProducer(*producer, RandomZeta(producer->channels.channels, rng), true, folded, &quantized);
-    EXPECT_TRUE(applied.ok()) << applied.status();
-    DivideColumns(folded.linears.at(consumer).weight, ColumnZeta(producer->channels, *applied));
-    const QuantizedLinear& q = quantized.linears.at(producer->linear);
-    EXPECT_TRUE(q.weight.Validate().ok());
-    for (int64_t i = 0; i < q.weight.scales.size(); ++i) EXPECT_EQ(RoundScaleToFp16(q.weight.scales[i]), q.weight.scales[i]);
-    EXPECT_EQ(q.dequantized.values(), q.weight.Dequantized().values());
-    EXPECT_EQ(folded.linears.at(producer->linear).weight.values(), q.dequantized.values());
+    auto fold = FoldIntoProducer(*producer, RandomZeta(producer->channels.channels, rng), true, folded, &quantized);
+    if (!fold.ok()) {
+      ADD_FAILURE() << fold.status();
+      return 1.0;
+    }
+    EXPECT_TRUE(ApplyGroupSolution({{}, fold->rewrites, {}}, folded, quantized).ok());
+    DivideColumns(folded.linears.at(consumer).weight, ColumnZeta(producer->channels, fold->applied));
+    const QuantizedWeight& q = quantized.linears.at(producer->linear);
+    EXPECT_TRUE(q.Validate().ok());
+    for (int64_t i = 0; i < q.scales.size(); ++i) EXPECT_EQ(RoundScaleToFp16(q.scales[i]), q.scales[i]);
+    EXPECT_EQ(folded.linears.at(producer->linear).weight.values(), q.Dequantized().values());
   }
   return MaxRelativeDifference(reference, LayerDelta(l, folded));
 }

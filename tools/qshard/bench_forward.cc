@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/model_loading.h"
-#include "coordinator/text_tokens.h"
+#include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "worker/eval/forward_benchmark.h"
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "coordinator/model_loading.h"
-#include "coordinator/text_tokens.h"
+#include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
 #include "worker/eval/evaluate.h"

@@ -14,10 +14,10 @@ namespace {
 constexpr double kAttentionRoundingWeight = 1.5;  // λ for q/k/v (paper §4.1, reference utils.py)
 constexpr double kRoundingWeight = 1.0;
 
-absl::Status CheckAttentionStats(const AttentionStats* stats, const GroupContext& context) {
-  const std::string where = absl::StrCat("layer ", context.layer, ": aespa");
+absl::Status CheckAttentionStats(const AttentionStats* stats, const GroupProblem& group) {
+  const std::string where = absl::StrCat("layer ", group.layer, ": aespa");
   if (stats == nullptr) return absl::FailedPreconditionError(absl::StrCat(where, " needs attention statistics"));
-  const ModelConfig& c = *context.config;
+  const ModelConfig& c = *group.config;
   if (stats->heads != c.num_heads || stats->kv_heads != c.num_kv_heads || stats->head_dim != c.head_dim ||
       stats->hidden != c.hidden_size || static_cast<int64_t>(stats->values.size()) != c.num_kv_heads)
     return absl::FailedPreconditionError(absl::StrCat(where, ": attention statistics do not match the model"));
@@ -30,32 +30,28 @@ class AespaMethod : public LayerMethod {
  public:
   explicit AespaMethod(const MethodOptions& options) : options_(options) {}
 
-  std::string_view name() const override { return "aespa"; }
-  bool needs_calibration() const override { return true; }
-  bool needs_attention_stats() const override { return true; }
-
-  absl::Status QuantizeGroup(GroupContext& context) const override {
-    if (context.input_stats == nullptr || context.config == nullptr)
+  absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
+    if (group.input_stats == nullptr || group.config == nullptr)
       return absl::FailedPreconditionError(
-          absl::StrCat("layer ", context.layer, ": aespa needs the group's input statistics and the model config"));
+          absl::StrCat("layer ", group.layer, ": aespa needs the group's input statistics and the model config"));
     const bool attention =
-        std::find(context.linears.begin(), context.linears.end(), "self_attn.v_proj") != context.linears.end();
+        std::find(group.linears.begin(), group.linears.end(), "self_attn.v_proj") != group.linears.end();
     std::vector<std::unique_ptr<Solver>> solvers;  // owned here, referenced by `linears`
     std::vector<GroupLinear> linears;
     if (!attention) {
-      for (const std::string& name : context.linears) {
+      for (const std::string& name : group.linears) {
         QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kRoundingWeight, {}));
-        linears.push_back({name, {context.input_stats}, solver});
+        linears.push_back({name, {group.input_stats}, solver});
       }
-      return QuantizeFoldedGroup(linears, options_, context);
+      return SolveFoldedGroup(linears, options_, group);
     }
-    QSHARD_RETURN_IF_ERROR(CheckAttentionStats(context.attention, context));
-    QueryKeyWeightings weightings = CrossWeightings(*context.attention, *context.config);
+    QSHARD_RETURN_IF_ERROR(CheckAttentionStats(group.attention, group));
+    QueryKeyWeightings weightings = CrossWeightings(*group.attention, *group.config);
     std::vector<const HessianSum*> value_hessians;  // one per KV head: the rows of its head
-    for (const HessianSum& v : context.attention->values) value_hessians.push_back(&v);
-    for (const std::string& name : context.linears) {
+    for (const HessianSum& v : group.attention->values) value_hessians.push_back(&v);
+    for (const std::string& name : group.linears) {
       std::vector<std::vector<double>> head_weightings;
-      std::vector<const HessianSum*> hessians = {context.input_stats};
+      std::vector<const HessianSum*> hessians = {group.input_stats};
       if (name == "self_attn.q_proj") {
         head_weightings = std::move(weightings.query);
       } else if (name == "self_attn.k_proj") {
@@ -64,12 +60,12 @@ class AespaMethod : public LayerMethod {
         hessians = value_hessians;
       } else {
         return absl::InvalidArgumentError(
-            absl::StrCat("layer ", context.layer, ": aespa: unexpected '", name, "' in the attention group"));
+            absl::StrCat("layer ", group.layer, ": aespa: unexpected '", name, "' in the attention group"));
       }
       QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kAttentionRoundingWeight, std::move(head_weightings)));
       linears.push_back({name, std::move(hessians), solver});
     }
-    return QuantizeFoldedGroup(linears, options_, context);
+    return SolveFoldedGroup(linears, options_, group);
   }
 
  private:

@@ -1,10 +1,12 @@
-// The layer-level plug-in point for quantization methods. The job driver walks a decoder
-// layer's linears in true-sequential groups (DecoderModel::LinearGroups: q,k,v → o → gate,up →
-// down for LLaMA; q,k,v → out → fc1 → fc2 for OPT) and hands each group to the method with the
-// group's calibration statistics. A method quantizes the group's linears, swaps their
-// dequantized weights into the layer (so later groups and the next layer see them), and may
-// rewrite other tensors of the layer exactly (Z-Fold folds its column scales into the norm or
-// the producing linear). Methods that work per linear (RTN, GPTQ) share one adapter.
+// The layer-level plug-in point for quantization methods. The job walks a decoder layer's
+// linears in true-sequential groups (DecoderModel::LinearGroups: q,k,v → o → gate,up → down for
+// LLaMA; q,k,v → out → fc1 → fc2 for OPT) and hands each group to the method as a GroupProblem:
+// the layer as quantized so far and the group's calibration statistics. The method returns a
+// GroupSolution — the group's quantized linears, the exact rewrites of other tensors of the
+// layer (Z-Fold folds its column scales into a norm or into the producing linear, possibly one
+// an earlier group quantized) and its reports — as one value, which ApplyGroupSolution
+// installs. The same value is what a remote worker's Solve returns. Which methods exist and
+// which statistics each needs is the registry's business (method_registry.h).
 #pragma once
 
 #include <limits>
@@ -37,39 +39,61 @@ struct LinearReport {
 
 // The quantized linears of one layer, as they will be exported.
 struct QuantizedLayer {
-  std::map<std::string, QuantizedLinear> linears;
+  std::map<std::string, QuantizedWeight> linears;  // codes and grids, no column scale left
   std::vector<LinearReport> reports;
 };
 
 struct MethodOptions {
-  std::string method = "gptq";  // rtn | gptq | zfold | aespa
+  std::string method = "gptq";  // a name in the registry (method_registry.h)
   QuantSpec spec;
   int zfold_max_iters = 30;        // Z-Fold alternating least squares, early stop on increase
   int aespa_adaround_iters = 2000;  // 0: aespa without AdaRound
   double aespa_learning_rate = 0.015;
-  uint64_t seed = 0;
 };
 
-struct GroupContext {
+// A tensor of the layer outside the group's own linears, replaced whole. Rewrites are exact by
+// construction (conventions.md, Z-Fold): the layer computes the same function after them.
+struct TensorRewrite {
+  enum class Target {
+    kNorm,             // weights.norms[name]
+    kLinearWeight,     // weights.linears[name].weight (a linear kept in full precision)
+    kLinearBias,       // weights.linears[name].bias
+    kQuantizedScales,  // quantized.linears[name].scales (a linear an earlier group quantized)
+  };
+  Target target = Target::kNorm;
+  std::string name;
+  Tensor value;
+};
+
+struct GroupSolution {
+  std::map<std::string, QuantizedWeight> linears;  // the group's linears, GPTQ form
+  std::vector<TensorRewrite> rewrites;              // applied before the linears are installed
+  std::vector<LinearReport> reports;
+};
+
+struct GroupProblem {
   int layer = 0;
   const ModelConfig* config = nullptr;
-  std::vector<std::string> linears;       // the group, e.g. {"self_attn.q_proj", "self_attn.k_proj", ...}
-  const HessianSum* input_stats = nullptr;  // Σ x xᵀ of the group's shared input (null for rtn)
-  const AttentionStats* attention = nullptr;  // only for methods with needs_attention_stats()
-  DecoderLayerWeights* weights = nullptr;   // the layer being quantized (see header comment)
-  QuantizedLayer* quantized = nullptr;      // results of this layer so far; the method adds its own
+  std::vector<std::string> linears;  // the group's linears to quantize, e.g. {"self_attn.q_proj", ...}
+  // Some linears of the group stay in full precision: they read the same input, so the method
+  // must not change that input (Z-Fold may not fold into a norm they share).
+  bool partial = false;
+  const HessianSum* input_stats = nullptr;       // Σ x xᵀ of the group's shared input (null for rtn)
+  const AttentionStats* attention = nullptr;     // only for methods that need attention statistics
+  const DecoderLayerWeights* weights = nullptr;  // the layer with the earlier groups' solutions applied
+  const QuantizedLayer* quantized = nullptr;     // the earlier groups' results
 };
+
+// Installs a solution: the rewrites, then each linear's dequantized GPTQ form into `weights`
+// and its codes into `quantized`, and appends the reports. Fails, changing nothing, when a
+// rewrite names a tensor the layer lacks or gives it another shape.
+absl::Status ApplyGroupSolution(GroupSolution solution, DecoderLayerWeights& weights, QuantizedLayer& quantized);
 
 class LayerMethod {
  public:
   virtual ~LayerMethod() = default;
-  virtual std::string_view name() const = 0;
-  virtual bool needs_calibration() const = 0;
-  virtual bool needs_attention_stats() const { return false; }
-  virtual absl::Status QuantizeGroup(GroupContext& context) const = 0;
+  virtual absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& problem) const = 0;
 };
-
-absl::StatusOr<std::unique_ptr<LayerMethod>> MakeLayerMethod(const MethodOptions& options);
 
 // ‖WX − ŴX‖² / ‖WX‖² from the input statistics: tr(ΔW S ΔWᵀ) / tr(W S Wᵀ) with S = Σ x xᵀ.
 double RelativeOutputError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats);

@@ -10,34 +10,38 @@ namespace {
 
 class PerLinearMethod : public LayerMethod {
  public:
-  PerLinearMethod(std::string name, std::unique_ptr<Solver> solver)
-      : name_(std::move(name)), solver_(std::move(solver)) {}
+  explicit PerLinearMethod(std::unique_ptr<Solver> solver) : solver_(std::move(solver)) {}
 
-  std::string_view name() const override { return name_; }
-  bool needs_calibration() const override { return solver_->needs_hessian(); }
-
-  absl::Status QuantizeGroup(GroupContext& context) const override {
-    for (const std::string& linear : context.linears) {
+  absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
+    GroupSolution solution;
+    for (const std::string& linear : group.linears) {
       LayerProblem problem;
-      if (context.input_stats != nullptr) problem.hessians = {context.input_stats};
-      QSHARD_RETURN_IF_ERROR(SolveAndInstall(*solver_, problem, linear, context));
+      if (group.input_stats != nullptr) problem.hessians = {group.input_stats};
+      QSHARD_RETURN_IF_ERROR(SolveLinear(*solver_, problem, linear, group, solution).status());
     }
-    return absl::OkStatus();
+    return solution;
   }
 
  private:
-  std::string name_;
   std::unique_ptr<Solver> solver_;
 };
 
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakePerLinearMethod(std::string_view solver_name,
+                                                                 const MethodOptions& options) {
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, MakeSolver(solver_name, options.spec));
+  return std::unique_ptr<LayerMethod>(new PerLinearMethod(std::move(solver)));
+}
+
 }  // namespace
 
-absl::Status SolveAndInstall(const Solver& solver, LayerProblem problem, const std::string& linear,
-                             GroupContext& context) {
-  Linear& target = context.weights->linears.at(linear);
-  const std::string full_name = absl::StrCat("layer ", context.layer, " ", linear);
+absl::StatusOr<QuantizedWeight*> SolveLinear(const Solver& solver, LayerProblem problem, const std::string& linear,
+                                             const GroupProblem& group, GroupSolution& solution) {
+  const std::string full_name = absl::StrCat("layer ", group.layer, " ", linear);
+  auto target = group.weights->linears.find(linear);
+  if (target == group.weights->linears.end())
+    return absl::FailedPreconditionError(absl::StrCat(full_name, ": the layer has no such linear"));
   problem.name = full_name;
-  problem.weight = &target.weight;
+  problem.weight = &target->second.weight;
   const auto start = std::chrono::steady_clock::now();
   QSHARD_ASSIGN_OR_RETURN(QuantizedLinear result, solver.Solve(problem));
   LinearReport report;
@@ -45,17 +49,20 @@ absl::Status SolveAndInstall(const Solver& solver, LayerProblem problem, const s
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.damp_used = result.damp_used;
   report.damp_retries = result.damp_retries;
-  if (context.input_stats != nullptr)
-    report.relative_error = RelativeOutputError(target.weight, result.dequantized, *context.input_stats);
-  target.weight = result.dequantized;
-  context.quantized->reports.push_back(report);
-  context.quantized->linears[linear] = std::move(result);
-  return absl::OkStatus();
+  if (group.input_stats != nullptr)
+    report.relative_error = RelativeOutputError(target->second.weight, result.dequantized, *group.input_stats);
+  solution.reports.push_back(report);
+  QuantizedWeight& stored = solution.linears[linear];
+  stored = std::move(result.weight);
+  return &stored;
 }
 
-absl::StatusOr<std::unique_ptr<LayerMethod>> MakePerLinearMethod(const MethodOptions& options) {
-  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, MakeSolver(options.method, options.spec));
-  return std::unique_ptr<LayerMethod>(new PerLinearMethod(options.method, std::move(solver)));
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeRtnMethod(const MethodOptions& options) {
+  return MakePerLinearMethod("rtn", options);
+}
+
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeGptqMethod(const MethodOptions& options) {
+  return MakePerLinearMethod("gptq", options);
 }
 
 }  // namespace qshard

@@ -8,12 +8,13 @@
 
 namespace qshard {
 
-absl::StatusOr<std::unique_ptr<LayerMethod>> MakePerLinearMethod(const MethodOptions& options);
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeRtnMethod(const MethodOptions& options);
+absl::StatusOr<std::unique_ptr<LayerMethod>> MakeGptqMethod(const MethodOptions& options);
 
-// Solves one linear of the context's layer with `solver` and `problem` fields filled from the
-// context, swaps the dequantized weight in and records the result — the step every method
-// ends with.
-absl::Status SolveAndInstall(const Solver& solver, LayerProblem problem, const std::string& linear,
-                             GroupContext& context);
+// Solves one linear of the problem's layer with `solver` (the weight and name filled in from
+// the problem) and adds the result and its report to `solution` — the step every method ends
+// with. The report's relative error is measured against the layer's weight as it stands.
+absl::StatusOr<QuantizedWeight*> SolveLinear(const Solver& solver, LayerProblem problem, const std::string& linear,
+                                             const GroupProblem& group, GroupSolution& solution);
 
 }  // namespace qshard

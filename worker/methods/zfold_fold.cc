@@ -44,13 +44,20 @@ ZetaProducer Rows(const std::string& linear, ZetaChannels channels) {
   return p;
 }
 
-void ScaleRows(Tensor& weight, std::span<const float> factor) {
-  for (int64_t r = 0; r < weight.dim(0); ++r)
-    for (int64_t c = 0; c < weight.dim(1); ++c) weight.at(r, c) *= factor[r];
+Tensor ScaledRows(const Tensor& weight, std::span<const float> factor) {
+  Tensor scaled = weight;
+  for (int64_t r = 0; r < scaled.dim(0); ++r)
+    for (int64_t c = 0; c < scaled.dim(1); ++c) scaled.at(r, c) *= factor[r];
+  return scaled;
 }
 
-void ScaleBias(Linear& linear, std::span<const float> factor) {
-  for (int64_t r = 0; r < linear.bias.size(); ++r) linear.bias[r] *= factor[r];
+// The bias rewrite of a linear whose rows are scaled by `factor`; none when it has no bias.
+void AddScaledBias(const std::string& name, const Linear& linear, std::span<const float> factor,
+                   std::vector<TensorRewrite>& rewrites) {
+  if (!linear.has_bias()) return;
+  Tensor bias = linear.bias;
+  for (int64_t r = 0; r < bias.size(); ++r) bias[r] *= factor[r];
+  rewrites.push_back({TensorRewrite::Target::kLinearBias, name, std::move(bias)});
 }
 
 }  // namespace
@@ -81,12 +88,13 @@ absl::StatusOr<ZetaProducer> FindZetaProducer(const ModelConfig& c, const std::s
                                                  "' in a ", std::string(ArchitectureName(c.arch)), " layer"));
 }
 
-absl::StatusOr<std::vector<float>> FoldIntoProducer(const ZetaProducer& producer, std::span<const float> channel_zeta,
-                                                    bool fp16_scales, DecoderLayerWeights& weights,
-                                                    QuantizedLayer* quantized) {
-  std::vector<float> applied(channel_zeta.begin(), channel_zeta.end());
-  const int64_t channels = static_cast<int64_t>(applied.size());
-  if (producer.kind == ZetaProducer::Kind::kNone) return applied;
+absl::StatusOr<ProducerFold> FoldIntoProducer(const ZetaProducer& producer, std::span<const float> channel_zeta,
+                                              bool fp16_scales, const DecoderLayerWeights& weights,
+                                              const QuantizedLayer* quantized) {
+  ProducerFold fold;
+  fold.applied.assign(channel_zeta.begin(), channel_zeta.end());
+  const int64_t channels = static_cast<int64_t>(fold.applied.size());
+  if (producer.kind == ZetaProducer::Kind::kNone) return fold;
 
   if (producer.kind == ZetaProducer::Kind::kNorm) {
     for (const std::string& name : {producer.norm_weight, producer.norm_bias}) {
@@ -95,49 +103,42 @@ absl::StatusOr<std::vector<float>> FoldIntoProducer(const ZetaProducer& producer
       if (it == weights.norms.end() || it->second.size() != channels)
         return absl::FailedPreconditionError(
             absl::StrCat("Z-Fold: norm '", name, "' is missing or does not have ", channels, " values"));
-      for (int64_t ch = 0; ch < channels; ++ch) it->second[ch] *= channel_zeta[ch];
+      Tensor scaled = it->second;
+      for (int64_t ch = 0; ch < channels; ++ch) scaled[ch] *= channel_zeta[ch];
+      fold.rewrites.push_back({TensorRewrite::Target::kNorm, name, std::move(scaled)});
     }
-    return applied;
+    return fold;
   }
 
   auto it = weights.linears.find(producer.linear);
   if (it == weights.linears.end() || it->second.weight.dim(0) != channels)
     return absl::FailedPreconditionError(
         absl::StrCat("Z-Fold: linear '", producer.linear, "' is missing or does not have ", channels, " rows"));
-  Linear& linear = it->second;
-  QuantizedLinear* solved = nullptr;
+  const Linear& linear = it->second;
+  const QuantizedWeight* solved = nullptr;
   if (quantized != nullptr) {
     auto found = quantized->linears.find(producer.linear);
     if (found != quantized->linears.end()) solved = &found->second;
   }
   if (solved == nullptr) {
-    ScaleRows(linear.weight, applied);
-    ScaleBias(linear, applied);
-    return applied;
+    fold.rewrites.push_back({TensorRewrite::Target::kLinearWeight, producer.linear, ScaledRows(linear.weight, fold.applied)});
+    AddScaledBias(producer.linear, linear, fold.applied, fold.rewrites);
+    return fold;
   }
 
-  QuantizedLinear& q = *solved;
-  const int64_t groups = q.weight.groups();
+  Tensor scales = solved->scales;
+  const int64_t groups = solved->groups();
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t r = 0; r < channels; ++r) {
-      float& scale = q.weight.scales.at(g, r);
+      float& scale = scales.at(g, r);
       const float folded = scale * channel_zeta[r];
       const float stored = fp16_scales ? RoundScaleToFp16(folded) : folded;
-      if (groups == 1) applied[r] = static_cast<float>(static_cast<double>(stored) / scale);
+      if (groups == 1) fold.applied[r] = static_cast<float>(static_cast<double>(stored) / scale);
       scale = stored;
     }
-  q.dequantized = q.weight.Dequantized();
-  linear.weight = q.dequantized;
-  ScaleBias(linear, applied);
-  return applied;
-}
-
-void FoldColumnScaleAway(const std::string& linear, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
-  QuantizedLinear& q = quantized.linears.at(linear);
-  if (q.weight.column_scale.empty()) return;
-  q.weight.column_scale.clear();
-  q.dequantized = q.weight.Dequantized();
-  weights.linears.at(linear).weight = q.dequantized;
+  fold.rewrites.push_back({TensorRewrite::Target::kQuantizedScales, producer.linear, std::move(scales)});
+  AddScaledBias(producer.linear, linear, fold.applied, fold.rewrites);
+  return fold;
 }
 
 }  // namespace qshard

@@ -34,21 +34,23 @@ struct ZetaProducer {
 // The producer of the input of the group whose first linear is `first_linear`.
 absl::StatusOr<ZetaProducer> FindZetaProducer(const ModelConfig& config, const std::string& first_linear);
 
-// Multiplies producer channel ch by channel_zeta[ch] and returns the multipliers the producer
-// now actually applies, which the consumer must be quantized with:
-// - norms: γ·ζ (and β·ζ) in float; returns ζ.
-// - a linear already quantized (present in `quantized`): each per-row scale s becomes the
-//   storable s' = fp16(s·ζ) (when fp16_scales), the dequantized weight is recomputed from the
-//   codes and installed, the bias scaled. Per channel (one group) it returns s'/s, so the fold
-//   is exact up to float rounding; with several groups each group's scale rounds differently
-//   and it returns ζ, leaving a relative error ≤ 2⁻¹¹ per stored scale.
-// - a linear not quantized (fp): rows and bias × ζ; returns ζ.
-absl::StatusOr<std::vector<float>> FoldIntoProducer(const ZetaProducer& producer, std::span<const float> channel_zeta,
-                                                    bool fp16_scales, DecoderLayerWeights& weights,
-                                                    QuantizedLayer* quantized);
+// What folding ζ into a producer does: the rewrites of the producer's tensors and the
+// multipliers the producer then really applies, which the consumer must be quantized with.
+struct ProducerFold {
+  std::vector<float> applied;  // per producer channel
+  std::vector<TensorRewrite> rewrites;
+};
 
-// A linear solved with column_scale ζ, once ζ lives in its producer: drops column_scale, so
-// the codes and scales describe W·diag(ζ)⁻¹ (the GPTQ layout), and installs that weight.
-void FoldColumnScaleAway(const std::string& linear, DecoderLayerWeights& weights, QuantizedLayer& quantized);
+// Multiplies producer channel ch by channel_zeta[ch]:
+// - norms: γ·ζ (and β·ζ) in float; applies ζ.
+// - a linear already quantized (present in `quantized`): each per-row scale s becomes the
+//   storable s' = fp16(s·ζ) (when fp16_scales) and the bias is scaled. Per channel (one group)
+//   it applies s'/s, so the fold is exact up to float rounding; with several groups each
+//   group's scale rounds differently and it applies ζ, leaving a relative error ≤ 2⁻¹¹ per
+//   stored scale.
+// - a linear kept in full precision: rows and bias × ζ; applies ζ.
+absl::StatusOr<ProducerFold> FoldIntoProducer(const ZetaProducer& producer, std::span<const float> channel_zeta,
+                                              bool fp16_scales, const DecoderLayerWeights& weights,
+                                              const QuantizedLayer* quantized);
 
 }  // namespace qshard

@@ -2,7 +2,7 @@
 // stacked linears under their Hessians (zfold_search.h), fold ζ into the input's producer
 // (zfold_fold.h), refit α per row with the ζ the producer actually applies (the reference's
 // find_only_scale), solve each linear onto those fixed grids with its own solver, and fold the
-// column scale away so the layer and the exported QuantizedLinears hold the plain GPTQ form.
+// column scale away so the solution holds the plain GPTQ form.
 #pragma once
 
 #include <span>
@@ -23,7 +23,10 @@ struct GroupLinear {
   const Solver* solver = nullptr;
 };
 
-absl::Status QuantizeFoldedGroup(std::span<const GroupLinear> linears, const MethodOptions& options,
-                                 GroupContext& context);
+// When the group is partial (a sibling reading the same input stays in full precision), ζ is
+// not folded into a norm they share (the sibling would read scaled inputs): ζ stays 1 and
+// only α and the zero points are searched.
+absl::StatusOr<GroupSolution> SolveFoldedGroup(std::span<const GroupLinear> linears, const MethodOptions& options,
+                                               const GroupProblem& group);
 
 }  // namespace qshard

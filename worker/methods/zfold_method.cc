@@ -12,16 +12,13 @@ class ZfoldMethod : public LayerMethod {
   ZfoldMethod(const MethodOptions& options, std::unique_ptr<Solver> gptq)
       : options_(options), gptq_(std::move(gptq)) {}
 
-  std::string_view name() const override { return "zfold"; }
-  bool needs_calibration() const override { return true; }
-
-  absl::Status QuantizeGroup(GroupContext& context) const override {
-    if (context.input_stats == nullptr)
+  absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
+    if (group.input_stats == nullptr)
       return absl::FailedPreconditionError(
-          absl::StrCat("layer ", context.layer, ": zfold needs the group's input statistics"));
+          absl::StrCat("layer ", group.layer, ": zfold needs the group's input statistics"));
     std::vector<GroupLinear> linears;
-    for (const std::string& name : context.linears) linears.push_back({name, {context.input_stats}, gptq_.get()});
-    return QuantizeFoldedGroup(linears, options_, context);
+    for (const std::string& name : group.linears) linears.push_back({name, {group.input_stats}, gptq_.get()});
+    return SolveFoldedGroup(linears, options_, group);
   }
 
  private:

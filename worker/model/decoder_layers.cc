@@ -8,6 +8,26 @@
 namespace qshard {
 namespace {
 
+bool IsLlama(const LayerRun& run) { return run.config.arch == Architecture::kLlama; }
+
+// The norm in front of group 0 (index 0) or group 2 (index 1); OPT post-LN has none there.
+Tensor NormedResidual(const LayerRun& run, const DecoderLayerWeights& w, int index, const Tensor& residual) {
+  if (IsLlama(run))
+    return RmsNorm(residual, w.norm(index == 0 ? "input_layernorm.weight" : "post_attention_layernorm.weight"),
+                   run.config.rms_norm_eps);
+  if (!run.config.do_layer_norm_before) return residual;
+  const std::string name = index == 0 ? "self_attn_layer_norm" : "final_layer_norm";
+  return LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps);
+}
+
+// HF OPTDecoderLayer without do_layer_norm_before (OPT-350M) normalizes the residual sum after
+// each block instead.
+void PostNorm(const LayerRun& run, const DecoderLayerWeights& w, int index, Tensor& residual) {
+  if (IsLlama(run) || run.config.do_layer_norm_before) return;
+  const std::string name = index == 0 ? "self_attn_layer_norm" : "final_layer_norm";
+  residual = LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps);
+}
+
 // q/k/v projections of x (rotated for LLaMA), causal attention, observer hooks; returns the
 // attention output before the output projection.
 Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& x) {
@@ -15,7 +35,7 @@ Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const T
   Tensor q = ApplyLinear(x, w.linear("self_attn.q_proj"));
   Tensor k = ApplyLinear(x, w.linear("self_attn.k_proj"));
   const Tensor v = ApplyLinear(x, w.linear("self_attn.v_proj"));
-  if (c.arch == Architecture::kLlama) {
+  if (IsLlama(run)) {
     run.rotary.Apply(q, c.num_heads, run.batch, run.seq);
     run.rotary.Apply(k, c.num_kv_heads, run.batch, run.seq);
   }
@@ -28,54 +48,47 @@ Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const T
   return out;
 }
 
-}  // namespace
-
-void RunLlamaLayer(const LayerRun& run, const DecoderLayerWeights& w, Tensor& hidden) {
-  const double eps = run.config.rms_norm_eps;
-  LayerObserver& obs = run.observer;
-  {
-    const Tensor x = RmsNorm(hidden, w.norm("input_layernorm.weight"), eps);
-    obs.OnLinearInput(run.layer, "self_attn.q_proj", x);
-    const Tensor attention = AttentionBlock(run, w, x);
-    obs.OnLinearInput(run.layer, "self_attn.o_proj", attention);
-    AddInPlace(hidden, ApplyLinear(attention, w.linear("self_attn.o_proj")));
+Tensor MlpHidden(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& x) {
+  if (IsLlama(run)) {
+    Tensor gate = ApplyLinear(x, w.linear("mlp.gate_proj"));
+    SiluMultiplyInPlace(gate, ApplyLinear(x, w.linear("mlp.up_proj")));
+    return gate;
   }
-  const Tensor x = RmsNorm(hidden, w.norm("post_attention_layernorm.weight"), eps);
-  obs.OnLinearInput(run.layer, "mlp.gate_proj", x);
-  Tensor gate = ApplyLinear(x, w.linear("mlp.gate_proj"));
-  SiluMultiplyInPlace(gate, ApplyLinear(x, w.linear("mlp.up_proj")));
-  obs.OnLinearInput(run.layer, "mlp.down_proj", gate);
-  AddInPlace(hidden, ApplyLinear(gate, w.linear("mlp.down_proj")));
-}
-
-// HF OPTDecoderLayer: with do_layer_norm_before (all OPT sizes but 350M) each block normalizes
-// its input; otherwise it normalizes the residual sum after the block.
-void RunOptLayer(const LayerRun& run, const DecoderLayerWeights& w, Tensor& hidden) {
-  const double eps = run.config.layer_norm_eps;
-  const bool pre_norm = run.config.do_layer_norm_before;
-  LayerObserver& obs = run.observer;
-  const auto norm = [&](const Tensor& x, const std::string& name) {
-    return LayerNorm(x, w.norm(name + ".weight"), w.norm(name + ".bias"), eps);
-  };
-  {
-    Tensor normed;
-    if (pre_norm) normed = norm(hidden, "self_attn_layer_norm");
-    const Tensor& x = pre_norm ? normed : hidden;
-    obs.OnLinearInput(run.layer, "self_attn.q_proj", x);
-    const Tensor attention = AttentionBlock(run, w, x);
-    obs.OnLinearInput(run.layer, "self_attn.out_proj", attention);
-    AddInPlace(hidden, ApplyLinear(attention, w.linear("self_attn.out_proj")));
-    if (!pre_norm) hidden = norm(hidden, "self_attn_layer_norm");
-  }
-  Tensor normed;
-  if (pre_norm) normed = norm(hidden, "final_layer_norm");
-  const Tensor& x = pre_norm ? normed : hidden;
-  obs.OnLinearInput(run.layer, "fc1", x);
   Tensor inner = ApplyLinear(x, w.linear("fc1"));
   ReluInPlace(inner);
-  obs.OnLinearInput(run.layer, "fc2", inner);
-  AddInPlace(hidden, ApplyLinear(inner, w.linear("fc2")));
-  if (!pre_norm) hidden = norm(hidden, "final_layer_norm");
+  return inner;
+}
+
+}  // namespace
+
+Tensor GroupInput(const LayerRun& run, const DecoderLayerWeights& w, int group, const Tensor& residual,
+                  const Tensor& previous) {
+  switch (group) {
+    case 0: return NormedResidual(run, w, 0, residual);
+    case 1: return AttentionBlock(run, w, previous);
+    case 2: return NormedResidual(run, w, 1, residual);
+    default: return MlpHidden(run, w, previous);
+  }
+}
+
+void AddGroupOutput(const LayerRun& run, const DecoderLayerWeights& w, int group, const Tensor& input,
+                    Tensor& residual) {
+  const bool attention = group == 1;
+  const char* linear = attention ? (IsLlama(run) ? "self_attn.o_proj" : "self_attn.out_proj")
+                                 : (IsLlama(run) ? "mlp.down_proj" : "fc2");
+  AddInPlace(residual, ApplyLinear(input, w.linear(linear)));
+  PostNorm(run, w, attention ? 0 : 1, residual);
+}
+
+void RunDecoderLayer(const LayerRun& run, const DecoderLayerWeights& w, const std::vector<std::string>& group_names,
+                     Tensor& hidden) {
+  for (int first = 0; first < kLayerGroups; first += 2) {
+    const Tensor input = GroupInput(run, w, first, hidden, Tensor());
+    run.observer.OnLinearInput(run.layer, group_names[first], input);
+    const Tensor inner = GroupInput(run, w, first + 1, hidden, input);
+    run.observer.OnLinearInput(run.layer, group_names[first + 1], inner);
+    AddGroupOutput(run, w, first + 1, inner, hidden);
+  }
 }
 
 }  // namespace qshard

@@ -1,8 +1,17 @@
 // The per-architecture wiring of one decoder layer (LLaMA: pre-RMSNorm, RoPE, GQA, SwiGLU;
-// OPT: LayerNorm before or after, biases, ReLU MLP). Used by DecoderModel::RunLayer.
+// OPT: LayerNorm before or after, biases, ReLU MLP), cut at the inputs of its four
+// true-sequential groups of linears so calibration can compute each stage once, with the
+// weights quantized so far:
+//   group 0 (q,k,v)       reads the normed residual;
+//   group 1 (o / out)     reads the attention over group 0's projections;
+//   group 2 (gate,up/fc1) reads the normed residual after group 1's output was added;
+//   group 3 (down / fc2)  reads the MLP's hidden activation of group 2's input.
+// RunDecoderLayer composes the stages into the plain forward pass.
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/model_config.h"
 #include "core/tensor.h"
@@ -19,11 +28,25 @@ struct LayerRun {
   int64_t batch;
   int64_t seq;
   ThreadPool& pool;
-  LayerObserver& observer;
+  LayerObserver& observer;  // sees the attention internals when it wants them
   const RotaryEmbedding& rotary;
 };
 
-void RunLlamaLayer(const LayerRun& run, const DecoderLayerWeights& weights, Tensor& hidden);
-void RunOptLayer(const LayerRun& run, const DecoderLayerWeights& weights, Tensor& hidden);
+inline constexpr int kLayerGroups = 4;
+
+// The input of `group` for one batch. Groups 1 and 3 are computed from `previous`, the input of
+// group 0 or 2; groups 0 and 2 from `residual`.
+Tensor GroupInput(const LayerRun& run, const DecoderLayerWeights& weights, int group, const Tensor& residual,
+                  const Tensor& previous);
+
+// Adds the output of group 1 or 3, computed from its `input`, to the residual stream (and
+// applies OPT post-LN's norm). Groups 0 and 2 have no output of their own in the residual.
+void AddGroupOutput(const LayerRun& run, const DecoderLayerWeights& weights, int group, const Tensor& input,
+                    Tensor& residual);
+
+// The whole layer on `hidden`, in place; `group_names` name each group's input for the
+// observer's OnLinearInput (LayerSpec::groups' first linears).
+void RunDecoderLayer(const LayerRun& run, const DecoderLayerWeights& weights, const std::vector<std::string>& group_names,
+                     Tensor& hidden);
 
 }  // namespace qshard

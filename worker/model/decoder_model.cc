@@ -150,14 +150,25 @@ absl::StatusOr<Tensor> DecoderModel::Embed(absl::Span<const int32_t> tokens, int
   return x;
 }
 
+LayerRun DecoderModel::MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer) const {
+  return LayerRun{config_, layer, batch, seq, *pool_, observer != nullptr ? *observer : NoObserver(), rotary_};
+}
+
 void DecoderModel::RunLayer(int layer, const DecoderLayerWeights& weights, Tensor& hidden, int64_t batch, int64_t seq,
                             LayerObserver* observer) const {
-  const LayerRun run{config_, layer, batch, seq, *pool_, observer != nullptr ? *observer : NoObserver(), rotary_};
-  if (config_.arch == Architecture::kLlama) {
-    RunLlamaLayer(run, weights, hidden);
-  } else {
-    RunOptLayer(run, weights, hidden);
-  }
+  std::vector<std::string> group_names;
+  for (const auto& group : spec_.groups) group_names.push_back(group.front());
+  RunDecoderLayer(MakeRun(layer, batch, seq, observer), weights, group_names, hidden);
+}
+
+Tensor DecoderModel::GroupInput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& residual,
+                                const Tensor& previous, int64_t batch, int64_t seq, LayerObserver* observer) const {
+  return qshard::GroupInput(MakeRun(layer, batch, seq, observer), weights, group, residual, previous);
+}
+
+void DecoderModel::AddGroupOutput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& input,
+                                  Tensor& residual, int64_t batch, int64_t seq) const {
+  qshard::AddGroupOutput(MakeRun(layer, batch, seq, nullptr), weights, group, input, residual);
 }
 
 Tensor DecoderModel::Logits(const Tensor& hidden) const {

@@ -23,6 +23,8 @@
 
 namespace qshard {
 
+struct LayerRun;  // decoder_layers.h
+
 // Calibration hooks called from inside RunLayer; the defaults do nothing.
 class LayerObserver {
  public:
@@ -66,6 +68,13 @@ class DecoderModel {
   // Runs layer `layer` on `hidden` in place. `weights` must have passed ValidateLayer.
   void RunLayer(int layer, const DecoderLayerWeights& weights, Tensor& hidden, int64_t batch, int64_t seq,
                 LayerObserver* observer = nullptr) const;
+  // The layer cut at its groups' inputs (decoder_layers.h), for calibration stage by stage:
+  // the input of group g (0..3) for one batch, and adding group 1's or 3's output to the
+  // residual. RunLayer is these stages in a row, so both give the same bits.
+  Tensor GroupInput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& residual,
+                    const Tensor& previous, int64_t batch, int64_t seq, LayerObserver* observer = nullptr) const;
+  void AddGroupOutput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& input, Tensor& residual,
+                      int64_t batch, int64_t seq) const;
   // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab].
   Tensor Logits(const Tensor& hidden) const;
 
@@ -76,6 +85,7 @@ class DecoderModel {
 
  private:
   DecoderModel(std::shared_ptr<const TensorSource> source, const ModelConfig& config);
+  LayerRun MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer) const;
   absl::StatusOr<Tensor> ReadChecked(const std::string& name, const std::vector<int64_t>& shape) const;
 
   std::shared_ptr<const TensorSource> source_;

@@ -1,4 +1,4 @@
-#include "coordinator/text_tokens.h"
+#include "core/tokenizer/text_tokens.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"

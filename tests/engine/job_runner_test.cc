@@ -1,6 +1,6 @@
 // End to end on the real TinyStories-656K model: quantize in embedded mode, load the GPTQ
 // checkpoint back, and judge it against the fp32 model on held-out WikiText-2 windows.
-#include "coordinator/quantize_job.h"
+#include "engine/job_runner.h"
 
 #include <filesystem>
 #include <fstream>
@@ -17,22 +17,23 @@ namespace {
 constexpr char kModel[] = "../shared/data/tinystories-656k";
 constexpr char kText[] = "../shared/data/wikitext-2-raw/wiki.test.raw";
 
-QuantizeJobSpec SmallJob(const std::string& method, int bits, const std::string& out) {
-  QuantizeJobSpec spec;
+JobSpec SmallJob(const std::string& method, int bits, const std::string& out) {
+  JobSpec spec;
   spec.model_dir = kModel;
   spec.out_dir = out;
   spec.method.method = method;
   spec.method.spec.bits = bits;
   spec.method.spec.group_size = 32;
-  spec.calib_text = kText;
-  spec.calib_lines = {1, 2179};
-  spec.nsamples = 16;
-  spec.seqlen = 256;
-  spec.threads = 2;
+  spec.calibration.text = kText;
+  spec.calibration.lines = {1, 2179};
+  spec.calibration.nsamples = 16;
+  spec.calibration.seqlen = 256;
+  spec.calibration.shards = 4;
+  spec.execution.threads = 2;
   return spec;
 }
 
-const ProgressSink kQuiet = [](const std::string&) {};
+const JobEvents kQuiet;
 
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -56,11 +57,11 @@ EvalResult EvaluateAgainstBase(const std::string& dir) {
   return *result;
 }
 
-TEST(QuantizeJobTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
+TEST(JobRunnerTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
   testing::ScopedTempDir dir;
-  auto gptq = RunQuantizeJob(SmallJob("gptq", 4, dir.Child("gptq")), kQuiet);
+  auto gptq = RunEmbeddedJob(SmallJob("gptq", 4, dir.Child("gptq")), kQuiet);
   ASSERT_TRUE(gptq.ok()) << gptq.status() << " (needs " << kModel << " and " << kText << ")";
-  auto rtn = RunQuantizeJob(SmallJob("rtn", 4, dir.Child("rtn")), kQuiet);
+  auto rtn = RunEmbeddedJob(SmallJob("rtn", 4, dir.Child("rtn")), kQuiet);
   ASSERT_TRUE(rtn.ok()) << rtn.status();
   EXPECT_EQ((*gptq)["summary"]["quantized_linears"], 14);  // 2 layers x 7 linears
 
@@ -78,39 +79,39 @@ TEST(QuantizeJobTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
     EXPECT_TRUE(std::filesystem::exists(dir.Child("gptq") + "/" + file)) << file;
 }
 
-TEST(QuantizeJobTest, CheckpointBytesDoNotDependOnBatchingOrThreads) {
+TEST(JobRunnerTest, CheckpointBytesDoNotDependOnBatchingOrThreads) {
   testing::ScopedTempDir dir;
-  QuantizeJobSpec a = SmallJob("gptq", 3, dir.Child("a"));
-  a.batch_windows = 1;
-  a.threads = 1;
-  QuantizeJobSpec b = SmallJob("gptq", 3, dir.Child("b"));
-  b.batch_windows = 5;
-  b.threads = 2;
-  ASSERT_TRUE(RunQuantizeJob(a, kQuiet).ok());
-  ASSERT_TRUE(RunQuantizeJob(b, kQuiet).ok());
+  JobSpec a = SmallJob("gptq", 3, dir.Child("a"));
+  a.execution.batch_windows = 1;
+  a.execution.threads = 1;
+  JobSpec b = SmallJob("gptq", 3, dir.Child("b"));
+  b.execution.batch_windows = 5;
+  b.execution.threads = 2;
+  ASSERT_TRUE(RunEmbeddedJob(a, kQuiet).ok());
+  ASSERT_TRUE(RunEmbeddedJob(b, kQuiet).ok());
   const std::string bytes_a = ReadBytes(dir.Child("a") + "/model.safetensors");
   EXPECT_FALSE(bytes_a.empty());
   EXPECT_TRUE(bytes_a == ReadBytes(dir.Child("b") + "/model.safetensors"));
 }
 
-TEST(QuantizeJobTest, ParallelPropagationRunsAndDiffersFromSequential) {
+TEST(JobRunnerTest, ParallelPropagationRunsAndDiffersFromSequential) {
   testing::ScopedTempDir dir;
-  QuantizeJobSpec sequential = SmallJob("gptq", 3, dir.Child("seq"));
-  QuantizeJobSpec parallel = SmallJob("gptq", 3, dir.Child("par"));
-  parallel.propagation = Propagation::kParallel;
-  ASSERT_TRUE(RunQuantizeJob(sequential, kQuiet).ok());
-  auto report = RunQuantizeJob(parallel, kQuiet);
+  JobSpec sequential = SmallJob("gptq", 3, dir.Child("seq"));
+  JobSpec parallel = SmallJob("gptq", 3, dir.Child("par"));
+  parallel.calibration.propagation = Propagation::kParallel;
+  ASSERT_TRUE(RunEmbeddedJob(sequential, kQuiet).ok());
+  auto report = RunEmbeddedJob(parallel, kQuiet);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ((*report)["calibration"]["propagation"], "parallel");
   // Layer 0 sees the same inputs either way; later layers do not.
   EXPECT_FALSE(ReadBytes(dir.Child("seq") + "/model.safetensors") == ReadBytes(dir.Child("par") + "/model.safetensors"));
 }
 
-TEST(QuantizeJobTest, SkippedLinearsStayInFullPrecision) {
+TEST(JobRunnerTest, SkippedLinearsStayInFullPrecision) {
   testing::ScopedTempDir dir;
-  QuantizeJobSpec spec = SmallJob("rtn", 4, dir.Child("skip"));
+  JobSpec spec = SmallJob("rtn", 4, dir.Child("skip"));
   spec.skip = {"mlp.down_proj"};
-  auto report = RunQuantizeJob(spec, kQuiet);
+  auto report = RunEmbeddedJob(spec, kQuiet);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ((*report)["summary"]["quantized_linears"], 12);
   auto checkpoint = Checkpoint::Open(dir.Child("skip"));
@@ -119,24 +120,24 @@ TEST(QuantizeJobTest, SkippedLinearsStayInFullPrecision) {
   EXPECT_TRUE((*checkpoint)->Has("model.layers.0.mlp.up_proj.qweight"));
 }
 
-TEST(QuantizeJobTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {
+TEST(JobRunnerTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {
   testing::ScopedTempDir dir;
   struct Case {
-    std::function<void(QuantizeJobSpec&)> edit;
+    std::function<void(JobSpec&)> edit;
     std::string flag;
   };
   const std::vector<Case> cases = {
-      {[](QuantizeJobSpec& s) { s.method.spec.bits = 5; }, "--bits"},
-      {[](QuantizeJobSpec& s) { s.method.method = "awq"; }, "--method"},
-      {[](QuantizeJobSpec& s) { s.calib_text.clear(); }, "--calib-text"},
-      {[](QuantizeJobSpec& s) { s.skip = {"no_such_linear"}; }, "--skip"},
-      {[](QuantizeJobSpec& s) { s.seqlen = 4096; }, "--seqlen"},
-      {[](QuantizeJobSpec& s) { s.model_dir = "/nonexistent/model"; }, "/nonexistent/model"},
+      {[](JobSpec& s) { s.method.spec.bits = 5; }, "--bits"},
+      {[](JobSpec& s) { s.method.method = "awq"; }, "--method"},
+      {[](JobSpec& s) { s.calibration.text.clear(); }, "--calib-text"},
+      {[](JobSpec& s) { s.skip = {"no_such_linear"}; }, "--skip"},
+      {[](JobSpec& s) { s.calibration.seqlen = 4096; }, "--seqlen"},
+      {[](JobSpec& s) { s.model_dir = "/nonexistent/model"; }, "/nonexistent/model"},
   };
   for (const Case& c : cases) {
-    QuantizeJobSpec spec = SmallJob("gptq", 4, dir.Child("bad"));
+    JobSpec spec = SmallJob("gptq", 4, dir.Child("bad"));
     c.edit(spec);
-    auto report = RunQuantizeJob(spec, kQuiet);
+    auto report = RunEmbeddedJob(spec, kQuiet);
     ASSERT_FALSE(report.ok()) << c.flag;
     EXPECT_NE(report.status().message().find(c.flag), std::string::npos) << report.status();
   }

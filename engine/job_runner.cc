@@ -1,0 +1,219 @@
+#include "engine/job_runner.h"
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status.h"
+#include "engine/calibration_shards.h"
+#include "engine/local_worker.h"
+#include "engine/source_model.h"
+#include "worker/export/gptq_checkpoint_writer.h"
+#include "worker/methods/method_registry.h"
+
+namespace qshard {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Calls `call` on every worker, concurrently when there are several; the first error (in
+// worker order) wins.
+absl::Status ForEachWorker(const std::vector<WorkerClient*>& workers,
+                           const std::function<absl::Status(size_t, WorkerClient&)>& call) {
+  std::vector<absl::Status> results(workers.size());
+  if (workers.size() == 1) {
+    results[0] = call(0, *workers[0]);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < workers.size(); ++i)
+      threads.emplace_back([&, i] { results[i] = call(i, *workers[i]); });
+    for (std::thread& t : threads) t.join();
+  }
+  for (const absl::Status& status : results) QSHARD_RETURN_IF_ERROR(status);
+  return absl::OkStatus();
+}
+
+// Every worker's per-shard partials of `groups`, added in shard order into one statistics
+// value per group.
+absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<WorkerClient*>& workers,
+                                                              const std::vector<int>& groups, bool attention,
+                                                              int shards) {
+  std::vector<std::vector<ShardStatistics>> partials(workers.size());
+  QSHARD_RETURN_IF_ERROR(ForEachWorker(workers, [&](size_t i, WorkerClient& worker) -> absl::Status {
+    QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
+    return absl::OkStatus();
+  }));
+  std::vector<const ShardStatistics*> by_shard(shards, nullptr);
+  for (const auto& worker_partials : partials)
+    for (const ShardStatistics& partial : worker_partials) {
+      if (partial.shard < 0 || partial.shard >= shards || by_shard[partial.shard] != nullptr ||
+          partial.groups.size() != groups.size())
+        return absl::InternalError(absl::StrCat("statistics of shard ", partial.shard, " arrived malformed or twice"));
+      by_shard[partial.shard] = &partial;
+    }
+  std::vector<GroupStatistics> reduced(groups.size());
+  for (int s = 0; s < shards; ++s) {
+    if (by_shard[s] == nullptr) return absl::InternalError(absl::StrCat("no statistics for shard ", s));
+    for (size_t g = 0; g < groups.size(); ++g) QSHARD_RETURN_IF_ERROR(reduced[g].Merge(by_shard[s]->groups[g]));
+  }
+  return reduced;
+}
+
+json ReportRow(int layer, const LinearReport& r) {
+  return {{"layer", layer},
+          {"name", r.name},
+          {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
+          {"seconds", r.seconds},
+          {"damp_used", r.damp_used},
+          {"damp_retries", r.damp_retries}};
+}
+
+// Errors are null in the report where they were not measured (no calibration data).
+json Summary(const json& modules, double seconds_total, double seconds_solve) {
+  double sum = 0.0, worst = 0.0;
+  int raised = 0, measured = 0;
+  for (const json& m : modules) {
+    raised += m["damp_retries"].get<int>() > 0;
+    if (m["relative_error"].is_null()) continue;
+    sum += m["relative_error"].get<double>();
+    worst = std::max(worst, m["relative_error"].get<double>());
+    ++measured;
+  }
+  return {{"quantized_linears", modules.size()},
+          {"mean_relative_error", measured > 0 ? json(sum / measured) : json(nullptr)},
+          {"max_relative_error", measured > 0 ? json(worst) : json(nullptr)},
+          {"linears_with_raised_damping", raised},
+          {"seconds_solve", seconds_solve},
+          {"seconds_total", seconds_total}};
+}
+
+GptqExportSpec ExportSpecOf(const JobSpec& spec) {
+  GptqExportSpec exported;
+  exported.bits = spec.method.spec.bits;
+  exported.group_size = spec.method.spec.group_size;
+  exported.sym = spec.method.spec.sym;
+  exported.desc_act = spec.method.spec.act_order;
+  exported.static_groups = spec.method.spec.static_groups;
+  exported.damp_percent = spec.method.spec.damp;
+  exported.method = spec.method.method;
+  exported.max_shard_bytes = spec.execution.max_shard_bytes;
+  return exported;
+}
+
+class Job {
+ public:
+  Job(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events)
+      : spec_(spec), workers_(workers), events_(events) {}
+
+  absl::StatusOr<json> Run() {
+    const auto start = Clock::now();
+    QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec_));
+    if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
+    QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
+    needs_ = method->needs;
+    QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
+    const DecoderModel& model = *source_.model;
+    QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec_, model.config(), model.layer_spec()));
+    const std::vector<std::string> skip = SkippedLinears(spec_, model.layer_spec());
+    skipped_ = std::set<std::string>(skip.begin(), skip.end());
+    if (!needs_.input_stats && !spec_.calibration.text.empty())
+      events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
+
+    shards_ = needs_.input_stats ? spec_.calibration.shards : 0;
+    QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t i, WorkerClient& worker) {
+      return worker.StartJob(spec_, seqlen, ShardsOfWorker(shards_, static_cast<int>(workers_.size()), i));
+    }));
+    if (needs_.input_stats)
+      events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
+                                  spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
+                                  shards_, workers_.size()));
+
+    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_.checkpoint, model,
+                                                                      ExportSpecOf(spec_), skipped_));
+    json modules = json::array();
+    double seconds_solve = 0.0;
+    const int layers = model.config().num_layers;
+    for (int layer = 0; layer < layers; ++layer) {
+      const auto layer_start = Clock::now();
+      QuantizedLayer quantized;
+      QSHARD_ASSIGN_OR_RETURN(DecoderLayerWeights weights, model.LoadLayer(layer));
+      QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayer(layer, weights, quantized), absl::StrCat("layer ", layer)));
+      QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
+      for (const LinearReport& r : quantized.reports) {
+        seconds_solve += r.seconds;
+        modules.push_back(ReportRow(layer, r));
+        events_.log(absl::StrFormat(
+            "layer %d/%d %-20s rel.error %s  %.2f s%s", layer + 1, layers, r.name,
+            std::isnan(r.relative_error) ? "n/a" : absl::StrFormat("%.3e", r.relative_error), r.seconds,
+            r.damp_retries > 0 ? absl::StrFormat("  (damp raised to %g)", r.damp_used) : ""));
+      }
+      events_.log(absl::StrFormat("layer %d/%d done in %.2f s", layer + 1, layers, SecondsSince(layer_start)));
+      events_.layer_done({layer, layers, SecondsSince(layer_start), SecondsSince(start)});
+    }
+    json report = JobSpecJson(spec_, seqlen);
+    report["modules"] = modules;
+    report["summary"] = Summary(modules, SecondsSince(start), seconds_solve);
+    QSHARD_RETURN_IF_ERROR(writer->Finish(report));
+    return report;
+  }
+
+ private:
+  // One layer on the workers; `weights` and `quantized` (the stitcher's copy) end up as the
+  // quantized layer to write.
+  absl::Status QuantizeLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
+    QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t, WorkerClient& w) { return w.BeginLayer(layer); }));
+    const std::vector<std::vector<std::string>> groups = source_.model->LinearGroups();
+    const bool calibrated = shards_ > 0;
+    const bool parallel = spec_.calibration.propagation == Propagation::kParallel;
+    std::vector<GroupStatistics> statistics(groups.size());
+    if (calibrated && parallel) {
+      std::vector<int> all(groups.size());
+      for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
+      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(workers_, all, needs_.attention_stats, shards_));
+    }
+    for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
+      if (events_.cancelled != nullptr && events_.cancelled->load()) return absl::CancelledError("job cancelled");
+      bool any = false;
+      for (const std::string& linear : groups[g]) any |= !skipped_.count(linear);
+      if (!any) continue;
+      if (calibrated && !parallel) {
+        QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one,
+                                CollectAndReduce(workers_, {g}, needs_.attention_stats && g == 0, shards_));
+        statistics[g] = std::move(one.front());
+      }
+      // The owner depends on (layer, group) only, never on timing.
+      WorkerClient& owner = *workers_[(static_cast<size_t>(layer) * groups.size() + g) % workers_.size()];
+      QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, owner.Solve(g, calibrated ? &statistics[g] : nullptr));
+      QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t, WorkerClient& w) { return w.Apply(g, solution); }));
+      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
+      statistics[g] = GroupStatistics();  // free the Hessians
+    }
+    return ForEachWorker(workers_, [](size_t, WorkerClient& w) { return w.FinishLayer(); });
+  }
+
+  const JobSpec& spec_;
+  const std::vector<WorkerClient*>& workers_;
+  const JobEvents& events_;
+  MethodNeeds needs_;
+  SourceModel source_;
+  std::set<std::string> skipped_;
+  int shards_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events) {
+  return Job(spec, workers, events).Run();
+}
+
+absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events) {
+  LocalWorker worker;
+  return RunJob(spec, {&worker}, events);
+}
+
+}  // namespace qshard

@@ -1,0 +1,46 @@
+// The quantization job, one engine for embedded mode and the service: it validates the spec,
+// opens the model, gives each worker its calibration shards, and walks the layers. Per layer
+// and true-sequential group it gathers the workers' per-shard statistics, adds them in shard
+// order, has the group's owner solve it, applies the solution on every worker and on its own
+// copy of the layer (the stitcher's), and streams the finished layer into the checkpoint.
+//
+// Bytes depend on the spec only: shards are summed in a fixed order and owners are chosen
+// from (layer, group) alone, so the worker count changes neither.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/job_spec.h"
+#include "engine/worker_client.h"
+#include "nlohmann/json.hpp"
+
+namespace qshard {
+
+// A finished layer, for progress displays and the service's WatchJob.
+struct LayerProgress {
+  int layer = 0;  // 0-based
+  int layers = 0;
+  double seconds = 0.0;  // this layer
+  double elapsed = 0.0;  // the job so far
+};
+
+struct JobEvents {
+  std::function<void(const std::string& line)> log = [](const std::string&) {};
+  std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
+  // Polled between groups; the job stops with CANCELLED and leaves no output behind.
+  const std::atomic<bool>* cancelled = nullptr;
+};
+
+// Runs the job on `workers` (at least one) and returns its report, also written as
+// quant_report.json beside the checkpoint. Every error names the flag, field or file at fault.
+absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers,
+                                      const JobEvents& events);
+
+// RunJob with one LocalWorker: `qshard quantize`.
+absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events);
+
+}  // namespace qshard

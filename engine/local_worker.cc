@@ -1,0 +1,252 @@
+#include "engine/local_worker.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "core/tokenizer/tokenizer.h"
+#include "engine/calibration_shards.h"
+#include "worker/calibration/input_stats_collector.h"
+#include "worker/calibration/observer_fanout.h"
+#include "worker/calibration/window_sampler.h"
+
+namespace qshard {
+namespace {
+
+// The token ids of every calibration window of the job, window after window.
+absl::StatusOr<std::vector<int32_t>> CalibrationWindows(const JobSpec& spec, int64_t seqlen) {
+  const CalibrationSpec& c = spec.calibration;
+  QSHARD_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::FromModelDir(spec.model_dir));
+  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, TokenizeTextFile(tokenizer, c.text, c.lines));
+  auto starts = SampleWindowStarts(static_cast<int64_t>(tokens.size()), c.nsamples, seqlen, c.seed);
+  if (!starts.ok()) return WithContext(starts.status(), c.text);
+  std::vector<int32_t> windows;
+  windows.reserve(c.nsamples * seqlen);
+  for (int64_t start : *starts) windows.insert(windows.end(), tokens.begin() + start, tokens.begin() + start + seqlen);
+  return windows;
+}
+
+}  // namespace
+
+absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) {
+  spec_ = spec;
+  seqlen_ = seqlen;
+  QSHARD_ASSIGN_OR_RETURN(registration_, FindMethod(spec.method.method));
+  QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
+  QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, spec.execution.threads));
+  for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
+  for (const std::string& name : SkippedLinears(spec, source_.model->layer_spec())) skipped_.insert(name);
+  shards_.clear();
+  if (shards.empty() || !registration_->needs.input_stats) return absl::OkStatus();
+
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<int32_t> windows, CalibrationWindows(spec, seqlen));
+  for (int index : shards) {
+    const WindowRange range = ShardWindows(spec.calibration.nsamples, spec.calibration.shards, index);
+    Shard shard;
+    shard.index = index;
+    const auto first = windows.begin() + range.first * seqlen;
+    QSHARD_ASSIGN_OR_RETURN(shard.hidden, source_.model->Embed(absl::MakeConstSpan(&*first, range.count * seqlen),
+                                                              range.count, seqlen));
+    shards_.push_back(std::move(shard));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorker::BeginLayer(int layer) {
+  if (source_.model == nullptr) return absl::FailedPreconditionError("BeginLayer before StartJob");
+  QSHARD_ASSIGN_OR_RETURN(weights_, source_.model->LoadLayer(layer));
+  quantized_ = QuantizedLayer();
+  layer_ = layer;
+  position_ = Position::kLayerInput;
+  return absl::OkStatus();
+}
+
+void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body) {
+  const int64_t per_batch = spec_.execution.batch_windows, width = source_.model->config().hidden_size;
+  for (size_t position = 0; position < shards_.size(); ++position) {
+    Shard& shard = shards_[position];
+    const int64_t windows = shard.hidden.rows() / seqlen_;
+    shard.cache.resize((windows + per_batch - 1) / per_batch);
+    for (int64_t first = 0, index = 0; first < windows; first += per_batch, ++index) {
+      Batch batch{shard, position, static_cast<size_t>(index), std::min(per_batch, windows - first),
+                  shard.hidden.data() + first * seqlen_ * width};
+      body(batch);
+    }
+  }
+}
+
+Tensor LocalWorker::BatchRows(const Batch& batch) const {
+  const int64_t rows = batch.windows * seqlen_, width = source_.model->config().hidden_size;
+  return Tensor({rows, width}, std::vector<float>(batch.rows, batch.rows + rows * width));
+}
+
+void LocalWorker::StoreRows(Batch& batch, const Tensor& rows) const {
+  std::memcpy(batch.rows, rows.data(), rows.size() * sizeof(float));
+}
+
+void LocalWorker::Step(std::span<LayerObserver* const> observers) {
+  const DecoderModel& model = *source_.model;
+  const auto input = [&](Batch& b, int group, const Tensor& residual, const Tensor& previous) {
+    Tensor x = model.GroupInput(layer_, weights_, group, residual, previous, b.windows, seqlen_);
+    if (!observers.empty()) observers[b.shard_position]->OnLinearInput(layer_, group_names_[group], x);
+    return x;
+  };
+  const auto add_output = [&](Batch& b, int group) {
+    Tensor residual = BatchRows(b);
+    model.AddGroupOutput(layer_, weights_, group, b.shard.cache[b.index], residual, b.windows, seqlen_);
+    b.shard.cache[b.index] = Tensor();
+    StoreRows(b, residual);
+    return residual;
+  };
+  switch (position_) {
+    case Position::kLayerInput:
+      ForEachBatch([&](Batch& b) {
+        const Tensor residual = BatchRows(b);
+        const Tensor normed = model.GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
+        b.shard.cache[b.index] = input(b, 1, residual, normed);
+      });
+      position_ = Position::kAttentionComputed;
+      break;
+    case Position::kAttentionComputed:
+      ForEachBatch([&](Batch& b) { input(b, 2, add_output(b, 1), Tensor()); });
+      position_ = Position::kAttentionAdded;
+      break;
+    case Position::kAttentionAdded:
+      ForEachBatch([&](Batch& b) {
+        const Tensor residual = BatchRows(b);
+        const Tensor normed = model.GroupInput(layer_, weights_, 2, residual, Tensor(), b.windows, seqlen_);
+        b.shard.cache[b.index] = input(b, 3, residual, normed);
+      });
+      position_ = Position::kMlpComputed;
+      break;
+    case Position::kMlpComputed:
+      ForEachBatch([&](Batch& b) { add_output(b, 3); });
+      position_ = Position::kLayerOutput;
+      break;
+    case Position::kLayerOutput:
+      break;
+  }
+}
+
+absl::Status LocalWorker::StepUntilBefore(int group) {
+  // Group g's input is produced by the step out of position g - 1 (group 0's is read in place).
+  const int before = std::max(group - 1, 0);
+  if (static_cast<int>(position_) > before)
+    return absl::FailedPreconditionError(
+        absl::StrCat("layer ", layer_, ": statistics of group ", group, " asked for after it was passed"));
+  while (static_cast<int>(position_) < before) Step({});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(const std::vector<int>& groups,
+                                                                            bool attention) {
+  if (layer_ < 0) return absl::FailedPreconditionError("CollectStatistics before BeginLayer");
+  const bool whole_layer = spec_.calibration.propagation == Propagation::kParallel;
+  if (groups.empty() || (!whole_layer && groups.size() != 1))
+    return absl::InvalidArgumentError("sequential propagation collects one group at a time");
+  std::set<std::string> names;
+  for (int g : groups) {
+    if (g < 0 || g >= static_cast<int>(group_names_.size()))
+      return absl::InvalidArgumentError(absl::StrCat("group ", g, " out of range"));
+    names.insert(group_names_[g]);
+  }
+  if (!whole_layer) QSHARD_RETURN_IF_ERROR(StepUntilBefore(groups.front()));
+  if (whole_layer && position_ != Position::kLayerInput)
+    return absl::FailedPreconditionError(absl::StrCat("layer ", layer_, ": statistics asked for twice"));
+
+  std::vector<InputStatsCollector> inputs;
+  std::vector<AttentionStatsCollector> attentions;
+  std::vector<ObserverFanOut> observers;
+  inputs.reserve(shards_.size());
+  attentions.reserve(shards_.size());
+  observers.reserve(shards_.size());
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    inputs.emplace_back(layer_, names, seqlen_);
+    attentions.emplace_back(layer_, source_.model->config());
+    observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
+                                     : std::vector<LayerObserver*>{&inputs[s]});
+  }
+  if (whole_layer) {
+    // Parallel propagation: one pass of the full-precision layer sees every group's input and
+    // makes the next layer's inputs.
+    ForEachBatch([&](Batch& b) {
+      Tensor rows = BatchRows(b);
+      source_.model->RunLayer(layer_, weights_, rows, b.windows, seqlen_, &observers[b.shard_position]);
+      StoreRows(b, rows);
+    });
+    position_ = Position::kLayerOutput;
+  } else if (groups.front() == 0) {
+    // The q/k/v group reads the normed layer input; aespa's attention statistics come from the
+    // full-precision attention over it, computed here and dropped.
+    ForEachBatch([&](Batch& b) {
+      const Tensor residual = BatchRows(b);
+      LayerObserver* observer = &observers[b.shard_position];
+      const Tensor normed = source_.model->GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
+      observer->OnLinearInput(layer_, group_names_[0], normed);
+      if (attention) source_.model->GroupInput(layer_, weights_, 1, residual, normed, b.windows, seqlen_, observer);
+    });
+  } else {
+    std::vector<LayerObserver*> per_shard;
+    for (ObserverFanOut& observer : observers) per_shard.push_back(&observer);
+    Step(per_shard);
+  }
+
+  std::vector<ShardStatistics> result;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    std::map<std::string, HessianSum> sums = inputs[s].Take();
+    ShardStatistics shard;
+    shard.shard = shards_[s].index;
+    for (int g : groups) {
+      GroupStatistics statistics;
+      auto it = sums.find(group_names_[g]);
+      if (it != sums.end()) statistics.inputs = std::move(it->second);
+      if (attention && (whole_layer || g == 0)) statistics.attention = attentions[s].Take();
+      shard.groups.push_back(std::move(statistics));
+    }
+    result.push_back(std::move(shard));
+  }
+  return result;
+}
+
+absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const GroupStatistics* statistics) {
+  if (layer_ < 0) return absl::FailedPreconditionError("Solve before BeginLayer");
+  const std::vector<std::vector<std::string>> groups = source_.model->LinearGroups();
+  if (group < 0 || group >= static_cast<int>(groups.size()))
+    return absl::InvalidArgumentError(absl::StrCat("group ", group, " out of range"));
+  GroupProblem problem;
+  problem.layer = layer_;
+  problem.config = &source_.model->config();
+  for (const std::string& linear : groups[group])
+    if (!skipped_.count(linear)) problem.linears.push_back(linear);
+  problem.partial = problem.linears.size() != groups[group].size();
+  if (statistics != nullptr) {
+    problem.input_stats = &statistics->inputs;
+    if (statistics->attention) problem.attention = &*statistics->attention;
+  }
+  problem.weights = &weights_;
+  problem.quantized = &quantized_;
+  auto solution = method_->SolveGroup(problem);
+  if (!solution.ok()) return WithContext(solution.status(), absl::StrCat("layer ", layer_));
+  return solution;
+}
+
+absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
+  QSHARD_RETURN_IF_ERROR(WithContext(ApplyGroupSolution(solution, weights_, quantized_), absl::StrCat("layer ", layer_)));
+  // A rewrite (Z-Fold's ζ folded into v_proj or up_proj) changes the tensors the cached
+  // activation was computed from: step back so the next step recomputes it from the residual,
+  // exactly as the rewritten layer computes it.
+  if (!solution.rewrites.empty() &&
+      (position_ == Position::kAttentionComputed || position_ == Position::kMlpComputed)) {
+    position_ = static_cast<Position>(static_cast<int>(position_) - 1);
+    for (Shard& shard : shards_) shard.cache.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorker::FinishLayer() {
+  while (position_ != Position::kLayerOutput) Step({});
+  return absl::OkStatus();
+}
+
+}  // namespace qshard

@@ -1,0 +1,79 @@
+// The worker in process: embedded `qshard quantize` runs one, a `qshard worker` process serves
+// one over gRPC. It keeps its shards' calibration hidden states and walks each layer through
+// its true-sequential stages (decoder_layers.h) exactly once: the q/k/v group's input is the
+// normed residual, the output projection's input the attention computed with the quantized
+// q/k/v (kept until that group is solved), the MLP groups' inputs follow from it, and the
+// last stage adds the quantized MLP's output — one attention and one pass of each linear per
+// layer instead of a full layer pass per group.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/source_model.h"
+#include "engine/worker_client.h"
+#include "worker/methods/method_registry.h"
+
+namespace qshard {
+
+class LocalWorker : public WorkerClient {
+ public:
+  absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override;
+  absl::Status BeginLayer(int layer) override;
+  absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
+                                                                 bool attention) override;
+  absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) override;
+  absl::Status Apply(int group, const GroupSolution& solution) override;
+  absl::Status FinishLayer() override;
+
+ private:
+  // Where the shards' hidden states stand inside the current layer.
+  enum class Position {
+    kLayerInput,         // the residual is the layer's input
+    kAttentionComputed,  // the cache holds the attention output (group 1's input)
+    kAttentionAdded,     // the residual includes the attention output projection
+    kMlpComputed,        // the cache holds the MLP hidden activation (group 3's input)
+    kLayerOutput,        // the residual is the layer's output
+  };
+  struct Shard {
+    int index = 0;
+    Tensor hidden;              // [windows·seqlen, hidden_size]
+    std::vector<Tensor> cache;  // per forward batch: the pending stage's activation
+  };
+  struct Batch {
+    Shard& shard;
+    size_t shard_position;  // among the worker's shards
+    size_t index;           // among the shard's batches
+    int64_t windows;  // in this batch
+    float* rows;      // its rows of shard.hidden
+  };
+
+  // Moves the hidden states one stage forward; observers[s] (when given) sees shard s's input
+  // of the group that stage produces.
+  void Step(std::span<LayerObserver* const> observers);
+  // Steps without statistics until the stage before `group`'s input is reached.
+  absl::Status StepUntilBefore(int group);
+  void ForEachBatch(const std::function<void(Batch&)>& body);
+  Tensor BatchRows(const Batch& batch) const;
+  void StoreRows(Batch& batch, const Tensor& rows) const;
+
+  JobSpec spec_;
+  int64_t seqlen_ = 0;
+  SourceModel source_;
+  std::unique_ptr<LayerMethod> method_;
+  const MethodRegistration* registration_ = nullptr;
+  std::vector<std::string> group_names_;  // each group's first linear
+  std::set<std::string> skipped_;
+  std::vector<Shard> shards_;
+
+  int layer_ = -1;
+  Position position_ = Position::kLayerInput;
+  DecoderLayerWeights weights_;
+  QuantizedLayer quantized_;
+};
+
+}  // namespace qshard

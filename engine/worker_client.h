@@ -1,0 +1,67 @@
+// What the job runner asks of a worker, one decoder layer ("block") at a time. A worker holds
+// the calibration hidden states of the shards it owns and a copy of the layer being quantized;
+// it computes per-shard statistics, solves the groups it owns, applies every group's solution
+// so its copy stays the layer as quantized so far, and runs the layer to make the next
+// layer's inputs. Activations never leave a worker; statistics and solutions do.
+//
+// LocalWorker (local_worker.h) implements it in process; the service's gRPC client implements
+// the same interface, so `qshard quantize` and the service drive one engine (job_runner.h).
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/job_spec.h"
+#include "worker/calibration/attention_stats.h"
+#include "worker/calibration/hessian.h"
+#include "worker/methods/layer_method.h"
+
+namespace qshard {
+
+// The statistics of one group of linears: the Σ x xᵀ of its shared input and, for methods that
+// need them, the attention statistics. Partials of shards add exactly in shard order.
+struct GroupStatistics {
+  HessianSum inputs;
+  std::optional<AttentionStats> attention;
+
+  absl::Status Merge(const GroupStatistics& other);
+};
+
+// One shard's partial statistics for each group asked for, in the order asked.
+struct ShardStatistics {
+  int shard = 0;
+  std::vector<GroupStatistics> groups;
+};
+
+class WorkerClient {
+ public:
+  virtual ~WorkerClient() = default;
+
+  // Opens the spec's model and embeds the calibration windows of `shards` (ascending shard
+  // indices; empty for a worker that only solves, or a method without calibration).
+  virtual absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) = 0;
+
+  // Loads `layer` from the model as the layer being quantized; the hidden states must be its
+  // inputs (every layer before it finished).
+  virtual absl::Status BeginLayer(int layer) = 0;
+
+  // The statistics of `groups` (indices into DecoderModel::LinearGroups) over the worker's
+  // shards. Sequential propagation asks for one group at a time, in order, each after the
+  // earlier groups' solutions were applied; parallel propagation asks for all groups at once
+  // on the full-precision layer, which also makes the next layer's inputs.
+  virtual absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
+                                                                         bool attention) = 0;
+
+  // Solves `group` from its reduced statistics (null: the method needs none).
+  virtual absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) = 0;
+
+  // Installs a group's solution into the worker's copy of the layer.
+  virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;
+
+  // Runs the rest of the quantized layer over the shards: the next layer's inputs.
+  virtual absl::Status FinishLayer() = 0;
+};
+
+}  // namespace qshard

@@ -1,0 +1,33 @@
+#include "worker/methods/method_registry.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/methods/aespa_method.h"
+#include "worker/methods/per_linear_method.h"
+#include "worker/methods/zfold_method.h"
+
+namespace qshard {
+namespace {
+
+constexpr MethodRegistration kMethods[] = {
+    {"rtn", {}, false, false, MakeRtnMethod},
+    {"gptq", {.input_stats = true}, false, false, MakeGptqMethod},
+    {"zfold", {.input_stats = true}, true, false, MakeZfoldMethod},
+    {"aespa", {.input_stats = true, .attention_stats = true}, true, true, MakeAespaMethod},
+};
+
+}  // namespace
+
+std::span<const MethodRegistration> RegisteredMethods() { return kMethods; }
+
+absl::StatusOr<const MethodRegistration*> FindMethod(std::string_view name) {
+  for (const MethodRegistration& method : kMethods)
+    if (method.name == name) return &method;
+  return absl::InvalidArgumentError(absl::StrCat("'", std::string(name), "' is not one of ", KnownMethodNames()));
+}
+
+std::string KnownMethodNames() {
+  return absl::StrJoin(kMethods, ", ", [](std::string* out, const MethodRegistration& m) { out->append(m.name); });
+}
+
+}  // namespace qshard

@@ -1,0 +1,39 @@
+// The one list of quantization methods: each entry names a method, declares the calibration
+// statistics it needs (so the job collects only those) and makes it. Job validation, the
+// command line's help and the job runner all read this table; a new method is a new row.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "worker/methods/layer_method.h"
+
+namespace qshard {
+
+struct MethodNeeds {
+  bool input_stats = false;      // Σ x xᵀ of every group's input (so: calibration data)
+  bool attention_stats = false;  // aespa's attention statistics for the q/k/v group
+};
+
+struct MethodRegistration {
+  std::string_view name;
+  MethodNeeds needs;
+  // Which method-specific options it reads (the report records only those).
+  bool reads_zfold_options = false;     // MethodOptions::zfold_max_iters
+  bool reads_adaround_options = false;  // MethodOptions::aespa_adaround_iters, aespa_learning_rate
+  // Checks the method's options (the job spec's method part) and builds the method.
+  absl::StatusOr<std::unique_ptr<LayerMethod>> (*make)(const MethodOptions& options);
+};
+
+std::span<const MethodRegistration> RegisteredMethods();
+
+// The registration named `name`; the error lists the known names.
+absl::StatusOr<const MethodRegistration*> FindMethod(std::string_view name);
+
+// "rtn, gptq, zfold, aespa"
+std::string KnownMethodNames();
+
+}  // namespace qshard
