@@ -1,4 +1,4 @@
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"

@@ -1,6 +1,6 @@
 // The proto <-> engine JobSpec converter: every field survives a round trip, wire zeros mean
 // the engine's defaults, and bad specs are refused by ValidateJobSpec naming the proto field.
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 
 #include "gtest/gtest.h"
 

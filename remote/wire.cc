@@ -1,0 +1,219 @@
+#include "remote/wire.h"
+
+#include <zlib.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace qshard::wire {
+namespace {
+
+template <typename T>
+std::string Bytes(const T* values, size_t count) {
+  return std::string(reinterpret_cast<const char*>(values), count * sizeof(T));
+}
+
+// The values of a bytes field holding `count` little-endian T (hosts are little-endian x86-64).
+template <typename T>
+absl::StatusOr<std::vector<T>> Values(const std::string& bytes, size_t count, std::string_view what) {
+  if (bytes.size() != count * sizeof(T))
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), ": ", bytes.size(), " bytes, expected ", count * sizeof(T)));
+  std::vector<T> values(count);
+  if (count > 0) std::memcpy(values.data(), bytes.data(), bytes.size());
+  return values;
+}
+
+void ToProto(const HessianSum& sum, v1::HessianSumData& out) {
+  out.set_dim(sum.dim);
+  out.set_tokens(sum.tokens);
+  out.set_sum_f64(Bytes(sum.sum.data(), sum.sum.size()));
+}
+
+absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data) {
+  if (data.dim() < 0 || data.tokens() < 0) return absl::InvalidArgumentError("Hessian sum: negative size");
+  HessianSum sum;
+  sum.dim = data.dim();
+  sum.tokens = data.tokens();
+  QSHARD_ASSIGN_OR_RETURN(sum.sum, Values<double>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum"));
+  return sum;
+}
+
+void ToProto(const std::vector<HessianSum>& sums, google::protobuf::RepeatedPtrField<v1::HessianSumData>& out) {
+  for (const HessianSum& sum : sums) ToProto(sum, *out.Add());
+}
+
+absl::StatusOr<std::vector<HessianSum>> FromProto(const google::protobuf::RepeatedPtrField<v1::HessianSumData>& data) {
+  std::vector<HessianSum> sums;
+  for (const v1::HessianSumData& d : data) {
+    QSHARD_ASSIGN_OR_RETURN(HessianSum sum, FromProto(d));
+    sums.push_back(std::move(sum));
+  }
+  return sums;
+}
+
+void ToProto(const Tensor& tensor, v1::TensorData& out) {
+  for (int64_t d : tensor.shape()) out.add_shape(d);
+  out.set_values_f32(Bytes(tensor.data(), tensor.size()));
+}
+
+absl::StatusOr<Tensor> FromProto(const v1::TensorData& data) {
+  std::vector<int64_t> shape(data.shape().begin(), data.shape().end());
+  int64_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && count > (int64_t{1} << 40) / d)) return absl::InvalidArgumentError("tensor: bad shape");
+    count *= d;
+  }
+  QSHARD_ASSIGN_OR_RETURN(std::vector<float> values, Values<float>(data.values_f32(), count, "tensor"));
+  return Tensor(std::move(shape), std::move(values));
+}
+
+void ToProto(const QuantizedWeight& q, v1::QuantizedWeightData& out) {
+  out.set_bits(q.bits);
+  out.set_rows(q.rows);
+  out.set_cols(q.cols);
+  std::string codes(q.codes.size(), '\0');
+  for (size_t i = 0; i < q.codes.size(); ++i) codes[i] = static_cast<char>(q.codes[i]);  // codes < 2^8
+  out.set_codes_u8(std::move(codes));
+  ToProto(q.scales, *out.mutable_scales());
+  out.set_zeros_i32(Bytes(q.zeros.data(), q.zeros.size()));
+  out.set_g_idx_i32(Bytes(q.g_idx.data(), q.g_idx.size()));
+  out.set_column_scale_f32(Bytes(q.column_scale.data(), q.column_scale.size()));
+}
+
+absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
+  QuantizedWeight q;
+  q.bits = data.bits();
+  q.rows = data.rows();
+  q.cols = data.cols();
+  if (q.bits < 1 || q.bits > 8 || q.rows < 0 || q.cols < 0 || static_cast<int64_t>(data.codes_u8().size()) != q.rows * q.cols)
+    return absl::InvalidArgumentError("quantized weight: bad bits or shape");
+  q.codes.resize(data.codes_u8().size());
+  for (size_t i = 0; i < q.codes.size(); ++i) q.codes[i] = static_cast<uint8_t>(data.codes_u8()[i]);
+  QSHARD_ASSIGN_OR_RETURN(q.scales, FromProto(data.scales()));
+  QSHARD_ASSIGN_OR_RETURN(q.zeros, Values<int32_t>(data.zeros_i32(), q.scales.size(), "zeros"));
+  QSHARD_ASSIGN_OR_RETURN(q.g_idx, Values<int32_t>(data.g_idx_i32(), data.g_idx_i32().size() / 4, "g_idx"));
+  QSHARD_ASSIGN_OR_RETURN(q.column_scale,
+                          Values<float>(data.column_scale_f32(), data.column_scale_f32().size() / 4, "column scale"));
+  QSHARD_RETURN_IF_ERROR(q.Validate());
+  return q;
+}
+
+}  // namespace
+
+void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out) {
+  ToProto(statistics.inputs, *out.mutable_inputs());
+  if (!statistics.attention) return;
+  const AttentionStats& a = *statistics.attention;
+  v1::AttentionStatsData& data = *out.mutable_attention();
+  data.set_heads(a.heads);
+  data.set_kv_heads(a.kv_heads);
+  data.set_head_dim(a.head_dim);
+  data.set_hidden(a.hidden);
+  data.set_seq(a.seq);
+  ToProto(a.values, *data.mutable_values());
+  ToProto(a.queries, *data.mutable_queries());
+  ToProto(a.keys, *data.mutable_keys());
+}
+
+absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data) {
+  GroupStatistics statistics;
+  QSHARD_ASSIGN_OR_RETURN(statistics.inputs, FromProto(data.inputs()));
+  if (!data.has_attention()) return statistics;
+  const v1::AttentionStatsData& a = data.attention();
+  AttentionStats& stats = statistics.attention.emplace();
+  stats.heads = a.heads();
+  stats.kv_heads = a.kv_heads();
+  stats.head_dim = a.head_dim();
+  stats.hidden = a.hidden();
+  stats.seq = a.seq();
+  QSHARD_ASSIGN_OR_RETURN(stats.values, FromProto(a.values()));
+  QSHARD_ASSIGN_OR_RETURN(stats.queries, FromProto(a.queries()));
+  QSHARD_ASSIGN_OR_RETURN(stats.keys, FromProto(a.keys()));
+  return statistics;
+}
+
+void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out) {
+  for (const auto& [name, q] : solution.linears) ToProto(q, (*out.mutable_linears())[name]);
+  for (const TensorRewrite& rewrite : solution.rewrites) {
+    v1::TensorRewriteData& data = *out.add_rewrites();
+    data.set_target(static_cast<int32_t>(rewrite.target));
+    data.set_name(rewrite.name);
+    ToProto(rewrite.value, *data.mutable_value());
+  }
+  for (const LinearReport& report : solution.reports) {
+    v1::LinearResult& data = *out.add_reports();
+    data.set_name(report.name);
+    data.set_relative_error(report.relative_error);
+    data.set_seconds(report.seconds);
+    data.set_damp_used(report.damp_used);
+    data.set_damp_retries(report.damp_retries);
+  }
+}
+
+absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data) {
+  GroupSolution solution;
+  for (const auto& [name, q] : data.linears()) {
+    auto weight = FromProto(q);
+    if (!weight.ok()) return WithContext(weight.status(), name);
+    solution.linears.emplace(name, std::move(*weight));
+  }
+  for (const v1::TensorRewriteData& r : data.rewrites()) {
+    if (r.target() < 0 || r.target() > static_cast<int>(TensorRewrite::Target::kQuantizedScales))
+      return absl::InvalidArgumentError(absl::StrCat("rewrite of ", r.name(), ": unknown target ", r.target()));
+    QSHARD_ASSIGN_OR_RETURN(Tensor value, FromProto(r.value()));
+    solution.rewrites.push_back({static_cast<TensorRewrite::Target>(r.target()), r.name(), std::move(value)});
+  }
+  for (const v1::LinearResult& r : data.reports())
+    solution.reports.push_back({r.name(), r.relative_error(), r.seconds(), r.damp_used(), r.damp_retries()});
+  return solution;
+}
+
+void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result) {
+  result.set_code(static_cast<int>(status.code()));
+  result.set_message(std::string(status.message()));
+}
+
+absl::Status StatusOf(const v1::WorkerTaskResult& result) {
+  return absl::Status(static_cast<absl::StatusCode>(result.code()), result.message());
+}
+
+std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes) {
+  const std::string bytes = message.SerializeAsString();
+  std::vector<v1::Chunk> chunks;
+  size_t offset = 0;
+  do {
+    v1::Chunk& chunk = chunks.emplace_back();
+    chunk.set_message_id(message_id);
+    const size_t size = std::min(chunk_bytes, bytes.size() - offset);
+    chunk.set_data(bytes.substr(offset, size));
+    offset += size;
+  } while (offset < bytes.size());
+  chunks.back().set_last(true);
+  chunks.back().set_crc32(
+      static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size())));
+  return chunks;
+}
+
+absl::StatusOr<bool> ChunkAssembler::Add(const v1::Chunk& chunk, google::protobuf::Message& out) {
+  if (in_progress_ && chunk.message_id() != message_id_)
+    return absl::DataLossError(
+        absl::StrCat("message ", chunk.message_id(), " interleaved with unfinished message ", message_id_));
+  if (!in_progress_) data_.clear();
+  in_progress_ = true;
+  message_id_ = chunk.message_id();
+  data_ += chunk.data();
+  if (!chunk.last()) return false;
+  in_progress_ = false;
+  const uint32_t crc = static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(data_.data()), data_.size()));
+  if (crc != chunk.crc32())
+    return absl::DataLossError(absl::StrCat("message ", message_id_, ": CRC-32 mismatch"));
+  if (!out.ParseFromString(data_))
+    return absl::DataLossError(absl::StrCat("message ", message_id_, ": does not parse"));
+  data_.clear();
+  return true;
+}
+
+}  // namespace qshard::wire

@@ -1,0 +1,44 @@
+// The wire form of what moves between the coordinator and its workers: statistics (exact
+// float64 sums), group solutions (codes, grids, rewrites, reports) and tasks, as the proto
+// messages of proto/qshard.proto, and the cutting of a serialized message into CRC-checked
+// chunks. Conversions are exact: a value read back is the value written, bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/worker_client.h"
+#include "qshard.pb.h"
+
+namespace qshard::wire {
+
+void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out);
+absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data);
+
+void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out);
+absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data);
+
+// A task's outcome as carried in its result, and back.
+void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result);
+absl::Status StatusOf(const v1::WorkerTaskResult& result);
+
+// Chunks of at most `chunk_bytes` of `message` serialized; the last carries its CRC-32.
+std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes);
+
+// Collects the chunks of one message and parses it once the last chunk arrived.
+class ChunkAssembler {
+ public:
+  // Adds a chunk; returns true when `chunk` completed a message, which is parsed into `out`.
+  // Chunks of another message id than the one in progress, a bad CRC or an unparsable
+  // message are errors naming the message id.
+  absl::StatusOr<bool> Add(const v1::Chunk& chunk, google::protobuf::Message& out);
+
+ private:
+  uint64_t message_id_ = 0;
+  std::string data_;
+  bool in_progress_ = false;
+};
+
+}  // namespace qshard::wire

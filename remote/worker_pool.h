@@ -1,0 +1,54 @@
+// The coordinator's side of the workers' Connect streams: a gRPC WorkerService (callback API)
+// that registers each worker that dials in, and hands the job runner RemoteWorkers — the
+// WorkerClient interface over those streams. A worker holds a lease while frames (results or
+// heartbeats) keep arriving; a closed stream or `lease` without a frame ends it, and calls on
+// it fail with UNAVAILABLE.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "engine/worker_client.h"
+#include "qshard.grpc.pb.h"
+
+namespace qshard {
+
+class WorkerConnection;  // one registered worker (worker_pool.cc)
+
+struct WorkerPoolOptions {
+  std::chrono::milliseconds lease{10000};
+  size_t chunk_bytes = size_t{1} << 20;
+};
+
+class WorkerPool : public v1::WorkerService::CallbackService {
+ public:
+  explicit WorkerPool(WorkerPoolOptions options = {}) : options_(options) {}
+  ~WorkerPool() override;
+
+  grpc::ServerBidiReactor<v1::WorkerFrame, v1::CoordinatorFrame>* Connect(
+      grpc::CallbackServerContext* context) override;
+
+  // The first `count` workers holding a lease, in order of registration, once that many have
+  // registered; DEADLINE_EXCEEDED after `timeout`.
+  absl::StatusOr<std::vector<std::unique_ptr<WorkerClient>>> AwaitWorkers(size_t count,
+                                                                          std::chrono::milliseconds timeout);
+  // Workers holding a lease now.
+  std::vector<v1::WorkerHello> Workers();
+
+ private:
+  friend class WorkerConnection;
+  void Register(const std::shared_ptr<WorkerConnection>& connection);
+
+  WorkerPoolOptions options_;
+  std::mutex mutex_;
+  std::condition_variable registered_;
+  std::vector<std::shared_ptr<WorkerConnection>> connections_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace qshard

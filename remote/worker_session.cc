@@ -1,0 +1,147 @@
+#include "remote/worker_session.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/local_worker.h"
+#include "qshard.grpc.pb.h"
+#include "remote/job_spec_proto.h"
+#include "remote/wire.h"
+
+namespace qshard {
+namespace {
+
+using Stream = grpc::ClientReaderWriter<v1::WorkerFrame, v1::CoordinatorFrame>;
+
+// One task on the local worker; its outcome goes into `result`.
+void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
+  absl::Status status;
+  switch (task.body_case()) {
+    case v1::WorkerTask::kStartJob: {
+      auto spec = JobSpecFromProto(task.start_job().spec());
+      status = spec.ok() ? worker.StartJob(*spec, task.start_job().seqlen(),
+                                           {task.start_job().shards().begin(), task.start_job().shards().end()})
+                         : spec.status();
+      break;
+    }
+    case v1::WorkerTask::kBeginLayer:
+      status = worker.BeginLayer(task.begin_layer());
+      break;
+    case v1::WorkerTask::kCollect: {
+      auto partials = worker.CollectStatistics({task.collect().groups().begin(), task.collect().groups().end()},
+                                               task.collect().attention());
+      status = partials.status();
+      if (partials.ok())
+        for (const ShardStatistics& partial : *partials) {
+          v1::ShardStatisticsData& data = *result.add_statistics();
+          data.set_shard(partial.shard);
+          for (const GroupStatistics& group : partial.groups) wire::ToProto(group, *data.add_groups());
+        }
+      break;
+    }
+    case v1::WorkerTask::kSolve: {
+      std::optional<GroupStatistics> statistics;
+      if (task.solve().has_statistics()) {
+        auto parsed = wire::FromProto(task.solve().statistics());
+        if (!parsed.ok()) {
+          status = parsed.status();
+          break;
+        }
+        statistics = std::move(*parsed);
+      }
+      auto solution = worker.Solve(task.solve().group(), statistics ? &*statistics : nullptr);
+      status = solution.status();
+      if (solution.ok()) wire::ToProto(*solution, *result.mutable_solution());
+      break;
+    }
+    case v1::WorkerTask::kApply: {
+      auto solution = wire::FromProto(task.apply().solution());
+      status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();
+      break;
+    }
+    case v1::WorkerTask::kFinishLayer:
+      status = worker.FinishLayer();
+      break;
+    default:
+      status = absl::InvalidArgumentError("unknown task");
+  }
+  wire::SetStatus(status, result);
+}
+
+// Writes on the stream from the task loop and the heartbeat thread, one at a time.
+class Writer {
+ public:
+  explicit Writer(Stream& stream) : stream_(stream) {}
+  bool Write(const v1::WorkerFrame& frame) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stream_.Write(frame);
+  }
+
+ private:
+  Stream& stream_;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options) {
+  auto stub = v1::WorkerService::NewStub(channel);
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = stub->Connect(&context);
+  Writer writer(*stream);
+  v1::WorkerFrame hello;
+  *hello.mutable_hello() = options.hello;
+  if (!writer.Write(hello)) return absl::UnavailableError("coordinator closed the stream before registration");
+
+  std::atomic<bool> done = false;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::thread heartbeat([&] {
+    v1::WorkerFrame beat;
+    beat.set_heartbeat(true);
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!wake.wait_for(lock, std::chrono::milliseconds(options.heartbeat_ms), [&] { return done.load(); }))
+      writer.Write(beat);
+  });
+
+  LocalWorker worker;
+  wire::ChunkAssembler assembler;
+  v1::CoordinatorFrame frame;
+  absl::Status status;
+  while (stream->Read(&frame)) {
+    v1::WorkerTask task;
+    auto complete = assembler.Add(frame.task(), task);
+    if (!complete.ok()) {
+      status = complete.status();
+      break;
+    }
+    if (!*complete) continue;
+    v1::WorkerTaskResult result;
+    RunTask(worker, task, result);
+    bool written = true;
+    for (const v1::Chunk& chunk : wire::Cut(result, frame.task().message_id(), options.chunk_bytes)) {
+      v1::WorkerFrame out;
+      *out.mutable_result() = chunk;
+      written = written && writer.Write(out);
+    }
+    if (!written) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    done = true;
+  }
+  wake.notify_all();
+  heartbeat.join();
+  stream->WritesDone();
+  const grpc::Status finished = stream->Finish();
+  QSHARD_RETURN_IF_ERROR(status);
+  if (!finished.ok())
+    return absl::UnavailableError(absl::StrCat("coordinator stream ended: ", finished.error_message()));
+  return absl::OkStatus();
+}
+
+}  // namespace qshard

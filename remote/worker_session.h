@@ -1,0 +1,24 @@
+// The worker process's side of the Connect stream (`qshard worker`): it registers with the
+// coordinator, then runs each task it receives on a LocalWorker and sends the result back,
+// heartbeating while a task runs. Returns when the coordinator ends the stream (OK) or the
+// connection breaks (UNAVAILABLE); a lost coordinator is the caller's to retry.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "grpcpp/channel.h"
+#include "qshard.pb.h"
+
+namespace qshard {
+
+struct WorkerSessionOptions {
+  v1::WorkerHello hello;
+  int heartbeat_ms = 1000;
+  size_t chunk_bytes = size_t{1} << 20;
+};
+
+absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options);
+
+}  // namespace qshard

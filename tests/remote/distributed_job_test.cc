@@ -1,0 +1,106 @@
+// The engine over gRPC: a WorkerPool on a loopback port, workers dialling it (in threads of
+// this process, each with its own LocalWorker), and RunJob driving them. The checkpoint's
+// bytes equal the embedded job's with the same spec, whatever the number of workers.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "engine/job_runner.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "remote/worker_pool.h"
+#include "remote/worker_session.h"
+#include "tests/core/scoped_temp_dir.h"
+
+namespace qshard {
+namespace {
+
+constexpr char kModel[] = "../shared/data/tinystories-656k";
+constexpr char kText[] = "../shared/data/wikitext-2-raw/wiki.test.raw";
+
+JobSpec SmallJob(const std::string& method, const std::string& out) {
+  JobSpec spec;
+  spec.model_dir = kModel;
+  spec.out_dir = out;
+  spec.method.method = method;
+  spec.method.spec.bits = 3;
+  spec.method.spec.group_size = 32;
+  spec.method.zfold_max_iters = 4;
+  spec.method.aespa_adaround_iters = 20;
+  spec.calibration.text = kText;
+  spec.calibration.lines = {1, 2179};
+  spec.calibration.nsamples = 6;
+  spec.calibration.seqlen = 64;
+  spec.calibration.shards = 4;
+  spec.execution.threads = 1;
+  spec.execution.batch_windows = 2;
+  return spec;
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A coordinator-side pool on a free loopback port with `count` workers connected to it.
+class Cluster {
+ public:
+  explicit Cluster(int count) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&pool_);
+    server_ = builder.BuildAndStart();
+    for (int i = 0; i < count; ++i)
+      sessions_.emplace_back([this, i] {
+        WorkerSessionOptions options;
+        options.hello.set_name("w" + std::to_string(i));
+        options.hello.set_device("cpu");
+        options.chunk_bytes = 64 << 10;  // many chunks per Hessian
+        session_status_[i] = RunWorkerSession(
+            grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()), options);
+      });
+  }
+  ~Cluster() {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    for (std::thread& t : sessions_) t.join();
+  }
+  WorkerPool& pool() { return pool_; }
+
+ private:
+  WorkerPool pool_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::thread> sessions_;
+  absl::Status session_status_[8];
+};
+
+void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
+  testing::ScopedTempDir dir;
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded")), JobEvents()).ok());
+  Cluster cluster(workers);
+  auto remote = cluster.pool().AwaitWorkers(workers, std::chrono::seconds(20));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::vector<WorkerClient*> clients;
+  for (auto& worker : *remote) clients.push_back(worker.get());
+  auto report = RunJob(SmallJob(method, dir.Child("remote")), clients, JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  const std::string embedded = ReadBytes(dir.Child("embedded") + "/model.safetensors");
+  ASSERT_FALSE(embedded.empty());
+  EXPECT_TRUE(embedded == ReadBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
+}
+
+TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }
+TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("zfold", 2); }
+TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
+
+TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
+  Cluster cluster(1);
+  auto remote = cluster.pool().AwaitWorkers(2, std::chrono::milliseconds(500));
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+}  // namespace
+}  // namespace qshard

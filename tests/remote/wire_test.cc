@@ -1,0 +1,116 @@
+// The wire form of statistics and solutions reads back bit for bit, and chunked messages
+// reassemble only when whole and undamaged.
+#include "remote/wire.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace qshard {
+namespace {
+
+HessianSum RandomSum(int64_t dim, std::mt19937& rng) {
+  std::normal_distribution<double> normal;
+  HessianSum sum(dim);
+  sum.tokens = 17;
+  for (double& v : sum.sum) v = normal(rng);
+  return sum;
+}
+
+TEST(WireTest, StatisticsWithAttentionRoundTripExactly) {
+  std::mt19937 rng(1);
+  GroupStatistics statistics;
+  statistics.inputs = RandomSum(13, rng);
+  AttentionStats& attention = statistics.attention.emplace();
+  attention.heads = 4;
+  attention.kv_heads = 2;
+  attention.head_dim = 3;
+  attention.hidden = 13;
+  attention.seq = 9;
+  attention.values = {RandomSum(13, rng), RandomSum(13, rng)};
+  attention.queries = {RandomSum(3, rng), RandomSum(3, rng)};
+  attention.keys = {RandomSum(3, rng), RandomSum(3, rng)};
+  v1::GroupStatisticsData data;
+  wire::ToProto(statistics, data);
+  auto back = wire::FromProto(data);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->inputs.sum, statistics.inputs.sum);
+  EXPECT_EQ(back->inputs.tokens, 17);
+  ASSERT_TRUE(back->attention.has_value());
+  EXPECT_EQ(back->attention->values[1].sum, attention.values[1].sum);
+  EXPECT_EQ(back->attention->keys[0].sum, attention.keys[0].sum);
+  EXPECT_EQ(back->attention->seq, 9);
+
+  GroupStatistics plain;
+  plain.inputs = RandomSum(5, rng);
+  v1::GroupStatisticsData plain_data;
+  wire::ToProto(plain, plain_data);
+  EXPECT_FALSE(wire::FromProto(plain_data)->attention.has_value());
+
+  data.mutable_inputs()->mutable_sum_f64()->pop_back();  // truncated
+  EXPECT_FALSE(wire::FromProto(data).ok());
+}
+
+TEST(WireTest, SolutionsRoundTripExactly) {
+  std::mt19937 rng(2);
+  QuantizedWeight q;
+  q.bits = 3;
+  q.rows = 5;
+  q.cols = 7;
+  for (int i = 0; i < 35; ++i) q.codes.push_back(static_cast<int32_t>(rng() % 8));
+  q.scales = Tensor({1, 5}, {0.5f, 0.25f, 1.5f, 2.0f, 0.125f});
+  q.zeros = {1, 2, 3, 4, 5};
+  q.g_idx.assign(7, 0);
+  ASSERT_TRUE(q.Validate().ok());
+  GroupSolution solution;
+  solution.linears["fc1"] = q;
+  solution.rewrites.push_back({TensorRewrite::Target::kNorm, "final_layer_norm.weight", Tensor({3}, {1.f, -2.f, 3.5f})});
+  solution.reports.push_back({"fc1", 0.25, 1.5, 0.01, 1});
+  v1::GroupSolutionData data;
+  wire::ToProto(solution, data);
+  auto back = wire::FromProto(data);
+  ASSERT_TRUE(back.ok()) << back.status();
+  const QuantizedWeight& r = back->linears.at("fc1");
+  EXPECT_EQ(r.codes, q.codes);
+  EXPECT_EQ(r.scales.values(), q.scales.values());
+  EXPECT_EQ(r.zeros, q.zeros);
+  EXPECT_EQ(r.g_idx, q.g_idx);
+  ASSERT_EQ(back->rewrites.size(), 1u);
+  EXPECT_EQ(back->rewrites[0].target, TensorRewrite::Target::kNorm);
+  EXPECT_EQ(back->rewrites[0].value.values(), solution.rewrites[0].value.values());
+  EXPECT_EQ(back->reports[0].damp_retries, 1);
+
+  (*data.mutable_linears())["fc1"].set_bits(9);  // hostile
+  EXPECT_FALSE(wire::FromProto(data).ok());
+}
+
+TEST(WireTest, ChunksReassembleAndDamageIsCaught) {
+  v1::WorkerTaskResult result;
+  result.set_message(std::string(10000, 'x'));
+  const std::vector<v1::Chunk> chunks = wire::Cut(result, 42, 999);
+  ASSERT_EQ(chunks.size(), 11u);
+  wire::ChunkAssembler assembler;
+  v1::WorkerTaskResult back;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    auto complete = assembler.Add(chunks[i], back);
+    ASSERT_TRUE(complete.ok()) << complete.status();
+    EXPECT_EQ(*complete, i + 1 == chunks.size());
+  }
+  EXPECT_EQ(back.message(), result.message());
+
+  std::vector<v1::Chunk> damaged = chunks;
+  damaged[3].mutable_data()->at(5) ^= 1;
+  wire::ChunkAssembler again;
+  absl::StatusOr<bool> last = false;
+  for (const v1::Chunk& chunk : damaged) last = again.Add(chunk, back);
+  EXPECT_EQ(last.status().code(), absl::StatusCode::kDataLoss);
+
+  wire::ChunkAssembler mixed;
+  ASSERT_TRUE(mixed.Add(chunks[0], back).ok());
+  v1::Chunk other = chunks[1];
+  other.set_message_id(43);
+  EXPECT_EQ(mixed.Add(other, back).status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace qshard
