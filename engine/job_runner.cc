@@ -21,49 +21,6 @@ using nlohmann::json;
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Calls `call` on every worker, concurrently when there are several; the first error (in
-// worker order) wins.
-absl::Status ForEachWorker(const std::vector<WorkerClient*>& workers,
-                           const std::function<absl::Status(size_t, WorkerClient&)>& call) {
-  std::vector<absl::Status> results(workers.size());
-  if (workers.size() == 1) {
-    results[0] = call(0, *workers[0]);
-  } else {
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < workers.size(); ++i)
-      threads.emplace_back([&, i] { results[i] = call(i, *workers[i]); });
-    for (std::thread& t : threads) t.join();
-  }
-  for (const absl::Status& status : results) QSHARD_RETURN_IF_ERROR(status);
-  return absl::OkStatus();
-}
-
-// Every worker's per-shard partials of `groups`, added in shard order into one statistics
-// value per group.
-absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<WorkerClient*>& workers,
-                                                              const std::vector<int>& groups, bool attention,
-                                                              int shards) {
-  std::vector<std::vector<ShardStatistics>> partials(workers.size());
-  QSHARD_RETURN_IF_ERROR(ForEachWorker(workers, [&](size_t i, WorkerClient& worker) -> absl::Status {
-    QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
-    return absl::OkStatus();
-  }));
-  std::vector<const ShardStatistics*> by_shard(shards, nullptr);
-  for (const auto& worker_partials : partials)
-    for (const ShardStatistics& partial : worker_partials) {
-      if (partial.shard < 0 || partial.shard >= shards || by_shard[partial.shard] != nullptr ||
-          partial.groups.size() != groups.size())
-        return absl::InternalError(absl::StrCat("statistics of shard ", partial.shard, " arrived malformed or twice"));
-      by_shard[partial.shard] = &partial;
-    }
-  std::vector<GroupStatistics> reduced(groups.size());
-  for (int s = 0; s < shards; ++s) {
-    if (by_shard[s] == nullptr) return absl::InternalError(absl::StrCat("no statistics for shard ", s));
-    for (size_t g = 0; g < groups.size(); ++g) QSHARD_RETURN_IF_ERROR(reduced[g].Merge(by_shard[s]->groups[g]));
-  }
-  return reduced;
-}
-
 json ReportRow(int layer, const LinearReport& r) {
   return {{"layer", layer},
           {"name", r.name},
@@ -116,8 +73,9 @@ class Job {
     if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     needs_ = method->needs;
-    QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
-    const DecoderModel& model = *source_.model;
+    QSHARD_ASSIGN_OR_RETURN(source_model_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
+    source_ = source_model_.model.get();
+    const DecoderModel& model = *source_;
     QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec_, model.config(), model.layer_spec()));
     const std::vector<std::string> skip = SkippedLinears(spec_, model.layer_spec());
     skipped_ = std::set<std::string>(skip.begin(), skip.end());
@@ -125,15 +83,18 @@ class Job {
       events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
 
     shards_ = needs_.input_stats ? spec_.calibration.shards : 0;
-    QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t i, WorkerClient& worker) {
-      return worker.StartJob(spec_, seqlen, ShardsOfWorker(shards_, static_cast<int>(workers_.size()), i));
+    alive_.assign(workers_.size(), true);
+    for (size_t i = 0; i < workers_.size(); ++i)
+      shards_of_.push_back(ShardsOfWorker(shards_, static_cast<int>(workers_.size()), static_cast<int>(i)));
+    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) {
+      return worker.StartJob(spec_, seqlen, shards_of_[i]);
     }));
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
                                   shards_, workers_.size()));
 
-    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_.checkpoint, model,
+    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
                                                                       ExportSpecOf(spec_), skipped_));
     json modules = json::array();
     double seconds_solve = 0.0;
@@ -141,8 +102,9 @@ class Job {
     for (int layer = 0; layer < layers; ++layer) {
       const auto layer_start = Clock::now();
       QuantizedLayer quantized;
-      QSHARD_ASSIGN_OR_RETURN(DecoderLayerWeights weights, model.LoadLayer(layer));
-      QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayer(layer, weights, quantized), absl::StrCat("layer ", layer)));
+      DecoderLayerWeights weights;
+      QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayerSurvivingLosses(layer, weights, quantized),
+                                         absl::StrCat("layer ", layer)));
       QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
       for (const LinearReport& r : quantized.reports) {
         seconds_solve += r.seconds;
@@ -163,18 +125,37 @@ class Job {
   }
 
  private:
+  // QuantizeLayer, redone after moving the shards of workers lost on the way to the
+  // survivors; gives up when no worker is left.
+  absl::Status QuantizeLayerSurvivingLosses(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
+    for (;;) {
+      QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
+      quantized = QuantizedLayer();
+      std::vector<GroupSolution> solutions;
+      absl::Status status = QuantizeLayer(layer, weights, quantized, solutions);
+      if (status.ok()) {
+        if (workers_.size() > 1) finished_.push_back(std::move(solutions));  // for replays
+        return status;
+      }
+      if (!absl::IsUnavailable(status) || AliveCount() == 0) return status;
+      events_.log(absl::StrCat("layer ", layer, ": ", status.message(), "; moving its shards and redoing the layer"));
+      QSHARD_RETURN_IF_ERROR(MoveShardsOfLostWorkers());
+    }
+  }
+
   // One layer on the workers; `weights` and `quantized` (the stitcher's copy) end up as the
-  // quantized layer to write.
-  absl::Status QuantizeLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
-    QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t, WorkerClient& w) { return w.BeginLayer(layer); }));
-    const std::vector<std::vector<std::string>> groups = source_.model->LinearGroups();
+  // quantized layer to write, `solutions` as the groups' solutions in order.
+  absl::Status QuantizeLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized,
+                             std::vector<GroupSolution>& solutions) {
+    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.BeginLayer(layer); }));
+    const std::vector<std::vector<std::string>> groups = source_->LinearGroups();
     const bool calibrated = shards_ > 0;
     const bool parallel = spec_.calibration.propagation == Propagation::kParallel;
     std::vector<GroupStatistics> statistics(groups.size());
     if (calibrated && parallel) {
       std::vector<int> all(groups.size());
       for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
-      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(workers_, all, needs_.attention_stats, shards_));
+      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(all, needs_.attention_stats));
     }
     for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
       if (events_.cancelled != nullptr && events_.cancelled->load()) return absl::CancelledError("job cancelled");
@@ -182,27 +163,108 @@ class Job {
       for (const std::string& linear : groups[g]) any |= !skipped_.count(linear);
       if (!any) continue;
       if (calibrated && !parallel) {
-        QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one,
-                                CollectAndReduce(workers_, {g}, needs_.attention_stats && g == 0, shards_));
+        QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one, CollectAndReduce({g}, needs_.attention_stats && g == 0));
         statistics[g] = std::move(one.front());
       }
-      // The owner depends on (layer, group) only, never on timing.
-      WorkerClient& owner = *workers_[(static_cast<size_t>(layer) * groups.size() + g) % workers_.size()];
-      QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, owner.Solve(g, calibrated ? &statistics[g] : nullptr));
-      QSHARD_RETURN_IF_ERROR(ForEachWorker(workers_, [&](size_t, WorkerClient& w) { return w.Apply(g, solution); }));
-      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
+      // The owner depends on (layer, group) and the surviving workers only, never on timing.
+      const size_t owner = Alive()[(static_cast<size_t>(layer) * groups.size() + g) % AliveCount()];
+      auto solution = workers_[owner]->Solve(g, calibrated ? &statistics[g] : nullptr);
+      if (absl::IsUnavailable(solution.status())) alive_[owner] = false;
+      QSHARD_RETURN_IF_ERROR(solution.status());
+      QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, *solution); }));
+      solutions.push_back(*solution);
+      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(*solution), weights, quantized));
       statistics[g] = GroupStatistics();  // free the Hessians
     }
-    return ForEachWorker(workers_, [](size_t, WorkerClient& w) { return w.FinishLayer(); });
+    return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); });
+  }
+
+  std::vector<size_t> Alive() const {
+    std::vector<size_t> alive;
+    for (size_t i = 0; i < workers_.size(); ++i)
+      if (alive_[i]) alive.push_back(i);
+    return alive;
+  }
+  size_t AliveCount() const { return Alive().size(); }
+
+  // Calls `call` on every live worker, concurrently when there are several. A worker whose call
+  // fails with UNAVAILABLE is lost; the first error (in worker order) is returned.
+  absl::Status ForEachWorker(const std::function<absl::Status(size_t, WorkerClient&)>& call) {
+    const std::vector<size_t> alive = Alive();
+    std::vector<absl::Status> results(alive.size());
+    if (alive.size() == 1) {
+      results[0] = call(alive[0], *workers_[alive[0]]);
+    } else {
+      std::vector<std::thread> threads;
+      for (size_t k = 0; k < alive.size(); ++k)
+        threads.emplace_back([&, k] { results[k] = call(alive[k], *workers_[alive[k]]); });
+      for (std::thread& t : threads) t.join();
+    }
+    for (size_t k = 0; k < alive.size(); ++k)
+      if (absl::IsUnavailable(results[k])) alive_[alive[k]] = false;
+    for (const absl::Status& status : results) QSHARD_RETURN_IF_ERROR(status);
+    return absl::OkStatus();
+  }
+
+  // Every live worker's per-shard partials of `groups`, added in shard order into one
+  // statistics value per group.
+  absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<int>& groups, bool attention) {
+    std::vector<std::vector<ShardStatistics>> partials(workers_.size());
+    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) -> absl::Status {
+      QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
+      return absl::OkStatus();
+    }));
+    std::vector<const ShardStatistics*> by_shard(shards_, nullptr);
+    for (const auto& worker_partials : partials)
+      for (const ShardStatistics& partial : worker_partials) {
+        if (partial.shard < 0 || partial.shard >= shards_ || by_shard[partial.shard] != nullptr ||
+            partial.groups.size() != groups.size())
+          return absl::InternalError(absl::StrCat("statistics of shard ", partial.shard, " arrived malformed or twice"));
+        by_shard[partial.shard] = &partial;
+      }
+    std::vector<GroupStatistics> reduced(groups.size());
+    for (int s = 0; s < shards_; ++s) {
+      if (by_shard[s] == nullptr) return absl::InternalError(absl::StrCat("no statistics for shard ", s));
+      for (size_t g = 0; g < groups.size(); ++g) QSHARD_RETURN_IF_ERROR(reduced[g].Merge(by_shard[s]->groups[g]));
+    }
+    return reduced;
+  }
+
+  // Hands the shards of lost workers, round robin, to the survivors, which rebuild their hidden
+  // states by replaying the finished layers.
+  absl::Status MoveShardsOfLostWorkers() {
+    for (;;) {
+      const std::vector<size_t> alive = Alive();
+      if (alive.empty()) return absl::UnavailableError("every worker was lost");
+      std::vector<std::vector<int>> adopted(workers_.size());
+      size_t next = 0;
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        if (alive_[i]) continue;
+        for (int shard : shards_of_[i]) adopted[alive[next++ % alive.size()]].push_back(shard);
+        shards_of_[i].clear();
+      }
+      const absl::Status status = ForEachWorker([&](size_t i, WorkerClient& w) {
+        if (adopted[i].empty()) return absl::OkStatus();
+        events_.log(absl::StrCat("worker ", i, " adopts ", adopted[i].size(), " shards"));
+        return w.AdoptShards(adopted[i], finished_);
+      });
+      for (size_t i : alive)
+        if (alive_[i]) shards_of_[i].insert(shards_of_[i].end(), adopted[i].begin(), adopted[i].end());
+      if (status.ok() || !absl::IsUnavailable(status)) return status;
+    }
   }
 
   const JobSpec& spec_;
   const std::vector<WorkerClient*>& workers_;
   const JobEvents& events_;
   MethodNeeds needs_;
-  SourceModel source_;
+  SourceModel source_model_;
+  const DecoderModel* source_ = nullptr;
   std::set<std::string> skipped_;
   int shards_ = 0;
+  std::vector<bool> alive_;                         // per worker
+  std::vector<std::vector<int>> shards_of_;         // per worker: the shards it holds
+  std::vector<std::vector<GroupSolution>> finished_;  // per finished layer, to replay on adoption
 };
 
 }  // namespace

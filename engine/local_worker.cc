@@ -1,6 +1,7 @@
 #include "engine/local_worker.h"
 
 #include <algorithm>
+#include <map>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -34,45 +35,90 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   seqlen_ = seqlen;
   QSHARD_ASSIGN_OR_RETURN(registration_, FindMethod(spec.method.method));
   QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
-  QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, spec.execution.threads));
+  QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
   for (const std::string& name : SkippedLinears(spec, source_.model->layer_spec())) skipped_.insert(name);
   shards_.clear();
   if (shards.empty() || !registration_->needs.input_stats) return absl::OkStatus();
 
-  QSHARD_ASSIGN_OR_RETURN(const std::vector<int32_t> windows, CalibrationWindows(spec, seqlen));
+  QSHARD_ASSIGN_OR_RETURN(windows_, CalibrationWindows(spec, seqlen));
   for (int index : shards) {
-    const WindowRange range = ShardWindows(spec.calibration.nsamples, spec.calibration.shards, index);
-    Shard shard;
-    shard.index = index;
-    const auto first = windows.begin() + range.first * seqlen;
-    QSHARD_ASSIGN_OR_RETURN(shard.hidden, source_.model->Embed(absl::MakeConstSpan(&*first, range.count * seqlen),
-                                                              range.count, seqlen));
+    QSHARD_ASSIGN_OR_RETURN(Shard shard, EmbedShard(index));
     shards_.push_back(std::move(shard));
   }
   return absl::OkStatus();
 }
 
+absl::StatusOr<LocalWorker::Shard> LocalWorker::EmbedShard(int index) {
+  const WindowRange range = ShardWindows(spec_.calibration.nsamples, spec_.calibration.shards, index);
+  Shard shard;
+  shard.index = index;
+  const int32_t* first = windows_.data() + range.first * seqlen_;
+  QSHARD_ASSIGN_OR_RETURN(shard.hidden,
+                          source_.model->Embed(absl::MakeConstSpan(first, range.count * seqlen_), range.count, seqlen_));
+  return shard;
+}
+
+absl::Status LocalWorker::AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) {
+  if (source_.model == nullptr) return absl::FailedPreconditionError("AdoptShards before StartJob");
+  if (windows_.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(windows_, CalibrationWindows(spec_, seqlen_));
+  }
+  const bool sequential = spec_.calibration.propagation == Propagation::kSequential;
+  for (int index : shards) {
+    QSHARD_ASSIGN_OR_RETURN(Shard shard, EmbedShard(index));
+    // Each finished layer as the lost worker left it: its final weights (the full-precision
+    // ones under parallel propagation) over the shard, batch by batch.
+    for (size_t layer = 0; layer < finished.size(); ++layer) {
+      QSHARD_ASSIGN_OR_RETURN(DecoderLayerWeights weights, source_.model->LoadLayer(static_cast<int>(layer)));
+      QuantizedLayer quantized;
+      if (sequential)
+        for (const GroupSolution& solution : finished[layer])
+          QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
+      ForEachBatchOf(shard, 0, [&](Batch& b) {
+        Tensor rows = BatchRows(b);
+        source_.model->RunLayer(static_cast<int>(layer), weights, rows, b.windows, seqlen_);
+        StoreRows(b, rows);
+      });
+    }
+    if (restartable_) shard.layer_input = shard.hidden;
+    shards_.push_back(std::move(shard));
+  }
+  std::sort(shards_.begin(), shards_.end(), [](const Shard& a, const Shard& b) { return a.index < b.index; });
+  return absl::OkStatus();
+}
+
 absl::Status LocalWorker::BeginLayer(int layer) {
   if (source_.model == nullptr) return absl::FailedPreconditionError("BeginLayer before StartJob");
+  if (layer == layer_ && !restartable_)
+    return absl::FailedPreconditionError(absl::StrCat("layer ", layer, ": this worker cannot restart a layer"));
   QSHARD_ASSIGN_OR_RETURN(weights_, source_.model->LoadLayer(layer));
   quantized_ = QuantizedLayer();
+  for (Shard& shard : shards_) {
+    if (layer == layer_) {
+      shard.hidden = shard.layer_input;  // a restart
+    } else if (restartable_) {
+      shard.layer_input = shard.hidden;
+    }
+    shard.cache.clear();
+  }
   layer_ = layer;
   position_ = Position::kLayerInput;
   return absl::OkStatus();
 }
 
 void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body) {
+  for (size_t position = 0; position < shards_.size(); ++position) ForEachBatchOf(shards_[position], position, body);
+}
+
+void LocalWorker::ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body) {
   const int64_t per_batch = spec_.execution.batch_windows, width = source_.model->config().hidden_size;
-  for (size_t position = 0; position < shards_.size(); ++position) {
-    Shard& shard = shards_[position];
-    const int64_t windows = shard.hidden.rows() / seqlen_;
-    shard.cache.resize((windows + per_batch - 1) / per_batch);
-    for (int64_t first = 0, index = 0; first < windows; first += per_batch, ++index) {
-      Batch batch{shard, position, static_cast<size_t>(index), std::min(per_batch, windows - first),
-                  shard.hidden.data() + first * seqlen_ * width};
-      body(batch);
-    }
+  const int64_t windows = shard.hidden.rows() / seqlen_;
+  shard.cache.resize((windows + per_batch - 1) / per_batch);
+  for (int64_t first = 0, index = 0; first < windows; first += per_batch, ++index) {
+    Batch batch{shard, position, static_cast<size_t>(index), std::min(per_batch, windows - first),
+                shard.hidden.data() + first * seqlen_ * width};
+    body(batch);
   }
 }
 

@@ -22,8 +22,14 @@ namespace qshard {
 
 class LocalWorker : public WorkerClient {
  public:
+  // `threads` > 0 overrides the spec's (a worker process's own --threads). A `restartable`
+  // worker keeps a copy of its shards' layer inputs (one more hidden-state tensor) so a layer
+  // can be restarted when another worker is lost; a job's only worker need not.
+  explicit LocalWorker(int threads = 0, bool restartable = false) : threads_(threads), restartable_(restartable) {}
+
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override;
   absl::Status BeginLayer(int layer) override;
+  absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) override;
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override;
   absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) override;
@@ -42,6 +48,7 @@ class LocalWorker : public WorkerClient {
   struct Shard {
     int index = 0;
     Tensor hidden;              // [windows·seqlen, hidden_size]
+    Tensor layer_input;         // hidden as the current layer began, to restart it
     std::vector<Tensor> cache;  // per forward batch: the pending stage's activation
   };
   struct Batch {
@@ -58,11 +65,17 @@ class LocalWorker : public WorkerClient {
   // Steps without statistics until the stage before `group`'s input is reached.
   absl::Status StepUntilBefore(int group);
   void ForEachBatch(const std::function<void(Batch&)>& body);
+  void ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body);
+  // The embedded calibration windows of shard `index`.
+  absl::StatusOr<Shard> EmbedShard(int index);
   Tensor BatchRows(const Batch& batch) const;
   void StoreRows(Batch& batch, const Tensor& rows) const;
 
+  int threads_ = 0;
+  bool restartable_ = false;
   JobSpec spec_;
   int64_t seqlen_ = 0;
+  std::vector<int32_t> windows_;  // token ids of every calibration window of the job
   SourceModel source_;
   std::unique_ptr<LayerMethod> method_;
   const MethodRegistration* registration_ = nullptr;

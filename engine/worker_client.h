@@ -44,8 +44,14 @@ class WorkerClient {
   virtual absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) = 0;
 
   // Loads `layer` from the model as the layer being quantized; the hidden states must be its
-  // inputs (every layer before it finished).
+  // inputs (every layer before it finished). Asking for the same layer again restarts it:
+  // the hidden states go back to the layer's inputs (after a lost worker's shards moved).
   virtual absl::Status BeginLayer(int layer) = 0;
+
+  // Takes over `shards` of a lost worker: embeds their windows and replays the finished layers
+  // (each given as its groups' solutions, in order) so their hidden states are the inputs of
+  // the next layer, bit for bit as the lost worker had them.
+  virtual absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) = 0;
 
   // The statistics of `groups` (indices into DecoderModel::LinearGroups) over the worker's
   // shards. Sequential propagation asks for one group at a time, in order, each after the

@@ -217,6 +217,17 @@ class RemoteWorker : public WorkerClient {
     return Run(task).status();
   }
 
+  absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) override {
+    v1::WorkerTask task;
+    v1::AdoptShardsTask& adopt = *task.mutable_adopt_shards();
+    for (int shard : shards) adopt.add_shards(shard);
+    for (const auto& layer : finished) {
+      v1::LayerSolutions& data = *adopt.add_finished();
+      for (const GroupSolution& solution : layer) wire::ToProto(solution, *data.add_groups());
+    }
+    return Run(task).status();
+  }
+
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override {
     v1::WorkerTask task;

@@ -63,6 +63,23 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();
       break;
     }
+    case v1::WorkerTask::kAdoptShards: {
+      std::vector<std::vector<GroupSolution>> finished;
+      for (const v1::LayerSolutions& layer : task.adopt_shards().finished()) {
+        std::vector<GroupSolution>& groups = finished.emplace_back();
+        for (const v1::GroupSolutionData& data : layer.groups()) {
+          auto solution = wire::FromProto(data);
+          if (!solution.ok()) {
+            status = solution.status();
+            break;
+          }
+          groups.push_back(std::move(*solution));
+        }
+      }
+      if (status.ok())
+        status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()}, finished);
+      break;
+    }
     case v1::WorkerTask::kFinishLayer:
       status = worker.FinishLayer();
       break;
@@ -108,7 +125,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
       writer.Write(beat);
   });
 
-  LocalWorker worker;
+  LocalWorker worker(options.hello.threads(), /*restartable=*/true);
   wire::ChunkAssembler assembler;
   v1::CoordinatorFrame frame;
   absl::Status status;

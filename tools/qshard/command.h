@@ -25,6 +25,7 @@ void RegisterGenerate(CLI::App& root, CommandList& commands);
 void RegisterMakeSynthetic(CLI::App& root, CommandList& commands);
 void RegisterQuantize(CLI::App& root, CommandList& commands);
 void RegisterBench(CLI::App& root, CommandList& commands);
+void RegisterWorker(CLI::App& root, CommandList& commands);
 
 // Results go to stdout: one JSON object per line with --json, otherwise readable text.
 void PrintJson(const nlohmann::json& result);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   RegisterMakeSynthetic(app, commands);
   RegisterQuantize(app, commands);
   RegisterBench(app, commands);
+  RegisterWorker(app, commands);
   CLI11_PARSE(app, argc, argv);
 
   for (const Command& command : commands) {

@@ -1,0 +1,62 @@
+// qshard worker: a worker process. It dials the coordinator, registers its capacity and runs
+// the tasks it is sent (remote/worker_session.h) until the coordinator ends the stream;
+// a lost coordinator is retried with backoff until --retry-seconds pass without one.
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "remote/worker_session.h"
+#include "tools/qshard/command.h"
+
+namespace qshard::cli {
+namespace {
+
+struct WorkerFlags {
+  std::string coordinator;
+  std::string name;
+  int threads = 0;
+  uint64_t memory_budget = 0;
+  int retry_seconds = 30;
+};
+
+absl::Status RunWorker(const WorkerFlags& flags) {
+  WorkerSessionOptions options;
+  options.hello.set_name(flags.name.empty() ? absl::StrCat("pid-", getpid()) : flags.name);
+  options.hello.set_device("cpu");
+  options.hello.set_threads(flags.threads);
+  options.hello.set_memory_budget_bytes(flags.memory_budget);
+  // Plaintext only: the coordinator listens in plaintext on loopback (conventions.md).
+  auto channel = grpc::CreateChannel(flags.coordinator, grpc::InsecureChannelCredentials());
+  auto last_session = std::chrono::steady_clock::now();
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 2000)) {
+    if (channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(backoff_ms))) {
+      std::cerr << "worker " << options.hello.name() << ": connected to " << flags.coordinator << std::endl;
+      const absl::Status status = RunWorkerSession(channel, options);
+      if (status.ok()) return status;
+      std::cerr << "worker " << options.hello.name() << ": " << status.message() << std::endl;
+      last_session = std::chrono::steady_clock::now();
+    }
+    if (std::chrono::steady_clock::now() - last_session > std::chrono::seconds(flags.retry_seconds))
+      return absl::UnavailableError(absl::StrCat("--coordinator ", flags.coordinator, ": unreachable for ",
+                                                 flags.retry_seconds, " s"));
+  }
+}
+
+}  // namespace
+
+void RegisterWorker(CLI::App& root, CommandList& commands) {
+  auto flags = std::make_shared<WorkerFlags>();
+  CLI::App* app = root.add_subcommand("worker", "Run a worker that takes calibration and solves from a coordinator");
+  app->add_option("--coordinator", flags->coordinator, "Coordinator address, e.g. 127.0.0.1:7000")->required();
+  app->add_option("--name", flags->name, "Worker name in the coordinator's list (default pid-N)");
+  app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
+  app->add_option("--memory-budget", flags->memory_budget, "Bytes of memory the worker may use (0 = undeclared)")
+      ->capture_default_str();
+  app->add_option("--retry-seconds", flags->retry_seconds, "Give up after this long without a coordinator")
+      ->capture_default_str();
+  commands.push_back({app, [flags] { return RunWorker(*flags); }});
+}
+
+}  // namespace qshard::cli
