@@ -53,6 +53,10 @@ absl::StatusOr<LocalWorker::Shard> LocalWorker::EmbedShard(int index) {
   const WindowRange range = ShardWindows(spec_.calibration.nsamples, spec_.calibration.shards, index);
   Shard shard;
   shard.index = index;
+  if (range.count == 0) {  // more shards than windows
+    shard.hidden = Tensor({0, source_.model->config().hidden_size});
+    return shard;
+  }
   const int32_t* first = windows_.data() + range.first * seqlen_;
   QSHARD_ASSIGN_OR_RETURN(shard.hidden,
                           source_.model->Embed(absl::MakeConstSpan(first, range.count * seqlen_), range.count, seqlen_));
