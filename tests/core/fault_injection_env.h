@@ -8,12 +8,10 @@
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -220,30 +218,5 @@ class FaultInjectionEnv : public EnvWrapper {
   Faults faults_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, FileState> files_ ABSL_GUARDED_BY(mutex_);
 };
-
-// The faults every writer is tested against, armed relative to a clean run's counts (its
-// appends and bytes), with the error each must end in: the errno text names what happened.
-struct FaultCase {
-  std::string name;
-  std::function<void(FaultInjectionEnv& env, int clean_appends, uint64_t clean_bytes)> arm;
-  absl::StatusCode code;
-  std::string message;  // a substring of the error, beside the file's name
-};
-
-inline std::vector<FaultCase> StandardFaults() {
-  return {
-      {"failed write (EIO on an append midway)",
-       [](FaultInjectionEnv& env, int appends, uint64_t) { env.FailAppendNumber(appends / 2 + 1); },
-       absl::StatusCode::kInternal, "write failed: Input/output error"},
-      {"full disk (ENOSPC midway)",
-       [](FaultInjectionEnv& env, int, uint64_t bytes) { env.FailAfterBytes(bytes / 2); },
-       absl::StatusCode::kResourceExhausted, "write failed: No space left on device"},
-      {"failed fsync", [](FaultInjectionEnv& env, int, uint64_t) { env.FailSync(); },
-       absl::StatusCode::kInternal, "fsync failed: Input/output error"},
-      {"crash between write and rename",
-       [](FaultInjectionEnv& env, int, uint64_t) { env.CrashAtFirstRename(); },
-       absl::StatusCode::kUnavailable, "crashed (simulated)"},
-  };
-}
 
 }  // namespace qshard::testing

@@ -2,7 +2,6 @@
 // full disk, a failed fsync, a crash between write and rename): each ends in an error naming
 // the file, leaves an existing output exactly as it was with no temporary behind, and a rerun
 // after the fault gives the bytes of a clean write.
-#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -12,18 +11,17 @@
 #include "core/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/core/fault_injection_env.h"
+#include "tests/core/fault_checks.h"
 #include "tests/core/scoped_temp_dir.h"
 
 namespace qshard {
 namespace {
 
 using ::testing::HasSubstr;
-using qshard::testing::FaultCase;
+using qshard::testing::CheckEveryFault;
 using qshard::testing::FaultInjectionEnv;
 using qshard::testing::ReadDirectoryFiles;
 using qshard::testing::ScopedTempDir;
-using qshard::testing::StandardFaults;
 using qshard::testing::WriteTextFile;
 
 // Content large enough to take several appends and cross the POSIX Env's write buffer.
@@ -60,37 +58,6 @@ absl::Status WriteCheckpoint(const std::string& dir, uint32_t seed, Env* env) {
   }
   writer->AddFile("config.json", "{\"seed\": " + std::to_string(seed) + "}\n");
   return writer->Finish();
-}
-
-// Runs `write` once cleanly through a counting Env, then for every standard fault: into a
-// directory holding the clean output of `write_old`, checks the error and that the directory
-// is unchanged (no temporary left), restarts the Env, and checks that a rerun writes what the
-// clean run wrote.
-void CheckEveryFault(const std::function<absl::Status(const std::string& dir, Env* env)>& write,
-                     const std::function<absl::Status(const std::string& dir)>& write_old,
-                     const std::string& file_named) {
-  ScopedTempDir clean_dir;
-  FaultInjectionEnv counting;
-  ASSERT_TRUE(write(clean_dir.path(), &counting).ok());
-  const auto clean = ReadDirectoryFiles(clean_dir.path());
-  ASSERT_GT(counting.appends(), 3);
-
-  for (const FaultCase& fault : StandardFaults()) {
-    SCOPED_TRACE(fault.name);
-    ScopedTempDir dir;
-    ASSERT_TRUE(write_old(dir.path()).ok());
-    const auto before = ReadDirectoryFiles(dir.path());
-    FaultInjectionEnv env;
-    fault.arm(env, counting.appends(), counting.bytes_appended());
-    const absl::Status status = write(dir.path(), &env);
-    EXPECT_EQ(status.code(), fault.code) << status;
-    EXPECT_THAT(std::string(status.message()), HasSubstr(fault.message));
-    EXPECT_THAT(std::string(status.message()), HasSubstr(dir.Child(file_named)));
-    env.Restart();
-    EXPECT_EQ(ReadDirectoryFiles(dir.path()), before) << "the old output changed or a temporary stayed";
-    ASSERT_TRUE(write(dir.path(), &env).ok());
-    EXPECT_EQ(ReadDirectoryFiles(dir.path()), clean);
-  }
 }
 
 TEST(FaultInjectionTest, AtomicWriterKeepsTheOldFileUnderEveryFault) {
