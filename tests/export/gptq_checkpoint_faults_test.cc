@@ -58,7 +58,7 @@ absl::Status ExportRtn(const std::string& model_dir, const std::string& out, int
   return writer->Finish(nlohmann::json{{"method", "rtn"}, {"bits", bits}});
 }
 
-// 25 MB shards: the 77 MB of embeddings go alone, the layer and the rest make more shards.
+// 25 MB shards: the positions, then the 77 MB token embeddings alone, then the rest: 3 shards.
 constexpr uint64_t kShardBytes = uint64_t{25} << 20;
 
 absl::Status ExportW4(const std::string& model_dir, const std::string& out, Env* env) {
