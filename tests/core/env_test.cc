@@ -2,7 +2,6 @@
 // the errno text with a code a caller can act on, and an EnvWrapper that forwards everything.
 #include "core/env.h"
 
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -13,7 +12,6 @@
 namespace qshard {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using qshard::testing::ReadFileBytes;
