@@ -17,7 +17,8 @@
 
 namespace qshard {
 
-// A file being written from its start. Not thread-safe.
+// A file being written from its start. Not thread-safe. After a failed call the file's content
+// is undefined (buffered bytes may be lost): writers give up on it (see AtomicFileWriter).
 class WritableFile {
  public:
   virtual ~WritableFile() = default;

@@ -25,7 +25,7 @@ class FaultInjectionEnv : public EnvWrapper {
   FaultInjectionEnv() : EnvWrapper(Env::Default()) {}
 
   // The `n`th append (counting from 1, over all files written through this Env) fails and
-  // writes nothing.
+  // writes nothing; 0 disarms it.
   void FailAppendNumber(int n, int error = EIO) {
     std::lock_guard<std::mutex> lock(mutex_);
     faults_.fail_append = n;
