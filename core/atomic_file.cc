@@ -1,119 +1,97 @@
 #include "core/atomic_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 
 namespace qshard {
-namespace {
 
-// Large enough that writing a multi-GB tensor costs few syscalls, small enough to not matter.
-constexpr size_t kBufferBytes = size_t{4} << 20;
+AtomicFileWriter::AtomicFileWriter(std::string path, std::unique_ptr<WritableFile> file, Env* env)
+    : path_(std::move(path)), temp_path_(path_ + ".tmp"), file_(std::move(file)), env_(env) {}
 
-absl::Status ErrnoError(const std::string& path, std::string_view what, int error) {
-  return absl::InternalError(absl::StrCat(path, ": ", std::string(what), ": ", std::strerror(error)));
-}
-
-// A rename is durable only once the directory entry itself reaches the disk.
-absl::Status SyncDirectoryOf(const std::string& path) {
-  const std::string parent = std::filesystem::path(path).parent_path().string();
-  const std::string dir = parent.empty() ? std::string(".") : parent;
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(dir, "cannot open directory to fsync it", errno);
-  const int rc = ::fsync(fd);
-  const int error = errno;
-  ::close(fd);
-  // Some file systems cannot fsync directories (EINVAL); the data itself is already synced.
-  if (rc != 0 && error != EINVAL) return ErrnoError(dir, "fsync of directory failed", error);
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-AtomicFileWriter::AtomicFileWriter(std::string path, int fd)
-    : path_(std::move(path)), temp_path_(path_ + ".tmp"), fd_(fd) {
-  buffer_.reserve(kBufferBytes);
-}
-
-absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
-  const std::string temp_path = path + ".tmp";
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    const int error = errno;
-    const std::string why = absl::StrCat(path, ": cannot create ", temp_path, ": ", std::strerror(error));
-    if (error == ENOENT) return absl::NotFoundError(why);
-    if (error == EACCES || error == EPERM || error == EROFS) return absl::PermissionDeniedError(why);
-    return absl::FailedPreconditionError(why);
-  }
-  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, fd));
+absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(auto file, env->NewWritableFile(path + ".tmp"));
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, std::move(file), env));
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
+  file_.reset();
+  // Nothing to report to: a leftover temporary is harmless and truncated by the next writer.
+  if (!in_place_) env_->RemoveFile(temp_path_).IgnoreError();
 }
 
-absl::Status AtomicFileWriter::Fail(std::string_view what, int error) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-  return ErrnoError(path_, what, error);
-}
-
-absl::Status AtomicFileWriter::Flush() {
-  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": writer already failed or committed"));
-  const uint8_t* data = buffer_.data();
-  size_t left = buffer_.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd_, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Fail(absl::StrCat("write to ", temp_path_, " failed"), errno);
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  buffer_.clear();
+absl::Status AtomicFileWriter::CheckWritable() const {
+  QSHARD_RETURN_IF_ERROR(error_);
+  if (file_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(path_, ": file already sealed"));
   return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Track(absl::Status status) {
+  if (!status.ok() && error_.ok()) error_ = status;
+  return status;
 }
 
 absl::Status AtomicFileWriter::Append(absl::Span<const uint8_t> bytes) {
-  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": writer already failed or committed"));
+  QSHARD_RETURN_IF_ERROR(CheckWritable());
   size_ += bytes.size();
-  while (!bytes.empty()) {
-    const size_t take = std::min(bytes.size(), kBufferBytes - buffer_.size());
-    buffer_.insert(buffer_.end(), bytes.begin(), bytes.begin() + take);
-    bytes.remove_prefix(take);
-    if (buffer_.size() == kBufferBytes) QSHARD_RETURN_IF_ERROR(Flush());
-  }
-  return absl::OkStatus();
+  return Track(file_->Append(bytes));
 }
 
 absl::Status AtomicFileWriter::Append(std::string_view text) {
   return Append(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
-absl::Status AtomicFileWriter::Commit() {
-  QSHARD_RETURN_IF_ERROR(Flush());
-  if (::fsync(fd_) != 0) return Fail(absl::StrCat("fsync of ", temp_path_, " failed"), errno);
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) return ErrnoError(path_, absl::StrCat("close of ", temp_path_, " failed"), errno);
-  if (std::rename(temp_path_.c_str(), path_.c_str()) != 0)
-    return ErrnoError(path_, absl::StrCat("cannot rename ", temp_path_, " into place"), errno);
-  committed_ = true;
-  return SyncDirectoryOf(path_);
+absl::Status AtomicFileWriter::Seal() {
+  QSHARD_RETURN_IF_ERROR(CheckWritable());
+  QSHARD_RETURN_IF_ERROR(Track(file_->Sync()));
+  QSHARD_RETURN_IF_ERROR(Track(file_->Close()));
+  file_.reset();
+  return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, std::string_view content) {
-  QSHARD_ASSIGN_OR_RETURN(auto writer, AtomicFileWriter::Create(path));
+absl::Status AtomicFileWriter::MoveIntoPlace() {
+  QSHARD_RETURN_IF_ERROR(error_);
+  if (file_ != nullptr || in_place_)
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": only a sealed file can be moved into place, once"));
+  QSHARD_RETURN_IF_ERROR(Track(env_->RenameFile(temp_path_, path_)));
+  in_place_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  QSHARD_RETURN_IF_ERROR(Seal());
+  QSHARD_RETURN_IF_ERROR(MoveIntoPlace());
+  // A rename is durable only once the directory entry itself reaches the disk.
+  return env_->SyncDir(ParentDir(path_));
+}
+
+absl::Status WriteFileAtomically(const std::string& path, std::string_view content, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(auto writer, AtomicFileWriter::Create(path, env));
   QSHARD_RETURN_IF_ERROR(writer->Append(content));
   return writer->Commit();
+}
+
+absl::Status StagedFiles::Add(std::unique_ptr<AtomicFileWriter> file) {
+  QSHARD_RETURN_IF_ERROR(file->Seal());
+  files_.push_back(std::move(file));
+  return absl::OkStatus();
+}
+
+absl::Status StagedFiles::Write(const std::string& path, std::string_view content) {
+  QSHARD_ASSIGN_OR_RETURN(auto writer, AtomicFileWriter::Create(path, env_));
+  QSHARD_RETURN_IF_ERROR(writer->Append(content));
+  return Add(std::move(writer));
+}
+
+absl::Status StagedFiles::Commit() {
+  std::set<std::string> dirs;
+  for (const auto& file : files_) {
+    QSHARD_RETURN_IF_ERROR(file->MoveIntoPlace());
+    dirs.insert(ParentDir(file->path()));
+  }
+  for (const std::string& dir : dirs) QSHARD_RETURN_IF_ERROR(env_->SyncDir(dir));
+  return absl::OkStatus();
 }
 
 }  // namespace qshard

@@ -1,16 +1,11 @@
 #include "core/checkpoint.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
 
 namespace qshard {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Shard names come from a file we did not write: they must stay inside the model directory.
 bool IsPlainFileName(const std::string& name) {
@@ -20,21 +15,20 @@ bool IsPlainFileName(const std::string& name) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, ": not a directory"));
-  QSHARD_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
-  std::unique_ptr<Checkpoint> ckpt(new Checkpoint(dir, std::move(config)));
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir, Env* env) {
+  if (!env->IsDirectory(dir)) return absl::NotFoundError(absl::StrCat(dir, ": not a directory"));
+  QSHARD_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir, env));
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint(dir, std::move(config), env));
 
   const std::string index = dir + "/model.safetensors.index.json";
   const std::string single = dir + "/model.safetensors";
-  if (fs::exists(index, ec)) {
+  if (env->FileExists(index)) {
     QSHARD_RETURN_IF_ERROR(ckpt->LoadIndex(index));
-  } else if (fs::exists(single, ec)) {
+  } else if (env->FileExists(single)) {
     ckpt->shard_files_.push_back("model.safetensors");
     QSHARD_ASSIGN_OR_RETURN(const SafetensorsFile* file, ckpt->Shard(0));
     for (const TensorInfo& t : file->header().tensors) ckpt->shard_of_[t.name] = 0;
-  } else if (fs::exists(dir + "/pytorch_model.bin", ec) || fs::exists(dir + "/pytorch_model.bin.index.json", ec)) {
+  } else if (env->FileExists(dir + "/pytorch_model.bin") || env->FileExists(dir + "/pytorch_model.bin.index.json")) {
     return absl::FailedPreconditionError(absl::StrCat(
         dir, ": only pytorch_model.bin found; it is a Python pickle, and loading a pickle can run "
              "arbitrary code, so qshard reads safetensors only. Convert it first, e.g. with transformers: "
@@ -46,9 +40,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 }
 
 absl::Status Checkpoint::LoadIndex(const std::string& index_path) {
-  std::ifstream in(index_path);
-  if (!in) return absl::PermissionDeniedError(absl::StrCat(index_path, ": cannot open"));
-  nlohmann::json index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, env_->ReadFileToString(index_path));
+  nlohmann::json index = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object())
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": invalid JSON"));
   const auto map = index.find("weight_map");
@@ -69,8 +62,7 @@ absl::Status Checkpoint::LoadIndex(const std::string& index_path) {
   for (const auto& [tensor, file] : map->items()) shard_of_[tensor] = shard_ids.at(file.get<std::string>());
   // Shards are opened lazily, but a missing one is reported now rather than mid-job.
   for (const std::string& shard : shard_files_) {
-    std::error_code ec;
-    if (!fs::is_regular_file(dir_ + "/" + shard, ec))
+    if (!IsRegularFile(env_, dir_ + "/" + shard))
       return absl::NotFoundError(absl::StrCat(index_path, ": shard '", shard, "' is missing from ", dir_));
   }
   return absl::OkStatus();
@@ -80,7 +72,7 @@ absl::StatusOr<const SafetensorsFile*> Checkpoint::Shard(size_t shard) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto& slot = open_shards_[shard];
   if (slot == nullptr) {
-    QSHARD_ASSIGN_OR_RETURN(slot, SafetensorsFile::Open(dir_ + "/" + shard_files_[shard]));
+    QSHARD_ASSIGN_OR_RETURN(slot, SafetensorsFile::Open(dir_ + "/" + shard_files_[shard], env_));
   }
   return slot.get();
 }

@@ -1,6 +1,5 @@
 #include "core/model_config.h"
 
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -123,11 +122,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const json& config, std::string_vie
   return c;
 }
 
-absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, Env* env) {
   const std::string path = model_dir + "/config.json";
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open (is '", model_dir, "' a model directory?)"));
-  json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<std::string> text = env->ReadFileToString(path);
+  if (!text.ok())
+    return absl::Status(text.status().code(),
+                        absl::StrCat(text.status().message(), " (is '", model_dir, "' a model directory?)"));
+  json config = json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
   return ParseModelConfig(config, path);
 }

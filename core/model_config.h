@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/env.h"
 #include "nlohmann/json.hpp"
 
 namespace qshard {
@@ -43,7 +44,7 @@ struct ModelConfig {
 
 // Parses config.json content; `source` names the file in error messages.
 absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config, std::string_view source);
-absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, Env* env = Env::Default());
 std::string_view ArchitectureName(Architecture arch);
 
 }  // namespace qshard

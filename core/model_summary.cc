@@ -1,8 +1,5 @@
 #include "core/model_summary.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -11,19 +8,13 @@
 namespace qshard {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool IsFile(const std::string& path) {
-  std::error_code ec;
-  return fs::is_regular_file(path, ec);
-}
-
-absl::StatusOr<std::string> TokenizerKind(const std::string& dir) {
+absl::StatusOr<std::string> TokenizerKind(const std::string& dir, Env* env) {
   const std::string tokenizer_json = dir + "/tokenizer.json";
-  if (IsFile(tokenizer_json)) {
-    std::ifstream in(tokenizer_json);
-    const json tokenizer = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (IsRegularFile(env, tokenizer_json)) {
+    QSHARD_ASSIGN_OR_RETURN(const std::string text, env->ReadFileToString(tokenizer_json));
+    const json tokenizer = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (tokenizer.is_discarded() || !tokenizer.is_object())
       return absl::InvalidArgumentError(absl::StrCat(tokenizer_json, ": invalid JSON"));
     const auto model = tokenizer.find("model");
@@ -32,8 +23,9 @@ absl::StatusOr<std::string> TokenizerKind(const std::string& dir) {
     const auto type = model->find("type");
     return absl::StrCat("tokenizer.json:", type != model->end() && type->is_string() ? type->get<std::string>() : "unknown");
   }
-  if (IsFile(dir + "/vocab.json") && IsFile(dir + "/merges.txt")) return std::string("vocab.json+merges.txt");
-  if (IsFile(dir + "/tokenizer.model")) return std::string("tokenizer.model");
+  if (IsRegularFile(env, dir + "/vocab.json") && IsRegularFile(env, dir + "/merges.txt"))
+    return std::string("vocab.json+merges.txt");
+  if (IsRegularFile(env, dir + "/tokenizer.model")) return std::string("tokenizer.model");
   return std::string("none");
 }
 
@@ -63,7 +55,7 @@ absl::StatusOr<ModelSummary> SummarizeModel(const Checkpoint& checkpoint) {
   s.max_positions = c.max_positions;
   s.tie_word_embeddings = c.tie_word_embeddings;
   s.shard_files = checkpoint.shard_files();
-  QSHARD_ASSIGN_OR_RETURN(s.tokenizer_kind, TokenizerKind(checkpoint.dir()));
+  QSHARD_ASSIGN_OR_RETURN(s.tokenizer_kind, TokenizerKind(checkpoint.dir(), checkpoint.env()));
   for (const std::string& name : checkpoint.TensorNames()) {
     QSHARD_ASSIGN_OR_RETURN(const TensorInfo info, checkpoint.Info(name));
     const uint64_t bytes = info.end - info.begin;

@@ -203,8 +203,8 @@ SafetensorsFile::SafetensorsFile(std::unique_ptr<MappedFile> file, SafetensorsHe
   for (size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;
 }
 
-absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  QSHARD_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(auto file, env->MapFile(path));
   auto header = ParseSafetensorsHeader(absl::MakeConstSpan(file->data(), file->size()), file->size());
   if (!header.ok()) return WithContext(header.status(), path);
   return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(std::move(file), *std::move(header)));

@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
-#include "core/mapped_file.h"
+#include "core/env.h"
 #include "core/tensor.h"
 
 namespace qshard {
@@ -44,7 +44,7 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(absl::Span<const uint8_
 
 class SafetensorsFile {
  public:
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path, Env* env = Env::Default());
 
   const std::string& path() const { return file_->path(); }
   const SafetensorsHeader& header() const { return header_; }

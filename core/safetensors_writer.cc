@@ -1,8 +1,6 @@
 #include "core/safetensors_writer.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -13,7 +11,6 @@
 namespace qshard {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Floats are converted to the stored dtype in pieces of this many elements.
@@ -65,9 +62,8 @@ std::string LittleEndian64(uint64_t v) {
   return out;
 }
 
-bool IsShardFileName(const std::string& name) {
+bool IsShardFileName(std::string_view n) {
   // model-DDDDD-of-DDDDD.safetensors
-  const std::string_view n(name);
   if (n.size() != 32 || n.substr(0, 6) != "model-" || n.substr(11, 4) != "-of-" || n.substr(20) != ".safetensors")
     return false;
   const auto digits = [](std::string_view s) {
@@ -97,15 +93,16 @@ std::string ShardFileName(size_t index, size_t count) {
 // ---- SafetensorsWriter ----
 
 SafetensorsWriter::SafetensorsWriter(std::unique_ptr<AtomicFileWriter> file, std::vector<TensorSpec> tensors)
-    : file_(std::move(file)), tensors_(std::move(tensors)) {
+    : path_(file->path()), file_(std::move(file)), tensors_(std::move(tensors)) {
   SkipCompleteTensors();
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
-    const std::string& path, std::vector<TensorSpec> tensors, const std::map<std::string, std::string>& metadata) {
+    const std::string& path, std::vector<TensorSpec> tensors, const std::map<std::string, std::string>& metadata,
+    Env* env) {
   QSHARD_RETURN_IF_ERROR(CheckSpecs(path, tensors));
   QSHARD_ASSIGN_OR_RETURN(const std::string header, EncodeHeader(path, tensors, metadata));
-  QSHARD_ASSIGN_OR_RETURN(auto file, AtomicFileWriter::Create(path));
+  QSHARD_ASSIGN_OR_RETURN(auto file, AtomicFileWriter::Create(path, env));
   QSHARD_RETURN_IF_ERROR(file->Append(LittleEndian64(header.size())));
   QSHARD_RETURN_IF_ERROR(file->Append(header));
   return std::unique_ptr<SafetensorsWriter>(new SafetensorsWriter(std::move(file), std::move(tensors)));
@@ -119,6 +116,7 @@ void SafetensorsWriter::SkipCompleteTensors() {
 }
 
 absl::StatusOr<const TensorSpec*> SafetensorsWriter::Expect(std::string_view name) const {
+  if (file_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(path_, ": file already finished"));
   if (current_ < tensors_.size() && name == tensors_[current_].name) return &tensors_[current_];
   QSHARD_RETURN_IF_ERROR(Declared(name));
   if (current_ == tensors_.size())
@@ -173,26 +171,35 @@ absl::Status SafetensorsWriter::Declared(std::string_view name) const {
   return absl::InvalidArgumentError(absl::StrCat(path(), ": tensor '", std::string(name), "' was not declared"));
 }
 
-absl::Status SafetensorsWriter::Finish() {
+absl::Status SafetensorsWriter::CheckComplete() const {
+  if (file_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(path_, ": file already finished"));
   if (current_ < tensors_.size())
     return absl::FailedPreconditionError(absl::StrCat(path(), ": tensor '", tensors_[current_].name, "' has ",
                                                       current_written_, " of its ", tensors_[current_].num_bytes(),
                                                       " bytes; the file is incomplete"));
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::Finish() {
+  QSHARD_RETURN_IF_ERROR(CheckComplete());
   return file_->Commit();
+}
+
+absl::Status SafetensorsWriter::FinishInto(StagedFiles& staged) {
+  QSHARD_RETURN_IF_ERROR(CheckComplete());
+  return staged.Add(std::move(file_));
 }
 
 // ---- ShardedSafetensorsWriter ----
 
 absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> ShardedSafetensorsWriter::Create(
-    const std::string& dir, std::vector<TensorSpec> tensors, ShardingOptions options) {
+    const std::string& dir, std::vector<TensorSpec> tensors, ShardingOptions options, Env* env) {
   QSHARD_RETURN_IF_ERROR(CheckSpecs(dir, tensors));
   if (options.max_shard_bytes == 0)
     return absl::InvalidArgumentError(absl::StrCat(dir, ": max shard size must be positive"));
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::FailedPreconditionError(absl::StrCat(dir, ": cannot create directory: ", ec.message()));
+  QSHARD_RETURN_IF_ERROR(env->CreateDirs(dir));
 
-  std::unique_ptr<ShardedSafetensorsWriter> writer(new ShardedSafetensorsWriter(dir, std::move(options)));
+  std::unique_ptr<ShardedSafetensorsWriter> writer(new ShardedSafetensorsWriter(dir, std::move(options), env));
   uint64_t shard_bytes = 0;
   for (TensorSpec& t : tensors) {
     const uint64_t bytes = t.num_bytes();
@@ -213,7 +220,7 @@ absl::StatusOr<std::unique_ptr<ShardedSafetensorsWriter>> ShardedSafetensorsWrit
 
 absl::Status ShardedSafetensorsWriter::FinishOpenShard() {
   if (open_ == nullptr) return absl::OkStatus();
-  const absl::Status status = open_->Finish();
+  const absl::Status status = open_->FinishInto(staged_);
   open_.reset();
   return status;
 }
@@ -222,7 +229,7 @@ absl::Status ShardedSafetensorsWriter::OpenThrough(size_t shard) {
   while (next_shard_ <= shard) {
     QSHARD_RETURN_IF_ERROR(FinishOpenShard());
     QSHARD_ASSIGN_OR_RETURN(open_, SafetensorsWriter::Create(dir_ + "/" + shard_files_[next_shard_],
-                                                              shards_[next_shard_], options_.metadata));
+                                                              shards_[next_shard_], options_.metadata, env_));
     ++next_shard_;
   }
   return absl::OkStatus();
@@ -250,15 +257,21 @@ absl::Status ShardedSafetensorsWriter::AppendFloat(std::string_view name, absl::
   return writer->AppendFloat(name, values);
 }
 
+void ShardedSafetensorsWriter::AddFile(std::string name, std::string content) {
+  added_files_.emplace_back(std::move(name), std::move(content));
+}
+
 absl::Status ShardedSafetensorsWriter::Finish() {
   // Trailing shards that hold only empty tensors were never opened by an append.
   QSHARD_RETURN_IF_ERROR(OpenThrough(shards_.size() - 1));
   QSHARD_RETURN_IF_ERROR(FinishOpenShard());
   if (shards_.size() > 1) QSHARD_RETURN_IF_ERROR(WriteIndex());
+  for (const auto& [name, content] : added_files_) QSHARD_RETURN_IF_ERROR(staged_.Write(dir_ + "/" + name, content));
+  QSHARD_RETURN_IF_ERROR(staged_.Commit());
   return RemoveStaleWeights();
 }
 
-absl::Status ShardedSafetensorsWriter::WriteIndex() const {
+absl::Status ShardedSafetensorsWriter::WriteIndex() {
   json weight_map = json::object();
   uint64_t total_size = 0;
   for (size_t s = 0; s < shards_.size(); ++s) {
@@ -268,21 +281,23 @@ absl::Status ShardedSafetensorsWriter::WriteIndex() const {
     }
   }
   const json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
-  return WriteFileAtomically(dir_ + "/" + kWeightsIndexFile, index.dump(2) + "\n");
+  return staged_.Write(dir_ + "/" + kWeightsIndexFile, index.dump(2) + "\n");
 }
 
 absl::Status ShardedSafetensorsWriter::RemoveStaleWeights() const {
-  const std::set<std::string> current(shard_files_.begin(), shard_files_.end());
+  const std::set<std::string, std::less<>> current(shard_files_.begin(), shard_files_.end());
   const bool sharded = shards_.size() > 1;
-  std::error_code ec;
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir_, ec)) {
-    const std::string name = entry.path().filename().string();
-    const bool stale = current.count(name) == 0 &&
-                       (IsShardFileName(name) || name == kSingleWeightsFile || (!sharded && name == kWeightsIndexFile));
-    if (stale && !fs::remove(entry.path(), ec))
-      return absl::InternalError(absl::StrCat(entry.path().string(), ": cannot remove stale weights file: ", ec.message()));
+  const auto is_weights = [](std::string_view name) {
+    return IsShardFileName(name) || name == kSingleWeightsFile || name == kWeightsIndexFile;
+  };
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<std::string> names, env_->GetChildren(dir_));
+  for (const std::string& name : names) {
+    const std::string_view n(name);
+    const bool temporary = n.ends_with(".tmp") && is_weights(n.substr(0, n.size() - 4));
+    const bool stale = current.count(name) == 0 && is_weights(name) && (name != kWeightsIndexFile || !sharded);
+    if (temporary || stale)
+      QSHARD_RETURN_IF_ERROR(WithContext(env_->RemoveFile(dir_ + "/" + name), "removing a stale weights file"));
   }
-  if (ec) return absl::InternalError(absl::StrCat(dir_, ": cannot list directory: ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -308,14 +323,15 @@ absl::StatusOr<EncodedTensor> EncodeInt32Tensor(std::string name, std::vector<in
 }
 
 absl::Status WriteSafetensors(const std::string& path, absl::Span<const EncodedTensor> tensors,
-                              const std::map<std::string, std::string>& metadata) {
-  QSHARD_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, SpecsOf(tensors), metadata));
+                              const std::map<std::string, std::string>& metadata, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, SpecsOf(tensors), metadata, env));
   return AppendAll(*writer, tensors);
 }
 
 absl::Status WriteShardedSafetensors(const std::string& dir, absl::Span<const EncodedTensor> tensors,
-                                     ShardingOptions options) {
-  QSHARD_ASSIGN_OR_RETURN(auto writer, ShardedSafetensorsWriter::Create(dir, SpecsOf(tensors), std::move(options)));
+                                     ShardingOptions options, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(auto writer,
+                          ShardedSafetensorsWriter::Create(dir, SpecsOf(tensors), std::move(options), env));
   return AppendAll(*writer, tensors);
 }
 

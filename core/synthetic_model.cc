@@ -2,13 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/atomic_file.h"
 #include "core/safetensors_writer.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
@@ -287,21 +284,15 @@ struct TokenizerFile {
   std::string content;
 };
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat(path, ": cannot read the stand-in tokenizer file "
-                                                  "(set the shared data folder to ../shared/data or equivalent)"));
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-absl::StatusOr<std::vector<TokenizerFile>> StandInTokenizer(Architecture arch, const std::string& data_dir) {
+absl::StatusOr<std::vector<TokenizerFile>> StandInTokenizer(Architecture arch, const std::string& data_dir,
+                                                           Env* env) {
   std::vector<TokenizerFile> files;
   const auto copy = [&](const std::string& source, const std::string& output_name) -> absl::Status {
-    QSHARD_ASSIGN_OR_RETURN(std::string content, ReadWholeFile(data_dir + "/" + source));
-    files.push_back({output_name, std::move(content)});
+    absl::StatusOr<std::string> content = env->ReadFileToString(data_dir + "/" + source);
+    if (!content.ok())
+      return WithContext(content.status(), "cannot read the stand-in tokenizer file (set the shared data folder "
+                                           "to ../shared/data or equivalent)");
+    files.push_back({output_name, *std::move(content)});
     return absl::OkStatus();
   };
   if (arch == Architecture::kLlama) {
@@ -391,24 +382,23 @@ absl::Status WriteSyntheticModel(const SyntheticSpec& spec) {
   const int64_t layers = spec.num_layers.value_or(preset.num_layers);
   // Read the tokenizer first: a missing file should fail before gigabytes are written.
   QSHARD_ASSIGN_OR_RETURN(const std::vector<TokenizerFile> tokenizer,
-                          StandInTokenizer(preset.arch, spec.shared_data_dir));
+                          StandInTokenizer(preset.arch, spec.shared_data_dir, spec.env));
 
   const std::vector<SyntheticTensor> tensors = SyntheticTensors(preset, layers, spec.dtype);
   ShardingOptions sharding;
   sharding.max_shard_bytes = spec.max_shard_bytes;
   QSHARD_ASSIGN_OR_RETURN(auto writer, ShardedSafetensorsWriter::Create(
-                                           spec.out_dir, SyntheticTensorSpecs(preset, layers, spec.dtype), sharding));
+                                           spec.out_dir, SyntheticTensorSpecs(preset, layers, spec.dtype), sharding,
+                                           spec.env));
   const std::vector<bool> outliers = OutlierChannels(preset.hidden_size, spec.seed);
   for (const SyntheticTensor& t : tensors) QSHARD_RETURN_IF_ERROR(WriteTensor(*writer, t, spec.seed, outliers));
-  QSHARD_RETURN_IF_ERROR(writer->Finish());
 
-  const std::string dir = spec.out_dir + "/";
-  for (const TokenizerFile& file : tokenizer) QSHARD_RETURN_IF_ERROR(WriteFileAtomically(dir + file.output_name, file.content));
-  QSHARD_RETURN_IF_ERROR(WriteFileAtomically(dir + "generation_config.json",
-                                             GenerationConfigJson(preset.arch).dump(2) + "\n"));
-  QSHARD_RETURN_IF_ERROR(WriteFileAtomically(dir + "README.md", Readme(preset, spec, layers, outliers)));
-  // Last, so a directory whose writing was interrupted does not open as a model.
-  return WriteFileAtomically(dir + "config.json", ConfigJson(preset, layers, spec.dtype).dump(2) + "\n");
+  for (const TokenizerFile& file : tokenizer) writer->AddFile(file.output_name, file.content);
+  writer->AddFile("generation_config.json", GenerationConfigJson(preset.arch).dump(2) + "\n");
+  writer->AddFile("README.md", Readme(preset, spec, layers, outliers));
+  // Last, so a directory whose renaming was interrupted does not open as a model.
+  writer->AddFile("config.json", ConfigJson(preset, layers, spec.dtype).dump(2) + "\n");
+  return writer->Finish();
 }
 
 }  // namespace qshard

@@ -52,11 +52,13 @@ struct SyntheticSpec {
   uint64_t max_shard_bytes = uint64_t{2} << 30;  // above this, sharded with an index
   // Where the stand-in tokenizer files are copied from (the shared data folder).
   std::string shared_data_dir = "../shared/data";
+  Env* env = Env::Default();  // reads the stand-in files and writes the directory
 };
 
 // Writes a complete model directory: config.json (the keys transformers writes for the
 // architecture), generation_config.json, model.safetensors or shards + index, tokenizer files
-// and a README.md saying what is synthetic. Same spec, same bytes. Weights: N(0, 0.02) for
+// and a README.md saying what is synthetic, all appearing together when complete. Same spec,
+// same bytes. Weights: N(0, 0.02) for
 // linear layers, biases and embeddings; norm weights 1 + N(0, 0.05), with ~1% of the hidden
 // channels (the same ones in every layer, picked from the seed) scaled x20 in the norms that
 // feed the attention and MLP projections, so quantizers meet realistic activation outliers.

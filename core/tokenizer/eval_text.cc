@@ -1,7 +1,5 @@
 #include "core/tokenizer/eval_text.h"
 
-#include <fstream>
-#include <sstream>
 #include <string_view>
 #include <vector>
 
@@ -10,13 +8,10 @@
 
 namespace qshard {
 
-absl::StatusOr<std::string> ReadEvalText(const std::string& path, int first_line, int last_line) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  const std::string text = contents.str();
+absl::StatusOr<std::string> ReadEvalText(const std::string& path, int first_line, int last_line, Env* env) {
+  absl::StatusOr<std::string> read = env->ReadFileToString(path);
+  if (!read.ok()) return read.status();
+  const std::string text = *std::move(read);
 
   std::vector<std::string_view> lines;
   for (size_t begin = 0; begin < text.size();) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/env.h"
 
 namespace qshard {
 
@@ -12,6 +13,6 @@ namespace qshard {
 // A line ends at '\n' (a '\r' before it is dropped too); a final line break does not start
 // another line. A range outside the file is an OutOfRange error naming the file.
 absl::StatusOr<std::string> ReadEvalText(const std::string& path, int first_line = 1,
-                                         int last_line = 0);
+                                         int last_line = 0, Env* env = Env::Default());
 
 }  // namespace qshard

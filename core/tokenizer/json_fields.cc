@@ -1,11 +1,10 @@
 #include "core/tokenizer/json_fields.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/status.h"
 #include "core/tokenizer/utf8.h"
 
 namespace qshard::json_fields {
@@ -40,13 +39,9 @@ absl::StatusOr<Json> Parse(std::string_view text, std::string_view source) {
   }
 }
 
-absl::StatusOr<Json> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return Parse(contents.str(), path);
+absl::StatusOr<Json> ReadFile(const std::string& path, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, env->ReadFileToString(path));
+  return Parse(text, path);
 }
 
 const Json* Find(const Json& obj, std::string_view key) {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "core/env.h"
 #include "nlohmann/json.hpp"
 
 namespace qshard::json_fields {
@@ -21,7 +22,7 @@ std::string IndexPath(std::string_view parent, size_t index);
 // Parses `text`; a syntax error names `source` and the byte position.
 absl::StatusOr<Json> Parse(std::string_view text, std::string_view source);
 // Reads and parses a whole file; errors name the path.
-absl::StatusOr<Json> ReadFile(const std::string& path);
+absl::StatusOr<Json> ReadFile(const std::string& path, Env* env = Env::Default());
 
 // obj[key], or nullptr where the key is absent or obj is not an object.
 const Json* Find(const Json& obj, std::string_view key);

@@ -98,30 +98,29 @@ absl::StatusOr<std::optional<int64_t>> ConfigTokenId(const Json& root, std::stri
 
 // Runs `read` on dir/name if that file exists, prefixing its errors with the path.
 template <typename Reader>
-absl::Status IfPresent(const std::string& dir, const char* name, Reader read) {
+absl::Status IfPresent(Env* env, const std::string& dir, const char* name, Reader read) {
   const std::string path = (std::filesystem::path(dir) / name).string();
-  std::error_code error;
-  if (!std::filesystem::exists(path, error)) return absl::OkStatus();
-  absl::StatusOr<Json> root = json_fields::ReadFile(path);
+  if (!env->FileExists(path)) return absl::OkStatus();
+  absl::StatusOr<Json> root = json_fields::ReadFile(path, env);
   if (!root.ok()) return root.status();
   return WithContext(read(*root, path), path);
 }
 
 }  // namespace
 
-absl::StatusOr<SpecialTokenConfig> ReadSpecialTokenConfig(const std::string& dir) {
+absl::StatusOr<SpecialTokenConfig> ReadSpecialTokenConfig(const std::string& dir, Env* env) {
   SpecialTokenConfig config;
-  QSHARD_RETURN_IF_ERROR(IfPresent(dir, "tokenizer_config.json",
+  QSHARD_RETURN_IF_ERROR(IfPresent(env, dir, "tokenizer_config.json",
                                    [&](const Json& root, const std::string& path) -> absl::Status {
                                      QSHARD_RETURN_IF_ERROR(ReadTokenFields(root, path, config));
                                      return ReadAddedTokensDecoder(root, config);
                                    }));
-  QSHARD_RETURN_IF_ERROR(IfPresent(dir, "special_tokens_map.json",
+  QSHARD_RETURN_IF_ERROR(IfPresent(env, dir, "special_tokens_map.json",
                                    [&](const Json& root, const std::string& path) -> absl::Status {
                                      return ReadTokenFields(root, path, config);
                                    }));
   QSHARD_RETURN_IF_ERROR(
-      IfPresent(dir, "config.json", [&](const Json& root, const std::string&) -> absl::Status {
+      IfPresent(env, dir, "config.json", [&](const Json& root, const std::string&) -> absl::Status {
         QSHARD_ASSIGN_OR_RETURN(config.bos_token_id, ConfigTokenId(root, "bos_token_id"));
         QSHARD_ASSIGN_OR_RETURN(config.eos_token_id, ConfigTokenId(root, "eos_token_id"));
         return absl::OkStatus();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/env.h"
 #include "core/tokenizer/added_tokens.h"
 
 namespace qshard {
@@ -30,6 +31,6 @@ struct SpecialTokenConfig {
   std::string eos_source;
 };
 
-absl::StatusOr<SpecialTokenConfig> ReadSpecialTokenConfig(const std::string& dir);
+absl::StatusOr<SpecialTokenConfig> ReadSpecialTokenConfig(const std::string& dir, Env* env = Env::Default());
 
 }  // namespace qshard

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/env.h"
 #include "core/tokenizer/added_tokens.h"
 #include "core/tokenizer/bpe_model.h"
 #include "core/tokenizer/decoder.h"
@@ -28,9 +29,9 @@ class Tokenizer {
   // GPT-2's pre-tokenizer). BOS/EOS come from tokenizer_config.json, special_tokens_map.json
   // or config.json (first found); special tokens named there are split out of the text when
   // the vocab.json + merges.txt pair is used.
-  static absl::StatusOr<Tokenizer> FromModelDir(const std::string& dir);
+  static absl::StatusOr<Tokenizer> FromModelDir(const std::string& dir, Env* env = Env::Default());
   // A tokenizer.json file (no BOS/EOS: those live in the other config files).
-  static absl::StatusOr<Tokenizer> FromFile(const std::string& path);
+  static absl::StatusOr<Tokenizer> FromFile(const std::string& path, Env* env = Env::Default());
   // tokenizer.json contents; `source` names them in errors.
   static absl::StatusOr<Tokenizer> FromJsonText(std::string_view json_text,
                                                 std::string_view source);
@@ -38,7 +39,7 @@ class Tokenizer {
   // `special_tokens` (which must be in the vocabulary) are split out of the text first.
   static absl::StatusOr<Tokenizer> FromVocabMerges(
       const std::string& vocab_path, const std::string& merges_path,
-      const std::vector<std::string>& special_tokens = {});
+      const std::vector<std::string>& special_tokens = {}, Env* env = Env::Default());
 
   // Token ids of `text`, without special tokens added. Invalid UTF-8 is first converted with
   // U+FFFD replacements (as Hugging Face's Node binding does; its Rust API only takes valid
@@ -68,7 +69,7 @@ class Tokenizer {
   Tokenizer() = default;
   static absl::StatusOr<Tokenizer> FromJsonRoot(const nlohmann::json& root);
   // Sets the model directory's BOS/EOS and, for vocab.json + merges.txt, its special tokens.
-  absl::Status ApplyModelDirConfig(const std::string& dir, bool add_special_tokens);
+  absl::Status ApplyModelDirConfig(const std::string& dir, bool add_special_tokens, Env* env);
   absl::Status TokenizePiece(TextPiece piece, std::vector<std::string>& words,
                              std::vector<int32_t>& ids) const;
 

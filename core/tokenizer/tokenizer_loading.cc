@@ -1,8 +1,6 @@
 // Building a Tokenizer from tokenizer.json, from vocab.json + merges.txt, or from a model
 // directory holding either (plus its special-token config files).
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -50,19 +48,10 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const Json& root, const
   return tokens;
 }
 
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return contents.str();
-}
-
 // merges.txt: one "left right" pair per line, "#version" lines skipped.
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadMergesFile(
-    const std::string& path) {
-  QSHARD_ASSIGN_OR_RETURN(const std::string text, ReadText(path));
+    const std::string& path, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, env->ReadFileToString(path));
   std::vector<std::pair<std::string, std::string>> merges;
   int line_number = 0;
   for (size_t begin = 0; begin < text.size();) {
@@ -81,11 +70,6 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadMergesFile(
     merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
   return merges;
-}
-
-bool FileExists(const std::filesystem::path& path) {
-  std::error_code error;
-  return std::filesystem::is_regular_file(path, error);
 }
 
 }  // namespace
@@ -114,16 +98,16 @@ absl::StatusOr<Tokenizer> Tokenizer::FromJsonText(std::string_view json_text,
   return tokenizer;
 }
 
-absl::StatusOr<Tokenizer> Tokenizer::FromFile(const std::string& path) {
-  QSHARD_ASSIGN_OR_RETURN(const std::string text, ReadText(path));
+absl::StatusOr<Tokenizer> Tokenizer::FromFile(const std::string& path, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, env->ReadFileToString(path));
   return FromJsonText(text, path);
 }
 
 absl::StatusOr<Tokenizer> Tokenizer::FromVocabMerges(
     const std::string& vocab_path, const std::string& merges_path,
-    const std::vector<std::string>& special_tokens) {
-  QSHARD_ASSIGN_OR_RETURN(const Json vocab, json_fields::ReadFile(vocab_path));
-  QSHARD_ASSIGN_OR_RETURN(const auto merges, ReadMergesFile(merges_path));
+    const std::vector<std::string>& special_tokens, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(const Json vocab, json_fields::ReadFile(vocab_path, env));
+  QSHARD_ASSIGN_OR_RETURN(const auto merges, ReadMergesFile(merges_path, env));
   Tokenizer tokenizer;
   absl::StatusOr<BpeModel> model = BpeModel::Build(vocab, "", merges, "merges", BpeOptions{});
   if (!model.ok()) {
@@ -145,8 +129,8 @@ absl::StatusOr<Tokenizer> Tokenizer::FromVocabMerges(
   return tokenizer;
 }
 
-absl::Status Tokenizer::ApplyModelDirConfig(const std::string& dir, bool add_special_tokens) {
-  QSHARD_ASSIGN_OR_RETURN(const SpecialTokenConfig config, ReadSpecialTokenConfig(dir));
+absl::Status Tokenizer::ApplyModelDirConfig(const std::string& dir, bool add_special_tokens, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(const SpecialTokenConfig config, ReadSpecialTokenConfig(dir, env));
   if (add_special_tokens) {
     std::vector<AddedToken> added = config.added_tokens_decoder;
     for (const std::string& content : config.special_tokens) {
@@ -177,20 +161,22 @@ absl::Status Tokenizer::ApplyModelDirConfig(const std::string& dir, bool add_spe
   return resolve(config.eos_token, config.eos_source, "eos_token", config.eos_token_id, eos_id_);
 }
 
-absl::StatusOr<Tokenizer> Tokenizer::FromModelDir(const std::string& dir) {
+absl::StatusOr<Tokenizer> Tokenizer::FromModelDir(const std::string& dir, Env* env) {
   const std::filesystem::path root(dir);
+  // Only regular files count: a directory named tokenizer.json is not a tokenizer.
+  const auto is_file = [&](const char* name) { return IsRegularFile(env, (root / name).string()); };
   absl::StatusOr<Tokenizer> tokenizer;
-  const bool has_json = FileExists(root / "tokenizer.json");
+  const bool has_json = is_file("tokenizer.json");
   if (has_json) {
-    tokenizer = FromFile((root / "tokenizer.json").string());
-  } else if (FileExists(root / "vocab.json") && FileExists(root / "merges.txt")) {
-    tokenizer = FromVocabMerges((root / "vocab.json").string(), (root / "merges.txt").string());
+    tokenizer = FromFile((root / "tokenizer.json").string(), env);
+  } else if (is_file("vocab.json") && is_file("merges.txt")) {
+    tokenizer = FromVocabMerges((root / "vocab.json").string(), (root / "merges.txt").string(), {}, env);
   } else {
     return absl::NotFoundError(
         absl::StrCat(dir, ": no tokenizer.json, nor vocab.json + merges.txt"));
   }
   if (!tokenizer.ok()) return tokenizer.status();
-  QSHARD_RETURN_IF_ERROR(tokenizer->ApplyModelDirConfig(dir, /*add_special_tokens=*/!has_json));
+  QSHARD_RETURN_IF_ERROR(tokenizer->ApplyModelDirConfig(dir, /*add_special_tokens=*/!has_json, env));
   return tokenizer;
 }
 

@@ -157,6 +157,36 @@ TEST_F(ShardedCheckpointTest, MalformedIndexesAreRejected) {
   }
 }
 
+// Records what is read and mapped, and fails to map the second shard as a bad disk would.
+class RecordingEnv : public EnvWrapper {
+ public:
+  RecordingEnv() : EnvWrapper(Env::Default()) {}
+  absl::StatusOr<std::string> ReadFileToString(const std::string& path) override {
+    read.push_back(fs::path(path).filename().string());
+    return EnvWrapper::ReadFileToString(path);
+  }
+  absl::StatusOr<std::unique_ptr<MappedFile>> MapFile(const std::string& path) override {
+    read.push_back(fs::path(path).filename().string());
+    if (path.ends_with("-00002-of-00002.safetensors")) return ErrnoStatus(path, "cannot open", EIO);
+    return EnvWrapper::MapFile(path);
+  }
+  std::vector<std::string> read;
+};
+
+TEST_F(ShardedCheckpointTest, ReadsEveryFileThroughTheEnvItIsGiven) {
+  RecordingEnv env;
+  auto ckpt = Checkpoint::Open(dir_.path(), &env);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  EXPECT_THAT(env.read, ElementsAre("config.json", "model.safetensors.index.json"));
+  EXPECT_TRUE((*ckpt)->ReadFloat("first.a").ok());
+  const auto second = (*ckpt)->ReadFloat("second.c");
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(Message(second.status()), HasSubstr(dir_.Child("model-00002-of-00002.safetensors") +
+                                                  ": cannot open: Input/output error"));
+  EXPECT_THAT(env.read, ElementsAre("config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                                    "model-00002-of-00002.safetensors"));
+}
+
 TEST(CheckpointDirectoryTest, PytorchBinOnlyIsRefusedWithAConversionHint) {
   ScopedTempDir dir;
   WriteTextFile(dir.Child("config.json"), kSmallLlamaConfig);

@@ -1,11 +1,7 @@
 #include "worker/export/gptq_checkpoint_writer.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/atomic_file.h"
 #include "core/status.h"
 #include "worker/quant/gptq_pack.h"
 #include "worker/solvers/solver.h"
@@ -13,7 +9,6 @@
 namespace qshard {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Files a loader needs beside the weights (conventions.md, "Checkpoints written by qshard").
@@ -22,27 +17,19 @@ constexpr const char* kCopiedFiles[] = {
     "merges.txt",     "tokenizer.model",       "generation_config.json",
 };
 
-absl::StatusOr<json> ReadJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  json value = json::parse(in, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<json> ReadJsonFile(Env* env, const std::string& path) {
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, env->ReadFileToString(path));
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
   return value;
-}
-
-absl::Status CopyFile(const std::string& from, const std::string& to) {
-  std::ifstream in(from, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(from, ": cannot open"));
-  const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return WriteFileAtomically(to, content);
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> GptqCheckpointWriter::Create(
     const std::string& out_dir, const Checkpoint& source, const DecoderModel& model,
-    const GptqExportSpec& spec, const std::set<std::string>& skipped) {
-  std::unique_ptr<GptqCheckpointWriter> writer(new GptqCheckpointWriter(out_dir, source, model, spec, skipped));
+    const GptqExportSpec& spec, const std::set<std::string>& skipped, Env* env) {
+  std::unique_ptr<GptqCheckpointWriter> writer(new GptqCheckpointWriter(source, model, spec, skipped));
   for (const LinearSpec& linear : model.layer_spec().linears)
     if (!skipped.count(linear.name))
       QSHARD_RETURN_IF_ERROR(WithContext(CheckGptqLayout(spec.bits, linear.in_features, linear.out_features),
@@ -51,7 +38,7 @@ absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> GptqCheckpointWriter::Crea
   ShardingOptions sharding;
   sharding.max_shard_bytes = spec.max_shard_bytes;
   QSHARD_ASSIGN_OR_RETURN(writer->writer_,
-                          ShardedSafetensorsWriter::Create(out_dir, writer->Declarations(outside), sharding));
+                          ShardedSafetensorsWriter::Create(out_dir, writer->Declarations(outside), sharding, env));
   for (const std::string& name : outside) QSHARD_RETURN_IF_ERROR(writer->CopySourceTensor(name));
   return writer;
 }
@@ -131,7 +118,7 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
   return absl::OkStatus();
 }
 
-absl::Status GptqCheckpointWriter::WriteConfigs() const {
+absl::Status GptqCheckpointWriter::AddConfigs() {
   json quantize_config = {
       {"bits", spec_.bits},
       {"group_size", spec_.group_size},
@@ -144,24 +131,27 @@ absl::Status GptqCheckpointWriter::WriteConfigs() const {
       {"checkpoint_format", "gptq"},
       {"meta", {{"quantizer", "qshard"}, {"method", spec_.method}}},
   };
-  QSHARD_ASSIGN_OR_RETURN(json config, ReadJsonFile(source_.dir() + "/config.json"));
+  QSHARD_ASSIGN_OR_RETURN(json config, ReadJsonFile(source_.env(), source_.dir() + "/config.json"));
   config["quantization_config"] = quantize_config;
-  QSHARD_RETURN_IF_ERROR(WriteFileAtomically(out_dir_ + "/config.json", config.dump(2) + "\n"));
-  return WriteFileAtomically(out_dir_ + "/quantize_config.json", quantize_config.dump(2) + "\n");
+  writer_->AddFile("config.json", config.dump(2) + "\n");
+  writer_->AddFile("quantize_config.json", quantize_config.dump(2) + "\n");
+  return absl::OkStatus();
 }
 
 absl::Status GptqCheckpointWriter::Finish(const json& report) {
   if (next_layer_ != model_.config().num_layers)
     return absl::FailedPreconditionError(
         absl::StrCat("only ", next_layer_, " of ", model_.config().num_layers, " layers were written"));
-  QSHARD_RETURN_IF_ERROR(writer_->Finish());
-  QSHARD_RETURN_IF_ERROR(WriteConfigs());
-  std::error_code ec;
+  QSHARD_RETURN_IF_ERROR(AddConfigs());
+  Env* source_env = source_.env();
   for (const char* file : kCopiedFiles) {
     const std::string from = source_.dir() + "/" + file;
-    if (fs::exists(from, ec)) QSHARD_RETURN_IF_ERROR(CopyFile(from, out_dir_ + "/" + file));
+    if (!source_env->FileExists(from)) continue;
+    QSHARD_ASSIGN_OR_RETURN(std::string content, source_env->ReadFileToString(from));
+    writer_->AddFile(file, std::move(content));
   }
-  return WriteFileAtomically(out_dir_ + "/quant_report.json", report.dump(2) + "\n");
+  writer_->AddFile("quant_report.json", report.dump(2) + "\n");
+  return writer_->Finish();
 }
 
 }  // namespace qshard

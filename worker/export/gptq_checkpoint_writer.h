@@ -2,7 +2,8 @@
 // format.md): every quantized linear as qweight/qzeros/scales/g_idx (+ bias), everything else
 // as stored tensors, config.json with a quantization_config block, quantize_config.json, the
 // source's tokenizer and generation files, and quant_report.json. Layers stream in one at a
-// time, so memory stays at one layer however large the model.
+// time, so memory stays at one layer however large the model. Files are written through an Env
+// and all appear together at Finish: a failed write leaves an earlier output as it was.
 #pragma once
 
 #include <map>
@@ -39,28 +40,27 @@ class GptqCheckpointWriter {
   // `source` supplies their bytes and the files copied beside the weights.
   static absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> Create(
       const std::string& out_dir, const Checkpoint& source, const DecoderModel& model,
-      const GptqExportSpec& spec, const std::set<std::string>& skipped);
+      const GptqExportSpec& spec, const std::set<std::string>& skipped, Env* env = Env::Default());
 
   // Layers must arrive in order. `quantized` holds every linear of the layer not skipped;
   // norms and biases come from `weights` (which may carry folded scales).
   absl::Status WriteLayer(int layer, const DecoderLayerWeights& weights,
                           const std::map<std::string, QuantizedWeight>& quantized);
-  // Checks every layer was written, then writes the configs, tokenizer files and `report`
-  // (as quant_report.json).
+  // Checks every layer was written, then writes the configs, tokenizer files (read through the
+  // source's Env) and `report` (as quant_report.json), and puts everything in place.
   absl::Status Finish(const nlohmann::json& report);
 
  private:
-  GptqCheckpointWriter(std::string out_dir, const Checkpoint& source, const DecoderModel& model,
-                       GptqExportSpec spec, std::set<std::string> skipped)
-      : out_dir_(std::move(out_dir)), source_(source), model_(model), spec_(std::move(spec)),
+  GptqCheckpointWriter(const Checkpoint& source, const DecoderModel& model, GptqExportSpec spec,
+                       std::set<std::string> skipped)
+      : source_(source), model_(model), spec_(std::move(spec)),
         skipped_(std::move(skipped)) {}
   std::vector<std::string> OutsideLayerTensors() const;
   std::vector<TensorSpec> Declarations(const std::vector<std::string>& outside) const;
   absl::Status CopySourceTensor(const std::string& name);
-  absl::Status WriteConfigs() const;
+  absl::Status AddConfigs();
   DType StorageDType(const std::string& name) const;
 
-  std::string out_dir_;
   const Checkpoint& source_;
   const DecoderModel& model_;
   GptqExportSpec spec_;

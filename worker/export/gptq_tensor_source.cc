@@ -1,7 +1,6 @@
 #include "worker/export/gptq_tensor_source.h"
 
 #include <cstring>
-#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,11 +13,11 @@ namespace {
 constexpr absl::string_view kWeightSuffix = ".weight";
 
 // The quantization_config block of config.json, or null when the model is not quantized.
-absl::StatusOr<nlohmann::json> QuantizationConfig(const std::string& dir) {
-  std::ifstream in(dir + "/config.json");
-  nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object())
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: invalid JSON"));
+absl::StatusOr<nlohmann::json> QuantizationConfig(const Checkpoint& checkpoint) {
+  const std::string path = checkpoint.dir() + "/config.json";
+  QSHARD_ASSIGN_OR_RETURN(const std::string text, checkpoint.env()->ReadFileToString(path));
+  nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
   const auto it = config.find("quantization_config");
   return it == config.end() ? nlohmann::json() : *it;
 }
@@ -44,7 +43,7 @@ absl::StatusOr<std::vector<T>> ReadRaw(const Checkpoint& checkpoint, const std::
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::shared_ptr<const Checkpoint> checkpoint) {
-  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(checkpoint->dir()));
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   const std::string where = absl::StrCat(checkpoint->dir(), "/config.json: quantization_config");
   if (!q.is_object() || q.value("quant_method", "") != "gptq")
     return absl::InvalidArgumentError(absl::StrCat(where, ": quant_method is not 'gptq'"));
@@ -86,10 +85,10 @@ absl::StatusOr<Tensor> GptqTensorSource::Read(const std::string& name) const {
   return weight->Dequantized();
 }
 
-absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir) {
-  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir));
+absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir, env));
   std::shared_ptr<const Checkpoint> checkpoint = std::move(opened);
-  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(dir));
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   if (q.is_null()) return std::shared_ptr<const TensorSource>(std::make_shared<CheckpointTensorSource>(checkpoint));
   QSHARD_ASSIGN_OR_RETURN(auto gptq, GptqTensorSource::Create(checkpoint));
   return std::shared_ptr<const TensorSource>(std::move(gptq));

@@ -33,6 +33,7 @@ class GptqTensorSource : public TensorSource {
 };
 
 // Opens a model directory as a tensor source: dequantizing for GPTQ checkpoints, plain otherwise.
-absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir);
+absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir,
+                                                                   Env* env = Env::Default());
 
 }  // namespace qshard

@@ -7,8 +7,8 @@ namespace qshard {
 
 TensorSource::~TensorSource() = default;
 
-absl::StatusOr<std::shared_ptr<CheckpointTensorSource>> CheckpointTensorSource::Open(const std::string& dir) {
-  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
+absl::StatusOr<std::shared_ptr<CheckpointTensorSource>> CheckpointTensorSource::Open(const std::string& dir, Env* env) {
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir, env));
   return std::make_shared<CheckpointTensorSource>(std::shared_ptr<const Checkpoint>(std::move(checkpoint)));
 }
 

@@ -26,7 +26,8 @@ class CheckpointTensorSource : public TensorSource {
   explicit CheckpointTensorSource(std::shared_ptr<const Checkpoint> checkpoint)
       : checkpoint_(std::move(checkpoint)) {}
   // Opens the checkpoint in `dir`.
-  static absl::StatusOr<std::shared_ptr<CheckpointTensorSource>> Open(const std::string& dir);
+  static absl::StatusOr<std::shared_ptr<CheckpointTensorSource>> Open(const std::string& dir,
+                                                                      Env* env = Env::Default());
 
   const Checkpoint& checkpoint() const { return *checkpoint_; }
   bool Has(const std::string& name) const override { return checkpoint_->Has(name); }
