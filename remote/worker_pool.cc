@@ -152,6 +152,7 @@ void WorkerConnection::OnFrame(const v1::WorkerFrame& frame) {
         hello_ = frame.hello();
         break;
       case v1::WorkerFrame::kResult: {
+        pool_.bytes_from_workers_ += frame.result().data().size();
         v1::WorkerTaskResult result;
         auto complete = assembler_.Add(frame.result(), result);
         if (!complete.ok()) {
@@ -185,7 +186,10 @@ absl::StatusOr<v1::WorkerTaskResult> WorkerConnection::Call(const v1::WorkerTask
   awaited_id_ = next_id_++;
   result_.reset();
   std::vector<v1::CoordinatorFrame> frames;
-  for (v1::Chunk& chunk : wire::Cut(task, awaited_id_, chunk_bytes_)) *frames.emplace_back().mutable_task() = std::move(chunk);
+  for (v1::Chunk& chunk : wire::Cut(task, awaited_id_, chunk_bytes_)) {
+    pool_.bytes_to_workers_ += chunk.data().size();
+    *frames.emplace_back().mutable_task() = std::move(chunk);
+  }
   stream_->Send(std::move(frames));
   while (!result_) {
     if (!LeaseHeld())

@@ -5,6 +5,7 @@
 // it fail with UNAVAILABLE.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -41,11 +42,18 @@ class WorkerPool : public v1::WorkerService::CallbackService {
   // Workers holding a lease now.
   std::vector<v1::WorkerHello> Workers();
 
+  // Serialized task and result bytes moved over every stream so far (statistics and weights;
+  // never activations).
+  uint64_t bytes_to_workers() const { return bytes_to_workers_.load(); }
+  uint64_t bytes_from_workers() const { return bytes_from_workers_.load(); }
+
  private:
   friend class WorkerConnection;
   void Register(const std::shared_ptr<WorkerConnection>& connection);
 
   WorkerPoolOptions options_;
+  std::atomic<uint64_t> bytes_to_workers_ = 0;
+  std::atomic<uint64_t> bytes_from_workers_ = 0;
   std::mutex mutex_;
   std::condition_variable registered_;
   std::vector<std::shared_ptr<WorkerConnection>> connections_ ABSL_GUARDED_BY(mutex_);

@@ -1,10 +1,11 @@
-// qshard bench gptq|forward|tokenizer: speed of qshard's pieces with, in the same run, the
+// qshard bench gptq|forward|tokenizer|distributed: speed of qshard's pieces with, in the same run, the
 // ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
 // baselines are in bench/, the recorded figures in docs/benchmarks.md).
 #include <iostream>
 #include <memory>
 
 #include "core/status.h"
+#include "tools/qshard/bench_distributed.h"
 #include "tools/qshard/bench_forward.h"
 #include "tools/qshard/bench_gptq.h"
 #include "tools/qshard/bench_tokenizer.h"
@@ -47,6 +48,20 @@ absl::Status RunForward(ForwardBenchOptions& options) {
   options.common.threads = ResolveThreads(options.common.threads);
   QSHARD_ASSIGN_OR_RETURN(const nlohmann::json row, RunForwardBench(options));
   PrintBenchRows({row}, ForwardBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+struct DistributedFlags {
+  DistributedBenchOptions options;
+  std::string propagation = "sequential";
+};
+
+absl::Status RunDistributed(DistributedFlags& flags) {
+  DistributedBenchOptions& options = flags.options;
+  options.common.threads = ResolveThreads(options.common.threads);
+  QSHARD_ASSIGN_OR_RETURN(options.spec.calibration.propagation, ParsePropagation(flags.propagation));
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunDistributedBench(options));
+  PrintBenchRows(rows, DistributedBenchColumns(), options.common.json);
   return absl::OkStatus();
 }
 
@@ -97,7 +112,29 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
   tokenizer->add_option("--node", tokenizer_options->node, "Node.js for the baseline")->capture_default_str();
   AddCommonFlags(tokenizer, tokenizer_options->common, /*threads=*/false);
 
+  auto distributed_flags = std::make_shared<DistributedFlags>();
+  JobSpec& spec = distributed_flags->options.spec;
+  spec.method.spec.group_size = 128;
+  spec.calibration.nsamples = 16;
+  spec.calibration.seqlen = 512;
+  CLI::App* distributed = bench->add_subcommand(
+      "distributed", "One job embedded and on 1, 2, 4 loopback workers: speed-up, overhead, bytes per layer");
+  distributed->add_option("--model", spec.model_dir, "Model directory (e.g. from make-synthetic)")->required();
+  distributed->add_option("--calib-text", spec.calibration.text, "Calibration text file")->required();
+  distributed->add_option("--method", spec.method.method, "Method")->capture_default_str();
+  distributed->add_option("--bits", spec.method.spec.bits, "Weight bits")->capture_default_str();
+  distributed->add_option("--group-size", spec.method.spec.group_size, "Columns per group")->capture_default_str();
+  distributed->add_option("--nsamples", spec.calibration.nsamples, "Calibration windows")->capture_default_str();
+  distributed->add_option("--seqlen", spec.calibration.seqlen, "Tokens per window")->capture_default_str();
+  distributed->add_option("--calib-shards", spec.calibration.shards, "Calibration shards")->capture_default_str();
+  distributed->add_option("--propagation", distributed_flags->propagation, "sequential | parallel")
+      ->capture_default_str();
+  distributed->add_option("--workers", distributed_flags->options.workers, "Worker counts to run")
+      ->capture_default_str();
+  AddCommonFlags(distributed, distributed_flags->options.common, /*threads=*/true);
+
   commands.push_back({bench, [=]() -> absl::Status {
+                        if (distributed->parsed()) return RunDistributed(*distributed_flags);
                         if (gptq->parsed()) return RunGptq(*gptq_flags);
                         if (forward->parsed()) return RunForward(*forward_options);
                         return RunTokenizer(*tokenizer_options);
