@@ -65,6 +65,8 @@ class SoftRoundingObjective {
   // Returns the objective at v and writes its gradient d/dv into `grad`; lambda = 0 leaves the
   // regularizer out (the warm-up).
   double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad);
+  // The gradient alone, as the descent needs it (the float64 sums of the value are a serial chain).
+  void Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad);
   // The hard rounding h = [v ≥ 0], as codes.
   std::vector<int32_t> Codes(std::span<const float> v) const;
   double LossOfCodes(std::span<const int32_t> codes);
