@@ -195,6 +195,11 @@ TEST(AttentionTest, OnlineSoftmaxMatchesNaiveAttentionOverKeyBlocks) {
     EXPECT_LT(MaxAbsDiff(out, expected_out), 2e-5) << s.seq;
     EXPECT_LT(MaxAbsDiff(probs, expected_probs), 1e-5) << s.seq;  // scores up to ~50: ulps of exp()
     EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool).values(), out.values()) << s.seq;
+    for (const int lanes : AttentionLaneWidths()) {  // every vector width, the same bits
+      Tensor probs_at_width;
+      EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool, &probs_at_width, lanes).values(), out.values()) << lanes;
+      EXPECT_EQ(probs_at_width.values(), probs.values()) << lanes;
+    }
   }
 }
 

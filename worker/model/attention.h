@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -24,7 +25,12 @@ struct AttentionShape {
 // Scores are (q·k) * scale with future positions masked. If `probs` is given it receives the
 // softmax probabilities, [batch, heads, seq, seq], zero above the diagonal; the output is the
 // same to the bit with or without them.
+// `lanes` picks the tile kernels' vector width (4, 8 or 16, as AttentionLaneWidths lists);
+// 0, the default, the widest. Every width gives the same bits (the tests check it).
 Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                           float scale, ThreadPool& pool, Tensor* probs = nullptr);
+                           float scale, ThreadPool& pool, Tensor* probs = nullptr, int lanes = 0);
+
+// The vector widths this CPU runs the tile kernels at, widest first (4 is always there).
+std::vector<int> AttentionLaneWidths();
 
 }  // namespace qshard
