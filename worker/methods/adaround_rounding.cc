@@ -128,7 +128,7 @@ void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, cons
     h[i] = hi;
     dh_dv[i] = saturated ? 0.0f : (kZeta - kGamma) * s * (1.0f - s);
     const float level = floor_level[i] + hi;
-    step_in_range[i] = (level >= 0.0f) & (level <= max_code) ? st : 0.0f;
+    step_in_range[i] = ((level >= 0.0f) & (level <= max_code)) ? st : 0.0f;
     e[i] = st * std::min(std::max(level, 0.0f), max_code) - offset[i];
   }
 }
