@@ -2,10 +2,11 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
-void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
 }
 
@@ -29,10 +30,19 @@ void GemmF64(int64_t m, int64_t n, int64_t k, const double* a, bool a_transposed
               b_transposed ? k : n, beta, c, n);
 }
 
+void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda, float* b) {
+  cblas_strsm(CblasRowMajor, CblasLeft, CblasUpper, CblasTrans, CblasUnit, m, n, 1.0f, a, lda, b, n);
+}
+
 void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha) {
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, alpha, x, n, 1.0f, c, n);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < i; ++j) c[i * n + j] = c[j * n + i];
+  // Mirrored in tiles: a plain column walk touches a new cache line (and, at power-of-two n,
+  // the same cache set) per element, which cost as much as a 512-token update at n = 4096.
+  constexpr int64_t kTile = 32;
+  for (int64_t i0 = 0; i0 < n; i0 += kTile)
+    for (int64_t j0 = 0; j0 <= i0; j0 += kTile)
+      for (int64_t i = i0; i < std::min(i0 + kTile, n); ++i)
+        for (int64_t j = j0; j < std::min(j0 + kTile, i); ++j) c[i * n + j] = c[j * n + i];
 }
 
 // LAPACK is column-major: a row-major matrix is its transpose, so "upper" in row-major is
@@ -58,15 +68,6 @@ bool CholeskyInverseF64(int64_t n, double* lower_factor) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i + 1; j < n; ++j) lower_factor[i * n + j] = lower_factor[j * n + i];
   return true;
-}
-
-bool LowerTriangularInverseF64(int64_t n, double* a) {
-  const char uplo = 'U';  // row-major lower == column-major upper
-  const char diag = 'N';
-  const int nn = static_cast<int>(n);
-  int info = 0;
-  dtrtri_(&uplo, &diag, &nn, a, &nn, &info);
-  return info == 0;
 }
 
 void SetBlasThreads(int threads) {

@@ -18,6 +18,10 @@ void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
 void GemmF64(int64_t m, int64_t n, int64_t k, const double* a, bool a_transposed, const double* b,
              bool b_transposed, double* c, double alpha = 1.0, double beta = 0.0);
 
+// B[m,n] ← (Aᵀ)⁻¹ B, a forward substitution, for A[m,m] upper triangular with a unit diagonal
+// (not read) stored with row stride lda.
+void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda, float* b);
+
 // Symmetric rank-k update of the full square: C[n,n] += alpha * Xᵀ X for X[k,n] (tokens × features).
 // Only the upper triangle is computed by BLAS; the lower one is mirrored afterwards.
 void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.0f);
@@ -28,9 +32,6 @@ void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.
 bool CholeskyF64(int64_t n, double* a, bool upper);
 // Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
 bool CholeskyInverseF64(int64_t n, double* lower_factor);
-// In-place inverse of a lower-triangular matrix a[n,n] (LAPACK dtrtri); the strict upper
-// triangle is left as it was. Returns false when a is singular.
-bool LowerTriangularInverseF64(int64_t n, double* a);
 
 // Number of threads the BLAS library uses; 0 leaves the library default.
 void SetBlasThreads(int threads);

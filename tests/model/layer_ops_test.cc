@@ -174,5 +174,34 @@ TEST(AttentionTest, MatchesNaiveGroupedQueryAttention) {
   EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, single).values(), out.values());
 }
 
+// The online softmax over several key blocks (64 keys each): windows that end inside a
+// block and inside a register tile, GQA, a head size that is not a multiple of the tiles,
+// scores large enough that a later block raises the running maximum, and a one-token window.
+TEST(AttentionTest, OnlineSoftmaxMatchesNaiveAttentionOverKeyBlocks) {
+  std::mt19937 rng(6);
+  for (const AttentionShape s : {AttentionShape{2, 150, 6, 3, 12}, AttentionShape{1, 129, 4, 1, 20},
+                                 AttentionShape{3, 1, 2, 2, 8}}) {
+    const Tensor q = RandomTensor({s.batch * s.seq, s.heads * s.head_dim}, rng, 3.0f);
+    Tensor k = RandomTensor({s.batch * s.seq, s.kv_heads * s.head_dim}, rng, 3.0f);
+    for (int64_t t = 0; t < s.batch * s.seq; ++t)  // keys growing along the window
+      for (int64_t c = 0; c < s.kv_heads * s.head_dim; ++c) k.at(t, c) *= 1.0f + 0.02f * static_cast<float>(t % s.seq);
+    const Tensor v = RandomTensor({s.batch * s.seq, s.kv_heads * s.head_dim}, rng);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+    std::vector<double> expected_out, expected_probs;
+    ReferenceAttention(q, k, v, s, scale, expected_out, expected_probs);
+    ThreadPool pool(2);
+    Tensor probs;
+    const Tensor out = CausalSelfAttention(q, k, v, s, scale, pool, &probs);
+    EXPECT_LT(MaxAbsDiff(out, expected_out), 2e-5) << s.seq;
+    EXPECT_LT(MaxAbsDiff(probs, expected_probs), 1e-5) << s.seq;  // scores up to ~50: ulps of exp()
+    EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool).values(), out.values()) << s.seq;
+    for (const int lanes : AttentionLaneWidths()) {  // every vector width, the same bits
+      Tensor probs_at_width;
+      EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool, &probs_at_width, lanes).values(), out.values()) << lanes;
+      EXPECT_EQ(probs_at_width.values(), probs.values()) << lanes;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qshard

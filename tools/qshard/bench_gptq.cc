@@ -12,6 +12,7 @@
 #include "core/tensor.h"
 #include "kernels/cpu/blas.h"
 #include "worker/calibration/hessian.h"
+#include "worker/solvers/inverse_hessian.h"
 #include "worker/solvers/proxy_error.h"
 #include "worker/solvers/solver.h"
 
@@ -69,8 +70,33 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// FLOP of one GPTQ solve (inverse_hessian.h): the factorization, one float64 Cholesky (n³/3);
+// the sweep's updates, each column's shift applied to every later column of its rows
+// (2·rows·(n − j) for column j: rows·n² in all), and for dynamic groups one triangular solve
+// of rows × g² per group (rows·n·g). Grid fits and rounding are O(rows·n).
+double FactorFlops(int64_t cols) { return std::pow(static_cast<double>(cols), 3) / 3.0; }
+double SweepFlops(int64_t rows, int64_t cols, int group_size) {
+  return static_cast<double>(rows) * cols * (cols + std::max(group_size, 0));
+}
+
+// This machine's sgemm rate (FLOP/s) at the bench's thread count, measured in this run: the
+// best of `repeats` products of two n×n matrices, n = 2048 (48 MiB, beyond the last-level cache).
+double MeasureSgemmRate(int repeats) {
+  constexpr int64_t n = 2048;
+  std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n);
+  kernels::Gemm(n, n, n, a.data(), b.data(), false, c.data());  // warm-up: threads, pages
+  double best = 0.0;
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    kernels::Gemm(n, n, n, a.data(), b.data(), false, c.data());
+    best = std::max(best, 2.0 * n * n * n / SecondsSince(start));
+  }
+  return best;
+}
+
 struct QshardTiming {
   std::vector<double> seconds;
+  std::vector<double> factor_seconds;  // FactorInverseHessian alone, timed apart from the solves
   Tensor dequantized;
 };
 
@@ -86,6 +112,11 @@ absl::StatusOr<QshardTiming> TimeQshard(const SyntheticLayer& layer, const Quant
     QSHARD_ASSIGN_OR_RETURN(QuantizedLinear result, solver->Solve(problem));
     timing.seconds.push_back(SecondsSince(start));
     timing.dequantized = std::move(result.dequantized);
+  }
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    QSHARD_RETURN_IF_ERROR(FactorInverseHessian(layer.hessian, spec).status());
+    timing.factor_seconds.push_back(SecondsSince(start));
   }
   return timing;
 }
@@ -141,6 +172,8 @@ absl::Status WriteBaselineInputs(const SyntheticLayer& layer, const ScratchDir& 
 absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions& options) {
   kernels::SetBlasThreads(options.common.threads);
   QSHARD_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Create());
+  std::cerr << "bench gptq: measuring the sgemm rate" << std::endl;
+  const double sgemm_rate = MeasureSgemmRate(options.common.repeats);
   std::vector<nlohmann::json> rows;
   for (const auto& [out, in] : options.shapes) {
     const std::string shape = absl::StrCat(out, "x", in);
@@ -159,6 +192,8 @@ absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions&
                 << std::endl;
       QSHARD_ASSIGN_OR_RETURN(QshardTiming timing, TimeQshard(layer, spec, options.common.repeats));
       const double qshard_error = ProxyError(layer.weight, timing.dequantized, hessians) / reference_energy;
+      const double seconds = Median(timing.seconds), factor_seconds = Median(timing.factor_seconds);
+      const double flops = FactorFlops(in) + SweepFlops(out, in, group_size);
       nlohmann::json row = {{"bench", "gptq"},
                             {"shape", shape},
                             {"rows", out},
@@ -169,8 +204,16 @@ absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions&
                             {"act_order", options.act_order},
                             {"threads", options.common.threads},
                             {"repeats", options.common.repeats},
-                            {"qshard_seconds", Median(timing.seconds)},
+                            {"qshard_seconds", seconds},
                             {"qshard_all_seconds", timing.seconds},
+                            {"qshard_gflops", flops / seconds * 1e-9},
+                            {"factor_seconds", factor_seconds},
+                            {"factor_gflops", FactorFlops(in) / factor_seconds * 1e-9},
+                            {"sweep_seconds", seconds - factor_seconds},
+                            {"sweep_gflops", SweepFlops(out, in, group_size) / (seconds - factor_seconds) * 1e-9},
+                            {"solve_gflop", flops * 1e-9},
+                            {"sgemm_gflops", sgemm_rate * 1e-9},
+                            {"fraction_of_sgemm", flops / seconds / sgemm_rate},
                             {"qshard_rel_error", qshard_error},
                             {"cpu", CpuModelName()}};
       std::cerr << "bench gptq: torch baseline" << std::endl;
@@ -187,6 +230,11 @@ std::vector<BenchColumn> GptqBenchColumns() {
           {"group_size", "group"},
           {"act_order", "act-order"},
           {"qshard_seconds", "qshard s", 4},
+          {"qshard_gflops", "GFLOP/s", 1},
+          {"fraction_of_sgemm", "of sgemm", 2},
+          {"factor_seconds", "factor s", 4},
+          {"sweep_seconds", "sweep s", 4},
+          {"sgemm_gflops", "sgemm GFLOP/s", 1},
           {"torch_seconds", "torch s", 4},
           {"speedup", "speedup", 2},
           {"qshard_rel_error", "qshard rel err", 5},

@@ -2,6 +2,8 @@
 // activations with outlier channels, H summed by HessianSum) and, in the same run, the
 // published algorithm in PyTorch (bench/gptq_torch.py) on the same W and H, with the relative
 // output error tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) of both results so the speeds compare like for like.
+// Beside seconds: the solve's FLOP count and rate, its factorization timed on its own, and
+// the sgemm rate measured in the same run, so each row says how far it is from the machine's.
 #pragma once
 
 #include <cstdint>

@@ -6,11 +6,20 @@
 #include "kernels/cpu/blas.h"
 #include "worker/quant/quant_grid.h"
 
+// The element-wise loops below run once per weight and iteration and are most of AdaRound's
+// time. Those without libm calls are compiled for AVX-512, AVX2 and the baseline and picked at
+// run time. The file is built with -fno-math-errno (so sqrtf vectorizes), -fno-trapping-math
+// (so selects do; without it only AVX-512's masked operations do) and -ffp-contract=off (so
+// no variant fuses a multiply-add the others round twice: every variant, and every machine,
+// gives the same bits).
+#define QSHARD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
 namespace qshard {
 namespace {
 
 constexpr float kGamma = -0.1f;  // rectified sigmoid stretch (Louizos et al.)
 constexpr float kZeta = 1.1f;
+constexpr float kAdamBeta1 = 0.9f, kAdamBeta2 = 0.999f, kAdamEpsilon = 1e-8f;  // PyTorch's defaults
 
 // Every weight's step s = scale·ζ_column and zero point, flattened [out, in].
 struct ElementGrids {
@@ -41,30 +50,34 @@ class Reconstruction {
     }
   }
 
-  // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ); writes dL/dE (both H and G symmetric).
-  double Evaluate(const float* e, float* grad) {
+  // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
+  // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
+  // unless null (both H and G symmetric).
+  double Evaluate(const float* e, float* grad, bool want_loss = true) {
     for (size_t b = 0; b < hessians_.size(); ++b) {
       const int64_t offset = static_cast<int64_t>(b) * block_rows_ * in_;
       kernels::Gemm(block_rows_, in_, in_, e + offset, hessians_[b].data(), false, product_.data() + offset);
     }
     double loss = 0.0;
     if (weightings_.empty()) {
-      loss = Accumulate(e, product_.data(), out_ * in_, grad);
+      loss = Accumulate(e, product_.data(), out_ * in_, grad, want_loss);
     } else {
       for (size_t h = 0; h < weightings_.size(); ++h) {
         const int64_t offset = static_cast<int64_t>(h) * head_rows_ * in_;
         kernels::Gemm(head_rows_, in_, head_rows_, weightings_[h].data(), product_.data() + offset, false,
                       weighted_.data());
-        loss += Accumulate(e + offset, weighted_.data(), head_rows_ * in_, grad == nullptr ? nullptr : grad + offset);
+        loss += Accumulate(e + offset, weighted_.data(), head_rows_ * in_, grad == nullptr ? nullptr : grad + offset,
+                           want_loss);
       }
     }
     return loss;
   }
 
  private:
-  static double Accumulate(const float* e, const float* product, int64_t n, float* grad) {
+  static double Accumulate(const float* e, const float* product, int64_t n, float* grad, bool want_loss) {
     double loss = 0.0;
-    for (int64_t i = 0; i < n; ++i) loss += static_cast<double>(product[i]) * e[i];
+    if (want_loss)
+      for (int64_t i = 0; i < n; ++i) loss += static_cast<double>(product[i]) * e[i];
     if (grad != nullptr)
       for (int64_t i = 0; i < n; ++i) grad[i] = 2.0f * product[i];
     return loss;
@@ -75,12 +88,88 @@ class Reconstruction {
   std::vector<float> product_, weighted_;
 };
 
-double LossOfCodes(const RoundingProblem& p, const ElementGrids& grids, std::span<const int32_t> codes,
-                   Reconstruction& reconstruction) {
-  std::vector<float> e(codes.size());
-  for (size_t i = 0; i < codes.size(); ++i)
-    e[i] = DequantizeCode(codes[i], grids.step[i], static_cast<int32_t>(grids.zero[i])) - (*p.weight)[i];
-  return reconstruction.Evaluate(e.data(), nullptr);
+// The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
+// beyond, h is 0 or 1 and passes no gradient. Once the regularizer has pushed most weights
+// there (~80% after a third of the iterations), they cost neither exp nor pow.
+const float kSaturation = std::log((kZeta - kGamma) / -kGamma - 1.0f);
+
+// The weights whose v is inside the live range, listed without a branch: which ones are is
+// random, and a branch on it mispredicts about as often as it runs. Returns their number.
+int64_t LiveIndices(const float* v, int64_t n, int32_t* live) {
+  const float saturation = kSaturation;
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    live[count] = static_cast<int32_t>(i);
+    count += std::fabs(v[i]) > saturation ? 0 : 1;
+  }
+  return count;
+}
+
+// sigmoid(v) of the live weights (libm's expf, scalar); the others keep stale values that
+// SoftErrors selects away.
+void LiveSigmoids(const float* v, std::span<const int32_t> live, float* sigmoid) {
+  for (const int32_t i : live) sigmoid[i] = 1.0f / (1.0f + std::exp(-v[i]));
+}
+
+// The soft weights' errors e = s·clamp(level) − (s·z + w), h, dh/dv, and the step where the
+// level's clamp passes the gradient (bounds included, as torch's clamp), else 0.
+QSHARD_VECTOR_CLONES
+void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, const float* __restrict floor_level,
+                const float* __restrict step, const float* __restrict offset, float max_code, int64_t n,
+                float* __restrict h, float* __restrict dh_dv, float* __restrict step_in_range, float* __restrict e) {
+  const float saturation = kSaturation;  // a local, so stores through h… cannot change it
+  for (int64_t i = 0; i < n; ++i) {
+    // Every load unconditional: conditional ones need masked loads, which only the AVX-512
+    // variant would emit.
+    const float x = v[i], s = sigmoid[i], st = step[i];
+    const bool saturated = std::fabs(x) > saturation;
+    const float soft = std::min(std::max(s * (kZeta - kGamma) + kGamma, 0.0f), 1.0f);
+    const float hi = saturated ? (x > 0.0f ? 1.0f : 0.0f) : soft;
+    h[i] = hi;
+    dh_dv[i] = saturated ? 0.0f : (kZeta - kGamma) * s * (1.0f - s);
+    const float level = floor_level[i] + hi;
+    step_in_range[i] = ((level >= 0.0f) & (level <= max_code)) ? st : 0.0f;
+    e[i] = st * std::min(std::max(level, 0.0f), max_code) - offset[i];
+  }
+}
+
+// sign(t)·|t|^(β−1) for t = 2h − 1 of the live weights (libm's powf, scalar): d/dh (1 − |t|^β)
+// = −2β·that. The others pass no gradient and keep stale values that ChainToVariables selects
+// away. Returns the regularizer Σ(1 − |t|^β) if `want_value` (saturated weights have |t| = 1
+// and add nothing).
+double RegularizerPowers(const float* h, std::span<const int32_t> live, float beta, bool want_value, float* power) {
+  double regularizer = 0.0;
+  for (const int32_t i : live) {
+    const float t = 2.0f * h[i] - 1.0f;
+    const float p = std::pow(std::fabs(t), beta - 1.0f);
+    power[i] = std::copysign(p, t);
+    if (want_value) regularizer += 1.0 - static_cast<double>(p) * std::fabs(t);
+  }
+  return regularizer;
+}
+
+// grad = dh/dv · (dL/de · de/dh − coefficient·power), zero where h passes no gradient. With
+// coefficient and power 0 (no regularizer) the subtraction leaves dh's bits as they are.
+// (dh/dv ≠ 0 exactly for the live weights: there sigmoid(v) ∈ [1/12, 11/12].)
+QSHARD_VECTOR_CLONES
+void ChainToVariables(const float* dloss_de, const float* step_in_range, const float* dh_dv, const float* power,
+                      float coefficient, int64_t n, float* grad) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float dh = dloss_de[i] * step_in_range[i], p = power[i], d = dh_dv[i];  // loads unconditional
+    grad[i] = d != 0.0f ? (dh - coefficient * p) * d : 0.0f;
+  }
+}
+
+// Adam (Kingma & Ba) step t ≥ 1: one sqrt and one division per weight, vectorized.
+QSHARD_VECTOR_CLONES
+void AdamUpdate(const float* grad, int64_t n, float learning_rate, int t, float* param, float* m, float* v) {
+  const float step_size = learning_rate / (1.0f - std::pow(kAdamBeta1, static_cast<float>(t)));
+  const float inverse_sqrt_correction2 = 1.0f / std::sqrt(1.0f - std::pow(kAdamBeta2, static_cast<float>(t)));
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = kAdamBeta1 * m[i] + (1.0f - kAdamBeta1) * grad[i];
+    v[i] = kAdamBeta2 * v[i] + (1.0f - kAdamBeta2) * grad[i] * grad[i];
+    param[i] -= step_size * m[i] / (std::sqrt(v[i]) * inverse_sqrt_correction2 + kAdamEpsilon);
+  }
 }
 
 // β of the rounding regularizer at iteration `it`: constant through the warm-up, then linear.
@@ -91,97 +180,109 @@ float Beta(int it, const AdaRoundOptions& o) {
   return static_cast<float>(o.beta_end + (o.beta_start - o.beta_end) * std::max(0.0, 1.0 - progress));
 }
 
-// Adam (Kingma & Ba) with PyTorch's defaults besides the learning rate; the update of one
-// parameter is inlined into the backward pass.
-struct AdamStep {
-  static constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEpsilon = 1e-8f;
-  float step_size, inverse_sqrt_correction2;  // lr / (1 − β1ᵗ), 1 / √(1 − β2ᵗ)
+}  // namespace
 
-  AdamStep(float learning_rate, int t)
-      : step_size(learning_rate / (1.0f - std::pow(kBeta1, static_cast<float>(t)))),
-        inverse_sqrt_correction2(1.0f / std::sqrt(1.0f - std::pow(kBeta2, static_cast<float>(t)))) {}
+struct SoftRoundingObjective::State {
+  const RoundingProblem& problem;
+  const ElementGrids grids;
+  Reconstruction reconstruction;
+  // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
+  std::vector<float> floor_level, offset;
+  std::vector<float> sigmoid, h, dh_dv, step_in_range, e, dloss_de, power;  // per-call scratch
+  std::vector<int32_t> live;
 
-  // One sqrt and one division per weight: they dominate AdaRound's element-wise cost.
-  void Apply(float grad, float& param, float& m, float& v) const {
-    m = kBeta1 * m + (1.0f - kBeta1) * grad;
-    v = kBeta2 * v + (1.0f - kBeta2) * grad * grad;
-    param -= step_size * m / (std::sqrt(v) * inverse_sqrt_correction2 + kEpsilon);
+  explicit State(const RoundingProblem& p) : problem(p), grids(*p.initial), reconstruction(p) {
+    const int64_t n = static_cast<int64_t>(grids.step.size());
+    for (std::vector<float>* buffer : {&floor_level, &offset, &sigmoid, &h, &dh_dv, &step_in_range, &e, &dloss_de, &power})
+      buffer->resize(n);
+    live.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      floor_level[i] = std::floor((*p.unrounded)[i] / grids.step[i]) + grids.zero[i];
+      offset[i] = grids.step[i] * grids.zero[i] + (*p.weight)[i];
+    }
+  }
+
+  double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad, bool want_value) {
+    const int64_t n = static_cast<int64_t>(v.size());
+    const std::span<const int32_t> live_weights(live.data(), LiveIndices(v.data(), n, live.data()));
+    LiveSigmoids(v.data(), live_weights, sigmoid.data());
+    SoftErrors(v.data(), sigmoid.data(), floor_level.data(), grids.step.data(), offset.data(),
+               static_cast<float>(grids.max_code), n, h.data(), dh_dv.data(), step_in_range.data(), e.data());
+    double objective = reconstruction.Evaluate(e.data(), dloss_de.data(), want_value);
+    if (lambda != 0.0f)
+      objective += lambda * RegularizerPowers(h.data(), live_weights, beta, want_value, power.data());
+    else
+      std::fill(power.begin(), power.end(), 0.0f);
+    ChainToVariables(dloss_de.data(), step_in_range.data(), dh_dv.data(), power.data(), lambda * 2.0f * beta, n,
+                     grad.data());
+    return objective;
   }
 };
 
-}  // namespace
+SoftRoundingObjective::SoftRoundingObjective(const RoundingProblem& problem)
+    : state_(std::make_unique<State>(problem)) {}
+
+SoftRoundingObjective::~SoftRoundingObjective() = default;
+
+std::vector<float> SoftRoundingObjective::InitialVariables() const {
+  const State& s = *state_;
+  std::vector<float> v(s.grids.step.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float scaled = (*s.problem.unrounded)[i] / s.grids.step[i];
+    const float rest = std::clamp(scaled - std::floor(scaled), 0.0f, 1.0f);
+    v[i] = -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
+  }
+  return v;
+}
+
+double SoftRoundingObjective::Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
+  return state_->Evaluate(v, lambda, beta, grad, /*want_value=*/true);
+}
+
+void SoftRoundingObjective::Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
+  state_->Evaluate(v, lambda, beta, grad, /*want_value=*/false);
+}
+
+std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) const {
+  const State& s = *state_;
+  const float max_code = static_cast<float>(s.grids.max_code);
+  std::vector<int32_t> codes(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    codes[i] = static_cast<int32_t>(std::clamp(s.floor_level[i] + (v[i] >= 0.0f ? 1.0f : 0.0f), 0.0f, max_code));
+  return codes;
+}
+
+double SoftRoundingObjective::LossOfCodes(std::span<const int32_t> codes) {
+  State& s = *state_;
+  for (size_t i = 0; i < codes.size(); ++i)
+    s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - (*s.problem.weight)[i];
+  return s.reconstruction.Evaluate(s.e.data(), nullptr);
+}
 
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes) {
-  Reconstruction reconstruction(problem);
-  return LossOfCodes(problem, ElementGrids(*problem.initial), codes, reconstruction);
+  return SoftRoundingObjective(problem).LossOfCodes(codes);
 }
 
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
-  const ElementGrids grids(*problem.initial);
-  Reconstruction reconstruction(problem);
+  SoftRoundingObjective objective(problem);
   RoundingResult result;
   result.codes = problem.initial->codes;
-  result.initial_loss = result.loss = LossOfCodes(problem, grids, result.codes, reconstruction);
+  result.initial_loss = result.loss = objective.LossOfCodes(result.codes);
   if (options.iters <= 0) return result;
 
-  const int64_t n = static_cast<int64_t>(grids.step.size());
-  const float max_code = static_cast<float>(grids.max_code);
-  // Per weight: v the learned variable, ⌊u/s⌋ + z the level below u, and s·z + w so that the
-  // error is s·clamp(level) − (s·z + w).
-  std::vector<float> v(n), floor_level(n), offset(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const float scaled = (*problem.unrounded)[i] / grids.step[i];
-    const float below = std::floor(scaled);
-    floor_level[i] = below + grids.zero[i];
-    offset[i] = grids.step[i] * grids.zero[i] + (*problem.weight)[i];
-    const float rest = std::clamp(scaled - below, 0.0f, 1.0f);
-    v[i] = -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
-  }
-
-  // The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
-  // beyond, h is 0 or 1 and passes no gradient. Once the regularizer has pushed most weights
-  // there (~80% after a third of the iterations), they cost neither exp nor pow.
-  const float saturation = std::log((kZeta - kGamma) / -kGamma - 1.0f);
-  std::vector<float> h(n), dh_dv(n), step_in_range(n), e(n), grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
+  std::vector<float> v = objective.InitialVariables();
+  const int64_t n = static_cast<int64_t>(v.size());
+  std::vector<float> grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
   const float lambda = static_cast<float>(options.lambda);
+  const float learning_rate = static_cast<float>(options.learning_rate);
   for (int it = 0; it < options.iters; ++it) {
-    for (int64_t i = 0; i < n; ++i) {
-      if (std::fabs(v[i]) > saturation) {
-        h[i] = v[i] > 0.0f ? 1.0f : 0.0f;
-        dh_dv[i] = 0.0f;
-      } else {
-        const float sigmoid = 1.0f / (1.0f + std::exp(-v[i]));
-        h[i] = std::clamp(sigmoid * (kZeta - kGamma) + kGamma, 0.0f, 1.0f);
-        dh_dv[i] = (kZeta - kGamma) * sigmoid * (1.0f - sigmoid);
-      }
-      // The level's clamp passes the gradient only inside its range (bounds included, as torch).
-      const float level = floor_level[i] + h[i];
-      const bool in_range = level >= 0.0f && level <= max_code;
-      step_in_range[i] = in_range ? grids.step[i] : 0.0f;
-      e[i] = grids.step[i] * std::clamp(level, 0.0f, max_code) - offset[i];
-    }
-    reconstruction.Evaluate(e.data(), grad.data());
     const bool regularize = it >= options.warmup * options.iters;
-    const float beta = Beta(it, options);
-    const AdamStep adam(static_cast<float>(options.learning_rate), it + 1);
-    for (int64_t i = 0; i < n; ++i) {
-      float g = 0.0f;
-      if (dh_dv[i] != 0.0f) {
-        float dh = grad[i] * step_in_range[i];
-        if (regularize) {
-          const float t = 2.0f * h[i] - 1.0f;  // d/dh (1 − |t|^β) = −2β|t|^(β−1)·sign(t)
-          dh -= lambda * 2.0f * beta * std::copysign(std::pow(std::fabs(t), beta - 1.0f), t);
-        }
-        g = dh * dh_dv[i];
-      }
-      adam.Apply(g, v[i], adam_m[i], adam_v[i]);
-    }
+    objective.Gradient(v, regularize ? lambda : 0.0f, Beta(it, options), grad);
+    AdamUpdate(grad.data(), n, learning_rate, it + 1, v.data(), adam_m.data(), adam_v.data());
   }
 
-  std::vector<int32_t> learned(n);
-  for (int64_t i = 0; i < n; ++i)
-    learned[i] = static_cast<int32_t>(std::clamp(floor_level[i] + (v[i] >= 0.0f ? 1.0f : 0.0f), 0.0f, max_code));
-  const double loss = LossOfCodes(problem, grids, learned, reconstruction);
+  std::vector<int32_t> learned = objective.Codes(v);
+  const double loss = objective.LossOfCodes(learned);
   if (loss < result.loss) {
     result.codes = std::move(learned);
     result.loss = loss;

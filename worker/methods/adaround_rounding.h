@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -50,5 +51,29 @@ RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptio
 
 // The reconstruction loss of `codes` on the problem's grids.
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes);
+
+// The function AdaRound descends, over one soft variable per weight (v [out, in]): the
+// reconstruction loss of the soft weights plus λ·Σ(1 − |2h(v) − 1|^β). Its gradient is written
+// by hand, so it is public for the finite-difference test.
+class SoftRoundingObjective {
+ public:
+  explicit SoftRoundingObjective(const RoundingProblem& problem);
+  ~SoftRoundingObjective();
+
+  // v at which every soft weight equals its unrounded value u.
+  std::vector<float> InitialVariables() const;
+  // Returns the objective at v and writes its gradient d/dv into `grad`; lambda = 0 leaves the
+  // regularizer out (the warm-up).
+  double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad);
+  // The gradient alone, as the descent needs it (the float64 sums of the value are a serial chain).
+  void Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad);
+  // The hard rounding h = [v ≥ 0], as codes.
+  std::vector<int32_t> Codes(std::span<const float> v) const;
+  double LossOfCodes(std::span<const int32_t> codes);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace qshard

@@ -1,9 +1,12 @@
 // Causal softmax self-attention over windows of tokens, with grouped-query attention (query
 // head h reads key/value head h / (heads / kv_heads), like HF repeat_kv). Work is spread over
 // (window, head) pairs on a thread pool; each pair is a small dense problem done in cache.
+// Only the lower triangle is computed, and the output by the online (flash-attention) softmax
+// over blocks of keys; probabilities, when asked for, are formed in a pass of their own.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -20,8 +23,14 @@ struct AttentionShape {
 
 // q [batch*seq, heads*head_dim], k and v [batch*seq, kv_heads*head_dim] -> [batch*seq, heads*head_dim].
 // Scores are (q·k) * scale with future positions masked. If `probs` is given it receives the
-// softmax probabilities, [batch, heads, seq, seq], zero above the diagonal.
+// softmax probabilities, [batch, heads, seq, seq], zero above the diagonal; the output is the
+// same to the bit with or without them.
+// `lanes` picks the tile kernels' vector width (4, 8 or 16, as AttentionLaneWidths lists);
+// 0, the default, the widest. Every width gives the same bits (the tests check it).
 Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
-                           float scale, ThreadPool& pool, Tensor* probs = nullptr);
+                           float scale, ThreadPool& pool, Tensor* probs = nullptr, int lanes = 0);
+
+// The vector widths this CPU runs the tile kernels at, widest first (4 is always there).
+std::vector<int> AttentionLaneWidths();
 
 }  // namespace qshard

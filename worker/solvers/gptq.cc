@@ -40,11 +40,12 @@ class RowBlockSweep {
     w_.resize(in_ * rows_);
     for (int64_t j = 0; j < in_; ++j)
       std::memcpy(w_.data() + j * rows_, original.data() + factor_.order[j] * rows_, rows_ * sizeof(float));
+    sorted_original_ = w_;
     codes_.resize(in_ * rows_);
     if (problem_.keep_unrounded) unrounded_.resize(in_ * rows_);
     const double damped_error = Sweep();
 
-    // tr(ΔW H_damped ΔWᵀ) = Σ err² exactly (ΔW = E·U and U H_damped Uᵀ = I); removing the
+    // tr(ΔW H_damped ΔWᵀ) = Σ err² exactly (ΔW = W − Q = E·R⁻¹ and H_damped = R Rᵀ); removing the
     // damping term λ‖ΔW‖² leaves the undamped objective. Dead columns have ΔW = 0.
     double delta_sq = 0.0;
     for (int64_t j = 0; j < in_; ++j) {
@@ -102,13 +103,13 @@ class RowBlockSweep {
   }
 
   // Returns Σ err², the damped objective. Two levels of lazy batching: columns of a block of
-  // block_size are visited in sub-blocks of kSubBlock; a column's error is applied at once only
+  // block_size are visited in sub-blocks of kSubBlock; a column's shift is applied at once only
   // inside its sub-block (rank-1 updates), to the rest of the block by one GEMM per sub-block,
   // and beyond the block by one GEMM per block — the reference's scheme, with most of its
   // in-block work moved into BLAS as well.
   double Sweep() {
     constexpr int64_t kSubBlock = 16;
-    errors_.resize(spec_.block_size * rows_);
+    shifts_.resize(spec_.block_size * rows_);
     u_block_.resize(spec_.block_size * in_);
     values_.resize(rows_);
     double error_sq = 0.0;
@@ -117,52 +118,81 @@ class RowBlockSweep {
       for (int64_t sub_begin = begin, sub_end; sub_begin < end; sub_begin = sub_end) {
         sub_end = std::min(BlockEnd(sub_begin, kSubBlock), end);
         for (int64_t j = sub_begin; j < sub_end; ++j) error_sq += QuantizeColumn(j, begin, sub_end);
-        ApplyErrors(begin, sub_begin, sub_end, end);
+        ApplyShifts(begin, sub_begin, sub_end, end);
       }
-      ApplyErrors(begin, begin, end, in_);
+      ApplyShifts(begin, begin, end, in_);
     }
     return error_sq;
   }
 
-  // Quantizes sweep column j (of the block starting at block_begin), records its scaled error
-  // and applies it to the columns after it up to `until`. Returns the error's squared norm.
+  // Quantizes sweep column j (of the block starting at block_begin), records its shift q − w
+  // and applies it to the columns after it up to `until`. Returns its error's squared norm.
   double QuantizeColumn(int64_t j, int64_t block_begin, int64_t until) {
     float* w = w_.data() + j * rows_;
     const int64_t column = factor_.order[j];
     int64_t group = result_.weight.g_idx[column];
     if (dynamic_groups_) {
       group = j / spec_.group_size;
-      if (j % spec_.group_size == 0)
-        FitGrids(spec_.grid_options(), w, rows_, std::min<int64_t>(spec_.group_size, in_ - j), rows_,
-                 scales(group), zeros(group));
+      if (j % spec_.group_size == 0) {
+        const int64_t width = std::min<int64_t>(spec_.group_size, in_ - j);
+        FitGrids(spec_.grid_options(), GroupAsUpdated(j, width), rows_, width, rows_, scales(group), zeros(group));
+      }
     }
     const float multiplier = problem_.column_scale.empty() ? 1.0f : problem_.column_scale[column];
     if (!unrounded_.empty()) std::memcpy(unrounded_.data() + j * rows_, w, rows_ * sizeof(float));
     QuantizeToGrids(w, rows_, scales(group), zeros(group), multiplier, MaxCode(spec_.bits),
                     codes_.data() + j * rows_, values_.data());
 
-    const float* u = factor_.upper.data() + j * in_;  // row j of U
-    float* __restrict err = errors_.data() + (j - block_begin) * rows_;
+    // The later columns move by (w_j − q_j)·R_jk/R_kk (inverse_hessian.h); `shift` holds
+    // q_j − w_j, so that they, like the reference's, are updated by subtraction.
+    const float* u = factor_.updates.data() + j * in_;  // row j of R·diag(R)⁻¹
+    const float* w_original = sorted_original_.data() + j * rows_;
+    const float r_jj = factor_.diagonal[j];
+    float* __restrict shift = shifts_.data() + (j - block_begin) * rows_;
     double error_sq = 0.0;
     for (int64_t r = 0; r < rows_; ++r) {
-      err[r] = (w[r] - values_[r]) / u[j];
-      error_sq += static_cast<double>(err[r]) * err[r];
+      shift[r] = values_[r] - w_original[r];
+      const double err = static_cast<double>(w[r] - values_[r]) * r_jj;
+      error_sq += err * err;
     }
     std::memcpy(w, values_.data(), rows_ * sizeof(float));  // column j is final
     for (int64_t k = j + 1; k < until; ++k) {
       float* __restrict target = w_.data() + k * rows_;
-      for (int64_t r = 0; r < rows_; ++r) target[r] -= u[k] * err[r];
+      for (int64_t r = 0; r < rows_; ++r) target[r] -= u[k] * shift[r];
     }
     return error_sq;
   }
 
-  // W[:, to:until] -= Err[:, from:to] · U[from:to, to:until], in the transposed layout: one GEMM.
-  void ApplyErrors(int64_t block_begin, int64_t from, int64_t to, int64_t until) {
+  // The columns [j, j + width) of a dynamic group as the reference fits its grid on them:
+  // updated by every earlier column, w_k − Σ_{i<j} e_i·U_ik. The sweep holds the running sums
+  // of the R form instead, w_k + A_k/R_kk with A = Σ_{i<j} (w_i − q_i)·R_i,· (inverse_hessian.h),
+  // which agree only once a column's sum is complete; the reference's values are
+  // w + A·(R_[j..),[j..))⁻¹, whose first `width` columns need only R's leading block there:
+  // X_k = A_k/R_kk − Σ_{j≤m<k} X_m·R_mk/R_kk, a forward substitution (BLAS strsm), rows·width² flops.
+  const float* GroupAsUpdated(int64_t j, int64_t width) {
+    group_values_.resize(width * rows_);
+    for (int64_t k = 0; k < width; ++k) {
+      float* __restrict x = group_values_.data() + k * rows_;
+      const float* held = w_.data() + (j + k) * rows_;
+      const float* original = sorted_original_.data() + (j + k) * rows_;
+      for (int64_t r = 0; r < rows_; ++r) x[r] = held[r] - original[r];
+    }
+    kernels::UnitUpperTransposedSolve(width, rows_, factor_.updates.data() + j * in_ + j, in_, group_values_.data());
+    for (int64_t k = 0; k < width; ++k) {
+      float* x = group_values_.data() + k * rows_;
+      const float* original = sorted_original_.data() + (j + k) * rows_;
+      for (int64_t r = 0; r < rows_; ++r) x[r] += original[r];
+    }
+    return group_values_.data();
+  }
+
+  // W[:, to:until] -= Shift[:, from:to] · U'[from:to, to:until], in the transposed layout: one GEMM.
+  void ApplyShifts(int64_t block_begin, int64_t from, int64_t to, int64_t until) {
     if (to >= until) return;
     const int64_t width = to - from, rest = until - to;
     for (int64_t j = 0; j < width; ++j)
-      std::memcpy(u_block_.data() + j * rest, factor_.upper.data() + (from + j) * in_ + to, rest * sizeof(float));
-    kernels::GemmTransA(rest, rows_, width, u_block_.data(), errors_.data() + (from - block_begin) * rows_,
+      std::memcpy(u_block_.data() + j * rest, factor_.updates.data() + (from + j) * in_ + to, rest * sizeof(float));
+    kernels::GemmTransA(rest, rows_, width, u_block_.data(), shifts_.data() + (from - block_begin) * rows_,
                         w_.data() + to * rows_, /*alpha=*/-1.0f, /*beta=*/1.0f);
   }
 
@@ -174,10 +204,12 @@ class RowBlockSweep {
   QuantizedLinear& result_;
   std::vector<float> w_;        // [in, rows] in sweep order; quantized columns hold their values
   std::vector<int32_t> codes_;  // [in, rows] in sweep order
-  std::vector<float> errors_;   // [block_size, rows]: scaled errors of the current block
-  std::vector<float> u_block_;  // a block of U rows, copied contiguous for GEMM
+  std::vector<float> sorted_original_;  // [in, rows]: W' in sweep order, before any update
+  std::vector<float> shifts_;   // [block_size, rows]: q − w of the current block's columns
+  std::vector<float> u_block_;  // a block of update rows, copied contiguous for GEMM
   std::vector<float> values_;   // [rows]: the column being quantized, on its grid
   std::vector<float> unrounded_;  // [in, rows] in sweep order, when the problem asks for it
+  std::vector<float> group_values_;  // [group_size, rows]: a dynamic group as its grid sees it
 };
 
 class GptqSolver final : public Solver {

@@ -10,16 +10,22 @@
 namespace qshard {
 namespace {
 
-// `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian); on success `upper` gets
-// U = J chol(J H J)⁻¹ J, the upper Cholesky factor of H⁻¹, in float32.
-bool FactorReversed(int64_t n, std::vector<double>& reversed, std::vector<float>& upper) {
+// `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian); on success the factor
+// gets R = J chol(J H J) J, as the update weights R_ik/R_kk and the diagonal R_kk, in float32.
+bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFactor& factor) {
   if (!kernels::CholeskyF64(n, reversed.data(), /*upper=*/false)) return false;
-  if (!kernels::LowerTriangularInverseF64(n, reversed.data())) return false;
-  upper.assign(n * n, 0.0f);
+  const auto r = [&](int64_t i, int64_t j) { return reversed[(n - 1 - i) * n + (n - 1 - j)]; };  // R_ij
+  factor.updates.assign(n * n, 0.0f);
+  factor.diagonal.resize(n);
+  std::vector<double> inverse_diagonal(n);
+  for (int64_t j = 0; j < n; ++j) {
+    factor.diagonal[j] = static_cast<float>(r(j, j));
+    inverse_diagonal[j] = 1.0 / r(j, j);
+  }
   for (int64_t i = 0; i < n; ++i) {
     const double* source = reversed.data() + (n - 1 - i) * n + (n - 1);  // row n−1−i, from the end
-    float* row = upper.data() + i * n;
-    for (int64_t j = i; j < n; ++j) row[j] = static_cast<float>(source[-j]);
+    float* row = factor.updates.data() + i * n;
+    for (int64_t j = i; j < n; ++j) row[j] = static_cast<float>(source[-j] * inverse_diagonal[j]);
   }
   return true;
 }
@@ -64,7 +70,7 @@ absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hess
       for (int64_t j = 0; j < n; ++j) row[j] = source_row[reversed_order[j]] * normalizer;
       row[i] = diag[reversed_order[i]] + factor.damp_added;
     }
-    if (FactorReversed(n, work, factor.upper)) return factor;
+    if (FactorReversed(n, work, factor)) return factor;
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "hessian: not positive definite even with damp ", factor.damp, " (", spec.max_damp_retries,
