@@ -30,6 +30,7 @@ struct Avx512 {
   static F SetF(float v) { return _mm512_set1_ps(v); }
   static F LoadF(const float* p) { return _mm512_loadu_ps(p); }
   static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F AddF(F a, F b) { return _mm512_add_ps(a, b); }
   static F MulF(F a, F b) { return _mm512_mul_ps(a, b); }
   static void StoreF(float* p, F v, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);

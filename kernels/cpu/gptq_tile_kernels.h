@@ -5,7 +5,7 @@
 // S provides: F (fp32 vector), I (int32 vector), kLanes, kVectors (= kTileColumns / kLanes),
 // kMaxExactTokens, kMaxInt8Tokens,
 // LoadI(bytes), SetI(int), And, Srl<n>, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
-// SetF, LoadF, Fma, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
+// SetF, LoadF, Fma, AddF, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
 // Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane.
 #pragma once
 
@@ -34,16 +34,21 @@ void StoreTile(const typename S::F (&acc)[S::kVectors], float* y, int64_t column
 }
 
 // kTokens tokens × one tile of the fp32 path: W = scale · q + bias in registers, fp32 FMAs.
+// With few tokens, rows alternate between kChains accumulators so that consecutive FMAs do not
+// wait on each other (one chain would be bound by the FMA latency, not its throughput).
 template <class S, int kBits, int kTokens>
 void ExactTile(const TiledView& w, int64_t tile, const float* xp, float* y) {
   using F = typename S::F;
   using I = typename S::I;
   constexpr int kRows = layout::RowsPerBlock(kBits);
   constexpr int kV = S::kVectors;
+  constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
+  static_assert(kRows % kChains == 0, "every chain gets the same rows of a block");
   const I mask = S::SetI(static_cast<int32_t>((1u << kBits) - 1u));
-  F acc[kTokens][kV];
-  for (int t = 0; t < kTokens; ++t)
-    for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
+  F acc[kChains][kTokens][kV];
+  for (int c = 0; c < kChains; ++c)
+    for (int t = 0; t < kTokens; ++t)
+      for (int v = 0; v < kV; ++v) acc[c][t][v] = S::ZeroF();
   for (int64_t g = 0; g < w.groups; ++g) {
     const int64_t b0 = w.group_blocks[g], b1 = w.group_blocks[g + 1];
     if (b0 == b1) continue;
@@ -62,13 +67,18 @@ void ExactTile(const TiledView& w, int64_t tile, const float* xp, float* y) {
       for (int r = 0; r < kRows; ++r) {
         for (int v = 0; v < kV; ++v) {
           const F weight = S::Fma(S::Cvt(S::And(S::Srl(lanes[v], layout::RowShift(kBits, r)), mask)), s[v], b[v]);
-          for (int t = 0; t < kTokens; ++t) acc[t][v] = S::Fma(weight, S::SetF(x[t * w.padded_inputs + r]), acc[t][v]);
+          for (int t = 0; t < kTokens; ++t)
+            acc[r % kChains][t][v] = S::Fma(weight, S::SetF(x[t * w.padded_inputs + r]), acc[r % kChains][t][v]);
         }
       }
     }
   }
   const int64_t columns = MinI64(layout::kTileColumns, w.out_features - tile * layout::kTileColumns);
-  for (int t = 0; t < kTokens; ++t) StoreTile<S>(acc[t], y + t * w.out_features + tile * layout::kTileColumns, columns);
+  for (int t = 0; t < kTokens; ++t) {
+    for (int c = 1; c < kChains; ++c)
+      for (int v = 0; v < kV; ++v) acc[0][t][v] = S::AddF(acc[0][t][v], acc[c][t][v]);
+    StoreTile<S>(acc[0][t], y + t * w.out_features + tile * layout::kTileColumns, columns);
+  }
 }
 
 // kTokens tokens × one tile of the int8 path: per group, exact int32 sums Σ q·a, minus

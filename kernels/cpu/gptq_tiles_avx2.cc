@@ -33,6 +33,7 @@ struct Avx2 {
   static F SetF(float v) { return _mm256_set1_ps(v); }
   static F LoadF(const float* p) { return _mm256_loadu_ps(p); }
   static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F AddF(F a, F b) { return _mm256_add_ps(a, b); }
   static F MulF(F a, F b) { return _mm256_mul_ps(a, b); }
   static void StoreF(float* p, F v, int n) {
     if (n == kLanes) {

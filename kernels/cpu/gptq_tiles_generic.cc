@@ -32,6 +32,7 @@ struct Scalar {
   static F SetF(float v) { return v; }
   static F LoadF(const float* p) { return *p; }
   static F Fma(F a, F b, F c) { return a * b + c; }
+  static F AddF(F a, F b) { return a + b; }
   static F MulF(F a, F b) { return a * b; }
   static void StoreF(float* p, F v, int) { *p = v; }
   static W Prep(I w) { return w; }
