@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_kernel_args.h"
 #include "kernels/cpu/int8_activations.h"
@@ -134,25 +135,36 @@ CpuVariant BestGptqVariant(GptqActivations activations) {
   return best;
 }
 
-absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
-                      GptqActivations activations, CpuVariant variant, ThreadPool* pool) {
+absl::Status CheckGptqVariant(GptqActivations activations, CpuVariant variant) {
   const bool fp32 = activations == GptqActivations::kFp32;
-  const internal::ExactTilesFn exact = fp32 ? ExactFn(variant) : nullptr;
-  const internal::Int8TilesFn int8 = fp32 ? nullptr : Int8Fn(variant);
-  if (exact == nullptr && int8 == nullptr)
+  if (fp32 ? ExactFn(variant) == nullptr : Int8Fn(variant) == nullptr)
     return absl::InvalidArgumentError(absl::StrCat("kernel variant ", CpuVariantName(variant), " has no ",
                                                    fp32 ? "fp32" : "int8", "-activation GPTQ kernel"));
   if (!CpuHasVariant(variant))
     return absl::FailedPreconditionError(absl::StrCat("kernel variant ", CpuVariantName(variant),
                                                       ": this CPU lacks it (has ", GetCpuFeatures().ToString(), ")"));
-  if (tokens <= 0) return absl::OkStatus();
+  return absl::OkStatus();
+}
+
+absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                      GptqActivations activations, CpuVariant variant, ThreadPool* pool) {
+  QSHARD_RETURN_IF_ERROR(CheckGptqVariant(activations, variant));
+  GptqGemmChecked(w, x, tokens, y, activations, variant, pool);
+  return absl::OkStatus();
+}
+
+void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                     GptqActivations activations, CpuVariant variant, ThreadPool* pool) {
+  if (tokens <= 0) return;
   const internal::TiledView view = ViewOf(w);
-  if (fp32) {
+  if (activations == GptqActivations::kFp32) {
+    const internal::ExactTilesFn exact = ExactFn(variant);
     std::vector<float> xp(tokens * w.padded_inputs);
     GatherActivations(w, x, tokens, xp.data());
     ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, xp.data(), tokens, y, begin, end); });
-    return absl::OkStatus();
+    return;
   }
+  const internal::Int8TilesFn int8 = Int8Fn(variant);
   const Int8Activations a = QuantizeActivations(w, x, tokens);
   internal::Int8ActView act;
   act.q = a.q.data();
@@ -160,7 +172,6 @@ absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens,
   act.scale = a.scale.data();
   act.group_sum = a.group_sum.data();
   ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { int8(view, act, tokens, y, begin, end); });
-  return absl::OkStatus();
 }
 
 }  // namespace qshard::kernels

@@ -25,9 +25,15 @@ bool CpuHasVariant(CpuVariant variant);
 // The fastest implemented variant this CPU has.
 CpuVariant BestGptqVariant(GptqActivations activations);
 
+// OK when `variant` is implemented for `activations` and this CPU has it.
+absl::Status CheckGptqVariant(GptqActivations activations, CpuVariant variant);
+
 // x [tokens, in], y [tokens, out]. pool may be null (runs on the calling thread). Fails on a
-// variant not implemented for `activations` or missing on this CPU.
+// variant that CheckGptqVariant rejects.
 absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                       GptqActivations activations, CpuVariant variant, ThreadPool* pool);
+// GptqGemm for a pair CheckGptqVariant accepted (callers that check once at load time).
+void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                     GptqActivations activations, CpuVariant variant, ThreadPool* pool);
 
 }  // namespace qshard::kernels

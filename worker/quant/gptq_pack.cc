@@ -85,6 +85,18 @@ absl::StatusOr<GptqLinearTensors> PackGptq(const QuantizedWeight& weight) {
   return packed;
 }
 
+absl::Status CheckGptqTensors(const GptqLinearTensors& tensors) {
+  const int bits = tensors.bits;
+  const int64_t in = tensors.in_features, out = tensors.out_features, groups = tensors.groups;
+  QSHARD_RETURN_IF_ERROR(CheckGptqLayout(bits, in, out));
+  if (groups < 1) return absl::InvalidArgumentError(absl::StrCat("scales: ", groups, " groups"));
+  QSHARD_RETURN_IF_ERROR(CheckSize("qweight", tensors.qweight.size(), layout::GptqQweightRows(in, bits) * out));
+  QSHARD_RETURN_IF_ERROR(CheckSize("qzeros", tensors.qzeros.size(), groups * layout::GptqQzerosCols(out, bits)));
+  QSHARD_RETURN_IF_ERROR(CheckSize("scales", tensors.scales.size(), groups * out));
+  QSHARD_RETURN_IF_ERROR(CheckSize("g_idx", tensors.g_idx.size(), in));
+  return absl::OkStatus();
+}
+
 layout::GptqPackedView PackedView(const GptqLinearTensors& tensors) {
   layout::GptqPackedView view;
   // int32 and uint32 may alias; the layout reads words as unsigned bit streams.
@@ -102,12 +114,7 @@ layout::GptqPackedView PackedView(const GptqLinearTensors& tensors) {
 absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors) {
   const int bits = tensors.bits;
   const int64_t in = tensors.in_features, out = tensors.out_features, groups = tensors.groups;
-  QSHARD_RETURN_IF_ERROR(CheckGptqLayout(bits, in, out));
-  if (groups < 1) return absl::InvalidArgumentError(absl::StrCat("scales: ", groups, " groups"));
-  QSHARD_RETURN_IF_ERROR(CheckSize("qweight", tensors.qweight.size(), layout::GptqQweightRows(in, bits) * out));
-  QSHARD_RETURN_IF_ERROR(CheckSize("qzeros", tensors.qzeros.size(), groups * layout::GptqQzerosCols(out, bits)));
-  QSHARD_RETURN_IF_ERROR(CheckSize("scales", tensors.scales.size(), groups * out));
-  QSHARD_RETURN_IF_ERROR(CheckSize("g_idx", tensors.g_idx.size(), in));
+  QSHARD_RETURN_IF_ERROR(CheckGptqTensors(tensors));
 
   QuantizedWeight weight;
   weight.bits = bits;

@@ -34,6 +34,9 @@ absl::Status CheckGptqLayout(int bits, int64_t in_features, int64_t out_features
 // still carries Z-Fold column multipliers (fold them first).
 absl::StatusOr<GptqLinearTensors> PackGptq(const QuantizedWeight& weight);
 
+// OK when the four tensors have the sizes their shape fields imply (the values are not checked).
+absl::Status CheckGptqTensors(const GptqLinearTensors& tensors);
+
 // The four tensors as the kernels read them (kernels/layout/gptq_packed.h); valid while
 // `tensors` lives and is not resized.
 layout::GptqPackedView PackedView(const GptqLinearTensors& tensors);
