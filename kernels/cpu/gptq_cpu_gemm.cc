@@ -35,6 +35,17 @@ struct Int8Activations {
   std::vector<int32_t> group_sum;
 };
 
+// out[g] = Σ row[j] over group g's inputs (in the tiled order, padding included: it is 0).
+template <class T, class Sum>
+void SumGroups(const GptqTiledWeights& w, const T* row, Sum* out) {
+  const int rows = layout::RowsPerBlock(w.bits);
+  for (int64_t g = 0; g < w.groups; ++g) {
+    Sum sum = 0;
+    for (int64_t j = w.group_blocks[g] * rows; j < w.group_blocks[g + 1] * rows; ++j) sum += row[j];
+    out[g] = sum;
+  }
+}
+
 int32_t PackPair(int8_t lo, int8_t hi) {
   return static_cast<int32_t>(static_cast<uint16_t>(lo) | (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
 }
@@ -46,7 +57,6 @@ Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, i
   a.pairs.resize(tokens * n / 2);
   a.scale.resize(tokens);
   a.group_sum.assign(tokens * w.groups, 0);
-  const int rows = layout::RowsPerBlock(w.bits);
   std::vector<float> gathered(n);
   for (int64_t t = 0; t < tokens; ++t) {
     GatherActivations(w, x + t * w.in_features, 1, gathered.data());
@@ -56,11 +66,7 @@ Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, i
       a.pairs[(t * n + j) / 2] = PackPair(q[j], q[j + 2]);
       a.pairs[(t * n + j) / 2 + 1] = PackPair(q[j + 1], q[j + 3]);
     }
-    for (int64_t g = 0; g < w.groups; ++g) {
-      int32_t sum = 0;
-      for (int64_t j = w.group_blocks[g] * rows; j < w.group_blocks[g + 1] * rows; ++j) sum += q[j];
-      a.group_sum[t * w.groups + g] = sum;
-    }
+    SumGroups(w, q, a.group_sum.data() + t * w.groups);
   }
   return a;
 }
@@ -159,9 +165,11 @@ void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, 
   const internal::TiledView view = ViewOf(w);
   if (activations == GptqActivations::kFp32) {
     const internal::ExactTilesFn exact = ExactFn(variant);
-    std::vector<float> xp(tokens * w.padded_inputs);
+    std::vector<float> xp(tokens * w.padded_inputs), group_sum(tokens * w.groups);
     GatherActivations(w, x, tokens, xp.data());
-    ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, xp.data(), tokens, y, begin, end); });
+    for (int64_t t = 0; t < tokens; ++t) SumGroups(w, xp.data() + t * w.padded_inputs, group_sum.data() + t * w.groups);
+    const internal::FloatActView act{xp.data(), group_sum.data()};
+    ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
     return;
   }
   const internal::Int8TilesFn int8 = Int8Fn(variant);

@@ -23,6 +23,7 @@ struct Avx512 {
   static I ZeroI() { return _mm512_setzero_si512(); }
   static I And(I a, I b) { return _mm512_and_si512(a, b); }
   static I Srl(I a, int n) { return _mm512_srli_epi32(a, n); }
+  static I Add(I a, I b) { return _mm512_add_epi32(a, b); }
   static I Sub(I a, I b) { return _mm512_sub_epi32(a, b); }
   static I Mul(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static F Cvt(I a) { return _mm512_cvtepi32_ps(a); }

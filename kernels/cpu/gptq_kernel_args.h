@@ -20,6 +20,12 @@ struct TiledView {
   const int32_t* zero = nullptr;
 };
 
+// Fp32 activations gathered into the tiled input order.
+struct FloatActView {
+  const float* x = nullptr;          // [tokens, padded_inputs]
+  const float* group_sum = nullptr;  // [tokens, groups]: Σ x over the group's inputs
+};
+
 // Activations quantized per token to int8 in the tiled input order.
 struct Int8ActView {
   const int8_t* q = nullptr;          // [tokens, padded_inputs]
@@ -29,15 +35,14 @@ struct Int8ActView {
 };
 
 // y[t, o] for the outputs of tiles [tile_begin, tile_end) and every token. y is [tokens, out].
-// Fp32 activations xp [tokens, padded_inputs] already gathered into the tiled input order.
-using ExactTilesFn = void (*)(const TiledView& w, const float* xp, int64_t tokens, float* y, int64_t tile_begin,
-                              int64_t tile_end);
+using ExactTilesFn = void (*)(const TiledView& w, const FloatActView& a, int64_t tokens, float* y,
+                              int64_t tile_begin, int64_t tile_end);
 using Int8TilesFn = void (*)(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
                              int64_t tile_end);
 
-void ExactTilesGeneric(const TiledView&, const float*, int64_t, float*, int64_t, int64_t);
-void ExactTilesAvx2(const TiledView&, const float*, int64_t, float*, int64_t, int64_t);
-void ExactTilesAvx512(const TiledView&, const float*, int64_t, float*, int64_t, int64_t);
+void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx512Vnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);

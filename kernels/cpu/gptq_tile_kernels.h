@@ -4,12 +4,13 @@
 //
 // S provides: F (fp32 vector), I (int32 vector), kLanes, kVectors (= kTileColumns / kLanes),
 // kMaxExactTokens, kMaxInt8Tokens,
-// LoadI(bytes), SetI(int), And, Srl<n>, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
+// LoadI(bytes), SetI(int), And, Srl(n), Add, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
 // SetF, LoadF, Fma, AddF, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
 // Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cpu/gptq_kernel_args.h"
 #include "kernels/layout/gptq_tiled.h"
@@ -33,11 +34,13 @@ void StoreTile(const typename S::F (&acc)[S::kVectors], float* y, int64_t column
   }
 }
 
-// kTokens tokens × one tile of the fp32 path: W = scale · q + bias in registers, fp32 FMAs.
-// With few tokens, rows alternate between kChains accumulators so that consecutive FMAs do not
+// kTokens tokens × one tile of the fp32 path. Per group g, with codes converted to fp32 in
+// registers: y += scale · Σ q·x + bias · Σ x (bias = −scale · zero), so each weight costs one
+// FMA per token and the dequantizing multiply-add is paid once per group, not per weight.
+// With few tokens, rows alternate between kChains partial sums so that consecutive FMAs do not
 // wait on each other (one chain would be bound by the FMA latency, not its throughput).
 template <class S, int kBits, int kTokens>
-void ExactTile(const TiledView& w, int64_t tile, const float* xp, float* y) {
+void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t t0, float* y) {
   using F = typename S::F;
   using I = typename S::I;
   constexpr int kRows = layout::RowsPerBlock(kBits);
@@ -45,19 +48,17 @@ void ExactTile(const TiledView& w, int64_t tile, const float* xp, float* y) {
   constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
   static_assert(kRows % kChains == 0, "every chain gets the same rows of a block");
   const I mask = S::SetI(static_cast<int32_t>((1u << kBits) - 1u));
-  F acc[kChains][kTokens][kV];
-  for (int c = 0; c < kChains; ++c)
-    for (int t = 0; t < kTokens; ++t)
-      for (int v = 0; v < kV; ++v) acc[c][t][v] = S::ZeroF();
+  const float* xp = a.x + t0 * w.padded_inputs;
+  F acc[kTokens][kV];
+  for (int t = 0; t < kTokens; ++t)
+    for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
   for (int64_t g = 0; g < w.groups; ++g) {
     const int64_t b0 = w.group_blocks[g], b1 = w.group_blocks[g + 1];
     if (b0 == b1) continue;
-    const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
-    F s[kV], b[kV];
-    for (int v = 0; v < kV; ++v) {
-      s[v] = S::LoadF(w.scale + at + v * S::kLanes);
-      b[v] = S::LoadF(w.bias + at + v * S::kLanes);
-    }
+    F part[kChains][kTokens][kV];
+    for (int c = 0; c < kChains; ++c)
+      for (int t = 0; t < kTokens; ++t)
+        for (int v = 0; v < kV; ++v) part[c][t][v] = S::ZeroF();
     for (int64_t block = b0; block < b1; ++block) {
       const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
       I lanes[kV];
@@ -66,23 +67,32 @@ void ExactTile(const TiledView& w, int64_t tile, const float* xp, float* y) {
 #pragma GCC unroll 16
       for (int r = 0; r < kRows; ++r) {
         for (int v = 0; v < kV; ++v) {
-          const F weight = S::Fma(S::Cvt(S::And(S::Srl(lanes[v], layout::RowShift(kBits, r)), mask)), s[v], b[v]);
+          const F q = S::Cvt(S::And(S::Srl(lanes[v], layout::RowShift(kBits, r)), mask));
           for (int t = 0; t < kTokens; ++t)
-            acc[r % kChains][t][v] = S::Fma(weight, S::SetF(x[t * w.padded_inputs + r]), acc[r % kChains][t][v]);
+            part[r % kChains][t][v] = S::Fma(q, S::SetF(x[t * w.padded_inputs + r]), part[r % kChains][t][v]);
         }
+      }
+    }
+    const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
+    for (int v = 0; v < kV; ++v) {
+      const F s = S::LoadF(w.scale + at + v * S::kLanes);
+      const F b = S::LoadF(w.bias + at + v * S::kLanes);
+      for (int t = 0; t < kTokens; ++t) {
+        F sum = part[0][t][v];
+        for (int c = 1; c < kChains; ++c) sum = S::AddF(sum, part[c][t][v]);
+        acc[t][v] = S::Fma(sum, s, S::Fma(b, S::SetF(a.group_sum[(t0 + t) * w.groups + g]), acc[t][v]));
       }
     }
   }
   const int64_t columns = MinI64(layout::kTileColumns, w.out_features - tile * layout::kTileColumns);
-  for (int t = 0; t < kTokens; ++t) {
-    for (int c = 1; c < kChains; ++c)
-      for (int v = 0; v < kV; ++v) acc[0][t][v] = S::AddF(acc[0][t][v], acc[c][t][v]);
-    StoreTile<S>(acc[0][t], y + t * w.out_features + tile * layout::kTileColumns, columns);
-  }
+  for (int t = 0; t < kTokens; ++t)
+    StoreTile<S>(acc[t], y + (t0 + t) * w.out_features + tile * layout::kTileColumns, columns);
 }
 
 // kTokens tokens × one tile of the int8 path: per group, exact int32 sums Σ q·a, minus
 // zero · Σ a, then scaled and added in fp32; the token's activation scale is applied last.
+// With few tokens the dot products rotate over kChains sums (fields, then blocks taken kStep at
+// a time), for the same reason as the fp32 kernel's chains.
 template <class S, int kBits, int kTokens>
 void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0, float* y) {
   using F = typename S::F;
@@ -90,42 +100,55 @@ void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0
   using W = typename S::W;
   constexpr int kFields = layout::FieldsPerByte(kBits);
   constexpr int kV = S::kVectors;
+  constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
+  constexpr int kStep = kChains > kFields ? kChains / kFields : 1;
   const I mask = S::SetI(FieldMask(kBits));
   const int64_t quads = w.padded_inputs / layout::kLaneBytes;
   F acc[kTokens][kV];
   for (int t = 0; t < kTokens; ++t)
     for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
+  I sums[kChains][kTokens][kV];
+  const auto accumulate_block = [&]<int kSub>(int64_t block) {
+    const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
+    I lanes[kV];
+    for (int v = 0; v < kV; ++v) lanes[v] = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
+#pragma GCC unroll 4
+    for (int f = 0; f < kFields; ++f) {
+      W weights[kV];
+      for (int v = 0; v < kV; ++v)
+        weights[v] = S::Prep(kBits == 8 ? lanes[v] : S::And(S::Srl(lanes[v], f * kBits), mask));
+      const int64_t quad = block * kFields + f;
+      const int chain = (kSub * kFields + f) % kChains;
+      for (int t = 0; t < kTokens; ++t) {
+        const int64_t token = t0 + t;
+        int32_t packed;
+        __builtin_memcpy(&packed, a.q + token * w.padded_inputs + quad * layout::kLaneBytes, sizeof(packed));
+        const int32_t* pairs = a.pairs + (token * quads + quad) * 2;
+        for (int v = 0; v < kV; ++v)
+          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], packed, pairs[0], pairs[1]);
+      }
+    }
+  };
   for (int64_t g = 0; g < w.groups; ++g) {
     const int64_t b0 = w.group_blocks[g], b1 = w.group_blocks[g + 1];
     if (b0 == b1) continue;
-    I sums[kTokens][kV];
-    for (int t = 0; t < kTokens; ++t)
-      for (int v = 0; v < kV; ++v) sums[t][v] = S::ZeroI();
-    for (int64_t block = b0; block < b1; ++block) {
-      const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
-      I lanes[kV];
-      for (int v = 0; v < kV; ++v) lanes[v] = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
-#pragma GCC unroll 4
-      for (int f = 0; f < kFields; ++f) {
-        W weights[kV];
-        for (int v = 0; v < kV; ++v)
-          weights[v] = S::Prep(kBits == 8 ? lanes[v] : S::And(S::Srl(lanes[v], f * kBits), mask));
-        const int64_t quad = block * kFields + f;
-        for (int t = 0; t < kTokens; ++t) {
-          const int64_t token = t0 + t;
-          int32_t packed;
-          __builtin_memcpy(&packed, a.q + token * w.padded_inputs + quad * layout::kLaneBytes, sizeof(packed));
-          const int32_t* pairs = a.pairs + (token * quads + quad) * 2;
-          for (int v = 0; v < kV; ++v) sums[t][v] = S::Dot(sums[t][v], weights[v], packed, pairs[0], pairs[1]);
-        }
-      }
-    }
+    for (int c = 0; c < kChains; ++c)
+      for (int t = 0; t < kTokens; ++t)
+        for (int v = 0; v < kV; ++v) sums[c][t][v] = S::ZeroI();
+    int64_t block = b0;
+    for (; block + kStep <= b1; block += kStep)
+      [&]<int... kSub>(std::integer_sequence<int, kSub...>) {
+        (accumulate_block.template operator()<kSub>(block + kSub), ...);
+      }(std::make_integer_sequence<int, kStep>());
+    for (; block < b1; ++block) accumulate_block.template operator()<0>(block);
     const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
     for (int v = 0; v < kV; ++v) {
       const F s = S::LoadF(w.scale + at + v * S::kLanes);
       const I zero = S::LoadI(reinterpret_cast<const uint8_t*>(w.zero + at + v * S::kLanes));
       for (int t = 0; t < kTokens; ++t) {
-        const I exact = S::Sub(sums[t][v], S::Mul(zero, S::SetI(a.group_sum[(t0 + t) * w.groups + g])));
+        I total = sums[0][t][v];
+        for (int c = 1; c < kChains; ++c) total = S::Add(total, sums[c][t][v]);
+        const I exact = S::Sub(total, S::Mul(zero, S::SetI(a.group_sum[(t0 + t) * w.groups + g])));
         acc[t][v] = S::Fma(S::Cvt(exact), s, acc[t][v]);
       }
     }
@@ -140,14 +163,10 @@ void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0
 
 // Token blocks of up to S::kMaxExactTokens / kMaxInt8Tokens (what the registers hold), the remainder with the matching smaller instantiation.
 template <class S, int kBits, int kTokens = S::kMaxExactTokens>
-void ExactTokens(const TiledView& w, int64_t tile, const float* xp, int64_t tokens, float* y) {
+void ExactTokens(const TiledView& w, int64_t tile, const FloatActView& a, int64_t t0, int64_t tokens, float* y) {
   if constexpr (kTokens > 0) {
-    for (; tokens >= kTokens; tokens -= kTokens) {
-      ExactTile<S, kBits, kTokens>(w, tile, xp, y);
-      xp += kTokens * w.padded_inputs;
-      y += kTokens * w.out_features;
-    }
-    ExactTokens<S, kBits, kTokens - 1>(w, tile, xp, tokens, y);
+    for (; tokens >= kTokens; tokens -= kTokens, t0 += kTokens) ExactTile<S, kBits, kTokens>(w, tile, a, t0, y);
+    ExactTokens<S, kBits, kTokens - 1>(w, tile, a, t0, tokens, y);
   }
 }
 
@@ -160,12 +179,13 @@ void Int8Tokens(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t 
 }
 
 template <class S>
-void ExactTiles(const TiledView& w, const float* xp, int64_t tokens, float* y, int64_t tile_begin, int64_t tile_end) {
+void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
+                int64_t tile_end) {
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     switch (layout::ContainerBits(w.bits)) {
-      case 2: ExactTokens<S, 2>(w, tile, xp, tokens, y); break;
-      case 4: ExactTokens<S, 4>(w, tile, xp, tokens, y); break;
-      default: ExactTokens<S, 8>(w, tile, xp, tokens, y); break;
+      case 2: ExactTokens<S, 2>(w, tile, a, 0, tokens, y); break;
+      case 4: ExactTokens<S, 4>(w, tile, a, 0, tokens, y); break;
+      default: ExactTokens<S, 8>(w, tile, a, 0, tokens, y); break;
     }
   }
 }

@@ -26,6 +26,7 @@ struct Avx2 {
   static I ZeroI() { return _mm256_setzero_si256(); }
   static I And(I a, I b) { return _mm256_and_si256(a, b); }
   static I Srl(I a, int n) { return _mm256_srli_epi32(a, n); }
+  static I Add(I a, I b) { return _mm256_add_epi32(a, b); }
   static I Sub(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I Mul(I a, I b) { return _mm256_mullo_epi32(a, b); }
   static F Cvt(I a) { return _mm256_cvtepi32_ps(a); }
@@ -53,9 +54,9 @@ struct Avx2 {
 
 }  // namespace
 
-void ExactTilesAvx2(const TiledView& w, const float* xp, int64_t tokens, float* y, int64_t tile_begin,
+void ExactTilesAvx2(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
                     int64_t tile_end) {
-  ExactTiles<Avx2>(w, xp, tokens, y, tile_begin, tile_end);
+  ExactTiles<Avx2>(w, a, tokens, y, tile_begin, tile_end);
 }
 
 void Int8TilesAvx2(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,

@@ -6,9 +6,9 @@
 
 namespace qshard::kernels::internal {
 
-void ExactTilesAvx512(const TiledView& w, const float* xp, int64_t tokens, float* y, int64_t tile_begin,
+void ExactTilesAvx512(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
                       int64_t tile_end) {
-  ExactTiles<Avx512>(w, xp, tokens, y, tile_begin, tile_end);
+  ExactTiles<Avx512>(w, a, tokens, y, tile_begin, tile_end);
 }
 
 }  // namespace qshard::kernels::internal

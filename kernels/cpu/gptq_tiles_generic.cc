@@ -25,6 +25,7 @@ struct Scalar {
   static I ZeroI() { return 0; }
   static I And(I a, I b) { return a & b; }
   static I Srl(I a, int n) { return static_cast<I>(static_cast<uint32_t>(a) >> n); }
+  static I Add(I a, I b) { return a + b; }
   static I Sub(I a, I b) { return a - b; }
   static I Mul(I a, I b) { return a * b; }
   static F Cvt(I a) { return static_cast<F>(a); }
@@ -46,9 +47,9 @@ struct Scalar {
 
 }  // namespace
 
-void ExactTilesGeneric(const TiledView& w, const float* xp, int64_t tokens, float* y, int64_t tile_begin,
+void ExactTilesGeneric(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
                        int64_t tile_end) {
-  ExactTiles<Scalar>(w, xp, tokens, y, tile_begin, tile_end);
+  ExactTiles<Scalar>(w, a, tokens, y, tile_begin, tile_end);
 }
 
 void Int8TilesGeneric(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,

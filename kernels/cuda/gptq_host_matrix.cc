@@ -10,16 +10,8 @@ namespace qshard::gpu {
 namespace {
 
 layout::GptqPackedView PackedView(const HostGptqMatrix& w) {
-  layout::GptqPackedView view;
-  view.qweight = reinterpret_cast<const uint32_t*>(w.qweight.data());
-  view.qzeros = reinterpret_cast<const uint32_t*>(w.qzeros.data());
-  view.scales = reinterpret_cast<const uint16_t*>(w.scales.data());
-  view.g_idx = w.g_idx.data();
-  view.in_features = w.in_features;
-  view.out_features = w.out_features;
-  view.groups = w.groups;
-  view.bits = w.bits;
-  return view;
+  return layout::GptqPackedView::Of(w.qweight.data(), w.qzeros.data(), reinterpret_cast<const uint16_t*>(w.scales.data()),
+                                    w.g_idx.data(), w.in_features, w.out_features, w.groups, w.bits);
 }
 
 }  // namespace

@@ -82,6 +82,13 @@ struct GptqPackedView {
            kGptqZeroOffset;
   }
   QSHARD_LAYOUT_FN uint16_t ScaleBits(int64_t group, int64_t o) const { return scales[group * out_features + o]; }
+
+  // Over tensors stored as checkpoints hold them (int32 words; int32 and uint32 may alias).
+  static GptqPackedView Of(const int32_t* qweight, const int32_t* qzeros, const uint16_t* scales, const int32_t* g_idx,
+                           int64_t in_features, int64_t out_features, int64_t groups, int bits) {
+    return {reinterpret_cast<const uint32_t*>(qweight), reinterpret_cast<const uint32_t*>(qzeros), scales, g_idx,
+            in_features, out_features, groups, bits};
+  }
 };
 
 // The smallest whole-word unit of each width, as a block struct (cf. ggml-common.h): the packer

@@ -97,18 +97,9 @@ absl::Status CheckGptqTensors(const GptqLinearTensors& tensors) {
   return absl::OkStatus();
 }
 
-layout::GptqPackedView PackedView(const GptqLinearTensors& tensors) {
-  layout::GptqPackedView view;
-  // int32 and uint32 may alias; the layout reads words as unsigned bit streams.
-  view.qweight = reinterpret_cast<const uint32_t*>(tensors.qweight.data());
-  view.qzeros = reinterpret_cast<const uint32_t*>(tensors.qzeros.data());
-  view.scales = tensors.scales.data();
-  view.g_idx = tensors.g_idx.data();
-  view.in_features = tensors.in_features;
-  view.out_features = tensors.out_features;
-  view.groups = tensors.groups;
-  view.bits = tensors.bits;
-  return view;
+layout::GptqPackedView PackedView(const GptqLinearTensors& t) {
+  return layout::GptqPackedView::Of(t.qweight.data(), t.qzeros.data(), t.scales.data(), t.g_idx.data(), t.in_features,
+                                    t.out_features, t.groups, t.bits);
 }
 
 absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors) {
