@@ -178,28 +178,30 @@ void Int8Tokens(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t 
   }
 }
 
-template <class S>
-void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
-                int64_t tile_end) {
+// fn.template operator()<container bits>(tile) for tiles [tile_begin, tile_end).
+template <class Fn>
+void ForTilesByWidth(const TiledView& w, int64_t tile_begin, int64_t tile_end, const Fn& fn) {
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     switch (layout::ContainerBits(w.bits)) {
-      case 2: ExactTokens<S, 2>(w, tile, a, 0, tokens, y); break;
-      case 4: ExactTokens<S, 4>(w, tile, a, 0, tokens, y); break;
-      default: ExactTokens<S, 8>(w, tile, a, 0, tokens, y); break;
+      case 2: fn.template operator()<2>(tile); break;
+      case 4: fn.template operator()<4>(tile); break;
+      default: fn.template operator()<8>(tile); break;
     }
   }
 }
 
 template <class S>
+void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
+                int64_t tile_end) {
+  ForTilesByWidth(w, tile_begin, tile_end,
+                  [&]<int kBits>(int64_t tile) { ExactTokens<S, kBits>(w, tile, a, 0, tokens, y); });
+}
+
+template <class S>
 void Int8Tiles(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
                int64_t tile_end) {
-  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-    switch (layout::ContainerBits(w.bits)) {
-      case 2: Int8Tokens<S, 2>(w, tile, a, 0, tokens, y); break;
-      case 4: Int8Tokens<S, 4>(w, tile, a, 0, tokens, y); break;
-      default: Int8Tokens<S, 8>(w, tile, a, 0, tokens, y); break;
-    }
-  }
+  ForTilesByWidth(w, tile_begin, tile_end,
+                  [&]<int kBits>(int64_t tile) { Int8Tokens<S, kBits>(w, tile, a, 0, tokens, y); });
 }
 
 }  // namespace
