@@ -18,6 +18,10 @@ void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool 
               alpha, a, k, b, b_transposed ? k : n, beta, c, n);
 }
 
+void Gemv(int64_t n, int64_t k, const float* w, const float* x, float* y) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, x, 1, 0.0f, y, 1);
+}
+
 void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                 float alpha, float beta) {
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, a, m, b, n, beta, c, n);

@@ -11,6 +11,8 @@ namespace qshard::kernels {
 // B[n,k]ᵀ (the layout of a linear layer's weight [out, in]).
 void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool b_transposed,
           float* c, float alpha = 1.0f, float beta = 0.0f);
+// y[n] = W[n,k] · x[k] (sgemv): one token through a linear layer's weight [out, in].
+void Gemv(int64_t n, int64_t k, const float* w, const float* x, float* y);
 // Same with A transposed: C[m,n] = alpha * A[k,m]ᵀ * B[k,n] + beta * C.
 void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                 float alpha = 1.0f, float beta = 0.0f);

@@ -10,8 +10,8 @@ namespace qshard::gpu {
 namespace {
 
 __global__ void DequantizeGptqKernel(GptqMatrixView w, __half* __restrict__ weight) {
-  const int pack = 32 / w.bits;
-  const uint32_t mask = (1u << w.bits) - 1;
+  const int pack = layout::GptqCodesPerWord(w.bits);
+  const uint32_t mask = layout::GptqCodeMask(w.bits);
   const int in = w.in_features;
   const int out = w.out_features;
   const size_t words = static_cast<size_t>(in / pack) * out;
@@ -25,7 +25,7 @@ __global__ void DequantizeGptqKernel(GptqMatrixView w, __half* __restrict__ weig
       const int g = min(max(w.g_idx[i], 0), w.groups - 1);
       const uint32_t zero_word =
           static_cast<uint32_t>(w.qzeros[static_cast<size_t>(g) * (out / pack) + o / pack]);
-      const int zero = static_cast<int>((zero_word >> (o % pack * w.bits)) & mask) + 1;
+      const int zero = static_cast<int>((zero_word >> (o % pack * w.bits)) & mask) + layout::kGptqZeroOffset;
       const int q = static_cast<int>((word >> (k * w.bits)) & mask);
       const float scale = __half2float(w.scales[static_cast<size_t>(g) * out + o]);
       weight[static_cast<size_t>(o) * in + i] = __float2half_rn(static_cast<float>(q - zero) * scale);
@@ -42,7 +42,7 @@ CudaStatus DequantizeGptq(const GptqMatrixView& w, __half* weight, cudaStream_t 
     return CudaStatus::Error("DequantizeGptq: null qweight, qzeros, scales, g_idx or weight");
   }
   constexpr int kThreads = 256;
-  const int64_t words = static_cast<int64_t>(w.in_features / (32 / w.bits)) * w.out_features;
+  const int64_t words = static_cast<int64_t>(w.in_features / layout::GptqCodesPerWord(w.bits)) * w.out_features;
   const int blocks = static_cast<int>(std::min<int64_t>((words + kThreads - 1) / kThreads, 65536));
   DequantizeGptqKernel<<<blocks, kThreads, 0, stream>>>(w, weight);
   QSHARD_CUDA_CHECK_LAUNCH("DequantizeGptqKernel");

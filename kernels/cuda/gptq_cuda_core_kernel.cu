@@ -44,8 +44,8 @@ struct GroupParams {
 template <int kBits>
 __device__ __forceinline__ void LoadGroupParams(const GptqMatrixView& w, int group, int col,
                                                 bool col_ok, GroupParams& p) {
-  constexpr int kPack = 32 / kBits;
-  constexpr uint32_t kMask = (1u << kBits) - 1;
+  constexpr int kPack = layout::GptqCodesPerWord(kBits);
+  constexpr uint32_t kMask = layout::GptqCodeMask(kBits);
 #pragma unroll
   for (int c = 0; c < kColumnsPerThread; ++c) {
     p.scale[c] = 0.0f;
@@ -67,7 +67,7 @@ __device__ __forceinline__ void LoadGroupParams(const GptqMatrixView& w, int gro
     const int shift = (col % kPack) * kBits;
 #pragma unroll
     for (int c = 0; c < kColumnsPerThread; ++c) {
-      p.zero[c] = static_cast<int>((zero_word >> (shift + c * kBits)) & kMask) + 1;
+      p.zero[c] = static_cast<int>((zero_word >> (shift + c * kBits)) & kMask) + layout::kGptqZeroOffset;
     }
   }
 #pragma unroll
@@ -141,7 +141,7 @@ template <int kBits, int kTokens, bool kApplyScale>
 __device__ __forceinline__ void AccumulateRow(const int4& words, const GroupParams& p,
                                               const float* staged_row,
                                               float (&sums)[kTokens][kColumnsPerThread]) {
-  constexpr int kPack = 32 / kBits;
+  constexpr int kPack = layout::GptqCodesPerWord(kBits);
   const uint32_t word[kColumnsPerThread] = {
       static_cast<uint32_t>(words.x), static_cast<uint32_t>(words.y),
       static_cast<uint32_t>(words.z), static_cast<uint32_t>(words.w)};
@@ -168,8 +168,8 @@ __device__ __forceinline__ void AccumulateMixedRow(const GptqMatrixView& w, cons
                                                 int first_input, int col, bool col_ok,
                                                 const float* staged_row,
                                                 float (&sums)[kTokens][kColumnsPerThread]) {
-  constexpr int kPack = 32 / kBits;
-  constexpr uint32_t kMask = (1u << kBits) - 1;
+  constexpr int kPack = layout::GptqCodesPerWord(kBits);
+  constexpr uint32_t kMask = layout::GptqCodeMask(kBits);
   const uint32_t word[kColumnsPerThread] = {
       static_cast<uint32_t>(words.x), static_cast<uint32_t>(words.y),
       static_cast<uint32_t>(words.z), static_cast<uint32_t>(words.w)};
@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kThreads)
     GptqCudaCoreKernel(GptqMatrixView w, const __half* __restrict__ x, int tokens,
                      __half* __restrict__ y, float* __restrict__ partial_sums,
                      unsigned* __restrict__ arrivals, int rows_per_split) {
-  constexpr int kPack = 32 / kBits;
+  constexpr int kPack = layout::GptqCodesPerWord(kBits);
   // Below 5 tokens, sums within a group are kept unscaled and scaled once per group, which
   // saves a multiply per weight; at 16 tokens the second set of sums would cost too many
   // registers, and the multiply is shared by 16 tokens anyway.
@@ -357,12 +357,12 @@ constexpr int kStagedActivationBytesFor(int token_tile) {
 
 // Rows of one split whose staged activations fill `staged_bytes`.
 int StagedRowsLimit(int bits, int token_tile, int staged_bytes) {
-  return std::max(1, staged_bytes / static_cast<int>(sizeof(float) * (32 / bits) * token_tile));
+  return std::max(1, staged_bytes / static_cast<int>(sizeof(float) * layout::GptqCodesPerWord(bits) * token_tile));
 }
 
 size_t SharedBytes(int bits, int token_tile, int rows_per_split) {
   return static_cast<size_t>(rows_per_split) *
-         ((32 / bits) * token_tile * sizeof(float) + sizeof(int));
+         (layout::GptqCodesPerWord(bits) * token_tile * sizeof(float) + sizeof(int));
 }
 
 // Calls f(integral_constant<bits>, integral_constant<tile>) for the instance serving them.

@@ -89,7 +89,7 @@ CudaStatus PlanGptqMatmul(const GptqMatrixView& w, const __half* x, int tokens,
     QSHARD_CUDA_RETURN_IF_ERROR(internal::CudaCoreLimits(w.bits, plan.token_tile, device, limits));
   }
   plan.column_blocks = CeilDiv(w.out_features, internal::kTileColumns);
-  ChooseSplits(w.in_features / (32 / w.bits), limits, plan);
+  ChooseSplits(w.in_features / layout::GptqCodesPerWord(w.bits), limits, plan);
   return CudaStatus();
 }
 

@@ -1,5 +1,5 @@
-// Packing follows gptq_layout.h bit for bit; the unpacking below reads one value at a time, the
-// way the layout is specified, so that the CUDA kernels' bit tricks are checked against it.
+// Packing and unpacking go through kernels/layout/gptq_packed.h one value at a time, the way the
+// layout is specified, so that the CUDA kernels' bit tricks are checked against it.
 #include "kernels/cuda/gptq_host_matrix.h"
 
 #include <algorithm>
@@ -9,26 +9,18 @@
 namespace qshard::gpu {
 namespace {
 
-uint32_t FieldOf(int32_t word, int index, int bits) {
-  return (static_cast<uint32_t>(word) >> (index * bits)) & ((1u << bits) - 1);
-}
-
-void SetField(int32_t& word, int index, int bits, uint32_t value) {
-  word = static_cast<int32_t>(static_cast<uint32_t>(word) | (value << (index * bits)));
+layout::GptqPackedView PackedView(const HostGptqMatrix& w) {
+  return layout::GptqPackedView::Of(w.qweight.data(), w.qzeros.data(), reinterpret_cast<const uint16_t*>(w.scales.data()),
+                                    w.g_idx.data(), w.in_features, w.out_features, w.groups, w.bits);
 }
 
 }  // namespace
 
 int HostGptqMatrix::QuantizedValue(int i, int o) const {
-  const int pack = 32 / bits;
-  return static_cast<int>(FieldOf(qweight[static_cast<size_t>(i / pack) * out_features + o], i % pack, bits));
+  return static_cast<int>(PackedView(*this).Code(i, o));
 }
 
-int HostGptqMatrix::Zero(int group, int o) const {
-  const int pack = 32 / bits;
-  const int32_t word = qzeros[static_cast<size_t>(group) * (out_features / pack) + o / pack];
-  return static_cast<int>(FieldOf(word, o % pack, bits)) + 1;
-}
+int HostGptqMatrix::Zero(int group, int o) const { return PackedView(*this).Zero(group, o); }
 
 double HostGptqMatrix::Scale(int group, int o) const {
   return static_cast<double>(__half2float(scales[static_cast<size_t>(group) * out_features + o]));
@@ -62,20 +54,19 @@ HostGptqMatrix RandomGptqMatrix(int in_features, int out_features, int bits, int
   w.bits = bits;
   const int size = group_size < 0 ? in_features : group_size;
   w.groups = (in_features + size - 1) / size;
-  const int pack = 32 / bits;
   std::uniform_int_distribution<uint32_t> code(0, (1u << bits) - 1);
   std::uniform_real_distribution<float> scale(0.002f, 0.02f);
 
-  w.qweight.assign(static_cast<size_t>(in_features / pack) * out_features, 0);
-  for (int i = 0; i < in_features; ++i) {
-    int32_t* row = &w.qweight[static_cast<size_t>(i / pack) * out_features];
-    for (int o = 0; o < out_features; ++o) SetField(row[o], i % pack, bits, code(rng));
-  }
-  w.qzeros.assign(static_cast<size_t>(w.groups) * (out_features / pack), 0);
-  for (int g = 0; g < w.groups; ++g) {
-    int32_t* row = &w.qzeros[static_cast<size_t>(g) * (out_features / pack)];
-    for (int o = 0; o < out_features; ++o) SetField(row[o / pack], o % pack, bits, code(rng));
-  }
+  // Packed through the layout's own writer; words are filled as uint32 and stored as int32.
+  const int64_t zero_words = layout::GptqQzerosCols(out_features, bits);
+  std::vector<uint32_t> qweight(layout::GptqQweightRows(in_features, bits) * out_features, 0);
+  for (int i = 0; i < in_features; ++i)
+    for (int o = 0; o < out_features; ++o) layout::GptqWriteBits(qweight.data() + o, out_features, i, bits, code(rng));
+  std::vector<uint32_t> qzeros(w.groups * zero_words, 0);
+  for (int g = 0; g < w.groups; ++g)
+    for (int o = 0; o < out_features; ++o) layout::GptqWriteBits(qzeros.data() + g * zero_words, 1, o, bits, code(rng));
+  w.qweight.assign(qweight.begin(), qweight.end());
+  w.qzeros.assign(qzeros.begin(), qzeros.end());
   w.scales.resize(static_cast<size_t>(w.groups) * out_features);
   for (__half& s : w.scales) s = __float2half(scale(rng));
 

@@ -1,5 +1,5 @@
 // Host copies of GPTQ layers for the standalone check: random layers packed in the checkpoint
-// layout of gptq_layout.h, the plain (one value at a time) unpacking of that layout, and the
+// layout of kernels/layout/gptq_packed.h, the plain (one value at a time) unpacking of that layout, and the
 // fp64 reference product computed from it.
 #pragma once
 

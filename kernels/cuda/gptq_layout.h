@@ -1,5 +1,5 @@
-// The GPTQ checkpoint layout of one quantized linear layer (qweight, qzeros, scales, g_idx) as
-// the CUDA kernels read it, and the shape checks they share. docs/cuda.md describes the layout.
+// Device views of one quantized linear layer in the GPTQ checkpoint layout (defined once in
+// kernels/layout/gptq_packed.h), and the shape checks the CUDA kernels share.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -8,17 +8,13 @@
 #include <string>
 
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/layout/gptq_packed.h"
 
 namespace qshard::gpu {
 
-// Device pointers to one layer y = x · Wᵀ with W[out, in] quantized to `bits` bits.
-//   qweight int32 [in * bits / 32, out]: word (r, o) holds inputs r*P .. r*P+P-1 of output o,
-//           P = 32 / bits, input r*P+k in bits k*bits .. k*bits+bits-1.
-//   qzeros  int32 [groups, out * bits / 32]: word (g, c) holds the zero points of outputs
-//           c*P .. c*P+P-1 in the same bit order, stored as zero − 1 (GPTQ "v1" format).
-//   scales  fp16  [groups, out].
-//   g_idx   int32 [in]: group of each input (i / group_size unless act-order permuted it).
-// Dequantized weight: W[o, i] = scales[g, o] * (q(i, o) − (stored_zero(g, o) + 1)), g = g_idx[i].
+// Device pointers to one layer y = x · Wᵀ with W[out, in] quantized to `bits` bits, in the
+// layout of gptq_packed.h; with 4 or 8 bits, word (r, o) of qweight holds inputs r*P .. r*P+P-1
+// of output o, P = layout::GptqCodesPerWord(bits).
 struct GptqMatrixView {
   const int32_t* qweight = nullptr;
   const int32_t* qzeros = nullptr;
@@ -30,9 +26,9 @@ struct GptqMatrixView {
   int groups = 0;
 };
 
-// Bit widths the kernels read. Widths that do not divide 32 (3 bits) pack across words and
-// would need their own unpacking.
-inline bool IsSupportedGptqBits(int bits) { return bits == 4 || bits == 8; }
+// Bit widths the kernels read (a subset of layout::IsGptqBits). Widths that do not divide 32
+// (3 bits) pack across words and would need their own unpacking.
+inline bool IsSupportedGptqBits(int bits) { return layout::IsGptqBits(bits) && (bits == 4 || bits == 8); }
 
 // Checks the shape fields of `w` (not the pointers): a supported width, inputs and outputs that
 // fill whole words, outputs in multiples of 4 (each thread reads four columns as one 16-byte
@@ -42,7 +38,7 @@ inline CudaStatus ValidateGptqShape(const GptqMatrixView& w) {
                             std::to_string(w.out_features) + ", " + std::to_string(w.bits) +
                             " bits, " + std::to_string(w.groups) + " groups]: ";
   if (!IsSupportedGptqBits(w.bits)) return CudaStatus::Error(where + "bits must be 4 or 8");
-  const int pack = 32 / w.bits;
+  const int pack = layout::GptqCodesPerWord(w.bits);
   if (w.in_features <= 0 || w.out_features <= 0) {
     return CudaStatus::Error(where + "in and out must be positive");
   }

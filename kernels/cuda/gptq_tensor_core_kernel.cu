@@ -38,7 +38,7 @@ static_assert(kColumnsPerWarp * kWarps == kTileColumns, "warps share the block's
 
 template <int kBits, int kTokenTiles>
 struct Layout {
-  static constexpr int kPack = 32 / kBits;
+  static constexpr int kPack = layout::GptqCodesPerWord(kBits);
   static constexpr int kStageRows = kStageInputs / kPack;
   static constexpr int kRowsPerStep = kStepInputs / kPack;
   static constexpr int kStages = kBits == 4 ? 4 : 3;  // 8-bit stages hold twice the bytes
@@ -162,7 +162,7 @@ struct GroupSource {
 template <int kBits>
 __device__ __forceinline__ void ScaleAndZero(const GroupSource& source, int group, int col,
                                              float& scale, int& zero) {
-  constexpr int kPack = 32 / kBits;
+  constexpr int kPack = layout::GptqCodesPerWord(kBits);
   scale = 0.0f;
   zero = 0;
   if (source.tile_col + col >= source.out) return;
@@ -178,7 +178,7 @@ __device__ __forceinline__ void ScaleAndZero(const GroupSource& source, int grou
         source.qzeros[static_cast<size_t>(group) * (source.out / kPack) +
                       (source.tile_col + col) / kPack]);
   }
-  zero = static_cast<int>((zero_word >> (col % kPack * kBits)) & ((1u << kBits) - 1)) + 1;
+  zero = static_cast<int>((zero_word >> (col % kPack * kBits)) & layout::GptqCodeMask(kBits)) + layout::kGptqZeroOffset;
 }
 
 struct GroupConstants {
@@ -212,7 +212,7 @@ template <int kBits>
 __device__ __noinline__ StepPairs RoundedStepPairs(GroupSource source, const int32_t* g_idx,
                                                    int groups, uint4 words, int first_input,
                                                    int col0, int col1) {
-  constexpr uint32_t kMask = (1u << kBits) - 1;
+  constexpr uint32_t kMask = layout::GptqCodeMask(kBits);
   const uint32_t first[2] = {words.x, words.y};
   const uint32_t second[2] = {words.z, words.w};
   const int cols[2] = {col0, col1};
@@ -227,7 +227,7 @@ __device__ __noinline__ StepPairs RoundedStepPairs(GroupSource source, const int
       ScaleAndZero<kBits>(source, ClampGroup(g_idx[first_input + j], groups), cols[c], scale,
                           zero);
       const uint32_t word = kBits == 4 || j < 4 ? first[c] : second[c];
-      const int q = static_cast<int>((word >> (j % (32 / kBits) * kBits)) & kMask);
+      const int q = static_cast<int>((word >> (j % layout::GptqCodesPerWord(kBits) * kBits)) & kMask);
       value[j] = __float2half_rn(scale * static_cast<float>(q - zero));
     }
 #pragma unroll
@@ -506,7 +506,7 @@ CudaStatus TensorCoreLimits(const GptqMatrixView& w, int token_tile, int device,
   }));
   int multiprocessors = 0;
   QSHARD_CUDA_TRY(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  const int pack = 32 / w.bits;
+  const int pack = layout::GptqCodesPerWord(w.bits);
   const int stage_rows = kStageInputs / pack;
   // A split must fit the step table and, with contiguous groups, touch few enough groups for
   // their scales to be staged (a group more than the average spacing allows for misalignment).

@@ -105,7 +105,7 @@ struct DeviceLayer {
 
 CudaStatus MakeLayer(int k, int n, int bits, uint64_t seed, cudaStream_t stream, DeviceLayer& layer) {
   const int groups = (k + kGroupSize - 1) / kGroupSize;
-  const int pack = 32 / bits;
+  const int pack = layout::GptqCodesPerWord(bits);
   QSHARD_CUDA_RETURN_IF_ERROR(layer.qweight.Allocate(static_cast<size_t>(k / pack) * n));
   QSHARD_CUDA_RETURN_IF_ERROR(layer.qzeros.Allocate(static_cast<size_t>(groups) * (n / pack)));
   QSHARD_CUDA_RETURN_IF_ERROR(layer.scales.Allocate(static_cast<size_t>(groups) * n));

@@ -59,7 +59,7 @@ TEST(LayerOpsTest, LayerNormMatchesDefinitionWithOutlierChannel) {
 TEST(LayerOpsTest, LinearWithAndWithoutBias) {
   std::mt19937 rng(3);
   const Tensor x = RandomTensor({11, 19}, rng);
-  Linear linear{RandomTensor({13, 19}, rng), RandomTensor({13}, rng)};
+  Linear linear{RandomTensor({13, 19}, rng), RandomTensor({13}, rng), nullptr};
   for (bool bias : {false, true}) {
     Linear l = linear;
     if (!bias) l.bias = Tensor();

@@ -8,6 +8,7 @@
 #include "core/dtype.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/quant/random_quantized_weight.h"
 #include "worker/quant/quant_grid.h"
 
 namespace qshard {
@@ -15,26 +16,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// A random but valid quantized weight: fp16 scales, zero points in 1..2^bits (what the v1
-// layout can store), groups visited in a shuffled order as act-order produces.
 QuantizedWeight RandomWeight(int bits, int64_t rows, int64_t cols, int64_t group_size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  QuantizedWeight w;
-  w.bits = bits;
-  w.rows = rows;
-  w.cols = cols;
-  const int64_t groups = (cols + group_size - 1) / group_size;
-  std::uniform_int_distribution<int32_t> code(0, MaxCode(bits)), zero(1, MaxCode(bits) + 1);
-  std::uniform_real_distribution<float> scale(1e-4f, 2.0f);
-  for (int64_t i = 0; i < rows * cols; ++i) w.codes.push_back(code(rng));
-  w.scales = Tensor({groups, rows});
-  for (int64_t i = 0; i < groups * rows; ++i) {
-    w.scales[i] = HalfToFloat(FloatToHalf(scale(rng)));
-    w.zeros.push_back(zero(rng));
-  }
-  for (int64_t c = 0; c < cols; ++c) w.g_idx.push_back(static_cast<int32_t>(c / group_size));
-  std::shuffle(w.g_idx.begin(), w.g_idx.end(), rng);
-  return w;
+  return testing_support::RandomQuantizedWeight(bits, rows, cols, group_size, /*act_order=*/true, seed);
 }
 
 TEST(GptqPackTest, RoundTripsEveryBitWidthOnAwkwardLegalShapes) {

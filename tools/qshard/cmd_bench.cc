@@ -1,5 +1,5 @@
-// qshard bench gptq|forward|tokenizer|distributed: speed of qshard's pieces with, in the same run, the
-// ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
+// qshard bench gptq|forward|tokenizer|kernels|distributed: speed of qshard's pieces with, in the
+// same run, the ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
 // baselines are in bench/, the recorded figures in docs/benchmarks.md).
 #include <iostream>
 #include <memory>
@@ -8,6 +8,7 @@
 #include "tools/qshard/bench_distributed.h"
 #include "tools/qshard/bench_forward.h"
 #include "tools/qshard/bench_gptq.h"
+#include "tools/qshard/bench_kernels.h"
 #include "tools/qshard/bench_tokenizer.h"
 #include "tools/qshard/command.h"
 
@@ -68,6 +69,25 @@ absl::Status RunDistributed(DistributedFlags& flags) {
 absl::Status RunTokenizer(TokenizerBenchOptions& options) {
   QSHARD_ASSIGN_OR_RETURN(const nlohmann::json row, RunTokenizerBench(options));
   PrintBenchRows({row}, TokenizerBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+struct KernelFlags {
+  KernelBenchOptions options;
+  bool large = false;
+  int64_t k = 0;
+  int64_t n = 0;
+};
+
+absl::Status RunKernels(KernelFlags& flags) {
+  KernelBenchOptions& options = flags.options;
+  if ((flags.k > 0) != (flags.n > 0)) return absl::InvalidArgumentError("--k and --n go together");
+  options.shapes = {{768, 768}, {4096, 4096}};
+  if (flags.k > 0) options.shapes = {{flags.k, flags.n}};
+  if (flags.large) options.shapes.insert(options.shapes.end(), {{12288, 12288}, {12288, 49152}});
+  options.common.threads = ResolveThreads(options.common.threads);
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunKernelBench(options));
+  PrintBenchRows(rows, KernelBenchColumns(), options.common.json);
   return absl::OkStatus();
 }
 
@@ -133,9 +153,27 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
       ->capture_default_str();
   AddCommonFlags(distributed, distributed_flags->options.common, /*threads=*/true);
 
+  auto kernel_flags = std::make_shared<KernelFlags>();
+  kernel_flags->options.tokens = {1, 16, 128, 512};
+  kernel_flags->options.bits = {4, 8};
+  CLI::App* kernels_app = bench->add_subcommand(
+      "kernels", "CPU GPTQ kernels (fp32 and int8 activations) vs fp32 BLAS on K x N layers 768^2 and 4096^2 "
+                 "(--large: also 12288^2 and 12288x49152)");
+  kernels_app->add_flag("--large", kernel_flags->large, "Also K x N = 12288x12288 and 12288x49152");
+  kernels_app->add_option("--k", kernel_flags->k, "Only this shape: inputs (with --n)");
+  kernels_app->add_option("--n", kernel_flags->n, "Only this shape: outputs (with --k)");
+  kernels_app->add_option("--tokens", kernel_flags->options.tokens, "Token counts (comma-separated)")->delimiter(',')->capture_default_str();
+  kernels_app->add_option("--bits", kernel_flags->options.bits, "Weight bits, comma-separated (2, 3, 4, 8)")->delimiter(',')->capture_default_str();
+  kernels_app->add_option("--group-size", kernel_flags->options.group_size, "Inputs per group")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  kernels_app->add_flag("--all-variants", kernel_flags->options.all_variants,
+                        "Every SIMD variant this CPU has, not only the fastest");
+  AddCommonFlags(kernels_app, kernel_flags->options.common, /*threads=*/true);
+
   commands.push_back({bench, [=]() -> absl::Status {
                         if (distributed->parsed()) return RunDistributed(*distributed_flags);
                         if (gptq->parsed()) return RunGptq(*gptq_flags);
+                        if (kernels_app->parsed()) return RunKernels(*kernel_flags);
                         if (forward->parsed()) return RunForward(*forward_options);
                         return RunTokenizer(*tokenizer_options);
                       }});

@@ -7,6 +7,7 @@
 #include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/kernels_flag.h"
 #include "worker/eval/evaluate.h"
 
 namespace qshard::cli {
@@ -18,6 +19,7 @@ struct EvalFlags {
   std::string text;
   std::string lines;
   EvalOptions options;
+  std::string kernels = "exact";
   bool bos = false;
   bool json = false;
 };
@@ -28,6 +30,7 @@ nlohmann::json ResultJson(const EvalResult& r, const EvalFlags& flags) {
                       {"seqlen", r.seqlen},   {"predictions", r.predictions},
                       {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}};
   if (!flags.lines.empty()) j["lines"] = flags.lines;
+  j["kernels"] = flags.kernels;
   if (r.has_base) {
     j["base"] = flags.base;
     j["base_perplexity"] = r.base_perplexity;
@@ -39,6 +42,7 @@ nlohmann::json ResultJson(const EvalResult& r, const EvalFlags& flags) {
 
 absl::Status RunEval(EvalFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(LineRange lines, ParseLineRange(flags.lines, "--lines"));
+  QSHARD_RETURN_IF_ERROR(ApplyKernelsFlag(flags.kernels, flags.options.threads));
   QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.options.threads));
   QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, TokenizeTextFile(loaded.tokenizer, flags.text, lines, flags.bos));
   std::unique_ptr<ResidentModel> base;
@@ -79,6 +83,7 @@ void RegisterEval(CLI::App& root, CommandList& commands) {
   app->add_option("--max-windows", flags->options.max_windows, "Evaluate at most this many windows (0 = all)");
   app->add_option("--batch-windows", flags->options.batch_windows, "Windows per forward pass")->capture_default_str();
   app->add_option("--threads", flags->options.threads, "Threads (0 = all)")->capture_default_str();
+  AddKernelsFlag(app, flags->kernels);
   app->add_flag("--bos", flags->bos, "Prepend the BOS token to the text");
   app->add_option("--base", flags->base, "Unquantized model: also report KL(base||model) and top-1 agreement");
   app->add_flag("--json", flags->json, "Print the result as one JSON object");

@@ -4,6 +4,7 @@
 #include "coordinator/model_loading.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/kernels_flag.h"
 #include "worker/eval/generate.h"
 
 namespace qshard::cli {
@@ -15,10 +16,12 @@ struct GenerateFlags {
   int max_new_tokens = 64;
   bool bos = false;
   int threads = 0;
+  std::string kernels = "exact";
   bool json = false;
 };
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
+  QSHARD_RETURN_IF_ERROR(ApplyKernelsFlag(flags.kernels, flags.threads));
   QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.threads));
   QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, loaded.tokenizer.Encode(flags.prompt));
   if (flags.bos && loaded.tokenizer.bos_id() >= 0) prompt.insert(prompt.begin(), loaded.tokenizer.bos_id());
@@ -46,6 +49,7 @@ void RegisterGenerate(CLI::App& root, CommandList& commands) {
   app->add_option("--max-new-tokens", flags->max_new_tokens, "Tokens to generate")->capture_default_str();
   app->add_flag("--bos", flags->bos, "Prepend the BOS token");
   app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
+  AddKernelsFlag(app, flags->kernels);
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunGenerate(*flags); }});
 }

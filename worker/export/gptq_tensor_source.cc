@@ -1,11 +1,13 @@
 #include "worker/export/gptq_tensor_source.h"
 
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/export/gptq_linear_kernel.h"
 
 namespace qshard {
 namespace {
@@ -40,9 +42,39 @@ absl::StatusOr<std::vector<T>> ReadRaw(const Checkpoint& checkpoint, const std::
   return values;
 }
 
+std::mutex& OptionsMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+GptqKernelOptions& DefaultOptions() {
+  static GptqKernelOptions options;
+  return options;
+}
+
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::shared_ptr<const Checkpoint> checkpoint) {
+absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name) {
+  if (name == "exact") return GptqLinearMode::kExact;
+  if (name == "int8" || name == "w4a8" || name == "w8a8") return GptqLinearMode::kInt8;
+  if (name == "dequantize") return GptqLinearMode::kDequantize;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kernels: '", name, "' is not one of exact, int8 (w4a8, w8a8), dequantize"));
+}
+
+void SetGptqKernelOptions(const GptqKernelOptions& options) {
+  std::lock_guard<std::mutex> lock(OptionsMutex());
+  DefaultOptions() = options;
+}
+
+GptqTensorSource::GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits,
+                                   const GptqKernelOptions& options)
+    : checkpoint_(std::move(checkpoint)), bits_(bits), mode_(options.mode) {
+  if (mode_ != GptqLinearMode::kDequantize) pool_ = std::make_shared<ThreadPool>(options.threads);
+}
+
+absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::shared_ptr<const Checkpoint> checkpoint,
+                                                                           const GptqKernelOptions& options) {
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   const std::string where = absl::StrCat(checkpoint->dir(), "/config.json: quantization_config");
   if (!q.is_object() || q.value("quant_method", "") != "gptq")
@@ -50,7 +82,7 @@ absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::
   const auto bits = q.find("bits");
   if (bits == q.end() || !bits->is_number_integer())
     return absl::InvalidArgumentError(absl::StrCat(where, ": field 'bits' missing or not an integer"));
-  return std::shared_ptr<GptqTensorSource>(new GptqTensorSource(std::move(checkpoint), bits->get<int>()));
+  return std::shared_ptr<GptqTensorSource>(new GptqTensorSource(std::move(checkpoint), bits->get<int>(), options));
 }
 
 bool GptqTensorSource::Has(const std::string& name) const {
@@ -85,12 +117,29 @@ absl::StatusOr<Tensor> GptqTensorSource::Read(const std::string& name) const {
   return weight->Dequantized();
 }
 
+absl::StatusOr<std::shared_ptr<const LinearKernel>> GptqTensorSource::ReadLinearKernel(
+    const std::string& weight_name) const {
+  if (mode_ == GptqLinearMode::kDequantize || checkpoint_->Has(weight_name) || !Has(weight_name))
+    return std::shared_ptr<const LinearKernel>();
+  QSHARD_ASSIGN_OR_RETURN(GptqLinearTensors packed, ReadPacked(weight_name));
+  const kernels::GptqActivations activations =
+      mode_ == GptqLinearMode::kExact ? kernels::GptqActivations::kFp32 : kernels::GptqActivations::kInt8;
+  auto kernel = GptqLinearKernel::Create(packed, activations, pool_);
+  if (!kernel.ok()) return WithContext(kernel.status(), LinearBase(weight_name));
+  return std::shared_ptr<const LinearKernel>(*std::move(kernel));
+}
+
 absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir, Env* env) {
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir, env));
   std::shared_ptr<const Checkpoint> checkpoint = std::move(opened);
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   if (q.is_null()) return std::shared_ptr<const TensorSource>(std::make_shared<CheckpointTensorSource>(checkpoint));
-  QSHARD_ASSIGN_OR_RETURN(auto gptq, GptqTensorSource::Create(checkpoint));
+  GptqKernelOptions options;
+  {
+    std::lock_guard<std::mutex> lock(OptionsMutex());
+    options = DefaultOptions();
+  }
+  QSHARD_ASSIGN_OR_RETURN(auto gptq, GptqTensorSource::Create(checkpoint, options));
   return std::shared_ptr<const TensorSource>(std::move(gptq));
 }
 

@@ -1,7 +1,7 @@
-// Reads a GPTQ checkpoint (ours or AutoGPTQ's v1 layout) as a plain model: asking for
+// Reads a GPTQ checkpoint (ours or AutoGPTQ's v1 layout) as a model: asking for
 // "<linear>.weight" unpacks that linear's qweight/qzeros/scales/g_idx and returns the
-// dequantized float32 weight, so the fp32 forward pass evaluates a quantized checkpoint
-// unchanged (until the integer kernels run it directly).
+// dequantized float32 weight; with kernel options other than kDequantize, the model's linears
+// are instead served by the CPU integer kernels (ReadLinearKernel), never dequantized.
 #pragma once
 
 #include <memory>
@@ -9,27 +9,50 @@
 
 #include "absl/status/statusor.h"
 #include "core/checkpoint.h"
+#include "core/thread_pool.h"
 #include "worker/model/tensor_source.h"
 #include "worker/quant/gptq_pack.h"
 
 namespace qshard {
 
+// How the linears of a GPTQ checkpoint run (`qshard eval|generate --kernels`):
+//   kExact      fp32 activations × codes dequantized in registers (kernels/cpu, w<b>a32): the
+//               dequantized model's outputs up to float rounding;
+//   kInt8       activations quantized per token to int8 × codes, int32 sums (w<b>a8);
+//   kDequantize float32 weights dequantized at load and BLAS, the reference path.
+enum class GptqLinearMode { kExact, kInt8, kDequantize };
+// "exact", "int8" (also "w4a8", "w8a8"), "dequantize"; the error names --kernels.
+absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name);
+
+struct GptqKernelOptions {
+  GptqLinearMode mode = GptqLinearMode::kDequantize;
+  int threads = 0;  // of the kernels' pool; 0: one per hardware thread
+};
+// The options of the sources OpenModelSource creates from now on. eval and generate set them
+// from their flags before loading; the default (dequantize) is what every other caller needs,
+// e.g. quantizing reads float weights.
+void SetGptqKernelOptions(const GptqKernelOptions& options);
+
 class GptqTensorSource : public TensorSource {
  public:
   // `checkpoint` must carry a quantization_config with quant_method "gptq".
-  static absl::StatusOr<std::shared_ptr<GptqTensorSource>> Create(std::shared_ptr<const Checkpoint> checkpoint);
+  static absl::StatusOr<std::shared_ptr<GptqTensorSource>> Create(std::shared_ptr<const Checkpoint> checkpoint,
+                                                                  const GptqKernelOptions& options = {});
 
   int bits() const { return bits_; }
   bool Has(const std::string& name) const override;
   absl::StatusOr<Tensor> Read(const std::string& name) const override;
+  // A GptqLinearKernel for a packed linear unless the mode is kDequantize (then null).
+  absl::StatusOr<std::shared_ptr<const LinearKernel>> ReadLinearKernel(const std::string& weight_name) const override;
   // The packed tensors of the linear whose weight is `weight_name` ("...q_proj.weight").
   absl::StatusOr<GptqLinearTensors> ReadPacked(const std::string& weight_name) const;
 
  private:
-  GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits)
-      : checkpoint_(std::move(checkpoint)), bits_(bits) {}
+  GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits, const GptqKernelOptions& options);
   std::shared_ptr<const Checkpoint> checkpoint_;
   int bits_;
+  GptqLinearMode mode_;
+  std::shared_ptr<ThreadPool> pool_;  // shared by the kernels of every linear; null for kDequantize
 };
 
 // Opens a model directory as a tensor source: dequantizing for GPTQ checkpoints, plain otherwise.

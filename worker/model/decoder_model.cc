@@ -89,7 +89,14 @@ absl::StatusOr<DecoderLayerWeights> DecoderModel::LoadLayer(int layer) const {
   DecoderLayerWeights w;
   for (const LinearSpec& l : spec_.linears) {
     Linear& linear = w.linears[l.name];
-    QSHARD_ASSIGN_OR_RETURN(linear.weight, ReadChecked(prefix + l.name + ".weight", {l.out_features, l.in_features}));
+    const std::string weight = prefix + l.name + ".weight";
+    QSHARD_ASSIGN_OR_RETURN(linear.kernel, source_->ReadLinearKernel(weight));
+    if (linear.kernel == nullptr) {
+      QSHARD_ASSIGN_OR_RETURN(linear.weight, ReadChecked(weight, {l.out_features, l.in_features}));
+    } else if (linear.weight_shape() != std::vector<int64_t>{l.out_features, l.in_features}) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", weight, "' has shape ", ShapeString(linear.weight_shape()),
+                                                     ", expected ", ShapeString({l.out_features, l.in_features})));
+    }
     if (l.has_bias) {
       QSHARD_ASSIGN_OR_RETURN(linear.bias, ReadChecked(prefix + l.name + ".bias", {l.out_features}));
     }
@@ -105,9 +112,9 @@ absl::Status DecoderModel::ValidateLayer(const DecoderLayerWeights& w) const {
     const auto it = w.linears.find(l.name);
     if (it == w.linears.end()) return absl::InvalidArgumentError(absl::StrCat("layer weights lack linear '", l.name, "'"));
     const std::vector<int64_t> shape = {l.out_features, l.in_features};
-    if (it->second.weight.shape() != shape)
+    if (it->second.weight_shape() != shape)
       return absl::InvalidArgumentError(absl::StrCat("linear '", l.name, "' weight has shape ",
-                                                     ShapeString(it->second.weight.shape()), ", expected ", ShapeString(shape)));
+                                                     ShapeString(it->second.weight_shape()), ", expected ", ShapeString(shape)));
     const std::vector<int64_t> bias_shape = l.has_bias ? std::vector<int64_t>{l.out_features} : std::vector<int64_t>{};
     if (it->second.has_bias() != l.has_bias || (l.has_bias && it->second.bias.shape() != bias_shape))
       return absl::InvalidArgumentError(absl::StrCat("linear '", l.name, "' bias has shape ", ShapeString(it->second.bias.shape()),

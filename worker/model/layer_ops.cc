@@ -46,6 +46,15 @@ Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
 
 Tensor ApplyLinear(const Tensor& x, const Linear& linear) {
   const int64_t tokens = x.rows();
+  if (linear.kernel) {
+    Tensor out = linear.kernel->Apply(x);
+    if (linear.has_bias()) {
+      const int64_t n = linear.kernel->out_features();
+      for (int64_t r = 0; r < tokens; ++r)
+        for (int64_t o = 0; o < n; ++o) out.row(r)[o] += linear.bias.data()[o];
+    }
+    return out;
+  }
   const int64_t out_features = linear.weight.dim(0);
   Tensor out({tokens, out_features});
   float beta = 0.0f;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/checkpoint.h"
 #include "core/tensor.h"
+#include "worker/model/layer_weights.h"
 
 namespace qshard {
 
@@ -18,6 +19,11 @@ class TensorSource {
   virtual ~TensorSource();
   virtual bool Has(const std::string& name) const = 0;
   virtual absl::StatusOr<Tensor> Read(const std::string& name) const = 0;
+  // A kernel computing the linear whose weight is `weight_name` from a stored form other than a
+  // float tensor, or null when the weight should be Read as a tensor (the default).
+  virtual absl::StatusOr<std::shared_ptr<const LinearKernel>> ReadLinearKernel(const std::string& weight_name) const {
+    return std::shared_ptr<const LinearKernel>();
+  }
 };
 
 // The tensors of a Hugging Face checkpoint directory.

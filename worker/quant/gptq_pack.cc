@@ -1,41 +1,16 @@
 #include "worker/quant/gptq_pack.h"
 
-#include <numeric>
-
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/status.h"
+#include "kernels/layout/gptq_packed.h"
 #include "worker/quant/quant_grid.h"
 
 namespace qshard {
 namespace {
 
-// Every packed tensor is a little-endian bit stream of `bits`-bit values cut into 32-bit
-// words; value k starts at stream bit k·bits, so 3-bit values straddle word boundaries
-// (32 values per 3 words, as AutoGPTQ packs them). Word w of a stream lives at words[w·stride].
-void WriteBits(uint32_t* words, int64_t stride, int64_t index, int bits, uint32_t value) {
-  const int64_t bit = index * bits;
-  const int64_t word = bit / 32;
-  const int shift = static_cast<int>(bit % 32);
-  words[word * stride] |= value << shift;
-  if (shift + bits > 32) words[(word + 1) * stride] |= value >> (32 - shift);
-}
-
-uint32_t ReadBits(const uint32_t* words, int64_t stride, int64_t index, int bits) {
-  const int64_t bit = index * bits;
-  const int64_t word = bit / 32;
-  const int shift = static_cast<int>(bit % 32);
-  uint32_t value = words[word * stride] >> shift;
-  if (shift + bits > 32) value |= words[(word + 1) * stride] << (32 - shift);
-  return value & static_cast<uint32_t>(MaxCode(bits));
-}
-
 std::vector<int32_t> ToSigned(const std::vector<uint32_t>& words) {
   return std::vector<int32_t>(words.begin(), words.end());  // modular, as C++20 defines it
-}
-
-std::vector<uint32_t> ToUnsigned(const std::vector<int32_t>& words) {
-  return std::vector<uint32_t>(words.begin(), words.end());
 }
 
 absl::Status CheckSize(const char* field, size_t actual, int64_t expected) {
@@ -46,11 +21,10 @@ absl::Status CheckSize(const char* field, size_t actual, int64_t expected) {
 }  // namespace
 
 absl::Status CheckGptqLayout(int bits, int64_t in_features, int64_t out_features) {
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+  if (!layout::IsGptqBits(bits))
     return absl::InvalidArgumentError(
         absl::StrCat("bits: the GPTQ layout stores 2, 3, 4 or 8 bits, not ", bits));
-  // The smallest count of values that fills whole 32-bit words: 32 / gcd(32, bits).
-  const int64_t unit = 32 / std::gcd(32, bits);
+  const int64_t unit = layout::GptqUnitCodes(bits);
   if (in_features <= 0 || in_features % unit != 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "qweight: in_features = ", in_features, " is not a positive multiple of ", unit,
@@ -86,7 +60,7 @@ absl::StatusOr<GptqLinearTensors> PackGptq(const QuantizedWeight& weight) {
                                                      " is not an fp16 value (fit grids with fp16 scales)"));
   }
 
-  const int64_t zero_words = out * bits / 32;
+  const int64_t zero_words = layout::GptqQzerosCols(out, bits);
   std::vector<uint32_t> qzeros(groups * zero_words, 0);
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t o = 0; o < out; ++o) {
@@ -95,29 +69,43 @@ absl::StatusOr<GptqLinearTensors> PackGptq(const QuantizedWeight& weight) {
         return absl::InvalidArgumentError(absl::StrCat(
             "qzeros[", g, ",", o, "]: zero point 0 cannot be stored as zero − 1 in the GPTQ v1 layout "
             "(fit grids with nonzero_zero_point)"));
-      WriteBits(qzeros.data() + g * zero_words, 1, o, bits, static_cast<uint32_t>(zero - 1));
+      layout::GptqWriteBits(qzeros.data() + g * zero_words, 1, o, bits,
+                            static_cast<uint32_t>(zero - layout::kGptqZeroOffset));
     }
   }
   packed.qzeros = ToSigned(qzeros);
 
-  std::vector<uint32_t> qweight(in * bits / 32 * out, 0);
+  std::vector<uint32_t> qweight(layout::GptqQweightRows(in, bits) * out, 0);
   for (int64_t o = 0; o < out; ++o) {
     const int32_t* codes = weight.codes.data() + o * in;
-    for (int64_t i = 0; i < in; ++i) WriteBits(qweight.data() + o, out, i, bits, static_cast<uint32_t>(codes[i]));
+    for (int64_t i = 0; i < in; ++i)
+      layout::GptqWriteBits(qweight.data() + o, out, i, bits, static_cast<uint32_t>(codes[i]));
   }
   packed.qweight = ToSigned(qweight);
   return packed;
 }
 
-absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors) {
+absl::Status CheckGptqTensors(const GptqLinearTensors& tensors) {
   const int bits = tensors.bits;
   const int64_t in = tensors.in_features, out = tensors.out_features, groups = tensors.groups;
   QSHARD_RETURN_IF_ERROR(CheckGptqLayout(bits, in, out));
   if (groups < 1) return absl::InvalidArgumentError(absl::StrCat("scales: ", groups, " groups"));
-  QSHARD_RETURN_IF_ERROR(CheckSize("qweight", tensors.qweight.size(), in * bits / 32 * out));
-  QSHARD_RETURN_IF_ERROR(CheckSize("qzeros", tensors.qzeros.size(), groups * (out * bits / 32)));
+  QSHARD_RETURN_IF_ERROR(CheckSize("qweight", tensors.qweight.size(), layout::GptqQweightRows(in, bits) * out));
+  QSHARD_RETURN_IF_ERROR(CheckSize("qzeros", tensors.qzeros.size(), groups * layout::GptqQzerosCols(out, bits)));
   QSHARD_RETURN_IF_ERROR(CheckSize("scales", tensors.scales.size(), groups * out));
   QSHARD_RETURN_IF_ERROR(CheckSize("g_idx", tensors.g_idx.size(), in));
+  return absl::OkStatus();
+}
+
+layout::GptqPackedView PackedView(const GptqLinearTensors& t) {
+  return layout::GptqPackedView::Of(t.qweight.data(), t.qzeros.data(), t.scales.data(), t.g_idx.data(), t.in_features,
+                                    t.out_features, t.groups, t.bits);
+}
+
+absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors) {
+  const int bits = tensors.bits;
+  const int64_t in = tensors.in_features, out = tensors.out_features, groups = tensors.groups;
+  QSHARD_RETURN_IF_ERROR(CheckGptqTensors(tensors));
 
   QuantizedWeight weight;
   weight.bits = bits;
@@ -128,18 +116,15 @@ absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors) {
   weight.scales = Tensor({groups, out});
   for (int64_t i = 0; i < groups * out; ++i) weight.scales[i] = HalfToFloat(tensors.scales[i]);
 
-  const int64_t zero_words = out * bits / 32;
-  const std::vector<uint32_t> qzeros = ToUnsigned(tensors.qzeros);
+  const layout::GptqPackedView view = PackedView(tensors);
   weight.zeros.resize(groups * out);
   for (int64_t g = 0; g < groups; ++g)
-    for (int64_t o = 0; o < out; ++o)
-      weight.zeros[g * out + o] = static_cast<int32_t>(ReadBits(qzeros.data() + g * zero_words, 1, o, bits)) + 1;
+    for (int64_t o = 0; o < out; ++o) weight.zeros[g * out + o] = view.Zero(g, o);
 
-  const std::vector<uint32_t> qweight = ToUnsigned(tensors.qweight);
   weight.codes.resize(out * in);
   for (int64_t o = 0; o < out; ++o) {
     int32_t* codes = weight.codes.data() + o * in;
-    for (int64_t i = 0; i < in; ++i) codes[i] = static_cast<int32_t>(ReadBits(qweight.data() + o, out, i, bits));
+    for (int64_t i = 0; i < in; ++i) codes[i] = static_cast<int32_t>(view.Code(i, o));
   }
   QSHARD_RETURN_IF_ERROR(WithContext(weight.Validate(), "unpacked GPTQ tensors"));
   return weight;

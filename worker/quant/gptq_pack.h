@@ -1,6 +1,7 @@
 // The GPTQ (AutoGPTQ, "v1" zero-point convention) tensors of one linear layer — qweight,
 // qzeros, scales, g_idx — and the conversions from and back to QuantizedWeight (the writer's
-// and the loader's side). The exact bit layout is documented in docs/checkpoint-format.md.
+// and the loader's side). The bit layout is defined in kernels/layout/gptq_packed.h and
+// documented in docs/checkpoint-format.md.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/layout/gptq_packed.h"
 #include "worker/quant/quantized_weight.h"
 
 namespace qshard {
@@ -31,6 +33,13 @@ absl::Status CheckGptqLayout(int bits, int64_t in_features, int64_t out_features
 // zero point of 0 (v1 stores zero − 1), scales that are not fp16 values, or a weight that
 // still carries Z-Fold column multipliers (fold them first).
 absl::StatusOr<GptqLinearTensors> PackGptq(const QuantizedWeight& weight);
+
+// OK when the four tensors have the sizes their shape fields imply (the values are not checked).
+absl::Status CheckGptqTensors(const GptqLinearTensors& tensors);
+
+// The four tensors as the kernels read them (kernels/layout/gptq_packed.h); valid while
+// `tensors` lives and is not resized.
+layout::GptqPackedView PackedView(const GptqLinearTensors& tensors);
 
 // The loader's side: codes, zero points (stored + 1) and fp16 scales back, validated.
 absl::StatusOr<QuantizedWeight> UnpackGptq(const GptqLinearTensors& tensors);

@@ -1,0 +1,185 @@
+#include "kernels/cpu/gptq_cpu_gemm.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/gptq_kernel_args.h"
+#include "kernels/cpu/int8_activations.h"
+#include "kernels/layout/gptq_tiled.h"
+
+namespace qshard::kernels {
+namespace {
+
+internal::TiledView ViewOf(const GptqTiledWeights& w) {
+  internal::TiledView v;
+  v.bits = w.bits;
+  v.groups = w.groups;
+  v.blocks = w.blocks;
+  v.padded_inputs = w.padded_inputs;
+  v.out_features = w.out_features;
+  v.group_blocks = w.group_blocks.data();
+  v.codes = w.codes.data();
+  v.scale = w.scale.data();
+  v.bias = w.bias.data();
+  v.zero = w.zero.data();
+  return v;
+}
+
+// The activations of one call in the int8 kernels' form (int8_activations.h, gptq_kernel_args.h).
+struct Int8Activations {
+  std::vector<int8_t> q;
+  std::vector<int32_t> pairs;
+  std::vector<float> scale;
+  std::vector<int32_t> group_sum;
+};
+
+// out[g] = Σ row[j] over group g's inputs (in the tiled order, padding included: it is 0).
+template <class T, class Sum>
+void SumGroups(const GptqTiledWeights& w, const T* row, Sum* out) {
+  const int rows = layout::RowsPerBlock(w.bits);
+  for (int64_t g = 0; g < w.groups; ++g) {
+    Sum sum = 0;
+    for (int64_t j = w.group_blocks[g] * rows; j < w.group_blocks[g + 1] * rows; ++j) sum += row[j];
+    out[g] = sum;
+  }
+}
+
+int32_t PackPair(int8_t lo, int8_t hi) {
+  return static_cast<int32_t>(static_cast<uint16_t>(lo) | (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+}
+
+Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, int64_t tokens) {
+  const int64_t n = w.padded_inputs;
+  Int8Activations a;
+  a.q.resize(tokens * n);
+  a.pairs.resize(tokens * n / 2);
+  a.scale.resize(tokens);
+  a.group_sum.assign(tokens * w.groups, 0);
+  std::vector<float> gathered(n);
+  for (int64_t t = 0; t < tokens; ++t) {
+    GatherActivations(w, x + t * w.in_features, 1, gathered.data());
+    int8_t* q = a.q.data() + t * n;
+    a.scale[t] = QuantizeRowInt8(gathered.data(), n, q);
+    for (int64_t j = 0; j < n; j += 4) {
+      a.pairs[(t * n + j) / 2] = PackPair(q[j], q[j + 2]);
+      a.pairs[(t * n + j) / 2 + 1] = PackPair(q[j + 1], q[j + 3]);
+    }
+    SumGroups(w, q, a.group_sum.data() + t * w.groups);
+  }
+  return a;
+}
+
+// Runs fn(tile_begin, tile_end) over all tiles, a few chunks per thread so that threads that
+// finish early take more.
+template <class Fn>
+void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
+  if (pool == nullptr || pool->threads() == 1 || tiles == 1) {
+    fn(int64_t{0}, tiles);
+    return;
+  }
+  const int64_t chunks = std::min<int64_t>(tiles, pool->threads() * 8);
+  const int64_t per_chunk = (tiles + chunks - 1) / chunks;
+  pool->ParallelFor((tiles + per_chunk - 1) / per_chunk, [&](int64_t chunk) {
+    fn(chunk * per_chunk, std::min(tiles, (chunk + 1) * per_chunk));
+  });
+}
+
+internal::ExactTilesFn ExactFn(CpuVariant v) {
+  switch (v) {
+    case CpuVariant::kGeneric: return internal::ExactTilesGeneric;
+    case CpuVariant::kAvx2: return internal::ExactTilesAvx2;
+    case CpuVariant::kAvx512: return internal::ExactTilesAvx512;
+    case CpuVariant::kAvx512Vnni: return nullptr;
+  }
+  return nullptr;
+}
+
+internal::Int8TilesFn Int8Fn(CpuVariant v) {
+  switch (v) {
+    case CpuVariant::kGeneric: return internal::Int8TilesGeneric;
+    case CpuVariant::kAvx2: return internal::Int8TilesAvx2;
+    case CpuVariant::kAvx512: return nullptr;
+    case CpuVariant::kAvx512Vnni: return internal::Int8TilesAvx512Vnni;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const char* CpuVariantName(CpuVariant variant) {
+  switch (variant) {
+    case CpuVariant::kGeneric: return "generic";
+    case CpuVariant::kAvx2: return "avx2";
+    case CpuVariant::kAvx512: return "avx512";
+    case CpuVariant::kAvx512Vnni: return "vnni";
+  }
+  return "unknown";
+}
+
+std::vector<CpuVariant> GptqVariants(GptqActivations activations) {
+  if (activations == GptqActivations::kFp32) return {CpuVariant::kGeneric, CpuVariant::kAvx2, CpuVariant::kAvx512};
+  return {CpuVariant::kGeneric, CpuVariant::kAvx2, CpuVariant::kAvx512Vnni};
+}
+
+bool CpuHasVariant(CpuVariant variant) {
+  const CpuFeatures& f = GetCpuFeatures();
+  switch (variant) {
+    case CpuVariant::kGeneric: return true;
+    case CpuVariant::kAvx2: return f.HasAvx2Fma();
+    case CpuVariant::kAvx512: return f.HasAvx512();
+    case CpuVariant::kAvx512Vnni: return f.HasAvx512Vnni();
+  }
+  return false;
+}
+
+CpuVariant BestGptqVariant(GptqActivations activations) {
+  CpuVariant best = CpuVariant::kGeneric;
+  for (CpuVariant v : GptqVariants(activations))
+    if (CpuHasVariant(v)) best = v;  // listed slowest first
+  return best;
+}
+
+absl::Status CheckGptqVariant(GptqActivations activations, CpuVariant variant) {
+  const bool fp32 = activations == GptqActivations::kFp32;
+  if (fp32 ? ExactFn(variant) == nullptr : Int8Fn(variant) == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("kernel variant ", CpuVariantName(variant), " has no ",
+                                                   fp32 ? "fp32" : "int8", "-activation GPTQ kernel"));
+  if (!CpuHasVariant(variant))
+    return absl::FailedPreconditionError(absl::StrCat("kernel variant ", CpuVariantName(variant),
+                                                      ": this CPU lacks it (has ", GetCpuFeatures().ToString(), ")"));
+  return absl::OkStatus();
+}
+
+absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                      GptqActivations activations, CpuVariant variant, ThreadPool* pool) {
+  QSHARD_RETURN_IF_ERROR(CheckGptqVariant(activations, variant));
+  GptqGemmChecked(w, x, tokens, y, activations, variant, pool);
+  return absl::OkStatus();
+}
+
+void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                     GptqActivations activations, CpuVariant variant, ThreadPool* pool) {
+  if (tokens <= 0) return;
+  const internal::TiledView view = ViewOf(w);
+  if (activations == GptqActivations::kFp32) {
+    const internal::ExactTilesFn exact = ExactFn(variant);
+    std::vector<float> xp(tokens * w.padded_inputs), group_sum(tokens * w.groups);
+    GatherActivations(w, x, tokens, xp.data());
+    for (int64_t t = 0; t < tokens; ++t) SumGroups(w, xp.data() + t * w.padded_inputs, group_sum.data() + t * w.groups);
+    const internal::FloatActView act{xp.data(), group_sum.data()};
+    ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
+    return;
+  }
+  const internal::Int8TilesFn int8 = Int8Fn(variant);
+  const Int8Activations a = QuantizeActivations(w, x, tokens);
+  internal::Int8ActView act;
+  act.q = a.q.data();
+  act.pairs = a.pairs.data();
+  act.scale = a.scale.data();
+  act.group_sum = a.group_sum.data();
+  ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { int8(view, act, tokens, y, begin, end); });
+}
+
+}  // namespace qshard::kernels

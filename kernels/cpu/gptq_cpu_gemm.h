@@ -1,0 +1,41 @@
+// The CPU GPTQ matrix products y = x · Wᵀ on tiled weights (gptq_tiled_weights.h), by
+// activation type and ISA variant, threaded over tiles of output channels:
+//   fp32 activations ("exact", w<b>a32): codes dequantized in registers, fp32 FMAs; equals the
+//     dequantized layer up to float rounding.
+//   int8 activations (w<b>a8): each token quantized on the fly to int8 with one scale
+//     (max |x| / 127), exact int32 sums of code × activation per group, scaled in fp32. The
+//     sums stay below 2^31 for groups of up to 66,000 inputs (255 · 127 · 66,000), more than any
+//     per-channel layer of the models qshard targets (49,152).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/gptq_tiled_weights.h"
+
+namespace qshard::kernels {
+
+enum class GptqActivations { kFp32, kInt8 };
+enum class CpuVariant { kGeneric, kAvx2, kAvx512, kAvx512Vnni };
+
+const char* CpuVariantName(CpuVariant variant);  // generic, avx2, avx512, vnni
+// The variants implemented for an activation type (whether or not this CPU has them).
+std::vector<CpuVariant> GptqVariants(GptqActivations activations);
+bool CpuHasVariant(CpuVariant variant);
+// The fastest implemented variant this CPU has.
+CpuVariant BestGptqVariant(GptqActivations activations);
+
+// OK when `variant` is implemented for `activations` and this CPU has it.
+absl::Status CheckGptqVariant(GptqActivations activations, CpuVariant variant);
+
+// x [tokens, in], y [tokens, out]. pool may be null (runs on the calling thread). Fails on a
+// variant that CheckGptqVariant rejects.
+absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                      GptqActivations activations, CpuVariant variant, ThreadPool* pool);
+// GptqGemm for a pair CheckGptqVariant accepted (callers that check once at load time).
+void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                     GptqActivations activations, CpuVariant variant, ThreadPool* pool);
+
+}  // namespace qshard::kernels

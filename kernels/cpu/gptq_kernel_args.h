@@ -1,0 +1,50 @@
+// Plain views that the public entry points (gptq_cpu_gemm.cc) hand to the per-ISA translation
+// units. Those are compiled with -mavx2 / -mavx512*, so they see no std containers: an inline
+// function they instantiated could be picked by the linker for portable code and fault there.
+#pragma once
+
+#include <cstdint>
+
+namespace qshard::kernels::internal {
+
+struct TiledView {
+  int bits = 0;
+  int64_t groups = 0;
+  int64_t blocks = 0;
+  int64_t padded_inputs = 0;
+  int64_t out_features = 0;
+  const int64_t* group_blocks = nullptr;
+  const uint8_t* codes = nullptr;
+  const float* scale = nullptr;
+  const float* bias = nullptr;
+  const int32_t* zero = nullptr;
+};
+
+// Fp32 activations gathered into the tiled input order.
+struct FloatActView {
+  const float* x = nullptr;          // [tokens, padded_inputs]
+  const float* group_sum = nullptr;  // [tokens, groups]: Σ x over the group's inputs
+};
+
+// Activations quantized per token to int8 in the tiled input order.
+struct Int8ActView {
+  const int8_t* q = nullptr;          // [tokens, padded_inputs]
+  const int32_t* pairs = nullptr;     // [tokens, padded_inputs / 2]: (a0|a2<<16, a1|a3<<16) per 4
+  const float* scale = nullptr;       // [tokens]: x ≈ scale · q
+  const int32_t* group_sum = nullptr; // [tokens, groups]: Σ q over the group's inputs
+};
+
+// y[t, o] for the outputs of tiles [tile_begin, tile_end) and every token. y is [tokens, out].
+using ExactTilesFn = void (*)(const TiledView& w, const FloatActView& a, int64_t tokens, float* y,
+                              int64_t tile_begin, int64_t tile_end);
+using Int8TilesFn = void (*)(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
+                             int64_t tile_end);
+
+void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
+void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
+void Int8TilesAvx512Vnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
+
+}  // namespace qshard::kernels::internal

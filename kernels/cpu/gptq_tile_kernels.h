@@ -1,0 +1,208 @@
+// The tile loops of the fp32 and int8-activation GPTQ kernels, written once over a small "ISA"
+// traits type S and included by each per-ISA translation unit (gptq_tiles_*.cc), which supplies
+// S. Everything is in an anonymous namespace so that each unit keeps its own copies.
+//
+// S provides: F (fp32 vector), I (int32 vector), kLanes, kVectors (= kTileColumns / kLanes),
+// kMaxExactTokens, kMaxInt8Tokens,
+// LoadI(bytes), SetI(int), And, Srl(n), Add, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
+// SetF, LoadF, Fma, AddF, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
+// Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "kernels/cpu/gptq_kernel_args.h"
+#include "kernels/layout/gptq_tiled.h"
+
+namespace qshard::kernels::internal {
+namespace {
+
+inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Byte-repeated mask of one field of the container width (all bits for 8-bit codes).
+constexpr int32_t FieldMask(int bits) {
+  return bits == 8 ? -1 : static_cast<int32_t>(0x01010101u * ((1u << bits) - 1u));
+}
+
+template <class S>
+void StoreTile(const typename S::F (&acc)[S::kVectors], float* y, int64_t columns) {
+  for (int v = 0; v < S::kVectors; ++v) {
+    const int64_t n = columns - v * S::kLanes;
+    if (n <= 0) break;
+    S::StoreF(y + v * S::kLanes, acc[v], n < S::kLanes ? static_cast<int>(n) : S::kLanes);
+  }
+}
+
+// kTokens tokens × one tile of the fp32 path. Per group g, with codes converted to fp32 in
+// registers: y += scale · Σ q·x + bias · Σ x (bias = −scale · zero), so each weight costs one
+// FMA per token and the dequantizing multiply-add is paid once per group, not per weight.
+// With few tokens, rows alternate between kChains partial sums so that consecutive FMAs do not
+// wait on each other (one chain would be bound by the FMA latency, not its throughput).
+template <class S, int kBits, int kTokens>
+void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t t0, float* y) {
+  using F = typename S::F;
+  using I = typename S::I;
+  constexpr int kRows = layout::RowsPerBlock(kBits);
+  constexpr int kV = S::kVectors;
+  constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
+  static_assert(kRows % kChains == 0, "every chain gets the same rows of a block");
+  const I mask = S::SetI(static_cast<int32_t>((1u << kBits) - 1u));
+  const float* xp = a.x + t0 * w.padded_inputs;
+  F acc[kTokens][kV];
+  for (int t = 0; t < kTokens; ++t)
+    for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
+  for (int64_t g = 0; g < w.groups; ++g) {
+    const int64_t b0 = w.group_blocks[g], b1 = w.group_blocks[g + 1];
+    if (b0 == b1) continue;
+    F part[kChains][kTokens][kV];
+    for (int c = 0; c < kChains; ++c)
+      for (int t = 0; t < kTokens; ++t)
+        for (int v = 0; v < kV; ++v) part[c][t][v] = S::ZeroF();
+    for (int64_t block = b0; block < b1; ++block) {
+      const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
+      I lanes[kV];
+      for (int v = 0; v < kV; ++v) lanes[v] = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
+      const float* x = xp + block * kRows;
+#pragma GCC unroll 16
+      for (int r = 0; r < kRows; ++r) {
+        for (int v = 0; v < kV; ++v) {
+          const F q = S::Cvt(S::And(S::Srl(lanes[v], layout::RowShift(kBits, r)), mask));
+          for (int t = 0; t < kTokens; ++t)
+            part[r % kChains][t][v] = S::Fma(q, S::SetF(x[t * w.padded_inputs + r]), part[r % kChains][t][v]);
+        }
+      }
+    }
+    const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
+    for (int v = 0; v < kV; ++v) {
+      const F s = S::LoadF(w.scale + at + v * S::kLanes);
+      const F b = S::LoadF(w.bias + at + v * S::kLanes);
+      for (int t = 0; t < kTokens; ++t) {
+        F sum = part[0][t][v];
+        for (int c = 1; c < kChains; ++c) sum = S::AddF(sum, part[c][t][v]);
+        acc[t][v] = S::Fma(sum, s, S::Fma(b, S::SetF(a.group_sum[(t0 + t) * w.groups + g]), acc[t][v]));
+      }
+    }
+  }
+  const int64_t columns = MinI64(layout::kTileColumns, w.out_features - tile * layout::kTileColumns);
+  for (int t = 0; t < kTokens; ++t)
+    StoreTile<S>(acc[t], y + (t0 + t) * w.out_features + tile * layout::kTileColumns, columns);
+}
+
+// kTokens tokens × one tile of the int8 path: per group, exact int32 sums Σ q·a, minus
+// zero · Σ a, then scaled and added in fp32; the token's activation scale is applied last.
+// With few tokens the dot products rotate over kChains sums (fields, then blocks taken kStep at
+// a time), for the same reason as the fp32 kernel's chains.
+template <class S, int kBits, int kTokens>
+void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0, float* y) {
+  using F = typename S::F;
+  using I = typename S::I;
+  using W = typename S::W;
+  constexpr int kFields = layout::FieldsPerByte(kBits);
+  constexpr int kV = S::kVectors;
+  constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
+  constexpr int kStep = kChains > kFields ? kChains / kFields : 1;
+  const I mask = S::SetI(FieldMask(kBits));
+  const int64_t quads = w.padded_inputs / layout::kLaneBytes;
+  F acc[kTokens][kV];
+  for (int t = 0; t < kTokens; ++t)
+    for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
+  I sums[kChains][kTokens][kV];
+  const auto accumulate_block = [&]<int kSub>(int64_t block) {
+    const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
+    I lanes[kV];
+    for (int v = 0; v < kV; ++v) lanes[v] = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
+#pragma GCC unroll 4
+    for (int f = 0; f < kFields; ++f) {
+      W weights[kV];
+      for (int v = 0; v < kV; ++v)
+        weights[v] = S::Prep(kBits == 8 ? lanes[v] : S::And(S::Srl(lanes[v], f * kBits), mask));
+      const int64_t quad = block * kFields + f;
+      const int chain = (kSub * kFields + f) % kChains;
+      for (int t = 0; t < kTokens; ++t) {
+        const int64_t token = t0 + t;
+        int32_t packed;
+        __builtin_memcpy(&packed, a.q + token * w.padded_inputs + quad * layout::kLaneBytes, sizeof(packed));
+        const int32_t* pairs = a.pairs + (token * quads + quad) * 2;
+        for (int v = 0; v < kV; ++v)
+          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], packed, pairs[0], pairs[1]);
+      }
+    }
+  };
+  for (int64_t g = 0; g < w.groups; ++g) {
+    const int64_t b0 = w.group_blocks[g], b1 = w.group_blocks[g + 1];
+    if (b0 == b1) continue;
+    for (int c = 0; c < kChains; ++c)
+      for (int t = 0; t < kTokens; ++t)
+        for (int v = 0; v < kV; ++v) sums[c][t][v] = S::ZeroI();
+    int64_t block = b0;
+    for (; block + kStep <= b1; block += kStep)
+      [&]<int... kSub>(std::integer_sequence<int, kSub...>) {
+        (accumulate_block.template operator()<kSub>(block + kSub), ...);
+      }(std::make_integer_sequence<int, kStep>());
+    for (; block < b1; ++block) accumulate_block.template operator()<0>(block);
+    const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
+    for (int v = 0; v < kV; ++v) {
+      const F s = S::LoadF(w.scale + at + v * S::kLanes);
+      const I zero = S::LoadI(reinterpret_cast<const uint8_t*>(w.zero + at + v * S::kLanes));
+      for (int t = 0; t < kTokens; ++t) {
+        I total = sums[0][t][v];
+        for (int c = 1; c < kChains; ++c) total = S::Add(total, sums[c][t][v]);
+        const I exact = S::Sub(total, S::Mul(zero, S::SetI(a.group_sum[(t0 + t) * w.groups + g])));
+        acc[t][v] = S::Fma(S::Cvt(exact), s, acc[t][v]);
+      }
+    }
+  }
+  const int64_t columns = MinI64(layout::kTileColumns, w.out_features - tile * layout::kTileColumns);
+  for (int t = 0; t < kTokens; ++t) {
+    const F scale = S::SetF(a.scale[t0 + t]);
+    for (int v = 0; v < kV; ++v) acc[t][v] = S::MulF(acc[t][v], scale);
+    StoreTile<S>(acc[t], y + (t0 + t) * w.out_features + tile * layout::kTileColumns, columns);
+  }
+}
+
+// Token blocks of up to S::kMaxExactTokens / kMaxInt8Tokens (what the registers hold), the remainder with the matching smaller instantiation.
+template <class S, int kBits, int kTokens = S::kMaxExactTokens>
+void ExactTokens(const TiledView& w, int64_t tile, const FloatActView& a, int64_t t0, int64_t tokens, float* y) {
+  if constexpr (kTokens > 0) {
+    for (; tokens >= kTokens; tokens -= kTokens, t0 += kTokens) ExactTile<S, kBits, kTokens>(w, tile, a, t0, y);
+    ExactTokens<S, kBits, kTokens - 1>(w, tile, a, t0, tokens, y);
+  }
+}
+
+template <class S, int kBits, int kTokens = S::kMaxInt8Tokens>
+void Int8Tokens(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0, int64_t tokens, float* y) {
+  if constexpr (kTokens > 0) {
+    for (; tokens >= kTokens; tokens -= kTokens, t0 += kTokens) Int8Tile<S, kBits, kTokens>(w, tile, a, t0, y);
+    Int8Tokens<S, kBits, kTokens - 1>(w, tile, a, t0, tokens, y);
+  }
+}
+
+// fn.template operator()<container bits>(tile) for tiles [tile_begin, tile_end).
+template <class Fn>
+void ForTilesByWidth(const TiledView& w, int64_t tile_begin, int64_t tile_end, const Fn& fn) {
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    switch (layout::ContainerBits(w.bits)) {
+      case 2: fn.template operator()<2>(tile); break;
+      case 4: fn.template operator()<4>(tile); break;
+      default: fn.template operator()<8>(tile); break;
+    }
+  }
+}
+
+template <class S>
+void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
+                int64_t tile_end) {
+  ForTilesByWidth(w, tile_begin, tile_end,
+                  [&]<int kBits>(int64_t tile) { ExactTokens<S, kBits>(w, tile, a, 0, tokens, y); });
+}
+
+template <class S>
+void Int8Tiles(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
+               int64_t tile_end) {
+  ForTilesByWidth(w, tile_begin, tile_end,
+                  [&]<int kBits>(int64_t tile) { Int8Tokens<S, kBits>(w, tile, a, 0, tokens, y); });
+}
+
+}  // namespace
+}  // namespace qshard::kernels::internal
