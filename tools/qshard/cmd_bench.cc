@@ -149,7 +149,8 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
   distributed->add_option("--calib-shards", spec.calibration.shards, "Calibration shards")->capture_default_str();
   distributed->add_option("--propagation", distributed_flags->propagation, "sequential | parallel")
       ->capture_default_str();
-  distributed->add_option("--workers", distributed_flags->options.workers, "Worker counts to run")
+  distributed->add_option("--workers", distributed_flags->options.workers, "Worker counts, comma-separated")
+      ->delimiter(',')
       ->capture_default_str();
   AddCommonFlags(distributed, distributed_flags->options.common, /*threads=*/true);
 
