@@ -1,6 +1,7 @@
 // Calibration shards: the job's windows cut into S contiguous ranges (conventions.md,
 // Calibration). Statistics are summed per shard in window order and the shard sums are added
-// in shard order, so the bytes depend on S but not on which worker owns which shard.
+// along a fixed binary tree over the shards in shard order (statistics_tree.h), so the bytes
+// depend on S but not on which worker owns which shard.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@
 #include "engine/calibration_shards.h"
 #include "engine/local_worker.h"
 #include "engine/source_model.h"
+#include "engine/statistics_tree.h"
 #include "worker/export/gptq_checkpoint_writer.h"
 #include "worker/methods/method_registry.h"
 
@@ -206,28 +207,18 @@ class Job {
     return absl::OkStatus();
   }
 
-  // Every live worker's per-shard partials of `groups`, added in shard order into one
-  // statistics value per group.
+  // Every live worker's partials of `groups`, added along the shard tree into one statistics
+  // value per group.
   absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<int>& groups, bool attention) {
     std::vector<std::vector<ShardStatistics>> partials(workers_.size());
     QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) -> absl::Status {
       QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
       return absl::OkStatus();
     }));
-    std::vector<const ShardStatistics*> by_shard(shards_, nullptr);
-    for (const auto& worker_partials : partials)
-      for (const ShardStatistics& partial : worker_partials) {
-        if (partial.shard < 0 || partial.shard >= shards_ || by_shard[partial.shard] != nullptr ||
-            partial.groups.size() != groups.size())
-          return absl::InternalError(absl::StrCat("statistics of shard ", partial.shard, " arrived malformed or twice"));
-        by_shard[partial.shard] = &partial;
-      }
-    std::vector<GroupStatistics> reduced(groups.size());
-    for (int s = 0; s < shards_; ++s) {
-      if (by_shard[s] == nullptr) return absl::InternalError(absl::StrCat("no statistics for shard ", s));
-      for (size_t g = 0; g < groups.size(); ++g) QSHARD_RETURN_IF_ERROR(reduced[g].Merge(by_shard[s]->groups[g]));
-    }
-    return reduced;
+    std::vector<ShardStatistics> nodes;
+    for (auto& worker_partials : partials)
+      for (ShardStatistics& node : worker_partials) nodes.push_back(std::move(node));
+    return ReduceShardTree(std::move(nodes), shards_, groups.size());
   }
 
   // Hands the shards of lost workers, round robin, to the survivors, which rebuild their hidden

@@ -30,7 +30,7 @@ struct CalibrationSpec {
   int64_t seqlen = 0;  // 0: min(2048, the model's max positions)
   uint64_t seed = 0;
   // Contiguous window ranges whose statistics are summed separately, in window order, and then
-  // added in shard order (conventions.md, Calibration). Workers own whole shards, so the bytes
+  // added along a fixed binary tree in shard order (engine/statistics_tree.h). Workers own whole shards, so the bytes
   // depend on this number but never on how many workers there are.
   int shards = 8;
   Propagation propagation = Propagation::kSequential;

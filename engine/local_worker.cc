@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "core/tokenizer/tokenizer.h"
 #include "engine/calibration_shards.h"
+#include "engine/statistics_tree.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/calibration/observer_fanout.h"
 #include "worker/calibration/window_sampler.h"
@@ -246,7 +247,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   for (size_t s = 0; s < shards_.size(); ++s) {
     std::map<std::string, HessianSum> sums = inputs[s].Take();
     ShardStatistics shard;
-    shard.shard = shards_[s].index;
+    shard.first_shard = shards_[s].index;
     for (int g : groups) {
       GroupStatistics statistics;
       auto it = sums.find(group_names_[g]);
@@ -256,7 +257,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     }
     result.push_back(std::move(shard));
   }
-  return result;
+  return ReduceHeldShards(std::move(result));
 }
 
 absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const GroupStatistics* statistics) {

@@ -21,7 +21,7 @@
 namespace qshard {
 
 // The statistics of one group of linears: the Σ x xᵀ of its shared input and, for methods that
-// need them, the attention statistics. Partials of shards add exactly in shard order.
+// need them, the attention statistics. Partials of shards add exactly along the shard tree.
 struct GroupStatistics {
   HessianSum inputs;
   std::optional<AttentionStats> attention;
@@ -29,9 +29,11 @@ struct GroupStatistics {
   absl::Status Merge(const GroupStatistics& other);
 };
 
-// One shard's partial statistics for each group asked for, in the order asked.
+// The partial statistics of shards [first_shard, first_shard + shard_count) — a node of the
+// reduction tree (statistics_tree.h) — for each group asked for, in the order asked.
 struct ShardStatistics {
-  int shard = 0;
+  int first_shard = 0;
+  int shard_count = 1;
   std::vector<GroupStatistics> groups;
 };
 
@@ -54,7 +56,7 @@ class WorkerClient {
   virtual absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) = 0;
 
   // The statistics of `groups` (indices into DecoderModel::LinearGroups) over the worker's
-  // shards. Sequential propagation asks for one group at a time, in order, each after the
+  // shards, as the largest reduction-tree nodes it holds (statistics_tree.h). Sequential propagation asks for one group at a time, in order, each after the
   // earlier groups' solutions were applied; parallel propagation asks for all groups at once
   // on the full-precision layer, which also makes the next layer's inputs.
   virtual absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,

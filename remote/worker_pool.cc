@@ -241,7 +241,8 @@ class RemoteWorker : public WorkerClient {
     std::vector<ShardStatistics> partials;
     for (const v1::ShardStatisticsData& data : result.statistics()) {
       ShardStatistics& partial = partials.emplace_back();
-      partial.shard = data.shard();
+      partial.first_shard = data.shard();
+      partial.shard_count = data.shard_count();
       for (const v1::GroupStatisticsData& group : data.groups()) {
         QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, wire::FromProto(group));
         partial.groups.push_back(std::move(statistics));

@@ -38,7 +38,8 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       if (partials.ok())
         for (const ShardStatistics& partial : *partials) {
           v1::ShardStatisticsData& data = *result.add_statistics();
-          data.set_shard(partial.shard);
+          data.set_shard(partial.first_shard);
+          data.set_shard_count(partial.shard_count);
           for (const GroupStatistics& group : partial.groups) wire::ToProto(group, *data.add_groups());
         }
       break;

@@ -92,7 +92,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunDistributedBench(const Distribute
   QSHARD_ASSIGN_OR_RETURN(const Run embedded, Embedded(spec));
   std::vector<nlohmann::json> rows;
   rows.push_back({{"mode", "embedded"}, {"workers", 1}, {"seconds", embedded.seconds}, {"mb_per_layer", 0.0},
-                  {"same_bytes", true}});
+                  {"same_bytes", true}, {"cpu", CpuModelName()}, {"threads", threads}});
   double one_worker = 0.0;
   for (int count : options.workers) {
     spec.out_dir = scratch.File(absl::StrCat("workers-", count));

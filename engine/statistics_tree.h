@@ -1,0 +1,25 @@
+// The fixed order in which a job's partial statistics are added: a binary tree over its S
+// calibration shards (leaves in shard order; node [k·2^j, (k+1)·2^j) ∩ [0, S) is left + right).
+// Float64 addition is not associative, so the tree's shape, not the workers, decides the
+// bytes. A worker sends the largest nodes that lie wholly in the shards it holds — one per
+// group when it holds an aligned range, e.g. 1 of 8 shards' worth of traffic for 1 worker of 8
+// shards — and the runner completes the tree from whatever nodes arrive.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/worker_client.h"
+
+namespace qshard {
+
+// Worker side: per-shard statistics (one per shard, any order) → the largest tree nodes
+// wholly held, each the exact tree sum of its shards.
+std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_shard);
+
+// Runner side: the nodes of every worker → one statistics value per group. Fails on a shard
+// no node covers or a node that does not fit the tree.
+absl::StatusOr<std::vector<GroupStatistics>> ReduceShardTree(std::vector<ShardStatistics> nodes, int shards,
+                                                             size_t groups);
+
+}  // namespace qshard
