@@ -114,16 +114,8 @@ absl::Status Journal::AddHistory(int64_t seq, JobState from, JobState to, const 
 absl::StatusOr<Journal::Submitted> Journal::Submit(const std::string& client_request_id, const std::string& spec) {
   std::lock_guard<std::mutex> lock(mu_);
   QSHARD_ASSIGN_OR_RETURN(auto transaction, SqliteTransaction::Begin(*db_));
-  if (!client_request_id.empty()) {
-    QSHARD_ASSIGN_OR_RETURN(auto find, db_->Prepare(absl::StrCat(kColumns, "WHERE client_request_id = ?"),
-                                                    "find a request id"));
-    find->Bind(1, client_request_id);
-    QSHARD_ASSIGN_OR_RETURN(const bool seen, find->Step());
-    if (seen) {
-      QSHARD_ASSIGN_OR_RETURN(JobRecord job, ReadRecord(*find));
-      return Submitted{std::move(job), false};
-    }
-  }
+  QSHARD_ASSIGN_OR_RETURN(std::optional<JobRecord> seen, FindByRequestIdLocked(client_request_id));
+  if (seen) return Submitted{*std::move(seen), false};
   const int64_t now = NowMs();
   QSHARD_ASSIGN_OR_RETURN(auto insert,
                           db_->Prepare("INSERT INTO jobs (client_request_id, spec, state, created_ms, updated_ms) "
@@ -140,6 +132,21 @@ absl::StatusOr<Journal::Submitted> Journal::Submit(const std::string& client_req
   QSHARD_ASSIGN_OR_RETURN(JobRecord job, GetLocked(JobId(seq)));
   QSHARD_RETURN_IF_ERROR(transaction->Commit());
   return Submitted{std::move(job), true};
+}
+
+absl::StatusOr<std::optional<JobRecord>> Journal::FindByRequestId(const std::string& client_request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FindByRequestIdLocked(client_request_id);
+}
+
+absl::StatusOr<std::optional<JobRecord>> Journal::FindByRequestIdLocked(const std::string& client_request_id) {
+  if (client_request_id.empty()) return std::nullopt;
+  QSHARD_ASSIGN_OR_RETURN(auto find, db_->Prepare(absl::StrCat(kColumns, "WHERE client_request_id = ?"),
+                                                  "find a request id"));
+  find->Bind(1, client_request_id);
+  QSHARD_ASSIGN_OR_RETURN(const bool seen, find->Step());
+  if (!seen) return std::nullopt;
+  return ReadRecord(*find);
 }
 
 absl::StatusOr<JobRecord> Journal::GetLocked(const std::string& job_id) {

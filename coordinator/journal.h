@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,8 @@ class Journal {
   // A new QUEUED job, or the job already submitted under a non-empty `client_request_id`.
   absl::StatusOr<Submitted> Submit(const std::string& client_request_id, const std::string& spec);
 
+  // The job submitted under a non-empty `client_request_id`, if any.
+  absl::StatusOr<std::optional<JobRecord>> FindByRequestId(const std::string& client_request_id);
   // NOT_FOUND naming the job id.
   absl::StatusOr<JobRecord> Get(const std::string& job_id);
   // Up to `limit` jobs submitted after sequence number `after`, oldest first.
@@ -75,6 +78,7 @@ class Journal {
   explicit Journal(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
   absl::Status Migrate();
   absl::StatusOr<JobRecord> GetLocked(const std::string& job_id);
+  absl::StatusOr<std::optional<JobRecord>> FindByRequestIdLocked(const std::string& client_request_id);
   absl::StatusOr<std::vector<JobRecord>> Query(const std::string& where, int64_t after, int limit);
   absl::Status AddHistory(int64_t seq, JobState from, JobState to, const std::string& note, int64_t at_ms);
 

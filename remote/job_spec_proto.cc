@@ -133,4 +133,10 @@ absl::StatusOr<std::string> CanonicalSpecBytes(const v1::JobSpec& proto) {
   return bytes;
 }
 
+absl::StatusOr<JobSpec> JobSpecFromBytes(const std::string& bytes) {
+  v1::JobSpec proto;
+  if (!proto.ParseFromString(bytes)) return absl::DataLossError("job spec: the stored bytes do not parse");
+  return JobSpecFromProto(proto);
+}
+
 }  // namespace qshard
