@@ -26,9 +26,10 @@ std::string ResolveDeepestExisting(const fs::path& path) {
     std::error_code ec;
     if (fs::exists(fs::symlink_status(existing, ec)) || existing == existing.root_path()) {
       const std::string resolved = RealPath(existing);
-      return resolved.empty() ? resolved : (fs::path(resolved) / rest).lexically_normal().string();
+      if (resolved.empty() || rest.empty()) return resolved;
+      return (fs::path(resolved) / rest).lexically_normal().string();
     }
-    rest = existing.filename() / rest;
+    rest = rest.empty() ? existing.filename() : existing.filename() / rest;
     existing = existing.parent_path();
   }
 }
