@@ -30,6 +30,14 @@ void AddLinears(const json& report, v1::JobStatus& status) {
 
 }  // namespace
 
+absl::Status CheckOutputIsFree(const std::string& out_dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(out_dir, ec)) return absl::OkStatus();
+  if (std::filesystem::is_directory(out_dir, ec) && std::filesystem::is_empty(out_dir, ec)) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("output_path: ", out_dir, " already exists and is not an empty directory"));
+}
+
 absl::StatusOr<json> RunCoordinatorJob(const JobSpec& spec, const JobEvents& events) {
   return RunEmbeddedJob(spec, events);
 }
@@ -101,6 +109,7 @@ void JobScheduler::RunOne(const std::string& job_id) {
     absl::Status usable = parsed.status();
     if (usable.ok()) usable = roots_.Check(parsed->model_dir, "model_path");  // again: links may have moved
     if (usable.ok()) usable = roots_.Check(parsed->out_dir, "output_path");
+    if (usable.ok()) usable = CheckOutputIsFree(parsed->out_dir);  // another job may have written there
     if (!TransitionLocked(job_id, {v1::JOB_STATE_RUNNING, "started"}).ok()) return;
     if (!usable.ok()) {
       TransitionLocked(job_id, {v1::JOB_STATE_FAILED, "refused", std::string(usable.message())}).IgnoreError();

@@ -28,6 +28,11 @@ namespace qshard {
 
 using JobExecutor = std::function<absl::StatusOr<nlohmann::json>(const JobSpec&, const JobEvents&)>;
 
+// An output the coordinator would write and, on cancel or failure, remove must not exist yet or
+// be an empty directory; FAILED_PRECONDITION naming output_path otherwise. Checked at
+// submission and again when the job starts.
+absl::Status CheckOutputIsFree(const std::string& out_dir);
+
 // The coordinator's executor: the job in this process, through RunEmbeddedJob.
 absl::StatusOr<nlohmann::json> RunCoordinatorJob(const JobSpec& spec, const JobEvents& events);
 

@@ -1,6 +1,5 @@
 #include "coordinator/job_service.h"
 
-#include <filesystem>
 #include <mutex>
 #include <optional>
 
@@ -26,16 +25,6 @@ template <typename T>
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::StatusOr<T> result, T* response) {
   if (result.ok()) *response = *std::move(result);
   return Answer(context, result.status());
-}
-
-// An output the coordinator would overwrite or later remove is refused: it must not exist yet,
-// or be an empty directory.
-absl::Status CheckOutputIsFree(const std::string& out_dir) {
-  std::error_code ec;
-  if (!std::filesystem::exists(out_dir, ec)) return absl::OkStatus();
-  if (std::filesystem::is_directory(out_dir, ec) && std::filesystem::is_empty(out_dir, ec)) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat("output_path: ", out_dir, " already exists and is not an empty directory"));
 }
 
 // Streams a job's status: the current one first, then every change, ending after a final

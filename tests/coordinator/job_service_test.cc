@@ -300,6 +300,25 @@ TEST_F(JobServiceTest, CancelStopsTheJobAndRemovesItsOutput) {
   EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST_F(JobServiceTest, TwoJobsOnOneOutputNeverRemoveTheFirstOnesFiles) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse first, second;
+  ASSERT_TRUE(Submit(Spec("same", "1"), &first).ok());
+  // Refused at once when the first job already wrote there, else refused when it starts.
+  const grpc::Status submitted = Submit(Spec("same", "2"), &second);
+  executor.Open();
+  EXPECT_EQ(WaitFinal(first.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  if (submitted.ok()) {
+    const v1::JobStatus refused = WaitFinal(second.job_id());
+    EXPECT_EQ(refused.state(), v1::JOB_STATE_FAILED);
+    EXPECT_NE(refused.error().find("output_path"), std::string::npos) << refused.error();
+  } else {
+    EXPECT_EQ(submitted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  EXPECT_TRUE(fs::exists(root_.Child("same/model.safetensors")));
+}
+
 TEST_F(JobServiceTest, ListJobsPagesThroughEveryJob) {
   GatedExecutor& executor = NewExecutor();
   StartCoordinator(executor);
