@@ -188,6 +188,15 @@ TEST_F(JobServiceTest, SubmitIsIdempotentOnTheRequestId) {
   EXPECT_EQ(Submit(Spec("out", "req-8")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// Byte buffers of a raw gRPC call, as strings.
+std::string BufferBytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  (void)buffer.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes;
+}
+
 grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, const std::string& request,
                      std::string* response_bytes = nullptr) {
   grpc::GenericStub stub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
@@ -197,11 +206,7 @@ grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, const st
   std::promise<grpc::Status> done;
   stub.UnaryCall(&context, method, grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
   const grpc::Status status = done.get_future().get();
-  if (status.ok() && response_bytes != nullptr) {
-    std::vector<grpc::Slice> slices;
-    (void)out.Dump(&slices);
-    for (const grpc::Slice& s : slices) response_bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
+  if (status.ok() && response_bytes != nullptr) *response_bytes = BufferBytes(out);
   return status;
 }
 
@@ -380,6 +385,44 @@ TEST_F(JobServiceTest, ServesHealth) {
   const grpc::Status status = CallRaw(*channel_, "/grpc.health.v1.Health/Check", request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response, std::string("\x08\x01"));  // status: SERVING
+}
+
+TEST_F(JobServiceTest, ServesReflection) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  // One ServerReflectionRequest{list_services: "*"} on the bidi stream, encoded by hand.
+  grpc::GenericStub stub(channel_);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  const auto step = [&](int tag) {
+    void* got = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&got, &ok));
+    EXPECT_EQ(got, reinterpret_cast<void*>(static_cast<intptr_t>(tag)));
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(step(1));
+  grpc::Slice slice(std::string("\x3a\x01*", 3));
+  grpc::ByteBuffer request(&slice, 1), response;
+  call->Write(request, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(step(2));
+  call->WritesDone(reinterpret_cast<void*>(3));
+  step(3);
+  call->Read(&response, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(step(4));
+  EXPECT_NE(BufferBytes(response).find("qshard.v1.JobService"), std::string::npos);
+  EXPECT_NE(BufferBytes(response).find("grpc.health.v1.Health"), std::string::npos);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step(5);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST(CoordinatorTest, PlaintextOnlyOnLoopback) {
