@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 
 namespace qshard {
 namespace {

@@ -6,7 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/grpc_status.h"
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 #include "core/status.h"
 
 namespace qshard {

@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "coordinator/coordinator_server.h"
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"

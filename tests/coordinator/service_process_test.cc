@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 #include "coordinator/journal.h"
 #include "engine/job_runner.h"
 #include "grpcpp/create_channel.h"

@@ -9,7 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/grpc_status.h"
-#include "coordinator/job_spec_proto.h"
+#include "remote/job_spec_proto.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/job_client.h"
