@@ -51,7 +51,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (options.state_dir.empty()) return absl::InvalidArgumentError("--state-dir: a directory is required");
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("--state-dir: cannot create ", options.state_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("--state-dir: cannot create ", options.state_dir, ": ", ec.message()));
 
   std::unique_ptr<Coordinator> c(new Coordinator());
   QSHARD_ASSIGN_OR_RETURN(AllowedRoots roots, AllowedRoots::Create(options.allowed_roots));
@@ -73,9 +74,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (c->server_ == nullptr || (port == 0 && !absl::StartsWith(options.listen, "unix:")))
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen));
   c->server_->GetHealthCheckService()->SetServingStatus(v1::JobService::service_full_name(), true);
-  c->address_ = absl::StartsWith(options.listen, "unix:")
-                    ? options.listen
-                    : absl::StrCat(options.listen.substr(0, options.listen.size() - PortOf(options.listen).size()), port);
+  const std::string& listen = options.listen;
+  c->address_ = absl::StartsWith(listen, "unix:")
+                    ? listen
+                    : absl::StrCat(listen.substr(0, listen.size() - PortOf(listen).size()), port);
   return c;
 }
 

@@ -99,8 +99,10 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::Submit(const v1::JobSpec& 
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
   QSHARD_RETURN_IF_ERROR(roots_.Check(spec.model_dir, "model_path"));
   QSHARD_RETURN_IF_ERROR(roots_.Check(spec.out_dir, "output_path"));
-  if (!spec.calibration.text.empty()) QSHARD_RETURN_IF_ERROR(roots_.Check(spec.calibration.text, "calibration.text_path"));
-  if (!spec.validation.text.empty()) QSHARD_RETURN_IF_ERROR(roots_.Check(spec.validation.text, "validation.text_path"));
+  if (!spec.calibration.text.empty())
+    QSHARD_RETURN_IF_ERROR(roots_.Check(spec.calibration.text, "calibration.text_path"));
+  if (!spec.validation.text.empty())
+    QSHARD_RETURN_IF_ERROR(roots_.Check(spec.validation.text, "validation.text_path"));
   QSHARD_ASSIGN_OR_RETURN(const std::string canonical, CanonicalSpecBytes(proto));
 
   const std::string& request_id = proto.client_request_id();
@@ -123,7 +125,8 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceImpl::List(const v1::ListJobsRequ
   const int size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   int64_t after = 0;
   if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &after) || after < 0))
-    return absl::InvalidArgumentError(absl::StrCat("page_token: '", request.page_token(), "' is not a token this service gave"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: '", request.page_token(), "' is not a token this service gave"));
   // One more than asked tells whether another page follows.
   QSHARD_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, journal_.List(after, size + 1));
   v1::ListJobsResponse response;

@@ -37,7 +37,9 @@ TEST(JobStateTest, TerminalStatesHaveNoWayOut) {
   for (JobState from : kAll) {
     bool any_out = false;
     for (JobState to : kAll) any_out |= IsAllowedTransition(from, to);
-    if (IsTerminal(from)) EXPECT_FALSE(any_out) << JobStateName(from);
+    if (IsTerminal(from)) {
+      EXPECT_FALSE(any_out) << JobStateName(from);
+    }
   }
   EXPECT_TRUE(IsTerminal(v1::JOB_STATE_SUCCEEDED) && IsTerminal(v1::JOB_STATE_FAILED) &&
               IsTerminal(v1::JOB_STATE_CANCELLED));

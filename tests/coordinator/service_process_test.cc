@@ -11,8 +11,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "remote/job_spec_proto.h"
@@ -31,17 +29,12 @@ namespace qshard {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ReadDirectoryFiles;
+using testing::ReadFileBytes;
 using testing::ScopedTempDir;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kData[] = "../shared/data";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A child process running `qshard ARGS...` with stdout and stderr in files.
 class Process {
@@ -83,7 +76,7 @@ class Process {
     ::kill(pid_, signal);
     Wait(std::chrono::seconds(30));
   }
-  std::string Stdout() const { return ReadFile(out_); }
+  std::string Stdout() const { return ReadFileBytes(out_); }
 
  private:
   std::string out_;
@@ -114,7 +107,8 @@ class ServiceProcessTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    ADD_FAILURE() << "the coordinator did not start: " << ReadFile(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
+    ADD_FAILURE() << "the coordinator did not start: "
+                  << ReadFileBytes(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
     return "";
   }
 
@@ -145,9 +139,8 @@ class ServiceProcessTest : public ::testing::Test {
 
   // The *.safetensors bytes of `dir`, by file name.
   static std::map<std::string, std::string> Tensors(const std::string& dir) {
-    std::map<std::string, std::string> files;
-    for (const auto& entry : fs::directory_iterator(dir))
-      if (entry.path().extension() == ".safetensors") files[entry.path().filename()] = ReadFile(entry.path());
+    std::map<std::string, std::string> files = ReadDirectoryFiles(dir);
+    std::erase_if(files, [](const auto& file) { return fs::path(file.first).extension() != ".safetensors"; });
     return files;
   }
   void ExpectSameBytesAsEmbedded(const std::string& method, const std::string& out) {
@@ -192,7 +185,7 @@ TEST_F(ServiceProcessTest, SubmitWaitGivesTheEmbeddedBytes) {
   const std::vector<std::string> job = JobFlags("gptq", "gptq");
   args.insert(args.end(), job.begin(), job.end());
   Process submit(args, dir_.Child("submit"));
-  ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFile(dir_.Child("submit.err"));
+  ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child("submit.err"));
   EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
   ExpectSameBytesAsEmbedded("gptq", "gptq");
 
@@ -202,7 +195,7 @@ TEST_F(ServiceProcessTest, SubmitWaitGivesTheEmbeddedBytes) {
   EXPECT_NE(jobs.Stdout().find("\"SUCCEEDED\""), std::string::npos) << jobs.Stdout();
   Process cancel({"cancel", "--coordinator", address, "job-1"}, dir_.Child("cancel"));
   EXPECT_EQ(cancel.Wait(std::chrono::seconds(30)), 1);
-  EXPECT_NE(ReadFile(dir_.Child("cancel.err")).find("job_id"), std::string::npos);
+  EXPECT_NE(ReadFileBytes(dir_.Child("cancel.err")).find("job_id"), std::string::npos);
   coordinator_->Kill(SIGTERM);
 }
 
@@ -262,7 +255,7 @@ TEST_F(ServiceProcessTest, HostileRequestsAndASigkilledCoordinatorLeaveTheJobInt
   // waiting submit reconnects and exits 0.
   coordinator_->Kill(SIGKILL);
   StartCoordinator(address);
-  ASSERT_EQ(submit.Wait(std::chrono::seconds(180)), 0) << ReadFile(dir_.Child("submit.err"));
+  ASSERT_EQ(submit.Wait(std::chrono::seconds(180)), 0) << ReadFileBytes(dir_.Child("submit.err"));
   EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
   coordinator_->Kill(SIGTERM);
 

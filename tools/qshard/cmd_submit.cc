@@ -59,8 +59,8 @@ absl::Status RunSubmit(const SubmitFlags& flags) {
   context.set_wait_for_ready(true);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::SubmitJobResponse response;
-  QSHARD_RETURN_IF_ERROR(
-      WithContext(FromGrpcStatus(stub->SubmitJob(&context, request, &response)), "--coordinator " + flags.client.coordinator));
+  QSHARD_RETURN_IF_ERROR(WithContext(FromGrpcStatus(stub->SubmitJob(&context, request, &response)),
+                                     "--coordinator " + flags.client.coordinator));
   std::cerr << "submitted " << response.job_id() << (response.created() ? "" : " (already submitted)")
             << ", request id " << request_id << std::endl;
   if (!flags.wait) {

@@ -66,7 +66,8 @@ void PrintJobStatus(const v1::JobStatus& status, bool json) {
 
 absl::StatusOr<v1::JobStatus> FollowJob(v1::JobService::Stub& stub, const std::string& job_id,
                                         const ClientFlags& flags) {
-  const auto patience = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.reconnect_seconds));
+  const auto patience =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.reconnect_seconds));
   auto give_up = Clock::now() + patience;
   v1::GetJobRequest request;
   request.set_job_id(job_id);
