@@ -1,5 +1,5 @@
 // The one description of a quantization job. `qshard quantize` builds it from its flags, the
-// service converts SubmitJob's proto into it (coordinator/job_spec_proto.h), and the report
+// service converts SubmitJob's proto into it (remote/job_spec_proto.h), and the report
 // records it. ValidateJobSpec is its only validation; every error names the flag and the proto
 // field at fault, e.g. "--bits (quant.bits): 9 is not 2, 3, 4 or 8".
 #pragma once

@@ -29,6 +29,14 @@ absl::StatusOr<Propagation> PropagationFromProto(v1::Propagation propagation) {
 
 LineRange LinesFromProto(int32_t first, int32_t last) { return {OrDefault(first, LineRange().first), last}; }
 
+// Calibration and validation name their text the same way.
+template <typename TextMessage>
+void SetTextLines(TextMessage& message, const std::string& text, const LineRange& lines) {
+  message.set_text_path(text);
+  message.set_first_line(lines.first);
+  message.set_last_line(lines.last);
+}
+
 }  // namespace
 
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto) {
@@ -97,9 +105,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec) {
   for (const std::string& pattern : spec.skip) q.add_skip(pattern);
 
   v1::CalibrationSpec& c = *proto.mutable_calibration();
-  c.set_text_path(spec.calibration.text);
-  c.set_first_line(spec.calibration.lines.first);
-  c.set_last_line(spec.calibration.lines.last);
+  SetTextLines(c, spec.calibration.text, spec.calibration.lines);
   c.set_nsamples(spec.calibration.nsamples);
   c.set_seqlen(spec.calibration.seqlen);
   c.set_seed(spec.calibration.seed);
@@ -108,9 +114,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec) {
                                                                            : v1::PROPAGATION_SEQUENTIAL);
 
   v1::ValidationSpec& v = *proto.mutable_validation();
-  v.set_text_path(spec.validation.text);
-  v.set_first_line(spec.validation.lines.first);
-  v.set_last_line(spec.validation.lines.last);
+  SetTextLines(v, spec.validation.text, spec.validation.lines);
   v.set_seqlen(spec.validation.seqlen);
   v.set_max_windows(spec.validation.max_windows);
 
@@ -131,6 +135,12 @@ absl::StatusOr<std::string> CanonicalSpecBytes(const v1::JobSpec& proto) {
     JobSpecToProto(spec).SerializeToCodedStream(&coded);
   }
   return bytes;
+}
+
+absl::StatusOr<JobSpec> JobSpecFromBytes(const std::string& bytes) {
+  v1::JobSpec proto;
+  if (!proto.ParseFromString(bytes)) return absl::DataLossError("job spec: the stored bytes do not parse");
+  return JobSpecFromProto(proto);
 }
 
 }  // namespace qshard

@@ -21,4 +21,7 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec);
 // that mean the same job compare equal (SubmitJob's idempotence) whatever zeros they left out.
 absl::StatusOr<std::string> CanonicalSpecBytes(const v1::JobSpec& proto);
 
+// The engine spec of stored canonical bytes (the journal's); DATA_LOSS when they do not parse.
+absl::StatusOr<JobSpec> JobSpecFromBytes(const std::string& bytes);
+
 }  // namespace qshard

@@ -4,32 +4,29 @@
 #include "absl/strings/str_cat.h"
 #include "engine/job_runner.h"
 #include "core/status.h"
-#include "worker/methods/method_registry.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/job_flags.h"
 
 namespace qshard::cli {
 namespace {
 
 struct QuantizeFlags {
-  JobSpec spec;
-  std::string calib_lines;
-  std::string propagation = "sequential";
+  JobFlags job;
   bool json = false;
 };
 
-absl::Status RunQuantize(QuantizeFlags& flags) {
-  QSHARD_ASSIGN_OR_RETURN(flags.spec.calibration.lines, ParseLineRange(flags.calib_lines, "--calib-lines"));
-  QSHARD_ASSIGN_OR_RETURN(flags.spec.calibration.propagation, ParsePropagation(flags.propagation));
+absl::Status RunQuantize(const QuantizeFlags& flags) {
+  QSHARD_ASSIGN_OR_RETURN(const JobSpec spec, JobSpecOfFlags(flags.job));
   JobEvents events;
   events.log = [](const std::string& line) { std::cerr << line << std::endl; };
-  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(flags.spec, events));
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events));
   const nlohmann::json& summary = report["summary"];
   if (flags.json) {
-    PrintJson({{"out", flags.spec.out_dir}, {"method", flags.spec.method.method}, {"bits", flags.spec.method.spec.bits},
-               {"group_size", flags.spec.method.spec.group_size}, {"summary", summary}});
+    PrintJson({{"out", spec.out_dir}, {"method", spec.method.method}, {"bits", spec.method.spec.bits},
+               {"group_size", spec.method.spec.group_size}, {"summary", summary}});
   } else {
-    std::cout << "quantized " << summary["quantized_linears"] << " linears with " << flags.spec.method.method << " W"
-              << flags.spec.method.spec.bits << " into " << flags.spec.out_dir << "\n"
+    std::cout << "quantized " << summary["quantized_linears"] << " linears with " << spec.method.method << " W"
+              << spec.method.spec.bits << " into " << spec.out_dir << "\n"
               << (summary["mean_relative_error"].is_null()
                       ? std::string("relative output error not measured (no calibration data)")
                       : "mean relative output error " + summary["mean_relative_error"].dump() + ", max " +
@@ -43,37 +40,8 @@ absl::Status RunQuantize(QuantizeFlags& flags) {
 
 void RegisterQuantize(CLI::App& root, CommandList& commands) {
   auto flags = std::make_shared<QuantizeFlags>();
-  JobSpec& s = flags->spec;
-  QuantSpec& q = s.method.spec;
-  CalibrationSpec& c = s.calibration;
   CLI::App* app = root.add_subcommand("quantize", "Calibrate and quantize a model, write a GPTQ checkpoint");
-  app->add_option("--model", s.model_dir, "Hugging Face model directory")->required();
-  app->add_option("--out", s.out_dir, "Output directory (created when missing)")->required();
-  app->add_option("--method", s.method.method, KnownMethodNames())->capture_default_str();
-  app->add_option("--bits", q.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
-  app->add_option("--group-size", q.group_size, "Input columns per group; -1 = per output channel")->capture_default_str();
-  app->add_flag("--sym", q.sym, "Symmetric grids (default asymmetric)");
-  app->add_flag("--act-order", q.act_order, "GPTQ: quantize columns by descending diag(H)");
-  app->add_flag("--static-groups", q.static_groups, "GPTQ: fix groups before reordering");
-  app->add_flag("--mse", q.mse_clip, "Clipping search (GPTQ's --mse) for the grids");
-  app->add_option("--damp", q.damp, "Dampening, a fraction of mean(diag H)")->capture_default_str();
-  app->add_option("--block-size", q.block_size, "GPTQ lazy-batch block width")->capture_default_str();
-  app->add_option("--calib-text", c.text, "Calibration text file");
-  app->add_option("--calib-lines", flags->calib_lines, "Lines of the calibration text, FIRST-LAST (default all)");
-  app->add_option("--nsamples", c.nsamples, "Calibration windows")->capture_default_str();
-  app->add_option("--seqlen", c.seqlen, "Tokens per window (default min(2048, max positions))");
-  app->add_option("--seed", c.seed, "Seed of the window sampling")->capture_default_str();
-  app->add_option("--calib-shards", c.shards, "Calibration shards: statistics are summed per shard, then across")
-      ->capture_default_str();
-  app->add_option("--propagation", flags->propagation, "sequential | parallel")->capture_default_str();
-  app->add_option("--skip", s.skip, "Linears to keep in full precision (glob over names like mlp.down_proj)");
-  app->add_option("--threads", s.execution.threads, "Threads (0 = all)")->capture_default_str();
-  app->add_option("--batch-windows", s.execution.batch_windows, "Calibration windows per forward batch")
-      ->capture_default_str();
-  app->add_option("--zfold-iters", s.method.zfold_max_iters, "Z-Fold/aespa: most alternations")->capture_default_str();
-  app->add_option("--aespa-adaround-iters", s.method.aespa_adaround_iters,
-                  "aespa: AdaRound iterations (0 = without AdaRound)")->capture_default_str();
-  app->add_option("--max-shard-bytes", s.execution.max_shard_bytes, "Largest safetensors shard")->capture_default_str();
+  AddJobFlags(*app, flags->job);
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunQuantize(*flags); }});
 }

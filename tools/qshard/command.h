@@ -26,6 +26,9 @@ void RegisterMakeSynthetic(CLI::App& root, CommandList& commands);
 void RegisterQuantize(CLI::App& root, CommandList& commands);
 void RegisterBench(CLI::App& root, CommandList& commands);
 void RegisterWorker(CLI::App& root, CommandList& commands);
+void RegisterCoordinator(CLI::App& root, CommandList& commands);
+void RegisterSubmit(CLI::App& root, CommandList& commands);
+void RegisterJobs(CLI::App& root, CommandList& commands);  // jobs, watch, cancel
 
 // Results go to stdout: one JSON object per line with --json, otherwise readable text.
 void PrintJson(const nlohmann::json& result);

@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   RegisterQuantize(app, commands);
   RegisterBench(app, commands);
   RegisterWorker(app, commands);
+  RegisterCoordinator(app, commands);
+  RegisterSubmit(app, commands);
+  RegisterJobs(app, commands);
   CLI11_PARSE(app, argc, argv);
 
   for (const Command& command : commands) {

@@ -1,0 +1,91 @@
+#include "coordinator/coordinator_server.h"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace qshard {
+namespace {
+
+// "host:port" or "[v6]:port" → host.
+std::string HostOf(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+std::string PortOf(const std::string& listen) { return listen.substr(listen.rfind(':') + 1); }
+
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& listen) {
+  if (absl::StartsWith(listen, "unix:")) return true;
+  const std::string host = HostOf(listen);
+  if (host == "localhost") return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options) {
+  if (options.listen.empty()) return absl::InvalidArgumentError("--listen: an address is required");
+  if (!IsLoopbackAddress(options.listen)) {
+    if (!options.insecure)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen: ", options.listen,
+          " is not a loopback address; plaintext gRPC is allowed only on loopback (pass --insecure to accept it)"));
+    options.log(absl::StrCat("WARNING: --insecure: serving plaintext gRPC on ", options.listen,
+                             ": anyone who can reach it can submit and cancel jobs"));
+  }
+  if (options.state_dir.empty()) return absl::InvalidArgumentError("--state-dir: a directory is required");
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir, ec);
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("--state-dir: cannot create ", options.state_dir, ": ", ec.message()));
+
+  std::unique_ptr<Coordinator> c(new Coordinator());
+  QSHARD_ASSIGN_OR_RETURN(AllowedRoots roots, AllowedRoots::Create(options.allowed_roots));
+  c->roots_ = std::make_unique<AllowedRoots>(std::move(roots));
+  QSHARD_ASSIGN_OR_RETURN(c->journal_, Journal::Open(options.state_dir));
+  c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.executor, options.log);
+  QSHARD_RETURN_IF_ERROR(c->scheduler_->Start());
+  c->service_ = std::make_unique<JobServiceImpl>(*c->journal_, *c->scheduler_, *c->roots_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(c->service_.get());
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  c->server_ = builder.BuildAndStart();
+  if (c->server_ == nullptr || (port == 0 && !absl::StartsWith(options.listen, "unix:")))
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen));
+  c->server_->GetHealthCheckService()->SetServingStatus(v1::JobService::service_full_name(), true);
+  const std::string& listen = options.listen;
+  c->address_ = absl::StartsWith(listen, "unix:")
+                    ? listen
+                    : absl::StrCat(listen.substr(0, listen.size() - PortOf(listen).size()), port);
+  return c;
+}
+
+void Coordinator::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (scheduler_) scheduler_->Stop();
+}
+
+}  // namespace qshard

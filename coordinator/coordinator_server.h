@@ -1,0 +1,62 @@
+// `qshard coordinator`'s server: the state directory and its journal, the allowed roots, the
+// job scheduler, and a gRPC server carrying the JobService, grpc.health.v1 and server
+// reflection, with explicit message-size limits. Plaintext is allowed on loopback addresses
+// only, unless the caller insists (conventions.md, "Servers and security").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/allowed_roots.h"
+#include "coordinator/job_scheduler.h"
+#include "coordinator/job_service.h"
+#include "coordinator/journal.h"
+#include "grpcpp/server.h"
+
+namespace qshard {
+
+// The largest request or response the coordinator accepts or sends; larger ones fail with
+// RESOURCE_EXHAUSTED. Job requests are small; the worker streams are chunked below it.
+inline constexpr int kMaxMessageBytes = 4 << 20;
+
+struct CoordinatorOptions {
+  std::string listen;  // host:port (port 0: any free one) or unix:PATH
+  std::string state_dir;
+  std::vector<std::string> allowed_roots;
+  bool insecure = false;  // plaintext on a non-loopback address
+  JobExecutor executor = RunCoordinatorJob;
+  JobScheduler::Log log = [](const std::string&) {};
+};
+
+// True for localhost, 127.0.0.0/8, ::1 and unix: sockets.
+bool IsLoopbackAddress(const std::string& listen);
+
+class Coordinator {
+ public:
+  // Creates the state directory, recovers unfinished jobs and starts serving.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Start(const CoordinatorOptions& options);
+  ~Coordinator() { Shutdown(); }
+
+  // The address clients dial, with the port the server picked when asked for port 0.
+  const std::string& address() const { return address_; }
+  // Blocks until Shutdown.
+  void Wait() { server_->Wait(); }
+  // Stops serving (open watch streams are cut) and stops the running job, which stays
+  // RUNNING in the journal and restarts with the next coordinator.
+  void Shutdown();
+
+ private:
+  Coordinator() = default;
+
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<AllowedRoots> roots_;
+  std::unique_ptr<JobScheduler> scheduler_;
+  std::unique_ptr<JobServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace qshard

@@ -1,0 +1,18 @@
+#include "coordinator/grpc_status.h"
+
+#include <string>
+
+namespace qshard {
+
+// Both enumerate the canonical codes with the same numbers (0 OK ... 16 UNAUTHENTICATED).
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+}  // namespace qshard

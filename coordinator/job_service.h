@@ -1,0 +1,38 @@
+// The client-facing gRPC JobService (proto/qshard.proto) on the callback API: it checks and
+// records requests (journal.h), hands jobs to the scheduler (job_scheduler.h) and streams their
+// progress. Every error leaves through ToGrpcStatus with the field at fault named.
+#pragma once
+
+#include "coordinator/allowed_roots.h"
+#include "coordinator/job_scheduler.h"
+#include "coordinator/journal.h"
+#include "qshard.grpc.pb.h"
+
+namespace qshard {
+
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  JobServiceImpl(Journal& journal, JobScheduler& scheduler, const AllowedRoots& roots)
+      : journal_(journal), scheduler_(scheduler), roots_(roots) {}
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
+                                      v1::SubmitJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
+                                   v1::JobStatus* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
+                                      v1::CancelJobResponse* response) override;
+  grpc::ServerWriteReactor<v1::JobStatus>* WatchJob(grpc::CallbackServerContext* context,
+                                                    const v1::GetJobRequest* request) override;
+
+ private:
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& proto);
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
+
+  Journal& journal_;
+  JobScheduler& scheduler_;
+  const AllowedRoots& roots_;
+};
+
+}  // namespace qshard

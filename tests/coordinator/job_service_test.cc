@@ -1,0 +1,452 @@
+// The JobService in process, over loopback gRPC, with a job executor the test controls: the
+// idempotent submit, watching (late watchers included), paging, cancel, recovery after a
+// restart, health, and hostile requests that must get the right code and leave a running job
+// alone. The real engine behind the service is tested by service_process_test.cc.
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+
+#include "coordinator/coordinator_server.h"
+#include "remote/job_spec_proto.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "gtest/gtest.h"
+#include "tests/core/scoped_temp_dir.h"
+
+namespace qshard {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ScopedTempDir;
+
+// A job that reports two layers, writes a file into its output, and then waits until the test
+// opens the gate or the job is cancelled.
+class GatedExecutor {
+ public:
+  absl::StatusOr<nlohmann::json> Run(const JobSpec& spec, const JobEvents& events) {
+    fs::create_directories(spec.out_dir);
+    std::ofstream(spec.out_dir + "/model.safetensors") << "partial";
+    events.layer_done({0, 2, 0.1, 0.1});
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++started_;
+      changed_.notify_all();
+      while (!open_ && !events.cancelled->load()) changed_.wait_for(lock, std::chrono::milliseconds(5));
+    }
+    if (events.cancelled->load()) return absl::CancelledError("job cancelled");
+    events.layer_done({1, 2, 0.1, 0.2});
+    return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
+                          {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}}};
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  void WaitStarted(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return started_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool open_ = false;
+  int started_ = 0;
+};
+
+class JobServiceTest : public ::testing::Test {
+ protected:
+  void StartCoordinator(GatedExecutor& executor) {
+    CoordinatorOptions options;
+    options.listen = "127.0.0.1:0";
+    options.state_dir = state_.path();
+    options.allowed_roots = {root_.path()};
+    options.executor = [&executor](const JobSpec& spec, const JobEvents& events) { return executor.Run(spec, events); };
+    auto coordinator = Coordinator::Start(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    coordinator_ = *std::move(coordinator);
+    channel_ = grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials());
+    stub_ = v1::JobService::NewStub(channel_);
+  }
+
+  v1::JobSpec Spec(const std::string& out, const std::string& request_id = "") {
+    JobSpec spec;
+    spec.model_dir = root_.Child("model");
+    spec.out_dir = root_.Child(out);
+    spec.method.method = "rtn";
+    v1::JobSpec proto = JobSpecToProto(spec);
+    proto.set_client_request_id(request_id);
+    return proto;
+  }
+
+  grpc::Status Submit(const v1::JobSpec& spec, v1::SubmitJobResponse* response = nullptr) {
+    grpc::ClientContext context;
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    v1::SubmitJobResponse ignored;
+    return stub_->SubmitJob(&context, request, response != nullptr ? response : &ignored);
+  }
+
+  v1::JobStatus Get(const std::string& job_id) {
+    grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    v1::JobStatus status;
+    EXPECT_TRUE(stub_->GetJob(&context, request, &status).ok()) << job_id;
+    return status;
+  }
+
+  // Every status a watcher receives until the stream ends.
+  std::vector<v1::JobStatus> Watch(const std::string& job_id, grpc::Status* end = nullptr) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    auto reader = stub_->WatchJob(&context, request);
+    std::vector<v1::JobStatus> seen;
+    v1::JobStatus status;
+    while (reader->Read(&status)) seen.push_back(status);
+    const grpc::Status finished = reader->Finish();
+    if (end != nullptr) *end = finished;
+    return seen;
+  }
+
+  v1::JobStatus WaitFinal(const std::string& job_id) {
+    const std::vector<v1::JobStatus> seen = Watch(job_id);
+    return seen.empty() ? v1::JobStatus() : seen.back();
+  }
+
+  // Executors outlive the coordinator, whose thread may still be inside one.
+  GatedExecutor& NewExecutor() { return executors_.emplace_back(); }
+
+  ScopedTempDir root_, state_, outside_;
+  std::deque<GatedExecutor> executors_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> stub_;
+};
+
+TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit(Spec("out"), &submitted).ok());
+  EXPECT_TRUE(submitted.created());
+  executor.WaitStarted(1);
+  grpc::ClientContext context;
+  v1::GetJobRequest request;
+  request.set_job_id(submitted.job_id());
+  auto reader = stub_->WatchJob(&context, request);
+  std::vector<v1::JobStatus> seen(1);
+  ASSERT_TRUE(reader->Read(&seen.front()));  // the current state first, then the rest
+  executor.Open();
+  for (v1::JobStatus status; reader->Read(&status);) seen.push_back(status);
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().state(), v1::JOB_STATE_RUNNING);  // the current state first
+  EXPECT_EQ(seen.back().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(seen.back().layers_done(), 2);
+  EXPECT_EQ(seen.back().layers_total(), 2);
+  EXPECT_DOUBLE_EQ(seen.back().seconds(), 0.25);
+  ASSERT_EQ(seen.back().linears_size(), 1);
+  EXPECT_EQ(seen.back().linears(0).name(), "mlp.up_proj");
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].layers_done(), seen[i - 1].layers_done());
+
+  grpc::Status end;
+  const std::vector<v1::JobStatus> late = Watch(submitted.job_id(), &end);  // after the end
+  EXPECT_TRUE(end.ok()) << end.error_message();
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late.front().state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(JobServiceTest, SubmitIsIdempotentOnTheRequestId) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse first, again;
+  ASSERT_TRUE(Submit(Spec("out", "req-7"), &first).ok());
+  v1::JobSpec same = Spec("out", "req-7");
+  same.mutable_calibration()->set_nsamples(0);  // spelled differently, the same job
+  ASSERT_TRUE(Submit(same, &again).ok());
+  EXPECT_EQ(again.job_id(), first.job_id());
+  EXPECT_FALSE(again.created());
+  v1::JobSpec other = Spec("out", "req-7");
+  other.mutable_quant()->set_bits(8);
+  const grpc::Status status = Submit(other);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(status.error_message().find("client_request_id"), std::string::npos) << status.error_message();
+  executor.Open();
+  EXPECT_EQ(WaitFinal(first.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  // The finished job's output exists now; the same request still answers with its job.
+  ASSERT_TRUE(Submit(Spec("out", "req-7"), &again).ok());
+  EXPECT_EQ(again.job_id(), first.job_id());
+  EXPECT_EQ(Submit(Spec("out", "req-8")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// Byte buffers of a raw gRPC call, as strings.
+std::string BufferBytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  (void)buffer.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes;
+}
+
+grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, const std::string& request,
+                     std::string* response_bytes = nullptr) {
+  grpc::GenericStub stub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
+  grpc::ClientContext context;
+  grpc::Slice slice(request);
+  grpc::ByteBuffer in(&slice, 1), out;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
+  const grpc::Status status = done.get_future().get();
+  if (status.ok() && response_bytes != nullptr) *response_bytes = BufferBytes(out);
+  return status;
+}
+
+TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse running;
+  ASSERT_TRUE(Submit(Spec("out"), &running).ok());
+  executor.WaitStarted(1);
+  fs::create_symlink(outside_.path(), root_.Child("link"));
+
+  const auto expect = [&](v1::JobSpec spec, grpc::StatusCode code, const std::string& field) {
+    const grpc::Status status = Submit(spec);
+    EXPECT_EQ(status.error_code(), code) << field << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(field), std::string::npos) << status.error_message();
+  };
+  v1::JobSpec spec = Spec("other");
+  spec.mutable_quant()->set_method("nope");
+  expect(spec, grpc::StatusCode::INVALID_ARGUMENT, "quant.method");
+  for (int bits : {0, 9}) {
+    spec = Spec("other");
+    spec.mutable_quant()->set_bits(bits);
+    expect(spec, grpc::StatusCode::INVALID_ARGUMENT, "quant.bits");
+  }
+  spec = Spec("other");
+  spec.set_output_path(outside_.Child("out"));
+  expect(spec, grpc::StatusCode::PERMISSION_DENIED, "output_path");
+  spec.set_output_path(root_.Child("../escape"));
+  expect(spec, grpc::StatusCode::INVALID_ARGUMENT, "output_path");
+  spec.set_output_path(root_.Child("link/out"));
+  expect(spec, grpc::StatusCode::PERMISSION_DENIED, "output_path");
+  spec = Spec("other");
+  spec.set_model_path(outside_.path());
+  expect(spec, grpc::StatusCode::PERMISSION_DENIED, "model_path");
+  spec = Spec("other");
+  spec.mutable_calibration()->set_text_path("/etc/passwd");
+  expect(spec, grpc::StatusCode::PERMISSION_DENIED, "calibration.text_path");
+  spec = Spec("other");
+  spec.mutable_quant()->add_skip(std::string(kMaxMessageBytes + 1, 'x'));
+  EXPECT_EQ(Submit(spec).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  for (const char* id : {"job-999", "nonsense", ""}) {
+    grpc::ClientContext get_context, cancel_context;
+    v1::GetJobRequest get;
+    get.set_job_id(id);
+    v1::JobStatus status;
+    EXPECT_EQ(stub_->GetJob(&get_context, get, &status).error_code(), grpc::StatusCode::NOT_FOUND);
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(id);
+    v1::CancelJobResponse cancelled;
+    const grpc::Status c = stub_->CancelJob(&cancel_context, cancel, &cancelled);
+    EXPECT_EQ(c.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(c.error_message().find("job_id"), std::string::npos);
+    grpc::Status end;
+    EXPECT_TRUE(Watch(id, &end).empty());
+    EXPECT_EQ(end.error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  EXPECT_EQ(CallRaw(*channel_, "/qshard.v1.JobService/DropTables", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  grpc::ClientContext list_context;
+  v1::ListJobsRequest list;
+  list.set_page_token("-3");
+  v1::ListJobsResponse listed;
+  EXPECT_EQ(stub_->ListJobs(&list_context, list, &listed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  EXPECT_EQ(Get(running.job_id()).state(), v1::JOB_STATE_RUNNING);
+  executor.Open();
+  EXPECT_EQ(WaitFinal(running.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(fs::exists(root_.Child("other")));
+}
+
+TEST_F(JobServiceTest, CancelStopsTheJobAndRemovesItsOutput) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse running, queued;
+  ASSERT_TRUE(Submit(Spec("a"), &running).ok());
+  ASSERT_TRUE(Submit(Spec("b"), &queued).ok());
+  executor.WaitStarted(1);
+  ASSERT_TRUE(fs::exists(root_.Child("a/model.safetensors")));
+
+  const auto cancel = [&](const std::string& id, v1::CancelJobResponse* response) {
+    grpc::ClientContext context;
+    v1::CancelJobRequest request;
+    request.set_job_id(id);
+    return stub_->CancelJob(&context, request, response);
+  };
+  v1::CancelJobResponse response;
+  ASSERT_TRUE(cancel(queued.job_id(), &response).ok());
+  EXPECT_EQ(response.status().state(), v1::JOB_STATE_CANCELLED);  // never ran
+  ASSERT_TRUE(cancel(running.job_id(), &response).ok());
+  EXPECT_TRUE(response.status().state() == v1::JOB_STATE_CANCELLING ||
+              response.status().state() == v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(WaitFinal(running.job_id()).state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(fs::exists(root_.Child("a")));
+  const grpc::Status again = cancel(running.job_id(), &response);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(JobServiceTest, TwoJobsOnOneOutputNeverRemoveTheFirstOnesFiles) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  v1::SubmitJobResponse first, second;
+  ASSERT_TRUE(Submit(Spec("same", "1"), &first).ok());
+  // Refused at once when the first job already wrote there, else refused when it starts.
+  const grpc::Status submitted = Submit(Spec("same", "2"), &second);
+  executor.Open();
+  EXPECT_EQ(WaitFinal(first.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  if (submitted.ok()) {
+    const v1::JobStatus refused = WaitFinal(second.job_id());
+    EXPECT_EQ(refused.state(), v1::JOB_STATE_FAILED);
+    EXPECT_NE(refused.error().find("output_path"), std::string::npos) << refused.error();
+  } else {
+    EXPECT_EQ(submitted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  EXPECT_TRUE(fs::exists(root_.Child("same/model.safetensors")));
+}
+
+TEST_F(JobServiceTest, ListJobsPagesThroughEveryJob) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  std::vector<std::string> ids;
+  for (const char* out : {"a", "b", "c", "d", "e"}) {
+    v1::SubmitJobResponse response;
+    ASSERT_TRUE(Submit(Spec(out), &response).ok());
+    ids.push_back(response.job_id());
+  }
+  std::vector<std::string> listed;
+  std::string token;
+  do {
+    grpc::ClientContext context;
+    v1::ListJobsRequest request;
+    request.set_page_size(2);
+    request.set_page_token(token);
+    v1::ListJobsResponse response;
+    ASSERT_TRUE(stub_->ListJobs(&context, request, &response).ok());
+    EXPECT_LE(response.jobs_size(), 2);
+    for (const v1::JobStatus& job : response.jobs()) listed.push_back(job.job_id());
+    token = response.next_page_token();
+  } while (!token.empty());
+  EXPECT_EQ(listed, ids);
+  executor.Open();
+}
+
+TEST_F(JobServiceTest, ARestartedCoordinatorRunsTheInterruptedJobAgain) {
+  GatedExecutor& first = NewExecutor();
+  StartCoordinator(first);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit(Spec("out", "r"), &submitted).ok());
+  first.WaitStarted(1);
+  coordinator_.reset();  // the job was RUNNING; it stays so in the journal
+
+  GatedExecutor& second = NewExecutor();
+  second.Open();
+  StartCoordinator(second);
+  const v1::JobStatus final = WaitFinal(submitted.job_id());
+  EXPECT_EQ(final.state(), v1::JOB_STATE_SUCCEEDED);
+  auto journal = Journal::Open(state_.path());  // a second reader of the WAL journal
+  ASSERT_TRUE(journal.ok());
+  auto history = (*journal)->History(submitted.job_id());
+  ASSERT_TRUE(history.ok());
+  std::vector<JobState> states;
+  for (const StateChange& change : *history) states.push_back(change.to);
+  EXPECT_EQ(states, (std::vector<JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
+                                           v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+}
+
+TEST_F(JobServiceTest, ServesHealth) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  // grpc.health.v1.HealthCheckRequest{service: "qshard.v1.JobService"}, encoded by hand.
+  const std::string service = "qshard.v1.JobService";
+  std::string request = "\x0a";
+  request += static_cast<char>(service.size());
+  request += service;
+  std::string response;
+  const grpc::Status status = CallRaw(*channel_, "/grpc.health.v1.Health/Check", request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response, std::string("\x08\x01"));  // status: SERVING
+}
+
+TEST_F(JobServiceTest, ServesReflection) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  // One ServerReflectionRequest{list_services: "*"} on the bidi stream, encoded by hand.
+  grpc::GenericStub stub(channel_);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  const auto step = [&](int tag) {
+    void* got = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&got, &ok));
+    EXPECT_EQ(got, reinterpret_cast<void*>(static_cast<intptr_t>(tag)));
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(step(1));
+  grpc::Slice slice(std::string("\x3a\x01*", 3));
+  grpc::ByteBuffer request(&slice, 1), response;
+  call->Write(request, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(step(2));
+  call->WritesDone(reinterpret_cast<void*>(3));
+  step(3);
+  call->Read(&response, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(step(4));
+  EXPECT_NE(BufferBytes(response).find("qshard.v1.JobService"), std::string::npos);
+  EXPECT_NE(BufferBytes(response).find("grpc.health.v1.Health"), std::string::npos);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step(5);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST(CoordinatorTest, PlaintextOnlyOnLoopback) {
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:7000"));
+  EXPECT_TRUE(IsLoopbackAddress("127.3.2.1:0"));
+  EXPECT_TRUE(IsLoopbackAddress("localhost:7000"));
+  EXPECT_TRUE(IsLoopbackAddress("[::1]:7000"));
+  EXPECT_TRUE(IsLoopbackAddress("unix:/tmp/qshard.sock"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:7000"));
+  EXPECT_FALSE(IsLoopbackAddress("[::]:7000"));
+  EXPECT_FALSE(IsLoopbackAddress("10.1.2.3:7000"));
+  EXPECT_FALSE(IsLoopbackAddress("example.com:7000"));
+  ScopedTempDir root, state;
+  CoordinatorOptions options;
+  options.listen = "0.0.0.0:0";
+  options.state_dir = state.path();
+  options.allowed_roots = {root.path()};
+  auto refused = Coordinator::Start(options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("--insecure"), std::string::npos);
+  options.listen = "127.0.0.1:0";
+  options.allowed_roots = {};
+  EXPECT_NE(Coordinator::Start(options).status().message().find("--allowed-root"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qshard

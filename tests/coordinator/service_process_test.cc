@@ -1,0 +1,277 @@
+// The service as separate processes on loopback, driven through the built `qshard` binary:
+// `coordinator` + `submit --wait` make the same *.safetensors bytes as RunEmbeddedJob with the
+// same spec; hostile requests get their codes without disturbing a running job; and a
+// coordinator killed with SIGKILL mid-job and started again finishes the job, while the
+// waiting `submit` rides through the restart. Every wait is bounded.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "remote/job_spec_proto.h"
+#include "coordinator/journal.h"
+#include "engine/job_runner.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "qshard.grpc.pb.h"
+#include "tests/core/scoped_temp_dir.h"
+
+extern char** environ;
+
+namespace qshard {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ReadDirectoryFiles;
+using testing::ReadFileBytes;
+using testing::ScopedTempDir;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kData[] = "../shared/data";
+
+// A child process running `qshard ARGS...` with stdout and stderr in files.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::string& log_prefix) : out_(log_prefix + ".out") {
+    std::vector<std::string> argv_strings = {QSHARD_BINARY};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_strings) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, (log_prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0) << QSHARD_BINARY;
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  ~Process() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // The exit code, or -1 if it did not exit within `limit` (it is then killed).
+  int Wait(std::chrono::seconds limit) {
+    const auto end = Clock::now() + limit;
+    while (Clock::now() < end) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+  void Kill(int signal) {
+    ::kill(pid_, signal);
+    Wait(std::chrono::seconds(30));
+  }
+  std::string Stdout() const { return ReadFileBytes(out_); }
+
+ private:
+  std::string out_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+class ServiceProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = fs::canonical(kData).string();
+    ASSERT_TRUE(fs::exists(data_ + "/tinystories-656k/model.safetensors")) << "needs " << kData;
+  }
+
+  // Starts a coordinator on `listen` and returns the address it serves.
+  std::string StartCoordinator(const std::string& listen) {
+    coordinator_ = std::make_unique<Process>(
+        std::vector<std::string>{"coordinator", "--listen", listen, "--state-dir", dir_.Child("state"),
+                                 "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json"},
+        dir_.Child(absl::StrCat("coordinator-", ++starts_)));
+    const auto end = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < end) {
+      const std::string out = coordinator_->Stdout();
+      if (out.find('\n') != std::string::npos) {
+        const std::string address = nlohmann::json::parse(out)["listening"];
+        stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+        return address;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "the coordinator did not start: "
+                  << ReadFileBytes(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
+    return "";
+  }
+
+  // The job flags of a small job, as `submit` and the JobSpec below both describe it.
+  std::vector<std::string> JobFlags(const std::string& method, const std::string& out) {
+    std::vector<std::string> flags = {"--model", data_ + "/tinystories-656k", "--out", dir_.Child("outputs/" + out),
+                                      "--method", method, "--bits", "4", "--group-size", "32",
+                                      "--calib-text", data_ + "/wikitext-2-raw/wiki.test.raw", "--nsamples", "4",
+                                      "--calib-shards", "4", "--seqlen", "64", "--threads", "2"};
+    if (method == "aespa") flags.insert(flags.end(), {"--aespa-adaround-iters", "20"});
+    return flags;
+  }
+  JobSpec Spec(const std::string& method, const std::string& out) {
+    JobSpec spec;
+    spec.model_dir = data_ + "/tinystories-656k";
+    spec.out_dir = out;
+    spec.method.method = method;
+    spec.method.spec.bits = 4;
+    spec.method.spec.group_size = 32;
+    spec.calibration.text = data_ + "/wikitext-2-raw/wiki.test.raw";
+    spec.calibration.nsamples = 4;
+    spec.calibration.shards = 4;
+    spec.calibration.seqlen = 64;
+    spec.execution.threads = 2;
+    if (method == "aespa") spec.method.aespa_adaround_iters = 20;
+    return spec;
+  }
+
+  // The *.safetensors bytes of `dir`, by file name.
+  static std::map<std::string, std::string> Tensors(const std::string& dir) {
+    std::map<std::string, std::string> files = ReadDirectoryFiles(dir);
+    std::erase_if(files, [](const auto& file) { return fs::path(file.first).extension() != ".safetensors"; });
+    return files;
+  }
+  void ExpectSameBytesAsEmbedded(const std::string& method, const std::string& out) {
+    const std::string embedded = dir_.Child("embedded-" + out);
+    auto report = RunEmbeddedJob(Spec(method, embedded), JobEvents());
+    ASSERT_TRUE(report.ok()) << report.status();
+    const auto served = Tensors(dir_.Child("outputs/" + out));
+    ASSERT_FALSE(served.empty());
+    EXPECT_TRUE(served == Tensors(embedded)) << "the service's checkpoint differs from the embedded one";
+  }
+
+  // The job's status; UNSPECIFIED state while it does not exist (yet).
+  v1::JobStatus Get(const std::string& job_id) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    v1::JobStatus status;
+    if (!stub_->GetJob(&context, request, &status).ok()) status.Clear();
+    return status;
+  }
+  grpc::Status Submit(const v1::JobSpec& spec) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    v1::SubmitJobResponse response;
+    return stub_->SubmitJob(&context, request, &response);
+  }
+
+  ScopedTempDir dir_;
+  std::string data_;
+  int starts_ = 0;
+  std::unique_ptr<Process> coordinator_;
+  std::unique_ptr<v1::JobService::Stub> stub_;
+};
+
+TEST_F(ServiceProcessTest, SubmitWaitGivesTheEmbeddedBytes) {
+  fs::create_directories(dir_.Child("outputs"));
+  const std::string address = StartCoordinator("127.0.0.1:0");
+  std::vector<std::string> args = {"submit", "--coordinator", address, "--wait", "--json"};
+  const std::vector<std::string> job = JobFlags("gptq", "gptq");
+  args.insert(args.end(), job.begin(), job.end());
+  Process submit(args, dir_.Child("submit"));
+  ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child("submit.err"));
+  EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
+  ExpectSameBytesAsEmbedded("gptq", "gptq");
+
+  // `jobs` lists it; `cancel` of a finished job fails naming it.
+  Process jobs({"jobs", "--coordinator", address, "--json"}, dir_.Child("jobs"));
+  ASSERT_EQ(jobs.Wait(std::chrono::seconds(30)), 0);
+  EXPECT_NE(jobs.Stdout().find("\"SUCCEEDED\""), std::string::npos) << jobs.Stdout();
+  Process cancel({"cancel", "--coordinator", address, "job-1"}, dir_.Child("cancel"));
+  EXPECT_EQ(cancel.Wait(std::chrono::seconds(30)), 1);
+  EXPECT_NE(ReadFileBytes(dir_.Child("cancel.err")).find("job_id"), std::string::npos);
+  coordinator_->Kill(SIGTERM);
+}
+
+TEST_F(ServiceProcessTest, HostileRequestsAndASigkilledCoordinatorLeaveTheJobIntact) {
+  fs::create_directories(dir_.Child("outputs"));
+  fs::create_symlink("/tmp", dir_.Child("outputs/link"));
+  const std::string address = StartCoordinator("127.0.0.1:0");
+  std::vector<std::string> args = {"submit", "--coordinator", address, "--wait", "--json",
+                                   "--request-id", "release-1", "--reconnect-seconds", "60"};
+  const std::vector<std::string> job = JobFlags("aespa", "aespa");
+  args.insert(args.end(), job.begin(), job.end());
+  Process submit(args, dir_.Child("submit"));
+
+  const auto end = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < end && Get("job-1").state() != v1::JOB_STATE_RUNNING)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(Get("job-1").state(), v1::JOB_STATE_RUNNING);
+
+  const v1::JobSpec good = JobSpecToProto(Spec("aespa", dir_.Child("outputs/other")));
+  const auto expect = [&](v1::JobSpec spec, grpc::StatusCode code, const std::string& field) {
+    const grpc::Status status = Submit(spec);
+    EXPECT_EQ(status.error_code(), code) << field << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(field), std::string::npos) << status.error_message();
+  };
+  v1::JobSpec spec = good;
+  spec.mutable_quant()->set_method("nope");
+  expect(spec, grpc::StatusCode::INVALID_ARGUMENT, "quant.method");
+  for (int bits : {0, 9}) {
+    spec = good;
+    spec.mutable_quant()->set_bits(bits);
+    expect(spec, grpc::StatusCode::INVALID_ARGUMENT, "quant.bits");
+  }
+  for (const std::string& out : {std::string("/tmp/qshard-outside"), dir_.Child("outputs/../escape"),
+                                 dir_.Child("outputs/link/x")}) {
+    spec = good;
+    spec.set_output_path(out);
+    const grpc::Status status = Submit(spec);
+    EXPECT_TRUE(status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+        << out << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find("output_path"), std::string::npos) << status.error_message();
+  }
+  spec = good;
+  spec.set_client_request_id("release-1");  // the running job's id, another spec
+  expect(spec, grpc::StatusCode::ALREADY_EXISTS, "client_request_id");
+  {
+    grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_job_id("job-77");
+    v1::JobStatus status;
+    EXPECT_EQ(stub_->GetJob(&context, request, &status).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  const v1::JobStatus before_kill = Get("job-1");
+  EXPECT_TRUE(before_kill.state() == v1::JOB_STATE_RUNNING) << before_kill.DebugString();
+
+  // SIGKILL mid-job, then the same coordinator again: the job restarts and completes, and the
+  // waiting submit reconnects and exits 0.
+  coordinator_->Kill(SIGKILL);
+  StartCoordinator(address);
+  ASSERT_EQ(submit.Wait(std::chrono::seconds(180)), 0) << ReadFileBytes(dir_.Child("submit.err"));
+  EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
+  coordinator_->Kill(SIGTERM);
+
+  auto journal = Journal::Open(dir_.Child("state"));
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  const auto history = (*journal)->History("job-1");
+  ASSERT_TRUE(history.ok()) << history.status();
+  std::vector<JobState> states;
+  for (const StateChange& change : *history) states.push_back(change.to);
+  EXPECT_EQ(states, (std::vector<JobState>{v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
+                                           v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+  const auto jobs = (*journal)->List(0, 100);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 1u);  // no hostile request made a job
+  ExpectSameBytesAsEmbedded("aespa", "aespa");
+}
+
+}  // namespace
+}  // namespace qshard

@@ -1,0 +1,70 @@
+// qshard coordinator: serves the JobService (coordinator/coordinator_server.h) until SIGINT or
+// SIGTERM; jobs run one at a time in this process and survive restarts through the journal.
+#include <signal.h>
+
+#include <ctime>
+#include <iostream>
+#include <mutex>
+
+#include "absl/strings/str_format.h"
+#include "coordinator/coordinator_server.h"
+#include "core/status.h"
+#include "tools/qshard/command.h"
+
+namespace qshard::cli {
+namespace {
+
+struct CoordinatorFlags {
+  CoordinatorOptions options;
+  bool json = false;
+};
+
+void LogLine(const std::string& line) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::cerr << stamp << " " << line << std::endl;
+}
+
+absl::Status RunCoordinator(CoordinatorFlags& flags) {
+  // Signals are taken by sigwait below; the mask is inherited by every thread started after it.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  flags.options.log = LogLine;
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(flags.options));
+  if (flags.json) {
+    PrintJson({{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}});
+  } else {
+    std::cout << "listening on " << coordinator->address() << std::endl;
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  LogLine(absl::StrFormat("signal %d: shutting down", signal));
+  coordinator->Shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterCoordinator(CLI::App& root, CommandList& commands) {
+  auto flags = std::make_shared<CoordinatorFlags>();
+  CoordinatorOptions& o = flags->options;
+  CLI::App* app = root.add_subcommand("coordinator", "Serve the job service: take jobs over gRPC and run them");
+  app->add_option("--listen", o.listen, "host:port (port 0: any free port, printed); plaintext on loopback only")
+      ->required();
+  app->add_option("--state-dir", o.state_dir, "Directory of the job journal (created when missing)")->required();
+  app->add_option("--allowed-root", o.allowed_roots, "A directory jobs may read models from and write outputs to "
+                                                     "(repeatable; at least one)")
+      ->required();
+  app->add_flag("--insecure", o.insecure, "Allow plaintext gRPC on a non-loopback address (logs a warning)");
+  app->add_flag("--json", flags->json, "Print the listening address as one JSON object");
+  commands.push_back({app, [flags] { return RunCoordinator(*flags); }});
+}
+
+}  // namespace qshard::cli

@@ -1,0 +1,110 @@
+#include "tools/qshard/job_client.h"
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/grpc_status.h"
+#include "coordinator/job_state.h"
+#include "core/status.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "tools/qshard/command.h"
+
+namespace qshard::cli {
+namespace {
+
+using Clock = std::chrono::system_clock;
+
+std::string StatusLine(const v1::JobStatus& s) {
+  std::string line = absl::StrCat(s.job_id(), " ", JobStateName(s.state()));
+  if (s.layers_total() > 0) absl::StrAppend(&line, " layer ", s.layers_done(), "/", s.layers_total());
+  if (s.seconds() > 0) absl::StrAppend(&line, absl::StrFormat(" %.1f s", s.seconds()));
+  if (s.eta_seconds() > 0) absl::StrAppend(&line, absl::StrFormat(" eta %.1f s", s.eta_seconds()));
+  if (!s.error().empty()) absl::StrAppend(&line, ": ", s.error());
+  return line;
+}
+
+bool Retryable(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE || status.error_code() == grpc::StatusCode::CANCELLED ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+}  // namespace
+
+void AddClientFlags(CLI::App& app, ClientFlags& flags) {
+  app.add_option("--coordinator", flags.coordinator, "The coordinator's address, host:port")->required();
+  app.add_flag("--json", flags.json, "Print results as JSON objects, one per line");
+}
+
+std::unique_ptr<v1::JobService::Stub> ConnectToCoordinator(const ClientFlags& flags) {
+  return v1::JobService::NewStub(grpc::CreateChannel(flags.coordinator, grpc::InsecureChannelCredentials()));
+}
+
+nlohmann::json JobStatusJson(const v1::JobStatus& s) {
+  nlohmann::json json = {{"job_id", s.job_id()},
+                         {"state", JobStateName(s.state())},
+                         {"layers_done", s.layers_done()},
+                         {"layers_total", s.layers_total()},
+                         {"seconds", s.seconds()},
+                         {"eta_seconds", s.eta_seconds()},
+                         {"client_request_id", s.client_request_id()},
+                         {"created_unix_ms", s.created_unix_ms()}};
+  if (!s.error().empty()) json["error"] = s.error();
+  return json;
+}
+
+void PrintJobStatus(const v1::JobStatus& status, bool json) {
+  if (json) {
+    PrintJson(JobStatusJson(status));
+  } else {
+    std::cout << StatusLine(status) << std::endl;
+  }
+}
+
+absl::StatusOr<v1::JobStatus> FollowJob(v1::JobService::Stub& stub, const std::string& job_id,
+                                        const ClientFlags& flags) {
+  const auto patience =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.reconnect_seconds));
+  auto give_up = Clock::now() + patience;
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  while (true) {
+    // A restarting coordinator is waited for (up to the patience left), not failed on.
+    grpc::ClientContext probe;
+    probe.set_wait_for_ready(true);
+    probe.set_deadline(give_up);
+    v1::JobStatus status;
+    const grpc::Status reached = stub.GetJob(&probe, request, &status);
+    if (!reached.ok()) {
+      if (Retryable(reached) && Clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      return WithContext(FromGrpcStatus(reached), absl::StrCat("--coordinator ", flags.coordinator));
+    }
+    if (IsTerminal(status.state())) return status;
+    grpc::ClientContext context;
+    auto reader = stub.WatchJob(&context, request);
+    bool final = false;
+    while (reader->Read(&status)) {  // the server ends the stream after a final state
+      std::cerr << StatusLine(status) << std::endl;
+      give_up = Clock::now() + patience;
+      final = IsTerminal(status.state());
+    }
+    const grpc::Status end = reader->Finish();
+    if (final) return status;
+    if (!end.ok() && !Retryable(end)) return FromGrpcStatus(end);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+absl::Status JobOutcome(const v1::JobStatus& status) {
+  if (status.state() == v1::JOB_STATE_SUCCEEDED) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat(status.job_id(), " ended ", JobStateName(status.state()),
+                                         status.error().empty() ? "" : ": ", status.error()));
+}
+
+}  // namespace qshard::cli
