@@ -58,7 +58,17 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   QSHARD_ASSIGN_OR_RETURN(AllowedRoots roots, AllowedRoots::Create(options.allowed_roots));
   c->roots_ = std::make_unique<AllowedRoots>(std::move(roots));
   QSHARD_ASSIGN_OR_RETURN(c->journal_, Journal::Open(options.state_dir));
-  c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.executor, options.log);
+  c->pool_ = std::make_unique<WorkerPool>();
+  JobExecutor executor = options.executor;
+  if (options.workers > 0)
+    executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait](
+                   const JobSpec& spec, const JobEvents& events) -> absl::StatusOr<nlohmann::json> {
+      QSHARD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<WorkerClient>> workers, pool->AwaitWorkers(count, wait));
+      std::vector<WorkerClient*> clients;
+      for (auto& worker : workers) clients.push_back(worker.get());
+      return RunJob(spec, clients, events);
+    };
+  c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, executor, options.log);
   QSHARD_RETURN_IF_ERROR(c->scheduler_->Start());
   c->service_ = std::make_unique<JobServiceImpl>(*c->journal_, *c->scheduler_, *c->roots_);
 
@@ -68,6 +78,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(c->service_.get());
+  builder.RegisterService(c->pool_.get());
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   c->server_ = builder.BuildAndStart();

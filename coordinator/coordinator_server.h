@@ -1,9 +1,10 @@
 // `qshard coordinator`'s server: the state directory and its journal, the allowed roots, the
-// job scheduler, and a gRPC server carrying the JobService, grpc.health.v1 and server
-// reflection, with explicit message-size limits. Plaintext is allowed on loopback addresses
+// job scheduler, and a gRPC server carrying the JobService, the WorkerService workers dial,
+// grpc.health.v1 and server reflection, with explicit message-size limits. Plaintext is allowed on loopback addresses
 // only, unless the caller insists (conventions.md, "Servers and security").
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "coordinator/job_scheduler.h"
 #include "coordinator/job_service.h"
 #include "coordinator/journal.h"
+#include "remote/worker_pool.h"
 #include "grpcpp/server.h"
 
 namespace qshard {
@@ -26,6 +28,11 @@ struct CoordinatorOptions {
   std::string state_dir;
   std::vector<std::string> allowed_roots;
   bool insecure = false;  // plaintext on a non-loopback address
+  // Workers each job runs on: 0 runs jobs in this process (RunCoordinatorJob); N > 0 waits up
+  // to `worker_wait` for N `qshard worker`s registered on the WorkerService and runs the job
+  // on them (docs/distributed.md).
+  int workers = 0;
+  std::chrono::seconds worker_wait{60};
   JobExecutor executor = RunCoordinatorJob;
   JobScheduler::Log log = [](const std::string&) {};
 };
@@ -52,6 +59,7 @@ class Coordinator {
 
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<AllowedRoots> roots_;
+  std::unique_ptr<WorkerPool> pool_;  // outlives the server and the scheduler that use it
   std::unique_ptr<JobScheduler> scheduler_;
   std::unique_ptr<JobServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -91,11 +91,13 @@ class ServiceProcessTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(data_ + "/tinystories-656k/model.safetensors")) << "needs " << kData;
   }
 
-  // Starts a coordinator on `listen` and returns the address it serves.
-  std::string StartCoordinator(const std::string& listen) {
+  // Starts a coordinator on `listen` (running jobs on `workers` worker processes, or in
+  // itself) and returns the address it serves.
+  std::string StartCoordinator(const std::string& listen, int workers = 0) {
     coordinator_ = std::make_unique<Process>(
         std::vector<std::string>{"coordinator", "--listen", listen, "--state-dir", dir_.Child("state"),
-                                 "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json"},
+                                 "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json",
+                                 "--workers", std::to_string(workers), "--worker-wait-seconds", "60"},
         dir_.Child(absl::StrCat("coordinator-", ++starts_)));
     const auto end = Clock::now() + std::chrono::seconds(30);
     while (Clock::now() < end) {
@@ -177,6 +179,28 @@ class ServiceProcessTest : public ::testing::Test {
   std::unique_ptr<Process> coordinator_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
+
+// The whole service: a coordinator whose jobs run on three `qshard worker` processes.
+TEST_F(ServiceProcessTest, JobsRunOnWorkerProcessesWithTheEmbeddedBytes) {
+  fs::create_directories(dir_.Child("outputs"));
+  const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/3);
+  std::vector<std::unique_ptr<Process>> workers;
+  for (int i = 0; i < 3; ++i)
+    workers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address, "--name", absl::StrCat("w", i), "--threads", "1",
+                                 "--retry-seconds", "5"},
+        dir_.Child(absl::StrCat("worker-", i))));
+  for (const char* method : {"gptq", "zfold"}) {
+    std::vector<std::string> args = {"submit", "--coordinator", address, "--wait", "--json"};
+    const std::vector<std::string> job = JobFlags(method, method);
+    args.insert(args.end(), job.begin(), job.end());
+    Process submit(args, dir_.Child(absl::StrCat("submit-", method)));
+    ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child(absl::StrCat("submit-", method, ".err")));
+    EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
+    ExpectSameBytesAsEmbedded(method, method);
+  }
+  coordinator_->Kill(SIGTERM);
+}
 
 TEST_F(ServiceProcessTest, SubmitWaitGivesTheEmbeddedBytes) {
   fs::create_directories(dir_.Child("outputs"));

@@ -16,6 +16,7 @@ namespace {
 
 struct CoordinatorFlags {
   CoordinatorOptions options;
+  int worker_wait_seconds = 60;
   bool json = false;
 };
 
@@ -37,6 +38,7 @@ absl::Status RunCoordinator(CoordinatorFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   flags.options.log = LogLine;
+  flags.options.worker_wait = std::chrono::seconds(flags.worker_wait_seconds);
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(flags.options));
   if (flags.json) {
     PrintJson({{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}});
@@ -62,6 +64,12 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
   app->add_option("--allowed-root", o.allowed_roots, "A directory jobs may read models from and write outputs to "
                                                      "(repeatable; at least one)")
       ->required();
+  app->add_option("--workers", o.workers,
+                  "Run each job on this many registered `qshard worker`s (0: in this process)")
+      ->capture_default_str();
+  app->add_option("--worker-wait-seconds", flags->worker_wait_seconds,
+                  "How long a job waits for its workers to register")
+      ->capture_default_str();
   app->add_flag("--insecure", o.insecure, "Allow plaintext gRPC on a non-loopback address (logs a warning)");
   app->add_flag("--json", flags->json, "Print the listening address as one JSON object");
   commands.push_back({app, [flags] { return RunCoordinator(*flags); }});
