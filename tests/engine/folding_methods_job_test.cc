@@ -2,58 +2,27 @@
 // held-out windows, identical bytes on a rerun, and --skip of a linear that shares its input
 // norm with quantized siblings (ζ must then stay out of that norm, or the skipped linear would
 // read scaled inputs).
-#include <fstream>
-#include <sstream>
-
 #include "core/checkpoint.h"
 #include "engine/job_runner.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
-#include "coordinator/model_loading.h"
-#include "worker/eval/evaluate.h"
+#include "tests/engine/tiny_jobs.h"
 
 namespace qshard {
 namespace {
 
-constexpr char kModel[] = "../shared/data/tinystories-656k";
-constexpr char kText[] = "../shared/data/wikitext-2-raw/wiki.test.raw";
+using testing::ReadFileBytes;
+using tiny_jobs::kModel;
 
 JobSpec Job(const std::string& method, const std::string& out) {
-  JobSpec spec;
-  spec.model_dir = kModel;
-  spec.out_dir = out;
-  spec.method.method = method;
-  spec.method.spec.bits = 3;
+  JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/16, /*seqlen=*/256);
+  spec.calibration.shards = 8;
   spec.method.zfold_max_iters = 10;
   spec.method.aespa_adaround_iters = 300;
-  spec.calibration.text = kText;
-  spec.calibration.lines = {1, 2179};
-  spec.calibration.nsamples = 16;
-  spec.calibration.seqlen = 256;
-  spec.execution.threads = 2;
   return spec;
 }
 
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-double KlAgainstBase(const std::string& dir) {
-  auto model = LoadModelForInference(dir, 2);
-  auto base = LoadModelForInference(kModel, 2);
-  EXPECT_TRUE(model.ok() && base.ok()) << model.status() << base.status();
-  auto tokens = TokenizeTextFile(base->tokenizer, kText, {2180, 4358});
-  EXPECT_TRUE(tokens.ok()) << tokens.status();
-  EvalOptions options;
-  options.seqlen = 512;
-  options.max_windows = 8;
-  auto result = Evaluate(*model->model, *tokens, options, base->model.get());
-  EXPECT_TRUE(result.ok()) << result.status();
-  return result.ok() ? result->kl_divergence : 1e9;
-}
+double KlAgainstBase(const std::string& dir) { return tiny_jobs::EvaluateAgainstBase(dir, 8).kl_divergence; }
 
 TEST(FoldingMethodsJobTest, ZfoldAndAespaBeatGptqAtW3AndRerunToTheSameBytes) {
   testing::ScopedTempDir dir;
@@ -71,7 +40,7 @@ TEST(FoldingMethodsJobTest, ZfoldAndAespaBeatGptqAtW3AndRerunToTheSameBytes) {
   for (const char* method : {"zfold", "aespa"}) {
     const std::string again = dir.Child(std::string(method) + "-again");
     ASSERT_TRUE(RunEmbeddedJob(Job(method, again), JobEvents()).ok());
-    EXPECT_TRUE(ReadBytes(dir.Child(method) + "/model.safetensors") == ReadBytes(again + "/model.safetensors"))
+    EXPECT_TRUE(ReadFileBytes(dir.Child(method) + "/model.safetensors") == ReadFileBytes(again + "/model.safetensors"))
         << method;
   }
 }

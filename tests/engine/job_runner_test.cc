@@ -3,10 +3,8 @@
 #include "engine/job_runner.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
-#include "coordinator/model_loading.h"
+#include "tests/engine/tiny_jobs.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
 #include "worker/eval/evaluate.h"
@@ -14,48 +12,19 @@
 namespace qshard {
 namespace {
 
-constexpr char kModel[] = "../shared/data/tinystories-656k";
-constexpr char kText[] = "../shared/data/wikitext-2-raw/wiki.test.raw";
+using testing::ReadFileBytes;
+using tiny_jobs::kModel;
+using tiny_jobs::kText;
 
 JobSpec SmallJob(const std::string& method, int bits, const std::string& out) {
-  JobSpec spec;
-  spec.model_dir = kModel;
-  spec.out_dir = out;
-  spec.method.method = method;
-  spec.method.spec.bits = bits;
+  JobSpec spec = tiny_jobs::Job(method, bits, out, /*nsamples=*/16, /*seqlen=*/256);
   spec.method.spec.group_size = 32;
-  spec.calibration.text = kText;
-  spec.calibration.lines = {1, 2179};
-  spec.calibration.nsamples = 16;
-  spec.calibration.seqlen = 256;
-  spec.calibration.shards = 4;
-  spec.execution.threads = 2;
   return spec;
 }
 
 const JobEvents kQuiet;
 
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Perplexity, KL and agreement of `dir` against the fp32 model on 12 held-out windows of 512.
-EvalResult EvaluateAgainstBase(const std::string& dir) {
-  auto model = LoadModelForInference(dir, 2);
-  auto base = LoadModelForInference(kModel, 2);
-  EXPECT_TRUE(model.ok() && base.ok()) << model.status() << base.status();
-  auto tokens = TokenizeTextFile(base->tokenizer, kText, {2180, 4358});
-  EXPECT_TRUE(tokens.ok()) << tokens.status();
-  EvalOptions options;
-  options.seqlen = 512;
-  options.max_windows = 12;
-  auto result = Evaluate(*model->model, *tokens, options, base->model.get());
-  EXPECT_TRUE(result.ok()) << result.status();
-  return *result;
-}
+EvalResult EvaluateAgainstBase(const std::string& dir) { return tiny_jobs::EvaluateAgainstBase(dir, 12); }
 
 TEST(JobRunnerTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
   testing::ScopedTempDir dir;
@@ -89,9 +58,9 @@ TEST(JobRunnerTest, CheckpointBytesDoNotDependOnBatchingOrThreads) {
   b.execution.threads = 2;
   ASSERT_TRUE(RunEmbeddedJob(a, kQuiet).ok());
   ASSERT_TRUE(RunEmbeddedJob(b, kQuiet).ok());
-  const std::string bytes_a = ReadBytes(dir.Child("a") + "/model.safetensors");
+  const std::string bytes_a = ReadFileBytes(dir.Child("a") + "/model.safetensors");
   EXPECT_FALSE(bytes_a.empty());
-  EXPECT_TRUE(bytes_a == ReadBytes(dir.Child("b") + "/model.safetensors"));
+  EXPECT_TRUE(bytes_a == ReadFileBytes(dir.Child("b") + "/model.safetensors"));
 }
 
 TEST(JobRunnerTest, ParallelPropagationRunsAndDiffersFromSequential) {
@@ -104,7 +73,7 @@ TEST(JobRunnerTest, ParallelPropagationRunsAndDiffersFromSequential) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ((*report)["calibration"]["propagation"], "parallel");
   // Layer 0 sees the same inputs either way; later layers do not.
-  EXPECT_FALSE(ReadBytes(dir.Child("seq") + "/model.safetensors") == ReadBytes(dir.Child("par") + "/model.safetensors"));
+  EXPECT_FALSE(ReadFileBytes(dir.Child("seq") + "/model.safetensors") == ReadFileBytes(dir.Child("par") + "/model.safetensors"));
 }
 
 TEST(JobRunnerTest, SkippedLinearsStayInFullPrecision) {

@@ -1,9 +1,6 @@
 // The engine over gRPC: a WorkerPool on a loopback port, workers dialling it (in threads of
 // this process, each with its own LocalWorker), and RunJob driving them. The checkpoint's
 // bytes equal the embedded job's with the same spec, whatever the number of workers.
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "engine/job_runner.h"
@@ -12,37 +9,21 @@
 #include "remote/worker_pool.h"
 #include "remote/worker_session.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/tiny_jobs.h"
 
 namespace qshard {
 namespace {
 
-constexpr char kModel[] = "../shared/data/tinystories-656k";
-constexpr char kText[] = "../shared/data/wikitext-2-raw/wiki.test.raw";
+using testing::ReadFileBytes;
 
 JobSpec SmallJob(const std::string& method, const std::string& out) {
-  JobSpec spec;
-  spec.model_dir = kModel;
-  spec.out_dir = out;
-  spec.method.method = method;
-  spec.method.spec.bits = 3;
+  JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.method.spec.group_size = 32;
   spec.method.zfold_max_iters = 4;
   spec.method.aespa_adaround_iters = 20;
-  spec.calibration.text = kText;
-  spec.calibration.lines = {1, 2179};
-  spec.calibration.nsamples = 6;
-  spec.calibration.seqlen = 64;
-  spec.calibration.shards = 4;
   spec.execution.threads = 1;
   spec.execution.batch_windows = 2;
   return spec;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // A coordinator-side pool on a free loopback port with `count` workers connected to it.
@@ -87,9 +68,9 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
   for (auto& worker : *remote) clients.push_back(worker.get());
   auto report = RunJob(SmallJob(method, dir.Child("remote")), clients, JobEvents());
   ASSERT_TRUE(report.ok()) << report.status();
-  const std::string embedded = ReadBytes(dir.Child("embedded") + "/model.safetensors");
+  const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
-  EXPECT_TRUE(embedded == ReadBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
+  EXPECT_TRUE(embedded == ReadFileBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }

@@ -5,40 +5,25 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "remote/worker_pool.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/tiny_jobs.h"
 
 extern char** environ;
 
 namespace qshard {
 namespace {
 
+using testing::ReadFileBytes;
+
 JobSpec SmallJob(const std::string& out) {
-  JobSpec spec;
-  spec.model_dir = "../shared/data/tinystories-656k";
-  spec.out_dir = out;
-  spec.method.method = "gptq";
-  spec.method.spec.bits = 3;
-  spec.calibration.text = "../shared/data/wikitext-2-raw/wiki.test.raw";
-  spec.calibration.lines = {1, 2179};
-  spec.calibration.nsamples = 6;
-  spec.calibration.seqlen = 64;
+  JobSpec spec = tiny_jobs::Job("gptq", 3, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.calibration.shards = 3;
   spec.execution.threads = 1;
   return spec;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 pid_t SpawnWorker(int port, int index) {
@@ -85,8 +70,8 @@ void RunKillingWorkers(int lost) {
   int adoptions = 0;
   for (const std::string& line : log) adoptions += line.find("adopts") != std::string::npos;
   EXPECT_GE(adoptions, 1);
-  EXPECT_TRUE(ReadBytes(dir.Child("embedded") + "/model.safetensors") ==
-              ReadBytes(dir.Child("remote") + "/model.safetensors"));
+  EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
 
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   for (pid_t pid : pids) {
