@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/atomic_file.h"
 #include "core/status.h"
 #include "engine/calibration_shards.h"
 #include "engine/local_worker.h"
 #include "engine/source_model.h"
 #include "engine/statistics_tree.h"
+#include "engine/validation.h"
 #include "worker/export/gptq_checkpoint_writer.h"
 #include "worker/methods/method_registry.h"
 
@@ -122,6 +124,11 @@ class Job {
     report["modules"] = modules;
     report["summary"] = Summary(modules, SecondsSince(start), seconds_solve);
     QSHARD_RETURN_IF_ERROR(writer->Finish(report));
+    if (!spec_.validation.text.empty()) {
+      events_.log(absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels"));
+      QSHARD_ASSIGN_OR_RETURN(report["validation"], ValidateCheckpoint(spec_));
+      QSHARD_RETURN_IF_ERROR(WriteFileAtomically(spec_.out_dir + "/quant_report.json", report.dump(2) + "\n"));
+    }
     return report;
   }
 

@@ -48,6 +48,31 @@ TEST(JobRunnerTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
     EXPECT_TRUE(std::filesystem::exists(dir.Child("gptq") + "/" + file)) << file;
 }
 
+TEST(JobRunnerTest, ValidationRunsThroughTheKernelsAndLandsInTheReport) {
+  testing::ScopedTempDir dir;
+  JobSpec spec = SmallJob("gptq", 4, dir.Child("validated"));
+  spec.validation.text = kText;
+  spec.validation.lines = {2180, 4358};
+  spec.validation.seqlen = 256;
+  spec.validation.max_windows = 2;
+  auto report = RunEmbeddedJob(spec, kQuiet);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const nlohmann::json& v = (*report)["validation"];
+  EXPECT_EQ(v["kernels"], "exact");
+  EXPECT_EQ(v["windows"], 2);
+  EXPECT_GT(v["perplexity"].get<double>(), 1.0);
+  EXPECT_GT(v["kl_divergence"].get<double>(), 0.0);
+  EXPECT_LT(v["kl_divergence"].get<double>(), 0.1);
+  const nlohmann::json stored = nlohmann::json::parse(ReadFileBytes(dir.Child("validated") + "/quant_report.json"));
+  EXPECT_EQ(stored["validation"], v);
+
+  spec.validation.seqlen = 100000;  // beyond the model's positions: refused before any work
+  spec.out_dir = dir.Child("refused");
+  auto refused = RunEmbeddedJob(spec, kQuiet);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--validate-seqlen"), std::string::npos) << refused.status();
+}
+
 TEST(JobRunnerTest, CheckpointBytesDoNotDependOnBatchingOrThreads) {
   testing::ScopedTempDir dir;
   JobSpec a = SmallJob("gptq", 3, dir.Child("a"));

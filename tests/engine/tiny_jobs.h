@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "coordinator/model_loading.h"
+#include "engine/model_loading.h"
 #include "core/tokenizer/text_tokens.h"
 #include "engine/job_spec.h"
 #include "gtest/gtest.h"

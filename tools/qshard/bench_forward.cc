@@ -4,7 +4,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/model_loading.h"
+#include "engine/model_loading.h"
 #include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "worker/eval/forward_benchmark.h"

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
-#include "coordinator/model_loading.h"
+#include "engine/model_loading.h"
 #include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
@@ -42,8 +42,8 @@ nlohmann::json ResultJson(const EvalResult& r, const EvalFlags& flags) {
 
 absl::Status RunEval(EvalFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(LineRange lines, ParseLineRange(flags.lines, "--lines"));
-  QSHARD_RETURN_IF_ERROR(ApplyKernelsFlag(flags.kernels, flags.options.threads));
-  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.options.threads));
+  QSHARD_ASSIGN_OR_RETURN(const GptqLinearMode kernels, ParseGptqLinearMode(flags.kernels));
+  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.options.threads, kernels));
   QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, TokenizeTextFile(loaded.tokenizer, flags.text, lines, flags.bos));
   std::unique_ptr<ResidentModel> base;
   if (!flags.base.empty()) {

@@ -1,7 +1,7 @@
 // qshard generate: greedy decoding from a prompt, to see that a model is alive.
 #include <iostream>
 
-#include "coordinator/model_loading.h"
+#include "engine/model_loading.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/kernels_flag.h"
@@ -21,8 +21,8 @@ struct GenerateFlags {
 };
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
-  QSHARD_RETURN_IF_ERROR(ApplyKernelsFlag(flags.kernels, flags.threads));
-  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.threads));
+  QSHARD_ASSIGN_OR_RETURN(const GptqLinearMode kernels, ParseGptqLinearMode(flags.kernels));
+  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.threads, kernels));
   QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, loaded.tokenizer.Encode(flags.prompt));
   if (flags.bos && loaded.tokenizer.bos_id() >= 0) prompt.insert(prompt.begin(), loaded.tokenizer.bos_id());
   if (prompt.empty()) return absl::InvalidArgumentError("--prompt is empty");

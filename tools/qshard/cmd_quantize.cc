@@ -22,8 +22,13 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events));
   const nlohmann::json& summary = report["summary"];
   if (flags.json) {
-    PrintJson({{"out", spec.out_dir}, {"method", spec.method.method}, {"bits", spec.method.spec.bits},
-               {"group_size", spec.method.spec.group_size}, {"summary", summary}});
+    nlohmann::json result = {{"out", spec.out_dir},
+                             {"method", spec.method.method},
+                             {"bits", spec.method.spec.bits},
+                             {"group_size", spec.method.spec.group_size},
+                             {"summary", summary}};
+    if (report.contains("validation")) result["validation"] = report["validation"];
+    PrintJson(result);
   } else {
     std::cout << "quantized " << summary["quantized_linears"] << " linears with " << spec.method.method << " W"
               << spec.method.spec.bits << " into " << spec.out_dir << "\n"
@@ -32,6 +37,12 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
                       : "mean relative output error " + summary["mean_relative_error"].dump() + ", max " +
                             summary["max_relative_error"].dump())
               << "; solve " << summary["seconds_solve"] << " s, total " << summary["seconds_total"] << " s\n";
+    if (report.contains("validation")) {
+      const nlohmann::json& v = report["validation"];
+      std::cout << "validation (" << v["windows"] << " windows of " << v["seqlen"] << ", integer kernels): perplexity "
+                << v["perplexity"] << " (base " << v["base_perplexity"] << "), KL " << v["kl_divergence"]
+                << ", top-1 agreement " << v["top1_agreement"] << "\n";
+    }
   }
   return absl::OkStatus();
 }

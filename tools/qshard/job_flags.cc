@@ -36,12 +36,19 @@ void AddJobFlags(CLI::App& app, JobFlags& flags) {
   app.add_option("--aespa-adaround-iters", s.method.aespa_adaround_iters,
                  "aespa: AdaRound iterations (0 = without AdaRound)")->capture_default_str();
   app.add_option("--max-shard-bytes", s.execution.max_shard_bytes, "Largest safetensors shard")->capture_default_str();
+  ValidationSpec& v = s.validation;
+  app.add_option("--validate-text", v.text,
+                 "After quantizing, perplexity/KL/top-1 against the base model on this text, through the kernels");
+  app.add_option("--validate-lines", flags.validate_lines, "Lines of the validation text, FIRST-LAST (default all)");
+  app.add_option("--validate-seqlen", v.seqlen, "Tokens per validation window")->capture_default_str();
+  app.add_option("--validate-windows", v.max_windows, "Validation windows (0 = all)")->capture_default_str();
 }
 
 absl::StatusOr<JobSpec> JobSpecOfFlags(const JobFlags& flags) {
   JobSpec spec = flags.spec;
   QSHARD_ASSIGN_OR_RETURN(spec.calibration.lines, ParseLineRange(flags.calib_lines, "--calib-lines"));
   QSHARD_ASSIGN_OR_RETURN(spec.calibration.propagation, ParsePropagation(flags.propagation));
+  QSHARD_ASSIGN_OR_RETURN(spec.validation.lines, ParseLineRange(flags.validate_lines, "--validate-lines"));
   return spec;
 }
 

@@ -13,12 +13,14 @@ namespace qshard::cli {
 struct JobFlags {
   JobSpec spec;
   std::string calib_lines;
+  std::string validate_lines;
   std::string propagation = "sequential";
 };
 
 void AddJobFlags(CLI::App& app, JobFlags& flags);
 
-// The spec with the flags that need parsing (--calib-lines, --propagation) filled in.
+// The spec with the flags that need parsing (--calib-lines, --validate-lines, --propagation)
+// filled in.
 absl::StatusOr<JobSpec> JobSpecOfFlags(const JobFlags& flags);
 
 }  // namespace qshard::cli

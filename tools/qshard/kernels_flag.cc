@@ -1,8 +1,5 @@
 #include "tools/qshard/kernels_flag.h"
 
-#include "core/status.h"
-#include "worker/export/gptq_tensor_source.h"
-
 namespace qshard::cli {
 
 void AddKernelsFlag(CLI::App* app, std::string& kernels) {
@@ -10,12 +7,6 @@ void AddKernelsFlag(CLI::App* app, std::string& kernels) {
                   "GPTQ checkpoints: exact (fp32 activations x packed codes), int8 (per-token int8 activations, "
                   "alias w4a8/w8a8) or dequantize (float weights + BLAS)")
       ->capture_default_str();
-}
-
-absl::Status ApplyKernelsFlag(const std::string& kernels, int threads) {
-  QSHARD_ASSIGN_OR_RETURN(const GptqLinearMode mode, ParseGptqLinearMode(kernels));
-  SetGptqKernelOptions({mode, threads});
-  return absl::OkStatus();
 }
 
 }  // namespace qshard::cli

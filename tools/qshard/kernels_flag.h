@@ -10,7 +10,6 @@
 namespace qshard::cli {
 
 void AddKernelsFlag(CLI::App* app, std::string& kernels);
-// Sets the GPTQ kernel options for the models loaded afterwards; threads 0 = all.
-absl::Status ApplyKernelsFlag(const std::string& kernels, int threads);
+
 
 }  // namespace qshard::cli

@@ -1,7 +1,6 @@
 #include "worker/export/gptq_tensor_source.h"
 
 #include <cstring>
-#include <mutex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -42,16 +41,6 @@ absl::StatusOr<std::vector<T>> ReadRaw(const Checkpoint& checkpoint, const std::
   return values;
 }
 
-std::mutex& OptionsMutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
-GptqKernelOptions& DefaultOptions() {
-  static GptqKernelOptions options;
-  return options;
-}
-
 }  // namespace
 
 absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name) {
@@ -60,11 +49,6 @@ absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name) {
   if (name == "dequantize") return GptqLinearMode::kDequantize;
   return absl::InvalidArgumentError(
       absl::StrCat("--kernels: '", name, "' is not one of exact, int8 (w4a8, w8a8), dequantize"));
-}
-
-void SetGptqKernelOptions(const GptqKernelOptions& options) {
-  std::lock_guard<std::mutex> lock(OptionsMutex());
-  DefaultOptions() = options;
 }
 
 GptqTensorSource::GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits,
@@ -129,16 +113,12 @@ absl::StatusOr<std::shared_ptr<const LinearKernel>> GptqTensorSource::ReadLinear
   return std::shared_ptr<const LinearKernel>(*std::move(kernel));
 }
 
-absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir, Env* env) {
+absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir, const GptqKernelOptions& options,
+                                                                   Env* env) {
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir, env));
   std::shared_ptr<const Checkpoint> checkpoint = std::move(opened);
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   if (q.is_null()) return std::shared_ptr<const TensorSource>(std::make_shared<CheckpointTensorSource>(checkpoint));
-  GptqKernelOptions options;
-  {
-    std::lock_guard<std::mutex> lock(OptionsMutex());
-    options = DefaultOptions();
-  }
   QSHARD_ASSIGN_OR_RETURN(auto gptq, GptqTensorSource::Create(checkpoint, options));
   return std::shared_ptr<const TensorSource>(std::move(gptq));
 }

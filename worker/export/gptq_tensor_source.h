@@ -28,10 +28,6 @@ struct GptqKernelOptions {
   GptqLinearMode mode = GptqLinearMode::kDequantize;
   int threads = 0;  // of the kernels' pool; 0: one per hardware thread
 };
-// The options of the sources OpenModelSource creates from now on. eval and generate set them
-// from their flags before loading; the default (dequantize) is what every other caller needs,
-// e.g. quantizing reads float weights.
-void SetGptqKernelOptions(const GptqKernelOptions& options);
 
 class GptqTensorSource : public TensorSource {
  public:
@@ -55,8 +51,10 @@ class GptqTensorSource : public TensorSource {
   std::shared_ptr<ThreadPool> pool_;  // shared by the kernels of every linear; null for kDequantize
 };
 
-// Opens a model directory as a tensor source: dequantizing for GPTQ checkpoints, plain otherwise.
+// Opens a model directory as a tensor source: a GptqTensorSource with `options` for GPTQ
+// checkpoints, plain otherwise.
 absl::StatusOr<std::shared_ptr<const TensorSource>> OpenModelSource(const std::string& dir,
+                                                                   const GptqKernelOptions& options = {},
                                                                    Env* env = Env::Default());
 
 }  // namespace qshard
