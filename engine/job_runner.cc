@@ -1,6 +1,8 @@
 #include "engine/job_runner.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <thread>
 
@@ -76,6 +78,7 @@ class Job {
     if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     needs_ = method->needs;
+    independent_linears_ = method->independent_linears;
     QSHARD_ASSIGN_OR_RETURN(source_model_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
     source_ = source_model_.model.get();
     const DecoderModel& model = *source_;
@@ -174,10 +177,7 @@ class Job {
         QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one, CollectAndReduce({g}, needs_.attention_stats && g == 0));
         statistics[g] = std::move(one.front());
       }
-      // The owner depends on (layer, group) and the surviving workers only, never on timing.
-      const size_t owner = Alive()[(static_cast<size_t>(layer) * groups.size() + g) % AliveCount()];
-      auto solution = workers_[owner]->Solve(g, calibrated ? &statistics[g] : nullptr);
-      if (absl::IsUnavailable(solution.status())) alive_[owner] = false;
+      auto solution = SolveOnOwners(layer, g, groups, calibrated ? &statistics[g] : nullptr);
       QSHARD_RETURN_IF_ERROR(solution.status());
       QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, *solution); }));
       solutions.push_back(*solution);
@@ -185,6 +185,46 @@ class Job {
       statistics[g] = GroupStatistics();  // free the Hessians
     }
     return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); });
+  }
+
+  // Solves group g of `layer`. Owners depend on (layer, group, linear) and the surviving
+  // workers only, never on timing; a method whose linears are independent spreads them over
+  // several owners at once and their solutions are joined in the group's order.
+  absl::StatusOr<GroupSolution> SolveOnOwners(int layer, int g, const std::vector<std::vector<std::string>>& groups,
+                                              const GroupStatistics* statistics) {
+    const std::vector<size_t> alive = Alive();
+    const size_t first = static_cast<size_t>(layer) * groups.size() + g;
+    // Linears per owner, one call each; an empty list asks for the whole group.
+    std::map<size_t, std::vector<std::string>> parts;
+    if (independent_linears_ && alive.size() > 1) {
+      size_t k = 0;
+      for (const std::string& linear : groups[g])
+        if (!skipped_.count(linear)) parts[alive[(first + k++) % alive.size()]].push_back(linear);
+    } else {
+      parts[alive[first % alive.size()]] = {};
+    }
+    std::vector<size_t> owners;
+    for (const auto& part : parts) owners.push_back(part.first);
+    std::vector<absl::StatusOr<GroupSolution>> solved(owners.size(), absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    for (size_t k = 0; k < owners.size(); ++k)
+      threads.emplace_back([&, k] { solved[k] = workers_[owners[k]]->Solve(g, parts[owners[k]], statistics); });
+    for (std::thread& t : threads) t.join();
+    for (size_t k = 0; k < owners.size(); ++k)
+      if (absl::IsUnavailable(solved[k].status())) alive_[owners[k]] = false;
+    GroupSolution joined;
+    for (absl::StatusOr<GroupSolution>& part : solved) {
+      QSHARD_RETURN_IF_ERROR(part.status());
+      for (auto& [name, weight] : part->linears) joined.linears.emplace(name, std::move(weight));
+      for (TensorRewrite& rewrite : part->rewrites) joined.rewrites.push_back(std::move(rewrite));
+      for (LinearReport& report : part->reports) joined.reports.push_back(std::move(report));
+    }
+    const auto position = [&](const LinearReport& r) {
+      return std::find(groups[g].begin(), groups[g].end(), r.name) - groups[g].begin();
+    };
+    std::stable_sort(joined.reports.begin(), joined.reports.end(),
+                     [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
+    return joined;
   }
 
   std::vector<size_t> Alive() const {
@@ -256,6 +296,7 @@ class Job {
   const std::vector<WorkerClient*>& workers_;
   const JobEvents& events_;
   MethodNeeds needs_;
+  bool independent_linears_ = false;
   SourceModel source_model_;
   const DecoderModel* source_ = nullptr;
   std::set<std::string> skipped_;

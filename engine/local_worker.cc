@@ -260,7 +260,8 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   return ReduceHeldShards(std::move(result));
 }
 
-absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const GroupStatistics* statistics) {
+absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<std::string>& linears,
+                                                 const GroupStatistics* statistics) {
   if (layer_ < 0) return absl::FailedPreconditionError("Solve before BeginLayer");
   const std::vector<std::vector<std::string>> groups = source_.model->LinearGroups();
   if (group < 0 || group >= static_cast<int>(groups.size()))
@@ -268,9 +269,15 @@ absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const GroupStatistic
   GroupProblem problem;
   problem.layer = layer_;
   problem.config = &source_.model->config();
-  for (const std::string& linear : groups[group])
-    if (!skipped_.count(linear)) problem.linears.push_back(linear);
-  problem.partial = problem.linears.size() != groups[group].size();
+  size_t quantized = 0;
+  for (const std::string& linear : groups[group]) {
+    if (skipped_.count(linear)) continue;
+    ++quantized;
+    if (linears.empty() || std::find(linears.begin(), linears.end(), linear) != linears.end())
+      problem.linears.push_back(linear);
+  }
+  problem.partial = quantized != groups[group].size();
+  if (problem.linears.empty()) return absl::InvalidArgumentError(absl::StrCat("group ", group, ": no linear to solve"));
   if (statistics != nullptr) {
     problem.input_stats = &statistics->inputs;
     if (statistics->attention) problem.attention = &*statistics->attention;

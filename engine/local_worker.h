@@ -32,7 +32,8 @@ class LocalWorker : public WorkerClient {
   absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) override;
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override;
-  absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) override;
+  absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
+                                      const GroupStatistics* statistics) override;
   absl::Status Apply(int group, const GroupSolution& solution) override;
   absl::Status FinishLayer() override;
 

@@ -62,8 +62,10 @@ class WorkerClient {
   virtual absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                          bool attention) = 0;
 
-  // Solves `group` from its reduced statistics (null: the method needs none).
-  virtual absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) = 0;
+  // Solves `group` from its reduced statistics (null: the method needs none): all of its
+  // quantized linears, or only `linears` of them for a method that solves each on its own.
+  virtual absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
+                                              const GroupStatistics* statistics) = 0;
 
   // Installs a group's solution into the worker's copy of the layer.
   virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;

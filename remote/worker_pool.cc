@@ -46,6 +46,7 @@ class WorkerConnection : public std::enable_shared_from_this<WorkerConnection> {
   WorkerPool& pool_;
   const std::chrono::milliseconds lease_;
   const size_t chunk_bytes_;
+  std::mutex call_mutex_;  // held for the whole of a Call
   std::mutex mutex_;
   std::condition_variable arrived_;
   WorkerStream* stream_ ABSL_GUARDED_BY(mutex_) = nullptr;
@@ -179,6 +180,7 @@ void WorkerConnection::Lost(const std::string& why) {
 }
 
 absl::StatusOr<v1::WorkerTaskResult> WorkerConnection::Call(const v1::WorkerTask& task) {
+  std::lock_guard<std::mutex> one_call(call_mutex_);  // a worker runs one task at a time
   std::unique_lock<std::mutex> lock(mutex_);
   const std::string who = hello_.name().empty() ? "worker" : absl::StrCat("worker ", hello_.name());
   if (!LeaseHeld() || stream_ == nullptr)
@@ -251,9 +253,11 @@ class RemoteWorker : public WorkerClient {
     return partials;
   }
 
-  absl::StatusOr<GroupSolution> Solve(int group, const GroupStatistics* statistics) override {
+  absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
+                                      const GroupStatistics* statistics) override {
     v1::WorkerTask task;
     task.mutable_solve()->set_group(group);
+    for (const std::string& linear : linears) task.mutable_solve()->add_linears(linear);
     if (statistics != nullptr) wire::ToProto(*statistics, *task.mutable_solve()->mutable_statistics());
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
     return wire::FromProto(result.solution());

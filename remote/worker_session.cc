@@ -54,7 +54,8 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
         }
         statistics = std::move(*parsed);
       }
-      auto solution = worker.Solve(task.solve().group(), statistics ? &*statistics : nullptr);
+      auto solution = worker.Solve(task.solve().group(), {task.solve().linears().begin(), task.solve().linears().end()},
+                                   statistics ? &*statistics : nullptr);
       status = solution.status();
       if (solution.ok()) wire::ToProto(*solution, *result.mutable_solution());
       break;

@@ -10,10 +10,10 @@ namespace qshard {
 namespace {
 
 constexpr MethodRegistration kMethods[] = {
-    {"rtn", {}, false, false, MakeRtnMethod},
-    {"gptq", {.input_stats = true}, false, false, MakeGptqMethod},
-    {"zfold", {.input_stats = true}, true, false, MakeZfoldMethod},
-    {"aespa", {.input_stats = true, .attention_stats = true}, true, true, MakeAespaMethod},
+    {"rtn", {}, false, false, true, MakeRtnMethod},
+    {"gptq", {.input_stats = true}, false, false, true, MakeGptqMethod},
+    {"zfold", {.input_stats = true}, true, false, false, MakeZfoldMethod},
+    {"aespa", {.input_stats = true, .attention_stats = true}, true, true, false, MakeAespaMethod},
 };
 
 }  // namespace
