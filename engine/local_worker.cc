@@ -112,8 +112,12 @@ absl::Status LocalWorker::BeginLayer(int layer) {
   return absl::OkStatus();
 }
 
-void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body) {
-  for (size_t position = 0; position < shards_.size(); ++position) ForEachBatchOf(shards_[position], position, body);
+void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body,
+                               const std::function<void(size_t)>& shard_done) {
+  for (size_t position = 0; position < shards_.size(); ++position) {
+    ForEachBatchOf(shards_[position], position, body);
+    if (shard_done) shard_done(position);
+  }
 }
 
 void LocalWorker::ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body) {
@@ -136,7 +140,7 @@ void LocalWorker::StoreRows(Batch& batch, const Tensor& rows) const {
   std::memcpy(batch.rows, rows.data(), rows.size() * sizeof(float));
 }
 
-void LocalWorker::Step(std::span<LayerObserver* const> observers) {
+void LocalWorker::Step(std::span<LayerObserver* const> observers, const std::function<void(size_t)>& shard_done) {
   const DecoderModel& model = *source_.model;
   const auto input = [&](Batch& b, int group, const Tensor& residual, const Tensor& previous) {
     Tensor x = model.GroupInput(layer_, weights_, group, residual, previous, b.windows, seqlen_);
@@ -156,11 +160,11 @@ void LocalWorker::Step(std::span<LayerObserver* const> observers) {
         const Tensor residual = BatchRows(b);
         const Tensor normed = model.GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
         b.shard.cache[b.index] = input(b, 1, residual, normed);
-      });
+      }, shard_done);
       position_ = Position::kAttentionComputed;
       break;
     case Position::kAttentionComputed:
-      ForEachBatch([&](Batch& b) { input(b, 2, add_output(b, 1), Tensor()); });
+      ForEachBatch([&](Batch& b) { input(b, 2, add_output(b, 1), Tensor()); }, shard_done);
       position_ = Position::kAttentionAdded;
       break;
     case Position::kAttentionAdded:
@@ -168,11 +172,11 @@ void LocalWorker::Step(std::span<LayerObserver* const> observers) {
         const Tensor residual = BatchRows(b);
         const Tensor normed = model.GroupInput(layer_, weights_, 2, residual, Tensor(), b.windows, seqlen_);
         b.shard.cache[b.index] = input(b, 3, residual, normed);
-      });
+      }, shard_done);
       position_ = Position::kMlpComputed;
       break;
     case Position::kMlpComputed:
-      ForEachBatch([&](Batch& b) { add_output(b, 3); });
+      ForEachBatch([&](Batch& b) { add_output(b, 3); }, shard_done);
       position_ = Position::kLayerOutput;
       break;
     case Position::kLayerOutput:
@@ -218,6 +222,21 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
   }
+  // Each shard's sums go into the shard tree as soon as its last batch is seen.
+  std::vector<int> held;
+  for (const Shard& shard : shards_) held.push_back(shard.index);
+  HeldShardReducer reducer(held);
+  const auto shard_done = [&](size_t s) {
+    std::map<std::string, HessianSum> sums = inputs[s].Take();
+    std::vector<GroupStatistics> partial;
+    for (int g : groups) {
+      GroupStatistics& statistics = partial.emplace_back();
+      auto it = sums.find(group_names_[g]);
+      if (it != sums.end()) statistics.inputs = std::move(it->second);
+      if (attention && (whole_layer || g == 0)) statistics.attention = attentions[s].Take();
+    }
+    reducer.Add(shards_[s].index, std::move(partial));
+  };
   if (whole_layer) {
     // Parallel propagation: one pass of the full-precision layer sees every group's input and
     // makes the next layer's inputs.
@@ -225,7 +244,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
       Tensor rows = BatchRows(b);
       source_.model->RunLayer(layer_, weights_, rows, b.windows, seqlen_, &observers[b.shard_position]);
       StoreRows(b, rows);
-    });
+    }, shard_done);
     position_ = Position::kLayerOutput;
   } else if (groups.front() == 0) {
     // The q/k/v group reads the normed layer input; aespa's attention statistics come from the
@@ -236,28 +255,14 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
       const Tensor normed = source_.model->GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
       observer->OnLinearInput(layer_, group_names_[0], normed);
       if (attention) source_.model->GroupInput(layer_, weights_, 1, residual, normed, b.windows, seqlen_, observer);
-    });
+    }, shard_done);
   } else {
     std::vector<LayerObserver*> per_shard;
     for (ObserverFanOut& observer : observers) per_shard.push_back(&observer);
-    Step(per_shard);
+    Step(per_shard, shard_done);
   }
 
-  std::vector<ShardStatistics> result;
-  for (size_t s = 0; s < shards_.size(); ++s) {
-    std::map<std::string, HessianSum> sums = inputs[s].Take();
-    ShardStatistics shard;
-    shard.first_shard = shards_[s].index;
-    for (int g : groups) {
-      GroupStatistics statistics;
-      auto it = sums.find(group_names_[g]);
-      if (it != sums.end()) statistics.inputs = std::move(it->second);
-      if (attention && (whole_layer || g == 0)) statistics.attention = attentions[s].Take();
-      shard.groups.push_back(std::move(statistics));
-    }
-    result.push_back(std::move(shard));
-  }
-  return ReduceHeldShards(std::move(result));
+  return reducer.Take();
 }
 
 absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<std::string>& linears,

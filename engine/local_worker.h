@@ -62,10 +62,11 @@ class LocalWorker : public WorkerClient {
 
   // Moves the hidden states one stage forward; observers[s] (when given) sees shard s's input
   // of the group that stage produces.
-  void Step(std::span<LayerObserver* const> observers);
+  // `shard_done(s)` runs after the last batch of shard s.
+  void Step(std::span<LayerObserver* const> observers, const std::function<void(size_t)>& shard_done = nullptr);
   // Steps without statistics until the stage before `group`'s input is reached.
   absl::Status StepUntilBefore(int group);
-  void ForEachBatch(const std::function<void(Batch&)>& body);
+  void ForEachBatch(const std::function<void(Batch&)>& body, const std::function<void(size_t)>& shard_done = nullptr);
   void ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body);
   // The embedded calibration windows of shard `index`.
   absl::StatusOr<Shard> EmbedShard(int index);

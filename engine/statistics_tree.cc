@@ -13,16 +13,10 @@ namespace {
 using Node = std::vector<GroupStatistics>;  // one value per group
 
 // left + right, group by group: the one addition of the tree.
-absl::StatusOr<Node> Add(Node left, const Node& right) {
+absl::StatusOr<Node> Sum(Node left, const Node& right) {
   if (left.size() != right.size()) return absl::InternalError("partial statistics for different groups");
   for (size_t g = 0; g < left.size(); ++g) QSHARD_RETURN_IF_ERROR(left[g].Merge(right[g]));
   return left;
-}
-
-// The tree sum of the `size` (a power of two) leaves from `first`, all present in `leaves`.
-Node HeldNodeSum(const std::map<int, Node>& leaves, int first, int size) {
-  if (size == 1) return leaves.at(first);
-  return *Add(HeldNodeSum(leaves, first, size / 2), HeldNodeSum(leaves, first + size / 2, size / 2));
 }
 
 class TreeReduction {
@@ -42,7 +36,7 @@ class TreeReduction {
     QSHARD_ASSIGN_OR_RETURN(std::optional<Node> left, Total(first, size / 2));
     QSHARD_ASSIGN_OR_RETURN(std::optional<Node> right, Total(first + size / 2, size / 2));
     if (!right) return left;
-    QSHARD_ASSIGN_OR_RETURN(Node sum, Add(std::move(*left), *right));
+    QSHARD_ASSIGN_OR_RETURN(Node sum, Sum(std::move(*left), *right));
     return std::optional<Node>(std::move(sum));
   }
   size_t used() const { return used_; }
@@ -55,24 +49,50 @@ class TreeReduction {
 
 }  // namespace
 
-std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_shard) {
-  std::map<int, Node> leaves;
-  for (ShardStatistics& s : per_shard) leaves[s.first_shard] = std::move(s.groups);
-  std::vector<ShardStatistics> nodes;
-  for (auto it = leaves.begin(); it != leaves.end();) {
-    int end = it->first;  // the contiguous run [begin, end) of held shards
-    const int begin = it->first;
-    while (leaves.count(end)) ++end;
-    for (int first = begin; first < end;) {
+HeldShardReducer::HeldShardReducer(const std::vector<int>& held) {
+  // Each contiguous run of held shards, cut from the left into the largest aligned nodes.
+  for (size_t i = 0; i < held.size();) {
+    size_t j = i + 1;
+    while (j < held.size() && held[j] == held[j - 1] + 1) ++j;
+    const int end = held[j - 1] + 1;
+    for (int first = held[i]; first < end;) {
       int size = 1;
       while (first % (2 * size) == 0 && first + 2 * size <= end) size *= 2;
-      nodes.push_back({first, size, HeldNodeSum(leaves, first, size)});
+      nodes_.emplace_back(first, size);
       first += size;
     }
-    it = leaves.find(end);
-    if (it == leaves.end()) it = leaves.upper_bound(end);
+    i = j;
   }
-  return nodes;
+}
+
+void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
+  pending_.push_back({shard, 1, std::move(groups)});
+  // Two neighbouring subtrees of one size, the left one aligned to twice it, are siblings:
+  // their sum (left + right) is their parent, exactly as the tree defines it.
+  while (pending_.size() >= 2) {
+    ShardStatistics& left = pending_[pending_.size() - 2];
+    const ShardStatistics& right = pending_.back();
+    if (left.shard_count != right.shard_count || left.first_shard % (2 * left.shard_count) != 0) break;
+    left.groups = *Sum(std::move(left.groups), right.groups);
+    left.shard_count *= 2;
+    pending_.pop_back();
+  }
+  if (next_node_ < nodes_.size() && pending_.size() == 1 &&
+      std::pair(pending_[0].first_shard, pending_[0].shard_count) == nodes_[next_node_]) {
+    done_.push_back(std::move(pending_[0]));
+    pending_.clear();
+    ++next_node_;
+  }
+}
+
+std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_shard) {
+  std::sort(per_shard.begin(), per_shard.end(),
+            [](const ShardStatistics& a, const ShardStatistics& b) { return a.first_shard < b.first_shard; });
+  std::vector<int> held;
+  for (const ShardStatistics& s : per_shard) held.push_back(s.first_shard);
+  HeldShardReducer reducer(held);
+  for (ShardStatistics& s : per_shard) reducer.Add(s.first_shard, std::move(s.groups));
+  return reducer.Take();
 }
 
 absl::StatusOr<std::vector<GroupStatistics>> ReduceShardTree(std::vector<ShardStatistics> nodes, int shards,

@@ -13,8 +13,25 @@
 
 namespace qshard {
 
-// Worker side: per-shard statistics (one per shard, any order) → the largest tree nodes
-// wholly held, each the exact tree sum of its shards.
+// Worker side: adds the statistics of the shards a worker holds into the largest tree nodes
+// wholly inside them, as the shards finish (in ascending order), so at most log₂ S + 1 partial
+// sums are alive at once.
+class HeldShardReducer {
+ public:
+  explicit HeldShardReducer(const std::vector<int>& held);  // ascending shard indices
+  // The next held shard's statistics, one value per group.
+  void Add(int shard, std::vector<GroupStatistics> groups);
+  // The finished nodes, each the exact tree sum of its shards.
+  std::vector<ShardStatistics> Take() { return std::move(done_); }
+
+ private:
+  std::vector<std::pair<int, int>> nodes_;  // (first shard, shard count), in order
+  size_t next_node_ = 0;
+  std::vector<ShardStatistics> pending_;    // complete subtrees of the node in progress
+  std::vector<ShardStatistics> done_;
+};
+
+// Per-shard statistics (one per shard, any order) → the largest tree nodes wholly held.
 std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_shard);
 
 // Runner side: the nodes of every worker → one statistics value per group. Fails on a shard
