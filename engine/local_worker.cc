@@ -37,9 +37,13 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   QSHARD_ASSIGN_OR_RETURN(registration_, FindMethod(spec.method.method));
   QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
+  group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
-  for (const std::string& name : SkippedLinears(spec, source_.model->layer_spec())) skipped_.insert(name);
+  const std::vector<std::string> skipped = SkippedLinears(spec, source_.model->layer_spec());
+  skipped_ = std::set<std::string>(skipped.begin(), skipped.end());
   shards_.clear();
+  windows_.clear();
+  layer_ = -1;
   if (shards.empty() || !registration_->needs.input_stats) return absl::OkStatus();
 
   QSHARD_ASSIGN_OR_RETURN(windows_, CalibrationWindows(spec, seqlen));
@@ -154,13 +158,18 @@ void LocalWorker::Step(std::span<LayerObserver* const> observers, const std::fun
     StoreRows(b, residual);
     return residual;
   };
+  // Group first + 1's input (the attention or the MLP activation) from group first's, kept
+  // until that group is solved.
+  const auto cache_inner = [&](int first) {
+    ForEachBatch([&](Batch& b) {
+      const Tensor residual = BatchRows(b);
+      const Tensor outer = model.GroupInput(layer_, weights_, first, residual, Tensor(), b.windows, seqlen_);
+      b.shard.cache[b.index] = input(b, first + 1, residual, outer);
+    }, shard_done);
+  };
   switch (position_) {
     case Position::kLayerInput:
-      ForEachBatch([&](Batch& b) {
-        const Tensor residual = BatchRows(b);
-        const Tensor normed = model.GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
-        b.shard.cache[b.index] = input(b, 1, residual, normed);
-      }, shard_done);
+      cache_inner(0);
       position_ = Position::kAttentionComputed;
       break;
     case Position::kAttentionComputed:
@@ -168,11 +177,7 @@ void LocalWorker::Step(std::span<LayerObserver* const> observers, const std::fun
       position_ = Position::kAttentionAdded;
       break;
     case Position::kAttentionAdded:
-      ForEachBatch([&](Batch& b) {
-        const Tensor residual = BatchRows(b);
-        const Tensor normed = model.GroupInput(layer_, weights_, 2, residual, Tensor(), b.windows, seqlen_);
-        b.shard.cache[b.index] = input(b, 3, residual, normed);
-      }, shard_done);
+      cache_inner(2);
       position_ = Position::kMlpComputed;
       break;
     case Position::kMlpComputed:

@@ -94,9 +94,10 @@ absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
   for (size_t i = 0; i < q.codes.size(); ++i) q.codes[i] = static_cast<uint8_t>(data.codes_u8()[i]);
   QSHARD_ASSIGN_OR_RETURN(q.scales, FromProto(data.scales()));
   QSHARD_ASSIGN_OR_RETURN(q.zeros, Values<int32_t>(data.zeros_i32(), q.scales.size(), "zeros"));
-  QSHARD_ASSIGN_OR_RETURN(q.g_idx, Values<int32_t>(data.g_idx_i32(), data.g_idx_i32().size() / 4, "g_idx"));
-  QSHARD_ASSIGN_OR_RETURN(q.column_scale,
-                          Values<float>(data.column_scale_f32(), data.column_scale_f32().size() / 4, "column scale"));
+  QSHARD_ASSIGN_OR_RETURN(q.g_idx, Values<int32_t>(data.g_idx_i32(), q.cols, "g_idx"));
+  // The column scale is empty (1) or one per input column.
+  QSHARD_ASSIGN_OR_RETURN(q.column_scale, Values<float>(data.column_scale_f32(),
+                                                        data.column_scale_f32().empty() ? 0 : q.cols, "column scale"));
   QSHARD_RETURN_IF_ERROR(q.Validate());
   return q;
 }

@@ -10,10 +10,14 @@ namespace qshard {
 namespace {
 
 constexpr MethodRegistration kMethods[] = {
-    {"rtn", {}, false, false, true, MakeRtnMethod},
-    {"gptq", {.input_stats = true}, false, false, true, MakeGptqMethod},
-    {"zfold", {.input_stats = true}, true, false, false, MakeZfoldMethod},
-    {"aespa", {.input_stats = true, .attention_stats = true}, true, true, false, MakeAespaMethod},
+    {.name = "rtn", .needs = {}, .independent_linears = true, .make = MakeRtnMethod},
+    {.name = "gptq", .needs = {.input_stats = true}, .independent_linears = true, .make = MakeGptqMethod},
+    {.name = "zfold", .needs = {.input_stats = true}, .reads_zfold_options = true, .make = MakeZfoldMethod},
+    {.name = "aespa",
+     .needs = {.input_stats = true, .attention_stats = true},
+     .reads_zfold_options = true,
+     .reads_adaround_options = true,
+     .make = MakeAespaMethod},
 };
 
 }  // namespace
