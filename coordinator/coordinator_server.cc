@@ -68,7 +68,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       for (auto& worker : workers) clients.push_back(worker.get());
       return RunJob(spec, clients, events);
     };
-  c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, executor, options.log);
+  c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.state_dir + "/finished-layers",
+                                                 executor, options.log);
   QSHARD_RETURN_IF_ERROR(c->scheduler_->Start());
   c->service_ = std::make_unique<JobServiceImpl>(*c->journal_, *c->scheduler_, *c->roots_);
 

@@ -42,19 +42,31 @@ absl::StatusOr<json> RunCoordinatorJob(const JobSpec& spec, const JobEvents& eve
   return RunEmbeddedJob(spec, events);
 }
 
-JobScheduler::JobScheduler(Journal& journal, const AllowedRoots& roots, JobExecutor executor, Log log)
-    : journal_(journal), roots_(roots), executor_(std::move(executor)), log_(std::move(log)) {}
+JobScheduler::JobScheduler(Journal& journal, const AllowedRoots& roots, std::string layers_root, JobExecutor executor,
+                           Log log)
+    : journal_(journal),
+      roots_(roots),
+      layers_root_(std::move(layers_root)),
+      executor_(std::move(executor)),
+      log_(std::move(log)) {}
+
+FinishedLayerDir JobScheduler::FinishedLayersOf(const std::string& job_id) const {
+  return FinishedLayerDir(layers_root_ + "/" + job_id);
+}
 
 absl::Status JobScheduler::Start() {
   QSHARD_ASSIGN_OR_RETURN(const std::vector<JobRecord> unfinished, journal_.Unfinished());
   std::lock_guard<std::mutex> lock(mu_);
   for (JobRecord job : unfinished) {
     if (job.state == v1::JOB_STATE_RUNNING || job.state == v1::JOB_STATE_CANCELLING) {
+      // The output is written again from the kept layers: what the crash left there goes.
       const bool cancel = job.state == v1::JOB_STATE_CANCELLING;
       const absl::Status removed = RemoveOutput(job);
+      const int kept = FinishedLayersOf(job.job_id).CountKept();
       Journal::Change change{cancel ? v1::JOB_STATE_CANCELLED : v1::JOB_STATE_QUEUED,
                              cancel ? "cancelled across a coordinator restart"
-                                    : "coordinator restarted: the job restarts from scratch"};
+                                    : absl::StrCat("coordinator restarted: the job resumes after its ", kept,
+                                                   " finished layers")};
       if (!removed.ok()) change = {v1::JOB_STATE_FAILED, "restart", std::string(removed.message())};
       QSHARD_ASSIGN_OR_RETURN(job, TransitionLocked(job.job_id, change));
       log_(absl::StrCat(job.job_id, ": ", change.note));
@@ -121,9 +133,11 @@ void JobScheduler::RunOne(const std::string& job_id) {
   }
   log_(absl::StrCat(job_id, ": running"));
 
+  FinishedLayerDir finished_layers = FinishedLayersOf(job_id);
   JobEvents events;
   events.log = [this, job_id](const std::string& line) { log_(absl::StrCat(job_id, ": ", line)); };
   events.cancelled = &running->cancel;
+  events.finished_layers = &finished_layers;
   events.layer_done = [this, job_id](const LayerProgress& progress) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!journal_.SetProgress(job_id, progress.layer + 1, progress.layers).ok()) return;
@@ -180,6 +194,10 @@ absl::StatusOr<v1::JobStatus> JobScheduler::Cancel(const std::string& job_id) {
 
 absl::StatusOr<JobRecord> JobScheduler::TransitionLocked(const std::string& job_id, const Journal::Change& change) {
   QSHARD_ASSIGN_OR_RETURN(JobRecord job, journal_.Transition(job_id, change));
+  if (IsTerminal(job.state)) {
+    const absl::Status removed = FinishedLayersOf(job_id).Remove();
+    if (!removed.ok()) log_(absl::StrCat(job_id, ": cannot remove its kept layers: ", removed.message()));
+  }
   PublishLocked(job);
   return job;
 }

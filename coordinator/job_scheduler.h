@@ -3,8 +3,10 @@
 // journal before it is published, and publishing happens under the same lock as watching
 // starts, so a watcher sees each job's states in order, beginning with the current one.
 //
-// Where a job runs is one function, the JobExecutor: embedded (RunEmbeddedJob) today; remote
-// workers plug in behind the same RunJob call later.
+// Where a job runs is one function, the JobExecutor: RunJob on the pool's workers, or embedded
+// (RunEmbeddedJob). A running job keeps its finished layers' solutions under the state dir
+// (finished_layer_dir.h), so after a coordinator restart it resumes without solving them again;
+// they are removed when the job ends.
 #pragma once
 
 #include <atomic>
@@ -20,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/allowed_roots.h"
+#include "coordinator/finished_layer_dir.h"
 #include "coordinator/journal.h"
 #include "engine/job_runner.h"
 #include "qshard.pb.h"
@@ -41,11 +44,12 @@ class JobScheduler {
   using Listener = std::function<void(const v1::JobStatus&)>;
   using Log = std::function<void(const std::string&)>;
 
-  JobScheduler(Journal& journal, const AllowedRoots& roots, JobExecutor executor, Log log);
+  // Jobs keep their finished layers in `layers_root`/<job id>.
+  JobScheduler(Journal& journal, const AllowedRoots& roots, std::string layers_root, JobExecutor executor, Log log);
   ~JobScheduler() { Stop(); }
 
-  // Recovers the journal's unfinished jobs (a RUNNING job restarts from scratch, a CANCELLING
-  // one is cancelled) and starts the background thread.
+  // Recovers the journal's unfinished jobs (a RUNNING job is queued again and resumes after its
+  // kept layers, a CANCELLING one is cancelled) and starts the background thread.
   absl::Status Start();
   // Stops the running job without changing its journal state (the next start re-queues it).
   void Stop();
@@ -78,9 +82,11 @@ class JobScheduler {
   v1::JobStatus StatusOfLocked(const JobRecord& job);
   // Removes a job's output directory (only ever under the allowed roots).
   absl::Status RemoveOutput(const JobRecord& job);
+  FinishedLayerDir FinishedLayersOf(const std::string& job_id) const;
 
   Journal& journal_;
   const AllowedRoots& roots_;
+  std::string layers_root_;
   JobExecutor executor_;
   Log log_;
 

@@ -89,12 +89,14 @@ class Job {
       events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
 
     shards_ = needs_.input_stats ? spec_.calibration.shards : 0;
-    alive_.assign(workers_.size(), true);
-    for (size_t i = 0; i < workers_.size(); ++i)
-      shards_of_.push_back(ShardsOfWorker(shards_, static_cast<int>(workers_.size()), static_cast<int>(i)));
-    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) {
-      return worker.StartJob(spec_, seqlen, shards_of_[i]);
-    }));
+    std::vector<std::vector<GroupSolution>> restored;
+    if (events_.finished_layers != nullptr) {
+      QSHARD_ASSIGN_OR_RETURN(restored, events_.finished_layers->Load());
+      if (restored.size() > static_cast<size_t>(model.config().num_layers))
+        return absl::DataLossError(absl::StrCat("the job's kept solutions hold ", restored.size(),
+                                                " layers; the model has ", model.config().num_layers));
+    }
+    QSHARD_RETURN_IF_ERROR(StartWorkers(seqlen, restored));
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
@@ -107,20 +109,33 @@ class Job {
     const int layers = model.config().num_layers;
     for (int layer = 0; layer < layers; ++layer) {
       const auto layer_start = Clock::now();
+      const bool was_restored = static_cast<size_t>(layer) < restored.size();
       QuantizedLayer quantized;
       DecoderLayerWeights weights;
-      QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayerSurvivingLosses(layer, weights, quantized),
-                                         absl::StrCat("layer ", layer)));
+      if (was_restored) {
+        QSHARD_RETURN_IF_ERROR(WithContext(RestoreLayer(layer, restored[layer], weights, quantized),
+                                           absl::StrCat("layer ", layer, " (kept from an earlier run)")));
+      } else {
+        std::vector<GroupSolution> solutions;
+        QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayerSurvivingLosses(layer, weights, quantized, solutions),
+                                           absl::StrCat("layer ", layer)));
+        if (events_.finished_layers != nullptr)
+          QSHARD_RETURN_IF_ERROR(events_.finished_layers->Save(layer, solutions));
+        if (workers_.size() > 1) finished_.push_back(std::move(solutions));  // for replays
+      }
       QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
       for (const LinearReport& r : quantized.reports) {
         seconds_solve += r.seconds;
         modules.push_back(ReportRow(layer, r));
+        if (was_restored) continue;
         events_.log(absl::StrFormat(
             "layer %d/%d %-20s rel.error %s  %.2f s%s", layer + 1, layers, r.name,
             std::isnan(r.relative_error) ? "n/a" : absl::StrFormat("%.3e", r.relative_error), r.seconds,
             r.damp_retries > 0 ? absl::StrFormat("  (damp raised to %g)", r.damp_used) : ""));
       }
-      events_.log(absl::StrFormat("layer %d/%d done in %.2f s", layer + 1, layers, SecondsSince(layer_start)));
+      events_.log(absl::StrFormat("layer %d/%d %s in %.2f s", layer + 1, layers,
+                                  was_restored ? "restored from its kept solutions" : "done",
+                                  SecondsSince(layer_start)));
       events_.layer_done({layer, layers, SecondsSince(layer_start), SecondsSince(start)});
     }
     json report = JobSpecJson(spec_, seqlen);
@@ -136,19 +151,45 @@ class Job {
   }
 
  private:
+  // Gives each worker its shards. After a restart, workers start empty and adopt their shards,
+  // replaying the `restored` layers over them to reach the first unfinished layer's inputs.
+  absl::Status StartWorkers(int64_t seqlen, const std::vector<std::vector<GroupSolution>>& restored) {
+    alive_.assign(workers_.size(), true);
+    for (size_t i = 0; i < workers_.size(); ++i)
+      shards_of_.push_back(ShardsOfWorker(shards_, static_cast<int>(workers_.size()), static_cast<int>(i)));
+    const bool replay = !restored.empty() && shards_ > 0;
+    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) {
+      return worker.StartJob(spec_, seqlen, replay ? std::vector<int>() : shards_of_[i]);
+    }));
+    if (!restored.empty())
+      events_.log(absl::StrCat("resuming: layers 1-", restored.size(), " were finished by an earlier run",
+                               replay ? "; the workers replay them over their shards" : ""));
+    if (workers_.size() > 1) finished_ = restored;
+    if (!replay) return absl::OkStatus();
+    return ForEachWorker([&](size_t i, WorkerClient& worker) {
+      return shards_of_[i].empty() ? absl::OkStatus() : worker.AdoptShards(shards_of_[i], restored);
+    });
+  }
+
+  // A layer finished by an earlier run, from its solutions.
+  absl::Status RestoreLayer(int layer, const std::vector<GroupSolution>& solutions, DecoderLayerWeights& weights,
+                            QuantizedLayer& quantized) {
+    QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
+    for (const GroupSolution& solution : solutions)
+      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
+    return absl::OkStatus();
+  }
+
   // QuantizeLayer, redone after moving the shards of workers lost on the way to the
   // survivors; gives up when no worker is left.
-  absl::Status QuantizeLayerSurvivingLosses(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
+  absl::Status QuantizeLayerSurvivingLosses(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized,
+                                            std::vector<GroupSolution>& solutions) {
     for (;;) {
       QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
       quantized = QuantizedLayer();
-      std::vector<GroupSolution> solutions;
+      solutions.clear();
       absl::Status status = QuantizeLayer(layer, weights, quantized, solutions);
-      if (status.ok()) {
-        if (workers_.size() > 1) finished_.push_back(std::move(solutions));  // for replays
-        return status;
-      }
-      if (!absl::IsUnavailable(status) || AliveCount() == 0) return status;
+      if (status.ok() || !absl::IsUnavailable(status) || AliveCount() == 0) return status;
       events_.log(absl::StrCat("layer ", layer, ": ", status.message(), "; moving its shards and redoing the layer"));
       QSHARD_RETURN_IF_ERROR(MoveShardsOfLostWorkers());
     }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/finished_layers.h"
 #include "engine/job_spec.h"
 #include "engine/worker_client.h"
 #include "nlohmann/json.hpp"
@@ -33,6 +34,8 @@ struct JobEvents {
   std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
   // Polled between groups; the job stops with CANCELLED and leaves no output behind.
   const std::atomic<bool>* cancelled = nullptr;
+  // Where finished layers are kept so that a restarted job skips them; null: not kept.
+  FinishedLayerStore* finished_layers = nullptr;
 };
 
 // Runs the job on `workers` (at least one) and returns its report, also written as

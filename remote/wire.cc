@@ -172,6 +172,19 @@ absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data) {
   return solution;
 }
 
+void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out) {
+  for (const GroupSolution& solution : layer) ToProto(solution, *out.add_groups());
+}
+
+absl::StatusOr<std::vector<GroupSolution>> FromProto(const v1::LayerSolutions& data) {
+  std::vector<GroupSolution> layer;
+  for (const v1::GroupSolutionData& group : data.groups()) {
+    QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, FromProto(group));
+    layer.push_back(std::move(solution));
+  }
+  return layer;
+}
+
 void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result) {
   result.set_code(static_cast<int>(status.code()));
   result.set_message(std::string(status.message()));

@@ -20,6 +20,10 @@ absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data);
 void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out);
 absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data);
 
+// A finished layer: its groups' solutions in group order.
+void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out);
+absl::StatusOr<std::vector<GroupSolution>> FromProto(const v1::LayerSolutions& data);
+
 // A task's outcome as carried in its result, and back.
 void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result);
 absl::Status StatusOf(const v1::WorkerTaskResult& result);

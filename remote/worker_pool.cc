@@ -227,10 +227,7 @@ class RemoteWorker : public WorkerClient {
     v1::WorkerTask task;
     v1::AdoptShardsTask& adopt = *task.mutable_adopt_shards();
     for (int shard : shards) adopt.add_shards(shard);
-    for (const auto& layer : finished) {
-      v1::LayerSolutions& data = *adopt.add_finished();
-      for (const GroupSolution& solution : layer) wire::ToProto(solution, *data.add_groups());
-    }
+    for (const auto& layer : finished) wire::ToProto(layer, *adopt.add_finished());
     return Run(task).status();
   }
 

@@ -68,15 +68,12 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
     case v1::WorkerTask::kAdoptShards: {
       std::vector<std::vector<GroupSolution>> finished;
       for (const v1::LayerSolutions& layer : task.adopt_shards().finished()) {
-        std::vector<GroupSolution>& groups = finished.emplace_back();
-        for (const v1::GroupSolutionData& data : layer.groups()) {
-          auto solution = wire::FromProto(data);
-          if (!solution.ok()) {
-            status = solution.status();
-            break;
-          }
-          groups.push_back(std::move(*solution));
+        auto groups = wire::FromProto(layer);
+        if (!groups.ok()) {
+          status = groups.status();
+          break;
         }
+        finished.push_back(std::move(*groups));
       }
       if (status.ok())
         status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()}, finished);

@@ -15,6 +15,7 @@
 
 #include "remote/job_spec_proto.h"
 #include "coordinator/journal.h"
+#include "core/synthetic_model.h"
 #include "engine/job_runner.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -89,6 +90,7 @@ class ServiceProcessTest : public ::testing::Test {
   void SetUp() override {
     data_ = fs::canonical(kData).string();
     ASSERT_TRUE(fs::exists(data_ + "/tinystories-656k/model.safetensors")) << "needs " << kData;
+    model_ = data_ + "/tinystories-656k";
   }
 
   // Starts a coordinator on `listen` (running jobs on `workers` worker processes, or in
@@ -114,9 +116,9 @@ class ServiceProcessTest : public ::testing::Test {
     return "";
   }
 
-  // The job flags of a small job, as `submit` and the JobSpec below both describe it.
+  // The job flags of a small job on model_, as `submit` and the JobSpec below both describe it.
   std::vector<std::string> JobFlags(const std::string& method, const std::string& out) {
-    std::vector<std::string> flags = {"--model", data_ + "/tinystories-656k", "--out", dir_.Child("outputs/" + out),
+    std::vector<std::string> flags = {"--model", model_, "--out", dir_.Child("outputs/" + out),
                                       "--method", method, "--bits", "4", "--group-size", "32",
                                       "--calib-text", data_ + "/wikitext-2-raw/wiki.test.raw", "--nsamples", "4",
                                       "--calib-shards", "4", "--seqlen", "64", "--threads", "2"};
@@ -125,7 +127,7 @@ class ServiceProcessTest : public ::testing::Test {
   }
   JobSpec Spec(const std::string& method, const std::string& out) {
     JobSpec spec;
-    spec.model_dir = data_ + "/tinystories-656k";
+    spec.model_dir = model_;
     spec.out_dir = out;
     spec.method.method = method;
     spec.method.spec.bits = 4;
@@ -175,6 +177,7 @@ class ServiceProcessTest : public ::testing::Test {
 
   ScopedTempDir dir_;
   std::string data_;
+  std::string model_;  // the jobs' model
   int starts_ = 0;
   std::unique_ptr<Process> coordinator_;
   std::unique_ptr<v1::JobService::Stub> stub_;
@@ -295,6 +298,66 @@ TEST_F(ServiceProcessTest, HostileRequestsAndASigkilledCoordinatorLeaveTheJobInt
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(jobs->size(), 1u);  // no hostile request made a job
   ExpectSameBytesAsEmbedded("aespa", "aespa");
+}
+
+// A coordinator killed mid-job with two worker processes: started again on the same state dir,
+// it resumes after the layers it had finished (the workers reconnect and replay them) and
+// solves only the rest; the bytes are the embedded job's.
+TEST_F(ServiceProcessTest, ASigkilledCoordinatorResumesAfterItsFinishedLayers) {
+  constexpr int kLayers = 3;
+  SyntheticSpec synthetic;
+  synthetic.preset = "opt-125m";
+  synthetic.num_layers = kLayers;
+  synthetic.out_dir = dir_.Child("outputs/synthetic-opt");
+  synthetic.shared_data_dir = data_;
+  ASSERT_TRUE(WriteSyntheticModel(synthetic).ok());
+  model_ = synthetic.out_dir;
+
+  const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/2);
+  std::vector<std::unique_ptr<Process>> workers;
+  for (int i = 0; i < 2; ++i)
+    workers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address, "--name", absl::StrCat("w", i), "--threads", "1",
+                                 "--retry-seconds", "30"},
+        dir_.Child(absl::StrCat("worker-", i))));
+  std::vector<std::string> args = {"submit", "--coordinator", address, "--json"};
+  const std::vector<std::string> job = JobFlags("gptq", "resumed");
+  args.insert(args.end(), job.begin(), job.end());
+  Process submit(args, dir_.Child("submit"));
+  ASSERT_EQ(submit.Wait(std::chrono::seconds(30)), 0) << ReadFileBytes(dir_.Child("submit.err"));
+
+  const auto end = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < end && Get("job-1").layers_done() < 1)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  coordinator_->Kill(SIGKILL);
+  auto journal = Journal::Open(dir_.Child("state"));
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  auto killed = (*journal)->Get("job-1");
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  ASSERT_EQ(killed->state, v1::JOB_STATE_RUNNING) << "the job was not mid-way when the coordinator died";
+  const int kept = killed->layers_done;
+  ASSERT_GE(kept, 1);
+  journal->reset();
+
+  StartCoordinator(address, /*workers=*/2);
+  const auto finish = Clock::now() + std::chrono::seconds(180);
+  while (Clock::now() < finish && Get("job-1").state() != v1::JOB_STATE_SUCCEEDED &&
+         Get("job-1").state() != v1::JOB_STATE_FAILED)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(Get("job-1").state(), v1::JOB_STATE_SUCCEEDED) << Get("job-1").error();
+  coordinator_->Kill(SIGTERM);
+
+  // The second coordinator restored the kept layers and solved only the others.
+  const std::string log = ReadFileBytes(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
+  const auto count = [&](const std::string& text) {
+    int n = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("restored from its kept solutions"), kept) << log;
+  EXPECT_EQ(count(" done in "), kLayers - kept) << log;
+  EXPECT_FALSE(fs::exists(dir_.Child("state/finished-layers/job-1"))) << "a finished job's kept layers stay";
+  ExpectSameBytesAsEmbedded("gptq", "resumed");
 }
 
 }  // namespace

@@ -1,0 +1,35 @@
+// The service's FinishedLayerStore: one file per finished layer in a directory of the job's
+// own under the coordinator's state dir, `layer-00012.pb` holding the layer's group solutions
+// (proto LayerSolutions, the same message a worker adopting shards receives). Each file is
+// written atomically, so a crash leaves a layer either kept whole or not at all; a file that
+// does not parse ends the run of kept layers there (those after it are solved again).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/env.h"
+#include "engine/finished_layers.h"
+
+namespace qshard {
+
+class FinishedLayerDir : public FinishedLayerStore {
+ public:
+  explicit FinishedLayerDir(std::string dir, Env* env = Env::Default()) : dir_(std::move(dir)), env_(env) {}
+
+  absl::StatusOr<std::vector<std::vector<GroupSolution>>> Load() override;
+  absl::Status Save(int layer, const std::vector<GroupSolution>& solutions) override;
+
+  // How many layers Load would return, without parsing them: for the restart's log line.
+  int CountKept();
+  // Removes the directory (the job finished, failed or was cancelled).
+  absl::Status Remove();
+
+ private:
+  std::string LayerPath(int layer) const;
+
+  std::string dir_;
+  Env* env_;
+};
+
+}  // namespace qshard
