@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/job_admission.h"
 #include "core/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -64,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait](
                    const JobSpec& spec, const JobEvents& events) -> absl::StatusOr<nlohmann::json> {
       QSHARD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<WorkerClient>> workers, pool->AwaitWorkers(count, wait));
+      QSHARD_RETURN_IF_ERROR(AdmitJob(spec, count, pool->Workers()));  // the budgets of the workers it got
       std::vector<WorkerClient*> clients;
       for (auto& worker : workers) clients.push_back(worker.get());
       return RunJob(spec, clients, events);
@@ -71,7 +73,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.state_dir + "/finished-layers",
                                                  executor, options.log);
   QSHARD_RETURN_IF_ERROR(c->scheduler_->Start());
-  c->service_ = std::make_unique<JobServiceImpl>(*c->journal_, *c->scheduler_, *c->roots_);
+  c->service_ = std::make_unique<JobServiceImpl>(
+      *c->journal_, *c->scheduler_, *c->roots_,
+      [pool = c->pool_.get(), workers = options.workers](const JobSpec& spec) {
+        return AdmitJob(spec, workers, pool->Workers());
+      });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

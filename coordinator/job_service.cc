@@ -107,7 +107,10 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::Submit(const v1::JobSpec& 
 
   const std::string& request_id = proto.client_request_id();
   QSHARD_ASSIGN_OR_RETURN(std::optional<JobRecord> seen, journal_.FindByRequestId(request_id));
-  if (!seen) QSHARD_RETURN_IF_ERROR(CheckOutputIsFree(spec.out_dir));
+  if (!seen) {
+    QSHARD_RETURN_IF_ERROR(CheckOutputIsFree(spec.out_dir));
+    if (admit_) QSHARD_RETURN_IF_ERROR(admit_(spec));
+  }
   QSHARD_ASSIGN_OR_RETURN(const Journal::Submitted submitted, journal_.Submit(request_id, canonical));
   if (!submitted.created && submitted.job.spec != canonical)
     return absl::AlreadyExistsError(absl::StrCat("client_request_id: '", request_id, "' was used for ",

@@ -3,6 +3,8 @@
 // progress. Every error leaves through ToGrpcStatus with the field at fault named.
 #pragma once
 
+#include <functional>
+
 #include "coordinator/allowed_roots.h"
 #include "coordinator/job_scheduler.h"
 #include "coordinator/journal.h"
@@ -12,8 +14,10 @@ namespace qshard {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(Journal& journal, JobScheduler& scheduler, const AllowedRoots& roots)
-      : journal_(journal), scheduler_(scheduler), roots_(roots) {}
+  // `admit` decides whether a valid spec may run at all (job_admission.h); null takes every one.
+  using Admission = std::function<absl::Status(const JobSpec&)>;
+  JobServiceImpl(Journal& journal, JobScheduler& scheduler, const AllowedRoots& roots, Admission admit = nullptr)
+      : journal_(journal), scheduler_(scheduler), roots_(roots), admit_(std::move(admit)) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
                                       v1::SubmitJobResponse* response) override;
@@ -33,6 +37,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   Journal& journal_;
   JobScheduler& scheduler_;
   const AllowedRoots& roots_;
+  Admission admit_;
 };
 
 }  // namespace qshard

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/atomic_file.h"
 #include "core/safetensors_writer.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
@@ -380,6 +381,11 @@ absl::Status WriteSyntheticModel(const SyntheticSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("synthetic model: dtype ", std::string(DTypeName(spec.dtype)),
                                                    " is not one of F16, BF16, F32"));
   const int64_t layers = spec.num_layers.value_or(preset.num_layers);
+  if (spec.config_only) {
+    QSHARD_RETURN_IF_ERROR(spec.env->CreateDirs(spec.out_dir));
+    return WriteFileAtomically(spec.out_dir + "/config.json", ConfigJson(preset, layers, spec.dtype).dump(2) + "\n",
+                               spec.env);
+  }
   // Read the tokenizer first: a missing file should fail before gigabytes are written.
   QSHARD_ASSIGN_OR_RETURN(const std::vector<TokenizerFile> tokenizer,
                           StandInTokenizer(preset.arch, spec.shared_data_dir, spec.env));

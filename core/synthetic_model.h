@@ -53,6 +53,8 @@ struct SyntheticSpec {
   // Where the stand-in tokenizer files are copied from (the shared data folder).
   std::string shared_data_dir = "../shared/data";
   Env* env = Env::Default();  // reads the stand-in files and writes the directory
+  // Only config.json, no weights: enough for `qshard plan` on a model too large to write here.
+  bool config_only = false;
 };
 
 // Writes a complete model directory: config.json (the keys transformers writes for the

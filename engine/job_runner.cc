@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/status.h"
 #include "engine/calibration_shards.h"
+#include "engine/job_plan.h"
 #include "engine/local_worker.h"
 #include "engine/source_model.h"
 #include "engine/statistics_tree.h"
@@ -89,6 +90,12 @@ class Job {
       events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
 
     shards_ = needs_.input_stats ? spec_.calibration.shards : 0;
+    QSHARD_ASSIGN_OR_RETURN(const JobPlan plan, PlanJob(spec_, model.config(), static_cast<int>(workers_.size())));
+    events_.log(absl::StrCat("plan: about ", FormatBytes(plan.worker.total()), " per worker, ",
+                             FormatBytes(plan.coordinator.total()), " for the runner",
+                             workers_.size() > 1 ? absl::StrCat(", ", FormatBytes(plan.statistics_bytes + plan.solution_bytes),
+                                                                " over the network per layer")
+                                                 : ""));
     std::vector<std::vector<GroupSolution>> restored;
     if (events_.finished_layers != nullptr) {
       QSHARD_ASSIGN_OR_RETURN(restored, events_.finished_layers->Load());
@@ -139,6 +146,7 @@ class Job {
       events_.layer_done({layer, layers, SecondsSince(layer_start), SecondsSince(start)});
     }
     json report = JobSpecJson(spec_, seqlen);
+    report["plan"] = plan.ToJson();
     report["modules"] = modules;
     report["summary"] = Summary(modules, SecondsSince(start), seconds_solve);
     QSHARD_RETURN_IF_ERROR(writer->Finish(report));
@@ -354,6 +362,9 @@ absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*
 }
 
 absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events) {
+  QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  QSHARD_ASSIGN_OR_RETURN(const JobPlan plan, PlanJobForModel(spec, 1));
+  QSHARD_RETURN_IF_ERROR(CheckEmbeddedPlanFits(plan, PhysicalMemoryBytes()));
   LocalWorker worker;
   return RunJob(spec, {&worker}, events);
 }

@@ -43,7 +43,8 @@ struct JobEvents {
 absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers,
                                       const JobEvents& events);
 
-// RunJob with one LocalWorker: `qshard quantize`.
+// RunJob with one LocalWorker: `qshard quantize`. Refuses, before any work, a job whose plan
+// (job_plan.h) does not fit this machine's memory.
 absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events);
 
 }  // namespace qshard

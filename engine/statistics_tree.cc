@@ -49,8 +49,9 @@ class TreeReduction {
 
 }  // namespace
 
-HeldShardReducer::HeldShardReducer(const std::vector<int>& held) {
+std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held) {
   // Each contiguous run of held shards, cut from the left into the largest aligned nodes.
+  std::vector<std::pair<int, int>> nodes;
   for (size_t i = 0; i < held.size();) {
     size_t j = i + 1;
     while (j < held.size() && held[j] == held[j - 1] + 1) ++j;
@@ -58,12 +59,15 @@ HeldShardReducer::HeldShardReducer(const std::vector<int>& held) {
     for (int first = held[i]; first < end;) {
       int size = 1;
       while (first % (2 * size) == 0 && first + 2 * size <= end) size *= 2;
-      nodes_.emplace_back(first, size);
+      nodes.emplace_back(first, size);
       first += size;
     }
     i = j;
   }
+  return nodes;
 }
+
+HeldShardReducer::HeldShardReducer(const std::vector<int>& held) : nodes_(HeldTreeNodes(held)) {}
 
 void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   pending_.push_back({shard, 1, std::move(groups)});

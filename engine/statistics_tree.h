@@ -6,12 +6,17 @@
 // shards — and the runner completes the tree from whatever nodes arrive.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/worker_client.h"
 
 namespace qshard {
+
+// The largest tree nodes wholly inside `held` (ascending shard indices), as (first shard,
+// shard count) in order: what a worker holding them sends per group.
+std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held);
 
 // Worker side: adds the statistics of the shards a worker holds into the largest tree nodes
 // wholly inside them, as the shards finish (in ascending order), so at most log₂ S + 1 partial

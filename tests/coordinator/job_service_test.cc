@@ -62,6 +62,12 @@ class GatedExecutor {
 
 class JobServiceTest : public ::testing::Test {
  protected:
+  // The jobs' model: TinyStories' config.json, all that admission (the job's plan) reads.
+  void SetUp() override {
+    std::filesystem::create_directories(root_.Child("model"));
+    std::filesystem::copy_file("../shared/data/tinystories-656k/config.json", root_.Child("model/config.json"));
+  }
+
   void StartCoordinator(GatedExecutor& executor) {
     CoordinatorOptions options;
     options.listen = "127.0.0.1:0";
@@ -322,6 +328,29 @@ TEST_F(JobServiceTest, TwoJobsOnOneOutputNeverRemoveTheFirstOnesFiles) {
     EXPECT_EQ(submitted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
   EXPECT_TRUE(fs::exists(root_.Child("same/model.safetensors")));
+}
+
+TEST_F(JobServiceTest, AJobTooLargeForThisMachineIsRefusedWithItsNumbers) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor);
+  std::ofstream(root_.Child("calibration.txt")) << "text\n";
+  JobSpec spec;
+  spec.model_dir = root_.Child("model");
+  spec.out_dir = root_.Child("huge");
+  spec.method.method = "gptq";
+  spec.calibration.text = root_.Child("calibration.txt");
+  spec.calibration.nsamples = 20'000'000;  // 20M windows of 512 tokens: about 5 TB of hidden states
+  spec.calibration.seqlen = 512;
+  const grpc::Status status = Submit(JobSpecToProto(spec));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("calibration hidden states"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("this machine has"), std::string::npos) << status.error_message();
+  EXPECT_FALSE(std::filesystem::exists(root_.Child("huge")));
+  grpc::ClientContext context;
+  v1::ListJobsRequest request;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(stub_->ListJobs(&context, request, &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0);
 }
 
 TEST_F(JobServiceTest, ListJobsPagesThroughEveryJob) {

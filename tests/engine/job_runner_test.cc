@@ -127,6 +127,8 @@ TEST(JobRunnerTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {
       {[](JobSpec& s) { s.skip = {"no_such_linear"}; }, "--skip"},
       {[](JobSpec& s) { s.calibration.seqlen = 4096; }, "--seqlen"},
       {[](JobSpec& s) { s.model_dir = "/nonexistent/model"; }, "/nonexistent/model"},
+      // 20M windows: its plan (job_plan.h) does not fit this machine.
+      {[](JobSpec& s) { s.calibration.nsamples = 20'000'000; }, "calibration hidden states"},
   };
   for (const Case& c : cases) {
     JobSpec spec = SmallJob("gptq", 4, dir.Child("bad"));

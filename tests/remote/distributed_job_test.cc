@@ -71,6 +71,13 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
   const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
   EXPECT_TRUE(embedded == ReadFileBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
+
+  // The plan's traffic (engine/job_plan.h) is what crossed the wire, within the framing of tasks.
+  const nlohmann::json& per_layer = (*report)["plan"]["network_bytes_per_layer"];
+  const double planned = (per_layer["statistics"].get<double>() + per_layer["solutions"].get<double>()) *
+                         (*report)["plan"]["layers"].get<double>();
+  const double moved = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
+  EXPECT_NEAR(moved / planned, 1.0, 0.03) << "moved " << moved << " bytes, planned " << planned;
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }

@@ -24,6 +24,7 @@ void RegisterEval(CLI::App& root, CommandList& commands);
 void RegisterGenerate(CLI::App& root, CommandList& commands);
 void RegisterMakeSynthetic(CLI::App& root, CommandList& commands);
 void RegisterQuantize(CLI::App& root, CommandList& commands);
+void RegisterPlan(CLI::App& root, CommandList& commands);
 void RegisterBench(CLI::App& root, CommandList& commands);
 void RegisterWorker(CLI::App& root, CommandList& commands);
 void RegisterCoordinator(CLI::App& root, CommandList& commands);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   RegisterGenerate(app, commands);
   RegisterMakeSynthetic(app, commands);
   RegisterQuantize(app, commands);
+  RegisterPlan(app, commands);
   RegisterBench(app, commands);
   RegisterWorker(app, commands);
   RegisterCoordinator(app, commands);

@@ -1,0 +1,212 @@
+#include "engine/job_plan.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/status.h"
+#include "engine/calibration_shards.h"
+#include "engine/statistics_tree.h"
+#include "worker/methods/method_registry.h"
+#include "worker/model/layer_spec.h"
+
+namespace qshard {
+namespace {
+
+using nlohmann::json;
+
+// A linear group of the layer: its input width and the linears the job quantizes in it.
+struct GroupShape {
+  int64_t width = 0;
+  std::vector<LinearSpec> quantized;
+};
+
+// One quantized linear as the wire carries it (remote/wire.h): a byte per code, float32 scales,
+// int32 zeros, an int32 group index per input column.
+uint64_t SolutionBytes(const LinearSpec& linear, int group_size) {
+  const uint64_t groups = group_size > 0 ? (linear.in_features + group_size - 1) / group_size : 1;
+  const uint64_t rows = linear.out_features, cols = linear.in_features;
+  return rows * cols + 8 * groups * rows + 4 * cols;
+}
+
+uint64_t Square(int64_t k) { return static_cast<uint64_t>(k) * static_cast<uint64_t>(k); }
+
+// A worker's partial sums alive while it adds s shards into the shard tree: log₂ s + 1, plus
+// the shard in progress (statistics_tree.h).
+uint64_t PartialsAlive(int shards_held) {
+  return static_cast<uint64_t>(std::ceil(std::log2(std::max(shards_held, 1)))) + 2;
+}
+
+}  // namespace
+
+uint64_t MemoryPlan::total() const {
+  uint64_t sum = 0;
+  for (const MemoryTerm& term : terms) sum += term.bytes;
+  return sum;
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GB", bytes / 1e9);
+  return absl::StrFormat("%.1f MB", bytes / 1e6);
+}
+
+absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers) {
+  if (workers < 1) return absl::InvalidArgumentError("a plan needs at least one worker");
+  const LayerSpec layer = DecoderLayerSpec(config);
+  QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec, config, layer));
+  QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec.method.method));
+  const std::vector<std::string> skip = SkippedLinears(spec, layer);
+
+  // The layer's parameters and its groups.
+  std::map<std::string, LinearSpec> linears;
+  uint64_t layer_params = 0;
+  for (const LinearSpec& l : layer.linears) {
+    linears[l.name] = l;
+    layer_params += static_cast<uint64_t>(l.out_features) * l.in_features + (l.has_bias ? l.out_features : 0);
+  }
+  for (const NormSpec& norm : layer.norms) layer_params += norm.size;
+  std::vector<GroupShape> groups;
+  for (const std::vector<std::string>& names : layer.groups) {
+    GroupShape& group = groups.emplace_back();
+    group.width = linears[names.front()].in_features;
+    for (const std::string& name : names)
+      if (std::find(skip.begin(), skip.end(), name) == skip.end()) group.quantized.push_back(linears[name]);
+  }
+
+  const bool calibrated = method->needs.input_stats;
+  const bool parallel = spec.calibration.propagation == Propagation::kParallel;
+  const int shards = calibrated ? spec.calibration.shards : 0;
+  const uint64_t d = config.hidden_size, f = config.intermediate_size, h = config.num_heads;
+  const uint64_t L = seqlen, B = spec.execution.batch_windows;
+  const uint64_t embed_dim = config.arch == Architecture::kOpt ? config.word_embed_proj_dim : config.hidden_size;
+  const uint64_t embeddings = 4 * config.vocab_size * embed_dim * (config.tie_word_embeddings ? 1 : 2);
+  // aespa's attention statistics: a hidden × hidden float64 sum per key/value head.
+  const uint64_t attention = method->needs.attention_stats ? 8 * config.num_kv_heads * Square(config.hidden_size) : 0;
+
+  // The busiest worker, and the tree nodes every worker sends per group.
+  uint64_t windows = 0, nodes = 0;
+  int busiest_shards = 0;
+  for (int w = 0; w < workers && calibrated; ++w) {
+    const std::vector<int> held = ShardsOfWorker(shards, workers, w);
+    uint64_t held_windows = 0;
+    for (int s : held) held_windows += ShardWindows(spec.calibration.nsamples, shards, s).count;
+    if (held_windows > windows) {
+      windows = held_windows;
+      busiest_shards = static_cast<int>(held.size());
+    }
+    nodes += held.empty() ? 0 : HeldTreeNodes(held).size();
+  }
+
+  // The statistics alive at once: one group at a time, or every group under parallel propagation.
+  uint64_t squares_at_once = 0, widest = 0;
+  for (const GroupShape& g : groups) {
+    if (g.quantized.empty()) continue;
+    squares_at_once = parallel ? squares_at_once + Square(g.width) : std::max(squares_at_once, Square(g.width));
+    widest = std::max<uint64_t>(widest, g.width);
+  }
+
+  JobPlan plan;
+  plan.workers = workers;
+  plan.layers = static_cast<int>(config.num_layers);
+  plan.seqlen = seqlen;
+  const uint64_t copies = workers > 1 ? 2 : 1;  // a restartable worker keeps its layer inputs
+  plan.worker.terms = {
+      {"calibration hidden states", 4 * windows * L * d * copies},
+      {"cached stage activation", 4 * windows * L * std::max(d, f)},
+      // Activations of a batch through a layer; attention probabilities only where aespa's
+      // statistics ask for them (otherwise the online softmax keeps one tile).
+      {"forward batch", calibrated ? 4 * std::min(B, windows) * L * (3 * d + 2 * f + (attention > 0 ? h * L : 0)) : 0},
+      {"layer weights (fp32)", 4 * layer_params},
+      {"embeddings (fp32)", embeddings},
+      {"partial statistics", calibrated ? (8 * squares_at_once + attention) * PartialsAlive(busiest_shards) : 0},
+      {"solve workspace", calibrated ? 20 * Square(widest) : 4 * Square(widest)},
+  };
+  uint64_t quantized_params = 0, solution = 0, statistics = 0;
+  for (const GroupShape& g : groups) {
+    if (g.quantized.empty()) continue;
+    for (const LinearSpec& l : g.quantized) {
+      quantized_params += static_cast<uint64_t>(l.out_features) * l.in_features;
+      solution += SolutionBytes(l, spec.method.spec.group_size);
+    }
+    if (!calibrated) continue;
+    const uint64_t owners = method->independent_linears ? std::min<uint64_t>(g.quantized.size(), workers) : 1;
+    statistics += (nodes + owners) * 8 * Square(g.width);
+  }
+  if (calibrated) statistics += (nodes + 1) * attention;  // the q/k/v group's
+  plan.coordinator.terms = {
+      {"embeddings (fp32)", embeddings},
+      {"stitcher's layer (fp32)", 4 * layer_params},
+      {"reduced statistics", calibrated ? (8 * squares_at_once + attention) * (nodes + 1) : 0},
+      // Codes are int32 in memory; kept so a survivor can replay the layers a lost worker had.
+      {"kept solutions for replays", workers > 1 ? 4 * quantized_params * (config.num_layers - 1) : 0},
+  };
+  plan.statistics_bytes = statistics;
+  plan.solution_bytes = solution * (1 + workers);
+  return plan;
+}
+
+absl::StatusOr<JobPlan> PlanJobForModel(const JobSpec& spec, int workers) {
+  QSHARD_ASSIGN_OR_RETURN(const ModelConfig config, LoadModelConfig(spec.model_dir));
+  return PlanJob(spec, config, workers);
+}
+
+namespace {
+
+json TermsJson(const MemoryPlan& memory) {
+  json terms = json::object();
+  for (const MemoryTerm& term : memory.terms) terms[term.name] = term.bytes;
+  return {{"peak_bytes", memory.total()}, {"terms", terms}};
+}
+
+// "2.31 GB (calibration hidden states 1.20 GB, partial statistics 0.60 GB, ...)", largest first.
+std::string Describe(const MemoryPlan& memory) {
+  std::vector<MemoryTerm> terms = memory.terms;
+  std::sort(terms.begin(), terms.end(), [](const MemoryTerm& a, const MemoryTerm& b) { return a.bytes > b.bytes; });
+  std::vector<std::string> parts;
+  for (const MemoryTerm& term : terms)
+    if (term.bytes > 0 && parts.size() < 3) parts.push_back(absl::StrCat(term.name, " ", FormatBytes(term.bytes)));
+  return absl::StrCat(FormatBytes(memory.total()), " (", absl::StrJoin(parts, ", "), ")");
+}
+
+}  // namespace
+
+json JobPlan::ToJson() const {
+  return {{"workers", workers},
+          {"layers", layers},
+          {"seqlen", seqlen},
+          {"worker", TermsJson(worker)},
+          {"coordinator", TermsJson(coordinator)},
+          {"embedded_peak_bytes", embedded_peak()},
+          {"network_bytes_per_layer", {{"statistics", statistics_bytes}, {"solutions", solution_bytes}}}};
+}
+
+absl::Status CheckPlanFits(const JobPlan& plan, uint64_t worker_memory, uint64_t coordinator_memory) {
+  if (worker_memory > 0 && plan.worker.total() > worker_memory)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs about ", Describe(plan.worker), " on each of its ", plan.workers, " workers; the smallest has ",
+        FormatBytes(worker_memory), " (--memory-budget). Use more workers, fewer --nsamples or a shorter --seqlen"));
+  if (coordinator_memory > 0 && plan.coordinator.total() > coordinator_memory)
+    return absl::ResourceExhaustedError(absl::StrCat("the job needs about ", Describe(plan.coordinator),
+                                                     " on the coordinator, which has ", FormatBytes(coordinator_memory)));
+  return absl::OkStatus();
+}
+
+absl::Status CheckEmbeddedPlanFits(const JobPlan& plan, uint64_t memory) {
+  if (plan.embedded_peak() <= memory) return absl::OkStatus();
+  MemoryPlan both = plan.worker;
+  both.terms.insert(both.terms.end(), plan.coordinator.terms.begin(), plan.coordinator.terms.end());
+  return absl::ResourceExhaustedError(absl::StrCat("the job needs about ", Describe(both), "; this machine has ",
+                                                   FormatBytes(memory),
+                                                   ". Use fewer --nsamples, a shorter --seqlen, or the service's workers"));
+}
+
+uint64_t PhysicalMemoryBytes() {
+  return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+}
+
+}  // namespace qshard

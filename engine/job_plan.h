@@ -1,0 +1,65 @@
+// What a job will cost before it runs, from config.json alone (no weights are read): the peak
+// memory of its busiest worker and of the coordinator (the runner and checkpoint stitcher), and
+// the bytes that cross the network per layer, by the formulas in docs/architecture.md ("Memory
+// of a job"). The service refuses at submission, with these numbers, a job that cannot fit its
+// workers, instead of failing hours in; `qshard plan` prints them. They are estimates:
+// docs/results.md compares them with measured peak RSS and traffic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/model_config.h"
+#include "engine/job_spec.h"
+#include "nlohmann/json.hpp"
+
+namespace qshard {
+
+struct MemoryTerm {
+  std::string name;  // "hidden states", "Hessians", ...
+  uint64_t bytes = 0;
+};
+
+// One process's peak memory as the sum of its terms (the terms do not all peak at the same
+// moment, so the sum errs high).
+struct MemoryPlan {
+  std::vector<MemoryTerm> terms;
+  uint64_t total() const;
+};
+
+struct JobPlan {
+  int workers = 1;
+  int layers = 0;
+  int64_t seqlen = 0;
+  MemoryPlan worker;       // the worker holding the most calibration windows
+  MemoryPlan coordinator;  // runner + stitcher; embedded mode runs both in one process
+  // Per layer, over the network (zero in embedded mode, where nothing crosses one):
+  uint64_t statistics_bytes = 0;  // partial sums to the coordinator, reduced sums to the owners
+  uint64_t solution_bytes = 0;    // solutions from the owners, and to every worker
+  // Embedded: worker and coordinator in one process.
+  uint64_t embedded_peak() const { return worker.total() + coordinator.total(); }
+
+  nlohmann::json ToJson() const;
+};
+
+// The plan of `spec` on `config` with `workers` workers (the spec must be valid for the model).
+absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers);
+// PlanJob on the spec's model directory (reads its config.json only).
+absl::StatusOr<JobPlan> PlanJobForModel(const JobSpec& spec, int workers);
+
+// RESOURCE_EXHAUSTED, with the plan's numbers and the largest terms, when the busiest worker's
+// peak exceeds `worker_memory` or the coordinator's exceeds `coordinator_memory` (0: not
+// checked). Embedded mode passes the machine's memory for both and checks their sum.
+absl::Status CheckPlanFits(const JobPlan& plan, uint64_t worker_memory, uint64_t coordinator_memory);
+absl::Status CheckEmbeddedPlanFits(const JobPlan& plan, uint64_t memory);
+
+// This machine's physical memory in bytes.
+uint64_t PhysicalMemoryBytes();
+
+// "1.23 GB"
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace qshard

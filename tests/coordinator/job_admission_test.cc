@@ -1,0 +1,75 @@
+// Admission: a job's plan against the workers' declared memory budgets, and the plan's
+// figures themselves on a model whose shapes are known (TinyStories-656K's config.json).
+#include "coordinator/job_admission.h"
+
+#include "engine/job_plan.h"
+#include "gtest/gtest.h"
+#include "tests/engine/tiny_jobs.h"
+
+namespace qshard {
+namespace {
+
+JobSpec Job() { return tiny_jobs::Job("gptq", 4, "/tmp/unused", /*nsamples=*/16, /*seqlen=*/256); }
+
+v1::WorkerHello WorkerWithBudget(uint64_t bytes) {
+  v1::WorkerHello hello;
+  hello.set_memory_budget_bytes(bytes);
+  return hello;
+}
+
+TEST(JobAdmissionTest, ASmallBudgetIsRefusedNamingTheLargestTerms) {
+  const absl::Status status = AdmitJob(Job(), 2, {WorkerWithBudget(uint64_t{64} << 30), WorkerWithBudget(1'000'000)});
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_NE(status.message().find("on each of its 2 workers"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("the smallest has 1.0 MB (--memory-budget)"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("forward batch"), std::string::npos) << status;  // the largest term here
+}
+
+TEST(JobAdmissionTest, EnoughOrUndeclaredBudgetsAreAccepted) {
+  EXPECT_TRUE(AdmitJob(Job(), 2, {WorkerWithBudget(uint64_t{8} << 30)}).ok());
+  EXPECT_TRUE(AdmitJob(Job(), 2, {WorkerWithBudget(0), v1::WorkerHello()}).ok());
+  EXPECT_TRUE(AdmitJob(Job(), 0, {}).ok());  // embedded, against this machine
+}
+
+TEST(JobAdmissionTest, AnUnreadableModelIsNamed) {
+  JobSpec spec = Job();
+  spec.model_dir = "/nonexistent/model";
+  const absl::Status status = AdmitJob(spec, 1, {});
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("model_path"), std::string::npos) << status;
+}
+
+// The terms by hand for TinyStories-656K (d = 128, f = 384, 8 heads, 4 KV heads, vocab 2048,
+// tied embeddings), 16 windows of 256 in 4 shards.
+TEST(JobPlanTest, TermsFollowTheFormulaOfTheArchitectureDoc) {
+  auto config = LoadModelConfig(tiny_jobs::kModel);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto two = PlanJob(Job(), *config, 2);
+  ASSERT_TRUE(two.ok()) << two.status();
+  const auto term = [](const MemoryPlan& memory, const std::string& name) {
+    for (const MemoryTerm& t : memory.terms)
+      if (t.name == name) return t.bytes;
+    ADD_FAILURE() << "no term " << name;
+    return uint64_t{0};
+  };
+  // 8 windows per worker, kept twice (restartable); the MLP hidden state is the widest activation.
+  EXPECT_EQ(term(two->worker, "calibration hidden states"), 4u * 8 * 256 * 128 * 2);
+  EXPECT_EQ(term(two->worker, "cached stage activation"), 4u * 8 * 256 * 384);
+  EXPECT_EQ(term(two->worker, "embeddings (fp32)"), 4u * 2048 * 128);
+  // q,k,v,o (128² + 2·64·128 KV + 128²) + gate, up, down (3·128·384) + two norms.
+  const uint64_t layer = 2 * 128 * 128 + 2 * 64 * 128 + 3 * 128 * 384 + 2 * 128;
+  EXPECT_EQ(term(two->worker, "layer weights (fp32)"), 4 * layer);
+  // Sequential: one group's sums at a time, the widest (down_proj's 384); 2 shards held → 3 alive.
+  EXPECT_EQ(term(two->worker, "partial statistics"), 8u * 384 * 384 * 3);
+  // Each worker holds an aligned pair of shards: one node per group, plus one copy per owner.
+  // GPTQ's linears are independent: q,k,v on 2 owners, o on 1, gate/up on 2, down on 1.
+  EXPECT_EQ(two->statistics_bytes, 8u * 128 * 128 * ((2 + 2) + (2 + 1) + (2 + 2)) + 8u * 384 * 384 * (2 + 1));
+  auto one = PlanJob(Job(), *config, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(term(one->worker, "calibration hidden states"), 4u * 16 * 256 * 128);  // not restartable
+  EXPECT_EQ(term(one->coordinator, "kept solutions for replays"), 0u);
+  EXPECT_GT(term(two->coordinator, "kept solutions for replays"), 0u);
+}
+
+}  // namespace
+}  // namespace qshard
