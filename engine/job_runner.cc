@@ -217,62 +217,94 @@ class Job {
       for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
       QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(all, needs_.attention_stats));
     }
-    for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
+    std::vector<int> wanted;  // the groups with a linear to quantize
+    for (int g = 0; g < static_cast<int>(groups.size()); ++g)
+      for (const std::string& linear : groups[g])
+        if (!skipped_.count(linear)) {
+          wanted.push_back(g);
+          break;
+        }
+    // On the full-precision layer, a method whose linears are independent (so no group rewrites
+    // another) has nothing between its groups: every group is solved at once, owners in parallel.
+    std::map<int, GroupSolution> solved;
+    if (calibrated && parallel && independent_linears_) {
+      QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, wanted, groups, statistics));
+      statistics.clear();  // free the Hessians
+    }
+    for (int g : wanted) {
       if (events_.cancelled != nullptr && events_.cancelled->load()) return absl::CancelledError("job cancelled");
-      bool any = false;
-      for (const std::string& linear : groups[g]) any |= !skipped_.count(linear);
-      if (!any) continue;
-      if (calibrated && !parallel) {
-        QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one, CollectAndReduce({g}, needs_.attention_stats && g == 0));
-        statistics[g] = std::move(one.front());
+      if (!solved.count(g)) {
+        if (calibrated && !parallel) {
+          QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one,
+                                  CollectAndReduce({g}, needs_.attention_stats && g == 0));
+          statistics[g] = std::move(one.front());
+        }
+        QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, {g}, groups, statistics));
+        if (calibrated) statistics[g] = GroupStatistics();  // free the Hessians
       }
-      auto solution = SolveOnOwners(layer, g, groups, calibrated ? &statistics[g] : nullptr);
-      QSHARD_RETURN_IF_ERROR(solution.status());
-      QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, *solution); }));
-      solutions.push_back(*solution);
-      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(*solution), weights, quantized));
-      statistics[g] = GroupStatistics();  // free the Hessians
+      GroupSolution& solution = solved.at(g);
+      QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, solution); }));
+      solutions.push_back(solution);
+      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     }
     return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); });
   }
 
-  // Solves group g of `layer`. Owners depend on (layer, group, linear) and the surviving
-  // workers only, never on timing; a method whose linears are independent spreads them over
-  // several owners at once and their solutions are joined in the group's order.
-  absl::StatusOr<GroupSolution> SolveOnOwners(int layer, int g, const std::vector<std::vector<std::string>>& groups,
-                                              const GroupStatistics* statistics) {
+  // Solves `to_solve` (groups of `layer`, each from statistics[g], or none for a method without
+  // calibration). Owners depend on (layer, group, linear) and the surviving workers only, never
+  // on timing; a method whose linears are independent spreads them over several owners, and
+  // each group's parts are joined in the group's order. Each owner runs its parts in turn
+  // (a worker solves one thing at a time); owners run in parallel.
+  absl::StatusOr<std::map<int, GroupSolution>> SolveOnOwners(int layer, const std::vector<int>& to_solve,
+                                                             const std::vector<std::vector<std::string>>& groups,
+                                                             const std::vector<GroupStatistics>& statistics) {
     const std::vector<size_t> alive = Alive();
-    const size_t first = static_cast<size_t>(layer) * groups.size() + g;
-    // Linears per owner, one call each; an empty list asks for the whole group.
-    std::map<size_t, std::vector<std::string>> parts;
-    if (independent_linears_ && alive.size() > 1) {
+    struct Part {
+      int group;
+      std::vector<std::string> linears;  // empty: the whole group
+      absl::StatusOr<GroupSolution> solution = absl::UnknownError("not run");
+    };
+    std::map<size_t, std::vector<Part>> parts_of;  // by owner
+    for (int g : to_solve) {
+      const size_t first = static_cast<size_t>(layer) * groups.size() + g;
+      if (!independent_linears_ || alive.size() == 1) {
+        parts_of[alive[first % alive.size()]].push_back({g, {}});
+        continue;
+      }
+      std::map<size_t, std::vector<std::string>> linears_of;
       size_t k = 0;
       for (const std::string& linear : groups[g])
-        if (!skipped_.count(linear)) parts[alive[(first + k++) % alive.size()]].push_back(linear);
-    } else {
-      parts[alive[first % alive.size()]] = {};
+        if (!skipped_.count(linear)) linears_of[alive[(first + k++) % alive.size()]].push_back(linear);
+      for (auto& [owner, linears] : linears_of) parts_of[owner].push_back({g, std::move(linears)});
     }
-    std::vector<size_t> owners;
-    for (const auto& part : parts) owners.push_back(part.first);
-    std::vector<absl::StatusOr<GroupSolution>> solved(owners.size(), absl::UnknownError("not run"));
     std::vector<std::thread> threads;
-    for (size_t k = 0; k < owners.size(); ++k)
-      threads.emplace_back([&, k] { solved[k] = workers_[owners[k]]->Solve(g, parts[owners[k]], statistics); });
+    for (auto& [owner, parts] : parts_of)
+      threads.emplace_back([&, owner = owner] {
+        for (Part& part : parts_of[owner])
+          part.solution = workers_[owner]->Solve(part.group, part.linears,
+                                                 statistics.empty() || shards_ == 0 ? nullptr : &statistics[part.group]);
+      });
     for (std::thread& t : threads) t.join();
-    for (size_t k = 0; k < owners.size(); ++k)
-      if (absl::IsUnavailable(solved[k].status())) alive_[owners[k]] = false;
-    GroupSolution joined;
-    for (absl::StatusOr<GroupSolution>& part : solved) {
-      QSHARD_RETURN_IF_ERROR(part.status());
-      for (auto& [name, weight] : part->linears) joined.linears.emplace(name, std::move(weight));
-      for (TensorRewrite& rewrite : part->rewrites) joined.rewrites.push_back(std::move(rewrite));
-      for (LinearReport& report : part->reports) joined.reports.push_back(std::move(report));
+
+    std::map<int, GroupSolution> joined;
+    for (auto& [owner, parts] : parts_of)
+      for (const Part& part : parts)
+        if (absl::IsUnavailable(part.solution.status())) alive_[owner] = false;
+    for (auto& [owner, parts] : parts_of)
+      for (Part& part : parts) {
+        QSHARD_RETURN_IF_ERROR(part.solution.status());
+        GroupSolution& into = joined[part.group];
+        for (auto& [name, weight] : part.solution->linears) into.linears.emplace(name, std::move(weight));
+        for (TensorRewrite& rewrite : part.solution->rewrites) into.rewrites.push_back(std::move(rewrite));
+        for (LinearReport& report : part.solution->reports) into.reports.push_back(std::move(report));
+      }
+    for (auto& [g, solution] : joined) {
+      const auto position = [&, g = g](const LinearReport& r) {
+        return std::find(groups[g].begin(), groups[g].end(), r.name) - groups[g].begin();
+      };
+      std::stable_sort(solution.reports.begin(), solution.reports.end(),
+                       [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
     }
-    const auto position = [&](const LinearReport& r) {
-      return std::find(groups[g].begin(), groups[g].end(), r.name) - groups[g].begin();
-    };
-    std::stable_sort(joined.reports.begin(), joined.reports.end(),
-                     [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
     return joined;
   }
 

@@ -116,6 +116,18 @@ class ServiceProcessTest : public ::testing::Test {
     return "";
   }
 
+  // An OPT-125m-shaped model of `layers` layers under the outputs root; its directory.
+  std::string WriteSyntheticOpt(int layers) {
+    SyntheticSpec synthetic;
+    synthetic.preset = "opt-125m";
+    synthetic.num_layers = layers;
+    synthetic.out_dir = dir_.Child("outputs/synthetic-opt");
+    synthetic.shared_data_dir = data_;
+    const absl::Status written = WriteSyntheticModel(synthetic);
+    EXPECT_TRUE(written.ok()) << written;
+    return synthetic.out_dir;
+  }
+
   // The job flags of a small job on model_, as `submit` and the JobSpec below both describe it.
   std::vector<std::string> JobFlags(const std::string& method, const std::string& out) {
     std::vector<std::string> flags = {"--model", model_, "--out", dir_.Child("outputs/" + out),
@@ -183,7 +195,8 @@ class ServiceProcessTest : public ::testing::Test {
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 
-// The whole service: a coordinator whose jobs run on three `qshard worker` processes.
+// The whole service: a coordinator whose jobs run on three `qshard worker` processes, on
+// TinyStories-656K (GPTQ, Z-Fold) and a synthetic OPT (GPTQ).
 TEST_F(ServiceProcessTest, JobsRunOnWorkerProcessesWithTheEmbeddedBytes) {
   fs::create_directories(dir_.Child("outputs"));
   const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/3);
@@ -193,15 +206,18 @@ TEST_F(ServiceProcessTest, JobsRunOnWorkerProcessesWithTheEmbeddedBytes) {
         std::vector<std::string>{"worker", "--coordinator", address, "--name", absl::StrCat("w", i), "--threads", "1",
                                  "--retry-seconds", "5"},
         dir_.Child(absl::StrCat("worker-", i))));
-  for (const char* method : {"gptq", "zfold"}) {
+  const auto run = [&](const std::string& method, const std::string& out) {
     std::vector<std::string> args = {"submit", "--coordinator", address, "--wait", "--json"};
-    const std::vector<std::string> job = JobFlags(method, method);
+    const std::vector<std::string> job = JobFlags(method, out);
     args.insert(args.end(), job.begin(), job.end());
-    Process submit(args, dir_.Child(absl::StrCat("submit-", method)));
-    ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child(absl::StrCat("submit-", method, ".err")));
+    Process submit(args, dir_.Child("submit-" + out));
+    ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child("submit-" + out + ".err"));
     EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
-    ExpectSameBytesAsEmbedded(method, method);
-  }
+    ExpectSameBytesAsEmbedded(method, out);
+  };
+  for (const char* method : {"gptq", "zfold"}) run(method, method);
+  model_ = WriteSyntheticOpt(2);
+  run("gptq", "synthetic-opt-gptq");
   coordinator_->Kill(SIGTERM);
 }
 
@@ -305,13 +321,7 @@ TEST_F(ServiceProcessTest, HostileRequestsAndASigkilledCoordinatorLeaveTheJobInt
 // solves only the rest; the bytes are the embedded job's.
 TEST_F(ServiceProcessTest, ASigkilledCoordinatorResumesAfterItsFinishedLayers) {
   constexpr int kLayers = 3;
-  SyntheticSpec synthetic;
-  synthetic.preset = "opt-125m";
-  synthetic.num_layers = kLayers;
-  synthetic.out_dir = dir_.Child("outputs/synthetic-opt");
-  synthetic.shared_data_dir = data_;
-  ASSERT_TRUE(WriteSyntheticModel(synthetic).ok());
-  model_ = synthetic.out_dir;
+  model_ = WriteSyntheticOpt(kLayers);
 
   const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/2);
   std::vector<std::unique_ptr<Process>> workers;
