@@ -12,16 +12,19 @@ std::string FinishedLayerDir::LayerPath(int layer) const {
   return absl::StrFormat("%s/layer-%05d.pb", dir_, layer);
 }
 
-absl::StatusOr<std::vector<std::vector<GroupSolution>>> FinishedLayerDir::Load() {
-  std::vector<std::vector<GroupSolution>> layers;
-  for (int layer = 0; env_->FileExists(LayerPath(layer)); ++layer) {
-    QSHARD_ASSIGN_OR_RETURN(const std::string bytes, env_->ReadFileToString(LayerPath(layer)));
-    v1::LayerSolutions data;
-    if (!data.ParseFromString(bytes)) break;
-    absl::StatusOr<std::vector<GroupSolution>> solutions = wire::FromProto(data);
-    if (!solutions.ok()) break;
-    layers.push_back(std::move(*solutions));
-  }
+absl::StatusOr<std::vector<GroupSolution>> FinishedLayerDir::Load(int layer) {
+  const std::string path = LayerPath(layer);
+  QSHARD_ASSIGN_OR_RETURN(const std::string bytes, env_->ReadFileToString(path));
+  v1::LayerSolutions data;
+  if (!data.ParseFromString(bytes)) return absl::DataLossError(absl::StrCat(path, ": not a kept layer"));
+  absl::StatusOr<std::vector<GroupSolution>> solutions = wire::FromProto(data);
+  if (!solutions.ok()) return WithContext(solutions.status(), path);
+  return solutions;
+}
+
+absl::StatusOr<int> FinishedLayerDir::CountKept() {
+  int layers = 0;
+  while (env_->FileExists(LayerPath(layers)) && Load(layers).ok()) ++layers;
   return layers;
 }
 
@@ -30,12 +33,6 @@ absl::Status FinishedLayerDir::Save(int layer, const std::vector<GroupSolution>&
   v1::LayerSolutions data;
   wire::ToProto(solutions, data);
   return WriteFileAtomically(LayerPath(layer), data.SerializeAsString(), env_);
-}
-
-int FinishedLayerDir::CountKept() {
-  int layers = 0;
-  while (env_->FileExists(LayerPath(layers))) ++layers;
-  return layers;
 }
 
 absl::Status FinishedLayerDir::Remove() {

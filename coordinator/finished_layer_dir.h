@@ -17,11 +17,11 @@ class FinishedLayerDir : public FinishedLayerStore {
  public:
   explicit FinishedLayerDir(std::string dir, Env* env = Env::Default()) : dir_(std::move(dir)), env_(env) {}
 
-  absl::StatusOr<std::vector<std::vector<GroupSolution>>> Load() override;
+  // Parses every file from layer 0 on, one at a time; the first missing or damaged one ends the run.
+  absl::StatusOr<int> CountKept() override;
+  absl::StatusOr<std::vector<GroupSolution>> Load(int layer) override;
   absl::Status Save(int layer, const std::vector<GroupSolution>& solutions) override;
 
-  // How many layers Load would return, without parsing them: for the restart's log line.
-  int CountKept();
   // Removes the directory (the job finished, failed or was cancelled).
   absl::Status Remove();
 

@@ -62,7 +62,7 @@ absl::Status JobScheduler::Start() {
       // The output is written again from the kept layers: what the crash left there goes.
       const bool cancel = job.state == v1::JOB_STATE_CANCELLING;
       const absl::Status removed = RemoveOutput(job);
-      const int kept = FinishedLayersOf(job.job_id).CountKept();
+      const int kept = FinishedLayersOf(job.job_id).CountKept().value_or(0);
       Journal::Change change{cancel ? v1::JOB_STATE_CANCELLED : v1::JOB_STATE_QUEUED,
                              cancel ? "cancelled across a coordinator restart"
                                     : absl::StrCat("coordinator restarted: the job resumes after its ", kept,

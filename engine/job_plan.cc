@@ -142,8 +142,9 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"embeddings (fp32)", embeddings},
       {"stitcher's layer (fp32)", 4 * layer_params},
       {"reduced statistics", calibrated ? (8 * squares_at_once + attention) * (nodes + 1) : 0},
-      // Codes are int32 in memory; kept so a survivor can replay the layers a lost worker had.
-      {"kept solutions for replays", workers > 1 ? 4 * quantized_params * (config.num_layers - 1) : 0},
+      // Finished layers stay in their store (the service's state dir); one is read back at a
+      // time to replay it for adopted shards or restore it after a restart. Codes are int32.
+      {"a kept layer (replay, restore)", 4 * quantized_params},
   };
   plan.statistics_bytes = statistics;
   plan.solution_bytes = solution * (1 + workers);

@@ -96,13 +96,17 @@ class Job {
                              workers_.size() > 1 ? absl::StrCat(", ", FormatBytes(plan.statistics_bytes + plan.solution_bytes),
                                                                 " over the network per layer")
                                                  : ""));
-    std::vector<std::vector<GroupSolution>> restored;
-    if (events_.finished_layers != nullptr) {
-      QSHARD_ASSIGN_OR_RETURN(restored, events_.finished_layers->Load());
-      if (restored.size() > static_cast<size_t>(model.config().num_layers))
-        return absl::DataLossError(absl::StrCat("the job's kept solutions hold ", restored.size(),
-                                                " layers; the model has ", model.config().num_layers));
+    // Finished layers are kept for replays (a lost worker's shards) and, in a durable store,
+    // for a restart; with one worker and no store nothing needs them.
+    FinishedLayersInMemory in_memory;
+    kept_ = events_.finished_layers != nullptr ? events_.finished_layers : workers_.size() > 1 ? &in_memory : nullptr;
+    int restored = 0;
+    if (kept_ != nullptr) {
+      QSHARD_ASSIGN_OR_RETURN(restored, kept_->CountKept());
     }
+    if (restored > model.config().num_layers)
+      return absl::DataLossError(absl::StrCat("the job's kept solutions hold ", restored, " layers; the model has ",
+                                              model.config().num_layers));
     QSHARD_RETURN_IF_ERROR(StartWorkers(seqlen, restored));
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
@@ -116,19 +120,18 @@ class Job {
     const int layers = model.config().num_layers;
     for (int layer = 0; layer < layers; ++layer) {
       const auto layer_start = Clock::now();
-      const bool was_restored = static_cast<size_t>(layer) < restored.size();
+      const bool was_restored = layer < restored;
       QuantizedLayer quantized;
       DecoderLayerWeights weights;
       if (was_restored) {
-        QSHARD_RETURN_IF_ERROR(WithContext(RestoreLayer(layer, restored[layer], weights, quantized),
+        QSHARD_RETURN_IF_ERROR(WithContext(RestoreLayer(layer, weights, quantized),
                                            absl::StrCat("layer ", layer, " (kept from an earlier run)")));
       } else {
         std::vector<GroupSolution> solutions;
         QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayerSurvivingLosses(layer, weights, quantized, solutions),
                                            absl::StrCat("layer ", layer)));
-        if (events_.finished_layers != nullptr)
-          QSHARD_RETURN_IF_ERROR(events_.finished_layers->Save(layer, solutions));
-        if (workers_.size() > 1) finished_.push_back(std::move(solutions));  // for replays
+        if (kept_ != nullptr) QSHARD_RETURN_IF_ERROR(kept_->Save(layer, solutions));
+        finished_ = layer + 1;
       }
       QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
       for (const LinearReport& r : quantized.reports) {
@@ -159,32 +162,47 @@ class Job {
   }
 
  private:
-  // Gives each worker its shards. After a restart, workers start empty and adopt their shards,
-  // replaying the `restored` layers over them to reach the first unfinished layer's inputs.
-  absl::Status StartWorkers(int64_t seqlen, const std::vector<std::vector<GroupSolution>>& restored) {
+  // Gives each worker its shards. After a restart, workers start empty, adopt their shards and
+  // replay the `restored` kept layers over them to reach the first unfinished layer's inputs.
+  absl::Status StartWorkers(int64_t seqlen, int restored) {
     alive_.assign(workers_.size(), true);
     for (size_t i = 0; i < workers_.size(); ++i)
       shards_of_.push_back(ShardsOfWorker(shards_, static_cast<int>(workers_.size()), static_cast<int>(i)));
-    const bool replay = !restored.empty() && shards_ > 0;
+    const bool replay = restored > 0 && shards_ > 0;
     QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) {
       return worker.StartJob(spec_, seqlen, replay ? std::vector<int>() : shards_of_[i]);
     }));
-    if (!restored.empty())
-      events_.log(absl::StrCat("resuming: layers 1-", restored.size(), " were finished by an earlier run",
-                               replay ? "; the workers replay them over their shards" : ""));
-    if (workers_.size() > 1) finished_ = restored;
-    if (!replay) return absl::OkStatus();
-    return ForEachWorker([&](size_t i, WorkerClient& worker) {
-      return shards_of_[i].empty() ? absl::OkStatus() : worker.AdoptShards(shards_of_[i], restored);
-    });
+    finished_ = restored;
+    if (restored == 0) return absl::OkStatus();
+    events_.log(absl::StrCat("resuming: layers 1-", restored, " were finished by an earlier run",
+                             replay ? "; the workers replay them over their shards" : ""));
+    return replay ? AdoptAndReplay(shards_of_) : absl::OkStatus();
   }
 
-  // A layer finished by an earlier run, from its solutions.
-  absl::Status RestoreLayer(int layer, const std::vector<GroupSolution>& solutions, DecoderLayerWeights& weights,
-                            QuantizedLayer& quantized) {
+  // Worker i takes `adopted[i]` and replays the finished layers over them, one layer read from
+  // the kept store at a time.
+  absl::Status AdoptAndReplay(const std::vector<std::vector<int>>& adopted) {
+    const auto adopting = [&](size_t i) { return !adopted[i].empty(); };
+    QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& w) {
+      if (!adopting(i)) return absl::OkStatus();
+      events_.log(absl::StrCat("worker ", i, " adopts ", adopted[i].size(), " shards"));
+      return w.AdoptShards(adopted[i]);
+    }));
+    for (int layer = 0; layer < finished_; ++layer) {
+      QSHARD_ASSIGN_OR_RETURN(const std::vector<GroupSolution> solutions, kept_->Load(layer));
+      QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& w) {
+        return adopting(i) ? w.ReplayLayer(layer, solutions) : absl::OkStatus();
+      }));
+    }
+    return absl::OkStatus();
+  }
+
+  // A layer finished by an earlier run, from its kept solutions.
+  absl::Status RestoreLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
     QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
-    for (const GroupSolution& solution : solutions)
-      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
+    QSHARD_ASSIGN_OR_RETURN(std::vector<GroupSolution> solutions, kept_->Load(layer));
+    for (GroupSolution& solution : solutions)
+      QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     return absl::OkStatus();
   }
 
@@ -362,11 +380,7 @@ class Job {
         for (int shard : shards_of_[i]) adopted[alive[next++ % alive.size()]].push_back(shard);
         shards_of_[i].clear();
       }
-      const absl::Status status = ForEachWorker([&](size_t i, WorkerClient& w) {
-        if (adopted[i].empty()) return absl::OkStatus();
-        events_.log(absl::StrCat("worker ", i, " adopts ", adopted[i].size(), " shards"));
-        return w.AdoptShards(adopted[i], finished_);
-      });
+      const absl::Status status = AdoptAndReplay(adopted);
       for (size_t i : alive)
         if (alive_[i]) shards_of_[i].insert(shards_of_[i].end(), adopted[i].begin(), adopted[i].end());
       if (status.ok() || !absl::IsUnavailable(status)) return status;
@@ -384,7 +398,8 @@ class Job {
   int shards_ = 0;
   std::vector<bool> alive_;                         // per worker
   std::vector<std::vector<int>> shards_of_;         // per worker: the shards it holds
-  std::vector<std::vector<GroupSolution>> finished_;  // per finished layer, to replay on adoption
+  FinishedLayerStore* kept_ = nullptr;  // the finished layers' solutions; null: none kept
+  int finished_ = 0;                     // layers finished so far
 };
 
 }  // namespace

@@ -68,28 +68,14 @@ absl::StatusOr<LocalWorker::Shard> LocalWorker::EmbedShard(int index) {
   return shard;
 }
 
-absl::Status LocalWorker::AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) {
+absl::Status LocalWorker::AdoptShards(std::vector<int> shards) {
   if (source_.model == nullptr) return absl::FailedPreconditionError("AdoptShards before StartJob");
   if (windows_.empty()) {
     QSHARD_ASSIGN_OR_RETURN(windows_, CalibrationWindows(spec_, seqlen_));
   }
-  const bool sequential = spec_.calibration.propagation == Propagation::kSequential;
   for (int index : shards) {
     QSHARD_ASSIGN_OR_RETURN(Shard shard, EmbedShard(index));
-    // Each finished layer as the lost worker left it: its final weights (the full-precision
-    // ones under parallel propagation) over the shard, batch by batch.
-    for (size_t layer = 0; layer < finished.size(); ++layer) {
-      QSHARD_ASSIGN_OR_RETURN(DecoderLayerWeights weights, source_.model->LoadLayer(static_cast<int>(layer)));
-      QuantizedLayer quantized;
-      if (sequential)
-        for (const GroupSolution& solution : finished[layer])
-          QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
-      ForEachBatchOf(shard, 0, [&](Batch& b) {
-        Tensor rows = BatchRows(b);
-        source_.model->RunLayer(static_cast<int>(layer), weights, rows, b.windows, seqlen_);
-        StoreRows(b, rows);
-      });
-    }
+    shard.replaying_at = 0;
     if (restartable_) shard.layer_input = shard.hidden;
     shards_.push_back(std::move(shard));
   }
@@ -97,13 +83,40 @@ absl::Status LocalWorker::AdoptShards(std::vector<int> shards, const std::vector
   return absl::OkStatus();
 }
 
+absl::Status LocalWorker::ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) {
+  if (source_.model == nullptr) return absl::FailedPreconditionError("ReplayLayer before StartJob");
+  // The layer as it was finished: its final weights (the full-precision ones under parallel
+  // propagation, whose hidden states never see the solutions).
+  QSHARD_ASSIGN_OR_RETURN(DecoderLayerWeights weights, source_.model->LoadLayer(layer));
+  QuantizedLayer quantized;
+  if (spec_.calibration.propagation == Propagation::kSequential)
+    for (const GroupSolution& solution : solutions) QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
+  for (size_t position = 0; position < shards_.size(); ++position) {
+    Shard& shard = shards_[position];
+    if (shard.replaying_at != layer) continue;
+    ForEachBatchOf(shard, position, [&](Batch& b) {
+      Tensor rows = BatchRows(b);
+      source_.model->RunLayer(layer, weights, rows, b.windows, seqlen_);
+      StoreRows(b, rows);
+    });
+    shard.replaying_at = layer + 1;
+    if (restartable_) shard.layer_input = shard.hidden;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LocalWorker::BeginLayer(int layer) {
   if (source_.model == nullptr) return absl::FailedPreconditionError("BeginLayer before StartJob");
   if (layer == layer_ && !restartable_)
     return absl::FailedPreconditionError(absl::StrCat("layer ", layer, ": this worker cannot restart a layer"));
+  for (const Shard& shard : shards_)
+    if (shard.replaying_at >= 0 && shard.replaying_at != layer)
+      return absl::FailedPreconditionError(absl::StrCat("layer ", layer, ": adopted shard ", shard.index,
+                                                        " stands at layer ", shard.replaying_at, "'s inputs"));
   QSHARD_ASSIGN_OR_RETURN(weights_, source_.model->LoadLayer(layer));
   quantized_ = QuantizedLayer();
   for (Shard& shard : shards_) {
+    shard.replaying_at = -1;
     if (layer == layer_) {
       shard.hidden = shard.layer_input;  // a restart
     } else if (restartable_) {

@@ -29,7 +29,8 @@ class LocalWorker : public WorkerClient {
 
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override;
   absl::Status BeginLayer(int layer) override;
-  absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) override;
+  absl::Status AdoptShards(std::vector<int> shards) override;
+  absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override;
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override;
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
@@ -51,6 +52,7 @@ class LocalWorker : public WorkerClient {
     Tensor hidden;              // [windows·seqlen, hidden_size]
     Tensor layer_input;         // hidden as the current layer began, to restart it
     std::vector<Tensor> cache;  // per forward batch: the pending stage's activation
+    int replaying_at = -1;      // adopted and catching up: the layer whose inputs `hidden` holds
   };
   struct Batch {
     Shard& shard;

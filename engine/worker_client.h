@@ -50,10 +50,14 @@ class WorkerClient {
   // the hidden states go back to the layer's inputs (after a lost worker's shards moved).
   virtual absl::Status BeginLayer(int layer) = 0;
 
-  // Takes over `shards` of a lost worker: embeds their windows and replays the finished layers
-  // (each given as its groups' solutions, in order) so their hidden states are the inputs of
-  // the next layer, bit for bit as the lost worker had them.
-  virtual absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) = 0;
+  // Takes over `shards` of a lost worker (or, after a coordinator restart, its own): embeds
+  // their windows, which then stand at layer 0's inputs behind the worker's other shards.
+  virtual absl::Status AdoptShards(std::vector<int> shards) = 0;
+
+  // Runs finished layer `layer`, given as its groups' solutions in order, over the adopted
+  // shards that stand at its inputs, bit for bit as the layer's first run did. Called for
+  // layers 0, 1, ... in turn, one layer in memory at a time, until they catch up.
+  virtual absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) = 0;
 
   // The statistics of `groups` (indices into DecoderModel::LinearGroups) over the worker's
   // shards, as the largest reduction-tree nodes it holds (statistics_tree.h). Sequential propagation asks for one group at a time, in order, each after the

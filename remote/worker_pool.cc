@@ -223,11 +223,16 @@ class RemoteWorker : public WorkerClient {
     return Run(task).status();
   }
 
-  absl::Status AdoptShards(std::vector<int> shards, const std::vector<std::vector<GroupSolution>>& finished) override {
+  absl::Status AdoptShards(std::vector<int> shards) override {
     v1::WorkerTask task;
-    v1::AdoptShardsTask& adopt = *task.mutable_adopt_shards();
-    for (int shard : shards) adopt.add_shards(shard);
-    for (const auto& layer : finished) wire::ToProto(layer, *adopt.add_finished());
+    for (int shard : shards) task.mutable_adopt_shards()->add_shards(shard);
+    return Run(task).status();
+  }
+
+  absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
+    v1::WorkerTask task;
+    task.mutable_replay_layer()->set_layer(layer);
+    wire::ToProto(solutions, *task.mutable_replay_layer()->mutable_solutions());
     return Run(task).status();
   }
 

@@ -65,18 +65,12 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();
       break;
     }
-    case v1::WorkerTask::kAdoptShards: {
-      std::vector<std::vector<GroupSolution>> finished;
-      for (const v1::LayerSolutions& layer : task.adopt_shards().finished()) {
-        auto groups = wire::FromProto(layer);
-        if (!groups.ok()) {
-          status = groups.status();
-          break;
-        }
-        finished.push_back(std::move(*groups));
-      }
-      if (status.ok())
-        status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()}, finished);
+    case v1::WorkerTask::kAdoptShards:
+      status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()});
+      break;
+    case v1::WorkerTask::kReplayLayer: {
+      auto solutions = wire::FromProto(task.replay_layer().solutions());
+      status = solutions.ok() ? worker.ReplayLayer(task.replay_layer().layer(), *solutions) : solutions.status();
       break;
     }
     case v1::WorkerTask::kFinishLayer:
