@@ -4,7 +4,8 @@
 // runs. Through Prometheus' HTTP query API: every series exists at 0 before the job, counters
 // increase and histograms fill during it. Then every PromQL expression of the Grafana
 // dashboards and of the alerting rules is evaluated there: one that errors or names a metric
-// that no process exports fails, so a renamed metric fails CI. Every wait is bounded.
+// that no process exports fails, so a renamed metric fails CI; so does a metric that
+// docs/operations.md names and no process exports. Every wait is bounded.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <regex>
 #include <set>
@@ -257,7 +259,16 @@ TEST_F(PrometheusScrapeTest, SeriesExistFromStartMoveWithAJobAndEveryExpressionE
     expressions.emplace_back(rule["query"], "rule " + rule.value("name", ""));
   }
 
+  // Every metric docs/operations.md names is exported (a histogram by its _count series).
   const std::regex metric_name(R"(\bqshard_[a-z0-9_]+)");
+  std::ifstream docs_file("docs/operations.md");
+  const std::string docs((std::istreambuf_iterator<char>(docs_file)), std::istreambuf_iterator<char>());
+  int documented = 0;
+  for (std::sregex_iterator it(docs.begin(), docs.end(), metric_name), end; it != end; ++it, ++documented)
+    EXPECT_TRUE(known.count(it->str()) || known.count(it->str() + "_count"))
+        << "docs/operations.md names " << it->str() << ", which no process exports";
+  EXPECT_GE(documented, 19);
+
   for (const auto& [dashboard_expr, where] : expressions) {
     // Grafana's own variables, as Grafana would expand them at a 1 s scrape interval.
     const std::string expr = absl::StrReplaceAll(dashboard_expr, {{"$__rate_interval", "20s"}});
