@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   c->roots_ = std::make_unique<AllowedRoots>(std::move(roots));
   QSHARD_ASSIGN_OR_RETURN(c->journal_, Journal::Open(options.state_dir));
   c->pool_ = std::make_unique<WorkerPool>();
+  c->metrics_ = std::make_unique<CoordinatorMetrics>(*c->journal_, *c->pool_);
   JobExecutor executor = options.executor;
   if (options.workers > 0)
     executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait](
@@ -71,7 +72,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       return RunJob(spec, clients, events);
     };
   c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.state_dir + "/finished-layers",
-                                                 executor, options.log);
+                                                 executor, options.log, c->metrics_.get());
   QSHARD_RETURN_IF_ERROR(c->scheduler_->Start());
   c->service_ = std::make_unique<JobServiceImpl>(
       *c->journal_, *c->scheduler_, *c->roots_,
@@ -86,12 +87,18 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(c->service_.get());
   builder.RegisterService(c->pool_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(c->metrics_->grpc().InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   c->server_ = builder.BuildAndStart();
   if (c->server_ == nullptr || (port == 0 && !absl::StartsWith(options.listen, "unix:")))
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen));
   c->server_->GetHealthCheckService()->SetServingStatus(v1::JobService::service_full_name(), true);
+  if (!options.metrics_listen.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(c->metrics_server_, MetricsServer::Start(options.metrics_listen, c->metrics_->registry()));
+  }
   const std::string& listen = options.listen;
   c->address_ = absl::StartsWith(listen, "unix:")
                     ? listen

@@ -1,6 +1,7 @@
 // `qshard coordinator`'s server: the state directory and its journal, the allowed roots, the
 // job scheduler, and a gRPC server carrying the JobService, the WorkerService workers dial,
-// grpc.health.v1 and server reflection, with explicit message-size limits. Plaintext is allowed on loopback addresses
+// grpc.health.v1 and server reflection, with explicit message-size limits; and its metrics,
+// served on /metrics when asked. Plaintext is allowed on loopback addresses
 // only, unless the caller insists (conventions.md, "Servers and security").
 #pragma once
 
@@ -11,9 +12,11 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/allowed_roots.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_scheduler.h"
 #include "coordinator/job_service.h"
 #include "coordinator/journal.h"
+#include "metrics/metrics_server.h"
 #include "remote/worker_pool.h"
 #include "grpcpp/server.h"
 
@@ -33,6 +36,8 @@ struct CoordinatorOptions {
   // on them (docs/distributed.md).
   int workers = 0;
   std::chrono::seconds worker_wait{60};
+  // host:port serving /metrics (coordinator_metrics.h); empty: not served.
+  std::string metrics_listen;
   JobExecutor executor = RunCoordinatorJob;
   JobScheduler::Log log = [](const std::string&) {};
 };
@@ -48,6 +53,8 @@ class Coordinator {
 
   // The address clients dial, with the port the server picked when asked for port 0.
   const std::string& address() const { return address_; }
+  // Where /metrics is served ("" when it is not).
+  std::string metrics_address() const { return metrics_server_ ? metrics_server_->address() : ""; }
   // Blocks until Shutdown.
   void Wait() { server_->Wait(); }
   // Stops serving (open watch streams are cut) and stops the running job, which stays
@@ -60,9 +67,11 @@ class Coordinator {
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<AllowedRoots> roots_;
   std::unique_ptr<WorkerPool> pool_;  // outlives the server and the scheduler that use it
+  std::unique_ptr<CoordinatorMetrics> metrics_;  // reads the journal and the pool
   std::unique_ptr<JobScheduler> scheduler_;
   std::unique_ptr<JobServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_server_;  // first to go: its scrapes read everything above
   std::string address_;
   bool shut_down_ = false;
 };

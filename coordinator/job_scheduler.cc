@@ -43,12 +43,13 @@ absl::StatusOr<json> RunCoordinatorJob(const JobSpec& spec, const JobEvents& eve
 }
 
 JobScheduler::JobScheduler(Journal& journal, const AllowedRoots& roots, std::string layers_root, JobExecutor executor,
-                           Log log)
+                           Log log, JobObserver* observer)
     : journal_(journal),
       roots_(roots),
       layers_root_(std::move(layers_root)),
       executor_(std::move(executor)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      observer_(observer) {}
 
 FinishedLayerDir JobScheduler::FinishedLayersOf(const std::string& job_id) const {
   return FinishedLayerDir(layers_root_ + "/" + job_id);
@@ -138,6 +139,7 @@ void JobScheduler::RunOne(const std::string& job_id) {
   events.log = [this, job_id](const std::string& line) { log_(absl::StrCat(job_id, ": ", line)); };
   events.cancelled = &running->cancel;
   events.finished_layers = &finished_layers;
+  events.observer = observer_;
   events.layer_done = [this, job_id](const LayerProgress& progress) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!journal_.SetProgress(job_id, progress.layer + 1, progress.layers).ok()) return;
@@ -166,6 +168,9 @@ void JobScheduler::RunOne(const std::string& job_id) {
   }
   log_(absl::StrCat(job_id, ": ", change.note, change.error.empty() ? "" : ": ", change.error));
   TransitionLocked(job_id, change).IgnoreError();
+  if (observer_ != nullptr)
+    observer_->JobEnded(job_id, spec, JobStateName(change.to), SecondsSince(running->start),
+                        change.to == v1::JOB_STATE_SUCCEEDED ? &*report : nullptr);
 }
 
 absl::Status JobScheduler::RemoveOutput(const JobRecord& job) {

@@ -44,8 +44,10 @@ class JobScheduler {
   using Listener = std::function<void(const v1::JobStatus&)>;
   using Log = std::function<void(const std::string&)>;
 
-  // Jobs keep their finished layers in `layers_root`/<job id>.
-  JobScheduler(Journal& journal, const AllowedRoots& roots, std::string layers_root, JobExecutor executor, Log log);
+  // Jobs keep their finished layers in `layers_root`/<job id>. `observer` (optional) is told of
+  // each job's engine events and end, for metrics.
+  JobScheduler(Journal& journal, const AllowedRoots& roots, std::string layers_root, JobExecutor executor, Log log,
+               JobObserver* observer = nullptr);
   ~JobScheduler() { Stop(); }
 
   // Recovers the journal's unfinished jobs (a RUNNING job is queued again and resumes after its
@@ -89,6 +91,7 @@ class JobScheduler {
   std::string layers_root_;
   JobExecutor executor_;
   Log log_;
+  JobObserver* observer_;
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -185,6 +185,18 @@ absl::StatusOr<std::vector<JobRecord>> Journal::Unfinished() {
   return Query("WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')", 0, -1);
 }
 
+absl::StatusOr<std::map<JobState, int64_t>> Journal::CountByState() {
+  std::lock_guard<std::mutex> lock(mu_);
+  QSHARD_ASSIGN_OR_RETURN(auto query, db_->Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state", "count jobs"));
+  std::map<JobState, int64_t> counts;
+  while (true) {
+    QSHARD_ASSIGN_OR_RETURN(const bool row, query->Step());
+    if (!row) return counts;
+    QSHARD_ASSIGN_OR_RETURN(const JobState state, ParseJobState(query->Text(0)));
+    counts[state] = query->Int(1);
+  }
+}
+
 absl::StatusOr<JobRecord> Journal::Transition(const std::string& job_id, const Change& change) {
   std::lock_guard<std::mutex> lock(mu_);
   QSHARD_ASSIGN_OR_RETURN(auto transaction, SqliteTransaction::Begin(*db_));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -62,6 +63,8 @@ class Journal {
   absl::StatusOr<std::vector<JobRecord>> List(int64_t after, int limit);
   // Jobs not in a terminal state, oldest first.
   absl::StatusOr<std::vector<JobRecord>> Unfinished();
+  // How many jobs are in each state (states without jobs are absent).
+  absl::StatusOr<std::map<JobState, int64_t>> CountByState();
 
   struct Change {
     JobState to = v1::JOB_STATE_QUEUED;

@@ -138,11 +138,13 @@ class Job {
         seconds_solve += r.seconds;
         modules.push_back(ReportRow(layer, r));
         if (was_restored) continue;
+        observer().LinearSolved(spec_.method.method, r);
         events_.log(absl::StrFormat(
             "layer %d/%d %-20s rel.error %s  %.2f s%s", layer + 1, layers, r.name,
             std::isnan(r.relative_error) ? "n/a" : absl::StrFormat("%.3e", r.relative_error), r.seconds,
             r.damp_retries > 0 ? absl::StrFormat("  (damp raised to %g)", r.damp_used) : ""));
       }
+      if (!was_restored) observer().BlockSolved(spec_.method.method, SecondsSince(layer_start));
       events_.log(absl::StrFormat("layer %d/%d %s in %.2f s", layer + 1, layers,
                                   was_restored ? "restored from its kept solutions" : "done",
                                   SecondsSince(layer_start)));
@@ -217,6 +219,7 @@ class Job {
       absl::Status status = QuantizeLayer(layer, weights, quantized, solutions);
       if (status.ok() || !absl::IsUnavailable(status) || AliveCount() == 0) return status;
       events_.log(absl::StrCat("layer ", layer, ": ", status.message(), "; moving its shards and redoing the layer"));
+      observer().LayerRedone();
       QSHARD_RETURN_IF_ERROR(MoveShardsOfLostWorkers());
     }
   }
@@ -307,7 +310,7 @@ class Job {
     std::map<int, GroupSolution> joined;
     for (auto& [owner, parts] : parts_of)
       for (const Part& part : parts)
-        if (absl::IsUnavailable(part.solution.status())) alive_[owner] = false;
+        if (absl::IsUnavailable(part.solution.status())) MarkLost(owner);
     for (auto& [owner, parts] : parts_of)
       for (Part& part : parts) {
         QSHARD_RETURN_IF_ERROR(part.solution.status());
@@ -333,6 +336,14 @@ class Job {
     return alive;
   }
   size_t AliveCount() const { return Alive().size(); }
+  void MarkLost(size_t worker) {
+    if (alive_[worker]) observer().WorkerLost();
+    alive_[worker] = false;
+  }
+  JobObserver& observer() const {
+    static JobObserver nobody;  // its hooks do nothing
+    return events_.observer != nullptr ? *events_.observer : nobody;
+  }
 
   // Calls `call` on every live worker, concurrently when there are several. A worker whose call
   // fails with UNAVAILABLE is lost; the first error (in worker order) is returned.
@@ -348,7 +359,7 @@ class Job {
       for (std::thread& t : threads) t.join();
     }
     for (size_t k = 0; k < alive.size(); ++k)
-      if (absl::IsUnavailable(results[k])) alive_[alive[k]] = false;
+      if (absl::IsUnavailable(results[k])) MarkLost(alive[k]);
     for (const absl::Status& status : results) QSHARD_RETURN_IF_ERROR(status);
     return absl::OkStatus();
   }

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/finished_layers.h"
+#include "engine/job_observer.h"
 #include "engine/job_spec.h"
 #include "engine/worker_client.h"
 #include "nlohmann/json.hpp"
@@ -36,6 +37,8 @@ struct JobEvents {
   const std::atomic<bool>* cancelled = nullptr;
   // Where finished layers are kept so that a restarted job skips them; null: not kept.
   FinishedLayerStore* finished_layers = nullptr;
+  // Told of solved linears and blocks, lost workers and redone layers; null: nobody watches.
+  JobObserver* observer = nullptr;
 };
 
 // Runs the job on `workers` (at least one) and returns its report, also written as

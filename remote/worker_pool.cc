@@ -301,6 +301,7 @@ void WorkerPool::Register(const std::shared_ptr<WorkerConnection>& connection) {
     std::lock_guard<std::mutex> lock(mutex_);
     connections_.push_back(connection);
   }
+  ++registrations_;
   registered_.notify_all();
 }
 

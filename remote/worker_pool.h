@@ -46,6 +46,8 @@ class WorkerPool : public v1::WorkerService::CallbackService {
   // never activations).
   uint64_t bytes_to_workers() const { return bytes_to_workers_.load(); }
   uint64_t bytes_from_workers() const { return bytes_from_workers_.load(); }
+  // Workers that registered so far (each registration grants a lease).
+  uint64_t registrations() const { return registrations_.load(); }
 
  private:
   friend class WorkerConnection;
@@ -54,6 +56,7 @@ class WorkerPool : public v1::WorkerService::CallbackService {
   WorkerPoolOptions options_;
   std::atomic<uint64_t> bytes_to_workers_ = 0;
   std::atomic<uint64_t> bytes_from_workers_ = 0;
+  std::atomic<uint64_t> registrations_ = 0;
   std::mutex mutex_;
   std::condition_variable registered_;
   std::vector<std::shared_ptr<WorkerConnection>> connections_ ABSL_GUARDED_BY(mutex_);

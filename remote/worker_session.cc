@@ -7,10 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "engine/calibration_shards.h"
 #include "engine/local_worker.h"
 #include "qshard.grpc.pb.h"
 #include "remote/job_spec_proto.h"
 #include "remote/wire.h"
+#include "remote/worker_metrics.h"
 
 namespace qshard {
 namespace {
@@ -82,6 +84,37 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
   wire::SetStatus(status, result);
 }
 
+// The calibration tokens the worker holds (its shards' windows times seqlen), counted once per
+// finished layer into qshard_calibration_tokens_total.
+class TokenCounter {
+ public:
+  // After `task` succeeded.
+  void Done(const v1::WorkerTask& task, WorkerMetrics& metrics) {
+    if (task.has_start_job()) {
+      const auto spec = JobSpecFromProto(task.start_job().spec());
+      if (!spec.ok()) return;  // the task would have failed
+      nsamples_ = spec->calibration.nsamples;
+      shards_ = spec->calibration.shards;
+      seqlen_ = task.start_job().seqlen();
+      held_ = Tokens(task.start_job().shards());
+    } else if (task.has_adopt_shards()) {
+      held_ += Tokens(task.adopt_shards().shards());
+    } else if (task.body_case() == v1::WorkerTask::kFinishLayer) {
+      metrics.TokensProcessed(held_);
+    }
+  }
+
+ private:
+  int64_t Tokens(const google::protobuf::RepeatedField<int32_t>& shards) const {
+    int64_t windows = 0;
+    for (int shard : shards) windows += ShardWindows(nsamples_, shards_, shard).count;
+    return windows * seqlen_;
+  }
+
+  int64_t nsamples_ = 0, seqlen_ = 0, held_ = 0;
+  int shards_ = 0;
+};
+
 // Writes on the stream from the task loop and the heartbeat thread, one at a time.
 class Writer {
  public:
@@ -118,6 +151,10 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
       writer.Write(beat);
   });
 
+  WorkerMetrics uncounted;
+  WorkerMetrics& metrics = options.metrics != nullptr ? *options.metrics : uncounted;
+  metrics.SetConnected(true);
+  TokenCounter tokens;
   LocalWorker worker(options.hello.threads(), /*restartable=*/true);
   wire::ChunkAssembler assembler;
   v1::CoordinatorFrame frame;
@@ -131,7 +168,11 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
     }
     if (!*complete) continue;
     v1::WorkerTaskResult result;
+    const auto started = std::chrono::steady_clock::now();
     RunTask(worker, task, result);
+    const absl::Status outcome = wire::StatusOf(result);
+    metrics.TaskDone(task, outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (outcome.ok()) tokens.Done(task, metrics);
     bool written = true;
     for (const v1::Chunk& chunk : wire::Cut(result, frame.task().message_id(), options.chunk_bytes)) {
       v1::WorkerFrame out;
@@ -146,6 +187,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   }
   wake.notify_all();
   heartbeat.join();
+  metrics.SetConnected(false);
   stream->WritesDone();
   const grpc::Status finished = stream->Finish();
   QSHARD_RETURN_IF_ERROR(status);

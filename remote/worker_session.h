@@ -13,8 +13,11 @@
 
 namespace qshard {
 
+class WorkerMetrics;
+
 struct WorkerSessionOptions {
   v1::WorkerHello hello;
+  WorkerMetrics* metrics = nullptr;  // told of each task; null: not counted
   int heartbeat_ms = 1000;
   size_t chunk_bytes = size_t{1} << 20;
 };

@@ -1,9 +1,12 @@
 // Worker processes (`qshard worker`) dial a WorkerPool served by this test; SIGKILL one or two
 // of them while the job runs. The survivors adopt the lost shards, replay the finished layers,
-// redo the current one, and the checkpoint's bytes equal the embedded job's.
+// redo the current one, and the checkpoint's bytes equal the embedded job's; the engine reports each
+// lost worker once to its JobObserver (the coordinator's metrics).
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+
+#include <atomic>
 
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
@@ -38,6 +41,13 @@ pid_t SpawnWorker(int port, int index) {
   return pid;
 }
 
+// Counts what the engine tells the coordinator's metrics about losses.
+struct LossCounter : JobObserver {
+  std::atomic<int> lost = 0, redone = 0;
+  void WorkerLost() override { ++lost; }
+  void LayerRedone() override { ++redone; }
+};
+
 // Runs the job on three worker processes, killing `lost` of them once layer 0 is done.
 void RunKillingWorkers(int lost) {
   testing::ScopedTempDir dir;
@@ -59,6 +69,8 @@ void RunKillingWorkers(int lost) {
   for (auto& w : *workers) clients.push_back(w.get());
 
   JobEvents events;
+  LossCounter losses;
+  events.observer = &losses;
   std::vector<std::string> log;
   events.log = [&](const std::string& line) { log.push_back(line); };
   events.layer_done = [&](const LayerProgress& progress) {
@@ -70,6 +82,8 @@ void RunKillingWorkers(int lost) {
   int adoptions = 0;
   for (const std::string& line : log) adoptions += line.find("adopts") != std::string::npos;
   EXPECT_GE(adoptions, 1);
+  EXPECT_EQ(losses.lost, lost);  // each lost worker once, however many of its calls failed
+  EXPECT_GE(losses.redone, 1);
   EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
               ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
 

@@ -41,9 +41,12 @@ absl::Status RunCoordinator(CoordinatorFlags& flags) {
   flags.options.worker_wait = std::chrono::seconds(flags.worker_wait_seconds);
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(flags.options));
   if (flags.json) {
-    PrintJson({{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}});
+    nlohmann::json started = {{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}};
+    if (!coordinator->metrics_address().empty()) started["metrics"] = coordinator->metrics_address();
+    PrintJson(started);
   } else {
     std::cout << "listening on " << coordinator->address() << std::endl;
+    if (!coordinator->metrics_address().empty()) std::cout << "metrics on " << coordinator->metrics_address() << std::endl;
   }
   int signal = 0;
   sigwait(&signals, &signal);
@@ -70,6 +73,7 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
   app->add_option("--worker-wait-seconds", flags->worker_wait_seconds,
                   "How long a job waits for its workers to register")
       ->capture_default_str();
+  app->add_option("--metrics-listen", o.metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
   app->add_flag("--insecure", o.insecure, "Allow plaintext gRPC on a non-loopback address (logs a warning)");
   app->add_flag("--json", flags->json, "Print the listening address as one JSON object");
   commands.push_back({app, [flags] { return RunCoordinator(*flags); }});

@@ -6,7 +6,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "grpcpp/grpcpp.h"
+#include "metrics/metrics_server.h"
+#include "remote/worker_metrics.h"
 #include "remote/worker_session.h"
 #include "tools/qshard/command.h"
 
@@ -19,6 +22,7 @@ struct WorkerFlags {
   int threads = 0;
   uint64_t memory_budget = 0;
   int retry_seconds = 30;
+  std::string metrics_listen;
 };
 
 absl::Status RunWorker(const WorkerFlags& flags) {
@@ -27,6 +31,13 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   options.hello.set_device("cpu");
   options.hello.set_threads(flags.threads);
   options.hello.set_memory_budget_bytes(flags.memory_budget);
+  WorkerMetrics metrics;
+  options.metrics = &metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!flags.metrics_listen.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(flags.metrics_listen, metrics.registry()));
+    std::cerr << "worker " << options.hello.name() << ": metrics on " << metrics_server->address() << std::endl;
+  }
   // Plaintext only: the coordinator listens in plaintext on loopback (conventions.md).
   auto channel = grpc::CreateChannel(flags.coordinator, grpc::InsecureChannelCredentials());
   auto last_session = std::chrono::steady_clock::now();
@@ -36,6 +47,7 @@ absl::Status RunWorker(const WorkerFlags& flags) {
       const absl::Status status = RunWorkerSession(channel, options);
       if (status.ok()) return status;
       std::cerr << "worker " << options.hello.name() << ": " << status.message() << std::endl;
+      metrics.Reconnected();
       last_session = std::chrono::steady_clock::now();
     }
     if (std::chrono::steady_clock::now() - last_session > std::chrono::seconds(flags.retry_seconds))
@@ -56,6 +68,7 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
       ->capture_default_str();
   app->add_option("--retry-seconds", flags->retry_seconds, "Give up after this long without a coordinator")
       ->capture_default_str();
+  app->add_option("--metrics-listen", flags->metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 
