@@ -100,8 +100,12 @@ class Job {
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
                                   shards_, workers_.size()));
 
+    GptqExportSpec exported = ExportSpecOf(spec_);
+    if (method->group_size_of != nullptr) {
+      QSHARD_ASSIGN_OR_RETURN(exported.module_group_sizes, PlanGroupSizes(*method));
+    }
     QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
-                                                                      ExportSpecOf(spec_), skipped_));
+                                                                      exported, skipped_));
     json modules = json::array();
     double seconds_solve = 0.0;
     const int layers = model.config().num_layers;
@@ -225,6 +229,27 @@ class Job {
     std::stable_sort(joined.reports.begin(), joined.reports.end(),
                      [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
     return joined;
+  }
+
+  // The group size the method will give each linear, where it is not the spec's: asked of the
+  // source weights before any layer is solved, so the checkpoint can declare every tensor (the
+  // method's solvers reach the same sizes from the same weights).
+  absl::StatusOr<std::map<std::string, int>> PlanGroupSizes(const MethodRegistration& method) {
+    const auto start = Clock::now();
+    std::map<std::string, int> sizes;
+    for (int layer = 0; layer < source_->config().num_layers; ++layer) {
+      QSHARD_ASSIGN_OR_RETURN(const DecoderLayerWeights weights, source_->LoadLayer(layer));
+      for (const LinearSpec& linear : source_->layer_spec().linears) {
+        if (skipped_.count(linear.name)) continue;
+        const std::string module = source_->tensor_names().Layer(layer) + linear.name;
+        auto size = method.group_size_of(weights.linear(linear.name).weight, spec_.method);
+        if (!size.ok()) return WithContext(size.status(), module);
+        if (*size != spec_.method.spec.group_size) sizes[module] = *size;
+      }
+    }
+    events_.log(absl::StrFormat("%s: group sizes chosen from the weights in %.2f s, %d linears refined",
+                                spec_.method.method, SecondsSince(start), sizes.size()));
+    return sizes;
   }
 
   std::vector<size_t> Alive() const {

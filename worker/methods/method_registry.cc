@@ -18,6 +18,11 @@ constexpr MethodRegistration kMethods[] = {
      .reads_zfold_options = true,
      .reads_adaround_options = true,
      .make = MakeAespaMethod},
+    {.name = "finequant",
+     .needs = {},
+     .independent_linears = true,
+     .make = MakeFineQuantMethod,
+     .group_size_of = FineQuantGroupSizeOf},
 };
 
 }  // namespace

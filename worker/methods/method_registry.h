@@ -29,6 +29,10 @@ struct MethodRegistration {
   bool independent_linears = false;
   // Checks the method's options (the job spec's method part) and builds the method.
   absl::StatusOr<std::unique_ptr<LayerMethod>> (*make)(const MethodOptions& options);
+  // Set for methods that choose each linear's group size from its weight alone (FineQuant):
+  // the size that linear will get, so the checkpoint can declare its tensors before any layer
+  // is solved. Null: every linear gets options.spec.group_size.
+  absl::StatusOr<int> (*group_size_of)(const Tensor& weight, const MethodOptions& options) = nullptr;
 };
 
 std::span<const MethodRegistration> RegisteredMethods();
@@ -36,7 +40,7 @@ std::span<const MethodRegistration> RegisteredMethods();
 // The registration named `name`; the error lists the known names.
 absl::StatusOr<const MethodRegistration*> FindMethod(std::string_view name);
 
-// "rtn, gptq, zfold, aespa"
+// "rtn, gptq, zfold, aespa, finequant"
 std::string KnownMethodNames();
 
 }  // namespace qshard

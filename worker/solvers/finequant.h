@@ -1,0 +1,51 @@
+// FineQuant (anchors.md §1.4, docs/finequant.md): round to nearest with the group size chosen
+// per weight matrix from the weight alone. Starting from the job's --group-size (-1: per
+// channel), it tries finer groups down to kFineQuantMinGroupSize and keeps the one that
+// minimizes the rate-distortion cost ½·log2(‖W − Ŵ‖²) + stored bits per weight.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/solvers/solver.h"
+
+namespace qshard {
+
+// The finest group FineQuant refines to (measured in docs/finequant.md: below 32 the rule
+// never pays on the real model, and GPTQ loaders' kernels are tuned for 32..128).
+inline constexpr int kFineQuantMinGroupSize = 32;
+
+// One group size FineQuant tried on a matrix.
+struct GroupSizeCandidate {
+  int group_size = -1;           // -1: per channel
+  double relative_error = 0.0;   // ‖W − Ŵ‖² / ‖W‖²
+  double bits_per_weight = 0.0;  // codes + fp16 scale and bits-wide zero per group
+  double cost = 0.0;             // ½·log2(relative_error) + bits_per_weight; the smallest wins
+};
+
+// Codes plus each group's fp16 scale and bits-wide zero point, per weight of an [out, in]
+// matrix quantized in groups of `group_size` input columns (-1: per channel). g_idx is left out
+// (32 bits per input column, the same for every group size).
+double StoredBitsPerWeight(int bits, int64_t in, int group_size);
+
+// The group sizes FineQuant tries on a matrix with `in` input columns, coarsest first: the
+// spec's group size (per channel when -1, or when it is not finer than `in`), then the powers
+// of two from below half of it down to kFineQuantMinGroupSize.
+std::vector<int> FineQuantCandidates(int64_t in, int group_size);
+
+struct FineQuantChoice {
+  int group_size = -1;
+  std::vector<GroupSizeCandidate> candidates;  // in FineQuantCandidates' order
+  QuantizedLinear quantized;                   // RTN at the chosen group size
+};
+
+// Quantizes `weight` by RTN at each candidate and keeps the cheapest (ties: the coarser).
+absl::StatusOr<FineQuantChoice> ChooseFineQuantGroupSize(const LayerProblem& problem, const QuantSpec& spec);
+
+// The Solver: ChooseFineQuantGroupSize's quantized weight. Needs no Hessian (a given one only
+// feeds proxy_error); act_order and static_groups do not apply, as for RTN.
+std::unique_ptr<Solver> MakeFineQuantSolver(const QuantSpec& spec);
+
+}  // namespace qshard
