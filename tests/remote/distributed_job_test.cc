@@ -16,9 +16,9 @@ namespace {
 
 using testing::ReadFileBytes;
 
-JobSpec SmallJob(const std::string& method, const std::string& out) {
+JobSpec SmallJob(const std::string& method, const std::string& out, int group_size) {
   JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/6, /*seqlen=*/64);
-  spec.method.spec.group_size = 32;
+  spec.method.spec.group_size = group_size;
   spec.method.zfold_max_iters = 4;
   spec.method.aespa_adaround_iters = 20;
   spec.execution.threads = 1;
@@ -58,15 +58,15 @@ class Cluster {
   absl::Status session_status_[8];
 };
 
-void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
+void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group_size = 32) {
   testing::ScopedTempDir dir;
-  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded")), JobEvents()).ok());
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded"), group_size), JobEvents()).ok());
   Cluster cluster(workers);
   auto remote = cluster.pool().AwaitWorkers(workers, std::chrono::seconds(20));
   ASSERT_TRUE(remote.ok()) << remote.status();
   std::vector<WorkerClient*> clients;
   for (auto& worker : *remote) clients.push_back(worker.get());
-  auto report = RunJob(SmallJob(method, dir.Child("remote")), clients, JobEvents());
+  auto report = RunJob(SmallJob(method, dir.Child("remote"), group_size), clients, JobEvents());
   ASSERT_TRUE(report.ok()) << report.status();
   const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
@@ -76,6 +76,8 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }
 TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("zfold", 2); }
 TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
+// From per channel, so the workers must reach the group sizes the job declared.
+TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("finequant", 2, -1); }
 
 TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
   Cluster cluster(1);
