@@ -89,8 +89,8 @@ def measure(args):
                 seconds = time.time() - start
                 r = run([args.qshard, "eval", "--model", qdir, "--base", model, "--text", path, "--lines", lines,
                          "--seqlen", "512", "--max-windows", windows, "--threads", str(args.threads), "--json"])
-                row = {"model": name, **{k: c[k] for k in ("label", "bits", "group_size")}, "text": TEXT,
-                       **without_text(json.loads(r)), "quantize_seconds": seconds,
+                row = {**without_text(json.loads(r)), "model": name, **{k: c[k] for k in ("label", "bits", "group_size")},
+                       "text": TEXT, "quantize_seconds": seconds,
                        "bits_per_weight": bits_per_weight(qdir, c["bits"]), "chosen": chosen_group_sizes(qdir)}
                 out.write(json.dumps(row) + "\n")
                 out.flush()

@@ -36,7 +36,8 @@ absl::StatusOr<FineQuantChoice> Choose(const Tensor& w, int bits, int group_size
 }
 
 TEST(FineQuantTest, CandidatesHalveFromTheCoarsestDownToTheFloor) {
-  EXPECT_THAT(FineQuantCandidates(768, -1), ElementsAre(-1, 256, 128, 64, 32));
+  EXPECT_THAT(FineQuantCandidates(768, -1), ElementsAre(-1, 128, 64, 32));
+  EXPECT_THAT(FineQuantCandidates(4096, 1024), ElementsAre(1024, 128, 64, 32));
   EXPECT_THAT(FineQuantCandidates(384, -1), ElementsAre(-1, 128, 64, 32));
   EXPECT_THAT(FineQuantCandidates(128, 64), ElementsAre(64, 32));
   EXPECT_THAT(FineQuantCandidates(128, 512), ElementsAre(512, 64, 32));  // wider than the matrix: per channel

@@ -50,7 +50,7 @@ std::vector<int> FineQuantCandidates(int64_t in, int group_size) {
   std::vector<int> candidates = {group_size};
   const int64_t widest = group_size < 0 ? in : std::min<int64_t>(group_size, in);
   int64_t next = 1;
-  while (next * 2 <= widest / 2) next *= 2;
+  while (next * 2 <= std::min<int64_t>(widest / 2, kFineQuantMaxRefinedGroupSize)) next *= 2;
   for (; next >= kFineQuantMinGroupSize && next < widest; next /= 2) candidates.push_back(static_cast<int>(next));
   return candidates;
 }

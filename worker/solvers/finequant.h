@@ -13,9 +13,10 @@
 
 namespace qshard {
 
-// The finest group FineQuant refines to (measured in docs/finequant.md: below 32 the rule
-// never pays on the real model, and GPTQ loaders' kernels are tuned for 32..128).
+// The sizes FineQuant refines to: powers of two from 128 down to 32, the group sizes GPU GPTQ
+// kernels (Marlin) accept besides per channel. The floor is measured in docs/finequant.md.
 inline constexpr int kFineQuantMinGroupSize = 32;
+inline constexpr int kFineQuantMaxRefinedGroupSize = 128;
 
 // One group size FineQuant tried on a matrix.
 struct GroupSizeCandidate {
@@ -31,8 +32,9 @@ struct GroupSizeCandidate {
 double StoredBitsPerWeight(int bits, int64_t in, int group_size);
 
 // The group sizes FineQuant tries on a matrix with `in` input columns, coarsest first: the
-// spec's group size (per channel when -1, or when it is not finer than `in`), then the powers
-// of two from below half of it down to kFineQuantMinGroupSize.
+// spec's group size (-1: per channel), then the powers of two from the largest one that is at
+// most half of it (of `in` per channel or when it is wider) and at most
+// kFineQuantMaxRefinedGroupSize, down to kFineQuantMinGroupSize.
 std::vector<int> FineQuantCandidates(int64_t in, int group_size);
 
 struct FineQuantChoice {
