@@ -107,7 +107,7 @@ def markdown(args):
               "| group sizes chosen |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in sorted((r for r in rows if r["model"] == name),
-                        key=lambda r: (-r["bits"], r["label"] == "finequant", r["group_size"] < 0, -r["group_size"])):
+                        key=lambda r: (-r["bits"], r["label"] == "finequant", r["group_size"] > 0, -r["group_size"])):
             group = "channel" if r["group_size"] == -1 else str(r["group_size"])
             if r["label"] == "finequant":
                 group = f"from {group}"
