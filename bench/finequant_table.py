@@ -16,7 +16,6 @@ Example (the commands behind docs/results.md):
       --model synthetic-opt-125m-2l=build/opt-125m-2l-outliers:16
   bench/finequant_table.py --out build/finequant.jsonl --markdown
 """
-import argparse
 import collections
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quality_table import TEXTS, run, without_text  # noqa: E402
+from quality_table import TEXTS, common_arguments, run, without_text  # noqa: E402
 
 TEXT = "wikitext2-eval-half"
 
@@ -117,15 +116,10 @@ def markdown(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--qshard", default="build/tools/qshard/qshard")
-    p.add_argument("--out", required=True, help="JSON lines file (appended to, resumable)")
-    p.add_argument("--work", default="build/finequant", help="where the quantized checkpoints go")
+    p = common_arguments(__doc__, "build/finequant")
     p.add_argument("--model", action="append", default=[], help="NAME=DIR:EVAL_WINDOWS (repeatable)")
     p.add_argument("--bits", type=int, nargs="+", default=[8, 4, 3])
     p.add_argument("--rtn-groups", type=int, nargs="+", default=[-1, 128, 64, 32])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--markdown", action="store_true", help="print the table instead of measuring")
     args = p.parse_args()
     markdown(args) if args.markdown else measure(args)
 
