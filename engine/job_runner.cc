@@ -244,7 +244,9 @@ class Job {
         const std::string module = source_->tensor_names().Layer(layer) + linear.name;
         auto size = method.group_size_of(weights.linear(linear.name).weight, spec_.method);
         if (!size.ok()) return WithContext(size.status(), module);
-        if (*size != spec_.method.spec.group_size) sizes[module] = *size;
+        if (*size == spec_.method.spec.group_size) continue;
+        sizes[module] = *size;
+        events_.log(absl::StrFormat("%s: %s gets group size %d", spec_.method.method, module, *size));
       }
     }
     events_.log(absl::StrFormat("%s: group sizes chosen from the weights in %.2f s, %d linears refined",
