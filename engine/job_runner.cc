@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/atomic_file.h"
 #include "core/status.h"
 #include "engine/calibration_shards.h"
@@ -232,21 +233,30 @@ class Job {
   }
 
   // The group size the method will give each linear, where it is not the spec's: asked of the
-  // source weights before any layer is solved, so the checkpoint can declare every tensor (the
-  // method's solvers reach the same sizes from the same weights).
+  // source weights, one true-sequential group at a time, before any layer is solved, so the
+  // checkpoint can declare every tensor (the method's solve reaches the same sizes from the
+  // same weights).
   absl::StatusOr<std::map<std::string, int>> PlanGroupSizes(const MethodRegistration& method) {
     const auto start = Clock::now();
     std::map<std::string, int> sizes;
     for (int layer = 0; layer < source_->config().num_layers; ++layer) {
       QSHARD_ASSIGN_OR_RETURN(const DecoderLayerWeights weights, source_->LoadLayer(layer));
-      for (const LinearSpec& linear : source_->layer_spec().linears) {
-        if (skipped_.count(linear.name)) continue;
-        const std::string module = source_->tensor_names().Layer(layer) + linear.name;
-        auto size = method.group_size_of(weights.linear(linear.name).weight, spec_.method);
-        if (!size.ok()) return WithContext(size.status(), module);
+      const std::string prefix = source_->tensor_names().Layer(layer);
+      for (const std::vector<std::string>& group : source_->LinearGroups()) {
+        std::vector<std::string> linears;
+        std::vector<const Tensor*> group_weights;
+        for (const std::string& linear : group) {
+          if (skipped_.count(linear)) continue;
+          linears.push_back(linear);
+          group_weights.push_back(&weights.linear(linear).weight);
+        }
+        if (linears.empty()) continue;
+        auto size = method.group_size_of(group_weights, spec_.method);
+        if (!size.ok()) return WithContext(size.status(), prefix + linears.front());
         if (*size == spec_.method.spec.group_size) continue;
-        sizes[module] = *size;
-        events_.log(absl::StrFormat("%s: %s gets group size %d", spec_.method.method, module, *size));
+        for (const std::string& linear : linears) sizes[prefix + linear] = *size;
+        events_.log(absl::StrFormat("%s: layer %d %s get%s group size %d", spec_.method.method, layer,
+                                    absl::StrJoin(linears, ", "), linears.size() > 1 ? "" : "s", *size));
       }
     }
     events_.log(absl::StrFormat("%s: group sizes chosen from the weights in %.2f s, %d linears refined",

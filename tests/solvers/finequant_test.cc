@@ -1,7 +1,6 @@
 // FineQuant's per-matrix group size (worker/solvers/finequant.h): it refines where outlier
-// input columns or scattered outlier weights make coarse groups collapse, keeps the coarse grid
-// for a well-behaved matrix and for outlier rows (each row has its own grid already), and its
-// weight is RTN's at the chosen size, bit for bit.
+// input columns or scattered outlier weights make coarse groups collapse, and keeps the coarse
+// grid for a well-behaved matrix and for outlier rows (each row has its own grid already).
 #include "worker/solvers/finequant.h"
 
 #include <cmath>
@@ -94,36 +93,11 @@ TEST(FineQuantTest, RefinesScatteredOutlierWeights) {
   EXPECT_NE(choice->group_size, -1);
 }
 
-TEST(FineQuantTest, TheWeightIsRtnsAtTheChosenGroupSize) {
-  Tensor w = testing::RandomWeight(48, 320, 5);
-  for (int64_t r = 0; r < 48; ++r) w.at(r, 17) *= 25.0f;
-  auto choice = Choose(w, 4, -1);
-  ASSERT_TRUE(choice.ok()) << choice.status();
-  ASSERT_NE(choice->group_size, -1);
-  QuantSpec spec;
-  spec.bits = 4;
-  spec.group_size = choice->group_size;
-  auto rtn = MakeSolver("rtn", spec);
-  ASSERT_TRUE(rtn.ok());
-  LayerProblem problem;
-  problem.weight = &w;
-  auto expected = (*rtn)->Solve(problem);
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  EXPECT_EQ(choice->quantized.weight.codes, expected->weight.codes);
-  EXPECT_EQ(choice->quantized.weight.zeros, expected->weight.zeros);
-  EXPECT_EQ(choice->quantized.weight.g_idx, expected->weight.g_idx);
-  EXPECT_EQ(choice->quantized.weight.scales.values(), expected->weight.scales.values());
-
-  // The Solver interface returns the same weight.
-  QuantSpec start;
-  start.bits = 4;
-  auto solver = MakeSolver("finequant", start);
-  ASSERT_TRUE(solver.ok()) << solver.status();
-  EXPECT_FALSE((*solver)->needs_hessian());
-  auto solved = (*solver)->Solve(problem);
-  ASSERT_TRUE(solved.ok()) << solved.status();
-  EXPECT_EQ(solved->weight.codes, expected->weight.codes);
-  EXPECT_EQ(solved->weight.groups(), expected->weight.groups());
+TEST(FineQuantTest, FinerGroupSizeComparesEffectiveWidths) {
+  EXPECT_EQ(FinerGroupSize(-1, 64, 128), 64);
+  EXPECT_EQ(FinerGroupSize(32, -1, 128), 32);
+  EXPECT_EQ(FinerGroupSize(-1, 256, 128), -1);  // both one group: the first is kept
+  EXPECT_EQ(FinerGroupSize(128, 64, 384), 64);
 }
 
 TEST(FineQuantTest, AnAllZeroMatrixKeepsTheCoarseGrid) {

@@ -29,10 +29,10 @@ struct MethodRegistration {
   bool independent_linears = false;
   // Checks the method's options (the job spec's method part) and builds the method.
   absl::StatusOr<std::unique_ptr<LayerMethod>> (*make)(const MethodOptions& options);
-  // Set for methods that choose each linear's group size from its weight alone (FineQuant):
-  // the size that linear will get, so the checkpoint can declare its tensors before any layer
-  // is solved. Null: every linear gets options.spec.group_size.
-  absl::StatusOr<int> (*group_size_of)(const Tensor& weight, const MethodOptions& options) = nullptr;
+  // Set for methods that choose group sizes from the weights alone (FineQuant): the size the
+  // linears of one true-sequential group with these weights will get, so the checkpoint can
+  // declare their tensors before any layer is solved. Null: options.spec.group_size for all.
+  absl::StatusOr<int> (*group_size_of)(std::span<const Tensor* const> weights, const MethodOptions& options) = nullptr;
 };
 
 std::span<const MethodRegistration> RegisteredMethods();

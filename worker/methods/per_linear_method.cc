@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "worker/solvers/finequant.h"
 
 namespace qshard {
 namespace {
@@ -64,18 +63,6 @@ absl::StatusOr<std::unique_ptr<LayerMethod>> MakeRtnMethod(const MethodOptions& 
 
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakeGptqMethod(const MethodOptions& options) {
   return MakePerLinearMethod("gptq", options);
-}
-
-absl::StatusOr<std::unique_ptr<LayerMethod>> MakeFineQuantMethod(const MethodOptions& options) {
-  return MakePerLinearMethod("finequant", options);
-}
-
-absl::StatusOr<int> FineQuantGroupSizeOf(const Tensor& weight, const MethodOptions& options) {
-  QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(options.spec));
-  LayerProblem problem;
-  problem.weight = &weight;
-  QSHARD_ASSIGN_OR_RETURN(const FineQuantChoice choice, ChooseFineQuantGroupSize(problem, options.spec));
-  return choice.group_size;
 }
 
 }  // namespace qshard

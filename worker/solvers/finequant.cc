@@ -24,22 +24,6 @@ double RelativeWeightError(const Tensor& weight, const Tensor& dequantized) {
 // take the log of: it costs as if the error were this small, so only bits decide.
 constexpr double kErrorFloor = 1e-30;
 
-class FineQuantSolver final : public Solver {
- public:
-  explicit FineQuantSolver(const QuantSpec& spec) : spec_(spec) {}
-
-  std::string_view method() const override { return "finequant"; }
-  bool needs_hessian() const override { return false; }
-
-  absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
-    QSHARD_ASSIGN_OR_RETURN(FineQuantChoice choice, ChooseFineQuantGroupSize(problem, spec_));
-    return std::move(choice.quantized);
-  }
-
- private:
-  QuantSpec spec_;
-};
-
 }  // namespace
 
 double StoredBitsPerWeight(int bits, int64_t in, int group_size) {
@@ -77,12 +61,14 @@ absl::StatusOr<FineQuantChoice> ChooseFineQuantGroupSize(const LayerProblem& pro
     if (choice.candidates.size() == 1 || candidate.cost < best_cost) {
       best_cost = candidate.cost;
       choice.group_size = group_size;
-      choice.quantized = std::move(quantized);
     }
   }
   return choice;
 }
 
-std::unique_ptr<Solver> MakeFineQuantSolver(const QuantSpec& spec) { return std::make_unique<FineQuantSolver>(spec); }
+int FinerGroupSize(int a, int b, int64_t in) {
+  const auto width = [in](int g) { return g < 0 ? in : std::min<int64_t>(g, in); };
+  return width(b) < width(a) ? b : a;
+}
 
 }  // namespace qshard

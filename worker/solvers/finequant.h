@@ -1,11 +1,11 @@
-// FineQuant (anchors.md §1.4, docs/finequant.md): round to nearest with the group size chosen
-// per weight matrix from the weight alone. Starting from the job's --group-size (-1: per
-// channel), it tries finer groups down to kFineQuantMinGroupSize and keeps the one that
-// minimizes the rate-distortion cost ½·log2(‖W − Ŵ‖²) + stored bits per weight.
+// FineQuant's rule (anchors.md §1.4, docs/finequant.md): the group size of one weight matrix,
+// chosen from the weight alone. Starting from the job's --group-size (-1: per channel), it
+// tries finer groups down to kFineQuantMinGroupSize and keeps the one that minimizes the
+// rate-distortion cost ½·log2(‖W − Ŵ‖²) + stored bits per weight. The layer method
+// (worker/methods/finequant_method.h) applies it.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,14 +40,14 @@ std::vector<int> FineQuantCandidates(int64_t in, int group_size);
 struct FineQuantChoice {
   int group_size = -1;
   std::vector<GroupSizeCandidate> candidates;  // in FineQuantCandidates' order
-  QuantizedLinear quantized;                   // RTN at the chosen group size
 };
 
-// Quantizes `weight` by RTN at each candidate and keeps the cheapest (ties: the coarser).
+// Quantizes the problem's weight by RTN at each candidate and keeps the cheapest (ties: the
+// coarser). act_order and static_groups do not apply, as for RTN.
 absl::StatusOr<FineQuantChoice> ChooseFineQuantGroupSize(const LayerProblem& problem, const QuantSpec& spec);
 
-// The Solver: ChooseFineQuantGroupSize's quantized weight. Needs no Hessian (a given one only
-// feeds proxy_error); act_order and static_groups do not apply, as for RTN.
-std::unique_ptr<Solver> MakeFineQuantSolver(const QuantSpec& spec);
+// The finer of two group sizes for a matrix with `in` input columns (-1, or a size ≥ in, is
+// one group).
+int FinerGroupSize(int a, int b, int64_t in);
 
 }  // namespace qshard

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "worker/solvers/finequant.h"
 #include "worker/solvers/gptq.h"
 #include "worker/solvers/rtn.h"
 
@@ -158,9 +157,7 @@ absl::StatusOr<std::unique_ptr<Solver>> MakeSolver(std::string_view method, cons
   QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(spec));
   if (method == "rtn") return MakeRtnSolver(spec);
   if (method == "gptq") return MakeGptqSolver(spec);
-  if (method == "finequant") return MakeFineQuantSolver(spec);
-  return absl::InvalidArgumentError(
-      absl::StrCat("method: unknown '", std::string(method), "' (known: rtn, gptq, finequant)"));
+  return absl::InvalidArgumentError(absl::StrCat("method: unknown '", std::string(method), "' (known: rtn, gptq)"));
 }
 
 }  // namespace qshard

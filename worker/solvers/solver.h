@@ -83,7 +83,7 @@ class Solver {
   virtual absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const = 0;
 };
 
-// Methods: "rtn", "gptq", "finequant". The spec is validated here.
+// Methods: "rtn", "gptq". The spec is validated here.
 absl::StatusOr<std::unique_ptr<Solver>> MakeSolver(std::string_view method, const QuantSpec& spec);
 
 // Checks a problem against a spec: shapes, finite values, Hessians (required when
