@@ -128,19 +128,25 @@ def markdown(args):
                   f"{mean('quantize_seconds'):.1f} |")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_arguments(description, work):
+    """The flags every table script shares: the binary, the rows file, the scratch folder, threads."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--qshard", default="build/tools/qshard/qshard")
     p.add_argument("--out", required=True, help="JSON lines file (appended to, resumable)")
-    p.add_argument("--work", default="build/quality", help="where the quantized checkpoints go")
+    p.add_argument("--work", default=work, help="where the quantized checkpoints go")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--markdown", action="store_true", help="print the tables instead of measuring")
+    return p
+
+
+def main():
+    p = common_arguments(__doc__, "build/quality")
     p.add_argument("--bits", type=int, nargs="+", default=[8, 4, 3, 2])
     p.add_argument("--group-sizes", type=int, nargs="+", default=[-1, 32])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", help="only these methods (rtn, gptq, zfold, aespa)")
     p.add_argument("--nsamples", type=int, default=128)
     p.add_argument("--max-windows", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--markdown", action="store_true", help="print the tables instead of measuring")
     args = p.parse_args()
     markdown(args) if args.markdown else measure(args)
 

@@ -20,6 +20,7 @@ constexpr double kInitStd = 0.02;  // the configs' initializer_range / init_std
 constexpr float kNormNoiseStd = 0.05f;
 constexpr float kOutlierScale = 20.0f;
 constexpr int64_t kOutlierPercent = 1;
+constexpr float kWeightOutlierScale = 10.0f;
 // Values are generated and handed to the writer this many at a time (4 MB of floats).
 constexpr int64_t kChunkElements = int64_t{1} << 20;
 
@@ -27,7 +28,8 @@ constexpr int64_t kChunkElements = int64_t{1} << 20;
 enum class Init {
   kNormal,            // N(0, kInitStd): linear weights, biases, embeddings
   kNormWeight,        // 1 + N(0, kNormNoiseStd)
-  kOutlierNormWeight  // the same, with the outlier channels scaled by kOutlierScale
+  kOutlierNormWeight,  // the same, with the outlier channels scaled by kOutlierScale
+  kOutlierColumns      // kNormal with kOutlierPercent of the input columns scaled by kWeightOutlierScale
 };
 
 struct SyntheticTensor {
@@ -115,13 +117,14 @@ class NormalStream {
   uint64_t state_;
 };
 
-// kOutlierPercent of the hidden channels (at least one), the same in every layer as in real
-// OPT/LLaMA models, whose activation outliers sit in a few fixed dimensions.
-std::vector<bool> OutlierChannels(int64_t hidden, uint64_t seed) {
+// kOutlierPercent of the hidden channels (at least one), drawn from the stream `stream`: with
+// "outlier channels", the same in every layer as in real OPT/LLaMA models, whose activation
+// outliers sit in a few fixed dimensions.
+std::vector<bool> OutlierChannels(int64_t hidden, uint64_t seed, std::string_view stream = "outlier channels") {
   const int64_t count = std::max<int64_t>(1, hidden * kOutlierPercent / 100);
   std::vector<int64_t> order(hidden);
   std::iota(order.begin(), order.end(), 0);
-  uint64_t state = StreamKey(seed, "outlier channels");
+  uint64_t state = StreamKey(seed, stream);
   for (int64_t i = 0; i < count; ++i)
     std::swap(order[i], order[i + static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(hidden - i))]);
   std::vector<bool> outlier(hidden, false);
@@ -129,7 +132,7 @@ std::vector<bool> OutlierChannels(int64_t hidden, uint64_t seed) {
   return outlier;
 }
 
-std::vector<SyntheticTensor> OptTensors(const SyntheticPreset& p, int64_t layers, DType dtype) {
+std::vector<SyntheticTensor> OptTensors(const SyntheticPreset& p, int64_t layers, DType dtype, Init outputs) {
   const int64_t d = p.hidden_size, ffn = p.intermediate_size;
   std::vector<SyntheticTensor> t;
   const auto add = [&](std::string name, std::vector<int64_t> shape, Init init) {
@@ -141,14 +144,15 @@ std::vector<SyntheticTensor> OptTensors(const SyntheticPreset& p, int64_t layers
   for (int64_t i = 0; i < layers; ++i) {
     const std::string layer = absl::StrCat("model.decoder.layers.", i, ".");
     for (const char* proj : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
-      add(absl::StrCat(layer, "self_attn.", proj, ".weight"), {d, d}, Init::kNormal);
+      add(absl::StrCat(layer, "self_attn.", proj, ".weight"), {d, d},
+          std::string_view(proj) == "out_proj" ? outputs : Init::kNormal);
       add(absl::StrCat(layer, "self_attn.", proj, ".bias"), {d}, Init::kNormal);
     }
     add(layer + "self_attn_layer_norm.weight", {d}, Init::kOutlierNormWeight);  // feeds q, k, v
     add(layer + "self_attn_layer_norm.bias", {d}, Init::kNormal);
     add(layer + "fc1.weight", {ffn, d}, Init::kNormal);
     add(layer + "fc1.bias", {ffn}, Init::kNormal);
-    add(layer + "fc2.weight", {d, ffn}, Init::kNormal);
+    add(layer + "fc2.weight", {d, ffn}, outputs);
     add(layer + "fc2.bias", {d}, Init::kNormal);
     add(layer + "final_layer_norm.weight", {d}, Init::kOutlierNormWeight);  // feeds fc1
     add(layer + "final_layer_norm.bias", {d}, Init::kNormal);
@@ -158,7 +162,7 @@ std::vector<SyntheticTensor> OptTensors(const SyntheticPreset& p, int64_t layers
   return t;  // lm_head is tied to embed_tokens and not stored, as in the published checkpoints
 }
 
-std::vector<SyntheticTensor> LlamaTensors(const SyntheticPreset& p, int64_t layers, DType dtype) {
+std::vector<SyntheticTensor> LlamaTensors(const SyntheticPreset& p, int64_t layers, DType dtype, Init outputs) {
   const int64_t d = p.hidden_size, ffn = p.intermediate_size, head_dim = p.hidden_size / p.num_heads;
   const int64_t q_rows = p.num_heads * head_dim, kv_rows = p.num_kv_heads * head_dim;
   std::vector<SyntheticTensor> t;
@@ -171,10 +175,10 @@ std::vector<SyntheticTensor> LlamaTensors(const SyntheticPreset& p, int64_t laye
     add(layer + "self_attn.q_proj.weight", {q_rows, d}, Init::kNormal);
     add(layer + "self_attn.k_proj.weight", {kv_rows, d}, Init::kNormal);
     add(layer + "self_attn.v_proj.weight", {kv_rows, d}, Init::kNormal);
-    add(layer + "self_attn.o_proj.weight", {d, q_rows}, Init::kNormal);
+    add(layer + "self_attn.o_proj.weight", {d, q_rows}, outputs);
     add(layer + "mlp.gate_proj.weight", {ffn, d}, Init::kNormal);
     add(layer + "mlp.up_proj.weight", {ffn, d}, Init::kNormal);
-    add(layer + "mlp.down_proj.weight", {d, ffn}, Init::kNormal);
+    add(layer + "mlp.down_proj.weight", {d, ffn}, outputs);
     add(layer + "input_layernorm.weight", {d}, Init::kOutlierNormWeight);           // feeds q, k, v
     add(layer + "post_attention_layernorm.weight", {d}, Init::kOutlierNormWeight);  // feeds gate, up
   }
@@ -183,8 +187,11 @@ std::vector<SyntheticTensor> LlamaTensors(const SyntheticPreset& p, int64_t laye
   return t;
 }
 
-std::vector<SyntheticTensor> SyntheticTensors(const SyntheticPreset& p, int64_t layers, DType dtype) {
-  return p.arch == Architecture::kOpt ? OptTensors(p, layers, dtype) : LlamaTensors(p, layers, dtype);
+// `weight_outliers`: the output projections (attention out and MLP down) get outlier columns.
+std::vector<SyntheticTensor> SyntheticTensors(const SyntheticPreset& p, int64_t layers, DType dtype,
+                                              bool weight_outliers) {
+  const Init outputs = weight_outliers ? Init::kOutlierColumns : Init::kNormal;
+  return p.arch == Architecture::kOpt ? OptTensors(p, layers, dtype, outputs) : LlamaTensors(p, layers, dtype, outputs);
 }
 
 absl::Status WriteTensor(ShardedSafetensorsWriter& writer, const SyntheticTensor& tensor, uint64_t seed,
@@ -192,12 +199,16 @@ absl::Status WriteTensor(ShardedSafetensorsWriter& writer, const SyntheticTensor
   NormalStream normal(StreamKey(seed, tensor.spec.name));
   const int64_t total = tensor.spec.num_elements();
   const int64_t cols = tensor.spec.shape.back();
+  const std::vector<bool> outlier_columns = tensor.init == Init::kOutlierColumns
+                                                ? OutlierChannels(cols, seed, tensor.spec.name + " outlier columns")
+                                                : std::vector<bool>();
   std::vector<float> chunk;
   for (int64_t begin = 0; begin < total; begin += kChunkElements) {
     chunk.resize(std::min(kChunkElements, total - begin));
     for (size_t i = 0; i < chunk.size(); ++i) {
-      if (tensor.init == Init::kNormal) {
-        chunk[i] = static_cast<float>(kInitStd) * normal.Next();
+      if (tensor.init == Init::kNormal || tensor.init == Init::kOutlierColumns) {
+        const bool outlier = !outlier_columns.empty() && outlier_columns[(begin + i) % cols];
+        chunk[i] = static_cast<float>(kInitStd) * normal.Next() * (outlier ? kWeightOutlierScale : 1.0f);
       } else {
         const bool outlier = tensor.init == Init::kOutlierNormWeight && outliers[(begin + i) % cols];
         chunk[i] = (1.0f + kNormNoiseStd * normal.Next()) * (outlier ? kOutlierScale : 1.0f);
@@ -333,6 +344,9 @@ std::string Readme(const SyntheticPreset& p, const SyntheticSpec& spec, int64_t 
       "- Norm weights: 1 + N(0, 0.05); in the norms that feed the attention and MLP projections (",
       opt ? "self_attn_layer_norm, final_layer_norm" : "input_layernorm, post_attention_layernorm",
       ") hidden channels ", absl::StrJoin(channels, ", "), " are scaled x20 in every layer (activation outliers).\n",
+      spec.weight_outliers ? absl::StrCat("- Weight outliers: in ", opt ? "out_proj and fc2" : "o_proj and down_proj",
+                                          ", 1% of the input columns (per tensor) are scaled x10.\n")
+                           : "",
       "- Tokenizer: a STAND-IN. ",
       opt ? "vocab.json and merges.txt are GPT-2's byte-level BPE (same merges as OPT, but GPT-2's token ids, "
             "not OPT's; <|endoftext|> stands in for OPT's special tokens).\n"
@@ -368,7 +382,7 @@ absl::StatusOr<SyntheticPreset> FindSyntheticPreset(std::string_view name) {
 
 std::vector<TensorSpec> SyntheticTensorSpecs(const SyntheticPreset& preset, int64_t num_layers, DType dtype) {
   std::vector<TensorSpec> specs;
-  for (SyntheticTensor& t : SyntheticTensors(preset, num_layers, dtype)) specs.push_back(std::move(t.spec));
+  for (SyntheticTensor& t : SyntheticTensors(preset, num_layers, dtype, false)) specs.push_back(std::move(t.spec));
   return specs;
 }
 
@@ -390,7 +404,7 @@ absl::Status WriteSyntheticModel(const SyntheticSpec& spec) {
   QSHARD_ASSIGN_OR_RETURN(const std::vector<TokenizerFile> tokenizer,
                           StandInTokenizer(preset.arch, spec.shared_data_dir, spec.env));
 
-  const std::vector<SyntheticTensor> tensors = SyntheticTensors(preset, layers, spec.dtype);
+  const std::vector<SyntheticTensor> tensors = SyntheticTensors(preset, layers, spec.dtype, spec.weight_outliers);
   ShardingOptions sharding;
   sharding.max_shard_bytes = spec.max_shard_bytes;
   QSHARD_ASSIGN_OR_RETURN(auto writer, ShardedSafetensorsWriter::Create(

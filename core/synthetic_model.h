@@ -50,6 +50,10 @@ struct SyntheticSpec {
   uint64_t seed = 0;
   DType dtype = DType::kF16;  // F16, BF16 or F32 (config.json's torch_dtype follows)
   uint64_t max_shard_bytes = uint64_t{2} << 30;  // above this, sharded with an index
+  // Outlier weights too: 1% of the input columns of every attention-output and MLP-down
+  // projection (OPT out_proj/fc2, LLaMA o_proj/down_proj; drawn per tensor from the seed)
+  // scaled x10, for weight-only methods (FineQuant) that must find them without data.
+  bool weight_outliers = false;
   // Where the stand-in tokenizer files are copied from (the shared data folder).
   std::string shared_data_dir = "../shared/data";
   Env* env = Env::Default();  // reads the stand-in files and writes the directory

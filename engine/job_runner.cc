@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/atomic_file.h"
 #include "core/status.h"
 #include "engine/calibration_shards.h"
@@ -113,8 +114,12 @@ class Job {
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
                                   shards_, workers_.size()));
 
+    GptqExportSpec exported = ExportSpecOf(spec_);
+    if (method->group_size_of != nullptr) {
+      QSHARD_ASSIGN_OR_RETURN(exported.module_group_sizes, PlanGroupSizes(*method));
+    }
     QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
-                                                                      ExportSpecOf(spec_), skipped_));
+                                                                      exported, skipped_));
     json modules = json::array();
     double seconds_solve = 0.0;
     const int layers = model.config().num_layers;
@@ -327,6 +332,38 @@ class Job {
                        [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
     }
     return joined;
+  }
+
+  // The group size the method will give each linear, where it is not the spec's: asked of the
+  // source weights, one true-sequential group at a time, before any layer is solved, so the
+  // checkpoint can declare every tensor (the method's solve reaches the same sizes from the
+  // same weights).
+  absl::StatusOr<std::map<std::string, int>> PlanGroupSizes(const MethodRegistration& method) {
+    const auto start = Clock::now();
+    std::map<std::string, int> sizes;
+    for (int layer = 0; layer < source_->config().num_layers; ++layer) {
+      QSHARD_ASSIGN_OR_RETURN(const DecoderLayerWeights weights, source_->LoadLayer(layer));
+      const std::string prefix = source_->tensor_names().Layer(layer);
+      for (const std::vector<std::string>& group : source_->LinearGroups()) {
+        std::vector<std::string> linears;
+        std::vector<const Tensor*> group_weights;
+        for (const std::string& linear : group) {
+          if (skipped_.count(linear)) continue;
+          linears.push_back(linear);
+          group_weights.push_back(&weights.linear(linear).weight);
+        }
+        if (linears.empty()) continue;
+        auto size = method.group_size_of(group_weights, spec_.method);
+        if (!size.ok()) return WithContext(size.status(), prefix + linears.front());
+        if (*size == spec_.method.spec.group_size) continue;
+        for (const std::string& linear : linears) sizes[prefix + linear] = *size;
+        events_.log(absl::StrFormat("%s: layer %d %s get%s group size %d", spec_.method.method, layer,
+                                    absl::StrJoin(linears, ", "), linears.size() > 1 ? "" : "s", *size));
+      }
+    }
+    events_.log(absl::StrFormat("%s: group sizes chosen from the weights in %.2f s, %d linears refined",
+                                spec_.method.method, SecondsSince(start), sizes.size()));
+    return sizes;
   }
 
   std::vector<size_t> Alive() const {

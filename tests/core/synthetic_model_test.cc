@@ -252,6 +252,39 @@ TEST(SyntheticModelTest, SameSeedSameValuesWhateverTheSharding) {
   }
 }
 
+// Input columns whose values are on average far larger than the matrix's typical magnitude.
+std::vector<int64_t> OutlierColumns(const Tensor& w) {
+  std::vector<double> column(w.cols(), 0.0);
+  double total = 0.0;
+  for (int64_t r = 0; r < w.rows(); ++r)
+    for (int64_t c = 0; c < w.cols(); ++c) column[c] += std::abs(w.at(r, c)), total += std::abs(w.at(r, c));
+  std::vector<int64_t> outliers;
+  for (int64_t c = 0; c < w.cols(); ++c)
+    if (column[c] > 4.0 * total / w.cols()) outliers.push_back(c);
+  return outliers;
+}
+
+TEST(SyntheticModelTest, WeightOutliersScaleOnePercentOfTheOutputProjectionsColumns) {
+  ScopedTempDir dir;
+  SyntheticSpec spec = Spec("opt-125m", 1, dir.Child("plain"));
+  ASSERT_TRUE(WriteSyntheticModel(spec).ok());
+  spec.out_dir = dir.Child("outliers");
+  spec.weight_outliers = true;
+  ASSERT_TRUE(WriteSyntheticModel(spec).ok());
+  auto plain = Checkpoint::Open(dir.Child("plain"));
+  auto outliers = Checkpoint::Open(dir.Child("outliers"));
+  ASSERT_TRUE(plain.ok() && outliers.ok());
+  for (const std::string& name : (*plain)->TensorNames()) {
+    if (name.find("layers") == std::string::npos) continue;  // embeddings and final norm: drawn alike
+    const bool output = name.find("out_proj.weight") != std::string::npos || name.find("fc2.weight") != std::string::npos;
+    EXPECT_EQ(SameTensorBytes(**plain, **outliers, name), !output) << name;
+    const Tensor w = *(*outliers)->ReadFloat(name);
+    if (w.rank() != 2) continue;
+    EXPECT_EQ(OutlierColumns(w).size(), output ? static_cast<size_t>(w.cols() / 100) : 0u) << name;
+  }
+  EXPECT_THAT(ReadFileBytes(dir.Child("outliers/README.md")), HasSubstr("Weight outliers: in out_proj and fc2"));
+}
+
 TEST(SyntheticModelTest, Float32OptionSetsTheTorchDtype) {
   ScopedTempDir dir;
   SyntheticSpec spec = Spec("opt-125m", 1, dir.path());

@@ -16,11 +16,11 @@ namespace {
 
 using testing::ReadFileBytes;
 
-JobSpec SmallJob(const std::string& method, const std::string& out,
+JobSpec SmallJob(const std::string& method, const std::string& out, int group_size,
                  Propagation propagation = Propagation::kSequential) {
   JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.calibration.propagation = propagation;
-  spec.method.spec.group_size = 32;
+  spec.method.spec.group_size = group_size;
   spec.method.zfold_max_iters = 4;
   spec.method.aespa_adaround_iters = 20;
   spec.execution.threads = 1;
@@ -60,16 +60,16 @@ class Cluster {
   absl::Status session_status_[8];
 };
 
-void ExpectSameBytesAsEmbedded(const std::string& method, int workers,
+void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group_size = 32,
                                Propagation propagation = Propagation::kSequential) {
   testing::ScopedTempDir dir;
-  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded"), propagation), JobEvents()).ok());
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded"), group_size, propagation), JobEvents()).ok());
   Cluster cluster(workers);
   auto remote = cluster.pool().AwaitWorkers(workers, std::chrono::seconds(20));
   ASSERT_TRUE(remote.ok()) << remote.status();
   std::vector<WorkerClient*> clients;
   for (auto& worker : *remote) clients.push_back(worker.get());
-  auto report = RunJob(SmallJob(method, dir.Child("remote"), propagation), clients, JobEvents());
+  auto report = RunJob(SmallJob(method, dir.Child("remote"), group_size, propagation), clients, JobEvents());
   ASSERT_TRUE(report.ok()) << report.status();
   const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
@@ -88,8 +88,10 @@ TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameByte
 TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
 // Every group of a layer solved at once, on different owners.
 TEST(DistributedJobTest, ParallelPropagationGptqOnThreeWorkersMatchesEmbeddedBytes) {
-  ExpectSameBytesAsEmbedded("gptq", 3, Propagation::kParallel);
+  ExpectSameBytesAsEmbedded("gptq", 3, 32, Propagation::kParallel);
 }
+// From per channel, so the workers must reach the group sizes the job declared.
+TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("finequant", 2, -1); }
 
 TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
   Cluster cluster(1);

@@ -58,6 +58,8 @@ void RegisterMakeSynthetic(CLI::App& root, CommandList& commands) {
   app->add_option("--dtype", flags->dtype, "f16 | bf16 | f32")->capture_default_str();
   app->add_option("--shared-data", flags->spec.shared_data_dir, "Shared data folder (tokenizer files)")
       ->capture_default_str();
+  app->add_flag("--weight-outliers", flags->spec.weight_outliers,
+                "Also outlier input columns (x10, 1%) in the attention-output and MLP-down weights");
   app->add_flag("--config-only", flags->spec.config_only, "Write config.json only, no weights (for `qshard plan`)");
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunMakeSynthetic(*flags); }});

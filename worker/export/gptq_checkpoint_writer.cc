@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "worker/export/module_group_sizes.h"
 #include "worker/quant/gptq_pack.h"
 #include "worker/solvers/solver.h"
 
@@ -55,6 +56,11 @@ DType GptqCheckpointWriter::StorageDType(const std::string& name) const {
   return info.ok() && IsFloating(info->dtype) ? info->dtype : DType::kF32;
 }
 
+int GptqCheckpointWriter::GroupSizeOf(const std::string& module) const {
+  const auto it = spec_.module_group_sizes.find(module);
+  return it == spec_.module_group_sizes.end() ? spec_.group_size : it->second;
+}
+
 std::vector<TensorSpec> GptqCheckpointWriter::Declarations(const std::vector<std::string>& outside) const {
   std::vector<TensorSpec> specs;
   for (const std::string& name : outside) {
@@ -70,7 +76,7 @@ std::vector<TensorSpec> GptqCheckpointWriter::Declarations(const std::vector<std
       if (skipped_.count(linear.name)) {
         specs.push_back({base + ".weight", StorageDType(base + ".weight"), {out, in}});
       } else {
-        const int64_t groups = GroupCount(in, spec_.group_size);
+        const int64_t groups = GroupCount(in, GroupSizeOf(base));
         specs.push_back({base + ".qweight", DType::kI32, {in * bits / 32, out}});
         specs.push_back({base + ".qzeros", DType::kI32, {groups, out * bits / 32}});
         specs.push_back({base + ".scales", DType::kF16, {groups, out}});
@@ -103,6 +109,10 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
       const auto it = quantized.find(linear.name);
       if (it == quantized.end())
         return absl::InternalError(absl::StrCat(base, ": no quantized weight to export"));
+      const int64_t groups = GroupCount(linear.in_features, GroupSizeOf(base));
+      if (it->second.groups() != groups)
+        return absl::InternalError(absl::StrCat(base, ": ", it->second.groups(), " groups, but the checkpoint declares ",
+                                                groups, " (group size ", GroupSizeOf(base), ")"));
       auto packed = PackGptq(it->second);
       if (!packed.ok()) return WithContext(packed.status(), base);
       QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".qweight", AsBytes(absl::MakeConstSpan(packed->qweight))));
@@ -131,6 +141,7 @@ absl::Status GptqCheckpointWriter::AddConfigs() {
       {"checkpoint_format", "gptq"},
       {"meta", {{"quantizer", "qshard"}, {"method", spec_.method}}},
   };
+  if (!spec_.module_group_sizes.empty()) quantize_config["dynamic"] = DynamicGroupSizeEntries(spec_.module_group_sizes);
   QSHARD_ASSIGN_OR_RETURN(json config, ReadJsonFile(source_.env(), source_.dir() + "/config.json"));
   config["quantization_config"] = quantize_config;
   writer_->AddFile("config.json", config.dump(2) + "\n");

@@ -24,6 +24,10 @@ namespace qshard {
 struct GptqExportSpec {
   int bits = 4;
   int group_size = -1;
+  // Linears whose group size differs from group_size (FineQuant), by full module name
+  // ("model.layers.0.mlp.down_proj"); recorded as quantization_config.dynamic entries
+  // (worker/export/module_group_sizes.h).
+  std::map<std::string, int> module_group_sizes;
   bool sym = false;
   bool desc_act = false;
   bool static_groups = false;
@@ -60,6 +64,7 @@ class GptqCheckpointWriter {
   absl::Status CopySourceTensor(const std::string& name);
   absl::Status AddConfigs();
   DType StorageDType(const std::string& name) const;
+  int GroupSizeOf(const std::string& module) const;
 
   const Checkpoint& source_;
   const DecoderModel& model_;

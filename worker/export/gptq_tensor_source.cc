@@ -7,6 +7,7 @@
 #include "core/status.h"
 #include "nlohmann/json.hpp"
 #include "worker/export/gptq_linear_kernel.h"
+#include "worker/solvers/solver.h"
 
 namespace qshard {
 namespace {
@@ -52,8 +53,8 @@ absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name) {
 }
 
 GptqTensorSource::GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits,
-                                   const GptqKernelOptions& options)
-    : checkpoint_(std::move(checkpoint)), bits_(bits), mode_(options.mode) {
+                                   ModuleGroupSizes group_sizes, const GptqKernelOptions& options)
+    : checkpoint_(std::move(checkpoint)), bits_(bits), group_sizes_(std::move(group_sizes)), mode_(options.mode) {
   if (mode_ != GptqLinearMode::kDequantize) pool_ = std::make_shared<ThreadPool>(options.threads);
 }
 
@@ -66,7 +67,10 @@ absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::
   const auto bits = q.find("bits");
   if (bits == q.end() || !bits->is_number_integer())
     return absl::InvalidArgumentError(absl::StrCat(where, ": field 'bits' missing or not an integer"));
-  return std::shared_ptr<GptqTensorSource>(new GptqTensorSource(std::move(checkpoint), bits->get<int>(), options));
+  auto group_sizes = ModuleGroupSizes::FromConfig(q);
+  if (!group_sizes.ok()) return WithContext(group_sizes.status(), absl::StrCat(checkpoint->dir(), "/config.json"));
+  return std::shared_ptr<GptqTensorSource>(
+      new GptqTensorSource(std::move(checkpoint), bits->get<int>(), *std::move(group_sizes), options));
 }
 
 bool GptqTensorSource::Has(const std::string& name) const {
@@ -85,6 +89,11 @@ absl::StatusOr<GptqLinearTensors> GptqTensorSource::ReadPacked(const std::string
   t.out_features = qweight.shape[1];
   t.in_features = qweight.shape[0] * 32 / bits_;
   t.groups = scales.shape[0];
+  const std::optional<int> group_size = group_sizes_.Of(base);
+  if (group_size && t.groups != GroupCount(t.in_features, *group_size))
+    return absl::InvalidArgumentError(absl::StrCat(
+        base, ": ", t.groups, " groups of scales, but config.json's quantization_config gives the module group size ",
+        *group_size, " (", GroupCount(t.in_features, *group_size), " groups of ", t.in_features, " inputs)"));
   QSHARD_ASSIGN_OR_RETURN(t.qweight, ReadRaw<int32_t>(*checkpoint_, base + ".qweight", DType::kI32));
   QSHARD_ASSIGN_OR_RETURN(t.qzeros, ReadRaw<int32_t>(*checkpoint_, base + ".qzeros", DType::kI32));
   QSHARD_ASSIGN_OR_RETURN(t.scales, ReadRaw<uint16_t>(*checkpoint_, base + ".scales", DType::kF16));

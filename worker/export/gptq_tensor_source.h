@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/checkpoint.h"
 #include "core/thread_pool.h"
+#include "worker/export/module_group_sizes.h"
 #include "worker/model/tensor_source.h"
 #include "worker/quant/gptq_pack.h"
 
@@ -40,13 +41,18 @@ class GptqTensorSource : public TensorSource {
   absl::StatusOr<Tensor> Read(const std::string& name) const override;
   // A GptqLinearKernel for a packed linear unless the mode is kDequantize (then null).
   absl::StatusOr<std::shared_ptr<const LinearKernel>> ReadLinearKernel(const std::string& weight_name) const override;
-  // The packed tensors of the linear whose weight is `weight_name` ("...q_proj.weight").
+  // The packed tensors of the linear whose weight is `weight_name` ("...q_proj.weight"). Their
+  // group count must be the one the config's group size for the module implies (its
+  // "dynamic" entry, else "group_size"), so a checkpoint with per-module group sizes is read
+  // only when its config records them.
   absl::StatusOr<GptqLinearTensors> ReadPacked(const std::string& weight_name) const;
 
  private:
-  GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits, const GptqKernelOptions& options);
+  GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits, ModuleGroupSizes group_sizes,
+                   const GptqKernelOptions& options);
   std::shared_ptr<const Checkpoint> checkpoint_;
   int bits_;
+  ModuleGroupSizes group_sizes_;
   GptqLinearMode mode_;
   std::shared_ptr<ThreadPool> pool_;  // shared by the kernels of every linear; null for kDequantize
 };

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "worker/methods/aespa_method.h"
+#include "worker/methods/finequant_method.h"
 #include "worker/methods/per_linear_method.h"
 #include "worker/methods/zfold_method.h"
 
@@ -18,6 +19,7 @@ constexpr MethodRegistration kMethods[] = {
      .reads_zfold_options = true,
      .reads_adaround_options = true,
      .make = MakeAespaMethod},
+    {.name = "finequant", .needs = {}, .make = MakeFineQuantMethod, .group_size_of = FineQuantGroupSizeOf},
 };
 
 }  // namespace

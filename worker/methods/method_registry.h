@@ -29,6 +29,10 @@ struct MethodRegistration {
   bool independent_linears = false;
   // Checks the method's options (the job spec's method part) and builds the method.
   absl::StatusOr<std::unique_ptr<LayerMethod>> (*make)(const MethodOptions& options);
+  // Set for methods that choose group sizes from the weights alone (FineQuant): the size the
+  // linears of one true-sequential group with these weights will get, so the checkpoint can
+  // declare their tensors before any layer is solved. Null: options.spec.group_size for all.
+  absl::StatusOr<int> (*group_size_of)(std::span<const Tensor* const> weights, const MethodOptions& options) = nullptr;
 };
 
 std::span<const MethodRegistration> RegisteredMethods();
@@ -36,7 +40,7 @@ std::span<const MethodRegistration> RegisteredMethods();
 // The registration named `name`; the error lists the known names.
 absl::StatusOr<const MethodRegistration*> FindMethod(std::string_view name);
 
-// "rtn, gptq, zfold, aespa"
+// "rtn, gptq, zfold, aespa, finequant"
 std::string KnownMethodNames();
 
 }  // namespace qshard
