@@ -80,7 +80,9 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
   const double planned = (per_layer["statistics"].get<double>() + per_layer["solutions"].get<double>()) *
                          (*report)["plan"]["layers"].get<double>();
   const double moved = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
-  EXPECT_NEAR(moved / planned, 1.0, 0.03) << "moved " << moved << " bytes, planned " << planned;
+  // FineQuant's refined group sizes come from the weights, which the plan does not read.
+  const double tolerance = method == "finequant" ? 0.1 : 0.03;
+  EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }
