@@ -4,6 +4,7 @@
 #pragma once
 
 #include "coordinator/allowed_roots.h"
+#include "coordinator/client_access.h"
 #include "coordinator/job_scheduler.h"
 #include "coordinator/journal.h"
 #include "qshard.grpc.pb.h"
@@ -12,8 +13,9 @@ namespace qshard {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(Journal& journal, JobScheduler& scheduler, const AllowedRoots& roots)
-      : journal_(journal), scheduler_(scheduler), roots_(roots) {}
+  // Without `access`, every caller is admitted without limit.
+  JobServiceImpl(Journal& journal, JobScheduler& scheduler, const AllowedRoots& roots, ClientAccess* access = nullptr)
+      : journal_(journal), scheduler_(scheduler), roots_(roots), access_(access) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
                                       v1::SubmitJobResponse* response) override;
@@ -27,12 +29,15 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                                     const v1::GetJobRequest* request) override;
 
  private:
-  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& proto);
+  // The caller's name (client_access.h), or UNAUTHENTICATED.
+  absl::StatusOr<std::string> Caller(const grpc::CallbackServerContext& context) const;
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const grpc::CallbackServerContext& context, const v1::JobSpec& proto);
   absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
 
   Journal& journal_;
   JobScheduler& scheduler_;
   const AllowedRoots& roots_;
+  ClientAccess* access_;
 };
 
 }  // namespace qshard

@@ -17,11 +17,15 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/remote/raw_grpc.h"
 
 namespace qshard {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::BufferBytes;
+using testing::CallRaw;
+using testing::HealthOf;
 using testing::ScopedTempDir;
 
 // A job that reports two layers, writes a file into its output, and then waits until the test
@@ -186,28 +190,6 @@ TEST_F(JobServiceTest, SubmitIsIdempotentOnTheRequestId) {
   ASSERT_TRUE(Submit(Spec("out", "req-7"), &again).ok());
   EXPECT_EQ(again.job_id(), first.job_id());
   EXPECT_EQ(Submit(Spec("out", "req-8")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-}
-
-// Byte buffers of a raw gRPC call, as strings.
-std::string BufferBytes(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  (void)buffer.Dump(&slices);
-  std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return bytes;
-}
-
-grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, const std::string& request,
-                     std::string* response_bytes = nullptr) {
-  grpc::GenericStub stub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
-  grpc::ClientContext context;
-  grpc::Slice slice(request);
-  grpc::ByteBuffer in(&slice, 1), out;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
-  const grpc::Status status = done.get_future().get();
-  if (status.ok() && response_bytes != nullptr) *response_bytes = BufferBytes(out);
-  return status;
 }
 
 TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
@@ -376,15 +358,7 @@ TEST_F(JobServiceTest, ARestartedCoordinatorRunsTheInterruptedJobAgain) {
 TEST_F(JobServiceTest, ServesHealth) {
   GatedExecutor& executor = NewExecutor();
   StartCoordinator(executor);
-  // grpc.health.v1.HealthCheckRequest{service: "qshard.v1.JobService"}, encoded by hand.
-  const std::string service = "qshard.v1.JobService";
-  std::string request = "\x0a";
-  request += static_cast<char>(service.size());
-  request += service;
-  std::string response;
-  const grpc::Status status = CallRaw(*channel_, "/grpc.health.v1.Health/Check", request, &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response, std::string("\x08\x01"));  // status: SERVING
+  EXPECT_EQ(HealthOf(*channel_, "qshard.v1.JobService"), "SERVING");
 }
 
 TEST_F(JobServiceTest, ServesReflection) {

@@ -3,12 +3,6 @@
 // same spec; hostile requests get their codes without disturbing a running job; and a
 // coordinator killed with SIGKILL mid-job and started again finishes the job, while the
 // waiting `submit` rides through the restart. Every wait is bounded.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -21,9 +15,8 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "qshard.grpc.pb.h"
+#include "tests/coordinator/qshard_process.h"
 #include "tests/core/scoped_temp_dir.h"
-
-extern char** environ;
 
 namespace qshard {
 namespace {
@@ -33,56 +26,9 @@ using testing::ReadDirectoryFiles;
 using testing::ReadFileBytes;
 using testing::ScopedTempDir;
 using Clock = std::chrono::steady_clock;
+using testing::Process;
 
 constexpr char kData[] = "../shared/data";
-
-// A child process running `qshard ARGS...` with stdout and stderr in files.
-class Process {
- public:
-  Process(const std::vector<std::string>& args, const std::string& log_prefix) : out_(log_prefix + ".out") {
-    std::vector<std::string> argv_strings = {QSHARD_BINARY};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, (log_prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    EXPECT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0) << QSHARD_BINARY;
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~Process() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // The exit code, or -1 if it did not exit within `limit` (it is then killed).
-  int Wait(std::chrono::seconds limit) {
-    const auto end = Clock::now() + limit;
-    while (Clock::now() < end) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  void Kill(int signal) {
-    ::kill(pid_, signal);
-    Wait(std::chrono::seconds(30));
-  }
-  std::string Stdout() const { return ReadFileBytes(out_); }
-
- private:
-  std::string out_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-};
 
 class ServiceProcessTest : public ::testing::Test {
  protected:
@@ -99,19 +45,10 @@ class ServiceProcessTest : public ::testing::Test {
                                  "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json",
                                  "--workers", std::to_string(workers), "--worker-wait-seconds", "60"},
         dir_.Child(absl::StrCat("coordinator-", ++starts_)));
-    const auto end = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < end) {
-      const std::string out = coordinator_->Stdout();
-      if (out.find('\n') != std::string::npos) {
-        const std::string address = nlohmann::json::parse(out)["listening"];
-        stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-        return address;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << "the coordinator did not start: "
-                  << ReadFileBytes(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
-    return "";
+    const std::string address = testing::AwaitListening(*coordinator_);
+    if (!address.empty())
+      stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    return address;
   }
 
   // The job flags of a small job, as `submit` and the JobSpec below both describe it.
