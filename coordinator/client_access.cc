@@ -16,10 +16,12 @@ namespace {
 constexpr size_t kMinTokenLength = 16;
 constexpr size_t kMaxBuckets = 4096;  // idle callers' full buckets are dropped beyond this
 
-// Equal without an early exit, so the time taken does not tell how much of a guess matched.
+// Equal without an early exit, so the time taken does not tell how much of a guess matched:
+// every byte of the guess `a` is compared (against `b` cyclically when the lengths differ).
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (b.empty()) return a.empty();
   unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(b.size(), 1)]);
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % b.size()]);
   return diff == 0;
 }
 

@@ -66,8 +66,9 @@ class GatedExecutor {
 
 class JobServiceTest : public ::testing::Test {
  protected:
-  void StartCoordinator(GatedExecutor& executor) {
+  void StartCoordinator(GatedExecutor& executor, const ClientAccessOptions& access = {}) {
     CoordinatorOptions options;
+    options.access = access;
     options.listen = "127.0.0.1:0";
     options.state_dir = state_.path();
     options.allowed_roots = {root_.path()};
@@ -258,6 +259,19 @@ TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
   executor.Open();
   EXPECT_EQ(WaitFinal(running.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_FALSE(fs::exists(root_.Child("other")));
+}
+
+TEST_F(JobServiceTest, SubmissionsPastTheRateAreResourceExhausted) {
+  GatedExecutor& executor = NewExecutor();
+  StartCoordinator(executor, {.submits_per_minute = 2});
+  v1::SubmitJobResponse first;
+  ASSERT_TRUE(Submit(Spec("a", "r1"), &first).ok());
+  ASSERT_TRUE(Submit(Spec("b", "r2")).ok());
+  const grpc::Status over = Submit(Spec("c", "r3"));
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << over.error_message();
+  EXPECT_NE(over.error_message().find("--max-submits-per-minute"), std::string::npos);
+  EXPECT_EQ(Get(first.job_id()).job_id(), first.job_id()) << "only submissions are limited";
+  executor.Open();
 }
 
 TEST_F(JobServiceTest, CancelStopsTheJobAndRemovesItsOutput) {
