@@ -15,6 +15,12 @@ using testing::WriteTextFile;
 constexpr char kToken1[] = "0123456789abcdef0123";
 constexpr char kToken2[] = "fedcba9876543210fedc";
 
+ClientAccessOptions SubmitsPerMinute(int rate) {
+  ClientAccessOptions options;
+  options.submits_per_minute = rate;
+  return options;
+}
+
 TEST(ClientAccessTest, TokenFileRules) {
   ScopedTempDir dir;
   WriteTextFile(dir.Child("tokens"), absl::StrCat("# release tooling\n", kToken1, "\n\n  ", kToken2, "  \n"));
@@ -58,7 +64,9 @@ TEST(ClientAccessTest, TokensAuthenticateWithoutBeingEchoed) {
 
 TEST(ClientAccessTest, SubmissionsPerCallerRefillWithTheClock) {
   auto now = std::chrono::steady_clock::time_point();
-  auto access = ClientAccess::Create({.submits_per_minute = 3, .now = [&] { return now; }});
+  ClientAccessOptions options = SubmitsPerMinute(3);
+  options.now = [&] { return now; };
+  auto access = ClientAccess::Create(options);
   ASSERT_TRUE(access.ok());
   ClientAccess& limits = **access;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(limits.AdmitSubmission("token 1").ok()) << i;
@@ -75,9 +83,9 @@ TEST(ClientAccessTest, SubmissionsPerCallerRefillWithTheClock) {
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(limits.AdmitSubmission("token 1").ok()) << i;
   EXPECT_FALSE(limits.AdmitSubmission("token 1").ok());
 
-  auto unlimited = ClientAccess::Create({.submits_per_minute = 0});
+  auto unlimited = ClientAccess::Create(SubmitsPerMinute(0));
   for (int i = 0; i < 100; ++i) ASSERT_TRUE((*unlimited)->AdmitSubmission("peer 127.0.0.1").ok());
-  EXPECT_FALSE(ClientAccess::Create({.submits_per_minute = -1}).ok());
+  EXPECT_FALSE(ClientAccess::Create(SubmitsPerMinute(-1)).ok());
 }
 
 }  // namespace

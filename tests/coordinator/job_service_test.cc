@@ -263,7 +263,9 @@ TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
 
 TEST_F(JobServiceTest, SubmissionsPastTheRateAreResourceExhausted) {
   GatedExecutor& executor = NewExecutor();
-  StartCoordinator(executor, {.submits_per_minute = 2});
+  ClientAccessOptions limited;
+  limited.submits_per_minute = 2;
+  StartCoordinator(executor, limited);
   v1::SubmitJobResponse first;
   ASSERT_TRUE(Submit(Spec("a", "r1"), &first).ok());
   ASSERT_TRUE(Submit(Spec("b", "r2")).ok());
