@@ -1,7 +1,5 @@
 #include "coordinator/coordinator_server.h"
 
-#include <arpa/inet.h>
-
 #include <chrono>
 #include <filesystem>
 
@@ -15,40 +13,14 @@
 #include "grpcpp/server_builder.h"
 
 namespace qshard {
-namespace {
-
-// "host:port" or "[v6]:port" → host.
-std::string HostOf(const std::string& listen) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return host;
-}
-
-std::string PortOf(const std::string& listen) { return listen.substr(listen.rfind(':') + 1); }
-
-}  // namespace
-
-bool IsLoopbackAddress(const std::string& listen) {
-  if (absl::StartsWith(listen, "unix:")) return true;
-  const std::string host = HostOf(listen);
-  if (host == "localhost") return true;
-  in_addr v4;
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6;
-  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
-}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options) {
   if (options.listen.empty()) return absl::InvalidArgumentError("--listen: an address is required");
-  if (!IsLoopbackAddress(options.listen)) {
-    if (!options.insecure)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--listen: ", options.listen,
-          " is not a loopback address; plaintext gRPC is allowed only on loopback (pass --insecure to accept it)"));
-    options.log(absl::StrCat("WARNING: --insecure: serving plaintext gRPC on ", options.listen,
-                             ": anyone who can reach it can submit and cancel jobs"));
-  }
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                          MakeServerCredentials(options.listen, options.tls, options.insecure, options.log));
+  if (options.access.token_file.empty() && !IsLoopbackAddress(options.listen))
+    options.log(absl::StrCat("WARNING: no --token-file: any client that reaches ", options.listen,
+                             " can submit and cancel jobs"));
   if (options.state_dir.empty()) return absl::InvalidArgumentError("--state-dir: a directory is required");
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
@@ -58,8 +30,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   std::unique_ptr<Coordinator> c(new Coordinator());
   QSHARD_ASSIGN_OR_RETURN(AllowedRoots roots, AllowedRoots::Create(options.allowed_roots));
   c->roots_ = std::make_unique<AllowedRoots>(std::move(roots));
+  QSHARD_ASSIGN_OR_RETURN(c->access_, ClientAccess::Create(options.access));
   QSHARD_ASSIGN_OR_RETURN(c->journal_, Journal::Open(options.state_dir));
-  c->pool_ = std::make_unique<WorkerPool>();
+  WorkerPoolOptions pool_options;
+  pool_options.require_client_certificate = !options.tls.ca.empty();
+  c->pool_ = std::make_unique<WorkerPool>(pool_options);
   c->metrics_ = std::make_unique<CoordinatorMetrics>(*c->journal_, *c->pool_);
   JobExecutor executor = options.executor;
   if (options.workers > 0)
@@ -78,7 +53,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       *c->journal_, *c->scheduler_, *c->roots_,
       [pool = c->pool_.get(), workers = options.workers](const JobSpec& spec) {
         return AdmitJob(spec, workers, pool->Workers());
-      });
+      },
+      c->access_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -91,7 +67,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   interceptors.push_back(c->metrics_->grpc().InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, credentials, &port);
   c->server_ = builder.BuildAndStart();
   if (c->server_ == nullptr || (port == 0 && !absl::StartsWith(options.listen, "unix:")))
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen));
@@ -99,16 +75,18 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (!options.metrics_listen.empty()) {
     QSHARD_ASSIGN_OR_RETURN(c->metrics_server_, MetricsServer::Start(options.metrics_listen, c->metrics_->registry()));
   }
-  const std::string& listen = options.listen;
-  c->address_ = absl::StartsWith(listen, "unix:")
-                    ? listen
-                    : absl::StrCat(listen.substr(0, listen.size() - PortOf(listen).size()), port);
+  c->address_ = BoundAddress(options.listen, port);
+  if (!options.health_listen.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(c->health_, HealthServer::Start(options.health_listen));
+    c->health_->SetServing(v1::JobService::service_full_name(), true);
+  }
   return c;
 }
 
 void Coordinator::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  health_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (scheduler_) scheduler_->Stop();
 }

@@ -1,8 +1,9 @@
 // `qshard coordinator`'s server: the state directory and its journal, the allowed roots, the
 // job scheduler, and a gRPC server carrying the JobService, the WorkerService workers dial,
 // grpc.health.v1 and server reflection, with explicit message-size limits; and its metrics,
-// served on /metrics when asked. Plaintext is allowed on loopback addresses
-// only, unless the caller insists (conventions.md, "Servers and security").
+// served on /metrics when asked. TLS, mutual TLS with the workers and plaintext on loopback
+// only: remote/transport_security.h; tokens and submission limits: client_access.h; a
+// plaintext health-only port: remote/health_server.h.
 #pragma once
 
 #include <chrono>
@@ -12,11 +13,14 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/allowed_roots.h"
+#include "coordinator/client_access.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_scheduler.h"
 #include "coordinator/job_service.h"
 #include "coordinator/journal.h"
 #include "metrics/metrics_server.h"
+#include "remote/health_server.h"
+#include "remote/transport_security.h"
 #include "remote/worker_pool.h"
 #include "grpcpp/server.h"
 
@@ -31,6 +35,9 @@ struct CoordinatorOptions {
   std::string state_dir;
   std::vector<std::string> allowed_roots;
   bool insecure = false;  // plaintext on a non-loopback address
+  TlsFiles tls;           // with tls.ca, workers must present a certificate it signed
+  ClientAccessOptions access;
+  std::string health_listen;  // empty: no health-only port
   // Workers each job runs on: 0 runs jobs in this process (RunCoordinatorJob); N > 0 waits up
   // to `worker_wait` for N `qshard worker`s registered on the WorkerService and runs the job
   // on them (docs/distributed.md).
@@ -41,9 +48,6 @@ struct CoordinatorOptions {
   JobExecutor executor = RunCoordinatorJob;
   JobScheduler::Log log = [](const std::string&) {};
 };
-
-// True for localhost, 127.0.0.0/8, ::1 and unix: sockets.
-bool IsLoopbackAddress(const std::string& listen);
 
 class Coordinator {
  public:
@@ -65,12 +69,14 @@ class Coordinator {
   Coordinator() = default;
 
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<ClientAccess> access_;
   std::unique_ptr<AllowedRoots> roots_;
   std::unique_ptr<WorkerPool> pool_;  // outlives the server and the scheduler that use it
   std::unique_ptr<CoordinatorMetrics> metrics_;  // reads the journal and the pool
   std::unique_ptr<JobScheduler> scheduler_;
   std::unique_ptr<JobServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HealthServer> health_;
   std::unique_ptr<MetricsServer> metrics_server_;  // first to go: its scrapes read everything above
   std::string address_;
   bool shut_down_ = false;

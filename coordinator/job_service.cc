@@ -32,8 +32,10 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
 // (a slow watcher may miss progress, never the final state, which is the last offered).
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobStatus> {
  public:
-  WatchReactor(JobScheduler& scheduler, const std::string& job_id) : scheduler_(scheduler) {
-    absl::StatusOr<int64_t> token = scheduler_.Watch(job_id, [this](const v1::JobStatus& s) { Offer(s); });
+  // A caller that is not `allowed` gets that status and watches nothing.
+  WatchReactor(JobScheduler& scheduler, const std::string& job_id, const absl::Status& allowed) : scheduler_(scheduler) {
+    absl::StatusOr<int64_t> token =
+        allowed.ok() ? scheduler_.Watch(job_id, [this](const v1::JobStatus& s) { Offer(s); }) : allowed;
     std::lock_guard<std::mutex> lock(mu_);
     if (token.ok()) {
       token_ = *token;
@@ -94,7 +96,15 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobStatus> {
 
 }  // namespace
 
-absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::Submit(const v1::JobSpec& proto) {
+absl::StatusOr<std::string> JobServiceImpl::Caller(const grpc::CallbackServerContext& context) const {
+  if (access_ == nullptr) return std::string();
+  return access_->Authenticate(context);
+}
+
+absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::Submit(const grpc::CallbackServerContext& context,
+                                                             const v1::JobSpec& proto) {
+  QSHARD_ASSIGN_OR_RETURN(const std::string caller, Caller(context));
+  if (access_ != nullptr) QSHARD_RETURN_IF_ERROR(access_->AdmitSubmission(caller));
   QSHARD_ASSIGN_OR_RETURN(const JobSpec spec, JobSpecFromProto(proto));
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
   QSHARD_RETURN_IF_ERROR(roots_.Check(spec.model_dir, "model_path"));
@@ -143,23 +153,26 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceImpl::List(const v1::ListJobsRequ
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                     const v1::SubmitJobRequest* request,
                                                     v1::SubmitJobResponse* response) {
-  return Answer(context, Submit(request->spec()), response);
+  return Answer(context, Submit(*context, request->spec()), response);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                  const v1::GetJobRequest* request, v1::JobStatus* response) {
+  if (absl::Status denied = Caller(*context).status(); !denied.ok()) return Answer(context, denied);
   return Answer(context, scheduler_.Status(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                    const v1::ListJobsRequest* request,
                                                    v1::ListJobsResponse* response) {
+  if (absl::Status denied = Caller(*context).status(); !denied.ok()) return Answer(context, denied);
   return Answer(context, List(*request), response);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                     const v1::CancelJobRequest* request,
                                                     v1::CancelJobResponse* response) {
+  if (absl::Status denied = Caller(*context).status(); !denied.ok()) return Answer(context, denied);
   absl::StatusOr<v1::JobStatus> status = scheduler_.Cancel(request->job_id());
   if (status.ok()) *response->mutable_status() = *std::move(status);
   return Answer(context, status.status());
@@ -167,7 +180,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::JobStatus>* JobServiceImpl::WatchJob(grpc::CallbackServerContext* context,
                                                                   const v1::GetJobRequest* request) {
-  return new WatchReactor(scheduler_, request->job_id());
+  return new WatchReactor(scheduler_, request->job_id(), Caller(*context).status());
 }
 
 }  // namespace qshard

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "remote/job_spec_proto.h"
+#include "remote/transport_security.h"
 #include "remote/wire.h"
 
 namespace qshard {
@@ -288,11 +289,23 @@ class RemoteWorker : public WorkerClient {
   std::shared_ptr<WorkerConnection> connection_;
 };
 
+// A Connect refused before it registers anything.
+class RefusedStream : public grpc::ServerBidiReactor<v1::WorkerFrame, v1::CoordinatorFrame> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 WorkerPool::~WorkerPool() = default;
 
-grpc::ServerBidiReactor<v1::WorkerFrame, v1::CoordinatorFrame>* WorkerPool::Connect(grpc::CallbackServerContext*) {
+grpc::ServerBidiReactor<v1::WorkerFrame, v1::CoordinatorFrame>* WorkerPool::Connect(
+    grpc::CallbackServerContext* context) {
+  if (options_.require_client_certificate && !ClientCertificateVerified(*context))
+    return new RefusedStream(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                          "WorkerService: mutual TLS: the worker presented no client certificate "
+                                          "(give it --tls-cert and --tls-key)"));
   return new WorkerStream(std::make_shared<WorkerConnection>(*this, options_.lease, options_.chunk_bytes));
 }
 

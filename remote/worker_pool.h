@@ -25,6 +25,9 @@ class WorkerConnection;  // one registered worker (worker_pool.cc)
 struct WorkerPoolOptions {
   std::chrono::milliseconds lease{10000};
   size_t chunk_bytes = size_t{1} << 20;
+  // Mutual TLS: a worker whose connection presented no verified client certificate is refused
+  // with UNAUTHENTICATED (the TLS handshake already refused one that does not verify).
+  bool require_client_certificate = false;
 };
 
 class WorkerPool : public v1::WorkerService::CallbackService {

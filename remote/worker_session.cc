@@ -129,6 +129,14 @@ class Writer {
   std::mutex mutex_;
 };
 
+// How the stream's end reads to the caller, who retries only UNAVAILABLE.
+absl::Status Ended(const grpc::Status& finished, const std::string& what) {
+  if (finished.error_code() == grpc::StatusCode::UNAUTHENTICATED)  // retrying cannot help
+    return absl::UnauthenticatedError(absl::StrCat("the coordinator refused this worker: ", finished.error_message()));
+  if (!finished.ok()) return absl::UnavailableError(absl::StrCat(what, ": ", finished.error_message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options) {
@@ -138,7 +146,11 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   Writer writer(*stream);
   v1::WorkerFrame hello;
   *hello.mutable_hello() = options.hello;
-  if (!writer.Write(hello)) return absl::UnavailableError("coordinator closed the stream before registration");
+  if (!writer.Write(hello)) {
+    const grpc::Status finished = stream->Finish();
+    const std::string what = "the coordinator closed the stream before registration";
+    return finished.ok() ? absl::UnavailableError(what) : Ended(finished, what);
+  }
 
   std::atomic<bool> done = false;
   std::mutex mutex;
@@ -191,9 +203,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   stream->WritesDone();
   const grpc::Status finished = stream->Finish();
   QSHARD_RETURN_IF_ERROR(status);
-  if (!finished.ok())
-    return absl::UnavailableError(absl::StrCat("coordinator stream ended: ", finished.error_message()));
-  return absl::OkStatus();
+  return Ended(finished, "coordinator stream ended");
 }
 
 }  // namespace qshard

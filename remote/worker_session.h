@@ -1,7 +1,8 @@
 // The worker process's side of the Connect stream (`qshard worker`): it registers with the
 // coordinator, then runs each task it receives on a LocalWorker and sends the result back,
-// heartbeating while a task runs. Returns when the coordinator ends the stream (OK) or the
-// connection breaks (UNAVAILABLE); a lost coordinator is the caller's to retry.
+// heartbeating while a task runs. Returns when the coordinator ends the stream (OK), refuses
+// the worker (UNAUTHENTICATED: mutual TLS without a client certificate) or the connection
+// breaks (UNAVAILABLE); a lost coordinator is the caller's to retry.
 #pragma once
 
 #include <memory>

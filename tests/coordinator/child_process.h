@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/core/scoped_temp_dir.h"
 
 extern char** environ;
@@ -72,5 +73,18 @@ class ChildProcess {
   pid_t pid_ = -1;
   bool exited_ = false;
 };
+
+// The address a `qshard coordinator --json` prints once it serves; "" (and a test failure
+// showing its stderr) if it prints none within 30 s.
+inline std::string AwaitListening(const ChildProcess& coordinator) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < end) {
+    const std::string out = coordinator.Stdout();
+    if (out.find('\n') != std::string::npos) return nlohmann::json::parse(out)["listening"];
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "the coordinator did not start: " << coordinator.Stderr();
+  return "";
+}
 
 }  // namespace qshard::testing

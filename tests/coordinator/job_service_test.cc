@@ -17,11 +17,15 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/remote/raw_grpc.h"
 
 namespace qshard {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::BufferBytes;
+using testing::CallRaw;
+using testing::HealthOf;
 using testing::ScopedTempDir;
 
 // A job that reports two layers, writes a file into its output, and then waits until the test
@@ -68,8 +72,9 @@ class JobServiceTest : public ::testing::Test {
     std::filesystem::copy_file("../shared/data/tinystories-656k/config.json", root_.Child("model/config.json"));
   }
 
-  void StartCoordinator(GatedExecutor& executor) {
+  void StartCoordinator(GatedExecutor& executor, const ClientAccessOptions& access = {}) {
     CoordinatorOptions options;
+    options.access = access;
     options.listen = "127.0.0.1:0";
     options.state_dir = state_.path();
     options.allowed_roots = {root_.path()};
@@ -194,28 +199,6 @@ TEST_F(JobServiceTest, SubmitIsIdempotentOnTheRequestId) {
   EXPECT_EQ(Submit(Spec("out", "req-8")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
-// Byte buffers of a raw gRPC call, as strings.
-std::string BufferBytes(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  (void)buffer.Dump(&slices);
-  std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return bytes;
-}
-
-grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, const std::string& request,
-                     std::string* response_bytes = nullptr) {
-  grpc::GenericStub stub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
-  grpc::ClientContext context;
-  grpc::Slice slice(request);
-  grpc::ByteBuffer in(&slice, 1), out;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
-  const grpc::Status status = done.get_future().get();
-  if (status.ok() && response_bytes != nullptr) *response_bytes = BufferBytes(out);
-  return status;
-}
-
 TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
   GatedExecutor& executor = NewExecutor();
   StartCoordinator(executor);
@@ -282,6 +265,21 @@ TEST_F(JobServiceTest, HostileRequestsGetTheirCodesAndLeaveTheRunningJobAlone) {
   executor.Open();
   EXPECT_EQ(WaitFinal(running.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_FALSE(fs::exists(root_.Child("other")));
+}
+
+TEST_F(JobServiceTest, SubmissionsPastTheRateAreResourceExhausted) {
+  GatedExecutor& executor = NewExecutor();
+  ClientAccessOptions limited;
+  limited.submits_per_minute = 2;
+  StartCoordinator(executor, limited);
+  v1::SubmitJobResponse first;
+  ASSERT_TRUE(Submit(Spec("a", "r1"), &first).ok());
+  ASSERT_TRUE(Submit(Spec("b", "r2")).ok());
+  const grpc::Status over = Submit(Spec("c", "r3"));
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << over.error_message();
+  EXPECT_NE(over.error_message().find("--max-submits-per-minute"), std::string::npos);
+  EXPECT_EQ(Get(first.job_id()).job_id(), first.job_id()) << "only submissions are limited";
+  executor.Open();
 }
 
 TEST_F(JobServiceTest, CancelStopsTheJobAndRemovesItsOutput) {
@@ -405,15 +403,7 @@ TEST_F(JobServiceTest, ARestartedCoordinatorRunsTheInterruptedJobAgain) {
 TEST_F(JobServiceTest, ServesHealth) {
   GatedExecutor& executor = NewExecutor();
   StartCoordinator(executor);
-  // grpc.health.v1.HealthCheckRequest{service: "qshard.v1.JobService"}, encoded by hand.
-  const std::string service = "qshard.v1.JobService";
-  std::string request = "\x0a";
-  request += static_cast<char>(service.size());
-  request += service;
-  std::string response;
-  const grpc::Status status = CallRaw(*channel_, "/grpc.health.v1.Health/Check", request, &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response, std::string("\x08\x01"));  // status: SERVING
+  EXPECT_EQ(HealthOf(*channel_, "qshard.v1.JobService"), "SERVING");
 }
 
 TEST_F(JobServiceTest, ServesReflection) {

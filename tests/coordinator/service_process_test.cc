@@ -50,19 +50,10 @@ class ServiceProcessTest : public ::testing::Test {
                                  "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json",
                                  "--workers", std::to_string(workers), "--worker-wait-seconds", "60"},
         dir_.Child(absl::StrCat("coordinator-", ++starts_)));
-    const auto end = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < end) {
-      const std::string out = coordinator_->Stdout();
-      if (out.find('\n') != std::string::npos) {
-        const std::string address = nlohmann::json::parse(out)["listening"];
-        stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-        return address;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << "the coordinator did not start: "
-                  << ReadFileBytes(dir_.Child(absl::StrCat("coordinator-", starts_, ".err")));
-    return "";
+    const std::string address = testing::AwaitListening(*coordinator_);
+    if (!address.empty())
+      stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    return address;
   }
 
   // An OPT-125m-shaped model of `layers` layers under the outputs root; its directory.

@@ -1,5 +1,5 @@
 // qshard coordinator: serves the JobService (coordinator/coordinator_server.h) until SIGINT or
-// SIGTERM; jobs run one at a time in this process and survive restarts through the journal.
+// SIGTERM; jobs run one at a time and survive restarts through the journal.
 #include <signal.h>
 
 #include <ctime>
@@ -10,6 +10,7 @@
 #include "coordinator/coordinator_server.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/security_flags.h"
 
 namespace qshard::cli {
 namespace {
@@ -74,7 +75,16 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
                   "How long a job waits for its workers to register")
       ->capture_default_str();
   app->add_option("--metrics-listen", o.metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
-  app->add_flag("--insecure", o.insecure, "Allow plaintext gRPC on a non-loopback address (logs a warning)");
+  AddSecurityFlags(*app, TlsRole::kServer, o.tls, o.insecure);
+  app->add_option("--token-file", o.access.token_file,
+                  "File of accepted bearer tokens for job clients, one per line (default: no token needed)")
+      ->check(CLI::ExistingFile);
+  app->add_option("--max-submits-per-minute", o.access.submits_per_minute,
+                  "SubmitJob calls one client (token, or address without tokens) may make per minute, in bursts "
+                  "of as many; more get RESOURCE_EXHAUSTED (0: unlimited)")
+      ->capture_default_str();
+  app->add_option("--health-listen", o.health_listen,
+                  "host:port of a plaintext port carrying only grpc.health.v1, for Kubernetes gRPC probes");
   app->add_flag("--json", flags->json, "Print the listening address as one JSON object");
   commands.push_back({app, [flags] { return RunCoordinator(*flags); }});
 }

@@ -15,12 +15,13 @@ struct JobFlagsOfClient {
 };
 
 absl::Status RunJobs(const ClientFlags& flags) {
-  auto stub = ConnectToCoordinator(flags);
+  QSHARD_ASSIGN_OR_RETURN(const JobConnection connection, ConnectToCoordinator(flags));
   v1::ListJobsRequest request;
   while (true) {
     grpc::ClientContext context;
+    connection.Authorize(context);
     v1::ListJobsResponse page;
-    QSHARD_RETURN_IF_ERROR(FromGrpcStatus(stub->ListJobs(&context, request, &page)));
+    QSHARD_RETURN_IF_ERROR(FromGrpcStatus(connection.stub->ListJobs(&context, request, &page)));
     for (const v1::JobStatus& job : page.jobs()) PrintJobStatus(job, flags.json);
     if (page.next_page_token().empty()) return absl::OkStatus();
     request.set_page_token(page.next_page_token());
@@ -28,19 +29,20 @@ absl::Status RunJobs(const ClientFlags& flags) {
 }
 
 absl::Status RunWatch(const JobFlagsOfClient& flags) {
-  auto stub = ConnectToCoordinator(flags.client);
-  QSHARD_ASSIGN_OR_RETURN(const v1::JobStatus final, FollowJob(*stub, flags.job_id, flags.client));
+  QSHARD_ASSIGN_OR_RETURN(const JobConnection connection, ConnectToCoordinator(flags.client));
+  QSHARD_ASSIGN_OR_RETURN(const v1::JobStatus final, FollowJob(connection, flags.job_id, flags.client));
   PrintJobStatus(final, flags.client.json);
   return JobOutcome(final);
 }
 
 absl::Status RunCancel(const JobFlagsOfClient& flags) {
-  auto stub = ConnectToCoordinator(flags.client);
+  QSHARD_ASSIGN_OR_RETURN(const JobConnection connection, ConnectToCoordinator(flags.client));
   grpc::ClientContext context;
+  connection.Authorize(context);
   v1::CancelJobRequest request;
   request.set_job_id(flags.job_id);
   v1::CancelJobResponse response;
-  QSHARD_RETURN_IF_ERROR(FromGrpcStatus(stub->CancelJob(&context, request, &response)));
+  QSHARD_RETURN_IF_ERROR(FromGrpcStatus(connection.stub->CancelJob(&context, request, &response)));
   PrintJobStatus(response.status(), flags.client.json);
   return absl::OkStatus();
 }

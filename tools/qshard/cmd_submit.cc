@@ -54,12 +54,13 @@ absl::Status RunSubmit(const SubmitFlags& flags) {
   v1::SubmitJobRequest request;
   *request.mutable_spec() = JobSpecToProto(spec);
   request.mutable_spec()->set_client_request_id(request_id);
-  auto stub = ConnectToCoordinator(flags.client);
+  QSHARD_ASSIGN_OR_RETURN(const JobConnection connection, ConnectToCoordinator(flags.client));
   grpc::ClientContext context;
+  connection.Authorize(context);
   context.set_wait_for_ready(true);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::SubmitJobResponse response;
-  QSHARD_RETURN_IF_ERROR(WithContext(FromGrpcStatus(stub->SubmitJob(&context, request, &response)),
+  QSHARD_RETURN_IF_ERROR(WithContext(FromGrpcStatus(connection.stub->SubmitJob(&context, request, &response)),
                                      "--coordinator " + flags.client.coordinator));
   std::cerr << "submitted " << response.job_id() << (response.created() ? "" : " (already submitted)")
             << ", request id " << request_id << std::endl;
@@ -71,7 +72,7 @@ absl::Status RunSubmit(const SubmitFlags& flags) {
     }
     return absl::OkStatus();
   }
-  QSHARD_ASSIGN_OR_RETURN(const v1::JobStatus final, FollowJob(*stub, response.job_id(), flags.client));
+  QSHARD_ASSIGN_OR_RETURN(const v1::JobStatus final, FollowJob(connection, response.job_id(), flags.client));
   PrintJobStatus(final, flags.client.json);
   return JobOutcome(final);
 }

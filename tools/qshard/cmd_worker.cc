@@ -10,8 +10,10 @@
 #include "grpcpp/grpcpp.h"
 #include "metrics/metrics_server.h"
 #include "remote/worker_metrics.h"
+#include "remote/health_server.h"
 #include "remote/worker_session.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/security_flags.h"
 
 namespace qshard::cli {
 namespace {
@@ -23,7 +25,13 @@ struct WorkerFlags {
   uint64_t memory_budget = 0;
   int retry_seconds = 30;
   std::string metrics_listen;
+  TlsFiles tls;
+  bool insecure = false;
+  std::string health_listen;
 };
+
+// The health service a worker's readiness probe asks for: SERVING while it holds a session.
+constexpr char kWorkerHealthService[] = "qshard.worker";
 
 absl::Status RunWorker(const WorkerFlags& flags) {
   WorkerSessionOptions options;
@@ -38,14 +46,22 @@ absl::Status RunWorker(const WorkerFlags& flags) {
     QSHARD_ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(flags.metrics_listen, metrics.registry()));
     std::cerr << "worker " << options.hello.name() << ": metrics on " << metrics_server->address() << std::endl;
   }
-  // Plaintext only: the coordinator listens in plaintext on loopback (conventions.md).
-  auto channel = grpc::CreateChannel(flags.coordinator, grpc::InsecureChannelCredentials());
+  const auto log = [](const std::string& line) { std::cerr << line << std::endl; };
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                          MakeChannelCredentials(flags.coordinator, flags.tls, flags.insecure, log));
+  std::unique_ptr<HealthServer> health;
+  if (!flags.health_listen.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(health, HealthServer::Start(flags.health_listen));
+  }
+  auto channel = grpc::CreateChannel(flags.coordinator, credentials);
   auto last_session = std::chrono::steady_clock::now();
   for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 2000)) {
     if (channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::milliseconds(backoff_ms))) {
       std::cerr << "worker " << options.hello.name() << ": connected to " << flags.coordinator << std::endl;
+      if (health) health->SetServing(kWorkerHealthService, true);
       const absl::Status status = RunWorkerSession(channel, options);
-      if (status.ok()) return status;
+      if (health) health->SetServing(kWorkerHealthService, false);
+      if (status.ok() || status.code() == absl::StatusCode::kUnauthenticated) return status;
       std::cerr << "worker " << options.hello.name() << ": " << status.message() << std::endl;
       metrics.Reconnected();
       last_session = std::chrono::steady_clock::now();
@@ -69,6 +85,10 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--retry-seconds", flags->retry_seconds, "Give up after this long without a coordinator")
       ->capture_default_str();
   app->add_option("--metrics-listen", flags->metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
+  AddSecurityFlags(*app, TlsRole::kClient, flags->tls, flags->insecure);
+  app->add_option("--health-listen", flags->health_listen,
+                  "host:port of a plaintext port carrying only grpc.health.v1 (service qshard.worker: SERVING "
+                  "while connected), for Kubernetes gRPC probes");
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 

@@ -6,12 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "coordinator/client_access.h"
 #include "coordinator/grpc_status.h"
 #include "coordinator/job_state.h"
 #include "core/status.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/security_flags.h"
 
 namespace qshard::cli {
 namespace {
@@ -37,10 +39,27 @@ bool Retryable(const grpc::Status& status) {
 void AddClientFlags(CLI::App& app, ClientFlags& flags) {
   app.add_option("--coordinator", flags.coordinator, "The coordinator's address, host:port")->required();
   app.add_flag("--json", flags.json, "Print results as JSON objects, one per line");
+  AddSecurityFlags(app, TlsRole::kClient, flags.tls, flags.insecure);
+  app.add_option("--token-file", flags.token_file,
+                 "File whose first token (one per line, '#' comments) is sent as the bearer token")
+      ->check(CLI::ExistingFile);
 }
 
-std::unique_ptr<v1::JobService::Stub> ConnectToCoordinator(const ClientFlags& flags) {
-  return v1::JobService::NewStub(grpc::CreateChannel(flags.coordinator, grpc::InsecureChannelCredentials()));
+void JobConnection::Authorize(grpc::ClientContext& context) const {
+  if (!token.empty()) context.AddMetadata(kAuthorizationKey, kBearerPrefix + token);
+}
+
+absl::StatusOr<JobConnection> ConnectToCoordinator(const ClientFlags& flags) {
+  const auto log = [](const std::string& line) { std::cerr << line << std::endl; };
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                          MakeChannelCredentials(flags.coordinator, flags.tls, flags.insecure, log));
+  JobConnection connection;
+  connection.stub = v1::JobService::NewStub(grpc::CreateChannel(flags.coordinator, credentials));
+  if (!flags.token_file.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(std::vector<std::string> tokens, ReadTokenFile(flags.token_file, "--token-file"));
+    connection.token = tokens.front();
+  }
+  return connection;
 }
 
 nlohmann::json JobStatusJson(const v1::JobStatus& s) {
@@ -64,7 +83,7 @@ void PrintJobStatus(const v1::JobStatus& status, bool json) {
   }
 }
 
-absl::StatusOr<v1::JobStatus> FollowJob(v1::JobService::Stub& stub, const std::string& job_id,
+absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const std::string& job_id,
                                         const ClientFlags& flags) {
   const auto patience =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.reconnect_seconds));
@@ -76,8 +95,9 @@ absl::StatusOr<v1::JobStatus> FollowJob(v1::JobService::Stub& stub, const std::s
     grpc::ClientContext probe;
     probe.set_wait_for_ready(true);
     probe.set_deadline(give_up);
+    connection.Authorize(probe);
     v1::JobStatus status;
-    const grpc::Status reached = stub.GetJob(&probe, request, &status);
+    const grpc::Status reached = connection.stub->GetJob(&probe, request, &status);
     if (!reached.ok()) {
       if (Retryable(reached) && Clock::now() < give_up) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -87,7 +107,8 @@ absl::StatusOr<v1::JobStatus> FollowJob(v1::JobService::Stub& stub, const std::s
     }
     if (IsTerminal(status.state())) return status;
     grpc::ClientContext context;
-    auto reader = stub.WatchJob(&context, request);
+    connection.Authorize(context);
+    auto reader = connection.stub->WatchJob(&context, request);
     bool final = false;
     while (reader->Read(&status)) {  // the server ends the stream after a final state
       std::cerr << StatusLine(status) << std::endl;

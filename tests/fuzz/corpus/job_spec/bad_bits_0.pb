@@ -1,0 +1,4 @@
+/srv/models/m
+/srv/out/o"
+gptq*
+/srv/data/c.txt (@@

@@ -1,0 +1,4 @@
+/srv/models/m
+/srv/out/o"
+gptqùÿÿÿÿÿÿÿÿ*
+/srv/data/c.txt (@@

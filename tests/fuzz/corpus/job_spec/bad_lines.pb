@@ -1,0 +1,5 @@
+/srv/models/m
+/srv/out/o"
+
+gptq *
+/srv/data/c.txt	 (@@

@@ -1,0 +1,4 @@
+/srv/models/m
+/srv/out/o"
+nope*
+/srv/data/c.txt (@@

@@ -1,0 +1,4 @@
+/srv/models/m
+/srv/out/o"
+zfold@P*
+/srv/data/c.txt (@@
