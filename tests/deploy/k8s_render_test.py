@@ -22,11 +22,6 @@ except ImportError:
 
 QSHARD = None
 
-# Flags the manifests pass that another branch adds to `qshard` (ops-metrics: --metrics-listen).
-# A pending flag the binary accepts fails the test, so this list empties itself once merged.
-PENDING_FLAGS = {"--metrics-listen"}
-
-
 def render(overlay):
     out = subprocess.run(["kubectl", "kustomize", overlay], check=True, capture_output=True, text=True).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
@@ -146,7 +141,6 @@ class OverlayChecks:
 
     def test_flags_are_flags_the_binary_accepts(self):
         keys = set(self.config()["data"])
-        pending_used = set()
         for w in self.workloads():
             for c in w["spec"]["template"]["spec"]["containers"]:
                 command, *flags = c["args"]
@@ -155,13 +149,7 @@ class OverlayChecks:
                     name = flag.split("=", 1)[0]
                     for var in re.findall(r"\$\((\w+)\)", flag):
                         self.assertIn(var, env, f"{command} {flag}: $({var}) is not set")
-                    if name in PENDING_FLAGS:
-                        pending_used.add((command, name))
-                        continue
                     self.assertIn(name, accepted_flags(command), f"qshard {command} has no {name}")
-        for command, name in pending_used:
-            self.assertNotIn(name, accepted_flags(command),
-                             f"qshard {command} now accepts {name}: drop it from PENDING_FLAGS")
 
     def test_flag_paths_are_mounted(self):
         for w in self.workloads():
