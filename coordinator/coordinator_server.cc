@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   }
   c->address_ = BoundAddress(options.listen, port);
   if (!options.health_listen.empty()) {
-    QSHARD_ASSIGN_OR_RETURN(c->health_, HealthServer::Start(options.health_listen));
+    QSHARD_ASSIGN_OR_RETURN(c->health_, HealthServer::Start(options.health_listen, options.insecure, options.log));
     c->health_->SetServing(v1::JobService::service_full_name(), true);
   }
   return c;

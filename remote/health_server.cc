@@ -7,11 +7,14 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "core/status.h"
 #include "remote/transport_security.h"
 
 namespace qshard {
 
-absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::string& listen) {
+absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::string& listen, bool insecure,
+                                                                   const std::function<void(const std::string&)>& log) {
+  QSHARD_RETURN_IF_ERROR(CheckPlaintextAllowed(listen, "--health-listen", insecure, log));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(4096);  // a health request is a service name

@@ -1,9 +1,10 @@
-// A plaintext gRPC server that carries only grpc.health.v1 (`--health-listen`), for
-// Kubernetes' native gRPC probes, which speak neither TLS nor tokens. It tells whether named
-// services are serving and nothing else, so unlike the job and worker ports it may listen
-// beyond loopback without --insecure (docs/operations.md, "Security").
+// A plaintext gRPC server that carries only grpc.health.v1 (`--health-listen`), for probes
+// that speak neither TLS nor tokens: `qshard health` run inside the container (Kubernetes exec
+// probes, docs/operations.md). Like every plaintext listener it stays on loopback unless
+// --insecure (conventions.md, "Servers and security").
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,7 +16,8 @@ namespace qshard {
 
 class HealthServer {
  public:
-  static absl::StatusOr<std::unique_ptr<HealthServer>> Start(const std::string& listen);
+  static absl::StatusOr<std::unique_ptr<HealthServer>> Start(const std::string& listen, bool insecure,
+                                                             const std::function<void(const std::string&)>& log);
   ~HealthServer();
 
   // The overall status ("") is SERVING from the start; a named service is NOT_FOUND (a failed

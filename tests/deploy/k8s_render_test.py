@@ -85,11 +85,20 @@ class OverlayChecks:
                 for section in ("requests", "limits"):
                     for resource in ("cpu", "memory"):
                         self.assertIn(resource, c["resources"][section], f"{where}: {section}.{resource}")
-                health = {p["containerPort"] for p in c["ports"] if p["name"] == "health"}
+                # Probes run `qshard health` in the pod on the health port, which stays on loopback
+                # (plaintext: conventions.md), so nothing outside the pod reaches it.
+                listen = [a for a in c["args"] if a.startswith("--health-listen=")]
+                self.assertEqual(len(listen), 1, where)
+                address = listen[0].split("=", 1)[1]
+                self.assertTrue(address.startswith("127.0.0.1:"), f"{where}: health port {address} off loopback")
+                self.assertNotIn("health", {p["name"] for p in c["ports"]}, f"{where}: the health port is exposed")
                 for probe in ("livenessProbe", "readinessProbe"):
                     self.assertIn(probe, c, where)
-                    self.assertIn(c[probe]["grpc"]["port"], health, f"{where}: {probe} not on the health port")
-                self.assertIn(f"--health-listen=0.0.0.0:{health.pop()}", c["args"], where)
+                    command = c[probe]["exec"]["command"]
+                    self.assertEqual(command[1:4], ["health", "--address", address], f"{where}: {probe}")
+                    self.assertTrue(command[0].endswith("/qshard"), f"{where}: {probe} runs {command[0]}")
+                    for flag in (a for a in command[2:] if a.startswith("--")):
+                        self.assertIn(flag, accepted_flags("health"), f"{where}: {probe}: qshard health has no {flag}")
                 self.assertFalse(c["securityContext"]["allowPrivilegeEscalation"], where)
                 self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"], where)
 

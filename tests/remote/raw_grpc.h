@@ -1,5 +1,5 @@
 // Raw gRPC calls for tests: a unary call of any method with hand-encoded bytes (unknown
-// methods, services the tree has no generated stub for), and grpc.health.v1 Check on top.
+// methods, services the tree has no generated stub for), and grpc.health.v1 Check (remote/health_check.h).
 #pragma once
 
 #include <chrono>
@@ -12,6 +12,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "remote/health_check.h"
 
 namespace qshard::testing {
 
@@ -38,17 +39,11 @@ inline grpc::Status CallRaw(grpc::Channel& channel, const std::string& method, c
   return status;
 }
 
-// grpc.health.v1 Check of `service` (a HealthCheckRequest encoded by hand): "SERVING",
-// "NOT_SERVING", or the failed call's code number ("5" is NOT_FOUND: a service never set).
+// grpc.health.v1 Check of `service`: "SERVING", "NOT_SERVING", or the failed call's code
+// number ("5" is NOT_FOUND: a service never set).
 inline std::string HealthOf(grpc::Channel& channel, const std::string& service) {
-  std::string request;
-  if (!service.empty()) request = std::string("\x0a") + static_cast<char>(service.size()) + service;
-  std::string response;
-  const grpc::Status status = CallRaw(channel, "/grpc.health.v1.Health/Check", request, &response);
-  if (!status.ok()) return std::to_string(status.error_code());
-  if (response == std::string("\x08\x01")) return "SERVING";
-  if (response == std::string("\x08\x02")) return "NOT_SERVING";
-  return "unexpected response";
+  const absl::StatusOr<std::string> health = CheckHealth(channel, service, std::chrono::seconds(10));
+  return health.ok() ? *health : std::to_string(static_cast<int>(health.status().code()));
 }
 
 }  // namespace qshard::testing

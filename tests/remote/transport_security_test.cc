@@ -136,8 +136,19 @@ TEST_F(MutualTlsTest, OnlyWorkersWithACertificateFromTheCaRegister) {
   server_.reset();
 }
 
+TEST(HealthServerTest, PlaintextOffLoopbackNeedsInsecure) {
+  std::vector<std::string> log;
+  const auto keep = [&](const std::string& line) { log.push_back(line); };
+  auto refused = HealthServer::Start("0.0.0.0:0", /*insecure=*/false, keep);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_NE(refused.status().message().find("--health-listen"), std::string::npos) << refused.status();
+  auto allowed = HealthServer::Start("0.0.0.0:0", /*insecure=*/true, keep);
+  EXPECT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_EQ(log.size(), 1u);  // the warning
+}
+
 TEST(HealthServerTest, AnswersProbesOnPlaintext) {
-  auto health = HealthServer::Start("127.0.0.1:0");
+  auto health = HealthServer::Start("127.0.0.1:0", /*insecure=*/false, [](const std::string&) {});
   ASSERT_TRUE(health.ok()) << health.status();
   auto channel = grpc::CreateChannel((*health)->address(), grpc::InsecureChannelCredentials());
   EXPECT_EQ(testing::HealthOf(*channel, ""), "SERVING");

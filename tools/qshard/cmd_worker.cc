@@ -51,7 +51,7 @@ absl::Status RunWorker(const WorkerFlags& flags) {
                           MakeChannelCredentials(flags.coordinator, flags.tls, flags.insecure, log));
   std::unique_ptr<HealthServer> health;
   if (!flags.health_listen.empty()) {
-    QSHARD_ASSIGN_OR_RETURN(health, HealthServer::Start(flags.health_listen));
+    QSHARD_ASSIGN_OR_RETURN(health, HealthServer::Start(flags.health_listen, flags.insecure, log));
   }
   auto channel = grpc::CreateChannel(flags.coordinator, credentials);
   auto last_session = std::chrono::steady_clock::now();

@@ -25,6 +25,7 @@ void RegisterGenerate(CLI::App& root, CommandList& commands);
 void RegisterMakeSynthetic(CLI::App& root, CommandList& commands);
 void RegisterQuantize(CLI::App& root, CommandList& commands);
 void RegisterPlan(CLI::App& root, CommandList& commands);
+void RegisterHealth(CLI::App& root, CommandList& commands);
 void RegisterBench(CLI::App& root, CommandList& commands);
 void RegisterWorker(CLI::App& root, CommandList& commands);
 void RegisterCoordinator(CLI::App& root, CommandList& commands);

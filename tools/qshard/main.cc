@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   RegisterMakeSynthetic(app, commands);
   RegisterQuantize(app, commands);
   RegisterPlan(app, commands);
+  RegisterHealth(app, commands);
   RegisterBench(app, commands);
   RegisterWorker(app, commands);
   RegisterCoordinator(app, commands);
