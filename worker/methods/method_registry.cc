@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "worker/methods/aespa_method.h"
+#include "worker/methods/flattenquant_method.h"
 #include "worker/methods/per_linear_method.h"
 #include "worker/methods/zfold_method.h"
 
@@ -18,6 +19,12 @@ constexpr MethodRegistration kMethods[] = {
      .reads_zfold_options = true,
      .reads_adaround_options = true,
      .make = MakeAespaMethod},
+    {.name = "flattenquant",
+     .needs = {.input_stats = true},
+     .reads_flatten_options = true,
+     .independent_linears = true,
+     .flattens_inputs = true,
+     .make = MakeFlattenQuantMethod},
 };
 
 }  // namespace
