@@ -26,13 +26,23 @@ using nlohmann::json;
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-json ReportRow(int layer, const LinearReport& r) {
-  return {{"layer", layer},
-          {"name", r.name},
-          {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
-          {"seconds", r.seconds},
-          {"damp_used", r.damp_used},
-          {"damp_retries", r.damp_retries}};
+json ReportRow(int layer, const LinearReport& r, const std::map<std::string, QuantizedWeight>& linears) {
+  json row = {{"layer", layer},
+              {"name", r.name},
+              {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
+              {"seconds", r.seconds},
+              {"damp_used", r.damp_used},
+              {"damp_retries", r.damp_retries}};
+  const auto it = linears.find(r.name);
+  if (it == linears.end()) return row;
+  const QuantizedWeight& q = it->second;
+  row["weight_bits"] = q.bits;
+  // FlattenQuant's linears: their activation bits and the input channels the split added.
+  if (q.act_bits != 0) {
+    row["act_bits"] = q.act_bits;
+    row["added_inputs"] = q.cols - q.layer_cols();
+  }
+  return row;
 }
 
 // Errors are null in the report where they were not measured (no calibration data).
@@ -100,8 +110,12 @@ class Job {
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
                                   shards_, workers_.size()));
 
-    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
-                                                                      ExportSpecOf(spec_), skipped_));
+    std::unique_ptr<GptqCheckpointWriter> writer;
+    if (!method->flattens_inputs) {
+      QSHARD_ASSIGN_OR_RETURN(writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
+                                                                   ExportSpecOf(spec_), skipped_));
+    }
+    std::vector<std::pair<DecoderLayerWeights, QuantizedLayer>> kept;  // flattens_inputs: written at the end
     json modules = json::array();
     double seconds_solve = 0.0;
     const int layers = model.config().num_layers;
@@ -111,10 +125,10 @@ class Job {
       DecoderLayerWeights weights;
       QSHARD_RETURN_IF_ERROR(WithContext(QuantizeLayerSurvivingLosses(layer, weights, quantized),
                                          absl::StrCat("layer ", layer)));
-      QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
+      if (writer) QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
       for (const LinearReport& r : quantized.reports) {
         seconds_solve += r.seconds;
-        modules.push_back(ReportRow(layer, r));
+        modules.push_back(ReportRow(layer, r, quantized.linears));
         events_.log(absl::StrFormat(
             "layer %d/%d %-20s rel.error %s  %.2f s%s", layer + 1, layers, r.name,
             std::isnan(r.relative_error) ? "n/a" : absl::StrFormat("%.3e", r.relative_error), r.seconds,
@@ -122,6 +136,14 @@ class Job {
       }
       events_.log(absl::StrFormat("layer %d/%d done in %.2f s", layer + 1, layers, SecondsSince(layer_start)));
       events_.layer_done({layer, layers, SecondsSince(layer_start), SecondsSince(start)});
+      if (!writer) {
+        // The float weights of quantized linears are not exported: keep only codes, biases, norms.
+        for (const auto& [name, q] : quantized.linears) weights.linears.at(name).weight = Tensor();
+        kept.emplace_back(std::move(weights), std::move(quantized));
+      }
+    }
+    if (!writer) {
+      QSHARD_ASSIGN_OR_RETURN(writer, WriteKeptLayers(kept));
     }
     json report = JobSpecJson(spec_, seqlen);
     report["modules"] = modules;
@@ -136,6 +158,20 @@ class Job {
   }
 
  private:
+  // The checkpoint of layers kept until every linear's exported width was known.
+  absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> WriteKeptLayers(
+      const std::vector<std::pair<DecoderLayerWeights, QuantizedLayer>>& kept) {
+    GptqExportSpec exported = ExportSpecOf(spec_);
+    for (size_t layer = 0; layer < kept.size(); ++layer)
+      for (const auto& [name, q] : kept[layer].second.linears)
+        exported.flattened[source_->tensor_names().Layer(static_cast<int>(layer)) + name] = {q.bits, q.act_bits, q.cols};
+    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, *source_,
+                                                                      exported, skipped_));
+    for (size_t layer = 0; layer < kept.size(); ++layer)
+      QSHARD_RETURN_IF_ERROR(writer->WriteLayer(static_cast<int>(layer), kept[layer].first, kept[layer].second.linears));
+    return writer;
+  }
+
   // QuantizeLayer, redone after moving the shards of workers lost on the way to the
   // survivors; gives up when no worker is left.
   absl::Status QuantizeLayerSurvivingLosses(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
