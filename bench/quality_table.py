@@ -38,6 +38,9 @@ METHODS = [  # (label, method, extra flags)
     # rule at --bits 4; per channel only.
     ("flattenquant off", "flattenquant", ["--flatten-threshold", "off"]),
     ("flattenquant auto", "flattenquant", ["--flatten-threshold", "auto"]),
+    # A stricter INT4 rule (--bits 4 only): fewer linears at W4A4.
+    ("flattenquant off e4<=0.015", "flattenquant", ["--flatten-threshold", "off", "--int4-max-error", "0.015"]),
+    ("flattenquant auto e4<=0.015", "flattenquant", ["--flatten-threshold", "auto", "--int4-max-error", "0.015"]),
 ]
 
 
@@ -48,6 +51,8 @@ def configs(args):
         if "act-order" in label and bits not in (3, 4):
             continue
         if method == "flattenquant" and (bits not in (4, 8) or group != -1):
+            continue
+        if "--int4-max-error" in extra and bits != 4:
             continue
         # RTN has no calibration, and weight-only W8 is lossless enough that seeds do not move it
         # (FlattenQuant's W8A8 is not: its activations are quantized too).

@@ -127,7 +127,10 @@ nlohmann::json JobSpecJson(const JobSpec& spec, int64_t seqlen) {
   const MethodRegistration& method = *FindMethod(spec.method.method).value();
   if (method.reads_zfold_options) settings["zfold_max_iters"] = spec.method.zfold_max_iters;
   if (method.reads_adaround_options) settings["aespa_adaround_iters"] = spec.method.aespa_adaround_iters;
-  if (method.reads_flatten_options) settings["flatten_threshold"] = spec.method.flatten_threshold;
+  if (method.reads_flatten_options) {
+    settings["flatten_threshold"] = spec.method.flatten_threshold;
+    settings["int4_max_error"] = spec.method.flatten_int4_max_error;
+  }
   if (method.needs.input_stats) {
     const CalibrationSpec& c = spec.calibration;
     settings["calibration"] = {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -24,9 +25,10 @@ struct Solved {
 
 class FlattenQuantMethod : public LayerMethod {
  public:
-  FlattenQuantMethod(FlattenThreshold threshold, int bits, std::unique_ptr<Solver> int4,
+  FlattenQuantMethod(FlattenThreshold threshold, int bits, double int4_max_error, std::unique_ptr<Solver> int4,
                      std::unique_ptr<Solver> int8)
-      : threshold_(threshold), bits_(bits), int4_(std::move(int4)), int8_(std::move(int8)) {}
+      : threshold_(threshold), bits_(bits), int4_max_error_(int4_max_error), int4_(std::move(int4)),
+        int8_(std::move(int8)) {}
 
   absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
     if (group.input_stats == nullptr)
@@ -51,9 +53,9 @@ class FlattenQuantMethod : public LayerMethod {
       const Tensor weight = FlattenWeight(target->second.weight, channels);
       const auto start = std::chrono::steady_clock::now();
       // --bits 4: INT4 where the estimate allows it, else INT8 (flattenquant_method.h).
-      QSHARD_ASSIGN_OR_RETURN(Solved solved, Solve(full_name, weight, flat, range, bits_ == 4 ? 4 : 8));
-      if (bits_ == 4 && solved.weight_error + solved.act_error > kInt4MaxError) {
-        QSHARD_ASSIGN_OR_RETURN(solved, Solve(full_name, weight, flat, range, 8));
+      QSHARD_ASSIGN_OR_RETURN(Solved solved, Solve(full_name, weight, flat, channels, range, bits_ == 4 ? 4 : 8));
+      if (bits_ == 4 && solved.weight_error + solved.act_error > int4_max_error_) {
+        QSHARD_ASSIGN_OR_RETURN(solved, Solve(full_name, weight, flat, channels, range, 8));
       }
       LinearReport report;
       report.name = linear;
@@ -72,8 +74,8 @@ class FlattenQuantMethod : public LayerMethod {
   }
 
  private:
-  absl::StatusOr<Solved> Solve(const std::string& name, const Tensor& weight, const HessianSum& flat, float range,
-                               int bits) const {
+  absl::StatusOr<Solved> Solve(const std::string& name, const Tensor& weight, const HessianSum& flat,
+                               const std::vector<int32_t>& channels, float range, int bits) const {
     LayerProblem problem;
     problem.name = name;
     problem.weight = &weight;
@@ -83,25 +85,35 @@ class FlattenQuantMethod : public LayerMethod {
     solved.weight_error = RelativeOutputError(weight, solved.linear.dequantized, flat);
     // An input that is 0 on every calibration token gets step 1: any step quantizes it exactly.
     solved.act_step = range > 0.0f ? range / static_cast<double>(kernels::ActivationMaxCode(bits)) : 1.0;
-    solved.act_error = ActivationNoiseError(weight, solved.linear.dequantized, flat, solved.act_step);
+    solved.act_error = ActivationNoiseError(weight, solved.linear.dequantized, flat, channels, solved.act_step);
     return solved;
   }
 
   FlattenThreshold threshold_;
   int bits_;
+  double int4_max_error_;
   std::unique_ptr<Solver> int4_, int8_;
 };
 
 }  // namespace
 
 double ActivationNoiseError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats,
-                            double act_step) {
+                            const std::vector<int32_t>& input_channel, double act_step) {
   const HessianSum* hessians[] = {&stats};
   // ProxyError against a zero weight: tr(W H Wᵀ) with H = 2·S/tokens, so E‖W x‖² is half of it.
   const double signal = 0.5 * ProxyError(weight, Tensor(weight.shape()), hessians);
   if (!(signal > 0.0)) return 0.0;
   double norm = 0.0;
-  for (int64_t i = 0; i < dequantized.size(); ++i) norm += static_cast<double>(dequantized[i]) * dequantized[i];
+  for (int64_t o = 0; o < dequantized.rows(); ++o) {
+    double column = 0.0;  // Σ of the current input's copies in row o
+    for (int64_t j = 0; j < dequantized.cols(); ++j) {
+      column += dequantized.at(o, j);
+      const bool last = input_channel.empty() || j + 1 == dequantized.cols() || input_channel[j + 1] != input_channel[j];
+      if (!last) continue;
+      norm += column * column;
+      column = 0.0;
+    }
+  }
   return act_step * act_step / 12.0 * norm / signal;
 }
 
@@ -115,13 +127,16 @@ absl::StatusOr<std::unique_ptr<LayerMethod>> MakeFlattenQuantMethod(const Method
   if (options.spec.group_size != -1)
     return absl::InvalidArgumentError(absl::StrCat(
         "--group-size: flattenquant's weights have one grid per output channel (-1), not ", options.spec.group_size));
+  if (!(options.flatten_int4_max_error > 0.0) || !std::isfinite(options.flatten_int4_max_error))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--int4-max-error: ", options.flatten_int4_max_error, " is not a positive number"));
   QuantSpec int4 = options.spec, int8 = options.spec;
   int4.bits = 4;
   int8.bits = 8;
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> int4_solver, MakeSolver("gptq", int4));
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> int8_solver, MakeSolver("gptq", int8));
   return std::unique_ptr<LayerMethod>(
-      new FlattenQuantMethod(*threshold, options.spec.bits, std::move(int4_solver), std::move(int8_solver)));
+      new FlattenQuantMethod(*threshold, options.spec.bits, options.flatten_int4_max_error, std::move(int4_solver), std::move(int8_solver)));
 }
 
 }  // namespace qshard

@@ -50,6 +50,9 @@ struct MethodOptions {
   int aespa_adaround_iters = 2000;  // 0: aespa without AdaRound
   double aespa_learning_rate = 0.015;
   std::string flatten_threshold = "auto";  // FlattenQuant: off | auto | a positive number
+  // FlattenQuant --bits 4: a linear runs W4A4 when its estimated relative output error at 4 bits
+  // is at most this, else W8A8 (docs/flattenquant.md; the default is measured there).
+  double flatten_int4_max_error = 0.05;
 };
 
 // A tensor of the layer outside the group's own linears, replaced whole. Rewrites are exact by
