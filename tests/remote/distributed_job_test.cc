@@ -23,6 +23,10 @@ JobSpec SmallJob(const std::string& method, const std::string& out) {
   spec.method.aespa_adaround_iters = 20;
   spec.execution.threads = 1;
   spec.execution.batch_windows = 2;
+  if (method == "flattenquant") {  // W4A4/W8A8 per tensor, per-channel grids only
+    spec.method.spec.bits = 4;
+    spec.method.spec.group_size = -1;
+  }
   return spec;
 }
 
@@ -76,6 +80,9 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers) {
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }
 TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("zfold", 2); }
 TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
+// The channel maxima reduce across shards and workers like the sums; the split and the
+// checkpoint written at the end come out the same.
+TEST(DistributedJobTest, FlattenQuantOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("flattenquant", 3); }
 
 TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
   Cluster cluster(1);
