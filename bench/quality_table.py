@@ -34,6 +34,13 @@ METHODS = [  # (label, method, extra flags)
     ("zfold", "zfold", []),
     ("aespa (no AdaRound)", "aespa", ["--aespa-adaround-iters", "0"]),
     ("aespa", "aespa", []),
+    # Weights and activations per tensor (docs/flattenquant.md); W8A8 at --bits 8, the INT4/INT8
+    # rule at --bits 4; per channel only.
+    ("flattenquant off", "flattenquant", ["--flatten-threshold", "off"]),
+    ("flattenquant auto", "flattenquant", ["--flatten-threshold", "auto"]),
+    # A stricter INT4 rule (--bits 4 only): fewer linears at W4A4.
+    ("flattenquant off e4<=0.015", "flattenquant", ["--flatten-threshold", "off", "--int4-max-error", "0.015"]),
+    ("flattenquant auto e4<=0.015", "flattenquant", ["--flatten-threshold", "auto", "--int4-max-error", "0.015"]),
 ]
 
 
@@ -43,8 +50,13 @@ def configs(args):
             continue
         if "act-order" in label and bits not in (3, 4):
             continue
-        # RTN has no calibration, and W8 is lossless enough that seeds do not move it.
-        seeds = [0] if method == "rtn" or bits == 8 else args.seeds
+        if method == "flattenquant" and (bits not in (4, 8) or group != -1):
+            continue
+        if "--int4-max-error" in extra and bits != 4:
+            continue
+        # RTN has no calibration, and weight-only W8 is lossless enough that seeds do not move it
+        # (FlattenQuant's W8A8 is not: its activations are quantized too).
+        seeds = [0] if method == "rtn" or (bits == 8 and method != "flattenquant") else args.seeds
         for seed in seeds:
             yield {"label": label, "method": method, "extra": extra, "bits": bits, "group_size": group, "seed": seed}
 
@@ -74,6 +86,31 @@ def evaluate(args, model, text):
     return json.loads(run(cmd))
 
 
+def flattening(qdir):
+    """FlattenQuant's shape of a checkpoint: input channels added by the split (per linear name
+    and in all) and the fraction of the linears' multiply-adds at 4 bits."""
+    with open(os.path.join(qdir, "quant_report.json")) as f:
+        modules = json.load(f)["modules"]
+    with open(os.path.join(qdir, "config.json")) as f:
+        shapes = json.load(f)["quantization_config"]["modules"]
+    added, macs, macs4 = {}, 0, 0
+    for m in modules:
+        added[m["name"]] = added.get(m["name"], 0) + m["added_inputs"]
+    for m in modules:
+        name = f"model.layers.{m['layer']}.{m['name']}"
+        width = shapes[name]["in_features"]
+        out = OUT_FEATURES[m["name"]]
+        macs += width * out
+        macs4 += width * out if m["act_bits"] == 4 else 0
+    return {"added_inputs": added, "added_inputs_total": sum(added.values()), "int4_mac_fraction": macs4 / macs}
+
+
+# TinyStories-656K's linears' output widths (hidden 128, 8 heads of 16, 4 KV heads, FFN 384): the
+# checkpoint records only the flattened input widths.
+OUT_FEATURES = {"self_attn.q_proj": 128, "self_attn.k_proj": 64, "self_attn.v_proj": 64, "self_attn.o_proj": 128,
+                "mlp.gate_proj": 384, "mlp.up_proj": 384, "mlp.down_proj": 128}
+
+
 def measure(args):
     done = set()
     if os.path.exists(args.out):
@@ -101,6 +138,8 @@ def measure(args):
             for text in texts:
                 r = evaluate(args, qdir, text)
                 row = {k: c[k] for k in ("label", "bits", "group_size", "seed")}
+                if c["method"] == "flattenquant":
+                    row.update(flattening(qdir))
                 out.write(json.dumps({**row, "text": text, **without_text(r), "quantize_seconds": seconds}) + "\n")
                 out.flush()
             print(f"{c['label']} W{c['bits']} g{c['group_size']} seed {c['seed']}: {seconds:.1f} s", file=sys.stderr)
@@ -144,7 +183,7 @@ def main():
     p.add_argument("--bits", type=int, nargs="+", default=[8, 4, 3, 2])
     p.add_argument("--group-sizes", type=int, nargs="+", default=[-1, 32])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", help="only these methods (rtn, gptq, zfold, aespa)")
+    p.add_argument("--methods", nargs="+", help="only these methods (rtn, gptq, zfold, aespa, flattenquant)")
     p.add_argument("--nsamples", type=int, default=128)
     p.add_argument("--max-windows", type=int, default=64)
     args = p.parse_args()

@@ -28,13 +28,23 @@ using nlohmann::json;
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-json ReportRow(int layer, const LinearReport& r) {
-  return {{"layer", layer},
-          {"name", r.name},
-          {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
-          {"seconds", r.seconds},
-          {"damp_used", r.damp_used},
-          {"damp_retries", r.damp_retries}};
+json ReportRow(int layer, const LinearReport& r, const std::map<std::string, QuantizedWeight>& linears) {
+  json row = {{"layer", layer},
+              {"name", r.name},
+              {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
+              {"seconds", r.seconds},
+              {"damp_used", r.damp_used},
+              {"damp_retries", r.damp_retries}};
+  const auto it = linears.find(r.name);
+  if (it == linears.end()) return row;
+  const QuantizedWeight& q = it->second;
+  row["weight_bits"] = q.bits;
+  // FlattenQuant's linears: their activation bits and the input channels the split added.
+  if (q.act_bits != 0) {
+    row["act_bits"] = q.act_bits;
+    row["added_inputs"] = q.cols - q.layer_cols();
+  }
+  return row;
 }
 
 // Errors are null in the report where they were not measured (no calibration data).
@@ -118,8 +128,12 @@ class Job {
     if (method->group_size_of != nullptr) {
       QSHARD_ASSIGN_OR_RETURN(exported.module_group_sizes, PlanGroupSizes(*method));
     }
-    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
-                                                                      exported, skipped_));
+    std::unique_ptr<GptqCheckpointWriter> writer;
+    if (!method->flattens_inputs) {
+      QSHARD_ASSIGN_OR_RETURN(writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, model,
+                                                                   exported, skipped_));
+    }
+    std::vector<std::pair<DecoderLayerWeights, QuantizedLayer>> unwritten;  // flattens_inputs: written at the end
     json modules = json::array();
     double seconds_solve = 0.0;
     const int layers = model.config().num_layers;
@@ -138,10 +152,10 @@ class Job {
         if (kept_ != nullptr) QSHARD_RETURN_IF_ERROR(kept_->Save(layer, solutions));
         finished_ = layer + 1;
       }
-      QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
+      if (writer) QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
       for (const LinearReport& r : quantized.reports) {
         seconds_solve += r.seconds;
-        modules.push_back(ReportRow(layer, r));
+        modules.push_back(ReportRow(layer, r, quantized.linears));
         if (was_restored) continue;
         observer().LinearSolved(spec_.method.method, r);
         events_.log(absl::StrFormat(
@@ -154,6 +168,14 @@ class Job {
                                   was_restored ? "restored from its kept solutions" : "done",
                                   SecondsSince(layer_start)));
       events_.layer_done({layer, layers, SecondsSince(layer_start), SecondsSince(start)});
+      if (!writer) {
+        // The float weights of quantized linears are not exported: keep only codes, biases, norms.
+        for (const auto& [name, q] : quantized.linears) weights.linears.at(name).weight = Tensor();
+        unwritten.emplace_back(std::move(weights), std::move(quantized));
+      }
+    }
+    if (!writer) {
+      QSHARD_ASSIGN_OR_RETURN(writer, WriteHeldLayers(unwritten));
     }
     json report = JobSpecJson(spec_, seqlen);
     report["plan"] = plan.ToJson();
@@ -211,6 +233,20 @@ class Job {
     for (GroupSolution& solution : solutions)
       QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     return absl::OkStatus();
+  }
+
+  // The checkpoint of layers held until every linear's exported width was known.
+  absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> WriteHeldLayers(
+      const std::vector<std::pair<DecoderLayerWeights, QuantizedLayer>>& unwritten) {
+    GptqExportSpec exported = ExportSpecOf(spec_);
+    for (size_t layer = 0; layer < unwritten.size(); ++layer)
+      for (const auto& [name, q] : unwritten[layer].second.linears)
+        exported.flattened[source_->tensor_names().Layer(static_cast<int>(layer)) + name] = {q.bits, q.act_bits, q.cols};
+    QSHARD_ASSIGN_OR_RETURN(auto writer, GptqCheckpointWriter::Create(spec_.out_dir, *source_model_.checkpoint, *source_,
+                                                                      exported, skipped_));
+    for (size_t layer = 0; layer < unwritten.size(); ++layer)
+      QSHARD_RETURN_IF_ERROR(writer->WriteLayer(static_cast<int>(layer), unwritten[layer].first, unwritten[layer].second.linears));
+    return writer;
   }
 
   // QuantizeLayer, redone after moving the shards of workers lost on the way to the

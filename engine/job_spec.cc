@@ -24,6 +24,7 @@ constexpr Field kBits{"--bits", "quant.bits"};
 constexpr Field kQuant{"--group-size/--damp/--block-size", "quant"};
 constexpr Field kZfoldIters{"--zfold-iters", "quant.zfold_max_iters"};
 constexpr Field kAdaroundIters{"--aespa-adaround-iters", "quant.aespa_adaround_iters"};
+constexpr Field kMethodOptions{"--method", "quant"};
 constexpr Field kCalibText{"--calib-text", "calibration.text_path"};
 constexpr Field kNsamples{"--nsamples", "calibration.nsamples"};
 constexpr Field kSeqlen{"--seqlen", "calibration.seqlen"};
@@ -57,6 +58,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (!quant.ok()) return Invalid(kQuant, std::string(quant.message()));
   if (spec.method.zfold_max_iters < 0) return Invalid(kZfoldIters, "must not be negative");
   if (spec.method.aespa_adaround_iters < 0) return Invalid(kAdaroundIters, "must not be negative");
+  // The method's own checks of its options (e.g. flattenquant's bits and threshold).
+  const auto made = (*method)->make(spec.method);
+  if (!made.ok()) return Invalid(kMethodOptions, absl::StrCat(spec.method.method, ": ", made.status().message()));
 
   const CalibrationSpec& c = spec.calibration;
   if ((*method)->needs.input_stats) {
@@ -123,6 +127,10 @@ nlohmann::json JobSpecJson(const JobSpec& spec, int64_t seqlen) {
   const MethodRegistration& method = *FindMethod(spec.method.method).value();
   if (method.reads_zfold_options) settings["zfold_max_iters"] = spec.method.zfold_max_iters;
   if (method.reads_adaround_options) settings["aespa_adaround_iters"] = spec.method.aespa_adaround_iters;
+  if (method.reads_flatten_options) {
+    settings["flatten_threshold"] = spec.method.flatten_threshold;
+    settings["int4_max_error"] = spec.method.flatten_int4_max_error;
+  }
   if (method.needs.input_stats) {
     const CalibrationSpec& c = spec.calibration;
     settings["calibration"] = {

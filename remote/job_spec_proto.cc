@@ -59,6 +59,8 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto) {
   m.zfold_max_iters = q.has_zfold_max_iters() ? q.zfold_max_iters() : defaults.method.zfold_max_iters;
   m.aespa_adaround_iters = q.has_aespa_adaround_iters() ? q.aespa_adaround_iters() : defaults.method.aespa_adaround_iters;
   m.aespa_learning_rate = OrDefault(q.aespa_learning_rate(), defaults.method.aespa_learning_rate);
+  m.flatten_threshold = q.flatten_threshold().empty() ? defaults.method.flatten_threshold : q.flatten_threshold();
+  m.flatten_int4_max_error = OrDefault(q.flatten_int4_max_error(), defaults.method.flatten_int4_max_error);
   spec.skip.assign(q.skip().begin(), q.skip().end());
 
   const v1::CalibrationSpec& c = proto.calibration();
@@ -102,6 +104,8 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec) {
   q.set_zfold_max_iters(m.zfold_max_iters);
   q.set_aespa_adaround_iters(m.aespa_adaround_iters);
   q.set_aespa_learning_rate(m.aespa_learning_rate);
+  q.set_flatten_threshold(m.flatten_threshold);
+  q.set_flatten_int4_max_error(m.flatten_int4_max_error);
   for (const std::string& pattern : spec.skip) q.add_skip(pattern);
 
   v1::CalibrationSpec& c = *proto.mutable_calibration();

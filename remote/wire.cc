@@ -30,6 +30,7 @@ void ToProto(const HessianSum& sum, v1::HessianSumData& out) {
   out.set_dim(sum.dim);
   out.set_tokens(sum.tokens);
   out.set_sum_f64(Bytes(sum.sum.data(), sum.sum.size()));
+  out.set_abs_max_f32(Bytes(sum.abs_max.data(), sum.abs_max.size()));
 }
 
 absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data) {
@@ -38,6 +39,7 @@ absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data) {
   sum.dim = data.dim();
   sum.tokens = data.tokens();
   QSHARD_ASSIGN_OR_RETURN(sum.sum, Values<double>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum"));
+  QSHARD_ASSIGN_OR_RETURN(sum.abs_max, Values<float>(data.abs_max_f32(), static_cast<size_t>(sum.dim), "channel max |x|"));
   return sum;
 }
 
@@ -81,6 +83,9 @@ void ToProto(const QuantizedWeight& q, v1::QuantizedWeightData& out) {
   out.set_zeros_i32(Bytes(q.zeros.data(), q.zeros.size()));
   out.set_g_idx_i32(Bytes(q.g_idx.data(), q.g_idx.size()));
   out.set_column_scale_f32(Bytes(q.column_scale.data(), q.column_scale.size()));
+  out.set_input_channel_i32(Bytes(q.input_channel.data(), q.input_channel.size()));
+  out.set_act_bits(q.act_bits);
+  out.set_act_scale(q.act_scale);
 }
 
 absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
@@ -98,6 +103,10 @@ absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
   // The column scale is empty (1) or one per input column.
   QSHARD_ASSIGN_OR_RETURN(q.column_scale, Values<float>(data.column_scale_f32(),
                                                         data.column_scale_f32().empty() ? 0 : q.cols, "column scale"));
+  QSHARD_ASSIGN_OR_RETURN(q.input_channel, Values<int32_t>(data.input_channel_i32(),
+                                                           data.input_channel_i32().empty() ? 0 : q.cols, "input channels"));
+  q.act_bits = data.act_bits();
+  q.act_scale = data.act_scale();
   QSHARD_RETURN_IF_ERROR(q.Validate());
   return q;
 }

@@ -1,6 +1,7 @@
 #include "kernels/cpu/gptq_cpu_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -50,7 +51,9 @@ int32_t PackPair(int8_t lo, int8_t hi) {
   return static_cast<int32_t>(static_cast<uint16_t>(lo) | (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
 }
 
-Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, int64_t tokens) {
+// Per token (quant null) or with one per-tensor scale (int8_activations.h).
+Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, int64_t tokens,
+                                    const StaticActivationQuant* quant) {
   const int64_t n = w.padded_inputs;
   Int8Activations a;
   a.q.resize(tokens * n);
@@ -61,7 +64,12 @@ Int8Activations QuantizeActivations(const GptqTiledWeights& w, const float* x, i
   for (int64_t t = 0; t < tokens; ++t) {
     GatherActivations(w, x + t * w.in_features, 1, gathered.data());
     int8_t* q = a.q.data() + t * n;
-    a.scale[t] = QuantizeRowInt8(gathered.data(), n, q);
+    if (quant == nullptr) {
+      a.scale[t] = QuantizeRowInt8(gathered.data(), n, q);
+    } else {
+      QuantizeRowStatic(gathered.data(), n, *quant, q);
+      a.scale[t] = quant->scale;
+    }
     for (int64_t j = 0; j < n; j += 4) {
       a.pairs[(t * n + j) / 2] = PackPair(q[j], q[j + 2]);
       a.pairs[(t * n + j) / 2 + 1] = PackPair(q[j + 1], q[j + 3]);
@@ -84,6 +92,21 @@ void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
   pool->ParallelFor((tiles + per_chunk - 1) / per_chunk, [&](int64_t chunk) {
     fn(chunk * per_chunk, std::min(tiles, (chunk + 1) * per_chunk));
   });
+}
+
+internal::Int8TilesFn Int8Fn(CpuVariant v);
+
+void RunInt8Tiles(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y, CpuVariant variant,
+                  const StaticActivationQuant* quant, ThreadPool* pool) {
+  const internal::Int8TilesFn int8 = Int8Fn(variant);
+  const Int8Activations a = QuantizeActivations(w, x, tokens, quant);
+  internal::Int8ActView act;
+  act.q = a.q.data();
+  act.pairs = a.pairs.data();
+  act.scale = a.scale.data();
+  act.group_sum = a.group_sum.data();
+  const internal::TiledView view = ViewOf(w);
+  ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { int8(view, act, tokens, y, begin, end); });
 }
 
 internal::ExactTilesFn ExactFn(CpuVariant v) {
@@ -172,14 +195,28 @@ void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, 
     ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
     return;
   }
-  const internal::Int8TilesFn int8 = Int8Fn(variant);
-  const Int8Activations a = QuantizeActivations(w, x, tokens);
-  internal::Int8ActView act;
-  act.q = a.q.data();
-  act.pairs = a.pairs.data();
-  act.scale = a.scale.data();
-  act.group_sum = a.group_sum.data();
-  ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { int8(view, act, tokens, y, begin, end); });
+  RunInt8Tiles(w, x, tokens, y, variant, nullptr, pool);
+}
+
+absl::Status GptqGemmStatic(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                            const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool) {
+  QSHARD_RETURN_IF_ERROR(CheckStaticActivationQuant(quant));
+  QSHARD_RETURN_IF_ERROR(CheckGptqVariant(GptqActivations::kInt8, variant));
+  GptqGemmStaticChecked(w, x, tokens, y, quant, variant, pool);
+  return absl::OkStatus();
+}
+
+void GptqGemmStaticChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                           const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool) {
+  if (tokens > 0) RunInt8Tiles(w, x, tokens, y, variant, &quant, pool);
+}
+
+absl::Status CheckStaticActivationQuant(const StaticActivationQuant& quant) {
+  if (quant.bits != 4 && quant.bits != 8)
+    return absl::InvalidArgumentError(absl::StrCat("activation bits ", quant.bits, " is not 4 or 8"));
+  if (!(quant.scale > 0.0f) || !std::isfinite(quant.scale))
+    return absl::InvalidArgumentError(absl::StrCat("activation scale ", quant.scale, " is not finite and > 0"));
+  return absl::OkStatus();
 }
 
 }  // namespace qshard::kernels

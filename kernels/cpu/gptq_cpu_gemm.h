@@ -6,6 +6,10 @@
 //     (max |x| / 127), exact int32 sums of code × activation per group, scaled in fp32. The
 //     sums stay below 2^31 for groups of up to 66,000 inputs (255 · 127 · 66,000), more than any
 //     per-channel layer of the models qshard targets (49,152).
+//   per-tensor static activations (FlattenQuant's w<b>a8 / w<b>a4, GptqGemmStatic): the same
+//     int8 tile kernels, with every token quantized by one scale fixed at calibration. With
+//     4-bit activations (±7, held in int8 lanes: x86 has no 4-bit multiply) and 4-bit codes this
+//     is the W4A4 product, int4 × int4 → int32, exact.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +18,7 @@
 #include "absl/status/status.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gptq_tiled_weights.h"
+#include "kernels/cpu/int8_activations.h"
 
 namespace qshard::kernels {
 
@@ -37,5 +42,15 @@ absl::Status GptqGemm(const GptqTiledWeights& w, const float* x, int64_t tokens,
 // GptqGemm for a pair CheckGptqVariant accepted (callers that check once at load time).
 void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                      GptqActivations activations, CpuVariant variant, ThreadPool* pool);
+
+// OK when quant.bits is 4 or 8 and quant.scale is finite and positive.
+absl::Status CheckStaticActivationQuant(const StaticActivationQuant& quant);
+// y = dequant(x quantized per tensor by `quant`) · Wᵀ on the int8-activation kernel `variant`
+// (GptqVariants(kInt8)). Fails on a bad `quant` or a variant CheckGptqVariant rejects.
+absl::Status GptqGemmStatic(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                            const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool);
+// GptqGemmStatic for arguments already checked (callers that check once at load time).
+void GptqGemmStaticChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                           const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool);
 
 }  // namespace qshard::kernels

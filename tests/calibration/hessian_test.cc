@@ -1,5 +1,6 @@
 #include "worker/calibration/hessian.h"
 
+#include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -55,6 +56,23 @@ TEST(HessianSumTest, MergingPartialsInWindowOrderEqualsOneAccumulator) {
   // 0 + a + b == (0 + a) + (0 + b) exactly: the partials are single windows.
   EXPECT_EQ(first.sum, whole.sum);
   EXPECT_EQ(first.tokens, whole.tokens);
+  EXPECT_EQ(first.abs_max, whole.abs_max);
+}
+
+TEST(HessianSumTest, KeepsEachChannelsLargestMagnitudeAcrossWindowsAndMerges) {
+  const int64_t dim = 13, rows = 29;
+  std::vector<float> x = RandomRows(rows, dim, 4);
+  x[17 * dim + 5] = -40.0f;  // a negative outlier in the second window
+  HessianSum a(dim), b(dim);
+  a.AddWindow(x.data(), 10);
+  b.AddWindow(x.data() + 10 * dim, rows - 10);
+  ASSERT_TRUE(a.Merge(b).ok());
+  for (int64_t c = 0; c < dim; ++c) {
+    float expected = 0.0f;
+    for (int64_t t = 0; t < rows; ++t) expected = std::max(expected, std::fabs(x[t * dim + c]));
+    EXPECT_EQ(a.abs_max[c], expected) << c;
+  }
+  EXPECT_EQ(a.abs_max[5], 40.0f);
 }
 
 TEST(HessianSumTest, MergeRejectsMismatchedDims) {

@@ -1,9 +1,12 @@
 // The CPU GPTQ kernels (reference, and every tiled variant this CPU has) against a float64 oracle
 // computed from the unpacked QuantizedWeight, on shapes that are not multiples of the tiles,
 // with odd group sizes and act-order permutations, into outputs poisoned with NaN; and every
-// variant against every other. A variant this CPU lacks is skipped, not passed.
+// variant against every other. Activations: fp32, int8 per token, and per tensor at 8 and 4
+// bits (FlattenQuant's W8A8 / W4A4: with the W4 cases, int4 × int4 → int32), with a per-tensor
+// scale that clips the largest activations. A variant this CPU lacks is skipped, not passed.
 #include "kernels/cpu/gptq_cpu_gemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -63,12 +66,58 @@ std::vector<float> RandomActivations(int64_t tokens, int64_t in, uint32_t seed) 
   return x;
 }
 
+// How a product treats its activations.
+enum class Acts { kFp32, kInt8PerToken, kInt8PerTensor, kInt4PerTensor };
+const Acts kAllActs[] = {Acts::kFp32, Acts::kInt8PerToken, Acts::kInt8PerTensor, Acts::kInt4PerTensor};
+
+std::string ActsName(Acts acts) {
+  switch (acts) {
+    case Acts::kFp32: return "fp32";
+    case Acts::kInt8PerToken: return "int8";
+    case Acts::kInt8PerTensor: return "a8_tensor";
+    case Acts::kInt4PerTensor: return "a4_tensor";
+  }
+  return "";
+}
+
+// The per-tensor quantizer of x: a scale 0.8 · max|x| / max code, so the largest activations
+// clip (what calibration scales do to inputs beyond the calibration range).
+StaticActivationQuant PerTensor(Acts acts, const std::vector<float>& x) {
+  StaticActivationQuant quant;
+  quant.bits = acts == Acts::kInt4PerTensor ? 4 : 8;
+  float max_abs = 0.0f;
+  for (float v : x) max_abs = std::max(max_abs, std::fabs(v));
+  quant.scale = 0.8f * max_abs / static_cast<float>(ActivationMaxCode(quant.bits));
+  return quant;
+}
+
+// y = x · Wᵀ by `variant` (or the plain reference when null) with activations `acts`.
+absl::Status Product(const Layer& layer, const std::vector<float>& x, int64_t tokens, Acts acts,
+                     const CpuVariant* variant, std::vector<float>& y) {
+  if (variant == nullptr) {
+    const layout::GptqPackedView view = PackedView(layer.packed);
+    switch (acts) {
+      case Acts::kFp32: ReferenceGptqGemm(view, x.data(), tokens, y.data()); break;
+      case Acts::kInt8PerToken: ReferenceGptqGemmInt8(view, x.data(), tokens, y.data()); break;
+      default: ReferenceGptqGemmStatic(view, x.data(), tokens, PerTensor(acts, x), y.data());
+    }
+    return absl::OkStatus();
+  }
+  switch (acts) {
+    case Acts::kFp32:
+      return GptqGemm(layer.tiled, x.data(), tokens, y.data(), GptqActivations::kFp32, *variant, nullptr);
+    case Acts::kInt8PerToken:
+      return GptqGemm(layer.tiled, x.data(), tokens, y.data(), GptqActivations::kInt8, *variant, nullptr);
+    default: return GptqGemmStatic(layer.tiled, x.data(), tokens, y.data(), PerTensor(acts, x), *variant, nullptr);
+  }
+}
+
 // y[t, o] in float64 and Σ|terms| (the scale of the rounding a correct fp32 sum may make).
-// With int8 = true the activations are first quantized per token as the int8 kernels do.
+// The activations are first quantized as `acts` says, as the integer kernels do.
 struct Oracle {
   std::vector<double> y, magnitude;
 };
-Oracle Float64Product(const QuantizedWeight& w, const std::vector<float>& x, int64_t tokens, bool int8) {
+Oracle Float64Product(const QuantizedWeight& w, const std::vector<float>& x, int64_t tokens, Acts acts) {
   Oracle r;
   r.y.assign(tokens * w.rows, 0.0);
   r.magnitude.assign(tokens * w.rows, 0.0);
@@ -76,11 +125,21 @@ Oracle Float64Product(const QuantizedWeight& w, const std::vector<float>& x, int
   std::vector<double> a(w.cols);
   for (int64_t t = 0; t < tokens; ++t) {
     const float* row = x.data() + t * w.cols;
-    if (int8) {
-      const double scale = QuantizeRowInt8(row, w.cols, q.data());
-      for (int64_t i = 0; i < w.cols; ++i) a[i] = scale * q[i];
-    } else {
+    if (acts == Acts::kFp32) {
       for (int64_t i = 0; i < w.cols; ++i) a[i] = row[i];
+    } else {
+      double scale = 0.0;
+      if (acts == Acts::kInt8PerToken) {
+        scale = QuantizeRowInt8(row, w.cols, q.data());
+      } else {
+        const StaticActivationQuant quant = PerTensor(acts, x);
+        // Written out rather than QuantizeRowStatic, so that the oracle checks the rounding too.
+        const double limit = ActivationMaxCode(quant.bits);
+        for (int64_t i = 0; i < w.cols; ++i)
+          q[i] = static_cast<int8_t>(std::clamp<double>(std::nearbyint(row[i] / quant.scale), -limit, limit));
+        scale = quant.scale;
+      }
+      for (int64_t i = 0; i < w.cols; ++i) a[i] = scale * q[i];
     }
     for (int64_t o = 0; o < w.rows; ++o) {
       double sum = 0.0, magnitude = 0.0;
@@ -125,29 +184,32 @@ TEST(GptqReferenceTest, MatchesFloat64OnEveryCase) {
   for (const Case& c : kCases) {
     const Layer layer = MakeLayer(c, seed++);
     const std::vector<float> x = RandomActivations(c.tokens, c.in, seed++);
-    std::vector<float> y = Poisoned(c.tokens * c.out);
-    ReferenceGptqGemm(PackedView(layer.packed), x.data(), c.tokens, y.data());
-    ExpectNear(y, Float64Product(layer.weight, x, c.tokens, false), c.in, "reference fp32 " + Describe(c));
-    y = Poisoned(c.tokens * c.out);
-    ReferenceGptqGemmInt8(PackedView(layer.packed), x.data(), c.tokens, y.data());
-    ExpectNear(y, Float64Product(layer.weight, x, c.tokens, true), c.in, "reference int8 " + Describe(c));
+    for (Acts acts : kAllActs) {
+      std::vector<float> y = Poisoned(c.tokens * c.out);
+      ASSERT_TRUE(Product(layer, x, c.tokens, acts, nullptr, y).ok());
+      ExpectNear(y, Float64Product(layer.weight, x, c.tokens, acts), c.in, "reference " + ActsName(acts) + " " + Describe(c));
+    }
   }
 }
 
 struct VariantParam {
-  GptqActivations activations;
+  Acts acts;
   CpuVariant variant;
 };
 
 std::string ParamName(const testing::TestParamInfo<VariantParam>& info) {
-  return std::string(info.param.activations == GptqActivations::kFp32 ? "fp32_" : "int8_") +
-         CpuVariantName(info.param.variant);
+  return ActsName(info.param.acts) + "_" + CpuVariantName(info.param.variant);
+}
+
+// Every integer-activation mode runs on the int8 kernels' variants.
+std::vector<CpuVariant> VariantsOf(Acts acts) {
+  return GptqVariants(acts == Acts::kFp32 ? GptqActivations::kFp32 : GptqActivations::kInt8);
 }
 
 std::vector<VariantParam> AllVariants() {
   std::vector<VariantParam> all;
-  for (GptqActivations a : {GptqActivations::kFp32, GptqActivations::kInt8})
-    for (CpuVariant v : GptqVariants(a)) all.push_back({a, v});
+  for (Acts acts : kAllActs)
+    for (CpuVariant v : VariantsOf(acts)) all.push_back({acts, v});
   return all;
 }
 
@@ -161,16 +223,19 @@ class GptqVariantTest : public testing::TestWithParam<VariantParam> {
 };
 
 TEST_P(GptqVariantTest, MatchesFloat64AndReferenceIntoPoisonedOutputs) {
-  const bool int8 = GetParam().activations == GptqActivations::kInt8;
   uint32_t seed = 100;
   for (const Case& c : kCases) {
     const Layer layer = MakeLayer(c, seed++);
     const std::vector<float> x = RandomActivations(c.tokens, c.in, seed++);
-    std::vector<float> y = Poisoned(c.tokens * c.out);
-    ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, y.data(), GetParam().activations, GetParam().variant,
-                         nullptr).ok());
+    std::vector<float> y = Poisoned(c.tokens * c.out), reference = Poisoned(c.tokens * c.out);
+    ASSERT_TRUE(Product(layer, x, c.tokens, GetParam().acts, &GetParam().variant, y).ok());
     const std::string what = std::string(CpuVariantName(GetParam().variant)) + " " + Describe(c);
-    ExpectNear(y, Float64Product(layer.weight, x, c.tokens, int8), c.in, what);
+    const Oracle oracle = Float64Product(layer.weight, x, c.tokens, GetParam().acts);
+    ExpectNear(y, oracle, c.in, what);
+    ASSERT_TRUE(Product(layer, x, c.tokens, GetParam().acts, nullptr, reference).ok());
+    for (size_t k = 0; k < y.size(); ++k)
+      ASSERT_NEAR(y[k], reference[k], 2 * (c.in + 4) * std::numeric_limits<float>::epsilon() * oracle.magnitude[k])
+          << what << " vs reference at " << k;
   }
 }
 
@@ -180,10 +245,15 @@ TEST_P(GptqVariantTest, ThreadsGiveTheSameBits) {
   const std::vector<float> x = RandomActivations(c.tokens, c.in, 8);
   std::vector<float> alone = Poisoned(c.tokens * c.out), threaded = Poisoned(c.tokens * c.out);
   ThreadPool pool(3);
-  ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, alone.data(), GetParam().activations, GetParam().variant,
-                       nullptr).ok());
-  ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, threaded.data(), GetParam().activations,
-                       GetParam().variant, &pool).ok());
+  const GptqActivations kind = GetParam().acts == Acts::kFp32 ? GptqActivations::kFp32 : GptqActivations::kInt8;
+  if (GetParam().acts == Acts::kInt8PerTensor || GetParam().acts == Acts::kInt4PerTensor) {
+    const StaticActivationQuant quant = PerTensor(GetParam().acts, x);
+    ASSERT_TRUE(GptqGemmStatic(layer.tiled, x.data(), c.tokens, alone.data(), quant, GetParam().variant, nullptr).ok());
+    ASSERT_TRUE(GptqGemmStatic(layer.tiled, x.data(), c.tokens, threaded.data(), quant, GetParam().variant, &pool).ok());
+  } else {
+    ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, alone.data(), kind, GetParam().variant, nullptr).ok());
+    ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, threaded.data(), kind, GetParam().variant, &pool).ok());
+  }
   EXPECT_EQ(alone, threaded);
 }
 
@@ -195,13 +265,13 @@ TEST(GptqVariantAgreementTest, AvailableVariantsAgreePairwise) {
   const Case c = {4, 72, 136, 19, true, 10};
   const Layer layer = MakeLayer(c, 11);
   const std::vector<float> x = RandomActivations(c.tokens, c.in, 12);
-  for (GptqActivations a : {GptqActivations::kFp32, GptqActivations::kInt8}) {
-    const Oracle oracle = Float64Product(layer.weight, x, c.tokens, a == GptqActivations::kInt8);
+  for (Acts a : kAllActs) {
+    const Oracle oracle = Float64Product(layer.weight, x, c.tokens, a);
     std::vector<std::pair<CpuVariant, std::vector<float>>> results;
-    for (CpuVariant v : GptqVariants(a)) {
+    for (CpuVariant v : VariantsOf(a)) {
       if (!CpuHasVariant(v)) continue;
       std::vector<float> y = Poisoned(c.tokens * c.out);
-      ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, y.data(), a, v, nullptr).ok());
+      ASSERT_TRUE(Product(layer, x, c.tokens, a, &v, y).ok());
       results.emplace_back(v, std::move(y));
     }
     for (size_t i = 0; i < results.size(); ++i)
@@ -223,7 +293,7 @@ TEST(GptqInt8Test, StaysWithinActivationRoundingOfTheExactProduct) {
   std::vector<float> y = Poisoned(c.tokens * c.out);
   ASSERT_TRUE(GptqGemm(layer.tiled, x.data(), c.tokens, y.data(), GptqActivations::kInt8,
                        BestGptqVariant(GptqActivations::kInt8), nullptr).ok());
-  const Oracle exact = Float64Product(layer.weight, x, c.tokens, false);
+  const Oracle exact = Float64Product(layer.weight, x, c.tokens, Acts::kFp32);
   const QuantizedWeight& w = layer.weight;
   for (int64_t t = 0; t < c.tokens; ++t) {
     float max_abs = 0.0f;
@@ -244,6 +314,12 @@ TEST(GptqCpuGemmTest, RejectsVariantsWithoutAKernelAndBadGroupIndices) {
   EXPECT_FALSE(GptqGemm(layer.tiled, x.data(), 1, y.data(), GptqActivations::kInt8, CpuVariant::kAvx512, nullptr).ok());
   EXPECT_FALSE(GptqGemm(layer.tiled, x.data(), 1, y.data(), GptqActivations::kFp32, CpuVariant::kAvx512Vnni, nullptr)
                    .ok());
+  EXPECT_FALSE(GptqGemmStatic(layer.tiled, x.data(), 1, y.data(), {.bits = 4, .scale = 0.1f}, CpuVariant::kAvx512,
+                              nullptr).ok());
+  EXPECT_FALSE(GptqGemmStatic(layer.tiled, x.data(), 1, y.data(), {.bits = 3, .scale = 0.1f}, CpuVariant::kGeneric,
+                              nullptr).ok());
+  EXPECT_FALSE(GptqGemmStatic(layer.tiled, x.data(), 1, y.data(), {.bits = 4, .scale = 0.0f}, CpuVariant::kGeneric,
+                              nullptr).ok());
   GptqLinearTensors bad = layer.packed;
   bad.g_idx[3] = static_cast<int32_t>(bad.groups);
   const auto tiled = TileGptq(PackedView(bad));

@@ -25,6 +25,10 @@ JobSpec SmallJob(const std::string& method, const std::string& out, int group_si
   spec.method.aespa_adaround_iters = 20;
   spec.execution.threads = 1;
   spec.execution.batch_windows = 2;
+  if (method == "flattenquant") {  // W4A4/W8A8 per tensor, per-channel grids only
+    spec.method.spec.bits = 4;
+    spec.method.spec.group_size = -1;
+  }
   return spec;
 }
 
@@ -94,6 +98,9 @@ TEST(DistributedJobTest, ParallelPropagationGptqOnThreeWorkersMatchesEmbeddedByt
 }
 // From per channel, so the workers must reach the group sizes the job declared.
 TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("finequant", 2, -1); }
+// The channel maxima reduce across shards and workers like the sums; the split and the
+// checkpoint written at the end come out the same.
+TEST(DistributedJobTest, FlattenQuantOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("flattenquant", 3); }
 
 TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
   Cluster cluster(1);

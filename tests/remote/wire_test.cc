@@ -2,6 +2,7 @@
 // reassemble only when whole and undamaged.
 #include "remote/wire.h"
 
+#include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -14,6 +15,7 @@ HessianSum RandomSum(int64_t dim, std::mt19937& rng) {
   HessianSum sum(dim);
   sum.tokens = 17;
   for (double& v : sum.sum) v = normal(rng);
+  for (float& v : sum.abs_max) v = static_cast<float>(std::fabs(normal(rng)));
   return sum;
 }
 
@@ -36,6 +38,7 @@ TEST(WireTest, StatisticsWithAttentionRoundTripExactly) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->inputs.sum, statistics.inputs.sum);
   EXPECT_EQ(back->inputs.tokens, 17);
+  EXPECT_EQ(back->inputs.abs_max, statistics.inputs.abs_max);
   ASSERT_TRUE(back->attention.has_value());
   EXPECT_EQ(back->attention->values[1].sum, attention.values[1].sum);
   EXPECT_EQ(back->attention->keys[0].sum, attention.keys[0].sum);
@@ -61,6 +64,9 @@ TEST(WireTest, SolutionsRoundTripExactly) {
   q.scales = Tensor({1, 5}, {0.5f, 0.25f, 1.5f, 2.0f, 0.125f});
   q.zeros = {1, 2, 3, 4, 5};
   q.g_idx.assign(7, 0);
+  q.input_channel = {0, 0, 0, 1, 2, 3, 3};  // FlattenQuant: inputs 0 and 3 split
+  q.act_bits = 4;
+  q.act_scale = 0.375f;
   ASSERT_TRUE(q.Validate().ok());
   GroupSolution solution;
   solution.linears["fc1"] = q;
@@ -75,6 +81,9 @@ TEST(WireTest, SolutionsRoundTripExactly) {
   EXPECT_EQ(r.scales.values(), q.scales.values());
   EXPECT_EQ(r.zeros, q.zeros);
   EXPECT_EQ(r.g_idx, q.g_idx);
+  EXPECT_EQ(r.input_channel, q.input_channel);
+  EXPECT_EQ(r.act_bits, 4);
+  EXPECT_EQ(r.act_scale, 0.375f);
   ASSERT_EQ(back->rewrites.size(), 1u);
   EXPECT_EQ(back->rewrites[0].target, TensorRewrite::Target::kNorm);
   EXPECT_EQ(back->rewrites[0].value.values(), solution.rewrites[0].value.values());

@@ -35,6 +35,12 @@ void AddJobFlags(CLI::App& app, JobFlags& flags) {
   app.add_option("--zfold-iters", s.method.zfold_max_iters, "Z-Fold/aespa: most alternations")->capture_default_str();
   app.add_option("--aespa-adaround-iters", s.method.aespa_adaround_iters,
                  "aespa: AdaRound iterations (0 = without AdaRound)")->capture_default_str();
+  app.add_option("--flatten-threshold", s.method.flatten_threshold,
+                 "flattenquant: split input channels above this max |x|: off | auto | a number")
+      ->capture_default_str();
+  app.add_option("--int4-max-error", s.method.flatten_int4_max_error,
+                 "flattenquant --bits 4: W4A4 where the estimated relative output error is at most this")
+      ->capture_default_str();
   app.add_option("--max-shard-bytes", s.execution.max_shard_bytes, "Largest safetensors shard")->capture_default_str();
   ValidationSpec& v = s.validation;
   app.add_option("--validate-text", v.text,

@@ -1,6 +1,9 @@
 // Second-moment statistics of a linear layer's inputs, H = Σ_t x_t x_tᵀ, kept as an
 // un-normalized float64 sum plus a token count, so partial sums from different shards or
-// workers add exactly; normalization (2·sum/tokens) happens once, in the solver.
+// workers add exactly; normalization (2·sum/tokens) happens once, in the solver. Beside it, the
+// largest |x| seen in each input channel (FlattenQuant's channel splitting reads it): a maximum
+// is exact in any order, so it reduces across shards like the sums, at O(dim) per token against
+// the sum's O(dim²).
 //
 // Accumulation order is fixed by the conventions: each window's product is computed in
 // float32 by a symmetric rank-k update (BLAS ssyrk), then added in window order into the
@@ -18,9 +21,10 @@ struct HessianSum {
   int64_t dim = 0;
   int64_t tokens = 0;
   std::vector<double> sum;  // [dim, dim], symmetric, full square
+  std::vector<float> abs_max;  // [dim]: max_t |x_t[c]| (0 before any token)
 
   HessianSum() = default;
-  explicit HessianSum(int64_t d) : dim(d), sum(d * d, 0.0) {}
+  explicit HessianSum(int64_t d) : dim(d), sum(d * d, 0.0), abs_max(d, 0.0f) {}
 
   // Adds one window's inputs x [rows, dim] (row-major, one token per row).
   void AddWindow(const float* x, int64_t rows);

@@ -31,10 +31,13 @@ absl::StatusOr<std::unique_ptr<GptqCheckpointWriter>> GptqCheckpointWriter::Crea
     const std::string& out_dir, const Checkpoint& source, const DecoderModel& model,
     const GptqExportSpec& spec, const std::set<std::string>& skipped, Env* env) {
   std::unique_ptr<GptqCheckpointWriter> writer(new GptqCheckpointWriter(source, model, spec, skipped));
-  for (const LinearSpec& linear : model.layer_spec().linears)
-    if (!skipped.count(linear.name))
-      QSHARD_RETURN_IF_ERROR(WithContext(CheckGptqLayout(spec.bits, linear.in_features, linear.out_features),
-                                         linear.name));
+  for (int layer = 0; layer < model.config().num_layers; ++layer)
+    for (const LinearSpec& linear : model.layer_spec().linears) {
+      if (skipped.count(linear.name)) continue;
+      const Layout layout = writer->LayoutOf(model.tensor_names().Layer(layer) + linear.name, linear);
+      QSHARD_RETURN_IF_ERROR(
+          WithContext(CheckGptqLayout(layout.bits, layout.in_features, linear.out_features), linear.name));
+    }
   const std::vector<std::string> outside = writer->OutsideLayerTensors();
   ShardingOptions sharding;
   sharding.max_shard_bytes = spec.max_shard_bytes;
@@ -67,20 +70,24 @@ std::vector<TensorSpec> GptqCheckpointWriter::Declarations(const std::vector<std
     const auto info = source_.Info(name);
     specs.push_back({name, info->dtype, info->shape});
   }
-  const int bits = spec_.bits;
   for (int layer = 0; layer < model_.config().num_layers; ++layer) {
     const std::string prefix = model_.tensor_names().Layer(layer);
     for (const LinearSpec& linear : model_.layer_spec().linears) {
       const std::string base = prefix + linear.name;
-      const int64_t in = linear.in_features, out = linear.out_features;
+      const int64_t out = linear.out_features;
       if (skipped_.count(linear.name)) {
-        specs.push_back({base + ".weight", StorageDType(base + ".weight"), {out, in}});
+        specs.push_back({base + ".weight", StorageDType(base + ".weight"), {out, linear.in_features}});
       } else {
+        const auto [bits, in, flattened] = LayoutOf(base, linear);
         const int64_t groups = GroupCount(in, GroupSizeOf(base));
         specs.push_back({base + ".qweight", DType::kI32, {in * bits / 32, out}});
         specs.push_back({base + ".qzeros", DType::kI32, {groups, out * bits / 32}});
         specs.push_back({base + ".scales", DType::kF16, {groups, out}});
         specs.push_back({base + ".g_idx", DType::kI32, {in}});
+        if (flattened) {
+          specs.push_back({base + ".input_channel", DType::kI32, {in}});
+          specs.push_back({base + ".act_scale", DType::kF32, {1}});
+        }
       }
       if (linear.has_bias) specs.push_back({base + ".bias", StorageDType(base + ".bias"), {out}});
     }
@@ -109,7 +116,7 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
       const auto it = quantized.find(linear.name);
       if (it == quantized.end())
         return absl::InternalError(absl::StrCat(base, ": no quantized weight to export"));
-      const int64_t groups = GroupCount(linear.in_features, GroupSizeOf(base));
+      const int64_t groups = GroupCount(LayoutOf(base, linear).in, GroupSizeOf(base));
       if (it->second.groups() != groups)
         return absl::InternalError(absl::StrCat(base, ": ", it->second.groups(), " groups, but the checkpoint declares ",
                                                 groups, " (group size ", GroupSizeOf(base), ")"));
@@ -119,6 +126,7 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
       QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".qzeros", AsBytes(absl::MakeConstSpan(packed->qzeros))));
       QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".scales", AsBytes(absl::MakeConstSpan(packed->scales))));
       QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".g_idx", AsBytes(absl::MakeConstSpan(packed->g_idx))));
+      if (spec_.flattened.count(base)) QSHARD_RETURN_IF_ERROR(WriteFlattening(base, it->second));
     }
     if (linear.has_bias) QSHARD_RETURN_IF_ERROR(writer_->AppendFloat(base + ".bias", fp.bias.values()));
   }
@@ -126,6 +134,20 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
     QSHARD_RETURN_IF_ERROR(writer_->AppendFloat(prefix + norm.name, weights.norm(norm.name).values()));
   ++next_layer_;
   return absl::OkStatus();
+}
+
+GptqCheckpointWriter::Layout GptqCheckpointWriter::LayoutOf(const std::string& base, const LinearSpec& linear) const {
+  const auto it = spec_.flattened.find(base);
+  if (it == spec_.flattened.end()) return {spec_.bits, linear.in_features, false};
+  return {it->second.bits, it->second.in_features, true};
+}
+
+absl::Status GptqCheckpointWriter::WriteFlattening(const std::string& base, const QuantizedWeight& q) {
+  std::vector<int32_t> channels = q.input_channel;
+  if (channels.empty())  // nothing split: the identity map
+    for (int64_t c = 0; c < q.cols; ++c) channels.push_back(static_cast<int32_t>(c));
+  QSHARD_RETURN_IF_ERROR(writer_->AppendRaw(base + ".input_channel", AsBytes(absl::MakeConstSpan(channels))));
+  return writer_->AppendFloat(base + ".act_scale", {q.act_scale});
 }
 
 absl::Status GptqCheckpointWriter::AddConfigs() {
@@ -142,6 +164,13 @@ absl::Status GptqCheckpointWriter::AddConfigs() {
       {"meta", {{"quantizer", "qshard"}, {"method", spec_.method}}},
   };
   if (!spec_.module_group_sizes.empty()) quantize_config["dynamic"] = DynamicGroupSizeEntries(spec_.module_group_sizes);
+  if (!spec_.flattened.empty()) {
+    quantize_config["quant_method"] = kFlattenQuantMethod;
+    quantize_config["checkpoint_format"] = kFlattenQuantMethod;
+    json& modules = quantize_config["modules"];
+    for (const auto& [base, f] : spec_.flattened)
+      modules[base] = {{"bits", f.bits}, {"act_bits", f.act_bits}, {"in_features", f.in_features}};
+  }
   QSHARD_ASSIGN_OR_RETURN(json config, ReadJsonFile(source_.env(), source_.dir() + "/config.json"));
   config["quantization_config"] = quantize_config;
   writer_->AddFile("config.json", config.dump(2) + "\n");

@@ -1,5 +1,6 @@
 // Writes a quantized model as a Hugging Face GPTQ checkpoint directory (docs/checkpoint-
-// format.md): every quantized linear as qweight/qzeros/scales/g_idx (+ bias), everything else
+// format.md), or FlattenQuant's variant of it (docs/flattenquant.md): every quantized linear as
+// qweight/qzeros/scales/g_idx (+ bias, + FlattenQuant's input_channel/act_scale), everything else
 // as stored tensors, config.json with a quantization_config block, quantize_config.json, the
 // source's tokenizer and generation files, and quant_report.json. Layers stream in one at a
 // time, so memory stays at one layer however large the model. Files are written through an Env
@@ -21,6 +22,14 @@
 
 namespace qshard {
 
+// A linear exported in FlattenQuant's layout (docs/flattenquant.md): its own bits, a flattened
+// input width, and beside the GPTQ tensors an input map and a per-tensor activation scale.
+struct FlattenedLinear {
+  int bits = 0;
+  int act_bits = 0;
+  int64_t in_features = 0;  // flattened
+};
+
 struct GptqExportSpec {
   int bits = 4;
   int group_size = -1;
@@ -34,8 +43,14 @@ struct GptqExportSpec {
   bool true_sequential = true;
   double damp_percent = 0.01;
   std::string method = "gptq";  // recorded in the quantization_config meta block
+  // Keyed by the linear's tensor base name ("model.layers.0.mlp.fc1"). Non-empty: the
+  // checkpoint is qshard's own FlattenQuant format (quant_method "qshard-flattenquant").
+  std::map<std::string, FlattenedLinear> flattened;
   uint64_t max_shard_bytes = uint64_t{2} << 30;
 };
+
+// quantization_config's quant_method of FlattenQuant checkpoints.
+inline constexpr const char* kFlattenQuantMethod = "qshard-flattenquant";
 
 class GptqCheckpointWriter {
  public:
@@ -63,6 +78,14 @@ class GptqCheckpointWriter {
   std::vector<TensorSpec> Declarations(const std::vector<std::string>& outside) const;
   absl::Status CopySourceTensor(const std::string& name);
   absl::Status AddConfigs();
+  struct Layout {
+    int bits;
+    int64_t in_features;
+    bool flattened;
+  };
+  // The exported bits and input width of the linear `base` (the spec's unless flattened).
+  Layout LayoutOf(const std::string& base, const LinearSpec& linear) const;
+  absl::Status WriteFlattening(const std::string& base, const QuantizedWeight& q);
   DType StorageDType(const std::string& name) const;
   int GroupSizeOf(const std::string& module) const;
 

@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/export/flattenquant_linear_kernel.h"
+#include "worker/export/gptq_checkpoint_writer.h"
 #include "worker/export/gptq_linear_kernel.h"
 #include "worker/solvers/solver.h"
 
@@ -53,8 +55,13 @@ absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name) {
 }
 
 GptqTensorSource::GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits,
-                                   ModuleGroupSizes group_sizes, const GptqKernelOptions& options)
-    : checkpoint_(std::move(checkpoint)), bits_(bits), group_sizes_(std::move(group_sizes)), mode_(options.mode) {
+                                   ModuleGroupSizes group_sizes, std::map<std::string, FlattenedModule> flattened,
+                                   const GptqKernelOptions& options)
+    : checkpoint_(std::move(checkpoint)),
+      bits_(bits),
+      group_sizes_(std::move(group_sizes)),
+      flattened_(std::move(flattened)),
+      mode_(options.mode) {
   if (mode_ != GptqLinearMode::kDequantize) pool_ = std::make_shared<ThreadPool>(options.threads);
 }
 
@@ -62,15 +69,46 @@ absl::StatusOr<std::shared_ptr<GptqTensorSource>> GptqTensorSource::Create(std::
                                                                            const GptqKernelOptions& options) {
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json q, QuantizationConfig(*checkpoint));
   const std::string where = absl::StrCat(checkpoint->dir(), "/config.json: quantization_config");
-  if (!q.is_object() || q.value("quant_method", "") != "gptq")
-    return absl::InvalidArgumentError(absl::StrCat(where, ": quant_method is not 'gptq'"));
+  const std::string method = q.is_object() ? q.value("quant_method", "") : "";
+  if (method != "gptq" && method != kFlattenQuantMethod)
+    return absl::InvalidArgumentError(absl::StrCat(where, ": quant_method is not 'gptq' or '", kFlattenQuantMethod, "'"));
   const auto bits = q.find("bits");
   if (bits == q.end() || !bits->is_number_integer())
     return absl::InvalidArgumentError(absl::StrCat(where, ": field 'bits' missing or not an integer"));
   auto group_sizes = ModuleGroupSizes::FromConfig(q);
   if (!group_sizes.ok()) return WithContext(group_sizes.status(), absl::StrCat(checkpoint->dir(), "/config.json"));
-  return std::shared_ptr<GptqTensorSource>(
-      new GptqTensorSource(std::move(checkpoint), bits->get<int>(), *std::move(group_sizes), options));
+  std::map<std::string, FlattenedModule> flattened;
+  if (method == kFlattenQuantMethod) {
+    const auto modules = q.find("modules");
+    if (modules == q.end() || !modules->is_object())
+      return absl::InvalidArgumentError(absl::StrCat(where, ": field 'modules' missing or not an object"));
+    for (const auto& [base, m] : modules->items()) {
+      const bool valid = m.is_object() && m.contains("bits") && m["bits"].is_number_integer() &&
+                         m.contains("act_bits") && m["act_bits"].is_number_integer();
+      if (!valid)
+        return absl::InvalidArgumentError(absl::StrCat(where, ": modules['", base, "'] lacks integer bits/act_bits"));
+      flattened[base] = {m["bits"].get<int>(), m["act_bits"].get<int>()};
+    }
+  }
+  return std::shared_ptr<GptqTensorSource>(new GptqTensorSource(
+      std::move(checkpoint), bits->get<int>(), *std::move(group_sizes), std::move(flattened), options));
+}
+
+const GptqTensorSource::FlattenedModule* GptqTensorSource::Flattened(const std::string& weight_name) const {
+  const auto it = flattened_.find(LinearBase(weight_name));
+  return it == flattened_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<std::vector<int32_t>> GptqTensorSource::ReadInputChannels(const std::string& weight_name) const {
+  return ReadRaw<int32_t>(*checkpoint_, LinearBase(weight_name) + ".input_channel", DType::kI32);
+}
+
+absl::StatusOr<kernels::StaticActivationQuant> GptqTensorSource::ReadActivationQuant(
+    const std::string& weight_name) const {
+  const std::string name = LinearBase(weight_name) + ".act_scale";
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<float> scale, ReadRaw<float>(*checkpoint_, name, DType::kF32));
+  if (scale.size() != 1) return absl::InvalidArgumentError(absl::StrCat(name, ": ", scale.size(), " values, expected 1"));
+  return kernels::StaticActivationQuant{Flattened(weight_name)->act_bits, scale[0]};
 }
 
 bool GptqTensorSource::Has(const std::string& name) const {
@@ -81,13 +119,15 @@ bool GptqTensorSource::Has(const std::string& name) const {
 absl::StatusOr<GptqLinearTensors> GptqTensorSource::ReadPacked(const std::string& weight_name) const {
   const std::string base = LinearBase(weight_name);
   GptqLinearTensors t;
-  t.bits = bits_;
+  const FlattenedModule* flattened = Flattened(weight_name);
+  t.bits = flattened != nullptr ? flattened->bits : bits_;
+  if (t.bits < 1 || t.bits > 8) return absl::InvalidArgumentError(absl::StrCat(base, ": bits ", t.bits, " outside 1..8"));
   QSHARD_ASSIGN_OR_RETURN(TensorInfo qweight, checkpoint_->Info(base + ".qweight"));
   QSHARD_ASSIGN_OR_RETURN(TensorInfo scales, checkpoint_->Info(base + ".scales"));
   if (qweight.shape.size() != 2 || scales.shape.size() != 2)
     return absl::InvalidArgumentError(absl::StrCat(base, ": qweight and scales must be 2-D"));
   t.out_features = qweight.shape[1];
-  t.in_features = qweight.shape[0] * 32 / bits_;
+  t.in_features = qweight.shape[0] * 32 / t.bits;
   t.groups = scales.shape[0];
   const std::optional<int> group_size = group_sizes_.Of(base);
   if (group_size && t.groups != GroupCount(t.in_features, *group_size))
@@ -107,7 +147,10 @@ absl::StatusOr<Tensor> GptqTensorSource::Read(const std::string& name) const {
   QSHARD_ASSIGN_OR_RETURN(GptqLinearTensors packed, ReadPacked(name));
   auto weight = UnpackGptq(packed);
   if (!weight.ok()) return WithContext(weight.status(), LinearBase(name));
-  return weight->Dequantized();
+  if (Flattened(name) == nullptr) return weight->Dequantized();
+  QSHARD_ASSIGN_OR_RETURN(weight->input_channel, ReadInputChannels(name));
+  QSHARD_RETURN_IF_ERROR(WithContext(ValidateInputChannels(weight->input_channel, weight->cols), LinearBase(name)));
+  return weight->LayerWeight();
 }
 
 absl::StatusOr<std::shared_ptr<const LinearKernel>> GptqTensorSource::ReadLinearKernel(
@@ -115,6 +158,13 @@ absl::StatusOr<std::shared_ptr<const LinearKernel>> GptqTensorSource::ReadLinear
   if (mode_ == GptqLinearMode::kDequantize || checkpoint_->Has(weight_name) || !Has(weight_name))
     return std::shared_ptr<const LinearKernel>();
   QSHARD_ASSIGN_OR_RETURN(GptqLinearTensors packed, ReadPacked(weight_name));
+  if (Flattened(weight_name) != nullptr) {
+    QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> channels, ReadInputChannels(weight_name));
+    QSHARD_ASSIGN_OR_RETURN(const kernels::StaticActivationQuant quant, ReadActivationQuant(weight_name));
+    auto kernel = FlattenQuantLinearKernel::Create(packed, std::move(channels), quant, pool_);
+    if (!kernel.ok()) return WithContext(kernel.status(), LinearBase(weight_name));
+    return std::shared_ptr<const LinearKernel>(*std::move(kernel));
+  }
   const kernels::GptqActivations activations =
       mode_ == GptqLinearMode::kExact ? kernels::GptqActivations::kFp32 : kernels::GptqActivations::kInt8;
   auto kernel = GptqLinearKernel::Create(packed, activations, pool_);

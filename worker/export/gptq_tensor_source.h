@@ -4,13 +4,16 @@
 // are instead served by the CPU integer kernels (ReadLinearKernel), never dequantized.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/checkpoint.h"
 #include "core/thread_pool.h"
 #include "worker/export/module_group_sizes.h"
+#include "kernels/cpu/int8_activations.h"
 #include "worker/model/tensor_source.h"
 #include "worker/quant/gptq_pack.h"
 
@@ -21,6 +24,9 @@ namespace qshard {
 //               dequantized model's outputs up to float rounding;
 //   kInt8       activations quantized per token to int8 × codes, int32 sums (w<b>a8);
 //   kDequantize float32 weights dequantized at load and BLAS, the reference path.
+// A FlattenQuant checkpoint's linears carry their own activation quantization (per tensor, 8 or
+// 4 bits): kExact and kInt8 both run it (GptqGemmStatic); kDequantize gives the float weight
+// the split columns stand for, with float activations.
 enum class GptqLinearMode { kExact, kInt8, kDequantize };
 // "exact", "int8" (also "w4a8", "w8a8"), "dequantize"; the error names --kernels.
 absl::StatusOr<GptqLinearMode> ParseGptqLinearMode(const std::string& name);
@@ -32,7 +38,8 @@ struct GptqKernelOptions {
 
 class GptqTensorSource : public TensorSource {
  public:
-  // `checkpoint` must carry a quantization_config with quant_method "gptq".
+  // `checkpoint` must carry a quantization_config with quant_method "gptq" or
+  // "qshard-flattenquant" (docs/flattenquant.md).
   static absl::StatusOr<std::shared_ptr<GptqTensorSource>> Create(std::shared_ptr<const Checkpoint> checkpoint,
                                                                   const GptqKernelOptions& options = {});
 
@@ -48,11 +55,23 @@ class GptqTensorSource : public TensorSource {
   absl::StatusOr<GptqLinearTensors> ReadPacked(const std::string& weight_name) const;
 
  private:
+  // A FlattenQuant linear's quantization_config "modules" entry.
+  struct FlattenedModule {
+    int bits = 0;
+    int act_bits = 0;
+  };
   GptqTensorSource(std::shared_ptr<const Checkpoint> checkpoint, int bits, ModuleGroupSizes group_sizes,
-                   const GptqKernelOptions& options);
+                   std::map<std::string, FlattenedModule> flattened, const GptqKernelOptions& options);
+  // The flattened module of `weight_name`, or null.
+  const FlattenedModule* Flattened(const std::string& weight_name) const;
+  // Its input map [packed in_features] and per-tensor activation quantizer.
+  absl::StatusOr<std::vector<int32_t>> ReadInputChannels(const std::string& weight_name) const;
+  absl::StatusOr<kernels::StaticActivationQuant> ReadActivationQuant(const std::string& weight_name) const;
+
   std::shared_ptr<const Checkpoint> checkpoint_;
   int bits_;
   ModuleGroupSizes group_sizes_;
+  std::map<std::string, FlattenedModule> flattened_;  // by tensor base name
   GptqLinearMode mode_;
   std::shared_ptr<ThreadPool> pool_;  // shared by the kernels of every linear; null for kDequantize
 };

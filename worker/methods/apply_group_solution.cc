@@ -40,7 +40,7 @@ absl::Status ApplyGroupSolution(GroupSolution solution, DecoderLayerWeights& wei
           absl::StrCat("rewrite of '", rewrite.name, "': the layer has no such tensor of that shape"));
   }
   for (const auto& [name, q] : solution.linears)
-    if (!weights.linears.count(name) || weights.linears.at(name).weight.shape() != std::vector<int64_t>{q.rows, q.cols})
+    if (!weights.linears.count(name) || weights.linears.at(name).weight.shape() != std::vector<int64_t>{q.rows, q.layer_cols()})
       return absl::FailedPreconditionError(absl::StrCat("solution for '", name, "' does not fit the layer"));
 
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -48,11 +48,11 @@ absl::Status ApplyGroupSolution(GroupSolution solution, DecoderLayerWeights& wei
     // A quantized linear's weight is its dequantized codes: keep the layer in step.
     if (solution.rewrites[i].target == TensorRewrite::Target::kQuantizedScales) {
       const std::string& name = solution.rewrites[i].name;
-      weights.linears.at(name).weight = quantized.linears.at(name).Dequantized();
+      weights.linears.at(name).weight = quantized.linears.at(name).LayerWeight();
     }
   }
   for (auto& [name, q] : solution.linears) {
-    weights.linears.at(name).weight = q.Dequantized();
+    weights.linears.at(name).weight = q.LayerWeight();
     quantized.linears[name] = std::move(q);
   }
   for (LinearReport& report : solution.reports) quantized.reports.push_back(std::move(report));

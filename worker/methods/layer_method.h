@@ -49,6 +49,10 @@ struct MethodOptions {
   int zfold_max_iters = 30;        // Z-Fold alternating least squares, early stop on increase
   int aespa_adaround_iters = 2000;  // 0: aespa without AdaRound
   double aespa_learning_rate = 0.015;
+  std::string flatten_threshold = "auto";  // FlattenQuant: off | auto | a positive number
+  // FlattenQuant --bits 4: a linear runs W4A4 when its estimated relative output error at 4 bits
+  // is at most this, else W8A8 (docs/flattenquant.md; the default is measured there).
+  double flatten_int4_max_error = 0.05;
 };
 
 // A tensor of the layer outside the group's own linears, replaced whole. Rewrites are exact by
@@ -85,7 +89,8 @@ struct GroupProblem {
 };
 
 // Installs a solution: the rewrites, then each linear's dequantized GPTQ form into `weights`
-// and its codes into `quantized`, and appends the reports. Fails, changing nothing, when a
+// (QuantizedWeight::LayerWeight: FlattenQuant's split columns folded back to the layer's
+// width) and its codes into `quantized`, and appends the reports. Fails, changing nothing, when a
 // rewrite names a tensor the layer lacks or gives it another shape.
 absl::Status ApplyGroupSolution(GroupSolution solution, DecoderLayerWeights& weights, QuantizedLayer& quantized);
 

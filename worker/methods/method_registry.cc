@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "worker/methods/aespa_method.h"
 #include "worker/methods/finequant_method.h"
+#include "worker/methods/flattenquant_method.h"
 #include "worker/methods/per_linear_method.h"
 #include "worker/methods/zfold_method.h"
 
@@ -20,6 +21,12 @@ constexpr MethodRegistration kMethods[] = {
      .reads_adaround_options = true,
      .make = MakeAespaMethod},
     {.name = "finequant", .needs = {}, .make = MakeFineQuantMethod, .group_size_of = FineQuantGroupSizeOf},
+    {.name = "flattenquant",
+     .needs = {.input_stats = true},
+     .reads_flatten_options = true,
+     .independent_linears = true,
+     .flattens_inputs = true,
+     .make = MakeFlattenQuantMethod},
 };
 
 }  // namespace

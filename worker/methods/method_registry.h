@@ -24,9 +24,13 @@ struct MethodRegistration {
   // Which method-specific options it reads (the report records only those).
   bool reads_zfold_options = false;     // MethodOptions::zfold_max_iters
   bool reads_adaround_options = false;  // MethodOptions::aespa_adaround_iters, aespa_learning_rate
+  bool reads_flatten_options = false;   // MethodOptions::flatten_threshold, flatten_int4_max_error
   // Each linear of a group is solved on its own (nothing shared but the input statistics), so
   // the linears of one group may be solved by different workers at once.
   bool independent_linears = false;
+  // The exported linears' input widths are known only once solved (FlattenQuant's split
+  // channels): the job keeps the quantized layers and writes the checkpoint at the end.
+  bool flattens_inputs = false;
   // Checks the method's options (the job spec's method part) and builds the method.
   absl::StatusOr<std::unique_ptr<LayerMethod>> (*make)(const MethodOptions& options);
   // Set for methods that choose group sizes from the weights alone (FineQuant): the size the

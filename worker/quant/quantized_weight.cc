@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "worker/quant/quant_grid.h"
 
 namespace qshard {
@@ -47,6 +48,11 @@ absl::Status QuantizedWeight::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat("column_scale[", c, "] = ", column_scale[c], " is not a positive number"));
   }
+  if (!input_channel.empty()) QSHARD_RETURN_IF_ERROR(ValidateInputChannels(input_channel, cols));
+  if (act_bits != 0 && act_bits != 4 && act_bits != 8)
+    return absl::InvalidArgumentError(absl::StrCat("act_bits: ", act_bits, " is not 0, 4 or 8"));
+  if (act_bits != 0 && !(std::isfinite(act_scale) && act_scale > 0.0f))
+    return absl::InvalidArgumentError(absl::StrCat("act_scale: ", act_scale, " is not a positive number"));
   return absl::OkStatus();
 }
 
@@ -61,6 +67,39 @@ Tensor QuantizedWeight::Dequantized() const {
   Tensor out({rows, cols});
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out.at(r, c) = Dequantize(r, c);
+  return out;
+}
+
+absl::Status ValidateInputChannels(const std::vector<int32_t>& input_channel, int64_t cols) {
+  if (static_cast<int64_t>(input_channel.size()) != cols)
+    return absl::InvalidArgumentError(absl::StrCat("input_channel: ", input_channel.size(), " values, expected ", cols));
+  for (int64_t c = 0; c < cols; ++c) {
+    const int32_t previous = c == 0 ? -1 : input_channel[c - 1];
+    if (input_channel[c] != previous && input_channel[c] != previous + 1)
+      return absl::InvalidArgumentError(absl::StrCat("input_channel[", c, "] = ", input_channel[c],
+                                                     " does not follow ", previous, " (equal or one more)"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int32_t> CopiesPerChannel(const std::vector<int32_t>& input_channel) {
+  std::vector<int32_t> copies(input_channel.empty() ? 0 : input_channel.back() + 1, 0);
+  for (int32_t c : input_channel) ++copies[c];
+  return copies;
+}
+
+int64_t QuantizedWeight::layer_cols() const { return input_channel.empty() ? cols : input_channel.back() + 1; }
+
+Tensor QuantizedWeight::LayerWeight() const {
+  Tensor flat = Dequantized();
+  if (input_channel.empty()) return flat;
+  const int64_t in = layer_cols();
+  const std::vector<int32_t> copies = CopiesPerChannel(input_channel);
+  Tensor out({rows, in});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) out.at(r, input_channel[c]) += flat.at(r, c);
+    for (int64_t i = 0; i < in; ++i) out.at(r, i) /= static_cast<float>(copies[i]);
+  }
   return out;
 }
 
