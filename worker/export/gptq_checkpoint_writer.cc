@@ -116,7 +116,7 @@ absl::Status GptqCheckpointWriter::WriteLayer(int layer, const DecoderLayerWeigh
       const auto it = quantized.find(linear.name);
       if (it == quantized.end())
         return absl::InternalError(absl::StrCat(base, ": no quantized weight to export"));
-      const int64_t groups = GroupCount(LayoutOf(base, linear).in, GroupSizeOf(base));
+      const int64_t groups = GroupCount(LayoutOf(base, linear).in_features, GroupSizeOf(base));
       if (it->second.groups() != groups)
         return absl::InternalError(absl::StrCat(base, ": ", it->second.groups(), " groups, but the checkpoint declares ",
                                                 groups, " (group size ", GroupSizeOf(base), ")"));
