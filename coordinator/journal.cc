@@ -78,9 +78,9 @@ absl::StatusOr<int64_t> JobSequence(const std::string& job_id) {
   return seq;
 }
 
-absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir) {
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, const std::string& vfs) {
   const std::string path = (std::filesystem::path(state_dir) / kFileName).string();
-  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path));
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path, vfs));
   // WAL: readers never block the writer; FULL: a committed change survives power loss too.
   QSHARD_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
                                   "set WAL mode"));

@@ -45,8 +45,9 @@ class Journal {
   static constexpr int kSchemaVersion = 1;
   static constexpr char kFileName[] = "journal.sqlite";
 
-  // Opens (creating when missing) `state_dir`/journal.sqlite; refuses a newer schema.
-  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir);
+  // Opens (creating when missing) `state_dir`/journal.sqlite; refuses a newer schema. `vfs`
+  // names the SQLite VFS (default ""; the fault tests pass tests/coordinator/fault_vfs.h's).
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir, const std::string& vfs = "");
 
   struct Submitted {
     JobRecord job;

@@ -42,7 +42,8 @@ class SqliteStatement {
 
 class SqliteDb {
  public:
-  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path);
+  // `vfs`: the SQLite VFS by name ("" = the default); tests pass a fault-injecting one.
+  static absl::StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path, const std::string& vfs = "");
   ~SqliteDb() { sqlite3_close(db_); }
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
