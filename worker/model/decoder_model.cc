@@ -200,7 +200,11 @@ Tensor DecoderModel::Logits(const Tensor& hidden) const {
   }
   const Tensor& head = lm_head_.size() > 0 ? lm_head_ : embed_tokens_;
   Tensor logits({x.rows(), head.dim(0)});
-  kernels::Gemm(x.rows(), head.dim(0), x.cols(), x.data(), head.data(), /*b_transposed=*/true, logits.data());
+  if (x.rows() == 1) {  // a decoding step (see ApplyLinear)
+    kernels::Gemv(head.dim(0), x.cols(), head.data(), x.data(), logits.data());
+  } else {
+    kernels::Gemm(x.rows(), head.dim(0), x.cols(), x.data(), head.data(), /*b_transposed=*/true, logits.data());
+  }
   return logits;
 }
 
