@@ -1,10 +1,12 @@
 // The building blocks of a layer against direct float64 computations on random inputs of
-// awkward sizes: norms, linear layers, RoPE (HF rotate_half) and causal GQA attention.
+// awkward sizes: norms, linear layers, RoPE (HF rotate_half), causal GQA attention and the
+// key/value cache's attention.
 #include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "worker/model/attention.h"
+#include "worker/model/kv_cache.h"
 #include "worker/model/layer_ops.h"
 #include "worker/model/rotary.h"
 #include "worker/model/vector_exp.h"
@@ -58,21 +60,23 @@ TEST(LayerOpsTest, LayerNormMatchesDefinitionWithOutlierChannel) {
 
 TEST(LayerOpsTest, LinearWithAndWithoutBias) {
   std::mt19937 rng(3);
-  const Tensor x = RandomTensor({11, 19}, rng);
   Linear linear{RandomTensor({13, 19}, rng), RandomTensor({13}, rng), nullptr};
-  for (bool bias : {false, true}) {
-    Linear l = linear;
-    if (!bias) l.bias = Tensor();
-    const Tensor y = ApplyLinear(x, l);
-    ASSERT_EQ(y.shape(), (std::vector<int64_t>{11, 13}));
-    std::vector<double> expected(11 * 13);
-    for (int64_t t = 0; t < 11; ++t)
-      for (int64_t o = 0; o < 13; ++o) {
-        double s = bias ? linear.bias[o] : 0.0;
-        for (int64_t i = 0; i < 19; ++i) s += static_cast<double>(x.at(t, i)) * linear.weight.at(o, i);
-        expected[t * 13 + o] = s;
-      }
-    EXPECT_LT(MaxAbsDiff(y, expected), 1e-4) << "bias " << bias;
+  for (const int64_t tokens : {11, 1}) {  // a GEMM, and one token's GEMV
+    const Tensor x = RandomTensor({tokens, 19}, rng);
+    for (bool bias : {false, true}) {
+      Linear l = linear;
+      if (!bias) l.bias = Tensor();
+      const Tensor y = ApplyLinear(x, l);
+      ASSERT_EQ(y.shape(), (std::vector<int64_t>{tokens, 13}));
+      std::vector<double> expected(tokens * 13);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t o = 0; o < 13; ++o) {
+          double s = bias ? linear.bias[o] : 0.0;
+          for (int64_t i = 0; i < 19; ++i) s += static_cast<double>(x.at(t, i)) * linear.weight.at(o, i);
+          expected[t * 13 + o] = s;
+        }
+      EXPECT_LT(MaxAbsDiff(y, expected), 1e-4) << "bias " << bias << ", tokens " << tokens;
+    }
   }
 }
 
@@ -201,6 +205,40 @@ TEST(AttentionTest, OnlineSoftmaxMatchesNaiveAttentionOverKeyBlocks) {
       EXPECT_EQ(probs_at_width.values(), probs.values()) << lanes;
     }
   }
+}
+
+// The key/value cache's attention: a window's keys and values appended in pieces (a prompt of
+// 13, single tokens, a piece of 3), the queries of each piece against the naive causal GQA
+// attention of the whole window at the same positions.
+TEST(KvCacheTest, AttendMatchesNaiveAttentionOfTheWholeWindow) {
+  std::mt19937 rng(8);
+  const AttentionShape s{1, 21, 6, 2, 12};
+  const Tensor q = RandomTensor({s.seq, s.heads * s.head_dim}, rng, 2.0f);
+  const Tensor k = RandomTensor({s.seq, s.kv_heads * s.head_dim}, rng, 2.0f);
+  const Tensor v = RandomTensor({s.seq, s.kv_heads * s.head_dim}, rng);
+  const float scale = 1.0f / std::sqrt(12.0f);
+  std::vector<double> expected_out, expected_probs;
+  ReferenceAttention(q, k, v, s, scale, expected_out, expected_probs);
+  ModelConfig config;
+  config.num_layers = 2;
+  config.num_kv_heads = s.kv_heads;
+  config.head_dim = s.head_dim;
+  KvCache cache(config);
+  ThreadPool pool(2);
+  const auto rows = [](const Tensor& t, int64_t begin, int64_t end) {
+    return Tensor({end - begin, t.cols()}, std::vector<float>(t.row(begin), t.row(end)));
+  };
+  const int64_t width = s.heads * s.head_dim;
+  int64_t begin = 0;
+  for (const int64_t end : {13, 14, 15, 16, 17, 18, 21}) {
+    cache.Append(1, rows(k, begin, end), rows(v, begin, end));
+    ASSERT_EQ(cache.length(1), end);
+    const Tensor out = cache.Attend(1, rows(q, begin, end), s, scale, pool);
+    const std::vector<double> expected(expected_out.begin() + begin * width, expected_out.begin() + end * width);
+    EXPECT_LT(MaxAbsDiff(out, expected), 1e-5) << "positions " << begin << ".." << end;
+    begin = end;
+  }
+  EXPECT_EQ(cache.length(0), 0);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // qshard generate: greedy decoding from a prompt, to see that a model is alive.
+#include <chrono>
 #include <iostream>
 
 #include "engine/model_loading.h"
@@ -18,6 +19,7 @@ struct GenerateFlags {
   int threads = 0;
   std::string kernels = "exact";
   bool json = false;
+  bool no_kv_cache = false;
 };
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
@@ -26,13 +28,22 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, loaded.tokenizer.Encode(flags.prompt));
   if (flags.bos && loaded.tokenizer.bos_id() >= 0) prompt.insert(prompt.begin(), loaded.tokenizer.bos_id());
   if (prompt.empty()) return absl::InvalidArgumentError("--prompt is empty");
-  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> generated,
-                          Generate(*loaded.model, prompt, flags.max_new_tokens, loaded.tokenizer.eos_id()));
+  const auto start = std::chrono::steady_clock::now();
+  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> generated, Generate(*loaded.model, prompt, flags.max_new_tokens,
+                                                                   loaded.tokenizer.eos_id(), !flags.no_kv_cache));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::vector<int32_t> all = prompt;
   all.insert(all.end(), generated.begin(), generated.end());
   const std::string text = loaded.tokenizer.Decode(all, /*skip_special_tokens=*/true);
   if (flags.json) {
-    PrintJson({{"model", flags.model}, {"prompt", flags.prompt}, {"text", text}, {"new_tokens", generated.size()}});
+    // The time covers the prompt and every step, not loading.
+    PrintJson({{"model", flags.model},
+               {"prompt", flags.prompt},
+               {"text", text},
+               {"new_tokens", generated.size()},
+               {"kv_cache", !flags.no_kv_cache},
+               {"seconds", seconds},
+               {"tokens_per_second", seconds > 0 ? generated.size() / seconds : 0.0}});
   } else {
     std::cout << text << std::endl;
   }
@@ -50,7 +61,8 @@ void RegisterGenerate(CLI::App& root, CommandList& commands) {
   app->add_flag("--bos", flags->bos, "Prepend the BOS token");
   app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
   AddKernelsFlag(app, flags->kernels);
-  app->add_flag("--json", flags->json, "Print the result as one JSON object");
+  app->add_flag("--json", flags->json, "Print the result as one JSON object (with the decoding time)");
+  app->add_flag("--no-kv-cache", flags->no_kv_cache, "Re-run the whole context every step (the reference path)");
   commands.push_back({app, [flags] { return RunGenerate(*flags); }});
 }
 

@@ -35,12 +35,18 @@ Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const T
   Tensor q = ApplyLinear(x, w.linear("self_attn.q_proj"));
   Tensor k = ApplyLinear(x, w.linear("self_attn.k_proj"));
   const Tensor v = ApplyLinear(x, w.linear("self_attn.v_proj"));
+  const int64_t past = run.cache != nullptr ? run.cache->length(run.layer) : 0;
   if (IsLlama(run)) {
-    run.rotary.Apply(q, c.num_heads, run.batch, run.seq);
-    run.rotary.Apply(k, c.num_kv_heads, run.batch, run.seq);
+    run.rotary.Apply(q, c.num_heads, run.batch, run.seq, past);
+    run.rotary.Apply(k, c.num_kv_heads, run.batch, run.seq, past);
   }
   const AttentionShape shape{run.batch, run.seq, c.num_heads, c.num_kv_heads, c.head_dim};
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  if (run.cache != nullptr) {
+    run.cache->Append(run.layer, k, v);
+    // The prompt (nothing cached before) goes through the window kernel below, like Hidden.
+    if (past > 0) return run.cache->Attend(run.layer, q, shape, scale, run.pool);
+  }
   const bool wants = run.observer.WantsAttention(run.layer);
   Tensor probs;
   Tensor out = CausalSelfAttention(q, k, v, shape, scale, run.pool, wants ? &probs : nullptr);

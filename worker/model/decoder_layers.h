@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "worker/model/decoder_model.h"
+#include "worker/model/kv_cache.h"
 #include "worker/model/layer_weights.h"
 #include "worker/model/rotary.h"
 
@@ -30,6 +31,9 @@ struct LayerRun {
   ThreadPool& pool;
   LayerObserver& observer;  // sees the attention internals when it wants them
   const RotaryEmbedding& rotary;
+  // Incremental decoding (batch 1): positions start after the cache's, keys and values are
+  // appended to it, and once it held positions before, attention reads it (no observer calls).
+  KvCache* cache = nullptr;
 };
 
 inline constexpr int kLayerGroups = 4;

@@ -128,14 +128,16 @@ absl::Status DecoderModel::ValidateLayer(const DecoderLayerWeights& w) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tensor> DecoderModel::Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const {
+absl::StatusOr<Tensor> DecoderModel::Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq,
+                                           int64_t first_position) const {
   if (batch <= 0 || seq <= 0 || static_cast<int64_t>(tokens.size()) != batch * seq)
     return absl::InvalidArgumentError(
         absl::StrCat(tokens.size(), " token ids do not form ", batch, " windows of ", seq, " tokens"));
   const bool opt = config_.arch == Architecture::kOpt;
-  if (opt && seq > config_.max_positions)
-    return absl::InvalidArgumentError(absl::StrCat("window of ", seq, " tokens exceeds the model's ",
-                                                   config_.max_positions, " learned positions"));
+  if (opt && first_position + seq > config_.max_positions)
+    return absl::InvalidArgumentError(absl::StrCat("window of ", seq, " tokens from position ", first_position,
+                                                   " exceeds the model's ", config_.max_positions,
+                                                   " learned positions"));
   const int64_t vocab = embed_tokens_.dim(0);
   const int64_t dim = embed_tokens_.dim(1);
   Tensor x({batch * seq, dim});
@@ -147,25 +149,34 @@ absl::StatusOr<Tensor> DecoderModel::Embed(absl::Span<const int32_t> tokens, int
   }
   if (!opt) return x;
   if (project_in_.weight.size() > 0) x = ApplyLinear(x, project_in_);
-  // OPTLearnedPositionalEmbedding: unpadded windows sit at positions 0..seq-1, offset by 2.
+  // OPTLearnedPositionalEmbedding: unpadded windows sit at positions 0..seq-1 (after any
+  // cached ones), offset by 2.
   constexpr int64_t kPositionOffset = 2;
   for (int64_t t = 0; t < batch * seq; ++t) {
-    const float* position = embed_positions_.row(t % seq + kPositionOffset);
+    const float* position = embed_positions_.row(first_position + t % seq + kPositionOffset);
     float* row = x.row(t);
     for (int64_t i = 0; i < config_.hidden_size; ++i) row[i] += position[i];
   }
   return x;
 }
 
-LayerRun DecoderModel::MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer) const {
-  return LayerRun{config_, layer, batch, seq, *pool_, observer != nullptr ? *observer : NoObserver(), rotary_};
+LayerRun DecoderModel::MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer, KvCache* cache) const {
+  return LayerRun{config_, layer, batch, seq, *pool_, observer != nullptr ? *observer : NoObserver(), rotary_, cache};
+}
+
+std::vector<std::string> DecoderModel::GroupNames() const {
+  std::vector<std::string> group_names;
+  for (const auto& group : spec_.groups) group_names.push_back(group.front());
+  return group_names;
 }
 
 void DecoderModel::RunLayer(int layer, const DecoderLayerWeights& weights, Tensor& hidden, int64_t batch, int64_t seq,
                             LayerObserver* observer) const {
-  std::vector<std::string> group_names;
-  for (const auto& group : spec_.groups) group_names.push_back(group.front());
-  RunDecoderLayer(MakeRun(layer, batch, seq, observer), weights, group_names, hidden);
+  RunDecoderLayer(MakeRun(layer, batch, seq, observer), weights, GroupNames(), hidden);
+}
+
+void DecoderModel::RunLayerCached(int layer, const DecoderLayerWeights& weights, Tensor& hidden, KvCache& cache) const {
+  RunDecoderLayer(MakeRun(layer, 1, hidden.rows(), nullptr, &cache), weights, GroupNames(), hidden);
 }
 
 Tensor DecoderModel::GroupInput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& residual,
@@ -189,7 +200,11 @@ Tensor DecoderModel::Logits(const Tensor& hidden) const {
   }
   const Tensor& head = lm_head_.size() > 0 ? lm_head_ : embed_tokens_;
   Tensor logits({x.rows(), head.dim(0)});
-  kernels::Gemm(x.rows(), head.dim(0), x.cols(), x.data(), head.data(), /*b_transposed=*/true, logits.data());
+  if (x.rows() == 1) {  // a decoding step (see ApplyLinear)
+    kernels::Gemv(head.dim(0), x.cols(), head.data(), x.data(), logits.data());
+  } else {
+    kernels::Gemm(x.rows(), head.dim(0), x.cols(), x.data(), head.data(), /*b_transposed=*/true, logits.data());
+  }
   return logits;
 }
 

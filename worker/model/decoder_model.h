@@ -24,6 +24,7 @@
 namespace qshard {
 
 struct LayerRun;  // decoder_layers.h
+class KvCache;    // kv_cache.h
 
 // Calibration hooks called from inside RunLayer; the defaults do nothing.
 class LayerObserver {
@@ -64,10 +65,15 @@ class DecoderModel {
 
   // Token ids of `batch` windows of `seq` tokens -> hidden states [batch*seq, hidden_size].
   // Fails on ids outside the vocabulary or (OPT) windows longer than the learned positions.
-  absl::StatusOr<Tensor> Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const;
+  // Each window's first token is at position `first_position` (incremental decoding).
+  absl::StatusOr<Tensor> Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq,
+                               int64_t first_position = 0) const;
   // Runs layer `layer` on `hidden` in place. `weights` must have passed ValidateLayer.
   void RunLayer(int layer, const DecoderLayerWeights& weights, Tensor& hidden, int64_t batch, int64_t seq,
                 LayerObserver* observer = nullptr) const;
+  // Runs layer `layer` on the hidden states [new tokens, hidden_size] of one sequence that
+  // continues the positions `cache` holds, appending their keys and values (kv_cache.h).
+  void RunLayerCached(int layer, const DecoderLayerWeights& weights, Tensor& hidden, KvCache& cache) const;
   // The layer cut at its groups' inputs (decoder_layers.h), for calibration stage by stage:
   // the input of group g (0..3) for one batch, and adding group 1's or 3's output to the
   // residual. RunLayer is these stages in a row, so both give the same bits.
@@ -85,7 +91,8 @@ class DecoderModel {
 
  private:
   DecoderModel(std::shared_ptr<const TensorSource> source, const ModelConfig& config);
-  LayerRun MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer) const;
+  LayerRun MakeRun(int layer, int64_t batch, int64_t seq, LayerObserver* observer, KvCache* cache = nullptr) const;
+  std::vector<std::string> GroupNames() const;
   absl::StatusOr<Tensor> ReadChecked(const std::string& name, const std::vector<int64_t>& shape) const;
 
   std::shared_ptr<const TensorSource> source_;

@@ -46,25 +46,31 @@ Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
 
 Tensor ApplyLinear(const Tensor& x, const Linear& linear) {
   const int64_t tokens = x.rows();
-  if (linear.kernel) {
-    Tensor out = linear.kernel->Apply(x);
-    if (linear.has_bias()) {
-      const int64_t n = linear.kernel->out_features();
+  if (linear.kernel == nullptr && tokens > 1) {
+    const int64_t out_features = linear.weight.dim(0);
+    Tensor out({tokens, out_features});
+    float beta = 0.0f;
+    if (linear.has_bias()) {  // start from the bias and let the GEMM accumulate onto it
       for (int64_t r = 0; r < tokens; ++r)
-        for (int64_t o = 0; o < n; ++o) out.row(r)[o] += linear.bias.data()[o];
+        std::memcpy(out.row(r), linear.bias.data(), sizeof(float) * out_features);
+      beta = 1.0f;
     }
+    kernels::Gemm(tokens, out_features, x.cols(), x.data(), linear.weight.data(), /*b_transposed=*/true,
+                  out.data(), 1.0f, beta);
     return out;
   }
-  const int64_t out_features = linear.weight.dim(0);
-  Tensor out({tokens, out_features});
-  float beta = 0.0f;
-  if (linear.has_bias()) {  // start from the bias and let the GEMM accumulate onto it
-    for (int64_t r = 0; r < tokens; ++r)
-      std::memcpy(out.row(r), linear.bias.data(), sizeof(float) * out_features);
-    beta = 1.0f;
+  Tensor out;
+  if (linear.kernel) {
+    out = linear.kernel->Apply(x);
+  } else {  // one token (a decoding step): OpenBLAS's sgemm would pack the whole weight for one row
+    out = Tensor({1, linear.weight.dim(0)});
+    kernels::Gemv(linear.weight.dim(0), x.cols(), linear.weight.data(), x.data(), out.data());
   }
-  kernels::Gemm(tokens, out_features, x.cols(), x.data(), linear.weight.data(), /*b_transposed=*/true,
-                out.data(), 1.0f, beta);
+  if (linear.has_bias()) {
+    const int64_t n = out.cols();
+    for (int64_t r = 0; r < tokens; ++r)
+      for (int64_t o = 0; o < n; ++o) out.row(r)[o] += linear.bias.data()[o];
+  }
   return out;
 }
 

@@ -27,6 +27,13 @@ absl::StatusOr<Tensor> ResidentModel::Hidden(absl::Span<const int32_t> tokens, i
   return hidden;
 }
 
+absl::StatusOr<Tensor> ResidentModel::HiddenCached(absl::Span<const int32_t> tokens, KvCache& cache) const {
+  const int64_t seq = static_cast<int64_t>(tokens.size());
+  QSHARD_ASSIGN_OR_RETURN(Tensor hidden, decoder_->Embed(tokens, 1, seq, layers_.empty() ? 0 : cache.length(0)));
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) decoder_->RunLayerCached(i, layers_[i], hidden, cache);
+  return hidden;
+}
+
 absl::StatusOr<Tensor> ResidentModel::Forward(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const {
   QSHARD_ASSIGN_OR_RETURN(const Tensor hidden, Hidden(tokens, batch, seq));
   return decoder_->Logits(hidden);

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "worker/model/decoder_model.h"
+#include "worker/model/kv_cache.h"
 
 namespace qshard {
 
@@ -27,6 +28,11 @@ class ResidentModel {
 
   // Hidden states after the last layer (before the final norm), [batch*seq, hidden_size].
   absl::StatusOr<Tensor> Hidden(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const;
+  // Hidden states after the last layer of `tokens`, one sequence continuing the positions
+  // `cache` holds (none for a fresh cache), [tokens, hidden_size]; their keys and values are
+  // appended to the cache. The prompt's call runs the window kernels like Hidden; later calls
+  // cost one matrix-vector product per linear and token.
+  absl::StatusOr<Tensor> HiddenCached(absl::Span<const int32_t> tokens, KvCache& cache) const;
   // Next-token logits for every position, [batch*seq, vocab].
   absl::StatusOr<Tensor> Forward(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) const;
 
