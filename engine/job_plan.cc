@@ -145,6 +145,10 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       // Finished layers stay in their store (the service's state dir); one is read back at a
       // time to replay it for adopted shards or restore it after a restart. Codes are int32.
       {"a kept layer (replay, restore)", 4 * quantized_params},
+      // A method that changes the layers' input widths writes the checkpoint only at the end,
+      // when every width is known, so it holds every quantized layer until then (the inputs
+      // flattening adds, K/8 with `auto`, are not counted).
+      {"quantized layers held to the end", method->flattens_inputs ? 4 * quantized_params * config.num_layers : 0},
   };
   plan.statistics_bytes = statistics;
   plan.solution_bytes = solution * (1 + workers);

@@ -68,6 +68,13 @@ TEST(JobPlanTest, TermsFollowTheFormulaOfTheArchitectureDoc) {
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(term(one->worker, "calibration hidden states"), 4u * 16 * 256 * 128);  // not restartable
   EXPECT_EQ(term(one->coordinator, "a kept layer (replay, restore)"), 4 * (layer - 2 * 128));  // codes, no norms
+  EXPECT_EQ(term(one->coordinator, "quantized layers held to the end"), 0u);
+  JobSpec flattened = Job();
+  flattened.method.method = "flattenquant";
+  flattened.method.spec.bits = 8;
+  auto held = PlanJob(flattened, *config, 1);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(term(held->coordinator, "quantized layers held to the end"), 2 * 4 * (layer - 2 * 128));  // 2 layers
 }
 
 }  // namespace
