@@ -341,10 +341,10 @@ class Job {
     }
     std::vector<std::thread> threads;
     for (auto& [owner, parts] : parts_of)
-      threads.emplace_back([&, owner = owner] {
-        for (Part& part : parts_of[owner])
-          part.solution = workers_[owner]->Solve(part.group, part.linears,
-                                                 statistics.empty() || shards_ == 0 ? nullptr : &statistics[part.group]);
+      threads.emplace_back([&, worker = workers_[owner], owned = &parts] {  // no map lookups across threads
+        for (Part& part : *owned)
+          part.solution = worker->Solve(part.group, part.linears,
+                                        statistics.empty() || shards_ == 0 ? nullptr : &statistics[part.group]);
       });
     for (std::thread& t : threads) t.join();
 
