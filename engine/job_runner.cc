@@ -8,11 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "core/atomic_file.h"
 #include "core/status.h"
 #include "engine/calibration_shards.h"
+#include "engine/group_size_plan.h"
 #include "engine/job_plan.h"
+#include "engine/job_report.h"
 #include "engine/local_worker.h"
 #include "engine/source_model.h"
 #include "engine/statistics_tree.h"
@@ -27,44 +28,6 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-json ReportRow(int layer, const LinearReport& r, const std::map<std::string, QuantizedWeight>& linears) {
-  json row = {{"layer", layer},
-              {"name", r.name},
-              {"relative_error", std::isnan(r.relative_error) ? json(nullptr) : json(r.relative_error)},
-              {"seconds", r.seconds},
-              {"damp_used", r.damp_used},
-              {"damp_retries", r.damp_retries}};
-  const auto it = linears.find(r.name);
-  if (it == linears.end()) return row;
-  const QuantizedWeight& q = it->second;
-  row["weight_bits"] = q.bits;
-  // FlattenQuant's linears: their activation bits and the input channels the split added.
-  if (q.act_bits != 0) {
-    row["act_bits"] = q.act_bits;
-    row["added_inputs"] = q.cols - q.layer_cols();
-  }
-  return row;
-}
-
-// Errors are null in the report where they were not measured (no calibration data).
-json Summary(const json& modules, double seconds_total, double seconds_solve) {
-  double sum = 0.0, worst = 0.0;
-  int raised = 0, measured = 0;
-  for (const json& m : modules) {
-    raised += m["damp_retries"].get<int>() > 0;
-    if (m["relative_error"].is_null()) continue;
-    sum += m["relative_error"].get<double>();
-    worst = std::max(worst, m["relative_error"].get<double>());
-    ++measured;
-  }
-  return {{"quantized_linears", modules.size()},
-          {"mean_relative_error", measured > 0 ? json(sum / measured) : json(nullptr)},
-          {"max_relative_error", measured > 0 ? json(worst) : json(nullptr)},
-          {"linears_with_raised_damping", raised},
-          {"seconds_solve", seconds_solve},
-          {"seconds_total", seconds_total}};
-}
 
 GptqExportSpec ExportSpecOf(const JobSpec& spec) {
   GptqExportSpec exported;
@@ -126,7 +89,8 @@ class Job {
 
     GptqExportSpec exported = ExportSpecOf(spec_);
     if (method->group_size_of != nullptr) {
-      QSHARD_ASSIGN_OR_RETURN(exported.module_group_sizes, PlanGroupSizes(*method));
+      QSHARD_ASSIGN_OR_RETURN(exported.module_group_sizes,
+                              PlanModuleGroupSizes(*source_, *method, spec_.method, skipped_, events_.log));
     }
     std::unique_ptr<GptqCheckpointWriter> writer;
     if (!method->flattens_inputs) {
@@ -368,38 +332,6 @@ class Job {
                        [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
     }
     return joined;
-  }
-
-  // The group size the method will give each linear, where it is not the spec's: asked of the
-  // source weights, one true-sequential group at a time, before any layer is solved, so the
-  // checkpoint can declare every tensor (the method's solve reaches the same sizes from the
-  // same weights).
-  absl::StatusOr<std::map<std::string, int>> PlanGroupSizes(const MethodRegistration& method) {
-    const auto start = Clock::now();
-    std::map<std::string, int> sizes;
-    for (int layer = 0; layer < source_->config().num_layers; ++layer) {
-      QSHARD_ASSIGN_OR_RETURN(const DecoderLayerWeights weights, source_->LoadLayer(layer));
-      const std::string prefix = source_->tensor_names().Layer(layer);
-      for (const std::vector<std::string>& group : source_->LinearGroups()) {
-        std::vector<std::string> linears;
-        std::vector<const Tensor*> group_weights;
-        for (const std::string& linear : group) {
-          if (skipped_.count(linear)) continue;
-          linears.push_back(linear);
-          group_weights.push_back(&weights.linear(linear).weight);
-        }
-        if (linears.empty()) continue;
-        auto size = method.group_size_of(group_weights, spec_.method);
-        if (!size.ok()) return WithContext(size.status(), prefix + linears.front());
-        if (*size == spec_.method.spec.group_size) continue;
-        for (const std::string& linear : linears) sizes[prefix + linear] = *size;
-        events_.log(absl::StrFormat("%s: layer %d %s get%s group size %d", spec_.method.method, layer,
-                                    absl::StrJoin(linears, ", "), linears.size() > 1 ? "" : "s", *size));
-      }
-    }
-    events_.log(absl::StrFormat("%s: group sizes chosen from the weights in %.2f s, %d linears refined",
-                                spec_.method.method, SecondsSince(start), sizes.size()));
-    return sizes;
   }
 
   std::vector<size_t> Alive() const {
