@@ -38,6 +38,10 @@ void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda,
   cblas_strsm(CblasRowMajor, CblasLeft, CblasUpper, CblasTrans, CblasUnit, m, n, 1.0f, a, lda, b, n);
 }
 
+void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c) {
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, 1.0f, x, n, 0.0f, c, n);
+}
+
 void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha) {
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, alpha, x, n, 1.0f, c, n);
   // Mirrored in tiles: a plain column walk touches a new cache line (and, at power-of-two n,

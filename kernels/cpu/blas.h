@@ -27,6 +27,9 @@ void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda,
 // Symmetric rank-k update of the full square: C[n,n] += alpha * Xᵀ X for X[k,n] (tokens × features).
 // Only the upper triangle is computed by BLAS; the lower one is mirrored afterwards.
 void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.0f);
+// The upper triangle alone, overwritten: C[i,j] = Σ_t X[t,i]·X[t,j] for j ≥ i (ssyrk with beta 0,
+// so C needs no zeroing); the strict lower triangle is neither read nor written.
+void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c);
 
 // In-place Cholesky factorization of a symmetric positive-definite matrix a[n,n] (float64).
 // upper=true leaves U (A = UᵀU) in the upper triangle, otherwise L (A = LLᵀ) in the lower one;

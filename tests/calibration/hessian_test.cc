@@ -75,6 +75,20 @@ TEST(HessianSumTest, KeepsEachChannelsLargestMagnitudeAcrossWindowsAndMerges) {
   EXPECT_EQ(a.abs_max[5], 40.0f);
 }
 
+TEST(HessianSumTest, ManyWindowsAtOnceEqualOneWindowAtATime) {
+  // Wider than one 32-wide tile and not a multiple of it, with a short last window.
+  const int64_t dim = 71, window = 9, rows = 4 * window + 5;
+  const std::vector<float> x = RandomRows(rows, dim, 5);
+  HessianSum batched(dim), single(dim);
+  batched.AddWindows(x.data(), rows, window);
+  for (int64_t t = 0; t < rows; t += window) single.AddWindow(x.data() + t * dim, std::min(window, rows - t));
+  EXPECT_EQ(batched.sum, single.sum);
+  EXPECT_EQ(batched.tokens, single.tokens);
+  EXPECT_EQ(batched.abs_max, single.abs_max);
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = 0; j < i; ++j) ASSERT_EQ(batched.sum[i * dim + j], batched.sum[j * dim + i]) << i << "," << j;
+}
+
 TEST(HessianSumTest, MergeRejectsMismatchedDims) {
   HessianSum a(3), b(4);
   const absl::Status status = a.Merge(b);

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "tests/solvers/test_data.h"
 #include "worker/quant/gptq_pack.h"
+#include "worker/solvers/proxy_error.h"
 #include "worker/solvers/solver.h"
 
 namespace qshard {
@@ -89,6 +90,31 @@ TEST(RtnTest, ProxyErrorWhenAHessianIsGiven) {
   ASSERT_TRUE(q.ok()) << q.status();
   const double measured = 2.0 * testing::OutputError(w, q->dequantized, x, tokens) / tokens;
   EXPECT_NEAR(q->proxy_error, measured, 1e-4 * measured);
+}
+
+TEST(RtnTest, ProxyErrorOfRowBlocksEachWithItsOwnHessian) {
+  // Three row blocks of 7, 37 inputs: each block measured with its own statistics.
+  const int64_t blocks = 3, rows = 7, in = 37, tokens = 61;
+  const Tensor w = testing::RandomWeight(blocks * rows, in, 5);
+  auto q = Solve(Spec(3, -1), w, {});
+  ASSERT_TRUE(q.ok()) << q.status();
+  std::vector<HessianSum> sums;
+  std::vector<std::vector<float>> inputs;
+  for (int64_t b = 0; b < blocks; ++b) {
+    inputs.push_back(testing::CorrelatedActivations(tokens, in, 2, 3.0f + b, 10 + b));
+    sums.push_back(testing::HessianOf(inputs.back(), tokens, in));
+  }
+  const HessianSum* hessians[] = {&sums[0], &sums[1], &sums[2]};
+  double expected = 0.0;  // Σ_b 2/tokens · Σ_t ‖Δ_b x_t‖², in float64
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = b * rows; r < (b + 1) * rows; ++r) {
+        double y = 0.0;
+        for (int64_t c = 0; c < in; ++c)
+          y += (double(w.at(r, c)) - q->dequantized.at(r, c)) * inputs[b][t * in + c];
+        expected += 2.0 * y * y / tokens;
+      }
+  EXPECT_NEAR(ProxyError(w, q->dequantized, hessians), expected, 1e-5 * expected);
 }
 
 TEST(RtnTest, FixedGridsWithColumnMultipliers) {

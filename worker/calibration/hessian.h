@@ -27,7 +27,10 @@ struct HessianSum {
   explicit HessianSum(int64_t d) : dim(d), sum(d * d, 0.0), abs_max(d, 0.0f) {}
 
   // Adds one window's inputs x [rows, dim] (row-major, one token per row).
-  void AddWindow(const float* x, int64_t rows);
+  void AddWindow(const float* x, int64_t rows) { AddWindows(x, rows, rows); }
+  // Adds consecutive windows of `window` rows each (the last may be shorter), one product per
+  // window in order: the same sum as AddWindow on each, with one scratch product for all.
+  void AddWindows(const float* x, int64_t rows, int64_t window);
   // Adds another partial sum (same dim) — the reduction across shards.
   absl::Status Merge(const HessianSum& other);
   // H = 2·sum/tokens, the proxy Hessian of GPTQ (anchors.md §1.1), in float64.

@@ -1,6 +1,7 @@
 // The layer-wise objective every solver is judged by: tr(ΔW H ΔWᵀ) with ΔW = W − Ŵ and
 // H = 2·sum/tokens, i.e. twice the mean squared output error per calibration token.
-// Computed directly (one float64 GEMM per row block), for methods that do not get it for free.
+// Computed directly (one float32 Gram matrix of ΔW per row block), for methods that do not get
+// it for free.
 #pragma once
 
 #include <span>
