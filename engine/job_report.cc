@@ -26,7 +26,12 @@ json ReportRow(int layer, const LinearReport& r, const std::map<std::string, Qua
   return row;
 }
 
-json Summary(const json& modules, double seconds_total, double seconds_solve) {
+json JobPhases::ToJson() const {
+  return {{"setup", setup},   {"start_workers", start_workers}, {"calibration", calibration},
+          {"solve", solve},   {"propagation", propagation},     {"write", write}};
+}
+
+json Summary(const json& modules, double seconds_total, double seconds_solve, const JobPhases& phases) {
   double sum = 0.0, worst = 0.0;
   int raised = 0, measured = 0;
   for (const json& m : modules) {
@@ -41,7 +46,8 @@ json Summary(const json& modules, double seconds_total, double seconds_solve) {
           {"max_relative_error", measured > 0 ? json(worst) : json(nullptr)},
           {"linears_with_raised_damping", raised},
           {"seconds_solve", seconds_solve},
-          {"seconds_total", seconds_total}};
+          {"seconds_total", seconds_total},
+          {"seconds_by_phase", phases.ToJson()}};
 }
 
 }  // namespace qshard

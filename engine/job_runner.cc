@@ -6,6 +6,7 @@
 #include <cmath>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/atomic_file.h"
@@ -81,7 +82,8 @@ class Job {
     if (restored > model.config().num_layers)
       return absl::DataLossError(absl::StrCat("the job's kept solutions hold ", restored, " layers; the model has ",
                                               model.config().num_layers));
-    QSHARD_RETURN_IF_ERROR(StartWorkers(seqlen, restored));
+    phases_.setup = SecondsSince(start);
+    QSHARD_RETURN_IF_ERROR(Timed(phases_.start_workers, [&] { return StartWorkers(seqlen, restored); }));
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
@@ -116,7 +118,8 @@ class Job {
         if (kept_ != nullptr) QSHARD_RETURN_IF_ERROR(kept_->Save(layer, solutions));
         finished_ = layer + 1;
       }
-      if (writer) QSHARD_RETURN_IF_ERROR(writer->WriteLayer(layer, weights, quantized.linears));
+      if (writer)
+        QSHARD_RETURN_IF_ERROR(Timed(phases_.write, [&] { return writer->WriteLayer(layer, weights, quantized.linears); }));
       for (const LinearReport& r : quantized.reports) {
         seconds_solve += r.seconds;
         modules.push_back(ReportRow(layer, r, quantized.linears));
@@ -139,12 +142,15 @@ class Job {
       }
     }
     if (!writer) {
+      const auto write_start = Clock::now();
       QSHARD_ASSIGN_OR_RETURN(writer, WriteHeldLayers(unwritten));
+      phases_.write += SecondsSince(write_start);
     }
     json report = JobSpecJson(spec_, seqlen);
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
-    report["summary"] = Summary(modules, SecondsSince(start), seconds_solve);
+    // Timed up to here: Finish writes the index, configs and this report after it is made.
+    report["summary"] = Summary(modules, SecondsSince(start), seconds_solve, phases_);
     QSHARD_RETURN_IF_ERROR(writer->Finish(report));
     if (!spec_.validation.text.empty()) {
       events_.log(absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels"));
@@ -269,11 +275,14 @@ class Job {
         if (calibrated) statistics[g] = GroupStatistics();  // free the Hessians
       }
       GroupSolution& solution = solved.at(g);
-      QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, solution); }));
+      QSHARD_RETURN_IF_ERROR(Timed(phases_.propagation, [&] {
+        return ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, solution); });
+      }));
       solutions.push_back(solution);
       QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     }
-    return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); });
+    return Timed(phases_.propagation,
+                 [&] { return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); }); });
   }
 
   // Solves `to_solve` (groups of `layer`, each from statistics[g], or none for a method without
@@ -284,6 +293,8 @@ class Job {
   absl::StatusOr<std::map<int, GroupSolution>> SolveOnOwners(int layer, const std::vector<int>& to_solve,
                                                              const std::vector<std::vector<std::string>>& groups,
                                                              const std::vector<GroupStatistics>& statistics) {
+    const auto start = Clock::now();
+    absl::Cleanup timed = [&] { phases_.solve += SecondsSince(start); };
     const std::vector<size_t> alive = Alive();
     struct Part {
       int group;
@@ -372,6 +383,8 @@ class Job {
   // Every live worker's partials of `groups`, added along the shard tree into one statistics
   // value per group.
   absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<int>& groups, bool attention) {
+    const auto start = Clock::now();
+    absl::Cleanup timed = [&] { phases_.calibration += SecondsSince(start); };
     std::vector<std::vector<ShardStatistics>> partials(workers_.size());
     QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& worker) -> absl::Status {
       QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
@@ -403,8 +416,17 @@ class Job {
     }
   }
 
+  // Runs `step`, adding its wall seconds to `phase`.
+  static absl::Status Timed(double& phase, const std::function<absl::Status()>& step) {
+    const auto start = Clock::now();
+    absl::Status status = step();
+    phase += SecondsSince(start);
+    return status;
+  }
+
   const JobSpec& spec_;
   const std::vector<WorkerClient*>& workers_;
+  JobPhases phases_;
   const JobEvents& events_;
   MethodNeeds needs_;
   bool independent_linears_ = false;

@@ -33,6 +33,15 @@ TEST(JobRunnerTest, GptqW4G32StaysCloseToFp32AndBeatsRtn) {
   auto rtn = RunEmbeddedJob(SmallJob("rtn", 4, dir.Child("rtn")), kQuiet);
   ASSERT_TRUE(rtn.ok()) << rtn.status();
   EXPECT_EQ((*gptq)["summary"]["quantized_linears"], 14);  // 2 layers x 7 linears
+  // The phases are disjoint stretches of the runner's clock, all inside the total.
+  double phases = 0.0;
+  for (const char* phase : {"setup", "start_workers", "calibration", "solve", "propagation", "write"}) {
+    const nlohmann::json& seconds = (*gptq)["summary"]["seconds_by_phase"][phase];
+    ASSERT_TRUE(seconds.is_number()) << phase;
+    EXPECT_GE(seconds.get<double>(), 0.0) << phase;
+    phases += seconds.get<double>();
+  }
+  EXPECT_LE(phases, (*gptq)["summary"]["seconds_total"].get<double>());
 
   const EvalResult g = EvaluateAgainstBase(dir.Child("gptq"));
   const EvalResult r = EvaluateAgainstBase(dir.Child("rtn"));

@@ -1,6 +1,7 @@
 // qshard quantize: the quantization job in this process, on one local worker (engine/job_runner.h).
 #include <iostream>
 
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "engine/job_runner.h"
 #include "core/status.h"
@@ -37,6 +38,10 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
                       : "mean relative output error " + summary["mean_relative_error"].dump() + ", max " +
                             summary["max_relative_error"].dump())
               << "; solve " << summary["seconds_solve"] << " s, total " << summary["seconds_total"] << " s\n";
+    std::cout << "seconds by phase:";
+    for (const auto& [phase, seconds] : summary["seconds_by_phase"].items())
+      std::cout << " " << phase << " " << absl::StrFormat("%.2f", seconds.get<double>());
+    std::cout << "\n";
     if (report.contains("validation")) {
       const nlohmann::json& v = report["validation"];
       std::cout << "validation (" << v["windows"] << " windows of " << v["seqlen"] << ", integer kernels): perplexity "
