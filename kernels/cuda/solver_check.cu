@@ -180,11 +180,12 @@ CudaStatus Solve(const SolverContext& context, const DeviceBuffer<float>& weight
 }
 
 // Statistics: device against reference, exact maxima, and a second run byte for byte.
+// Leaves the device's sum in `sum`.
 CudaStatus CheckStatistics(const SolverContext& context, const Case& c,
                            const std::vector<std::vector<float>>& windows, const std::vector<double>& reference,
-                           DeviceHessianSum& hessian, bool& passed) {
+                           DeviceHessianSum& hessian, std::vector<double>& sum, bool& passed) {
   QSHARD_CUDA_RETURN_IF_ERROR(DeviceStatistics(context, windows, c.in, hessian));
-  std::vector<double> sum, again;
+  std::vector<double> again;
   QSHARD_CUDA_RETURN_IF_ERROR(Download(hessian.sum(), c.in * c.in, sum));
   std::vector<float> abs_max(c.in);
   QSHARD_CUDA_TRY(cudaMemcpy(abs_max.data(), hessian.abs_max(), c.in * sizeof(float), cudaMemcpyDeviceToHost));
@@ -220,13 +221,13 @@ CudaStatus CheckStatistics(const SolverContext& context, const Case& c,
 // Sets input `column`'s normalized diagonal to −5% of the others' mean (its off-diagonal
 // entries are 0): not a Gram matrix, but it makes the damping 0.01 fail and 0.1 succeed on any
 // machine, so the retry path runs deterministically.
-CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& reference, DeviceHessianSum& hessian) {
+CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& sum, DeviceHessianSum& hessian) {
   const int64_t column = c.in / 2;
   double mean = 0.0;
-  for (int64_t i = 0; i < c.in; ++i) mean += reference[i * c.in + i];
+  for (int64_t i = 0; i < c.in; ++i) mean += sum[i * c.in + i];
   mean /= static_cast<double>(c.in - 1);
   const double value = -0.05 * mean;
-  reference[column * c.in + column] = value;
+  sum[column * c.in + column] = value;
   QSHARD_CUDA_TRY(cudaMemcpy(hessian.mutable_sum() + column * (c.in + 1), &value, sizeof(double), cudaMemcpyHostToDevice));
   return CudaStatus();
 }
@@ -242,9 +243,12 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   std::vector<double> reference_sum(c.in * c.in, 0.0);
   for (const auto& x : windows) ReferenceAddWindow(x.data(), c.window_rows, c.in, reference_sum);
 
+  // GPTQ is compared on the device's statistics, so that both solvers see the same H (a
+  // float32-level difference could swap two nearly equal diagonals in the act-order).
   DeviceHessianSum hessian;
-  QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, passed));
-  if (c.negative_column) QSHARD_CUDA_RETURN_IF_ERROR(ForceNegativeDiagonal(c, reference_sum, hessian));
+  std::vector<double> sum;
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, sum, passed));
+  if (c.negative_column) QSHARD_CUDA_RETURN_IF_ERROR(ForceNegativeDiagonal(c, sum, hessian));
   hessian.ReleaseScratch();
 
   DeviceBuffer<float> device_weight;
@@ -260,11 +264,11 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
 
   const GptqSolveSpec spec = SpecOf(c);
   ReferenceGptqResult reference, followed;
-  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(weight, c.out, c.in, reference_sum, tokens, spec, reference));
+  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, reference));
   const std::vector<double> device_scales(host.scales.begin(), host.scales.end());
   const FollowedSolution device_solution{&host.codes, &device_scales, &host.zeros};
   QSHARD_CUDA_RETURN_IF_ERROR(
-      ReferenceGptq(weight, c.out, c.in, reference_sum, tokens, spec, followed, &device_solution, kTieMargin));
+      ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, followed, &device_solution, kTieMargin));
 
   const int32_t max_code = (1 << c.bits) - 1;
   int64_t code_mismatches = 0, out_of_range = 0;
@@ -279,10 +283,10 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
 
   const double proxy_reference = ProxyError(
       weight, DequantizeCodes(reference.codes, reference.scales, reference.zeros, reference.g_idx, c.out, c.in), c.out,
-      c.in, reference_sum, tokens);
+      c.in, sum, tokens);
   const double proxy_device = ProxyError(
       weight, DequantizeCodes(host.codes, device_scales, host.zeros, result.g_idx, c.out, c.in), c.out, c.in,
-      reference_sum, tokens);
+      sum, tokens);
   const double proxy_gap = std::fabs(proxy_device - proxy_reference) / proxy_reference;
   const double reported_gap = std::fabs(result.proxy_error - proxy_device) / proxy_device;
   std::printf("  gptq: codes differing %.4f%%; on the device's history %.4f%% flips (%lld far, worst %.2e steps "
