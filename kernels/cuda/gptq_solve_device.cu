@@ -17,36 +17,22 @@ constexpr int kTileRows = 8;
 
 unsigned RowGrid(int64_t rows) { return static_cast<unsigned>((rows + kRowThreads - 1) / kRowThreads); }
 
-// wt[j·rows + r] = w[r·cols + order[j]]: a tiled transpose, coalesced on both sides when the
-// order is contiguous.
-__global__ void GatherColumnsKernel(const float* __restrict__ w, const int64_t* __restrict__ order, int64_t rows,
-                                    int64_t cols, float* __restrict__ wt) {
-  __shared__ float tile[kTile][kTile + 1];
+// The transpose into sweep order and the way back, tiled through shared memory so that both
+// sides are coalesced when the order is contiguous. kToSweep: dst[j·rows + r] =
+// src[r·cols + order[j]]; otherwise dst[r·cols + order[j]] = src[j·rows + r].
+template <bool kToSweep, typename T>
+__global__ void SweepTransposeKernel(const T* __restrict__ src, const int64_t* __restrict__ order, int64_t rows,
+                                     int64_t cols, T* __restrict__ dst) {
+  __shared__ T tile[kTile][kTile + 1];
   const int64_t j0 = blockIdx.x * static_cast<int64_t>(kTile), r0 = blockIdx.y * static_cast<int64_t>(kTile);
-  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int64_t r = r0 + k, j = j0 + threadIdx.x;
-    if (r < rows && j < cols) tile[k][threadIdx.x] = w[r * cols + order[j]];
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {  // threadIdx.x runs along the source's rows
+    const int64_t r = r0 + (kToSweep ? k : threadIdx.x), j = j0 + (kToSweep ? threadIdx.x : k);
+    if (r < rows && j < cols) tile[k][threadIdx.x] = kToSweep ? src[r * cols + order[j]] : src[j * rows + r];
   }
   __syncthreads();
-  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int64_t j = j0 + k, r = r0 + threadIdx.x;
-    if (r < rows && j < cols) wt[j * rows + r] = tile[threadIdx.x][k];
-  }
-}
-
-// The way back: w[r·cols + order[j]] = wt[j·rows + r].
-__global__ void ScatterColumnsKernel(const int32_t* __restrict__ wt, const int64_t* __restrict__ order, int64_t rows,
-                                     int64_t cols, int32_t* __restrict__ w) {
-  __shared__ int32_t tile[kTile][kTile + 1];
-  const int64_t j0 = blockIdx.x * static_cast<int64_t>(kTile), r0 = blockIdx.y * static_cast<int64_t>(kTile);
-  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int64_t j = j0 + k, r = r0 + threadIdx.x;
-    if (r < rows && j < cols) tile[k][threadIdx.x] = wt[j * rows + r];
-  }
-  __syncthreads();
-  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int64_t r = r0 + k, j = j0 + threadIdx.x;
-    if (r < rows && j < cols) w[r * cols + order[j]] = tile[threadIdx.x][k];
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {  // and along the destination's
+    const int64_t r = r0 + (kToSweep ? threadIdx.x : k), j = j0 + (kToSweep ? k : threadIdx.x);
+    if (r < rows && j < cols) (kToSweep ? dst[j * rows + r] : dst[r * cols + order[j]]) = tile[threadIdx.x][k];
   }
 }
 
@@ -197,8 +183,9 @@ class DeviceSweep {
     QSHARD_CUDA_TRY(cudaMemsetAsync(error_sq.get(), 0, error_sq.bytes(), stream));
 
     const dim3 tiles(static_cast<unsigned>((cols_ + kTile - 1) / kTile), static_cast<unsigned>((rows_ + kTile - 1) / kTile));
-    GatherColumnsKernel<<<tiles, dim3(kTile, kTileRows), 0, stream>>>(weight, order_device.get(), rows_, cols_, w_.get());
-    QSHARD_CUDA_CHECK_LAUNCH("GatherColumnsKernel");
+    SweepTransposeKernel<true><<<tiles, dim3(kTile, kTileRows), 0, stream>>>(weight, order_device.get(), rows_, cols_,
+                                                                              w_.get());
+    QSHARD_CUDA_CHECK_LAUNCH("SweepTransposeKernel<true>");
     // Grids known before the sweep, as the CPU fits them: per channel on W before dead
     // columns are zeroed, static groups (in original column order) after.
     if (spec_.group_size <= 0) QSHARD_CUDA_RETURN_IF_ERROR(FitGrids(w_.get(), nullptr, nullptr, cols_, cols_, 0));
@@ -220,9 +207,9 @@ class DeviceSweep {
     DeltaSquaredKernel<<<RowGrid(rows_), kRowThreads, 0, stream>>>(original_.get(), w_.get(), rows_, cols_,
                                                                    delta_sq.get());
     QSHARD_CUDA_CHECK_LAUNCH("DeltaSquaredKernel");
-    ScatterColumnsKernel<<<tiles, dim3(kTile, kTileRows), 0, stream>>>(codes_sweep.get(), order_device.get(), rows_,
-                                                                       cols_, result.codes.get());
-    QSHARD_CUDA_CHECK_LAUNCH("ScatterColumnsKernel");
+    SweepTransposeKernel<false><<<tiles, dim3(kTile, kTileRows), 0, stream>>>(codes_sweep.get(), order_device.get(),
+                                                                               rows_, cols_, result.codes.get());
+    QSHARD_CUDA_CHECK_LAUNCH("SweepTransposeKernel<false>");
 
     // tr(ΔW H_damped ΔWᵀ) = Σ err² (gptq.cc); removing λ‖ΔW‖² leaves the undamped objective.
     // Summed on the host in row order, so the value does not depend on launch shapes.

@@ -22,6 +22,7 @@
 #include "kernels/cuda/gptq_factor_device.h"
 #include "kernels/cuda/gptq_solve_device.h"
 #include "kernels/cuda/hessian_device.h"
+#include "kernels/cuda/program_setup.h"
 #include "kernels/cuda/solver_context.h"
 
 namespace qshard::gpu {
@@ -209,16 +210,13 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "bad options: %s\n", valid.ok() ? "model or windows out of range" : valid.message().c_str());
     return 1;
   }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "no CUDA device\n");
-    return 77;
-  }
   cudaDeviceProp props{};
+  std::string why;
+  const int found = FindDevice(props, why);
   cudaStream_t stream = nullptr;
-  if (cudaGetDeviceProperties(&props, 0) != cudaSuccess || cudaStreamCreate(&stream) != cudaSuccess) {
-    std::fprintf(stderr, "cannot set up device 0\n");
-    return 2;
+  if (found != 0 || cudaStreamCreate(&stream) != cudaSuccess) {
+    std::fprintf(stderr, "no usable CUDA device: %s\n", why.c_str());
+    return found != 0 ? found : kExitCudaError;
   }
   const std::string date = UtcTimestamp();
   std::FILE* table = options.json ? stderr : stdout;
@@ -234,7 +232,7 @@ int Main(int argc, char** argv) {
     const CudaStatus init = context.Init(stream);
     if (!init.ok()) {
       std::fprintf(stderr, "ERROR %s\n", init.message().c_str());
-      status = 2;
+      status = kExitCudaError;
     }
     for (int m = 0; m < static_cast<int>(std::size(kModels)) && context.blas() != nullptr; ++m) {
       if (options.model >= 0 && options.model != m) continue;
@@ -251,7 +249,7 @@ int Main(int argc, char** argv) {
           // Out of memory on a smaller card ends this model, not the run.
           std::fprintf(stderr, "ERROR %s %s: %s\n", model.name, layer.name, run.message().c_str());
           complete = false;
-          status = 2;
+          status = kExitCudaError;
           cudaGetLastError();
           break;
         }

@@ -23,14 +23,11 @@
 #include "kernels/cuda/gptq_solve_spec.h"
 #include "kernels/cuda/gptq_solver_reference.h"
 #include "kernels/cuda/hessian_device.h"
+#include "kernels/cuda/program_setup.h"
 #include "kernels/cuda/solver_context.h"
 
 namespace qshard::gpu {
 namespace {
-
-constexpr int kExitFailed = 1;
-constexpr int kExitCudaError = 2;
-constexpr int kExitNoDevice = 77;
 
 // Tolerances, and why:
 //  - Statistics: each window's product is a float32 sum over ≤ 1024 tokens (cuBLAS's order),
@@ -345,25 +342,18 @@ bool CheckContracts() {
 
 int Main(int argc, char** argv) {
   uint64_t seed = 20261206;
-  for (int a = 1; a < argc; ++a) {
-    if (std::strcmp(argv[a], "--seed") == 0 && a + 1 < argc) {
-      seed = std::strtoull(argv[++a], nullptr, 10);
-    } else {
-      std::fprintf(stderr, "usage: %s [--seed N]\n", argv[0]);
-      return kExitFailed;
-    }
-  }
+  if (!ParseSeedOption(argc, argv, seed)) return kExitFailed;
   bool passed = CheckContracts();
-  int devices = 0;
-  const cudaError_t probe = cudaGetDeviceCount(&devices);
-  if (probe != cudaSuccess || devices == 0) {
-    std::printf("SKIP no CUDA device (%s)\n", probe != cudaSuccess ? DescribeCudaError(probe).c_str() : "none found");
+  cudaDeviceProp props{};
+  std::string why;
+  const int found = FindDevice(props, why);
+  if (found == kExitNoDevice) {
+    std::printf("SKIP no CUDA device (%s)\n", why.c_str());
     return passed ? kExitNoDevice : kExitFailed;
   }
-  cudaDeviceProp props{};
   cudaStream_t stream = nullptr;
-  if (cudaGetDeviceProperties(&props, 0) != cudaSuccess || cudaStreamCreate(&stream) != cudaSuccess) {
-    std::printf("ERROR cannot set up device 0\n");
+  if (found != 0 || cudaStreamCreate(&stream) != cudaSuccess) {
+    std::printf("ERROR cannot set up device 0 %s\n", why.c_str());
     return kExitCudaError;
   }
   std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
