@@ -260,18 +260,11 @@ bool CheckContracts() {
 
 int Main(int argc, char** argv) {
   uint64_t seed = 20240611;
-  if (!ParseSeedOption(argc, argv, seed)) return kExitFailed;
   bool passed = CheckContracts();
-
   cudaDeviceProp props{};
-  std::string why;
-  const int found = FindDevice(props, why);
-  if (found == kExitNoDevice) {
-    std::printf("SKIP no CUDA device (%s)\n", why.c_str());
-    return passed ? kExitNoDevice : kExitFailed;
-  }
+  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
   int multiprocessors = 0;
-  if (found != 0 || cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
+  if (cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
     std::printf("ERROR cannot read the properties of device 0\n");
     return kExitCudaError;
   }

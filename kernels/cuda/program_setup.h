@@ -47,4 +47,19 @@ inline int FindDevice(cudaDeviceProp& props, std::string& why) {
   return 0;
 }
 
+// The start of a check program, after its device-free contract checks (`passed`): parses the
+// options and finds device 0. Returns −1 to go on, else the status to exit with now (a usage
+// error; no device: skipped, unless a contract check already failed; a CUDA error).
+inline int StartCheck(int argc, char** argv, bool passed, uint64_t& seed, cudaDeviceProp& props) {
+  if (!ParseSeedOption(argc, argv, seed)) return kExitFailed;
+  std::string why;
+  const int found = FindDevice(props, why);
+  if (found == kExitNoDevice) {
+    std::printf("SKIP no CUDA device (%s)\n", why.c_str());
+    return passed ? kExitNoDevice : kExitFailed;
+  }
+  if (found != 0) std::printf("ERROR %s\n", why.c_str());
+  return found != 0 ? found : -1;
+}
+
 }  // namespace qshard::gpu

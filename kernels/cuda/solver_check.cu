@@ -342,18 +342,12 @@ bool CheckContracts() {
 
 int Main(int argc, char** argv) {
   uint64_t seed = 20261206;
-  if (!ParseSeedOption(argc, argv, seed)) return kExitFailed;
   bool passed = CheckContracts();
   cudaDeviceProp props{};
-  std::string why;
-  const int found = FindDevice(props, why);
-  if (found == kExitNoDevice) {
-    std::printf("SKIP no CUDA device (%s)\n", why.c_str());
-    return passed ? kExitNoDevice : kExitFailed;
-  }
+  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
   cudaStream_t stream = nullptr;
-  if (found != 0 || cudaStreamCreate(&stream) != cudaSuccess) {
-    std::printf("ERROR cannot set up device 0 %s\n", why.c_str());
+  if (cudaStreamCreate(&stream) != cudaSuccess) {
+    std::printf("ERROR cannot create a stream on device 0\n");
     return kExitCudaError;
   }
   std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
