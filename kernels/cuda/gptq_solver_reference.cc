@@ -104,6 +104,39 @@ int32_t Quantize(double x, const Grid& grid, int32_t max_code) {
 
 }  // namespace
 
+std::vector<std::vector<float>> RandomCalibrationWindows(int64_t in, int windows, int64_t rows,
+                                                         const std::vector<int64_t>& silent, std::mt19937_64& rng) {
+  constexpr int kFactors = 4;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> log_scale(-1.5f, 1.5f);
+  std::vector<float> scale(in), loading(kFactors * in);
+  for (float& s : scale) s = std::exp(log_scale(rng));
+  for (float& l : loading) l = 0.6f * normal(rng);
+  std::vector<std::vector<float>> result(windows, std::vector<float>(rows * in));
+  for (std::vector<float>& x : result) {
+    for (int64_t t = 0; t < rows; ++t) {
+      float factor[kFactors];
+      for (float& f : factor) f = normal(rng);
+      float* token = x.data() + t * in;
+      for (int64_t i = 0; i < in; ++i) {
+        float v = normal(rng);
+        for (int k = 0; k < kFactors; ++k) v += factor[k] * loading[k * in + i];
+        token[i] = scale[i] * v;
+      }
+      for (int64_t column : silent) token[column] = 0.0f;
+    }
+  }
+  return result;
+}
+
+std::vector<float> RandomLayerWeight(int64_t out, int64_t in, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<float> w(out * in);
+  for (float& v : w) v = normal(rng) * (unit(rng) < 0.002f ? 10.0f : 1.0f);
+  return w;
+}
+
 void ReferenceAddWindow(const float* x, int64_t rows, int64_t dim, std::vector<double>& sum) {
   // The upper triangle, then the mirror (sum stays symmetric between calls).
   for (int64_t t = 0; t < rows; ++t) {

@@ -7,12 +7,22 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/gptq_solve_spec.h"
 
 namespace qshard::gpu {
+
+// Calibration-like windows [rows, in] with what real activations have and i.i.d. noise lacks:
+// channel scales spanning 20× (act-order has something to sort) and four factors shared by all
+// channels (H far from diagonal). The columns in `silent` are 0 in every token.
+std::vector<std::vector<float>> RandomCalibrationWindows(int64_t in, int windows, int64_t rows,
+                                                         const std::vector<int64_t>& silent, std::mt19937_64& rng);
+
+// A weight [out, in] like a trained layer's: N(0, 0.02²) with 0.2% outliers ten times larger.
+std::vector<float> RandomLayerWeight(int64_t out, int64_t in, std::mt19937_64& rng);
 
 // sum[dim, dim] += Σ_t x_t x_tᵀ for x [rows, dim] (row-major), exactly in float64.
 void ReferenceAddWindow(const float* x, int64_t rows, int64_t dim, std::vector<double>& sum);

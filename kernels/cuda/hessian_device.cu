@@ -64,7 +64,8 @@ CudaStatus DeviceHessianSum::AddWindow(const SolverContext& context, const float
   if (dim_ == 0) return CudaStatus::Error("DeviceHessianSum: Reset was not called");
   if (rows <= 0) return CudaStatus();
   if (rows > (int64_t{1} << 31) - 1) return CudaStatus::Error("DeviceHessianSum: window too long for cuBLAS");
-  if (window_.size() == 0) QSHARD_CUDA_RETURN_IF_ERROR(window_.Allocate(static_cast<size_t>(dim_) * dim_));
+  const size_t square = static_cast<size_t>(dim_) * dim_;
+  if (window_.size() != square) QSHARD_CUDA_RETURN_IF_ERROR(window_.Allocate(square));  // Reset may change dim
 
   // x [rows, dim] row-major is the column-major matrix A [dim, rows]; window = A·Aᵀ.
   const float one = 1.0f, zero = 0.0f;

@@ -85,42 +85,6 @@ std::string Describe(const Case& c) {
          std::to_string(c.windows) + "x" + std::to_string(c.window_rows) + " tokens)";
 }
 
-// Calibration inputs with what real activations have and i.i.d. noise lacks: channels of very
-// different scales (act-order has something to sort) and correlated channels (four shared
-// factors), so that H is far from diagonal and the updates matter.
-std::vector<std::vector<float>> RandomWindows(const Case& c, std::mt19937_64& rng) {
-  constexpr int kFactors = 4;
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::uniform_real_distribution<float> log_scale(-1.5f, 1.5f);
-  std::vector<float> scale(c.in), loading(kFactors * c.in);
-  for (float& s : scale) s = std::exp(log_scale(rng));
-  for (float& l : loading) l = 0.6f * normal(rng);
-  std::vector<std::vector<float>> windows(c.windows, std::vector<float>(c.window_rows * c.in));
-  for (auto& x : windows) {
-    for (int64_t t = 0; t < c.window_rows; ++t) {
-      float factor[kFactors];
-      for (float& f : factor) f = normal(rng);
-      for (int64_t i = 0; i < c.in; ++i) {
-        float v = normal(rng);
-        for (int k = 0; k < kFactors; ++k) v += factor[k] * loading[k * c.in + i];
-        x[t * c.in + i] = scale[i] * v;
-      }
-      if (c.dead_column) x[t * c.in + c.in / 3] = 0.0f;
-      if (c.negative_column) x[t * c.in + c.in / 2] = 0.0f;
-    }
-  }
-  return windows;
-}
-
-// Weights like a trained layer's: mostly N(0, 0.02²), with a few outliers ten times larger.
-std::vector<float> RandomWeight(const Case& c, std::mt19937_64& rng) {
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
-  std::vector<float> w(c.out * c.in);
-  for (float& v : w) v = normal(rng) * (unit(rng) < 0.002f ? 10.0f : 1.0f);
-  return w;
-}
-
 GptqSolveSpec SpecOf(const Case& c) {
   GptqSolveSpec spec;
   spec.bits = c.bits;
@@ -231,8 +195,11 @@ CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& sum, Device
 
 CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, bool& passed) {
   std::mt19937_64 rng(seed);
-  const std::vector<std::vector<float>> windows = RandomWindows(c, rng);
-  const std::vector<float> weight = RandomWeight(c, rng);
+  std::vector<int64_t> silent;
+  if (c.dead_column) silent.push_back(c.in / 3);
+  if (c.negative_column) silent.push_back(c.in / 2);
+  const std::vector<std::vector<float>> windows = RandomCalibrationWindows(c.in, c.windows, c.window_rows, silent, rng);
+  const std::vector<float> weight = RandomLayerWeight(c.out, c.in, rng);
   const int64_t tokens = c.windows * c.window_rows;
   std::printf("%s\n", Describe(c).c_str());
 
