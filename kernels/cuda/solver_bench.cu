@@ -7,6 +7,7 @@
 // per model; with --json the table goes to stderr and stdout carries one JSON object per row.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -86,6 +87,18 @@ __global__ void FillWeights(float* w, int64_t count, uint64_t seed) {
 
 constexpr unsigned kFillBlocks = 4096;
 constexpr unsigned kFillThreads = 256;
+
+// Peak device bytes of BenchLayer (gptq_factor_device.h, gptq_solve_device.h): statistics hold
+// the float64 sum, its float32 scratch and a window; the factorization the sum, the float64
+// work matrix, the float32 coefficients and the weight; the sweep the sum, the coefficients,
+// the weight, its three working copies and the codes.
+double PeakBytes(int64_t in, int64_t out) {
+  const double square = static_cast<double>(in) * in, weight = static_cast<double>(in) * out;
+  const double statistics = 12 * square + 4.0 * kWindowTokens * in;
+  const double factorization = 20 * square + 4 * weight;
+  const double sweep = 12 * square + 20 * weight;
+  return std::max({statistics, factorization, sweep});
+}
 
 CudaStatus BenchLayer(const SolverContext& context, int64_t in, int64_t out, int windows, const GptqSolveSpec& spec,
                       Timing& timing, DeviceGptqResult& result) {
@@ -243,10 +256,17 @@ int Main(int argc, char** argv) {
       for (int l = 0; l < 3 && complete; ++l) {
         const Layer& layer = kLayers[l];
         const int64_t in = layer.in_is_ffn ? model.ffn : model.hidden, out = layer.out_is_ffn ? model.ffn : model.hidden;
+        size_t free_bytes = 0, total_bytes = 0;
+        if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess && PeakBytes(in, out) > 0.95 * free_bytes) {
+          std::fprintf(stderr, "SKIP %s %s: needs about %.1f GB, %.1f GB free\n", model.name, layer.name,
+                       PeakBytes(in, out) / 1e9, free_bytes / 1e9);
+          complete = false;
+          break;
+        }
         DeviceGptqResult result;
         const CudaStatus run = BenchLayer(context, in, out, windows, options.spec, timings[l], result);
         if (!run.ok()) {
-          // Out of memory on a smaller card ends this model, not the run.
+          // A failure ends this model, not the run.
           std::fprintf(stderr, "ERROR %s %s: %s\n", model.name, layer.name, run.message().c_str());
           complete = false;
           status = kExitCudaError;
