@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -15,6 +16,7 @@ namespace qshard::gpu {
 namespace {
 
 struct Case {
+  const char* name;
   int64_t in, out;
   int bits, group_size;
   bool sym, act_order, static_groups;
@@ -85,10 +87,11 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ReferenceAgainstCpuSolver,
-                         ::testing::Values(Case{300, 120, 4, 64, false, true, false},
-                                           Case{257, 90, 3, -1, true, false, false},
-                                           Case{300, 100, 8, 128, false, true, true},
-                                           Case{200, 70, 4, 40, false, false, false}));
+                         ::testing::Values(Case{"G64ActOrder", 300, 120, 4, 64, false, true, false},
+                                           Case{"PerChannelSym3Bit", 257, 90, 3, -1, true, false, false},
+                                           Case{"StaticG128ActOrder8Bit", 300, 100, 8, 128, false, true, true},
+                                           Case{"G40", 200, 70, 4, 40, false, false, false}),
+                         [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace qshard::gpu
