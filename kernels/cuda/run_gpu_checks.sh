@@ -4,7 +4,8 @@
 # runs the correctness checks and the benchmarks. Results go to $OUT if set, else
 # build-cuda/results: nvidia-smi.txt, build.log, then per part
 #   kernels: check.log, bench.jsonl (one JSON object per row), bench.txt (the table)
-#   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt
+#   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
+#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
 # Usage: run_gpu_checks.sh [all|kernels|solver] (default all: kernels first). Each program runs
 # under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
@@ -83,5 +84,18 @@ if [[ $part != solver ]]; then
 fi
 if [[ $part != kernels ]]; then
   run_bench qshard_cuda_solver_bench 300 "$results/solver-bench" "$bin/qshard_cuda_solver_bench"
+  # The PyTorch baseline on the same GPU, where a Python with torch is installed.
+  torch_python=""
+  for python in python3 /usr/bin/python3; do
+    if command -v "$python" >/dev/null 2>&1 && "$python" -c "import torch" >/dev/null 2>&1; then
+      torch_python=$python
+      break
+    fi
+  done
+  if [[ -n $torch_python ]]; then
+    run_bench gptq_torch_cuda_bench 300 "$results/torch-bench" "$torch_python" kernels/cuda/gptq_torch_cuda_bench.py
+  else
+    echo "run_gpu_checks: no Python with torch; the PyTorch baseline did not run" | tee "$results/torch-bench.txt"
+  fi
 fi
 exit $status
