@@ -22,6 +22,18 @@ struct Case {
   bool sym, act_order, static_groups;
 };
 
+// QuantSpec and GptqSolveSpec name these fields alike.
+template <typename Spec>
+Spec SpecFor(const Case& c) {
+  Spec spec;
+  spec.bits = c.bits;
+  spec.group_size = c.group_size;
+  spec.sym = c.sym;
+  spec.act_order = c.act_order;
+  spec.static_groups = c.static_groups;
+  return spec;
+}
+
 class ReferenceAgainstCpuSolver : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
@@ -42,13 +54,7 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
                 1e-5 * std::sqrt(exact[i * c.in + i] * exact[j * c.in + j]))
           << i << "," << j;
 
-  QuantSpec spec;
-  spec.bits = c.bits;
-  spec.group_size = c.group_size;
-  spec.sym = c.sym;
-  spec.act_order = c.act_order;
-  spec.static_groups = c.static_groups;
-  auto solver = MakeSolver("gptq", spec);
+  auto solver = MakeSolver("gptq", SpecFor<QuantSpec>(c));
   ASSERT_TRUE(solver.ok()) << solver.status();
   const Tensor w({c.out, c.in}, weight);
   LayerProblem problem;
@@ -57,12 +63,7 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
   auto cpu = (*solver)->Solve(problem);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
 
-  GptqSolveSpec reference_spec;
-  reference_spec.bits = c.bits;
-  reference_spec.group_size = c.group_size;
-  reference_spec.sym = c.sym;
-  reference_spec.act_order = c.act_order;
-  reference_spec.static_groups = c.static_groups;
+  const GptqSolveSpec reference_spec = SpecFor<GptqSolveSpec>(c);
   const int64_t tokens = cpu_sum.tokens;
   ReferenceGptqResult reference, followed;
   ASSERT_TRUE(ReferenceGptq(weight, c.out, c.in, cpu_sum.sum, tokens, reference_spec, reference).ok());
