@@ -5,6 +5,7 @@
 
 #include <cublas_api.h>
 #include <cuda_runtime_api.h>
+#include <cusolver_common.h>
 
 #include <string>
 #include <utility>
@@ -55,6 +56,17 @@ inline std::string DescribeCudaError(cudaError_t error) {
     if (qshard_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                   \
       return ::qshard::gpu::CallSiteError(__FILE__, __LINE__, #expr,                        \
                                           cublasGetStatusString(qshard_cublas_status_));    \
+    }                                                                                       \
+  } while (0)
+
+// Same for cuSOLVER calls (cusolverStatus_t; cuSOLVER has no status-string function).
+#define QSHARD_CUSOLVER_TRY(expr)                                                           \
+  do {                                                                                      \
+    const cusolverStatus_t qshard_cusolver_status_ = (expr);                                \
+    if (qshard_cusolver_status_ != CUSOLVER_STATUS_SUCCESS) {                               \
+      return ::qshard::gpu::CallSiteError(__FILE__, __LINE__, #expr,                        \
+                                          "cusolverStatus_t " +                             \
+                                              std::to_string(static_cast<int>(qshard_cusolver_status_))); \
     }                                                                                       \
   } while (0)
 

@@ -12,14 +12,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/bench_output.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/device_random.cuh"
 #include "kernels/cuda/gptq_baseline.h"
 #include "kernels/cuda/gptq_dequant_gemm.h"
 #include "kernels/cuda/gptq_layout.h"
@@ -51,12 +52,6 @@ struct Options {
 
 // --- Random device data (counter-based, so filling 600 MB takes milliseconds) ---
 
-__device__ __forceinline__ uint64_t Mix(uint64_t z) {  // splitmix64 finaliser
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 __global__ void FillRandomWords(int32_t* words, size_t count, uint64_t seed) {
   for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -68,8 +63,7 @@ __global__ void FillRandomWords(int32_t* words, size_t count, uint64_t seed) {
 __global__ void FillRandomHalves(__half* values, size_t count, uint64_t seed, float low, float width) {
   for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const float unit = static_cast<float>(Mix(seed + e) >> 40) * (1.0f / 16777216.0f);
-    values[e] = __float2half_rn(low + width * unit);
+    values[e] = __float2half_rn(low + width * UnitFloat(seed, e));
   }
 }
 
@@ -177,15 +171,6 @@ struct Row {
   int k_splits;      // 0 for cuBLAS
   double median_us, min_us, bytes, speedup;
 };
-
-std::string JsonEscape(const std::string& text) {
-  std::string escaped;
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\') escaped += '\\';
-    if (static_cast<unsigned char>(ch) >= 0x20) escaped += ch;
-  }
-  return escaped;
-}
 
 void PrintRow(const Row& row, const Options& options, const std::string& device, const std::string& date) {
   const double gbps = row.bytes / (row.median_us * 1e3);
@@ -333,12 +318,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "cannot set up device 0\n");
     return 2;
   }
-  char date[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string date = UtcTimestamp();
   std::FILE* table = options.json ? stderr : stdout;
   std::fprintf(table, "device: %s (sm_%d%d, %d SMs, %d MB L2), %s, median of %d runs after %d\n",
-               props.name, props.major, props.minor, multiprocessors, props.l2CacheSize >> 20, date,
+               props.name, props.major, props.minor, multiprocessors, props.l2CacheSize >> 20, date.c_str(),
                options.runs, options.warmup);
   std::fprintf(table, "%-15s %-34s %6s %6s %6s %-6s %6s %10s %10s %9s %9s\n", "kernel", "layer",
                "tokens", "k", "n", "path", "splits", "median_us", "min_us", "GB/s", "vs fp16");

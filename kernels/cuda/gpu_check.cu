@@ -21,13 +21,10 @@
 #include "kernels/cuda/gptq_dequant_gemm.h"
 #include "kernels/cuda/gptq_host_matrix.h"
 #include "kernels/cuda/gptq_layout.h"
+#include "kernels/cuda/program_setup.h"
 
 namespace qshard::gpu {
 namespace {
-
-constexpr int kExitFailed = 1;
-constexpr int kExitCudaError = 2;
-constexpr int kExitNoDevice = 77;
 
 struct Case {
   int in_features;
@@ -263,27 +260,11 @@ bool CheckContracts() {
 
 int Main(int argc, char** argv) {
   uint64_t seed = 20240611;
-  for (int a = 1; a < argc; ++a) {
-    if (std::strcmp(argv[a], "--seed") == 0 && a + 1 < argc) {
-      seed = std::strtoull(argv[++a], nullptr, 10);
-    } else {
-      std::fprintf(stderr, "usage: %s [--seed N]\n", argv[0]);
-      return kExitFailed;
-    }
-  }
   bool passed = CheckContracts();
-
-  int devices = 0;
-  const cudaError_t probe = cudaGetDeviceCount(&devices);
-  if (probe != cudaSuccess || devices == 0) {
-    std::printf("SKIP no CUDA device (%s)\n",
-                probe != cudaSuccess ? DescribeCudaError(probe).c_str() : "none found");
-    return passed ? kExitNoDevice : kExitFailed;
-  }
   cudaDeviceProp props{};
+  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
   int multiprocessors = 0;
-  if (cudaGetDeviceProperties(&props, 0) != cudaSuccess ||
-      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
+  if (cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
     std::printf("ERROR cannot read the properties of device 0\n");
     return kExitCudaError;
   }

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The one script to run on a GPU machine: builds only the CUDA kernels (-DQSHARD_CUDA_ONLY=ON,
 # which needs just the CUDA toolkit, CMake >= 3.25 and a host C++ compiler; no network), then
-# runs the correctness check and the benchmark. Results go to $OUT if set, else
-# build-cuda/results: nvidia-smi.txt, build.log, check.log, bench.jsonl (one JSON object per
-# row) and bench.txt (the table). Exits non-zero if the build, the check or the bench fails.
+# runs the correctness checks and the benchmarks. Results go to $OUT if set, else
+# build-cuda/results: nvidia-smi.txt, build.log, then per part
+#   kernels: check.log, bench.jsonl (one JSON object per row), bench.txt (the table)
+#   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
+#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
+# Usage: run_gpu_checks.sh [all|kernels|solver] (default all: kernels first). Each program runs
+# under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
+# build, a check or a bench fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+
+part="${1:-all}"
+case "$part" in
+  all) targets=() ;;  # everything
+  kernels) targets=(--target qshard_cuda_check qshard_cuda_bench) ;;
+  solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
+  *) echo "usage: $0 [all|kernels|solver]" >&2; exit 2 ;;
+esac
 
 build_dir=build-cuda
 results="${OUT:-$build_dir/results}"
@@ -27,7 +40,7 @@ echo "$(cmake --version | head -n 1); nvcc: $("$nvcc_path" --version | tail -n 1
 
 if ! { cmake -S . -B "$build_dir" -G "$generator" -DQSHARD_CUDA_ONLY=ON -DCMAKE_BUILD_TYPE=Release \
          -DCMAKE_CUDA_COMPILER="$nvcc_path" &&
-       cmake --build "$build_dir" -j "$(nproc)"; } >"$results/build.log" 2>&1; then
+       cmake --build "$build_dir" -j "$(nproc)" "${targets[@]}"; } >"$results/build.log" 2>&1; then
   tail -n 60 "$results/build.log"
   echo "run_gpu_checks: build failed (full log: $results/build.log)" >&2
   exit 1
@@ -35,18 +48,54 @@ fi
 echo "build: ok"
 
 status=0
-"$build_dir/kernels/cuda/qshard_cuda_check" 2>&1 | tee "$results/check.log"
-check_status=${PIPESTATUS[0]}
-if [[ $check_status -ne 0 ]]; then
-  echo "run_gpu_checks: qshard_cuda_check exited with $check_status" >&2
-  status=1
-fi
+# run_step NAME LIMIT_SECONDS LOG COMMAND...: runs COMMAND with its output in LOG and on the terminal.
+run_step() {
+  local name=$1 limit=$2 log=$3
+  shift 3
+  timeout "$limit" "$@" 2>&1 | tee "$log"
+  local step_status=${PIPESTATUS[0]}
+  if [[ $step_status -ne 0 ]]; then
+    echo "run_gpu_checks: $name exited with $step_status (124: over its ${limit} s limit)" >&2
+    status=1
+  fi
+}
+# run_bench NAME LIMIT_SECONDS BASENAME COMMAND...: JSON rows to BASENAME.jsonl, the table to BASENAME.txt.
+run_bench() {
+  local name=$1 limit=$2 base=$3
+  shift 3
+  timeout "$limit" "$@" --json >"$base.jsonl" 2>"$base.txt"
+  local bench_status=$?
+  cat "$base.txt"
+  if [[ $bench_status -ne 0 ]]; then
+    echo "run_gpu_checks: $name exited with $bench_status (124: over its ${limit} s limit)" >&2
+    status=1
+  fi
+}
 
-"$build_dir/kernels/cuda/qshard_cuda_bench" --json >"$results/bench.jsonl" 2>"$results/bench.txt"
-bench_status=$?
-cat "$results/bench.txt"
-if [[ $bench_status -ne 0 ]]; then
-  echo "run_gpu_checks: qshard_cuda_bench exited with $bench_status" >&2
-  status=1
+bin="$build_dir/kernels/cuda"
+if [[ $part != solver ]]; then
+  run_step qshard_cuda_check 300 "$results/check.log" "$bin/qshard_cuda_check"
+fi
+if [[ $part != kernels ]]; then
+  run_step qshard_cuda_solver_check 300 "$results/solver-check.log" "$bin/qshard_cuda_solver_check"
+fi
+if [[ $part != solver ]]; then
+  run_bench qshard_cuda_bench 300 "$results/bench" "$bin/qshard_cuda_bench"
+fi
+if [[ $part != kernels ]]; then
+  run_bench qshard_cuda_solver_bench 300 "$results/solver-bench" "$bin/qshard_cuda_solver_bench"
+  # The PyTorch baseline on the same GPU, where a Python with torch is installed.
+  torch_python=""
+  for python in python3 /usr/bin/python3; do
+    if command -v "$python" >/dev/null 2>&1 && "$python" -c "import torch" >/dev/null 2>&1; then
+      torch_python=$python
+      break
+    fi
+  done
+  if [[ -n $torch_python ]]; then
+    run_bench gptq_torch_cuda_bench 300 "$results/torch-bench" "$torch_python" kernels/cuda/gptq_torch_cuda_bench.py
+  else
+    echo "run_gpu_checks: no Python with torch; the PyTorch baseline did not run" | tee "$results/torch-bench.txt"
+  fi
 fi
 exit $status

@@ -1,0 +1,50 @@
+// GPTQ on the device, the counterpart of worker/solvers/gptq.cc for one Hessian shared by all
+// rows: the same R-form sweep (no explicit inverse, see inverse_hessian.h), lazy blocks whose
+// updates are cuBLAS float32 GEMMs, dynamic groups fitted on fully updated weights (a
+// triangular solve, cublasStrsm), static groups, act-order and dead columns. Codes agree with
+// the CPU solver's up to rounding-boundary flips (different float32 summation orders).
+//
+// Within a block, columns are visited in sub-blocks of 16 by one kernel with a thread per
+// output row (rows are independent given their grids), which also applies each column's
+// update to the rest of its sub-block; sub-blocks also end at every dynamic group start, so
+// that a group's grid is always fitted before a kernel starts. Deterministic: no atomics;
+// every reduction runs in a fixed order.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/gptq_factor_device.h"
+#include "kernels/cuda/gptq_solve_spec.h"
+#include "kernels/cuda/hessian_device.h"
+#include "kernels/cuda/solver_context.h"
+
+namespace qshard::gpu {
+
+struct DeviceGptqResult {
+  int64_t rows = 0;  // out_features
+  int64_t cols = 0;  // in_features
+  int64_t groups = 0;
+  DeviceBuffer<int32_t> codes;   // [rows, cols] row-major, original column order, in [0, 2^bits − 1]
+  DeviceBuffer<float> scales;    // [groups, rows], fp16 values when spec.fp16_scales
+  DeviceBuffer<int32_t> zeros;   // [groups, rows], true zero points
+  std::vector<int32_t> g_idx;    // [cols] (host): the group of each input column
+  double proxy_error = 0.0;      // tr(ΔW H ΔWᵀ), undamped H = 2·sum/tokens
+  double damp_used = 0.0;
+  int damp_retries = 0;
+};
+
+// The sweep with a factor made from the same Hessian. weight: device [rows, cols] row-major
+// float32. Device memory besides the factor and the result: 12·rows·cols + 4·rows·(block_size +
+// group_size) bytes.
+CudaStatus SweepGptqOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
+                             const DeviceInverseHessianFactor& factor, const GptqSolveSpec& spec,
+                             DeviceGptqResult& result);
+
+// Factor, then sweep; the factor's float64 work matrix is freed before the sweep allocates.
+CudaStatus SolveGptqOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
+                             const DeviceHessianSum& hessian, const GptqSolveSpec& spec, DeviceGptqResult& result);
+
+}  // namespace qshard::gpu

@@ -1,0 +1,55 @@
+// What the device GPTQ solver (gptq_solve_device.h) and its float64 host reference take: the
+// subset of worker/solvers/solver.h's QuantSpec they implement, same meanings and defaults
+// (no MSE clipping, no fixed grids, no Z-Fold multipliers). A separate struct because the
+// CUDA-only build cannot include the worker's Abseil headers; whoever wires the device solver
+// into the worker converts one into the other. Also the host-side planning both share.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/cuda_status.h"
+
+namespace qshard::gpu {
+
+struct GptqSolveSpec {
+  int bits = 4;                    // 2..8
+  int group_size = -1;             // input columns per group; -1: one grid per output row
+  bool sym = false;
+  bool act_order = false;          // sweep columns by descending diag(H)
+  bool static_groups = false;      // groups fitted on the weight before the sweep
+  bool fp16_scales = true;         // grids use the fp16 scale a checkpoint stores
+  bool nonzero_zero_point = true;  // asymmetric zero ≥ 1 (GPTQ v1 checkpoints)
+  double damp = 0.01;              // damp · mean(diag(H)) added to diag(H)
+  int block_size = 128;            // lazy-batch width
+  double damp_growth = 10.0;       // each failed Cholesky retries with damp × damp_growth
+  int max_damp_retries = 4;
+};
+
+// The same rules as QuantSpec's validation (MSE clipping aside).
+CudaStatus ValidateGptqSolveSpec(const GptqSolveSpec& spec);
+
+inline bool DynamicGroups(const GptqSolveSpec& spec) { return spec.group_size > 0 && !spec.static_groups; }
+inline int64_t GroupCount(int64_t in, int group_size) {
+  return group_size > 0 ? (in + group_size - 1) / group_size : 1;
+}
+
+// What the diagonal of the statistics decides before any factorization (inverse_hessian.cc):
+// dead inputs (diag 0, set to 1), the mean diagonal damping scales with, and the sweep order.
+struct DiagonalPlan {
+  double normalizer = 0.0;    // 2 / tokens: H = normalizer · sum
+  std::vector<double> diag;   // [in] diag(H), dead entries set to 1
+  std::vector<char> dead;     // [in] by original column
+  double mean_diag = 0.0;
+  std::vector<int64_t> order; // sweep position → original column (stable descending diag under act-order)
+};
+
+// `sum_diagonal` is the diagonal of the un-normalized float64 sum over `tokens` tokens.
+CudaStatus PlanDiagonal(const std::vector<double>& sum_diagonal, int64_t tokens, const GptqSolveSpec& spec,
+                        DiagonalPlan& plan);
+
+// The group (row of scales/zeros) of each original input column: c / group_size, 0 per
+// channel, or, for dynamic groups under act-order, the sweep position's group.
+std::vector<int32_t> GroupIndex(const GptqSolveSpec& spec, const std::vector<int64_t>& order);
+
+}  // namespace qshard::gpu

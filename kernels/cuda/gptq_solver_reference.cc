@@ -1,0 +1,282 @@
+// The float64 references of gptq_solver_reference.h: short loops in the order the paper
+// writes them, with the inner loops over contiguous memory so that layers of ~1000 inputs
+// take about a second.
+#include "kernels/cuda/gptq_solver_reference.h"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace qshard::gpu {
+namespace {
+
+// In place: the lower Cholesky factor L of a[n, n] (row-major), upper triangle zeroed.
+bool CholeskyLower(int64_t n, std::vector<double>& a) {
+  for (int64_t j = 0; j < n; ++j) {
+    const double* row_j = a.data() + j * n;
+    double d = row_j[j];
+    for (int64_t k = 0; k < j; ++k) d -= row_j[k] * row_j[k];
+    if (!(d > 0.0)) return false;
+    const double l = std::sqrt(d);
+    a[j * n + j] = l;
+    for (int64_t i = j + 1; i < n; ++i) {
+      double* row_i = a.data() + i * n;
+      double s = row_i[j];
+      for (int64_t k = 0; k < j; ++k) s -= row_i[k] * row_j[k];
+      row_i[j] = s / l;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) std::fill(a.begin() + i * n + i + 1, a.begin() + (i + 1) * n, 0.0);
+  return true;
+}
+
+// H⁻¹ = L⁻ᵀ L⁻¹ from the lower factor L of H. t holds (L⁻¹)ᵀ row-major, so both inner
+// loops read contiguous rows.
+std::vector<double> InverseFromCholesky(int64_t n, const std::vector<double>& l) {
+  std::vector<double> t(n * n, 0.0);
+  for (int64_t c = 0; c < n; ++c) {
+    double* t_c = t.data() + c * n;
+    for (int64_t i = c; i < n; ++i) {
+      const double* l_i = l.data() + i * n;
+      double s = i == c ? 1.0 : 0.0;
+      for (int64_t k = c; k < i; ++k) s -= l_i[k] * t_c[k];
+      t_c[i] = s / l_i[i];
+    }
+  }
+  std::vector<double> inverse(n * n);
+  for (int64_t a = 0; a < n; ++a) {
+    for (int64_t b = a; b < n; ++b) {
+      double s = 0.0;
+      for (int64_t k = b; k < n; ++k) s += t[a * n + k] * t[b * n + k];
+      inverse[a * n + b] = inverse[b * n + a] = s;
+    }
+  }
+  return inverse;
+}
+
+struct Grid {
+  double scale = 1.0;
+  int32_t zero = 0;
+};
+
+double StoredScale(const GptqSolveSpec& spec, double scale) {
+  if (!spec.fp16_scales) return scale;
+  const double rounded = __half2float(__float2half_rn(static_cast<float>(scale)));
+  if (!(rounded > 0.0)) return 5.9604644775390625e-8;  // 2^-24
+  return std::min(rounded, 65504.0);
+}
+
+// GPTQ's find_params on the values' range (which always includes 0).
+Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
+  const int32_t max_code = (1 << spec.bits) - 1;
+  double xmin = 0.0, xmax = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    xmin = std::min(xmin, values[k]);
+    xmax = std::max(xmax, values[k]);
+  }
+  if (spec.sym) {
+    xmax = std::max(-xmin, xmax);
+    xmin = -xmax;
+  }
+  if (xmin == 0.0 && xmax == 0.0) {
+    xmin = -1.0;
+    xmax = 1.0;
+  }
+  Grid grid;
+  grid.scale = StoredScale(spec, (xmax - xmin) / max_code);
+  if (spec.sym) {
+    grid.zero = (max_code + 1) / 2;
+    return grid;
+  }
+  grid.zero = static_cast<int32_t>(std::clamp(std::nearbyint(-xmin / grid.scale), 0.0, static_cast<double>(max_code)));
+  if (grid.zero == 0 && spec.nonzero_zero_point) {
+    grid.scale = StoredScale(spec, xmax / (max_code - 1));
+    grid.zero = 1;
+  }
+  return grid;
+}
+
+int32_t Quantize(double x, const Grid& grid, int32_t max_code) {
+  return static_cast<int32_t>(
+      std::clamp(std::nearbyint(x / grid.scale) + grid.zero, 0.0, static_cast<double>(max_code)));
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> RandomCalibrationWindows(int64_t in, int windows, int64_t rows,
+                                                         const std::vector<int64_t>& silent, std::mt19937_64& rng) {
+  constexpr int kFactors = 4;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> log_scale(-1.5f, 1.5f);
+  std::vector<float> scale(in), loading(kFactors * in);
+  for (float& s : scale) s = std::exp(log_scale(rng));
+  for (float& l : loading) l = 0.6f * normal(rng);
+  std::vector<std::vector<float>> result(windows, std::vector<float>(rows * in));
+  for (std::vector<float>& x : result) {
+    for (int64_t t = 0; t < rows; ++t) {
+      float factor[kFactors];
+      for (float& f : factor) f = normal(rng);
+      float* token = x.data() + t * in;
+      for (int64_t i = 0; i < in; ++i) {
+        float v = normal(rng);
+        for (int k = 0; k < kFactors; ++k) v += factor[k] * loading[k * in + i];
+        token[i] = scale[i] * v;
+      }
+      for (int64_t column : silent) token[column] = 0.0f;
+    }
+  }
+  return result;
+}
+
+std::vector<float> RandomLayerWeight(int64_t out, int64_t in, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<float> w(out * in);
+  for (float& v : w) v = normal(rng) * (unit(rng) < 0.002f ? 10.0f : 1.0f);
+  return w;
+}
+
+void ReferenceAddWindow(const float* x, int64_t rows, int64_t dim, std::vector<double>& sum) {
+  // The upper triangle, then the mirror (sum stays symmetric between calls).
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* token = x + t * dim;
+    for (int64_t i = 0; i < dim; ++i) {
+      const double xi = token[i];
+      double* row = sum.data() + i * dim;
+      for (int64_t j = i; j < dim; ++j) row[j] += xi * static_cast<double>(token[j]);
+    }
+  }
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = 0; j < i; ++j) sum[i * dim + j] = sum[j * dim + i];
+}
+
+CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t in, const std::vector<double>& sum,
+                         int64_t tokens, const GptqSolveSpec& spec, ReferenceGptqResult& result,
+                         const FollowedSolution* follow, double tie_margin) {
+  QSHARD_CUDA_RETURN_IF_ERROR(ValidateGptqSolveSpec(spec));
+  std::vector<double> sum_diagonal(in);
+  for (int64_t i = 0; i < in; ++i) sum_diagonal[i] = sum[i * in + i];
+  DiagonalPlan plan;
+  QSHARD_CUDA_RETURN_IF_ERROR(PlanDiagonal(sum_diagonal, tokens, spec, plan));
+  const std::vector<int64_t>& order = plan.order;
+
+  // H in sweep order, damped, retried with more damping until its Cholesky succeeds.
+  std::vector<double> factor;
+  bool factored = false;
+  for (int retry = 0; retry <= spec.max_damp_retries && !factored; ++retry) {
+    result.damp = spec.damp * std::pow(spec.damp_growth, retry);
+    result.retries = retry;
+    factor.assign(in * in, 0.0);
+    for (int64_t i = 0; i < in; ++i) {
+      for (int64_t j = 0; j < in; ++j) factor[i * in + j] = sum[order[i] * in + order[j]] * plan.normalizer;
+      factor[i * in + i] = plan.diag[order[i]] + result.damp * plan.mean_diag;
+    }
+    factored = CholeskyLower(in, factor);
+  }
+  if (!factored) return CudaStatus::Error("reference: H not positive definite at the largest damping");
+  // U: upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), held as its transpose, a lower factor.
+  std::vector<double> lower_u = InverseFromCholesky(in, factor);
+  if (!CholeskyLower(in, lower_u)) return CudaStatus::Error("reference: H⁻¹ not positive definite");
+  const auto u = [&](int64_t j, int64_t k) { return lower_u[k * in + j]; };
+  std::vector<double> u_rows(in * in);  // U row-major, for the sweep's contiguous inner loop
+  for (int64_t j = 0; j < in; ++j)
+    for (int64_t k = j; k < in; ++k) u_rows[j * in + k] = u(j, k);
+
+  const int32_t max_code = (1 << spec.bits) - 1;
+  const int64_t groups = GroupCount(in, spec.group_size);
+  result.g_idx = GroupIndex(spec, order);
+  result.codes.assign(out * in, 0);
+  result.scales.assign(groups * out, 0.0);
+  result.zeros.assign(groups * out, 0);
+  result.follow = FollowReport();
+  // The followed solution's grid where it differs from the one just fitted.
+  const auto adopt_grid = [&](int64_t g, int64_t r, Grid& grid) {
+    if (follow == nullptr) return;
+    const Grid theirs{(*follow->scales)[g * out + r], (*follow->zeros)[g * out + r]};
+    if (theirs.scale == grid.scale && theirs.zero == grid.zero) return;
+    ++result.follow.grids_adopted;
+    grid = theirs;
+  };
+  // The followed solution's code where it differs, with the distance of the value from the
+  // tie between the two codes, in steps.
+  const auto adopt_code = [&](int64_t r, int64_t column, double value, const Grid& grid, int32_t& code) {
+    if (follow == nullptr) return;
+    const int32_t theirs = (*follow->codes)[r * in + column];
+    if (theirs == code) return;
+    const double tie = std::min(theirs, code) + 0.5 - grid.zero;
+    const double distance = std::fabs(value / grid.scale - tie);
+    ++result.follow.flips;
+    result.follow.far_flips += std::abs(theirs - code) > 1 || distance > tie_margin;
+    result.follow.worst_distance = std::max(result.follow.worst_distance, distance);
+    code = theirs;
+  };
+
+  std::vector<double> row(in), swept(in);
+  for (int64_t r = 0; r < out; ++r) {
+    std::vector<Grid> grids(groups);
+    for (int64_t c = 0; c < in; ++c) row[c] = weight[r * in + c];
+    if (spec.group_size <= 0) grids[0] = FitGrid(spec, row.data(), in);  // before dead columns are zeroed
+    for (int64_t c = 0; c < in; ++c)
+      if (plan.dead[c]) row[c] = 0.0;
+    if (spec.group_size > 0 && spec.static_groups) {
+      for (int64_t g = 0; g < groups; ++g)
+        grids[g] = FitGrid(spec, row.data() + g * spec.group_size, std::min<int64_t>(spec.group_size, in - g * spec.group_size));
+    }
+    if (!DynamicGroups(spec))
+      for (int64_t g = 0; g < groups; ++g) adopt_grid(g, r, grids[g]);
+    for (int64_t j = 0; j < in; ++j) swept[j] = row[order[j]];
+    for (int64_t j = 0; j < in; ++j) {
+      if (DynamicGroups(spec) && j % spec.group_size == 0) {
+        const int64_t g = j / spec.group_size;
+        grids[g] = FitGrid(spec, swept.data() + j, std::min<int64_t>(spec.group_size, in - j));
+        adopt_grid(g, r, grids[g]);
+      }
+      const int64_t column = order[j];
+      const Grid& grid = grids[DynamicGroups(spec) ? j / spec.group_size : result.g_idx[column]];
+      int32_t code = Quantize(swept[j], grid, max_code);
+      adopt_code(r, column, swept[j], grid, code);
+      result.codes[r * in + column] = code;
+      const double e = (swept[j] - grid.scale * (code - grid.zero)) / u(j, j);
+      const double* u_j = u_rows.data() + j * in;
+      for (int64_t k = j + 1; k < in; ++k) swept[k] -= e * u_j[k];
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      result.scales[g * out + r] = grids[g].scale;
+      result.zeros[g * out + r] = grids[g].zero;
+    }
+  }
+  return CudaStatus();
+}
+
+std::vector<double> DequantizeCodes(const std::vector<int32_t>& codes, const std::vector<double>& scales,
+                                    const std::vector<int32_t>& zeros, const std::vector<int32_t>& g_idx, int64_t out,
+                                    int64_t in) {
+  std::vector<double> values(out * in);
+  for (int64_t r = 0; r < out; ++r) {
+    for (int64_t c = 0; c < in; ++c) {
+      const int64_t grid = static_cast<int64_t>(g_idx[c]) * out + r;
+      values[r * in + c] = scales[grid] * (codes[r * in + c] - zeros[grid]);
+    }
+  }
+  return values;
+}
+
+double ProxyError(const std::vector<float>& weight, const std::vector<double>& dequantized, int64_t out, int64_t in,
+                  const std::vector<double>& sum, int64_t tokens) {
+  const double normalizer = 2.0 / static_cast<double>(tokens);
+  std::vector<double> delta(in);
+  double total = 0.0;
+  for (int64_t r = 0; r < out; ++r) {
+    for (int64_t c = 0; c < in; ++c) delta[c] = weight[r * in + c] - dequantized[r * in + c];
+    for (int64_t i = 0; i < in; ++i) {
+      const double* h = sum.data() + i * in;
+      double s = 0.0;
+      for (int64_t j = 0; j < in; ++j) s += h[j] * delta[j];
+      total += delta[i] * s;
+    }
+  }
+  return total * normalizer;
+}
+
+}  // namespace qshard::gpu

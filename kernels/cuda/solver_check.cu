@@ -1,0 +1,350 @@
+// qshard_cuda_solver_check: checks the device calibration statistics and GPTQ solver against
+// the float64 host references (gptq_solver_reference.h) on random layers of awkward sizes
+// (inputs and outputs not multiples of 16, 32 or 128; groups of 32, 40, 128, 256 and per
+// channel; act-order, static groups, symmetric grids, a dead input, a forced damping retry),
+// and that two runs give identical bytes. Exit status: 0 all passed, 1 a check failed, 2 a
+// CUDA error stopped the run, 77 no CUDA device (ctest reports the test as skipped).
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/gptq_solve_device.h"
+#include "kernels/cuda/gptq_solve_spec.h"
+#include "kernels/cuda/gptq_solver_reference.h"
+#include "kernels/cuda/hessian_device.h"
+#include "kernels/cuda/program_setup.h"
+#include "kernels/cuda/solver_context.h"
+
+namespace qshard::gpu {
+namespace {
+
+// Tolerances, and why:
+//  - Statistics: each window's product is a float32 sum over ≤ 1024 tokens (cuBLAS's order),
+//    then added in float64. The float32 rounding error of element (i, j) is about
+//    sqrt(tokens)·2⁻²⁴·Σ|x_ti·x_tj| typically (tokens·2⁻²⁴ at worst), and Σ|x_ti·x_tj| ≤
+//    sqrt(S_ii·S_jj): allow 1e-5·sqrt(S_ii·S_jj) per element (5× the typical 2e-6), and a
+//    relative Frobenius error of 5e-6. Zero columns must stay exactly zero; the maxima are exact.
+//  - GPTQ: the device sweeps in float32 like the CPU solver, the reference in float64. A value
+//    within float32 noise of a rounding tie may round the other way, and its changed error
+//    then moves the rest of its row, so whole runs of codes can differ after one flip (the CPU
+//    solver against this reference: up to 0.11% of the codes at 8 bits). So the reference is
+//    run a second time following the device's codes and grids (FollowedSolution): on the same
+//    history every differing code must be an adjacent code within kTieMargin steps of the tie
+//    (float32 noise is ~1e-5 steps here; a wrong update or grid moves values by whole steps),
+//    such flips must be under 0.1% of the codes and adopted grids under 1%. Unfollowed, the
+//    codes may differ by cascades, under 1%. The objective tr(ΔW H ΔWᵀ) of the device codes
+//    must be within 1% of the reference's (flips are near-ties and barely change it; measured
+//    gaps ≤ 2e-4 for the CPU solver), and the device's own running value of it (Σ err² less
+//    the damping term) within 0.1% of the direct computation.
+constexpr double kStatElementTolerance = 1e-5;
+constexpr double kStatFrobeniusTolerance = 5e-6;
+constexpr double kTieMargin = 1e-2;
+constexpr double kFlipTolerance = 1e-3;
+constexpr double kCascadeTolerance = 1e-2;
+constexpr double kGridMismatchTolerance = 1e-2;
+constexpr double kProxyTolerance = 1e-2;
+constexpr double kReportedProxyTolerance = 1e-3;
+
+struct Case {
+  const char* name;
+  int64_t in, out;
+  int windows;
+  int64_t window_rows;
+  int bits;
+  int group_size;
+  bool sym, act_order, static_groups;
+  int block_size;
+  bool dead_column;      // input in/3 never fires
+  bool negative_column;  // input in/2 gets a negative diagonal: the first damping must fail
+};
+
+constexpr Case kCases[] = {
+    {"per-channel", 1000, 300, 3, 512, 4, -1, false, false, false, 128, true, false},
+    {"g128 act-order", 1000, 300, 3, 512, 4, 128, false, true, false, 128, true, false},
+    {"g32 act-order sym 3-bit", 777, 513, 2, 600, 3, 32, true, true, false, 128, false, false},
+    {"g128 static act-order", 1100, 200, 3, 500, 4, 128, false, true, true, 128, true, false},
+    {"g40 block 64", 600, 250, 2, 400, 4, 40, false, false, false, 64, false, false},
+    {"g256 act-order 8-bit", 900, 170, 3, 400, 8, 256, false, true, false, 128, true, false},
+    {"damping retry", 333, 129, 2, 300, 4, 128, false, true, false, 128, false, true},
+    {"per-channel sym 2-bit", 1024, 256, 2, 1024, 2, -1, true, false, false, 128, false, false},
+};
+
+std::string Describe(const Case& c) {
+  return std::string(c.name) + " (in " + std::to_string(c.in) + ", out " + std::to_string(c.out) + ", " +
+         std::to_string(c.windows) + "x" + std::to_string(c.window_rows) + " tokens)";
+}
+
+GptqSolveSpec SpecOf(const Case& c) {
+  GptqSolveSpec spec;
+  spec.bits = c.bits;
+  spec.group_size = c.group_size;
+  spec.sym = c.sym;
+  spec.act_order = c.act_order;
+  spec.static_groups = c.static_groups;
+  spec.block_size = c.block_size;
+  return spec;
+}
+
+bool Expect(bool condition, const Case& c, const std::string& what) {
+  if (!condition) std::printf("FAIL %s: %s\n", Describe(c).c_str(), what.c_str());
+  return condition;
+}
+
+template <typename T>
+bool SameBytes(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+CudaStatus DeviceStatistics(const SolverContext& context, const std::vector<std::vector<float>>& windows, int64_t in,
+                            DeviceHessianSum& hessian) {
+  QSHARD_CUDA_RETURN_IF_ERROR(hessian.Reset(in, context.stream()));
+  DeviceBuffer<float> x;
+  for (const std::vector<float>& window : windows) {
+    QSHARD_CUDA_RETURN_IF_ERROR(x.Upload(window));
+    QSHARD_CUDA_RETURN_IF_ERROR(hessian.AddWindow(context, x.get(), static_cast<int64_t>(window.size()) / in));
+    QSHARD_CUDA_TRY(cudaStreamSynchronize(context.stream()));  // x is replaced by the next upload
+  }
+  return CudaStatus();
+}
+
+CudaStatus Download(const double* device, size_t count, std::vector<double>& host) {
+  host.resize(count);
+  QSHARD_CUDA_TRY(cudaMemcpy(host.data(), device, count * sizeof(double), cudaMemcpyDeviceToHost));
+  return CudaStatus();
+}
+
+struct HostResult {
+  std::vector<int32_t> codes, zeros;
+  std::vector<float> scales;
+  double proxy_error = 0.0;
+};
+
+CudaStatus Solve(const SolverContext& context, const DeviceBuffer<float>& weight, const Case& c,
+                 const DeviceHessianSum& hessian, DeviceGptqResult& result, HostResult& host) {
+  QSHARD_CUDA_RETURN_IF_ERROR(SolveGptqOnDevice(context, weight.get(), c.out, c.in, hessian, SpecOf(c), result));
+  QSHARD_CUDA_RETURN_IF_ERROR(result.codes.Download(host.codes));
+  QSHARD_CUDA_RETURN_IF_ERROR(result.scales.Download(host.scales));
+  QSHARD_CUDA_RETURN_IF_ERROR(result.zeros.Download(host.zeros));
+  host.proxy_error = result.proxy_error;
+  return CudaStatus();
+}
+
+// Statistics: device against reference, exact maxima, and a second run byte for byte.
+// Leaves the device's sum in `sum`.
+CudaStatus CheckStatistics(const SolverContext& context, const Case& c,
+                           const std::vector<std::vector<float>>& windows, const std::vector<double>& reference,
+                           DeviceHessianSum& hessian, std::vector<double>& sum, bool& passed) {
+  QSHARD_CUDA_RETURN_IF_ERROR(DeviceStatistics(context, windows, c.in, hessian));
+  std::vector<double> again;
+  QSHARD_CUDA_RETURN_IF_ERROR(Download(hessian.sum(), c.in * c.in, sum));
+  std::vector<float> abs_max(c.in);
+  QSHARD_CUDA_TRY(cudaMemcpy(abs_max.data(), hessian.abs_max(), c.in * sizeof(float), cudaMemcpyDeviceToHost));
+
+  double worst = 0.0, diff_sq = 0.0, ref_sq = 0.0;
+  for (int64_t i = 0; i < c.in; ++i) {
+    for (int64_t j = 0; j < c.in; ++j) {
+      const double ref = reference[i * c.in + j], d = sum[i * c.in + j] - ref;
+      const double bound = std::sqrt(reference[i * c.in + i] * reference[j * c.in + j]);
+      worst = std::max(worst, bound > 0.0 ? std::fabs(d) / bound : (d == 0.0 ? 0.0 : INFINITY));
+      diff_sq += d * d;
+      ref_sq += ref * ref;
+    }
+  }
+  std::vector<float> expected_max(c.in, 0.0f);
+  for (const auto& x : windows)
+    for (size_t e = 0; e < x.size(); ++e) expected_max[e % c.in] = std::max(expected_max[e % c.in], std::fabs(x[e]));
+  const double frobenius = std::sqrt(diff_sq / ref_sq);
+  std::printf("  statistics: relative Frobenius error %.2e, worst element %.2e of sqrt(S_ii S_jj), tokens %lld\n",
+              frobenius, worst, static_cast<long long>(hessian.tokens()));
+  passed &= Expect(worst <= kStatElementTolerance, c, "statistics element error " + std::to_string(worst));
+  passed &= Expect(frobenius <= kStatFrobeniusTolerance, c, "statistics Frobenius error " + std::to_string(frobenius));
+  passed &= Expect(hessian.tokens() == c.windows * c.window_rows, c, "token count");
+  passed &= Expect(SameBytes(abs_max, expected_max), c, "per-channel max |x| differs");
+
+  DeviceHessianSum second;
+  QSHARD_CUDA_RETURN_IF_ERROR(DeviceStatistics(context, windows, c.in, second));
+  QSHARD_CUDA_RETURN_IF_ERROR(Download(second.sum(), c.in * c.in, again));
+  passed &= Expect(SameBytes(sum, again), c, "statistics differ between two runs");
+  return CudaStatus();
+}
+
+// Sets input `column`'s normalized diagonal to −5% of the others' mean (its off-diagonal
+// entries are 0): not a Gram matrix, but it makes the damping 0.01 fail and 0.1 succeed on any
+// machine, so the retry path runs deterministically.
+CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& sum, DeviceHessianSum& hessian) {
+  const int64_t column = c.in / 2;
+  double mean = 0.0;
+  for (int64_t i = 0; i < c.in; ++i) mean += sum[i * c.in + i];
+  mean /= static_cast<double>(c.in - 1);
+  const double value = -0.05 * mean;
+  sum[column * c.in + column] = value;
+  QSHARD_CUDA_TRY(cudaMemcpy(hessian.mutable_sum() + column * (c.in + 1), &value, sizeof(double), cudaMemcpyHostToDevice));
+  return CudaStatus();
+}
+
+CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, bool& passed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> silent;
+  if (c.dead_column) silent.push_back(c.in / 3);
+  if (c.negative_column) silent.push_back(c.in / 2);
+  const std::vector<std::vector<float>> windows = RandomCalibrationWindows(c.in, c.windows, c.window_rows, silent, rng);
+  const std::vector<float> weight = RandomLayerWeight(c.out, c.in, rng);
+  const int64_t tokens = c.windows * c.window_rows;
+  std::printf("%s\n", Describe(c).c_str());
+
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<double> reference_sum(c.in * c.in, 0.0);
+  for (const auto& x : windows) ReferenceAddWindow(x.data(), c.window_rows, c.in, reference_sum);
+
+  // GPTQ is compared on the device's statistics, so that both solvers see the same H (a
+  // float32-level difference could swap two nearly equal diagonals in the act-order).
+  DeviceHessianSum hessian;
+  std::vector<double> sum;
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, sum, passed));
+  if (c.negative_column) QSHARD_CUDA_RETURN_IF_ERROR(ForceNegativeDiagonal(c, sum, hessian));
+  hessian.ReleaseScratch();
+
+  DeviceBuffer<float> device_weight;
+  QSHARD_CUDA_RETURN_IF_ERROR(device_weight.Upload(weight));
+  DeviceGptqResult result, second;
+  HostResult host, host_again;
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian, result, host));
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian, second, host_again));
+  passed &= Expect(SameBytes(host.codes, host_again.codes) && SameBytes(host.scales, host_again.scales) &&
+                       SameBytes(host.zeros, host_again.zeros) &&
+                       std::memcmp(&host.proxy_error, &host_again.proxy_error, sizeof(double)) == 0,
+                   c, "GPTQ results differ between two runs");
+
+  const GptqSolveSpec spec = SpecOf(c);
+  ReferenceGptqResult reference, followed;
+  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, reference));
+  const std::vector<double> device_scales(host.scales.begin(), host.scales.end());
+  const FollowedSolution device_solution{&host.codes, &device_scales, &host.zeros};
+  QSHARD_CUDA_RETURN_IF_ERROR(
+      ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, followed, &device_solution, kTieMargin));
+
+  const int32_t max_code = (1 << c.bits) - 1;
+  int64_t code_mismatches = 0, out_of_range = 0;
+  for (size_t e = 0; e < host.codes.size(); ++e) {
+    code_mismatches += host.codes[e] != reference.codes[e];
+    out_of_range += host.codes[e] < 0 || host.codes[e] > max_code;
+  }
+  const double codes = static_cast<double>(host.codes.size()), grids = static_cast<double>(host.scales.size());
+  const double cascade_fraction = code_mismatches / codes;
+  const double flip_fraction = followed.follow.flips / codes;
+  const double grid_fraction = followed.follow.grids_adopted / grids;
+
+  const double proxy_reference = ProxyError(
+      weight, DequantizeCodes(reference.codes, reference.scales, reference.zeros, reference.g_idx, c.out, c.in), c.out,
+      c.in, sum, tokens);
+  const double proxy_device = ProxyError(
+      weight, DequantizeCodes(host.codes, device_scales, host.zeros, result.g_idx, c.out, c.in), c.out, c.in,
+      sum, tokens);
+  const double proxy_gap = std::fabs(proxy_device - proxy_reference) / proxy_reference;
+  const double reported_gap = std::fabs(result.proxy_error - proxy_device) / proxy_device;
+  std::printf("  gptq: codes differing %.4f%%; on the device's history %.4f%% flips (%lld far, worst %.2e steps "
+              "from a tie), %.3f%% grids; proxy error device %.6g reference %.6g (gap %.2e), reported %.6g "
+              "(gap %.2e); damp %g retries %d; %.1f s\n",
+              100.0 * cascade_fraction, 100.0 * flip_fraction, static_cast<long long>(followed.follow.far_flips),
+              followed.follow.worst_distance, 100.0 * grid_fraction, proxy_device, proxy_reference, proxy_gap,
+              result.proxy_error, reported_gap, result.damp_used, result.damp_retries,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  passed &= Expect(out_of_range == 0, c, std::to_string(out_of_range) + " codes outside [0, 2^bits - 1]");
+  passed &= Expect(result.g_idx == reference.g_idx, c, "g_idx differs");
+  passed &= Expect(result.damp_retries == reference.retries && result.damp_used == reference.damp, c,
+                   "damping differs from the reference's");
+  passed &= Expect(!c.negative_column || result.damp_retries == 1, c, "the forced retry did not happen once");
+  passed &= Expect(followed.follow.far_flips == 0, c, "codes that differ by more than a near-tie flip");
+  passed &= Expect(flip_fraction < kFlipTolerance, c, "too many near-tie flips");
+  passed &= Expect(grid_fraction < kGridMismatchTolerance, c, "too many grids differ");
+  passed &= Expect(cascade_fraction < kCascadeTolerance, c, "too many codes differ");
+  passed &= Expect(proxy_gap <= kProxyTolerance, c, "proxy error differs from the reference's");
+  passed &= Expect(reported_gap <= kReportedProxyTolerance, c, "reported proxy error differs from its codes'");
+  return CudaStatus();
+}
+
+// Bad input comes back as an error, not a crash; runs without a device.
+bool CheckContracts() {
+  bool passed = true;
+  const auto expect_error = [&](const char* what, const CudaStatus& status) {
+    if (status.ok()) {
+      std::printf("FAIL contract: %s was accepted\n", what);
+      passed = false;
+    }
+  };
+  GptqSolveSpec spec;
+  spec.bits = 9;
+  expect_error("bits 9", ValidateGptqSolveSpec(spec));
+  spec = GptqSolveSpec();
+  spec.group_size = 0;
+  expect_error("group_size 0", ValidateGptqSolveSpec(spec));
+  spec = GptqSolveSpec();
+  spec.static_groups = true;
+  expect_error("static groups per channel", ValidateGptqSolveSpec(spec));
+  spec = GptqSolveSpec();
+  spec.damp = 0.0;
+  expect_error("damp 0", ValidateGptqSolveSpec(spec));
+  DiagonalPlan plan;
+  expect_error("no tokens", PlanDiagonal({1.0, 2.0}, 0, GptqSolveSpec(), plan));
+  expect_error("all inputs dead and negative", PlanDiagonal({-4.0, 0.0}, 2, GptqSolveSpec(), plan));
+  DeviceInverseHessianFactor factor;
+  factor.dim = 8;
+  DeviceGptqResult result;
+  float dummy = 0.0f;
+  SolverContext unused;
+  expect_error("weight columns != Hessian dim", SweepGptqOnDevice(unused, &dummy, 4, 7, factor, GptqSolveSpec(), result));
+  return passed;
+}
+
+int Main(int argc, char** argv) {
+  uint64_t seed = 20261206;
+  bool passed = CheckContracts();
+  cudaDeviceProp props{};
+  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
+  cudaStream_t stream = nullptr;
+  if (cudaStreamCreate(&stream) != cudaSuccess) {
+    std::printf("ERROR cannot create a stream on device 0\n");
+    return kExitCudaError;
+  }
+  std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
+              static_cast<unsigned long long>(seed));
+  int status = 0;
+  {
+    SolverContext context;
+    const CudaStatus init = context.Init(stream);
+    if (!init.ok()) {
+      std::printf("ERROR %s\n", init.message().c_str());
+      status = kExitCudaError;
+    }
+    int index = 0;
+    for (const Case& c : kCases) {
+      if (status != 0) break;
+      const CudaStatus run = RunCase(context, c, seed + index++, passed);
+      if (!run.ok()) {
+        std::printf("ERROR %s: %s\n", Describe(c).c_str(), run.message().c_str());
+        status = kExitCudaError;
+      }
+      std::fflush(stdout);
+    }
+  }
+  cudaStreamDestroy(stream);
+  if (status != 0) return status;
+  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
+  return passed ? 0 : kExitFailed;
+}
+
+}  // namespace
+}  // namespace qshard::gpu
+
+int main(int argc, char** argv) { return qshard::gpu::Main(argc, argv); }
