@@ -70,15 +70,16 @@ void AttentionStatsCollector::OnAttention(int layer, const Tensor& probs, const 
   if (stats_.values.empty()) stats_ = AttentionStats::For(config_, seq);
   const int64_t heads = stats_.heads, group = heads / stats_.kv_heads;
   const int64_t hidden = stats_.hidden, head_dim = stats_.head_dim;
-  std::vector<float> mixed(seq * hidden), slice(seq * head_dim);
+  std::vector<float> mixed(heads * seq * hidden), slice(seq * head_dim);
   // Window by window, heads in order inside a window: every per-group sum receives its terms in
   // window order whatever the batching.
   for (int64_t b = 0; b < batch; ++b) {
-    const float* x = input_.row(b * seq);
+    // A_h X for every head at once: the window's probabilities are [heads·seq, seq] row-major,
+    // and one GEMM that tall runs far closer to the BLAS rate than a seq × hidden one per head.
+    kernels::Gemm(heads * seq, hidden, seq, probs.data() + b * heads * seq * seq, input_.row(b * seq),
+                  /*b_transposed=*/false, mixed.data());
     for (int64_t h = 0; h < heads; ++h) {
-      const float* a = probs.data() + (b * heads + h) * seq * seq;
-      kernels::Gemm(seq, hidden, seq, a, x, /*b_transposed=*/false, mixed.data());
-      stats_.values[h / group].AddWindow(mixed.data(), seq);
+      stats_.values[h / group].AddWindow(mixed.data() + h * seq * hidden, seq);
       GatherHead(q, b, seq, h, head_dim, slice.data());
       stats_.queries[h / group].AddWindow(slice.data(), seq);
     }
