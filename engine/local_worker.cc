@@ -245,7 +245,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   for (const Shard& shard : shards_) held.push_back(shard.index);
   HeldShardReducer reducer(held);
   const auto shard_done = [&](size_t s) {
-    std::map<std::string, HessianSum> sums = inputs[s].Take();
+    std::map<std::string, HessianSum> sums = inputs[s].TakeUpper();  // mirrored once, below
     std::vector<GroupStatistics> partial;
     for (int g : groups) {
       GroupStatistics& statistics = partial.emplace_back();
@@ -280,7 +280,10 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     Step(per_shard, shard_done);
   }
 
-  return reducer.Take();
+  std::vector<ShardStatistics> nodes = reducer.Take();
+  for (ShardStatistics& node : nodes)
+    for (GroupStatistics& group : node.groups) group.inputs.MirrorUpper();
+  return nodes;
 }
 
 absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<std::string>& linears,

@@ -39,10 +39,7 @@ void MirrorUpperTriangle(int64_t n, double* sum) {
 
 }  // namespace
 
-// Each window's float32 product goes into the upper triangle only; the lower one is copied from
-// it once at the end. Both triangles thus hold the same sums of the same floats in the same
-// order, exactly as if every product had been mirrored and added whole.
-void HessianSum::AddWindows(const float* x, int64_t rows, int64_t window) {
+void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window) {
   // Uninitialized on purpose: ssyrk with beta 0 overwrites the upper triangle, the only part read.
   std::unique_ptr<float[]> product(new float[dim * dim]);
   for (int64_t start = 0; start < rows; start += window) {
@@ -50,11 +47,12 @@ void HessianSum::AddWindows(const float* x, int64_t rows, int64_t window) {
     kernels::SyrkUpperTransA(dim, n, x + start * dim, product.get());
     AddUpperTriangle(product.get(), dim, sum.data());
   }
-  MirrorUpperTriangle(dim, sum.data());
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t c = 0; c < dim; ++c) abs_max[c] = std::max(abs_max[c], std::fabs(x[t * dim + c]));
   tokens += rows;
 }
+
+void HessianSum::MirrorUpper() { MirrorUpperTriangle(dim, sum.data()); }
 
 absl::Status HessianSum::Merge(const HessianSum& other) {
   if (other.dim != dim)

@@ -30,7 +30,16 @@ struct HessianSum {
   void AddWindow(const float* x, int64_t rows) { AddWindows(x, rows, rows); }
   // Adds consecutive windows of `window` rows each (the last may be shorter), one product per
   // window in order: the same sum as AddWindow on each, with one scratch product for all.
-  void AddWindows(const float* x, int64_t rows, int64_t window);
+  void AddWindows(const float* x, int64_t rows, int64_t window) {
+    AddWindowsToUpper(x, rows, window);
+    MirrorUpper();
+  }
+  // The same into the upper triangle (j ≥ i) only, leaving the lower one stale until
+  // MirrorUpper(): for a worker that adds many windows and partials before the sum is read.
+  // Both triangles end up with the same sums of the same floats in the same order either way.
+  void AddWindowsToUpper(const float* x, int64_t rows, int64_t window);
+  // Copies the upper triangle onto the lower one.
+  void MirrorUpper();
   // Adds another partial sum (same dim) — the reduction across shards.
   absl::Status Merge(const HessianSum& other);
   // H = 2·sum/tokens, the proxy Hessian of GPTQ (anchors.md §1.1), in float64.

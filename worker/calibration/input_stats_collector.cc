@@ -6,7 +6,13 @@ void InputStatsCollector::OnLinearInput(int layer, const std::string& linear, co
   if (layer != layer_ || !groups_.count(linear)) return;
   auto [it, inserted] = sums_.try_emplace(linear, x.cols());
   HessianSum& sum = it->second;
-  sum.AddWindows(x.data(), x.rows(), seqlen_);
+  sum.AddWindowsToUpper(x.data(), x.rows(), seqlen_);
+}
+
+std::map<std::string, HessianSum> InputStatsCollector::Take() {
+  std::map<std::string, HessianSum> sums = TakeUpper();
+  for (auto& [name, sum] : sums) sum.MirrorUpper();
+  return sums;
 }
 
 }  // namespace qshard

@@ -21,7 +21,10 @@ class InputStatsCollector : public LayerObserver {
   void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
 
   // The accumulated sums, keyed by group name; the collector is empty afterwards.
-  std::map<std::string, HessianSum> Take() { return std::move(sums_); }
+  std::map<std::string, HessianSum> Take();
+  // The same with only their upper triangles current (HessianSum::AddWindowsToUpper), for a
+  // caller that adds partials together and mirrors once at the end.
+  std::map<std::string, HessianSum> TakeUpper() { return std::move(sums_); }
 
  private:
   int layer_;
