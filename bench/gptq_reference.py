@@ -39,8 +39,6 @@ import sys
 import time
 import types
 
-import numpy as np
-
 # Torch's OpenMP threads spin between parallel regions by default; on a machine whose cores are
 # shared (this project's 2-core CI machine with other builds running) a descheduled spinner
 # stalls every region: 16 TinyStories windows took 58.7 s at 2 threads against 13.6 s with
@@ -48,9 +46,10 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
+    import numpy as np
     import torch
-except ImportError:
-    raise SystemExit("bench/gptq_reference.py needs PyTorch: Debian's python3-torch "
+except ImportError as error:
+    raise SystemExit(f"bench/gptq_reference.py needs PyTorch and NumPy ({error}): Debian's python3-torch "
                      "(QSHARD_WITH_PYTHON=1 scripts/install-deps)")
 from torch_threads import set_threads  # noqa: E402
 
