@@ -1,6 +1,5 @@
 #include "tools/qshard/bench_quantize.h"
 
-#include <chrono>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
