@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "kernels/cpu/blas.h"
+#include "tools/qshard/bench_flops.h"
 #include "worker/calibration/hessian.h"
 #include "worker/solvers/inverse_hessian.h"
 #include "worker/solvers/proxy_error.h"
@@ -64,34 +65,6 @@ SyntheticLayer MakeSyntheticLayer(int64_t rows, int64_t cols, int64_t tokens, ui
     layer.hessian.AddWindow(x.data(), n);
   }
   return layer;
-}
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// FLOP of one GPTQ solve (inverse_hessian.h): the factorization, one float64 Cholesky (n³/3);
-// the sweep's updates, each column's shift applied to every later column of its rows
-// (2·rows·(n − j) for column j: rows·n² in all), and for dynamic groups one triangular solve
-// of rows × g² per group (rows·n·g). Grid fits and rounding are O(rows·n).
-double FactorFlops(int64_t cols) { return std::pow(static_cast<double>(cols), 3) / 3.0; }
-double SweepFlops(int64_t rows, int64_t cols, int group_size) {
-  return static_cast<double>(rows) * cols * (cols + std::max(group_size, 0));
-}
-
-// This machine's sgemm rate (FLOP/s) at the bench's thread count, measured in this run: the
-// best of `repeats` products of two n×n matrices, n = 2048 (48 MiB, beyond the last-level cache).
-double MeasureSgemmRate(int repeats) {
-  constexpr int64_t n = 2048;
-  std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n);
-  kernels::Gemm(n, n, n, a.data(), b.data(), false, c.data());  // warm-up: threads, pages
-  double best = 0.0;
-  for (int r = 0; r < std::max(repeats, 1); ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    kernels::Gemm(n, n, n, a.data(), b.data(), false, c.data());
-    best = std::max(best, 2.0 * n * n * n / SecondsSince(start));
-  }
-  return best;
 }
 
 struct QshardTiming {
@@ -193,7 +166,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions&
       QSHARD_ASSIGN_OR_RETURN(QshardTiming timing, TimeQshard(layer, spec, options.common.repeats));
       const double qshard_error = ProxyError(layer.weight, timing.dequantized, hessians) / reference_energy;
       const double seconds = Median(timing.seconds), factor_seconds = Median(timing.factor_seconds);
-      const double flops = FactorFlops(in) + SweepFlops(out, in, group_size);
+      const double flops = GptqFactorFlops(in) + GptqSweepFlops(out, in, group_size);
       nlohmann::json row = {{"bench", "gptq"},
                             {"shape", shape},
                             {"rows", out},
@@ -208,9 +181,9 @@ absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions&
                             {"qshard_all_seconds", timing.seconds},
                             {"qshard_gflops", flops / seconds * 1e-9},
                             {"factor_seconds", factor_seconds},
-                            {"factor_gflops", FactorFlops(in) / factor_seconds * 1e-9},
+                            {"factor_gflops", GptqFactorFlops(in) / factor_seconds * 1e-9},
                             {"sweep_seconds", seconds - factor_seconds},
-                            {"sweep_gflops", SweepFlops(out, in, group_size) / (seconds - factor_seconds) * 1e-9},
+                            {"sweep_gflops", GptqSweepFlops(out, in, group_size) / (seconds - factor_seconds) * 1e-9},
                             {"solve_gflop", flops * 1e-9},
                             {"sgemm_gflops", sgemm_rate * 1e-9},
                             {"fraction_of_sgemm", flops / seconds / sgemm_rate},

@@ -3,6 +3,7 @@
 // read, medians, the CPU's name, and printing rows (a table, or one JSON object per row).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -57,6 +58,9 @@ absl::Status WriteRawFile(const std::string& path, const void* data, size_t byte
 absl::Status ReadRawFile(const std::string& path, void* data, size_t bytes);
 
 double Median(std::vector<double> values);
+inline double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 // "model name" of /proc/cpuinfo (what lscpu prints), or "unknown CPU".
 std::string CpuModelName();
 // `threads`, or the number of hardware threads when it is 0 or less.

@@ -1,4 +1,4 @@
-// qshard bench gptq|forward|tokenizer|kernels|distributed: speed of qshard's pieces with, in the
+// qshard bench gptq|quantize|forward|tokenizer|kernels|distributed: speed of qshard's pieces with, in the
 // same run, the ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
 // baselines are in bench/, the recorded figures in docs/benchmarks.md).
 #include <iostream>
@@ -9,16 +9,18 @@
 #include "tools/qshard/bench_forward.h"
 #include "tools/qshard/bench_gptq.h"
 #include "tools/qshard/bench_kernels.h"
+#include "tools/qshard/bench_quantize.h"
 #include "tools/qshard/bench_tokenizer.h"
 #include "tools/qshard/command.h"
 
 namespace qshard::cli {
 namespace {
 
-void AddCommonFlags(CLI::App* app, BenchCommon& common, bool threads) {
+void AddCommonFlags(CLI::App* app, BenchCommon& common, bool threads, bool repeats = true) {
   if (threads) app->add_option("--threads", common.threads, "Threads for both sides (0 = all)")->capture_default_str();
-  app->add_option("--repeats", common.repeats, "Timed repeats of each side")->capture_default_str()->check(
-      CLI::PositiveNumber);
+  if (repeats)
+    app->add_option("--repeats", common.repeats, "Timed repeats of each side")->capture_default_str()->check(
+        CLI::PositiveNumber);
   app->add_option("--scripts", common.scripts, "Folder of the baseline scripts")->capture_default_str();
   app->add_option("--python", common.python, "Python with torch for the baselines")->capture_default_str();
   app->add_flag("--json", common.json, "One JSON object per row");
@@ -42,6 +44,13 @@ absl::Status RunGptq(GptqFlags& flags) {
   options.common.threads = ResolveThreads(options.common.threads);
   QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunGptqBench(options));
   PrintBenchRows(rows, GptqBenchColumns(), options.common.json);
+  return absl::OkStatus();
+}
+
+absl::Status RunQuantize(QuantizeBenchOptions& options) {
+  options.common.threads = ResolveThreads(options.common.threads);
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunQuantizeBench(options));
+  PrintBenchRows(rows, QuantizeBenchColumns(), options.common.json);
   return absl::OkStatus();
 }
 
@@ -112,6 +121,25 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
   gptq->add_option("--seed", gptq_flags->options.seed, "Seed of the synthetic layer")->capture_default_str();
   AddCommonFlags(gptq, gptq_flags->options.common, /*threads=*/true);
 
+  auto quantize_options = std::make_shared<QuantizeBenchOptions>();
+  quantize_options->common.threads = 2;
+  CLI::App* quantize = bench->add_subcommand(
+      "quantize", "Whole GPTQ jobs (TinyStories-656K W4 g32; one OPT-1.3B-shaped layer W4 g128) vs the GPTQ "
+                  "authors' code (--gptq-src) on the same windows, with both results' KL; run once each");
+  quantize->add_option("--gptq-src", quantize_options->gptq_src,
+                       "Folder with IST-DASLab/gptq's gptq.py and quant.py (without it: qshard rows only)");
+  quantize->add_option("--jobs", quantize_options->jobs, "tinystories, opt-layer (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  quantize->add_option("--tinystories", quantize_options->tinystories, "TinyStories-656K directory")
+      ->capture_default_str();
+  quantize->add_option("--text", quantize_options->text, "WikiText-2 test file (calibration and held-out lines)")
+      ->capture_default_str();
+  quantize->add_option("--shared-data", quantize_options->shared_data,
+                       "Shared data folder (the synthetic model's tokenizer files)")->capture_default_str();
+  quantize->add_option("--seed", quantize_options->seed, "Seed of the calibration windows")->capture_default_str();
+  AddCommonFlags(quantize, quantize_options->common, /*threads=*/true, /*repeats=*/false);
+
   auto forward_options = std::make_shared<ForwardBenchOptions>();
   CLI::App* forward =
       bench->add_subcommand("forward", "Forward pass tokens/s vs bench/forward_reference.py on the same ids");
@@ -174,6 +202,7 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
   commands.push_back({bench, [=]() -> absl::Status {
                         if (distributed->parsed()) return RunDistributed(*distributed_flags);
                         if (gptq->parsed()) return RunGptq(*gptq_flags);
+                        if (quantize->parsed()) return RunQuantize(*quantize_options);
                         if (kernels_app->parsed()) return RunKernels(*kernel_flags);
                         if (forward->parsed()) return RunForward(*forward_options);
                         return RunTokenizer(*tokenizer_options);
