@@ -11,6 +11,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_cpu_gemm.h"
+#include "kernels/cpu/huge_page_allocator.h"
 #include "kernels/layout/gptq_packed.h"
 
 namespace qshard::cli {
@@ -91,7 +92,9 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
     int64_t max_tokens = 1;
     for (int64_t t : options.tokens) max_tokens = std::max(max_tokens, t);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> x(max_tokens * k), y(max_tokens * n), dense(k * n);
+    std::vector<float> x(max_tokens * k), y(max_tokens * n);
+    // The BLAS baseline's weight in huge pages too, as the tiled codes are: the same TLB footing.
+    std::vector<float, kernels::HugePageAllocator<float>> dense(k * n);
     for (float& v : x) v = normal(rng);
     for (float& v : dense) v = normal(rng) * 0.01f;
     std::vector<std::pair<int, kernels::GptqTiledWeights>> layers;
