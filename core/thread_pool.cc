@@ -34,14 +34,16 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
     fn_ = &fn;
     n_ = n;
     next_.store(0);
-    busy_helpers_ = static_cast<int>(helpers_.size());
+    open_ = true;
     ++generation_;
   }
   work_ready_.notify_all();
   RunIterations(fn, n);
-  // Every helper checks in once per generation, so none can still be reading fn_ after this.
+  // Every iteration has been claimed; the ones helpers claimed finish before active_ drops to 0,
+  // and no helper can join (and read fn_) once the call is closed.
   std::unique_lock<std::mutex> lock(mutex_);
-  work_done_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return busy_helpers_ == 0; });
+  open_ = false;
+  work_done_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return active_ == 0; });
   fn_ = nullptr;
 }
 
@@ -55,12 +57,14 @@ void ThreadPool::HelperLoop() {
       work_ready_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
+      if (!open_) continue;  // woke after the caller finished without it
+      ++active_;
       fn = fn_;
       n = n_;
     }
     RunIterations(*fn, n);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (--busy_helpers_ == 0) work_done_.notify_one();
+    if (--active_ == 0) work_done_.notify_one();
   }
 }
 

@@ -42,7 +42,11 @@ class ThreadPool {
   const std::function<void(int64_t)>* fn_ ABSL_GUARDED_BY(mutex_) = nullptr;
   int64_t n_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 0;  // bumped once per ParallelFor
-  int busy_helpers_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Helpers may join the current ParallelFor only while it is open: the caller closes it when
+  // its own share is done and then waits only for the helpers that joined (active_), not for
+  // ones that have not woken yet, which on a loaded machine can take milliseconds.
+  bool open_ ABSL_GUARDED_BY(mutex_) = false;
+  int active_ ABSL_GUARDED_BY(mutex_) = 0;
   bool stop_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<int64_t> next_{0};
 };

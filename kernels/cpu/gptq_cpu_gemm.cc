@@ -87,7 +87,7 @@ void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
     fn(int64_t{0}, tiles);
     return;
   }
-  const int64_t chunks = std::min<int64_t>(tiles, pool->threads() * 8);
+  const int64_t chunks = std::min<int64_t>(tiles, pool->threads() * 32);
   const int64_t per_chunk = (tiles + chunks - 1) / chunks;
   pool->ParallelFor((tiles + per_chunk - 1) / per_chunk, [&](int64_t chunk) {
     fn(chunk * per_chunk, std::min(tiles, (chunk + 1) * per_chunk));

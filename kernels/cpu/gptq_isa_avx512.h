@@ -30,6 +30,7 @@ struct Avx512 {
   static F ZeroF() { return _mm512_setzero_ps(); }
   static F SetF(float v) { return _mm512_set1_ps(v); }
   static F LoadF(const float* p) { return _mm512_loadu_ps(p); }
+  static F Permute(I index, F table) { return _mm512_permutexvar_ps(index, table); }
   static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F AddF(F a, F b) { return _mm512_add_ps(a, b); }
   static F MulF(F a, F b) { return _mm512_mul_ps(a, b); }

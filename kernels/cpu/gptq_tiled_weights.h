@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/huge_page_allocator.h"
 #include "kernels/layout/gptq_packed.h"
 
 namespace qshard::kernels {
@@ -21,11 +22,13 @@ struct GptqTiledWeights {
   // source_input[j]: the checkpoint input at reordered position j, or −1 for padding.
   std::vector<int32_t> source_input;   // [padded_inputs]
   std::vector<int64_t> group_blocks;   // [groups + 1]: group g spans blocks [g_b[g], g_b[g+1])
-  std::vector<uint8_t> codes;          // [tiles, blocks, kBlockBytes]
+  // The arrays below are in huge pages (huge_page_allocator.h): every GEMV streams all of them.
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> codes;  // [tiles, blocks, kBlockBytes]
   // Per tile and group, for the tile's 16 outputs: W = scale · q + bias, bias = −scale · zero.
-  std::vector<float> scale;  // [tiles, groups, kTileColumns]
-  std::vector<float> bias;   // [tiles, groups, kTileColumns]
-  std::vector<int32_t> zero; // [tiles, groups, kTileColumns]: the int8 path subtracts zero · Σa exactly
+  std::vector<float, HugePageAllocator<float>> scale;  // [tiles, groups, kTileColumns]
+  std::vector<float, HugePageAllocator<float>> bias;   // [tiles, groups, kTileColumns]
+  // [tiles, groups, kTileColumns]: the int8 path subtracts zero · Σa exactly
+  std::vector<int32_t, HugePageAllocator<int32_t>> zero;
 
   int64_t CodeBytes() const { return static_cast<int64_t>(codes.size()); }
 };

@@ -1,4 +1,5 @@
-// core/thread_pool: every iteration runs exactly once, across pool sizes and concurrent callers.
+// core/thread_pool: every iteration runs exactly once, across pool sizes, concurrent callers and
+// calls too short for the helpers to wake.
 #include "core/thread_pool.h"
 
 #include <atomic>
@@ -35,6 +36,23 @@ TEST(ThreadPoolTest, UsesSeveralThreads) {
     inside.fetch_sub(1);
   });
   EXPECT_GT(most.load(), 1);
+}
+
+// Calls much shorter than a helper's wake-up: helpers join late or not at all (the caller then
+// runs every iteration), and one that wakes during a later call must run that call's function.
+TEST(ThreadPoolTest, ShortCallsRunEveryIterationOnce) {
+  ThreadPool pool(3);
+  for (int call = 0; call < 5000; ++call) {
+    int hits[3] = {0, 0, 0};
+    std::atomic<int> total{0};
+    pool.ParallelFor(3, [&](int64_t i) {
+      ++hits[i];  // distinct i per call: no two threads touch the same element
+      total.fetch_add(call);
+    });
+    ASSERT_EQ(hits[0] + hits[1] + hits[2], 3) << "call " << call;
+    ASSERT_TRUE(hits[0] == 1 && hits[1] == 1 && hits[2] == 1) << "call " << call;
+    ASSERT_EQ(total.load(), 3 * call) << "call " << call;
+  }
 }
 
 TEST(ThreadPoolTest, ConcurrentCallersTakeTurns) {

@@ -1,6 +1,7 @@
 #include "tools/qshard/bench_kernels.h"
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <random>
 
@@ -11,6 +12,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_cpu_gemm.h"
+#include "kernels/cpu/huge_page_allocator.h"
 #include "kernels/layout/gptq_packed.h"
 
 namespace qshard::cli {
@@ -19,17 +21,38 @@ namespace {
 using kernels::CpuVariant;
 using kernels::GptqActivations;
 
-// Median seconds of `repeats` calls after one untimed warm-up call.
-template <class Fn>
-double MedianSeconds(int repeats, const Fn& fn) {
-  fn();
+// One timed row of a (shape, tokens) cell: the BLAS baseline or a kernel.
+struct Candidate {
+  std::string kernel;
+  int weight_bits = 0, act_bits = 0;
+  double weight_bytes = 0;
+  std::function<void()> call;
   std::vector<double> seconds;
+};
+
+// Below this, a call is preceded by an untimed one in every round, so that layers that fit in
+// the caches are timed warm (the codes are not evicted by the candidate before).
+constexpr double kRewarmSeconds = 0.05;
+
+double SecondsOf(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Times the candidates in `repeats` interleaved rounds (each round calls every candidate once)
+// after one untimed warm-up call each, so that the baseline and the kernels are timed under the
+// same background load: on a shared machine the load changes from second to second, and timing
+// all of BLAS and then all of a kernel made their ratio swing with it.
+void TimeInterleaved(int repeats, std::vector<Candidate>& candidates) {
+  std::vector<bool> rewarm;
+  for (Candidate& c : candidates) rewarm.push_back(SecondsOf(c.call) < kRewarmSeconds);
   for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (rewarm[i]) candidates[i].call();
+      candidates[i].seconds.push_back(SecondsOf(candidates[i].call));
+    }
   }
-  return Median(seconds);
 }
 
 // A random layer straight in the packed layout (every bit pattern is a valid set of codes), so
@@ -91,7 +114,9 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
     int64_t max_tokens = 1;
     for (int64_t t : options.tokens) max_tokens = std::max(max_tokens, t);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> x(max_tokens * k), y(max_tokens * n), dense(k * n);
+    std::vector<float> x(max_tokens * k), y(max_tokens * n);
+    // The BLAS baseline's weight in huge pages too, as the tiled codes are: the same TLB footing.
+    std::vector<float, kernels::HugePageAllocator<float>> dense(k * n);
     for (float& v : x) v = normal(rng);
     for (float& v : dense) v = normal(rng) * 0.01f;
     std::vector<std::pair<int, kernels::GptqTiledWeights>> layers;
@@ -103,30 +128,33 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
     }
     for (int64_t tokens : options.tokens) {
       std::cerr << "bench kernels: K " << k << " N " << n << " tokens " << tokens << std::endl;
-      const double blas = MedianSeconds(options.common.repeats, [&] {
-        if (tokens == 1) {
-          kernels::Gemv(n, k, dense.data(), x.data(), y.data());
-        } else {
-          kernels::Gemm(tokens, n, k, x.data(), dense.data(), /*b_transposed=*/true, y.data());
-        }
-      });
-      rows.push_back(Row("fp32-blas", 32, 32, k, n, tokens, blas, 4.0 * k * n, blas));
+      std::vector<Candidate> candidates;
+      candidates.push_back({"fp32-blas", 32, 32, 4.0 * k * n, [&] {
+                              if (tokens == 1) {
+                                kernels::Gemv(n, k, dense.data(), x.data(), y.data());
+                              } else {
+                                kernels::Gemm(tokens, n, k, x.data(), dense.data(), /*b_transposed=*/true, y.data());
+                              }
+                            }});
+      absl::Status status;
       for (const auto& [bits, tiled] : layers) {
         const double weight_bytes = static_cast<double>(tiled.CodeBytes()) +
                                     static_cast<double>(tiled.scale.size() + tiled.bias.size()) * sizeof(float);
         for (GptqActivations a : {GptqActivations::kFp32, GptqActivations::kInt8}) {
           for (CpuVariant v : VariantsToRun(a, options.all_variants)) {
-            absl::Status status;
-            const double seconds = MedianSeconds(options.common.repeats, [&] {
-              status.Update(kernels::GptqGemm(tiled, x.data(), tokens, y.data(), a, v, &pool));
-            });
-            QSHARD_RETURN_IF_ERROR(status);
             const int act_bits = a == GptqActivations::kFp32 ? 32 : 8;
-            rows.push_back(Row(absl::StrCat("w", bits, "a", act_bits, "-", kernels::CpuVariantName(v)), bits,
-                               act_bits, k, n, tokens, seconds, weight_bytes, blas));
+            candidates.push_back({absl::StrCat("w", bits, "a", act_bits, "-", kernels::CpuVariantName(v)), bits,
+                                  act_bits, weight_bytes, [&, a, v, layer = &tiled] {
+                                    status.Update(kernels::GptqGemm(*layer, x.data(), tokens, y.data(), a, v, &pool));
+                                  }});
           }
         }
       }
+      TimeInterleaved(options.common.repeats, candidates);
+      QSHARD_RETURN_IF_ERROR(status);
+      const double blas = Median(candidates[0].seconds);
+      for (const Candidate& c : candidates)
+        rows.push_back(Row(c.kernel, c.weight_bits, c.act_bits, k, n, tokens, Median(c.seconds), c.weight_bytes, blas));
     }
   }
   for (nlohmann::json& row : rows) {
