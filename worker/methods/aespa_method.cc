@@ -31,7 +31,7 @@ class AespaMethod : public FoldedGroupMethod {
   explicit AespaMethod(const MethodOptions& options) : FoldedGroupMethod(options) {}
 
  protected:
-  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, bool solvers) const override {
+  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, std::span<const std::string> solved) const override {
     if (group.input_stats == nullptr || group.config == nullptr)
       return absl::FailedPreconditionError(
           absl::StrCat("layer ", group.layer, ": aespa needs the group's input statistics and the model config"));
@@ -46,8 +46,13 @@ class AespaMethod : public FoldedGroupMethod {
       return folded;
     }
     QSHARD_RETURN_IF_ERROR(CheckAttentionStats(group.attention, group));
-    // The query/key output weightings only feed the solvers (the shared search does not need them).
-    QueryKeyWeightings weightings = solvers ? CrossWeightings(*group.attention, *group.config) : QueryKeyWeightings();
+    const auto solving = [&](std::string_view name) {
+      return std::find(solved.begin(), solved.end(), name) != solved.end();
+    };
+    // The query/key output weightings (a RoPE pull-back per head) feed only their solvers.
+    QueryKeyWeightings weightings;
+    if (solving("self_attn.q_proj") || solving("self_attn.k_proj"))
+      weightings = CrossWeightings(*group.attention, *group.config);
     std::vector<const HessianSum*> value_hessians;  // one per KV head: the rows of its head
     for (const HessianSum& v : group.attention->values) value_hessians.push_back(&v);
     for (const std::string& name : group.linears) {
@@ -64,7 +69,7 @@ class AespaMethod : public FoldedGroupMethod {
             absl::StrCat("layer ", group.layer, ": aespa: unexpected '", name, "' in the attention group"));
       }
       const Solver* solver = nullptr;
-      if (solvers) {
+      if (solving(name)) {
         QSHARD_ASSIGN_OR_RETURN(solver, Add(folded.solvers, kAttentionRoundingWeight, std::move(head_weightings)));
       }
       folded.linears.push_back({name, std::move(hessians), solver});

@@ -54,7 +54,7 @@ absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveGroup(const GroupProblem& 
 absl::StatusOr<SharedGroupPart> FoldedGroupMethod::SolveShared(const GroupProblem& group) const {
   QSHARD_RETURN_IF_ERROR(CheckProblem(group));
   const std::string where = Where(group);
-  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, /*solvers=*/false));
+  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, {}));
   std::vector<StackPart> parts;
   for (const GroupLinear& l : folded.linears) {
     auto it = group.weights->linears.find(l.name);
@@ -101,7 +101,7 @@ absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveLinears(const GroupProblem
                                                               std::span<const std::string> linears) const {
   QSHARD_RETURN_IF_ERROR(CheckProblem(group));
   const std::string where = Where(group);
-  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, /*solvers=*/true));
+  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, linears));
   GroupSolution solution;
   for (const GroupLinear& l : folded.linears) {
     if (std::find(linears.begin(), linears.end(), l.name) == linears.end()) continue;

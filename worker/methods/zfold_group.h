@@ -45,9 +45,10 @@ class FoldedGroupMethod : public LayerMethod {
                                              std::span<const std::string> linears) const final;
 
  protected:
-  // All of group.linears with their Hessians; with `solvers` false the solvers may be left
-  // null (the shared search does not run them).
-  virtual absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, bool solvers) const = 0;
+  // All of group.linears with their Hessians, and solvers for those in `solved` (the others'
+  // may be left null: the shared search runs none, a worker solving some linears only theirs).
+  virtual absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group,
+                                                std::span<const std::string> solved) const = 0;
   const MethodOptions& options() const { return options_; }
 
  private:

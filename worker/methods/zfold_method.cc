@@ -13,7 +13,7 @@ class ZfoldMethod : public FoldedGroupMethod {
       : FoldedGroupMethod(options), gptq_(std::move(gptq)) {}
 
  protected:
-  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, bool) const override {
+  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, std::span<const std::string>) const override {
     if (group.input_stats == nullptr)
       return absl::FailedPreconditionError(
           absl::StrCat("layer ", group.layer, ": zfold needs the group's input statistics"));
