@@ -1,6 +1,7 @@
 // The engine over gRPC: a WorkerPool on a loopback port, workers dialling it (in threads of
 // this process, each with its own LocalWorker), and RunJob driving them. The checkpoint's
 // bytes equal the embedded job's with the same spec, whatever the number of workers.
+#include <cstdio>
 #include <thread>
 
 #include "engine/job_runner.h"
@@ -149,6 +150,8 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
                          (*report)["plan"]["layers"].get<double>();
   const double moved = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
   // FineQuant's refined group sizes come from the weights, which the plan does not read.
+  std::printf("%s, %d worker(s): moved %.0f bytes, planned %.0f (%+.2f %%)\n", method.c_str(), workers, moved, planned,
+              100.0 * (moved / planned - 1.0));
   const double tolerance = method == "finequant" ? 0.1 : 0.03;
   EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
 }
