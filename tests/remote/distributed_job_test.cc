@@ -170,6 +170,11 @@ TEST(DistributedJobTest, AespaWithASkippedSiblingOnThreeWorkersMatchesEmbeddedBy
 TEST(DistributedJobTest, ParallelPropagationGptqOnThreeWorkersMatchesEmbeddedBytes) {
   ExpectSameBytesAsEmbedded("gptq", 3, 32, Propagation::kParallel);
 }
+// The full-precision layer's statistics all at once, aespa's groups still one after another
+// (a group's ζ may be folded into another group's tensors), each in two steps.
+TEST(DistributedJobTest, ParallelPropagationAespaOnTwoWorkersMatchesEmbeddedBytes) {
+  ExpectSameBytesAsEmbedded("aespa", 2, 32, Propagation::kParallel);
+}
 // From per channel, so the workers must reach the group sizes the job declared.
 TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("finequant", 2, -1); }
 // The channel maxima reduce across shards and workers like the sums; the split and the
