@@ -21,6 +21,10 @@ class JobObserver {
   // One decoder layer (block) finished, `seconds` from its start to its solution applied. Layers
   // a resumed job restores from an earlier run are not solved, so not reported.
   virtual void BlockSolved(const std::string& method, double seconds) {}
+  // Group `group` (an index into the layer's linear groups) of a layer solved on its own, in
+  // `seconds` from its reduced statistics to its joined solution, however many owners shared
+  // it (groups solved all at once under parallel propagation are not reported).
+  virtual void GroupSolved(const std::string& method, int group, double seconds) {}
   // A worker the job was using stopped answering (its calls failed UNAVAILABLE).
   virtual void WorkerLost() {}
   // A layer is redone after its lost workers' shards moved to the survivors.

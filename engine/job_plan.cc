@@ -26,12 +26,17 @@ struct GroupShape {
   std::vector<LinearSpec> quantized;
 };
 
-// One quantized linear as the wire carries it (remote/wire.h): a byte per code, float32 scales,
-// int32 zeros, an int32 group index per input column.
-uint64_t SolutionBytes(const LinearSpec& linear, int group_size) {
+// A linear's grids as the wire carries them (remote/wire.h): a float32 scale and an int32 zero
+// per group and row.
+uint64_t GridBytes(const LinearSpec& linear, int group_size) {
   const uint64_t groups = group_size > 0 ? (linear.in_features + group_size - 1) / group_size : 1;
+  return 8 * groups * static_cast<uint64_t>(linear.out_features);
+}
+
+// One quantized linear: a byte per code, its grids, an int32 group index per input column.
+uint64_t SolutionBytes(const LinearSpec& linear, int group_size) {
   const uint64_t rows = linear.out_features, cols = linear.in_features;
-  return rows * cols + 8 * groups * rows + 4 * cols;
+  return rows * cols + GridBytes(linear, group_size) + 4 * cols;
 }
 
 uint64_t Square(int64_t k) { return static_cast<uint64_t>(k) * static_cast<uint64_t>(k); }
@@ -126,7 +131,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"partial statistics", calibrated ? (8 * squares_at_once + attention) * PartialsAlive(busiest_shards) : 0},
       {"solve workspace", calibrated ? 20 * Square(widest) : 4 * Square(widest)},
   };
-  uint64_t quantized_params = 0, solution = 0, statistics = 0;
+  uint64_t quantized_params = 0, solution = 0, shared = 0, statistics = 0, attention_owners = 1;
   for (const GroupShape& g : groups) {
     if (g.quantized.empty()) continue;
     for (const LinearSpec& l : g.quantized) {
@@ -134,10 +139,22 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       solution += SolutionBytes(l, spec.method.spec.group_size);
     }
     if (!calibrated) continue;
-    const uint64_t owners = method->independent_linears ? std::min<uint64_t>(g.quantized.size(), workers) : 1;
+    // Every owner of a part of the group gets its statistics (owner_solves.h); a two-step
+    // solve's shared part goes to one more and comes back as ζ (a scale per input column,
+    // folded into a norm: the rewrite) and each linear's grids, which go out to the others.
+    const bool splits = workers > 1 && g.quantized.size() > 1 &&
+                        (method->independent_linears || method->independent_after_shared);
+    const uint64_t part_owners = splits ? std::min<uint64_t>(g.quantized.size(), workers) : 1;
+    const uint64_t owners = part_owners + (splits && method->independent_after_shared ? 1 : 0);
     statistics += (nodes + owners) * 8 * Square(g.width);
+    if (&g == &groups.front()) attention_owners = owners;
+    if (owners > part_owners) {
+      uint64_t grids = 0;
+      for (const LinearSpec& l : g.quantized) grids += GridBytes(l, spec.method.spec.group_size);
+      shared += (4 * g.width + grids) * (1 + part_owners) + 4 * g.width;
+    }
   }
-  if (calibrated) statistics += (nodes + 1) * attention;  // the q/k/v group's
+  if (calibrated) statistics += (nodes + attention_owners) * attention;  // the q/k/v group's
   plan.coordinator.terms = {
       {"embeddings (fp32)", embeddings},
       {"stitcher's layer (fp32)", 4 * layer_params},
@@ -151,7 +168,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"quantized layers held to the end", method->flattens_inputs ? 4 * quantized_params * config.num_layers : 0},
   };
   plan.statistics_bytes = statistics;
-  plan.solution_bytes = solution * (1 + workers);
+  plan.solution_bytes = solution * (1 + workers) + shared;
   return plan;
 }
 

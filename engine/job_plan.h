@@ -38,7 +38,7 @@ struct JobPlan {
   MemoryPlan coordinator;  // runner + stitcher; embedded mode runs both in one process
   // Per layer, over the network (zero in embedded mode, where nothing crosses one):
   uint64_t statistics_bytes = 0;  // partial sums to the coordinator, reduced sums to the owners
-  uint64_t solution_bytes = 0;    // solutions from the owners, and to every worker
+  uint64_t solution_bytes = 0;    // solutions from the owners, and to every worker (with shared parts)
   // Embedded: worker and coordinator in one process.
   uint64_t embedded_peak() const { return worker.total() + coordinator.total(); }
 

@@ -16,6 +16,7 @@
 #include "engine/job_plan.h"
 #include "engine/job_report.h"
 #include "engine/local_worker.h"
+#include "engine/owner_solves.h"
 #include "engine/source_model.h"
 #include "engine/statistics_tree.h"
 #include "engine/validation.h"
@@ -53,14 +54,16 @@ class Job {
     QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec_));
     if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
+    method_ = method;
     needs_ = method->needs;
-    independent_linears_ = method->independent_linears;
     QSHARD_ASSIGN_OR_RETURN(source_model_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
     source_ = source_model_.model.get();
     const DecoderModel& model = *source_;
     QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec_, model.config(), model.layer_spec()));
     const std::vector<std::string> skip = SkippedLinears(spec_, model.layer_spec());
     skipped_ = std::set<std::string>(skip.begin(), skip.end());
+    for (const LinearSpec& l : model.layer_spec().linears)
+      linear_sizes_[l.name] = static_cast<uint64_t>(l.out_features) * l.in_features;
     if (!needs_.input_stats && !spec_.calibration.text.empty())
       events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
 
@@ -259,7 +262,7 @@ class Job {
     // On the full-precision layer, a method whose linears are independent (so no group rewrites
     // another) has nothing between its groups: every group is solved at once, owners in parallel.
     std::map<int, GroupSolution> solved;
-    if (calibrated && parallel && independent_linears_) {
+    if (calibrated && parallel && method_->independent_linears) {
       QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, wanted, groups, statistics));
       statistics.clear();  // free the Hessians
     }
@@ -271,7 +274,9 @@ class Job {
                                   CollectAndReduce({g}, needs_.attention_stats && g == 0));
           statistics[g] = std::move(one.front());
         }
+        const auto solve_start = Clock::now();
         QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, {g}, groups, statistics));
+        observer().GroupSolved(spec_.method.method, g, SecondsSince(solve_start));
         if (calibrated) statistics[g] = GroupStatistics();  // free the Hessians
       }
       GroupSolution& solution = solved.at(g);
@@ -286,63 +291,25 @@ class Job {
   }
 
   // Solves `to_solve` (groups of `layer`, each from statistics[g], or none for a method without
-  // calibration). Owners depend on (layer, group, linear) and the surviving workers only, never
-  // on timing; a method whose linears are independent spreads them over several owners, and
-  // each group's parts are joined in the group's order. Each owner runs its parts in turn
-  // (a worker solves one thing at a time); owners run in parallel.
+  // calibration) on their owners (owner_solves.h).
   absl::StatusOr<std::map<int, GroupSolution>> SolveOnOwners(int layer, const std::vector<int>& to_solve,
                                                              const std::vector<std::vector<std::string>>& groups,
                                                              const std::vector<GroupStatistics>& statistics) {
     const auto start = Clock::now();
     absl::Cleanup timed = [&] { phases_.solve += SecondsSince(start); };
-    const std::vector<size_t> alive = Alive();
-    struct Part {
-      int group;
-      std::vector<std::string> linears;  // empty: the whole group
-      absl::StatusOr<GroupSolution> solution = absl::UnknownError("not run");
-    };
-    std::map<size_t, std::vector<Part>> parts_of;  // by owner
-    for (int g : to_solve) {
-      const size_t first = static_cast<size_t>(layer) * groups.size() + g;
-      if (!independent_linears_ || alive.size() == 1) {
-        parts_of[alive[first % alive.size()]].push_back({g, {}});
-        continue;
-      }
-      std::map<size_t, std::vector<std::string>> linears_of;
-      size_t k = 0;
-      for (const std::string& linear : groups[g])
-        if (!skipped_.count(linear)) linears_of[alive[(first + k++) % alive.size()]].push_back(linear);
-      for (auto& [owner, linears] : linears_of) parts_of[owner].push_back({g, std::move(linears)});
-    }
-    std::vector<std::thread> threads;
-    for (auto& [owner, parts] : parts_of)
-      threads.emplace_back([&, worker = workers_[owner], owned = &parts] {  // no map lookups across threads
-        for (Part& part : *owned)
-          part.solution = worker->Solve(part.group, part.linears,
-                                        statistics.empty() || shards_ == 0 ? nullptr : &statistics[part.group]);
-      });
-    for (std::thread& t : threads) t.join();
-
-    std::map<int, GroupSolution> joined;
-    for (auto& [owner, parts] : parts_of)
-      for (const Part& part : parts)
-        if (absl::IsUnavailable(part.solution.status())) MarkLost(owner);
-    for (auto& [owner, parts] : parts_of)
-      for (Part& part : parts) {
-        QSHARD_RETURN_IF_ERROR(part.solution.status());
-        GroupSolution& into = joined[part.group];
-        for (auto& [name, weight] : part.solution->linears) into.linears.emplace(name, std::move(weight));
-        for (TensorRewrite& rewrite : part.solution->rewrites) into.rewrites.push_back(std::move(rewrite));
-        for (LinearReport& report : part.solution->reports) into.reports.push_back(std::move(report));
-      }
-    for (auto& [g, solution] : joined) {
-      const auto position = [&, g = g](const LinearReport& r) {
-        return std::find(groups[g].begin(), groups[g].end(), r.name) - groups[g].begin();
-      };
-      std::stable_sort(solution.reports.begin(), solution.reports.end(),
-                       [&](const LinearReport& a, const LinearReport& b) { return position(a) < position(b); });
-    }
-    return joined;
+    OwnerSolves request;
+    request.layer = layer;
+    request.groups = &groups;
+    request.skipped = &skipped_;
+    request.sizes = &linear_sizes_;
+    request.method = method_;
+    request.statistics = statistics.empty() || shards_ == 0 ? nullptr : &statistics;
+    request.workers = &workers_;
+    request.alive = Alive();
+    SolvedGroups solved = qshard::SolveOnOwners(request, to_solve);
+    for (size_t worker : solved.lost) MarkLost(worker);
+    QSHARD_RETURN_IF_ERROR(solved.status);
+    return std::move(solved.solutions);
   }
 
   std::vector<size_t> Alive() const {
@@ -428,11 +395,12 @@ class Job {
   const std::vector<WorkerClient*>& workers_;
   JobPhases phases_;
   const JobEvents& events_;
+  const MethodRegistration* method_ = nullptr;
   MethodNeeds needs_;
-  bool independent_linears_ = false;
   SourceModel source_model_;
   const DecoderModel* source_ = nullptr;
   std::set<std::string> skipped_;
+  std::map<std::string, uint64_t> linear_sizes_;  // rows × columns of each linear of a layer
   int shards_ = 0;
   std::vector<bool> alive_;                         // per worker
   std::vector<std::vector<int>> shards_of_;         // per worker: the shards it holds

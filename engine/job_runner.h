@@ -1,11 +1,13 @@
 // The quantization job, one engine for embedded mode and the service: it validates the spec,
 // opens the model, gives each worker its calibration shards, and walks the layers. Per layer
 // and true-sequential group it gathers the workers' per-shard statistics, adds them in shard
-// order, has the group's owner solve it, applies the solution on every worker and on its own
-// copy of the layer (the stitcher's), and streams the finished layer into the checkpoint.
+// order, has the group's owners solve it (owner_solves.h), applies the solution on every worker
+// and on its own copy of the layer (the stitcher's), and streams the finished layer into the
+// checkpoint.
 //
-// Bytes depend on the spec only: shards are summed in a fixed order and owners are chosen
-// from (layer, group) alone, so the worker count changes neither.
+// Bytes depend on the spec only: shards are summed in a fixed order, owners are chosen from
+// (layer, group) and the linears' sizes alone, and a group solved in parts joins into the
+// solution one owner would return, so the worker count changes none of them.
 #pragma once
 
 #include <atomic>

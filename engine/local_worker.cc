@@ -269,8 +269,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   return nodes;
 }
 
-absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<std::string>& linears,
-                                                 const GroupStatistics* statistics) {
+absl::StatusOr<GroupProblem> LocalWorker::ProblemOf(int group, const GroupStatistics* statistics) const {
   if (layer_ < 0) return absl::FailedPreconditionError("Solve before BeginLayer");
   const std::vector<std::vector<std::string>> groups = source_.model->LinearGroups();
   if (group < 0 || group >= static_cast<int>(groups.size()))
@@ -278,14 +277,9 @@ absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<st
   GroupProblem problem;
   problem.layer = layer_;
   problem.config = &source_.model->config();
-  size_t quantized = 0;
-  for (const std::string& linear : groups[group]) {
-    if (skipped_.count(linear)) continue;
-    ++quantized;
-    if (linears.empty() || std::find(linears.begin(), linears.end(), linear) != linears.end())
-      problem.linears.push_back(linear);
-  }
-  problem.partial = quantized != groups[group].size();
+  for (const std::string& linear : groups[group])
+    if (!skipped_.count(linear)) problem.linears.push_back(linear);
+  problem.partial = problem.linears.size() != groups[group].size();
   if (problem.linears.empty()) return absl::InvalidArgumentError(absl::StrCat("group ", group, ": no linear to solve"));
   if (statistics != nullptr) {
     problem.input_stats = &statistics->inputs;
@@ -293,9 +287,34 @@ absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<st
   }
   problem.weights = &weights_;
   problem.quantized = &quantized_;
-  auto solution = method_->SolveGroup(problem);
+  return problem;
+}
+
+absl::StatusOr<GroupSolution> LocalWorker::Solve(int group, const std::vector<std::string>& linears,
+                                                 const GroupStatistics* statistics, const SharedGroupPart* shared) {
+  QSHARD_ASSIGN_OR_RETURN(GroupProblem problem, ProblemOf(group, statistics));
+  for (const std::string& linear : linears)
+    if (std::find(problem.linears.begin(), problem.linears.end(), linear) == problem.linears.end())
+      return absl::InvalidArgumentError(absl::StrCat("group ", group, ": '", linear, "' is not one of its quantized linears"));
+  absl::StatusOr<GroupSolution> solution;
+  if (shared != nullptr) {
+    solution = method_->SolveLinears(problem, *shared, linears.empty() ? problem.linears : linears);
+  } else {
+    if (!linears.empty())  // a method whose linears are independent: those asked for, in group order
+      std::erase_if(problem.linears, [&](const std::string& l) {
+        return std::find(linears.begin(), linears.end(), l) == linears.end();
+      });
+    solution = method_->SolveGroup(problem);
+  }
   if (!solution.ok()) return WithContext(solution.status(), absl::StrCat("layer ", layer_));
   return solution;
+}
+
+absl::StatusOr<SharedGroupPart> LocalWorker::SolveShared(int group, const GroupStatistics* statistics) {
+  QSHARD_ASSIGN_OR_RETURN(const GroupProblem problem, ProblemOf(group, statistics));
+  auto shared = method_->SolveShared(problem);
+  if (!shared.ok()) return WithContext(shared.status(), absl::StrCat("layer ", layer_));
+  return shared;
 }
 
 absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {

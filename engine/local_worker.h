@@ -34,7 +34,8 @@ class LocalWorker : public WorkerClient {
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override;
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
-                                      const GroupStatistics* statistics) override;
+                                      const GroupStatistics* statistics, const SharedGroupPart* shared) override;
+  absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override;
   absl::Status Apply(int group, const GroupSolution& solution) override;
   absl::Status FinishLayer() override;
 
@@ -70,6 +71,8 @@ class LocalWorker : public WorkerClient {
   absl::Status StepUntilBefore(int group);
   void ForEachBatch(const std::function<void(Batch&)>& body, const std::function<void(size_t)>& shard_done = nullptr);
   void ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body);
+  // `group`'s problem on the layer as quantized so far: every linear of it the job quantizes.
+  absl::StatusOr<GroupProblem> ProblemOf(int group, const GroupStatistics* statistics) const;
   // The embedded calibration windows of shard `index`.
   absl::StatusOr<Shard> EmbedShard(int index);
   Tensor BatchRows(const Batch& batch) const;

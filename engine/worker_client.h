@@ -67,9 +67,14 @@ class WorkerClient {
                                                                          bool attention) = 0;
 
   // Solves `group` from its reduced statistics (null: the method needs none): all of its
-  // quantized linears, or only `linears` of them for a method that solves each on its own.
+  // quantized linears, or only `linears` of them for a method that solves each on its own or,
+  // given `shared` (from SolveShared, on this or another worker), each on its own after that.
   virtual absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
-                                              const GroupStatistics* statistics) = 0;
+                                              const GroupStatistics* statistics, const SharedGroupPart* shared) = 0;
+
+  // The first step of a two-step solve (a method registered `independent_after_shared`): the
+  // part of `group`'s solve its linears share; the solution's rewrites are in it.
+  virtual absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) = 0;
 
   // Installs a group's solution into the worker's copy of the layer.
   virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;

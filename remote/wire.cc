@@ -145,14 +145,61 @@ absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data) {
   return statistics;
 }
 
-void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out) {
-  for (const auto& [name, q] : solution.linears) ToProto(q, (*out.mutable_linears())[name]);
-  for (const TensorRewrite& rewrite : solution.rewrites) {
-    v1::TensorRewriteData& data = *out.add_rewrites();
+namespace {
+
+void ToProto(const std::vector<TensorRewrite>& rewrites, google::protobuf::RepeatedPtrField<v1::TensorRewriteData>& out) {
+  for (const TensorRewrite& rewrite : rewrites) {
+    v1::TensorRewriteData& data = *out.Add();
     data.set_target(static_cast<int32_t>(rewrite.target));
     data.set_name(rewrite.name);
     ToProto(rewrite.value, *data.mutable_value());
   }
+}
+
+absl::StatusOr<std::vector<TensorRewrite>> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::TensorRewriteData>& data) {
+  std::vector<TensorRewrite> rewrites;
+  for (const v1::TensorRewriteData& r : data) {
+    if (r.target() < 0 || r.target() > static_cast<int>(TensorRewrite::Target::kQuantizedScales))
+      return absl::InvalidArgumentError(absl::StrCat("rewrite of ", r.name(), ": unknown target ", r.target()));
+    QSHARD_ASSIGN_OR_RETURN(Tensor value, FromProto(r.value()));
+    rewrites.push_back({static_cast<TensorRewrite::Target>(r.target()), r.name(), std::move(value)});
+  }
+  return rewrites;
+}
+
+}  // namespace
+
+void ToProto(const SharedGroupPart& shared, v1::SharedGroupPartData& out) {
+  ToProto(shared.rewrites, *out.mutable_rewrites());
+  out.set_column_scale_f32(Bytes(shared.column_scale.data(), shared.column_scale.size()));
+  for (const auto& [name, grids] : shared.grids) {
+    v1::FixedGridsData& data = (*out.mutable_grids())[name];
+    ToProto(grids.scales, *data.mutable_scales());
+    data.set_zeros_i32(Bytes(grids.zeros.data(), grids.zeros.size()));
+  }
+}
+
+absl::StatusOr<SharedGroupPart> FromProto(const v1::SharedGroupPartData& data) {
+  SharedGroupPart shared;
+  QSHARD_ASSIGN_OR_RETURN(shared.rewrites, FromProto(data.rewrites()));
+  if (data.column_scale_f32().size() % sizeof(float) != 0)
+    return absl::InvalidArgumentError("column scale: not a whole number of float32");
+  QSHARD_ASSIGN_OR_RETURN(shared.column_scale, Values<float>(data.column_scale_f32(),
+                                                             data.column_scale_f32().size() / sizeof(float), "column scale"));
+  for (const auto& [name, g] : data.grids()) {
+    FixedGrids& grids = shared.grids[name];
+    QSHARD_ASSIGN_OR_RETURN(grids.scales, FromProto(g.scales()));
+    auto zeros = Values<int32_t>(g.zeros_i32(), grids.scales.size(), "zeros");
+    if (!zeros.ok()) return WithContext(zeros.status(), absl::StrCat("grids of ", name));
+    grids.zeros = std::move(*zeros);
+  }
+  return shared;
+}
+
+void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out) {
+  for (const auto& [name, q] : solution.linears) ToProto(q, (*out.mutable_linears())[name]);
+  ToProto(solution.rewrites, *out.mutable_rewrites());
   for (const LinearReport& report : solution.reports) {
     v1::LinearResult& data = *out.add_reports();
     data.set_name(report.name);
@@ -170,12 +217,7 @@ absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data) {
     if (!weight.ok()) return WithContext(weight.status(), name);
     solution.linears.emplace(name, std::move(*weight));
   }
-  for (const v1::TensorRewriteData& r : data.rewrites()) {
-    if (r.target() < 0 || r.target() > static_cast<int>(TensorRewrite::Target::kQuantizedScales))
-      return absl::InvalidArgumentError(absl::StrCat("rewrite of ", r.name(), ": unknown target ", r.target()));
-    QSHARD_ASSIGN_OR_RETURN(Tensor value, FromProto(r.value()));
-    solution.rewrites.push_back({static_cast<TensorRewrite::Target>(r.target()), r.name(), std::move(value)});
-  }
+  QSHARD_ASSIGN_OR_RETURN(solution.rewrites, FromProto(data.rewrites()));
   for (const v1::LinearResult& r : data.reports())
     solution.reports.push_back({r.name(), r.relative_error(), r.seconds(), r.damp_used(), r.damp_retries()});
   return solution;

@@ -1,7 +1,7 @@
 // The wire form of what moves between the coordinator and its workers: statistics (exact
-// float64 sums), group solutions (codes, grids, rewrites, reports) and tasks, as the proto
-// messages of proto/qshard.proto, and the cutting of a serialized message into CRC-checked
-// chunks. Conversions are exact: a value read back is the value written, bit for bit.
+// float64 sums), group solutions (codes, grids, rewrites, reports), the shared part of a
+// two-step solve and tasks, as the proto messages of proto/qshard.proto, and the cutting of a
+// serialized message into CRC-checked chunks. Conversions are exact: a value read back is the value written, bit for bit.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,9 @@ absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data);
 
 void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out);
 absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data);
+
+void ToProto(const SharedGroupPart& shared, v1::SharedGroupPartData& out);
+absl::StatusOr<SharedGroupPart> FromProto(const v1::SharedGroupPartData& data);
 
 // A finished layer: its groups' solutions in group order.
 void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out);

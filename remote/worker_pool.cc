@@ -257,13 +257,20 @@ class RemoteWorker : public WorkerClient {
   }
 
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
-                                      const GroupStatistics* statistics) override {
+                                      const GroupStatistics* statistics, const SharedGroupPart* shared) override {
     v1::WorkerTask task;
-    task.mutable_solve()->set_group(group);
+    SolveTaskOf(group, statistics, *task.mutable_solve());
     for (const std::string& linear : linears) task.mutable_solve()->add_linears(linear);
-    if (statistics != nullptr) wire::ToProto(*statistics, *task.mutable_solve()->mutable_statistics());
+    if (shared != nullptr) wire::ToProto(*shared, *task.mutable_solve()->mutable_shared());
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
     return wire::FromProto(result.solution());
+  }
+
+  absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override {
+    v1::WorkerTask task;
+    SolveTaskOf(group, statistics, *task.mutable_solve_shared());
+    QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
+    return wire::FromProto(result.shared());
   }
 
   absl::Status Apply(int group, const GroupSolution& solution) override {
@@ -280,6 +287,11 @@ class RemoteWorker : public WorkerClient {
   }
 
  private:
+  static void SolveTaskOf(int group, const GroupStatistics* statistics, v1::SolveTask& out) {
+    out.set_group(group);
+    if (statistics != nullptr) wire::ToProto(*statistics, *out.mutable_statistics());
+  }
+
   absl::StatusOr<v1::WorkerTaskResult> Run(const v1::WorkerTask& task) {
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, connection_->Call(task));
     QSHARD_RETURN_IF_ERROR(wire::StatusOf(result));

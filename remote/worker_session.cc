@@ -19,6 +19,13 @@ namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::WorkerFrame, v1::CoordinatorFrame>;
 
+// A solve task's statistics, when it carries them.
+absl::StatusOr<std::optional<GroupStatistics>> StatisticsOf(const v1::SolveTask& solve) {
+  if (!solve.has_statistics()) return std::nullopt;
+  QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, wire::FromProto(solve.statistics()));
+  return statistics;
+}
+
 // One task on the local worker; its outcome goes into `result`.
 void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
   absl::Status status;
@@ -47,19 +54,32 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       break;
     }
     case v1::WorkerTask::kSolve: {
-      std::optional<GroupStatistics> statistics;
-      if (task.solve().has_statistics()) {
-        auto parsed = wire::FromProto(task.solve().statistics());
+      const v1::SolveTask& solve = task.solve();
+      auto statistics = StatisticsOf(solve);
+      std::optional<SharedGroupPart> shared;
+      if (statistics.ok() && solve.has_shared()) {
+        auto parsed = wire::FromProto(solve.shared());
         if (!parsed.ok()) {
           status = parsed.status();
           break;
         }
-        statistics = std::move(*parsed);
+        shared = std::move(*parsed);
       }
-      auto solution = worker.Solve(task.solve().group(), {task.solve().linears().begin(), task.solve().linears().end()},
-                                   statistics ? &*statistics : nullptr);
+      auto solution = statistics.ok() ? worker.Solve(solve.group(), {solve.linears().begin(), solve.linears().end()},
+                                                     statistics->has_value() ? &**statistics : nullptr,
+                                                     shared ? &*shared : nullptr)
+                                      : statistics.status();
       status = solution.status();
       if (solution.ok()) wire::ToProto(*solution, *result.mutable_solution());
+      break;
+    }
+    case v1::WorkerTask::kSolveShared: {
+      auto statistics = StatisticsOf(task.solve_shared());
+      auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(),
+                                                         statistics->has_value() ? &**statistics : nullptr)
+                                    : statistics.status();
+      status = shared.status();
+      if (shared.ok()) wire::ToProto(*shared, *result.mutable_shared());
       break;
     }
     case v1::WorkerTask::kApply: {

@@ -102,5 +102,59 @@ TEST(AespaMethodTest, QuantizesOptLayersWithAndWithoutPreNorm) {
   }
 }
 
+// The attention group solved in two steps — the shared ζ search once, then its linears apart,
+// as different workers solve them — is the one-step solve bit for bit.
+TEST(AespaMethodTest, TwoStepSolveIsTheOneStepSolve) {
+  const real_layer::RealLayer l = real_layer::LoadTinyStories(/*windows=*/2, /*seq=*/64);
+  ASSERT_NE(l.model, nullptr);
+  const std::vector<std::string> qkv = l.model->LinearGroups()[0];
+  ASSERT_EQ(qkv.size(), 3u);
+  InputStatsCollector inputs(0, {qkv.front()}, l.seq);
+  AttentionStatsCollector attention(0, l.model->config());
+  ObserverFanOut observer({&inputs, &attention});
+  Tensor hidden = l.hidden;
+  l.model->RunLayer(0, l.weights, hidden, l.batch, l.seq, &observer);
+  const std::map<std::string, HessianSum> sums = inputs.Take();
+  const AttentionStats attention_stats = attention.Take();
+  const QuantizedLayer quantized;
+  GroupProblem problem = real_layer::Problem(l.model->config(), qkv, &sums.at(qkv.front()), l.weights, quantized);
+  problem.attention = &attention_stats;
+
+  const std::unique_ptr<LayerMethod> method = real_layer::Make(Options("aespa", 3, 40));
+  auto whole = method->SolveGroup(problem);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto shared = method->SolveShared(problem);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  ASSERT_EQ(shared->rewrites.size(), whole->rewrites.size());
+  for (size_t i = 0; i < whole->rewrites.size(); ++i) {
+    EXPECT_EQ(shared->rewrites[i].name, whole->rewrites[i].name);
+    EXPECT_EQ(shared->rewrites[i].value.values(), whole->rewrites[i].value.values());
+  }
+  for (const std::vector<std::string>& part : {std::vector<std::string>{qkv[1]}, {qkv[0], qkv[2]}}) {
+    auto solved = method->SolveLinears(problem, *shared, part);
+    ASSERT_TRUE(solved.ok()) << solved.status();
+    EXPECT_TRUE(solved->rewrites.empty());
+    ASSERT_EQ(solved->linears.size(), part.size());
+    for (const std::string& name : part) {
+      const QuantizedWeight& a = solved->linears.at(name);
+      const QuantizedWeight& b = whole->linears.at(name);
+      EXPECT_EQ(a.codes, b.codes) << name;
+      EXPECT_EQ(a.scales.values(), b.scales.values()) << name;
+      EXPECT_EQ(a.zeros, b.zeros) << name;
+      EXPECT_EQ(a.g_idx, b.g_idx) << name;
+    }
+  }
+
+  // A shared part that does not fit the layer (it may have crossed the network) is refused.
+  SharedGroupPart broken = *shared;
+  broken.grids.at(qkv[0]).zeros.pop_back();
+  const std::vector<std::string> q = {qkv[0]}, v = {qkv[2]}, outside = {"mlp.down_proj"};
+  EXPECT_EQ(method->SolveLinears(problem, broken, q).status().code(), absl::StatusCode::kInvalidArgument);
+  broken = *shared;
+  broken.column_scale.push_back(1.0f);
+  EXPECT_EQ(method->SolveLinears(problem, broken, v).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(method->SolveLinears(problem, *shared, outside).ok());
+}
+
 }  // namespace
 }  // namespace qshard

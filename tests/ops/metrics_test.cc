@@ -196,7 +196,7 @@ TEST(WorkerMetricsTest, EveryTaskKindAndCodeExistsAtZeroAndTasksCount) {
   metrics.SetConnected(true);
   metrics.Reconnected();
   const auto samples = Samples(*metrics.registry());
-  EXPECT_EQ(CountOf(samples, "qshard_worker_tasks_total"), 8 * 17);  // every WorkerTask kind × code
+  EXPECT_EQ(CountOf(samples, "qshard_worker_tasks_total"), 9 * 17);  // every WorkerTask kind × code
   ExpectSamples(samples, {{"qshard_worker_tasks_total{code=OK,task=solve}", 1},
                           {"qshard_worker_tasks_total{code=INTERNAL,task=solve}", 1},
                           {"qshard_worker_tasks_total{code=OK,task=start_job}", 0},

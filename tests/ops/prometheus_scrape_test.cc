@@ -179,7 +179,7 @@ TEST_F(PrometheusScrapeTest, SeriesExistFromStartMoveWithAJobAndEveryExpressionE
   EXPECT_EQ(Value("max(qshard_block_solve_seconds_count)"), 0);
   EXPECT_EQ(Value("count(qshard_job_duration_seconds_count)"), 3);
   EXPECT_EQ(Value("count(qshard_retries_total)"), 2);
-  EXPECT_EQ(Value("count(qshard_worker_tasks_total)"), 2 * 8 * 17);
+  EXPECT_EQ(Value("count(qshard_worker_tasks_total)"), 2 * 9 * 17);
   EXPECT_EQ(Value("sum(qshard_worker_tasks_total)"), 0);
   EXPECT_EQ(Value("count(qshard_grpc_requests_total{service=\"qshard.v1.JobService\"})"), 5 * 17);
   EXPECT_EQ(Value("sum(qshard_calibration_tokens_total)"), 0);

@@ -1,6 +1,7 @@
 // The engine over gRPC: a WorkerPool on a loopback port, workers dialling it (in threads of
 // this process, each with its own LocalWorker), and RunJob driving them. The checkpoint's
 // bytes equal the embedded job's with the same spec, whatever the number of workers.
+#include <cstdio>
 #include <thread>
 
 #include "engine/job_runner.h"
@@ -64,17 +65,81 @@ class Cluster {
   absl::Status session_status_[8];
 };
 
+// A worker that counts the two-step solves it is given, and passes every call on.
+class CountingWorker : public WorkerClient {
+ public:
+  explicit CountingWorker(WorkerClient& inner) : inner_(inner) {}
+  int shared_solves = 0;   // SolveShared calls
+  int linear_solves = 0;   // Solve calls given a shared part
+
+  absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override {
+    return inner_.StartJob(spec, seqlen, std::move(shards));
+  }
+  absl::Status BeginLayer(int layer) override { return inner_.BeginLayer(layer); }
+  absl::Status AdoptShards(std::vector<int> shards) override { return inner_.AdoptShards(std::move(shards)); }
+  absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
+    return inner_.ReplayLayer(layer, solutions);
+  }
+  absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
+                                                                 bool attention) override {
+    return inner_.CollectStatistics(groups, attention);
+  }
+  absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
+                                      const GroupStatistics* statistics, const SharedGroupPart* shared) override {
+    linear_solves += shared != nullptr ? 1 : 0;
+    return inner_.Solve(group, linears, statistics, shared);
+  }
+  absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override {
+    ++shared_solves;
+    return inner_.SolveShared(group, statistics);
+  }
+  absl::Status Apply(int group, const GroupSolution& solution) override { return inner_.Apply(group, solution); }
+  absl::Status FinishLayer() override { return inner_.FinishLayer(); }
+
+ private:
+  WorkerClient& inner_;
+};
+
+// `skip`: linears kept in full precision; Z-Fold and aespa then solve in two steps the groups
+// with several quantized linears left, whose numbers are `two_step_groups`.
 void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group_size = 32,
-                               Propagation propagation = Propagation::kSequential) {
+                               Propagation propagation = Propagation::kSequential,
+                               const std::vector<std::string>& skip = {},
+                               const std::vector<int>& two_step_groups = {3, 2}) {
   testing::ScopedTempDir dir;
-  ASSERT_TRUE(RunEmbeddedJob(SmallJob(method, dir.Child("embedded"), group_size, propagation), JobEvents()).ok());
+  const auto job = [&](const std::string& out) {
+    JobSpec spec = SmallJob(method, out, group_size, propagation);
+    spec.skip = skip;
+    return spec;
+  };
+  ASSERT_TRUE(RunEmbeddedJob(job(dir.Child("embedded")), JobEvents()).ok());
   Cluster cluster(workers);
   auto remote = cluster.pool().AwaitWorkers(workers, std::chrono::seconds(20));
   ASSERT_TRUE(remote.ok()) << remote.status();
+  std::vector<std::unique_ptr<CountingWorker>> counted;
   std::vector<WorkerClient*> clients;
-  for (auto& worker : *remote) clients.push_back(worker.get());
-  auto report = RunJob(SmallJob(method, dir.Child("remote"), group_size, propagation), clients, JobEvents());
+  for (auto& worker : *remote) clients.push_back(counted.emplace_back(std::make_unique<CountingWorker>(*worker)).get());
+  auto report = RunJob(job(dir.Child("remote")), clients, JobEvents());
   ASSERT_TRUE(report.ok()) << report.status();
+  // Z-Fold's and aespa's groups of several linears (q/k/v, and gate/up on this LLaMA-shaped
+  // model) are solved in two steps once there are two workers: the shared part on one, the
+  // linears on as many workers as they are.
+  int shared_solves = 0, linear_solves = 0, workers_solving_linears = 0;
+  for (const auto& worker : counted) {
+    shared_solves += worker->shared_solves;
+    linear_solves += worker->linear_solves;
+    workers_solving_linears += worker->linear_solves > 0 ? 1 : 0;
+  }
+  const int layers = (*report)["plan"]["layers"].get<int>();
+  const bool two_step = (method == "zfold" || method == "aespa") && workers > 1;
+  int parts = 0, most_parts = 0;
+  for (int linears : two_step_groups) {
+    parts += std::min(workers, linears);
+    most_parts = std::max(most_parts, std::min(workers, linears));
+  }
+  EXPECT_EQ(shared_solves, two_step ? static_cast<int>(two_step_groups.size()) * layers : 0) << method << " on " << workers;
+  EXPECT_GE(workers_solving_linears, two_step ? most_parts : 0) << method << " on " << workers;
+  EXPECT_EQ(linear_solves, two_step ? layers * parts : 0) << method << " on " << workers;
   const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
   EXPECT_TRUE(embedded == ReadFileBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
@@ -85,16 +150,30 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
                          (*report)["plan"]["layers"].get<double>();
   const double moved = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
   // FineQuant's refined group sizes come from the weights, which the plan does not read.
+  std::printf("%s, %d worker(s): moved %.0f bytes, planned %.0f (%+.2f %%)\n", method.c_str(), workers, moved, planned,
+              100.0 * (moved / planned - 1.0));
   const double tolerance = method == "finequant" ? 0.1 : 0.03;
   EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }
 TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("zfold", 2); }
+TEST(DistributedJobTest, AespaOnOneWorkerMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 1); }
+TEST(DistributedJobTest, AespaOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 2); }
 TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
+// k_proj kept in full precision: ζ stays out of the norm it shares, and q and v are still
+// solved on two workers.
+TEST(DistributedJobTest, AespaWithASkippedSiblingOnThreeWorkersMatchesEmbeddedBytes) {
+  ExpectSameBytesAsEmbedded("aespa", 3, 32, Propagation::kSequential, {"self_attn.k_proj"}, {2, 2});
+}
 // Every group of a layer solved at once, on different owners.
 TEST(DistributedJobTest, ParallelPropagationGptqOnThreeWorkersMatchesEmbeddedBytes) {
   ExpectSameBytesAsEmbedded("gptq", 3, 32, Propagation::kParallel);
+}
+// The full-precision layer's statistics all at once, aespa's groups still one after another
+// (a group's ζ may be folded into another group's tensors), each in two steps.
+TEST(DistributedJobTest, ParallelPropagationAespaOnTwoWorkersMatchesEmbeddedBytes) {
+  ExpectSameBytesAsEmbedded("aespa", 2, 32, Propagation::kParallel);
 }
 // From per channel, so the workers must reach the group sizes the job declared.
 TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("finequant", 2, -1); }

@@ -93,6 +93,36 @@ TEST(WireTest, SolutionsRoundTripExactly) {
   EXPECT_FALSE(wire::FromProto(data).ok());
 }
 
+// A two-step solve's shared part (Z-Fold's and aespa's ζ and grids) goes to other workers.
+TEST(WireTest, SharedGroupPartsRoundTripExactly) {
+  SharedGroupPart shared;
+  shared.rewrites.push_back({TensorRewrite::Target::kNorm, "input_layernorm.weight", Tensor({3}, {0.5f, -1.f, 7.25f})});
+  shared.column_scale = {1.0f, 0.75f, 1.0f / 3.0f};
+  shared.grids["self_attn.q_proj"] = {Tensor({2, 3}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f}), {0, 1, 2, 3, 4, 5}};
+  shared.grids["self_attn.v_proj"] = {Tensor({1, 2}, {1e-7f, 3e5f}), {7, -1}};
+  v1::SharedGroupPartData data;
+  wire::ToProto(shared, data);
+  auto back = wire::FromProto(data);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->rewrites.size(), 1u);
+  EXPECT_EQ(back->rewrites[0].name, "input_layernorm.weight");
+  EXPECT_EQ(back->rewrites[0].value.values(), shared.rewrites[0].value.values());
+  EXPECT_EQ(back->column_scale, shared.column_scale);
+  ASSERT_EQ(back->grids.size(), 2u);
+  for (const auto& [name, grids] : shared.grids) {
+    EXPECT_EQ(back->grids.at(name).scales.shape(), grids.scales.shape()) << name;
+    EXPECT_EQ(back->grids.at(name).scales.values(), grids.scales.values()) << name;
+    EXPECT_EQ(back->grids.at(name).zeros, grids.zeros) << name;
+  }
+
+  v1::SharedGroupPartData no_zeta;  // ζ = 1: nothing folded
+  EXPECT_TRUE(wire::FromProto(no_zeta).ok() && wire::FromProto(no_zeta)->column_scale.empty());
+  (*data.mutable_grids())["self_attn.v_proj"].mutable_zeros_i32()->pop_back();  // truncated
+  EXPECT_FALSE(wire::FromProto(data).ok());
+  data.mutable_column_scale_f32()->pop_back();
+  EXPECT_FALSE(wire::FromProto(data).ok());
+}
+
 TEST(WireTest, ChunksReassembleAndDamageIsCaught) {
   v1::WorkerTaskResult result;
   result.set_message(std::string(10000, 'x'));

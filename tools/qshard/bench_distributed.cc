@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/model_config.h"
 #include "core/status.h"
+#include "engine/job_observer.h"
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "remote/worker_pool.h"
@@ -29,13 +30,29 @@ struct Run {
   double seconds = 0.0;
   uint64_t bytes = 0;  // over the wire, both directions
   std::string weights;  // model.safetensors
+  double first_group_seconds = 0.0;  // solving the layers' first group (q/k/v), all layers
+};
+
+// Adds up the solve time of every layer's first linear group (the attention's q/k/v).
+class FirstGroupTimer : public JobObserver {
+ public:
+  void GroupSolved(const std::string&, int group, double seconds) override {
+    if (group == 0) seconds_ += seconds;
+  }
+  double seconds() const { return seconds_; }
+
+ private:
+  double seconds_ = 0.0;
 };
 
 absl::StatusOr<Run> Embedded(JobSpec spec) {
+  FirstGroupTimer timer;
+  JobEvents events;
+  events.observer = &timer;
   const auto start = Clock::now();
-  QSHARD_RETURN_IF_ERROR(RunEmbeddedJob(spec, JobEvents()).status());
+  QSHARD_RETURN_IF_ERROR(RunEmbeddedJob(spec, events).status());
   return Run{std::chrono::duration<double>(Clock::now() - start).count(), 0,
-             ReadBytes(spec.out_dir + "/model.safetensors")};
+             ReadBytes(spec.out_dir + "/model.safetensors"), timer.seconds()};
 }
 
 // `count` workers in threads, each with threads/count of the cores, on a loopback pool.
@@ -65,11 +82,15 @@ absl::StatusOr<Run> OnWorkers(JobSpec spec, int count, int threads) {
     } else {
       std::vector<WorkerClient*> clients;
       for (auto& w : *workers) clients.push_back(w.get());
+      FirstGroupTimer timer;
+      JobEvents events;
+      events.observer = &timer;
       const auto start = Clock::now();
-      auto report = RunJob(spec, clients, JobEvents());
+      auto report = RunJob(spec, clients, events);
       if (report.ok()) {
         run = Run{std::chrono::duration<double>(Clock::now() - start).count(),
-                  pool.bytes_to_workers() + pool.bytes_from_workers(), ReadBytes(spec.out_dir + "/model.safetensors")};
+                  pool.bytes_to_workers() + pool.bytes_from_workers(), ReadBytes(spec.out_dir + "/model.safetensors"),
+                  timer.seconds()};
       } else {
         run = report.status();
       }
@@ -91,8 +112,9 @@ absl::StatusOr<std::vector<nlohmann::json>> RunDistributedBench(const Distribute
   spec.out_dir = scratch.File("embedded");
   QSHARD_ASSIGN_OR_RETURN(const Run embedded, Embedded(spec));
   std::vector<nlohmann::json> rows;
-  rows.push_back({{"mode", "embedded"}, {"workers", 1}, {"seconds", embedded.seconds}, {"mb_per_layer", 0.0},
-                  {"same_bytes", true}, {"cpu", CpuModelName()}, {"threads", threads}});
+  rows.push_back({{"mode", "embedded"}, {"workers", 1}, {"seconds", embedded.seconds},
+                  {"qkv_solve_seconds", embedded.first_group_seconds}, {"mb_per_layer", 0.0}, {"same_bytes", true},
+                  {"cpu", CpuModelName()}, {"threads", threads}});
   double one_worker = 0.0;
   for (int count : options.workers) {
     spec.out_dir = scratch.File(absl::StrCat("workers-", count));
@@ -101,6 +123,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunDistributedBench(const Distribute
     nlohmann::json row = {{"mode", PropagationName(spec.calibration.propagation)},
                           {"workers", count},
                           {"seconds", run.seconds},
+                          {"qkv_solve_seconds", run.first_group_seconds},
                           {"mb_per_layer", run.bytes / 1e6 / config.num_layers},
                           {"vs_embedded", run.seconds / embedded.seconds},
                           {"same_bytes", run.weights == embedded.weights}};
@@ -118,6 +141,7 @@ std::vector<BenchColumn> DistributedBenchColumns() {
   return {{"mode", "mode"},
           {"workers", "workers"},
           {"seconds", "seconds", 2},
+          {"qkv_solve_seconds", "q/k/v solve s", 2},
           {"speedup", "vs 1 worker", 2},
           {"vs_embedded", "vs embedded", 2},
           {"mb_per_layer", "MB/layer", 2},

@@ -1,7 +1,9 @@
 // qshard bench distributed: one quantization job run embedded and on 1, 2, 4... workers that
 // dial a WorkerPool over loopback gRPC (threads of this process, each given its share of the
-// cores): seconds, speed-up against one worker, the service's overhead against embedded, bytes
-// moved per layer, and whether every run wrote the embedded run's bytes.
+// cores): seconds, the time spent solving the layers' q/k/v groups (where Z-Fold and aespa
+// split their per-linear work over workers), speed-up against one worker, the service's
+// overhead against embedded, bytes moved per layer, and whether every run wrote the embedded
+// run's bytes.
 #pragma once
 
 #include <vector>

@@ -26,27 +26,33 @@ absl::Status CheckAttentionStats(const AttentionStats* stats, const GroupProblem
   return absl::OkStatus();
 }
 
-class AespaMethod : public LayerMethod {
+class AespaMethod : public FoldedGroupMethod {
  public:
-  explicit AespaMethod(const MethodOptions& options) : options_(options) {}
+  explicit AespaMethod(const MethodOptions& options) : FoldedGroupMethod(options) {}
 
-  absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
+ protected:
+  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, std::span<const std::string> solved) const override {
     if (group.input_stats == nullptr || group.config == nullptr)
       return absl::FailedPreconditionError(
           absl::StrCat("layer ", group.layer, ": aespa needs the group's input statistics and the model config"));
     const bool attention =
         std::find(group.linears.begin(), group.linears.end(), "self_attn.v_proj") != group.linears.end();
-    std::vector<std::unique_ptr<Solver>> solvers;  // owned here, referenced by `linears`
-    std::vector<GroupLinear> linears;
+    FoldedLinears folded;
     if (!attention) {
       for (const std::string& name : group.linears) {
-        QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kRoundingWeight, {}));
-        linears.push_back({name, {group.input_stats}, solver});
+        QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(folded.solvers, kRoundingWeight, {}));
+        folded.linears.push_back({name, {group.input_stats}, solver});
       }
-      return SolveFoldedGroup(linears, options_, group);
+      return folded;
     }
     QSHARD_RETURN_IF_ERROR(CheckAttentionStats(group.attention, group));
-    QueryKeyWeightings weightings = CrossWeightings(*group.attention, *group.config);
+    const auto solving = [&](std::string_view name) {
+      return std::find(solved.begin(), solved.end(), name) != solved.end();
+    };
+    // The query/key output weightings (a RoPE pull-back per head) feed only their solvers.
+    QueryKeyWeightings weightings;
+    if (solving("self_attn.q_proj") || solving("self_attn.k_proj"))
+      weightings = CrossWeightings(*group.attention, *group.config);
     std::vector<const HessianSum*> value_hessians;  // one per KV head: the rows of its head
     for (const HessianSum& v : group.attention->values) value_hessians.push_back(&v);
     for (const std::string& name : group.linears) {
@@ -62,26 +68,27 @@ class AespaMethod : public LayerMethod {
         return absl::InvalidArgumentError(
             absl::StrCat("layer ", group.layer, ": aespa: unexpected '", name, "' in the attention group"));
       }
-      QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(solvers, kAttentionRoundingWeight, std::move(head_weightings)));
-      linears.push_back({name, std::move(hessians), solver});
+      const Solver* solver = nullptr;
+      if (solving(name)) {
+        QSHARD_ASSIGN_OR_RETURN(solver, Add(folded.solvers, kAttentionRoundingWeight, std::move(head_weightings)));
+      }
+      folded.linears.push_back({name, std::move(hessians), solver});
     }
-    return SolveFoldedGroup(linears, options_, group);
+    return folded;
   }
 
  private:
   absl::StatusOr<const Solver*> Add(std::vector<std::unique_ptr<Solver>>& solvers, double lambda,
                                     std::vector<std::vector<double>> head_weightings) const {
     AdaRoundOptions rounding;
-    rounding.iters = options_.aespa_adaround_iters;
-    rounding.learning_rate = options_.aespa_learning_rate;
+    rounding.iters = options().aespa_adaround_iters;
+    rounding.learning_rate = options().aespa_learning_rate;
     rounding.lambda = lambda;
     QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver,
-                            MakeAespaSolver(options_.spec, rounding, std::move(head_weightings)));
+                            MakeAespaSolver(options().spec, rounding, std::move(head_weightings)));
     solvers.push_back(std::move(solver));
     return solvers.back().get();
   }
-
-  MethodOptions options_;
 };
 
 }  // namespace

@@ -6,12 +6,15 @@
 // layer (Z-Fold folds its column scales into a norm or into the producing linear, possibly one
 // an earlier group quantized) and its reports — as one value, which ApplyGroupSolution
 // installs. The same value is what a remote worker's Solve returns. Which methods exist and
-// which statistics each needs is the registry's business (method_registry.h).
+// which statistics each needs is the registry's business (method_registry.h). Z-Fold and aespa
+// can also solve a group in two steps (SharedGroupPart), so that different workers solve its
+// linears.
 #pragma once
 
 #include <limits>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +78,16 @@ struct GroupSolution {
   std::vector<LinearReport> reports;
 };
 
+// What the linears of a group share in a two-step solve (the registry's
+// `independent_after_shared`): Z-Fold's and aespa's ζ, searched over the group's stacked
+// linears and folded into their input's producer, and the grids searched with it. Given this
+// part, each linear is solved on its own.
+struct SharedGroupPart {
+  std::vector<TensorRewrite> rewrites;      // ζ folded into the producer: the group solution's rewrites
+  std::vector<float> column_scale;          // the ζ the producer applies, per input column; empty: 1
+  std::map<std::string, FixedGrids> grids;  // each linear's grids (its rows of the searched ones)
+};
+
 struct GroupProblem {
   int layer = 0;
   const ModelConfig* config = nullptr;
@@ -98,6 +111,17 @@ class LayerMethod {
  public:
   virtual ~LayerMethod() = default;
   virtual absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& problem) const = 0;
+
+  // A method registered with `independent_after_shared` also solves a group in two steps whose
+  // results, joined (the shared rewrites, then the linears and their reports), are SolveGroup's
+  // bit for bit: the shared part once, then any of problem.linears given it (no rewrites).
+  virtual absl::StatusOr<SharedGroupPart> SolveShared(const GroupProblem&) const {
+    return absl::UnimplementedError("this method does not solve a group in two steps");
+  }
+  virtual absl::StatusOr<GroupSolution> SolveLinears(const GroupProblem&, const SharedGroupPart&,
+                                                     std::span<const std::string> /*linears*/) const {
+    return absl::UnimplementedError("this method does not solve a group in two steps");
+  }
 };
 
 // ‖WX − ŴX‖² / ‖WX‖² from the input statistics: tr(ΔW S ΔWᵀ) / tr(W S Wᵀ) with S = Σ x xᵀ.

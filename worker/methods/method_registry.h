@@ -28,6 +28,10 @@ struct MethodRegistration {
   // Each linear of a group is solved on its own (nothing shared but the input statistics), so
   // the linears of one group may be solved by different workers at once.
   bool independent_linears = false;
+  // The linears of a group share one search (Z-Fold's ζ) and are independent given its result
+  // (LayerMethod::SolveShared, SolveLinears): one worker solves the shared part, then the
+  // linears may be solved by different workers at once.
+  bool independent_after_shared = false;
   // The exported linears' input widths are known only once solved (FlattenQuant's split
   // channels): the job keeps the quantized layers and writes the checkpoint at the end.
   bool flattens_inputs = false;

@@ -1,5 +1,7 @@
 #include "worker/methods/zfold_group.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "worker/methods/per_linear_method.h"
@@ -30,14 +32,31 @@ absl::StatusOr<ZetaProducer> FoldableProducer(const GroupProblem& group) {
   return producer;
 }
 
+std::string Where(const GroupProblem& group) {
+  return absl::StrCat("layer ", group.layer, " ", group.linears.empty() ? "" : group.linears.front());
+}
+
+absl::Status CheckProblem(const GroupProblem& group) {
+  if (group.config == nullptr) return absl::FailedPreconditionError(absl::StrCat(Where(group), ": no model config"));
+  if (group.linears.empty()) return absl::FailedPreconditionError(absl::StrCat(Where(group), ": no linear to solve"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<GroupSolution> SolveFoldedGroup(std::span<const GroupLinear> linears, const MethodOptions& options,
-                                               const GroupProblem& group) {
-  const std::string where = absl::StrCat("layer ", group.layer, " ", linears.front().name);
-  if (group.config == nullptr) return absl::FailedPreconditionError(absl::StrCat(where, ": no model config"));
+absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveGroup(const GroupProblem& group) const {
+  QSHARD_ASSIGN_OR_RETURN(SharedGroupPart shared, SolveShared(group));
+  QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, SolveLinears(group, shared, group.linears));
+  solution.rewrites = std::move(shared.rewrites);
+  return solution;
+}
+
+absl::StatusOr<SharedGroupPart> FoldedGroupMethod::SolveShared(const GroupProblem& group) const {
+  QSHARD_RETURN_IF_ERROR(CheckProblem(group));
+  const std::string where = Where(group);
+  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, {}));
   std::vector<StackPart> parts;
-  for (const GroupLinear& l : linears) {
+  for (const GroupLinear& l : folded.linears) {
     auto it = group.weights->linears.find(l.name);
     if (it == group.weights->linears.end())
       return absl::FailedPreconditionError(absl::StrCat(where, ": layer has no linear '", l.name, "'"));
@@ -55,36 +74,58 @@ absl::StatusOr<GroupSolution> SolveFoldedGroup(std::span<const GroupLinear> line
   if (learn_zeta && static_cast<int64_t>(producer.channels.channel_of_column.size()) != parts.front().weight->dim(1))
     return absl::FailedPreconditionError(absl::StrCat(where, ": input width does not match its producer"));
 
-  const StackedRows stack = StackRows(parts, options.spec.damp);
-  const ZfoldSolution found =
-      SearchZfold(stack, options.spec, options.zfold_max_iters, learn_zeta ? &producer.channels : nullptr);
-  GroupSolution solution;
-  std::vector<float> zeta;  // per input column; empty: 1
+  const MethodOptions& o = options();
+  const StackedRows stack = StackRows(parts, o.spec.damp);
+  const ZfoldSolution found = SearchZfold(stack, o.spec, o.zfold_max_iters, learn_zeta ? &producer.channels : nullptr);
+  SharedGroupPart shared;
   FixedGrids grids = found.grids;
   if (learn_zeta) {
-    QSHARD_ASSIGN_OR_RETURN(ProducerFold fold, FoldIntoProducer(producer, found.channel_zeta, options.spec.fp16_scales,
+    QSHARD_ASSIGN_OR_RETURN(ProducerFold fold, FoldIntoProducer(producer, found.channel_zeta, o.spec.fp16_scales,
                                                                 *group.weights, group.quantized));
-    zeta = ColumnZeta(producer.channels, fold.applied);
-    solution.rewrites = std::move(fold.rewrites);
+    shared.column_scale = ColumnZeta(producer.channels, fold.applied);
+    shared.rewrites = std::move(fold.rewrites);
     // α for the ζ the producer really applies (it differs from the searched ζ by the fp16
     // rounding of a quantized producer's scales), and never the min-max start.
-    grids = SearchGrids(stack, zeta, options.spec, found.grids);
+    grids = SearchGrids(stack, shared.column_scale, o.spec, found.grids);
   }
-
   int64_t row = 0;
-  for (const GroupLinear& l : linears) {
-    const int64_t rows = group.weights->linears.at(l.name).weight.dim(0);
-    const FixedGrids own = SliceRows(grids, row, rows);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const int64_t rows = parts[i].weight->dim(0);
+    shared.grids[folded.linears[i].name] = SliceRows(grids, row, rows);
     row += rows;
+  }
+  return shared;
+}
+
+absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveLinears(const GroupProblem& group, const SharedGroupPart& shared,
+                                                              std::span<const std::string> linears) const {
+  QSHARD_RETURN_IF_ERROR(CheckProblem(group));
+  const std::string where = Where(group);
+  QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, linears));
+  GroupSolution solution;
+  for (const GroupLinear& l : folded.linears) {
+    if (std::find(linears.begin(), linears.end(), l.name) == linears.end()) continue;
+    // The shared part may have crossed the network: its shapes are checked, not trusted.
+    auto grids = shared.grids.find(l.name);
+    auto weight = group.weights->linears.find(l.name);
+    if (grids == shared.grids.end() || weight == group.weights->linears.end())
+      return absl::FailedPreconditionError(absl::StrCat(where, ": no shared grids or weight for ", l.name));
+    const int64_t rows = weight->second.weight.dim(0), cols = weight->second.weight.dim(1);
+    if (grids->second.scales.rank() != 2 || grids->second.scales.dim(1) != rows ||
+        static_cast<int64_t>(grids->second.zeros.size()) != grids->second.scales.size() ||
+        (!shared.column_scale.empty() && static_cast<int64_t>(shared.column_scale.size()) != cols))
+      return absl::InvalidArgumentError(absl::StrCat(where, ": the shared grids do not fit ", l.name));
     LayerProblem problem;
     problem.hessians = l.hessians;
-    problem.column_scale = zeta;
-    problem.fixed_grids = &own;
+    problem.column_scale = shared.column_scale;
+    problem.fixed_grids = &grids->second;
     QSHARD_ASSIGN_OR_RETURN(QuantizedWeight * solved, SolveLinear(*l.solver, problem, l.name, group, solution));
     // ζ now lives in the producer: without it the codes and scales describe W·diag(ζ)⁻¹, the
     // GPTQ form the checkpoint stores.
     solved->column_scale.clear();
   }
+  if (solution.linears.size() != linears.size())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": asked for linears outside the group"));
   return solution;
 }
 

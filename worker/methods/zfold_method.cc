@@ -7,22 +7,22 @@
 namespace qshard {
 namespace {
 
-class ZfoldMethod : public LayerMethod {
+class ZfoldMethod : public FoldedGroupMethod {
  public:
   ZfoldMethod(const MethodOptions& options, std::unique_ptr<Solver> gptq)
-      : options_(options), gptq_(std::move(gptq)) {}
+      : FoldedGroupMethod(options), gptq_(std::move(gptq)) {}
 
-  absl::StatusOr<GroupSolution> SolveGroup(const GroupProblem& group) const override {
+ protected:
+  absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, std::span<const std::string>) const override {
     if (group.input_stats == nullptr)
       return absl::FailedPreconditionError(
           absl::StrCat("layer ", group.layer, ": zfold needs the group's input statistics"));
-    std::vector<GroupLinear> linears;
-    for (const std::string& name : group.linears) linears.push_back({name, {group.input_stats}, gptq_.get()});
-    return SolveFoldedGroup(linears, options_, group);
+    FoldedLinears folded;
+    for (const std::string& name : group.linears) folded.linears.push_back({name, {group.input_stats}, gptq_.get()});
+    return folded;
   }
 
  private:
-  MethodOptions options_;
   std::unique_ptr<Solver> gptq_;
 };
 
