@@ -4,10 +4,10 @@
 namespace qshard {
 
 // A shard without windows contributes empty sums (dimension 0): they add nothing.
-absl::Status GroupStatistics::Merge(const GroupStatistics& other) {
+absl::Status GroupStatistics::Merge(const GroupStatistics& other, ThreadPool* pool) {
   if (other.inputs.dim > 0) {
     if (inputs.dim == 0) inputs = HessianSum(other.inputs.dim);
-    QSHARD_RETURN_IF_ERROR(inputs.Merge(other.inputs));
+    QSHARD_RETURN_IF_ERROR(inputs.Merge(other.inputs, pool));
   }
   if (other.attention && !other.attention->values.empty()) {
     if (!attention || attention->values.empty()) {

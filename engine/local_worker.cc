@@ -211,6 +211,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   if (whole_layer && position_ != Position::kLayerInput)
     return absl::FailedPreconditionError(absl::StrCat("layer ", layer_, ": statistics asked for twice"));
 
+  HessianWorkspace workspace{&source_.model->pool(), {}};
   std::vector<InputStatsCollector> inputs;
   std::vector<AttentionStatsCollector> attentions;
   std::vector<ObserverFanOut> observers;
@@ -218,7 +219,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   attentions.reserve(shards_.size());
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
-    inputs.emplace_back(layer_, names, seqlen_);
+    inputs.emplace_back(layer_, names, seqlen_, &workspace);
     attentions.emplace_back(layer_, source_.model->config());
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
@@ -226,7 +227,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   // Each shard's sums go into the shard tree as soon as its last batch is seen.
   std::vector<int> held;
   for (const Shard& shard : shards_) held.push_back(shard.index);
-  HeldShardReducer reducer(held);
+  HeldShardReducer reducer(held, workspace.pool);
   const auto shard_done = [&](size_t s) {
     std::map<std::string, HessianSum> sums = inputs[s].TakeUpper();  // mirrored once, below
     std::vector<GroupStatistics> partial;
@@ -265,7 +266,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
 
   std::vector<ShardStatistics> nodes = reducer.Take();
   for (ShardStatistics& node : nodes)
-    for (GroupStatistics& group : node.groups) group.inputs.MirrorUpper();
+    for (GroupStatistics& group : node.groups) group.inputs.MirrorUpper(workspace.pool);
   return nodes;
 }
 

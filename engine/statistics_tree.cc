@@ -13,9 +13,9 @@ namespace {
 using Node = std::vector<GroupStatistics>;  // one value per group
 
 // left + right, group by group: the one addition of the tree.
-absl::StatusOr<Node> Sum(Node left, const Node& right) {
+absl::StatusOr<Node> Sum(Node left, const Node& right, ThreadPool* pool = nullptr) {
   if (left.size() != right.size()) return absl::InternalError("partial statistics for different groups");
-  for (size_t g = 0; g < left.size(); ++g) QSHARD_RETURN_IF_ERROR(left[g].Merge(right[g]));
+  for (size_t g = 0; g < left.size(); ++g) QSHARD_RETURN_IF_ERROR(left[g].Merge(right[g], pool));
   return left;
 }
 
@@ -67,7 +67,8 @@ std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held) {
   return nodes;
 }
 
-HeldShardReducer::HeldShardReducer(const std::vector<int>& held) : nodes_(HeldTreeNodes(held)) {}
+HeldShardReducer::HeldShardReducer(const std::vector<int>& held, ThreadPool* pool)
+    : nodes_(HeldTreeNodes(held)), pool_(pool) {}
 
 void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   pending_.push_back({shard, 1, std::move(groups)});
@@ -77,7 +78,7 @@ void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
     ShardStatistics& left = pending_[pending_.size() - 2];
     const ShardStatistics& right = pending_.back();
     if (left.shard_count != right.shard_count || left.first_shard % (2 * left.shard_count) != 0) break;
-    left.groups = *Sum(std::move(left.groups), right.groups);
+    left.groups = *Sum(std::move(left.groups), right.groups, pool_);
     left.shard_count *= 2;
     pending_.pop_back();
   }

@@ -26,7 +26,8 @@ struct GroupStatistics {
   HessianSum inputs;
   std::optional<AttentionStats> attention;
 
-  absl::Status Merge(const GroupStatistics& other);
+  // `pool` (optional) runs the element-wise adds on several threads; the bytes are the same.
+  absl::Status Merge(const GroupStatistics& other, ThreadPool* pool = nullptr);
 };
 
 // The partial statistics of shards [first_shard, first_shard + shard_count) — a node of the

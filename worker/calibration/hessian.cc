@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/blas.h"
@@ -11,53 +11,73 @@ namespace qshard {
 
 namespace {
 
-// The float32 product's upper triangle into the float64 sum's (a contiguous, vectorized walk).
-void AddUpperTriangle(const float* upper, int64_t n, double* sum) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float* from = upper + i * n;
-    double* to = sum + i * n;
-    for (int64_t j = i; j < n; ++j) to[j] += from[j];
+// Runs body(first, end) over [0, n) in up to 64 chunks, on the pool's threads when there is one;
+// chunks are handed out one at a time, so the rows of a triangle balance by themselves.
+void ForChunks(int64_t n, ThreadPool* pool, const std::function<void(int64_t, int64_t)>& body) {
+  constexpr int64_t kChunks = 64;
+  if (pool == nullptr || pool->threads() == 1 || n < kChunks) {
+    body(0, n);
+    return;
   }
+  const int64_t per_chunk = (n + kChunks - 1) / kChunks;
+  pool->ParallelFor((n + per_chunk - 1) / per_chunk,
+                    [&](int64_t c) { body(c * per_chunk, std::min(n, (c + 1) * per_chunk)); });
+}
+
+// The float32 product's upper triangle into the float64 sum's (contiguous, vectorized walks).
+void AddUpperTriangle(const float* upper, int64_t n, double* sum, ThreadPool* pool) {
+  ForChunks(n, pool, [&](int64_t first, int64_t end) {
+    for (int64_t i = first; i < end; ++i) {
+      const float* from = upper + i * n;
+      double* to = sum + i * n;
+      for (int64_t j = i; j < n; ++j) to[j] += from[j];
+    }
+  });
 }
 
 // Copies the upper triangle onto the lower one, in 32×32 tiles transposed through a local
-// buffer so both the reads and the writes run along rows.
-void MirrorUpperTriangle(int64_t n, double* sum) {
+// buffer so both the reads and the writes run along rows. A row of tiles writes only its own
+// columns of the lower triangle, so rows of tiles run in parallel.
+void MirrorUpperTriangle(int64_t n, double* sum, ThreadPool* pool) {
   constexpr int64_t kTile = 32;
-  double tile[kTile * kTile];
-  for (int64_t i0 = 0; i0 < n; i0 += kTile) {
-    const int64_t i1 = std::min(i0 + kTile, n);
-    for (int64_t j0 = i0; j0 < n; j0 += kTile) {
-      const int64_t j1 = std::min(j0 + kTile, n);
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) tile[(j - j0) * kTile + (i - i0)] = sum[i * n + j];
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = i0; i < std::min(i1, j); ++i) sum[j * n + i] = tile[(j - j0) * kTile + (i - i0)];
+  ForChunks((n + kTile - 1) / kTile, pool, [&](int64_t first_tile, int64_t end_tile) {
+    double tile[kTile * kTile];
+    for (int64_t i0 = first_tile * kTile; i0 < std::min(n, end_tile * kTile); i0 += kTile) {
+      const int64_t i1 = std::min(i0 + kTile, n);
+      for (int64_t j0 = i0; j0 < n; j0 += kTile) {
+        const int64_t j1 = std::min(j0 + kTile, n);
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t j = j0; j < j1; ++j) tile[(j - j0) * kTile + (i - i0)] = sum[i * n + j];
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < std::min(i1, j); ++i) sum[j * n + i] = tile[(j - j0) * kTile + (i - i0)];
+      }
     }
-  }
+  });
 }
 
 }  // namespace
 
-void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window) {
-  // Uninitialized on purpose: ssyrk with beta 0 overwrites the upper triangle, the only part read.
-  std::unique_ptr<float[]> product(new float[dim * dim]);
+void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace) {
+  // Only the upper triangle is read, and ssyrk with beta 0 overwrites it for every window.
+  if (workspace.product.size() < static_cast<size_t>(dim * dim)) workspace.product.resize(dim * dim);
   for (int64_t start = 0; start < rows; start += window) {
     const int64_t n = std::min(window, rows - start);
-    kernels::SyrkUpperTransA(dim, n, x + start * dim, product.get());
-    AddUpperTriangle(product.get(), dim, sum.data());
+    kernels::SyrkUpperTransA(dim, n, x + start * dim, workspace.product.data());
+    AddUpperTriangle(workspace.product.data(), dim, sum.data(), workspace.pool);
   }
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t c = 0; c < dim; ++c) abs_max[c] = std::max(abs_max[c], std::fabs(x[t * dim + c]));
   tokens += rows;
 }
 
-void HessianSum::MirrorUpper() { MirrorUpperTriangle(dim, sum.data()); }
+void HessianSum::MirrorUpper(ThreadPool* pool) { MirrorUpperTriangle(dim, sum.data(), pool); }
 
-absl::Status HessianSum::Merge(const HessianSum& other) {
+absl::Status HessianSum::Merge(const HessianSum& other, ThreadPool* pool) {
   if (other.dim != dim)
     return absl::InvalidArgumentError(absl::StrCat("cannot merge Hessian sums of dims ", dim, " and ", other.dim));
-  for (int64_t i = 0; i < dim * dim; ++i) sum[i] += other.sum[i];
+  ForChunks(dim, pool, [&](int64_t first, int64_t end) {
+    for (int64_t i = first * dim; i < end * dim; ++i) sum[i] += other.sum[i];
+  });
   for (int64_t c = 0; c < dim; ++c) abs_max[c] = std::max(abs_max[c], other.abs_max[c]);
   tokens += other.tokens;
   return absl::OkStatus();

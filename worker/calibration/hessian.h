@@ -14,8 +14,18 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/thread_pool.h"
 
 namespace qshard {
+
+// What a worker lends the sums it accumulates: threads for their element-wise passes (adds,
+// mirrors, merges: each element computed alone, so the bytes do not depend on them) and one
+// window-product scratch reused across windows and shards, where a fresh dim² buffer would be
+// page-faulted in every time.
+struct HessianWorkspace {
+  ThreadPool* pool = nullptr;  // null: the calling thread alone
+  std::vector<float> product;  // grown to dim² on first use
+};
 
 struct HessianSum {
   int64_t dim = 0;
@@ -31,17 +41,18 @@ struct HessianSum {
   // Adds consecutive windows of `window` rows each (the last may be shorter), one product per
   // window in order: the same sum as AddWindow on each, with one scratch product for all.
   void AddWindows(const float* x, int64_t rows, int64_t window) {
-    AddWindowsToUpper(x, rows, window);
+    HessianWorkspace workspace;
+    AddWindowsToUpper(x, rows, window, workspace);
     MirrorUpper();
   }
   // The same into the upper triangle (j ≥ i) only, leaving the lower one stale until
   // MirrorUpper(): for a worker that adds many windows and partials before the sum is read.
   // Both triangles end up with the same sums of the same floats in the same order either way.
-  void AddWindowsToUpper(const float* x, int64_t rows, int64_t window);
+  void AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace);
   // Copies the upper triangle onto the lower one.
-  void MirrorUpper();
+  void MirrorUpper(ThreadPool* pool = nullptr);
   // Adds another partial sum (same dim) — the reduction across shards.
-  absl::Status Merge(const HessianSum& other);
+  absl::Status Merge(const HessianSum& other, ThreadPool* pool = nullptr);
   // H = 2·sum/tokens, the proxy Hessian of GPTQ (anchors.md §1.1), in float64.
   std::vector<double> Normalized() const;
 };

@@ -15,8 +15,9 @@ namespace qshard {
 class InputStatsCollector : public LayerObserver {
  public:
   // `groups` names each group by its first linear (DecoderModel::LinearGroups()[g][0]).
-  InputStatsCollector(int layer, std::set<std::string> groups, int64_t seqlen)
-      : layer_(layer), groups_(std::move(groups)), seqlen_(seqlen) {}
+  // `workspace` (optional, shared by a worker's collectors) lends threads and a scratch product.
+  InputStatsCollector(int layer, std::set<std::string> groups, int64_t seqlen, HessianWorkspace* workspace = nullptr)
+      : layer_(layer), groups_(std::move(groups)), seqlen_(seqlen), workspace_(workspace) {}
 
   void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
 
@@ -30,6 +31,8 @@ class InputStatsCollector : public LayerObserver {
   int layer_;
   std::set<std::string> groups_;
   int64_t seqlen_;
+  HessianWorkspace* workspace_;
+  HessianWorkspace own_workspace_;  // when none is lent
   std::map<std::string, HessianSum> sums_;
 };
 
