@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
 #include "worker/quant/quant_grid.h"
 
@@ -11,8 +12,7 @@
 // run time. The file is built with -fno-math-errno (so sqrtf vectorizes), -fno-trapping-math
 // (so selects do; without it only AVX-512's masked operations do) and -ffp-contract=off (so
 // no variant fuses a multiply-add the others round twice: every variant, and every machine,
-// gives the same bits).
-#define QSHARD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// gives the same bits). QSHARD_VECTOR_CLONES is core/vector_clones.h.
 
 namespace qshard {
 namespace {

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <bit>
 
+#include "core/vector_clones.h"
+
 namespace qshard {
 
 // Cloned per vector width and built with -ffp-contract=off (worker/CMakeLists.txt): every clone
 // computes the same operations element by element, so all round alike.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ExpInPlace(float* x, int64_t n) {
+QSHARD_VECTOR_CLONES void ExpInPlace(float* x, int64_t n) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // ln 2 split so that k·kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
