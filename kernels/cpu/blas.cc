@@ -2,7 +2,6 @@
 
 #include <cblas.h>
 
-#include <algorithm>
 
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
@@ -40,17 +39,6 @@ void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda,
 
 void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c) {
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, 1.0f, x, n, 0.0f, c, n);
-}
-
-void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha) {
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, alpha, x, n, 1.0f, c, n);
-  // Mirrored in tiles: a plain column walk touches a new cache line (and, at power-of-two n,
-  // the same cache set) per element, which cost as much as a 512-token update at n = 4096.
-  constexpr int64_t kTile = 32;
-  for (int64_t i0 = 0; i0 < n; i0 += kTile)
-    for (int64_t j0 = 0; j0 <= i0; j0 += kTile)
-      for (int64_t i = i0; i < std::min(i0 + kTile, n); ++i)
-        for (int64_t j = j0; j < std::min(j0 + kTile, i); ++j) c[i * n + j] = c[j * n + i];
 }
 
 // LAPACK is column-major: a row-major matrix is its transpose, so "upper" in row-major is

@@ -24,11 +24,9 @@ void GemmF64(int64_t m, int64_t n, int64_t k, const double* a, bool a_transposed
 // (not read) stored with row stride lda.
 void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda, float* b);
 
-// Symmetric rank-k update of the full square: C[n,n] += alpha * Xᵀ X for X[k,n] (tokens × features).
-// Only the upper triangle is computed by BLAS; the lower one is mirrored afterwards.
-void SyrkTransA(int64_t n, int64_t k, const float* x, float* c, float alpha = 1.0f);
-// The upper triangle alone, overwritten: C[i,j] = Σ_t X[t,i]·X[t,j] for j ≥ i (ssyrk with beta 0,
-// so C needs no zeroing); the strict lower triangle is neither read nor written.
+// Symmetric rank-k update, upper triangle only and overwritten: C[i,j] = Σ_t X[t,i]·X[t,j] for
+// j ≥ i and X[k,n] (tokens × features); ssyrk with beta 0, so C needs no zeroing, and the strict
+// lower triangle is neither read nor written (callers mirror it when they need the square).
 void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c);
 
 // In-place Cholesky factorization of a symmetric positive-definite matrix a[n,n] (float64).
