@@ -71,6 +71,7 @@ class CountingWorker : public WorkerClient {
   explicit CountingWorker(WorkerClient& inner) : inner_(inner) {}
   int shared_solves = 0;   // SolveShared calls
   int linear_solves = 0;   // Solve calls given a shared part
+  int head_solves = 0;     // SolveHeads calls
 
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override {
     return inner_.StartJob(spec, seqlen, std::move(shards));
@@ -93,6 +94,12 @@ class CountingWorker : public WorkerClient {
     ++shared_solves;
     return inner_.SolveShared(group, statistics);
   }
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    ++head_solves;
+    return inner_.SolveHeads(group, ranges, statistics, shared);
+  }
   absl::Status Apply(int group, const GroupSolution& solution) override { return inner_.Apply(group, solution); }
   absl::Status FinishLayer() override { return inner_.FinishLayer(); }
 
@@ -101,11 +108,13 @@ class CountingWorker : public WorkerClient {
 };
 
 // `skip`: linears kept in full precision; Z-Fold and aespa then solve in two steps the groups
-// with several quantized linears left, whose numbers are `two_step_groups`.
+// with several quantized linears left, whose numbers are `two_step_groups`. `head_parts`: the
+// workers aespa's attention group (the first of them) is split over by head per layer, 0 when
+// it splits by linear.
 void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group_size = 32,
                                Propagation propagation = Propagation::kSequential,
                                const std::vector<std::string>& skip = {},
-                               const std::vector<int>& two_step_groups = {3, 2}) {
+                               const std::vector<int>& two_step_groups = {3, 2}, int head_parts = 0) {
   testing::ScopedTempDir dir;
   const auto job = [&](const std::string& out) {
     JobSpec spec = SmallJob(method, out, group_size, propagation);
@@ -123,23 +132,25 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
   ASSERT_TRUE(report.ok()) << report.status();
   // Z-Fold's and aespa's groups of several linears (q/k/v, and gate/up on this LLaMA-shaped
   // model) are solved in two steps once there are two workers: the shared part on one, the
-  // linears on as many workers as they are.
-  int shared_solves = 0, linear_solves = 0, workers_solving_linears = 0;
+  // linears on as many workers as they are — or, by head, on more.
+  int shared_solves = 0, linear_solves = 0, head_solves = 0, workers_solving_linears = 0;
   for (const auto& worker : counted) {
     shared_solves += worker->shared_solves;
     linear_solves += worker->linear_solves;
-    workers_solving_linears += worker->linear_solves > 0 ? 1 : 0;
+    head_solves += worker->head_solves;
+    workers_solving_linears += worker->linear_solves + worker->head_solves > 0 ? 1 : 0;
   }
   const int layers = (*report)["plan"]["layers"].get<int>();
   const bool two_step = (method == "zfold" || method == "aespa") && workers > 1;
-  int parts = 0, most_parts = 0;
-  for (int linears : two_step_groups) {
-    parts += std::min(workers, linears);
-    most_parts = std::max(most_parts, std::min(workers, linears));
+  int parts = 0, most_parts = head_parts;
+  for (size_t g = head_parts > 0 ? 1 : 0; g < two_step_groups.size(); ++g) {
+    parts += std::min(workers, two_step_groups[g]);
+    most_parts = std::max(most_parts, std::min(workers, two_step_groups[g]));
   }
   EXPECT_EQ(shared_solves, two_step ? static_cast<int>(two_step_groups.size()) * layers : 0) << method << " on " << workers;
   EXPECT_GE(workers_solving_linears, two_step ? most_parts : 0) << method << " on " << workers;
   EXPECT_EQ(linear_solves, two_step ? layers * parts : 0) << method << " on " << workers;
+  EXPECT_EQ(head_solves, layers * head_parts) << method << " on " << workers;
   const std::string embedded = ReadFileBytes(dir.Child("embedded") + "/model.safetensors");
   ASSERT_FALSE(embedded.empty());
   EXPECT_TRUE(embedded == ReadFileBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
@@ -160,11 +171,18 @@ TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameByt
 TEST(DistributedJobTest, ZfoldOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("zfold", 2); }
 TEST(DistributedJobTest, AespaOnOneWorkerMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 1); }
 TEST(DistributedJobTest, AespaOnTwoWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 2); }
-TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("aespa", 3); }
+// Three and five workers split q/k/v (8 query heads, 4 KV heads: 16 heads of one size) by
+// head, in runs of 5, 6, 5 heads and of 3 or 4: more workers than linears all solve.
+TEST(DistributedJobTest, AespaOnThreeWorkersMatchesEmbeddedBytes) {
+  ExpectSameBytesAsEmbedded("aespa", 3, 32, Propagation::kSequential, {}, {3, 2}, /*head_parts=*/3);
+}
+TEST(DistributedJobTest, AespaOnFiveWorkersMatchesEmbeddedBytes) {
+  ExpectSameBytesAsEmbedded("aespa", 5, 32, Propagation::kSequential, {}, {3, 2}, /*head_parts=*/5);
+}
 // k_proj kept in full precision: ζ stays out of the norm it shares, and q and v are still
 // solved on two workers.
 TEST(DistributedJobTest, AespaWithASkippedSiblingOnThreeWorkersMatchesEmbeddedBytes) {
-  ExpectSameBytesAsEmbedded("aespa", 3, 32, Propagation::kSequential, {"self_attn.k_proj"}, {2, 2});
+  ExpectSameBytesAsEmbedded("aespa", 3, 32, Propagation::kSequential, {"self_attn.k_proj"}, {2, 2}, /*head_parts=*/3);
 }
 // Every group of a layer solved at once, on different owners.
 TEST(DistributedJobTest, ParallelPropagationGptqOnThreeWorkersMatchesEmbeddedBytes) {
