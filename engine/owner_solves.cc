@@ -140,12 +140,41 @@ uint64_t MaxLoad(const std::map<size_t, Share>& share_of) {
   return most;
 }
 
+// Who solves what of a group after its shared part: nothing split (one worker, a method that
+// solves groups whole, or one linear that does not split), whole linears balanced by size, or
+// runs of heads where those balance better.
+std::map<size_t, Share> SharesOf(const std::vector<std::string>& quantized, const std::map<std::string, uint64_t>& sizes,
+                                 const std::map<std::string, int>* heads, const MethodRegistration& method,
+                                 const std::vector<size_t>& alive, size_t first) {
+  if (!(method.independent_linears || method.independent_after_shared) || alive.size() <= 1) return {};
+  std::map<size_t, Share> share_of = Balance(quantized, sizes, alive, first);
+  bool by_head = false;
+  if (method.independent_after_shared && heads != nullptr)
+    for (const std::string& l : quantized) by_head = by_head || heads->count(l);
+  if (by_head)
+    if (std::map<size_t, Share> runs = SplitByHead(quantized, sizes, *heads, alive, first);
+        MaxLoad(runs) < MaxLoad(share_of))
+      return runs;
+  return share_of;
+}
+
 }  // namespace
+
+GroupSplit SplitOfGroup(const std::vector<std::string>& quantized, const std::map<std::string, uint64_t>& sizes,
+                        const std::map<std::string, int>* heads, const MethodRegistration& method, size_t workers) {
+  std::vector<size_t> alive(workers);
+  for (size_t w = 0; w < workers; ++w) alive[w] = w;
+  const std::map<size_t, Share> share_of = SharesOf(quantized, sizes, heads, method, alive, 0);
+  GroupSplit split;
+  if (share_of.size() <= 1) return split;
+  split.part_owners = share_of.size();
+  for (const auto& [owner, share] : share_of) split.by_head = split.by_head || !share.heads.empty();
+  return split;
+}
 
 SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solve) {
   const std::vector<std::vector<std::string>>& groups = *r.groups;
   const size_t n = r.alive.size();
-  const bool splits = r.method->independent_linears || r.method->independent_after_shared;
   std::map<size_t, std::vector<SharedPart>> shared_of;  // by owner
   std::map<size_t, std::vector<Part>> parts_of;         // by owner
   for (int g : to_solve) {
@@ -153,17 +182,7 @@ SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solv
     std::vector<std::string> quantized;
     for (const std::string& linear : groups[g])
       if (!r.skipped->count(linear)) quantized.push_back(linear);
-    std::map<size_t, Share> share_of;
-    if (splits && n > 1) {
-      share_of = Balance(quantized, *r.sizes, r.alive, first);
-      bool by_head = false;
-      if (r.method->independent_after_shared && r.heads != nullptr)
-        for (const std::string& l : quantized) by_head = by_head || r.heads->count(l);
-      if (by_head)
-        if (std::map<size_t, Share> heads = SplitByHead(quantized, *r.sizes, *r.heads, r.alive, first);
-            MaxLoad(heads) < MaxLoad(share_of))
-          share_of = std::move(heads);
-    }
+    std::map<size_t, Share> share_of = SharesOf(quantized, *r.sizes, r.heads, *r.method, r.alive, first);
     if (share_of.size() <= 1) {  // one worker, or nothing to split
       parts_of[r.alive[first % n]].push_back({g, {}});
       continue;

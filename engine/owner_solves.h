@@ -49,6 +49,15 @@ struct SolvedGroups {
   std::vector<size_t> lost;
 };
 
+// How a group of `quantized` linears is cut among `workers` live workers (the same from any
+// owner on): what the plan (job_plan.h) counts.
+struct GroupSplit {
+  size_t part_owners = 1;  // workers solving parts after the shared step; 1: one solves it whole
+  bool by_head = false;    // its head-split linears are solved by runs of heads
+};
+GroupSplit SplitOfGroup(const std::vector<std::string>& quantized, const std::map<std::string, uint64_t>& sizes,
+                        const std::map<std::string, int>* heads, const MethodRegistration& method, size_t workers);
+
 // Solves the groups `to_solve` of the layer. Each worker runs its parts in turn (a worker
 // solves one thing at a time); workers run in parallel.
 SolvedGroups SolveOnOwners(const OwnerSolves& request, const std::vector<int>& to_solve);

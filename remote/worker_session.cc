@@ -88,9 +88,12 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       auto shared = wire::FromProto(solve.shared());
       std::vector<HeadRange> ranges;
       for (const v1::HeadRangeData& range : solve.heads()) ranges.push_back(wire::FromProto(range));
-      absl::StatusOr<std::vector<HeadsPart>> parts = statistics.status();
-      if (!shared.ok()) parts = shared.status();
-      if (statistics.ok() && shared.ok())
+      absl::StatusOr<std::vector<HeadsPart>> parts = absl::UnknownError("not run");
+      if (!statistics.ok())
+        parts = statistics.status();
+      else if (!shared.ok())
+        parts = shared.status();
+      else
         parts = worker.SolveHeads(solve.group(), ranges, statistics->has_value() ? &**statistics : nullptr, *shared);
       status = parts.status();
       if (parts.ok())
