@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "core/status.h"
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -72,39 +73,51 @@ class CountingWorker : public WorkerClient {
   int shared_solves = 0;   // SolveShared calls
   int linear_solves = 0;   // Solve calls given a shared part
   int head_solves = 0;     // SolveHeads calls
+  bool dies_in_heads = false;  // its first SolveHeads, and every call after, fail as a lost worker's
 
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override {
+    QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.StartJob(spec, seqlen, std::move(shards));
   }
-  absl::Status BeginLayer(int layer) override { return inner_.BeginLayer(layer); }
+  absl::Status BeginLayer(int layer) override { return Alive().ok() ? inner_.BeginLayer(layer) : Alive(); }
   absl::Status AdoptShards(std::vector<int> shards) override { return inner_.AdoptShards(std::move(shards)); }
   absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
     return inner_.ReplayLayer(layer, solutions);
   }
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override {
+    QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.CollectStatistics(groups, attention);
   }
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
                                       const GroupStatistics* statistics, const SharedGroupPart* shared) override {
     linear_solves += shared != nullptr ? 1 : 0;
+    QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.Solve(group, linears, statistics, shared);
   }
   absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override {
     ++shared_solves;
+    QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.SolveShared(group, statistics);
   }
   absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
                                                     const GroupStatistics* statistics,
                                                     const SharedGroupPart& shared) override {
     ++head_solves;
+    if (dies_in_heads) dead_ = true;
+    QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.SolveHeads(group, ranges, statistics, shared);
   }
-  absl::Status Apply(int group, const GroupSolution& solution) override { return inner_.Apply(group, solution); }
-  absl::Status FinishLayer() override { return inner_.FinishLayer(); }
+  absl::Status Apply(int group, const GroupSolution& solution) override {
+    return Alive().ok() ? inner_.Apply(group, solution) : Alive();
+  }
+  absl::Status FinishLayer() override { return Alive().ok() ? inner_.FinishLayer() : Alive(); }
 
  private:
+  absl::Status Alive() const { return dead_ ? absl::UnavailableError("worker lost") : absl::OkStatus(); }
+
   WorkerClient& inner_;
+  bool dead_ = false;
 };
 
 // `skip`: linears kept in full precision; Z-Fold and aespa then solve in two steps the groups
@@ -198,6 +211,36 @@ TEST(DistributedJobTest, FineQuantOnTwoWorkersMatchesEmbeddedBytes) { ExpectSame
 // The channel maxima reduce across shards and workers like the sums; the split and the
 // checkpoint written at the end come out the same.
 TEST(DistributedJobTest, FlattenQuantOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("flattenquant", 3); }
+
+// A worker lost in the per-head step of layer 0's q/k/v: the survivors redo its run of heads
+// only; the runner moves its shards and redoes the layer, applying the q/k/v solution it has
+// (the shared step is not run again); the bytes are the embedded job's.
+TEST(DistributedJobTest, AespaWorkerLostInThePerHeadStepHasOnlyItsRunRedone) {
+  testing::ScopedTempDir dir;
+  const JobSpec embedded = SmallJob("aespa", dir.Child("embedded"), 32);
+  ASSERT_TRUE(RunEmbeddedJob(embedded, JobEvents()).ok());
+  Cluster cluster(3);
+  auto remote = cluster.pool().AwaitWorkers(3, std::chrono::seconds(20));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::vector<std::unique_ptr<CountingWorker>> counted;
+  std::vector<WorkerClient*> clients;
+  for (auto& worker : *remote) clients.push_back(counted.emplace_back(std::make_unique<CountingWorker>(*worker)).get());
+  counted[2]->dies_in_heads = true;
+  auto report = RunJob(SmallJob("aespa", dir.Child("remote"), 32), clients, JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
+  int shared_solves = 0, head_solves = 0;
+  for (const auto& worker : counted) {
+    shared_solves += worker->shared_solves;
+    head_solves += worker->head_solves;
+  }
+  // Layer 0's q/k/v: 3 runs asked, 1 redone; then two workers split by linear. Two shared
+  // steps per layer (q/k/v and gate/up), none repeated.
+  EXPECT_EQ(head_solves, 3 + 1);
+  EXPECT_EQ(counted[2]->head_solves, 1);
+  EXPECT_EQ(shared_solves, 2 * (*report)["plan"]["layers"].get<int>());
+}
 
 TEST(DistributedJobTest, TooFewWorkersIsADeadlineNotAHang) {
   Cluster cluster(1);
