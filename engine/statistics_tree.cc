@@ -67,8 +67,8 @@ std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held) {
   return nodes;
 }
 
-HeldShardReducer::HeldShardReducer(const std::vector<int>& held, ThreadPool* pool)
-    : nodes_(HeldTreeNodes(held)), pool_(pool) {}
+HeldShardReducer::HeldShardReducer(const std::vector<int>& held, HessianWorkspace* workspace)
+    : nodes_(HeldTreeNodes(held)), workspace_(workspace) {}
 
 void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   pending_.push_back({shard, 1, std::move(groups)});
@@ -76,10 +76,12 @@ void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   // their sum (left + right) is their parent, exactly as the tree defines it.
   while (pending_.size() >= 2) {
     ShardStatistics& left = pending_[pending_.size() - 2];
-    const ShardStatistics& right = pending_.back();
+    ShardStatistics& right = pending_.back();
     if (left.shard_count != right.shard_count || left.first_shard % (2 * left.shard_count) != 0) break;
-    left.groups = *Sum(std::move(left.groups), right.groups, pool_);
+    left.groups = *Sum(std::move(left.groups), right.groups, workspace_ != nullptr ? workspace_->pool : nullptr);
     left.shard_count *= 2;
+    if (workspace_ != nullptr)
+      for (GroupStatistics& group : right.groups) workspace_->Recycle(std::move(group.inputs));
     pending_.pop_back();
   }
   if (next_node_ < nodes_.size() && pending_.size() == 1 &&

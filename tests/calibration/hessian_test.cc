@@ -89,6 +89,36 @@ TEST(HessianSumTest, ManyWindowsAtOnceEqualOneWindowAtATime) {
     for (int64_t j = 0; j < i; ++j) ASSERT_EQ(batched.sum[i * dim + j], batched.sum[j * dim + i]) << i << "," << j;
 }
 
+TEST(HessianWorkspaceTest, ARecycledBufferStartsEmptyAndSumsAsAFreshOne) {
+  const int64_t dim = 45, window = 7, rows = 3 * window;
+  const std::vector<float> x = RandomRows(rows, dim, 6);
+  ThreadPool threads(3);
+  HessianWorkspace workspace{&threads, {}, {}};
+  HessianSum used = workspace.NewSum(dim);
+  used.AddWindowsToUpper(x.data(), rows, window, workspace);
+  const double* buffer = used.sum.data();
+  workspace.Recycle(std::move(used));
+  workspace.Recycle(HessianSum(dim + 1));  // another size: kept, but not handed out for dim
+
+  HessianSum reused = workspace.NewSum(dim);
+  EXPECT_EQ(reused.sum.data(), buffer);  // no fresh dim² buffer to fault in
+  EXPECT_EQ(reused.sum, std::vector<double>(dim * dim, 0.0));
+  EXPECT_EQ(reused.abs_max, std::vector<float>(dim, 0.0f));
+  EXPECT_EQ(reused.tokens, 0);
+  ASSERT_EQ(workspace.spare_sums.size(), 1u);
+  EXPECT_EQ(workspace.spare_sums[0].size(), size_t((dim + 1) * (dim + 1)));
+
+  const std::vector<float> y = RandomRows(2 * window, dim, 7);
+  reused.AddWindowsToUpper(y.data(), 2 * window, window, workspace);
+  reused.MirrorUpper(&threads);
+  HessianSum fresh(dim);
+  fresh.AddWindows(y.data(), 2 * window, window);
+  EXPECT_EQ(reused.sum, fresh.sum);
+  EXPECT_EQ(reused.abs_max, fresh.abs_max);
+  EXPECT_EQ(reused.tokens, fresh.tokens);
+  EXPECT_EQ(workspace.NewSum(dim).sum.size(), size_t(dim * dim));  // none spare: a fresh one
+}
+
 TEST(HessianSumTest, MergeRejectsMismatchedDims) {
   HessianSum a(3), b(4);
   const absl::Status status = a.Merge(b);

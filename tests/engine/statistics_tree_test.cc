@@ -68,6 +68,24 @@ TEST(StatisticsTreeTest, TheAssociationIsTheTreeNotALeftFold) {
   EXPECT_NE(fold.inputs.sum, tree[0].inputs.sum);
 }
 
+TEST(StatisticsTreeTest, AWorkspaceReusesTheAddedPartialsBuffersWithTheSameBits) {
+  // Over 7 held shards the reducer adds 6 right-hand partials of each group into left ones; with
+  // a workspace their buffers are kept for later shards' sums instead of freed.
+  std::vector<int> held = {0, 1, 2, 3, 4, 5, 6};
+  ThreadPool threads(2);
+  HessianWorkspace workspace{&threads, {}, {}};
+  HeldShardReducer with(held, &workspace), without(held);
+  for (int s : held) {
+    with.Add(s, Leaf(s).groups);
+    without.Add(s, Leaf(s).groups);
+  }
+  const std::vector<ShardStatistics> a = with.Take(), b = without.Take();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t n = 0; n < a.size(); ++n)
+    for (int g = 0; g < 2; ++g) EXPECT_EQ(a[n].groups[g].inputs.sum, b[n].groups[g].inputs.sum);
+  EXPECT_EQ(workspace.spare_sums.size(), 2u * 4u);  // (0+1), (2+3), (0-1 + 2-3), (4+5), per group
+}
+
 TEST(StatisticsTreeTest, MissingAndOverlappingShardsAreErrors) {
   std::vector<ShardStatistics> nodes = ReduceHeldShards({Leaf(0), Leaf(1)});
   EXPECT_FALSE(ReduceShardTree(nodes, 3, 2).ok());  // shard 2 missing

@@ -57,6 +57,12 @@ void MirrorUpperTriangle(int64_t n, double* sum, ThreadPool* pool) {
 
 }  // namespace
 
+void HessianSum::AddWindows(const float* x, int64_t rows, int64_t window) {
+  HessianWorkspace workspace;
+  AddWindowsToUpper(x, rows, window, workspace);
+  MirrorUpper();
+}
+
 void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace) {
   // Only the upper triangle is read, and ssyrk with beta 0 overwrites it for every window.
   if (workspace.product.size() < static_cast<size_t>(dim * dim)) workspace.product.resize(dim * dim);
@@ -81,6 +87,26 @@ absl::Status HessianSum::Merge(const HessianSum& other, ThreadPool* pool) {
   for (int64_t c = 0; c < dim; ++c) abs_max[c] = std::max(abs_max[c], other.abs_max[c]);
   tokens += other.tokens;
   return absl::OkStatus();
+}
+
+HessianSum HessianWorkspace::NewSum(int64_t dim) {
+  const auto spare = std::find_if(spare_sums.begin(), spare_sums.end(),
+                                  [&](const std::vector<double>& buffer) { return buffer.size() == size_t(dim * dim); });
+  if (spare == spare_sums.end()) return HessianSum(dim);
+  HessianSum sum;
+  sum.dim = dim;
+  sum.sum = std::move(*spare);
+  spare_sums.erase(spare);
+  ForChunks(dim, pool, [&](int64_t first, int64_t end) {
+    std::fill(sum.sum.begin() + first * dim, sum.sum.begin() + end * dim, 0.0);
+  });
+  sum.abs_max.assign(dim, 0.0f);
+  return sum;
+}
+
+void HessianWorkspace::Recycle(HessianSum&& sum) {
+  if (!sum.sum.empty()) spare_sums.push_back(std::move(sum.sum));
+  sum = HessianSum();
 }
 
 std::vector<double> HessianSum::Normalized() const {
