@@ -65,7 +65,7 @@ void HessianSum::AddWindows(const float* x, int64_t rows, int64_t window) {
 
 void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace) {
   // Only the upper triangle is read, and ssyrk with beta 0 overwrites it for every window.
-  if (workspace.product.size() < static_cast<size_t>(dim * dim)) workspace.product.resize(dim * dim);
+  if (workspace.product.size() < static_cast<size_t>(dim * dim)) workspace.product = ZeroedVector<float>(dim * dim);
   for (int64_t start = 0; start < rows; start += window) {
     const int64_t n = std::min(window, rows - start);
     kernels::SyrkUpperTransA(dim, n, x + start * dim, workspace.product.data());

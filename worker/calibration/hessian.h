@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "core/thread_pool.h"
+#include "core/zeroed_vector.h"
 
 namespace qshard {
 
@@ -27,7 +28,7 @@ struct HessianSum {
   std::vector<float> abs_max;  // [dim]: max_t |x_t[c]| (0 before any token)
 
   HessianSum() = default;
-  explicit HessianSum(int64_t d) : dim(d), sum(d * d, 0.0), abs_max(d, 0.0f) {}
+  explicit HessianSum(int64_t d) : dim(d), sum(ZeroedVector<double>(d * d)), abs_max(d, 0.0f) {}
 
   // Adds one window's inputs x [rows, dim] (row-major, one token per row).
   void AddWindow(const float* x, int64_t rows) { AddWindows(x, rows, rows); }
