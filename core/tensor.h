@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 namespace qshard {
 
 class Tensor {

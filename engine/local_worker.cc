@@ -211,7 +211,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   if (whole_layer && position_ != Position::kLayerInput)
     return absl::FailedPreconditionError(absl::StrCat("layer ", layer_, ": statistics asked for twice"));
 
-  HessianWorkspace workspace{&source_.model->pool(), {}};
+  HessianWorkspace workspace{&source_.model->pool(), {}, {}};
   std::vector<InputStatsCollector> inputs;
   std::vector<AttentionStatsCollector> attentions;
   std::vector<ObserverFanOut> observers;

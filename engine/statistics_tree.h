@@ -23,8 +23,9 @@ std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held);
 // sums are alive at once.
 class HeldShardReducer {
  public:
-  // `held`: ascending shard indices; `workspace` (optional) runs the sums' adds on its threads
-  // and gets back the buffer of each right-hand partial once it is added, for the next shard.
+  // `held`: ascending shard indices. `workspace` (optional): the partials' input sums are its
+  // upper-triangle sums (HessianWorkspace::NewSum), added as such on its threads, the caller
+  // mirroring the nodes it takes; each right-hand partial's buffer goes back to it once added.
   explicit HeldShardReducer(const std::vector<int>& held, HessianWorkspace* workspace = nullptr);
   // The next held shard's statistics, one value per group.
   void Add(int shard, std::vector<GroupStatistics> groups);

@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "core/thread_pool.h"
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 
 namespace qshard {
 
@@ -24,11 +24,12 @@ struct HessianWorkspace;
 struct HessianSum {
   int64_t dim = 0;
   int64_t tokens = 0;
-  std::vector<double> sum;  // [dim, dim], symmetric, full square
+  UninitializedVector<double> sum;  // [dim, dim], symmetric, full square
   std::vector<float> abs_max;  // [dim]: max_t |x_t[c]| (0 before any token)
 
   HessianSum() = default;
-  explicit HessianSum(int64_t d) : dim(d), sum(ZeroedVector<double>(d * d)), abs_max(d, 0.0f) {}
+  explicit HessianSum(int64_t d)
+      : dim(d), sum(ZeroedVector<double, UninitializedAllocator<double>>(d * d)), abs_max(d, 0.0f) {}
 
   // Adds one window's inputs x [rows, dim] (row-major, one token per row).
   void AddWindow(const float* x, int64_t rows) { AddWindows(x, rows, rows); }
@@ -41,8 +42,9 @@ struct HessianSum {
   void AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace);
   // Copies the upper triangle onto the lower one.
   void MirrorUpper(ThreadPool* pool = nullptr);
-  // Adds another partial sum (same dim) — the reduction across shards.
-  absl::Status Merge(const HessianSum& other, ThreadPool* pool = nullptr);
+  // Adds another partial sum (same dim) — the reduction across shards. `upper_only`: both hold
+  // current upper triangles only (AddWindowsToUpper), and only those are added.
+  absl::Status Merge(const HessianSum& other, ThreadPool* pool = nullptr, bool upper_only = false);
   // H = 2·sum/tokens, the proxy Hessian of GPTQ (anchors.md §1.1), in float64.
   std::vector<double> Normalized() const;
 };
@@ -54,11 +56,13 @@ struct HessianSum {
 // (one fault per 4 KiB page, about 0.45 s for fc2's 537 MB on this machine) by one thread.
 struct HessianWorkspace {
   ThreadPool* pool = nullptr;  // null: the calling thread alone
-  std::vector<float> product;  // grown to dim² on first use
-  std::vector<std::vector<double>> spare_sums;  // given back by Recycle, contents stale
+  UninitializedVector<float> product;  // grown to dim² on first use; ssyrk writes its upper triangle
+  std::vector<UninitializedVector<double>> spare_sums;  // given back by Recycle, contents stale
 
-  // An empty sum of `dim` (zeros, no tokens), on a spare buffer of dim² elements when one is
-  // kept (zeroed on the pool's threads), else on a fresh one.
+  // An empty sum of `dim` (no tokens) for AddWindowsToUpper: its upper triangle zeroed on the
+  // pool's threads, its lower one left as it was until MirrorUpper (so the pages that hold only
+  // lower-triangle entries, nearly half, are never touched). On a spare buffer of dim² elements
+  // when one is kept, else on a fresh one.
   HessianSum NewSum(int64_t dim);
   // Keeps the buffer of a sum that is no longer needed (added into another) for NewSum.
   void Recycle(HessianSum&& sum);

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 #include "worker/solvers/column_layout.h"
 #include "worker/solvers/inverse_hessian.h"

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 
 namespace qshard {

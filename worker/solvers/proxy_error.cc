@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 
 namespace qshard {

@@ -1,4 +1,4 @@
-#include "core/zeroed_vector.h"
+#include "core/large_buffers.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
