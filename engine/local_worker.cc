@@ -288,6 +288,7 @@ absl::StatusOr<GroupProblem> LocalWorker::ProblemOf(int group, const GroupStatis
   }
   problem.weights = &weights_;
   problem.quantized = &quantized_;
+  problem.pool = &source_.model->pool();
   return problem;
 }
 

@@ -1,6 +1,7 @@
 // AdaRound on small random problems: its loss matches a direct float64 evaluation of
 // tr(ΔW H ΔWᵀ) and Σ_h tr(G_h ΔW_h H ΔW_hᵀ), it starts from GPTQ's rounding (GPTQ's unrounded
 // values round to GPTQ's codes), and it never ends above that start — here it improves on it.
+// Descended in row parts on a pool, it gives the codes of one descent.
 #include "worker/methods/adaround_rounding.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <random>
 
+#include "core/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/methods/mixed_inputs.h"
 #include "worker/methods/zfold_problem.h"
@@ -140,6 +142,50 @@ TEST(AdaRoundTest, NeverEndsAboveTheStart) {
   const RoundingResult none = LearnRounding(ProblemOf(s), options);
   EXPECT_EQ(none.codes, s.gptq.weight.codes);
   EXPECT_FALSE(none.learned);
+}
+
+TEST(AdaRoundTest, RowPartsCoverTheRowsInWholeHeads) {
+  const Fixture plain = MakeSetup(37, 12, 3, 0, 5);
+  const std::vector<RowRange> parts = RoundingRowParts(ProblemOf(plain), 3);
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts.front().begin, 0);
+  EXPECT_EQ(parts.back().end, 37);
+  for (size_t p = 1; p < parts.size(); ++p) EXPECT_EQ(parts[p].begin, parts[p - 1].end);
+  for (const RowRange& part : parts) EXPECT_GE(part.size(), 12);
+  const Fixture heads = MakeSetup(40, 12, 3, 8, 6);  // 5 heads of 8
+  const std::vector<RowRange> head_parts = RoundingRowParts(ProblemOf(heads), 7);
+  ASSERT_EQ(head_parts.size(), 5u);  // no more parts than heads
+  for (const RowRange& part : head_parts) EXPECT_EQ(part.begin % 8, 0);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 2).size(), 2u);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 0).size(), 1u);
+}
+
+// The same problem descended whole and in parts on a pool of `threads`.
+void ExpectSameCodesOnAPool(RoundingProblem p, int threads) {
+  AdaRoundOptions options;
+  options.iters = 150;
+  const RoundingResult whole = LearnRounding(p, options);
+  EXPECT_NE(whole.codes, p.initial->codes);  // the descent moved codes, so the parts had work to agree on
+  ThreadPool pool(threads);
+  p.pool = &pool;
+  const RoundingResult parts = LearnRounding(p, options);
+  EXPECT_EQ(parts.codes, whole.codes);
+  EXPECT_EQ(parts.loss, whole.loss);
+  EXPECT_EQ(parts.learned, whole.learned);
+}
+
+TEST(AdaRoundTest, PartsOnAPoolGiveTheCodesOfOneDescent) {
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(37, 45, 3, 0, 7)), 3);
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 2);  // 5 heads: parts of 2 and 3
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 3);
+  // Two Hessian blocks of 21 rows: parts of 14 rows, the middle one across the blocks' border.
+  Fixture s = MakeSetup(42, 45, 3, 0, 9);
+  std::mt19937 rng(10);
+  const HessianSum other = testing::MixedInputs(45, 6 * 45, rng, {3, 0.5f, 9, 1.5f, 11, 4, 6.0f});
+  const WorkingHessian second = PrepareHessian(other, QuantSpec().damp);
+  RoundingProblem p = ProblemOf(s);
+  p.hessians.push_back(&second.h);
+  ExpectSameCodesOnAPool(p, 3);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/thread_pool.h"
 #include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
 #include "worker/quant/quant_grid.h"
@@ -21,46 +22,53 @@ constexpr float kGamma = -0.1f;  // rectified sigmoid stretch (Louizos et al.)
 constexpr float kZeta = 1.1f;
 constexpr float kAdamBeta1 = 0.9f, kAdamBeta2 = 0.999f, kAdamEpsilon = 1e-8f;  // PyTorch's defaults
 
-// Every weight's step s = scale·ζ_column and zero point, flattened [out, in].
+// Every weight's step s = scale·ζ_column and zero point, flattened [rows, in] for the rows.
 struct ElementGrids {
   std::vector<float> step, zero;
   int32_t max_code = 0;
 
-  explicit ElementGrids(const QuantizedWeight& q) : step(q.rows * q.cols), zero(q.rows * q.cols), max_code(MaxCode(q.bits)) {
-    for (int64_t r = 0; r < q.rows; ++r)
+  ElementGrids(const QuantizedWeight& q, RowRange rows)
+      : step(rows.size() * q.cols), zero(rows.size() * q.cols), max_code(MaxCode(q.bits)) {
+    for (int64_t r = rows.begin; r < rows.end; ++r)
       for (int64_t c = 0; c < q.cols; ++c) {
-        const int64_t g = q.g_idx[c];
-        step[r * q.cols + c] = q.scales.at(g, r) * (q.column_scale.empty() ? 1.0f : q.column_scale[c]);
-        zero[r * q.cols + c] = static_cast<float>(q.zeros[g * q.rows + r]);
+        const int64_t g = q.g_idx[c], i = (r - rows.begin) * q.cols + c;
+        step[i] = q.scales.at(g, r) * (q.column_scale.empty() ? 1.0f : q.column_scale[c]);
+        zero[i] = static_cast<float>(q.zeros[g * q.rows + r]);
       }
   }
 };
 
-// The reconstruction term and its gradient with respect to the quantized weights.
+// The reconstruction term of a range of rows and its gradient with respect to their quantized
+// weights. Each row's term depends on its own errors only (row r of E·H is e_r·H), so ranges
+// can be descended apart; each row's product is the same sum in the same order whatever the
+// range (the test of LearnRounding on a pool checks the codes are the same).
 class Reconstruction {
  public:
-  explicit Reconstruction(const RoundingProblem& p)
-      : out_(p.weight->dim(0)), in_(p.weight->dim(1)), block_rows_(out_ / static_cast<int64_t>(p.hessians.size())),
-        product_(out_ * in_) {
-    for (const std::vector<double>* h : p.hessians) hessians_.emplace_back(h->begin(), h->end());
-    for (const std::vector<double>* g : p.output_weightings) weightings_.emplace_back(g->begin(), g->end());
-    if (!weightings_.empty()) {
-      head_rows_ = out_ / static_cast<int64_t>(weightings_.size());
+  Reconstruction(const RoundingProblem& p, RowRange rows)
+      : rows_(rows), in_(p.weight->dim(1)), block_rows_(p.weight->dim(0) / static_cast<int64_t>(p.hessians.size())),
+        product_(rows.size() * in_) {
+    for (int64_t b = rows.begin / block_rows_; b * block_rows_ < rows.end; ++b)
+      hessians_.push_back({b * block_rows_, std::vector<float>(p.hessians[b]->begin(), p.hessians[b]->end())});
+    if (!p.output_weightings.empty()) {
+      head_rows_ = p.weight->dim(0) / static_cast<int64_t>(p.output_weightings.size());
+      for (int64_t h = rows.begin / head_rows_; h * head_rows_ < rows.end; ++h)
+        weightings_.emplace_back(p.output_weightings[h]->begin(), p.output_weightings[h]->end());
       weighted_.resize(head_rows_ * in_);
     }
   }
 
   // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
   // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
-  // unless null (both H and G symmetric).
+  // unless null (both H and G symmetric). e and grad hold the range's rows.
   double Evaluate(const float* e, float* grad, bool want_loss = true) {
-    for (size_t b = 0; b < hessians_.size(); ++b) {
-      const int64_t offset = static_cast<int64_t>(b) * block_rows_ * in_;
-      kernels::Gemm(block_rows_, in_, in_, e + offset, hessians_[b].data(), false, product_.data() + offset);
+    for (const auto& [block_begin, hessian] : hessians_) {
+      const int64_t begin = std::max(block_begin, rows_.begin), end = std::min(block_begin + block_rows_, rows_.end);
+      const int64_t offset = (begin - rows_.begin) * in_;
+      kernels::Gemm(end - begin, in_, in_, e + offset, hessian.data(), false, product_.data() + offset);
     }
     double loss = 0.0;
     if (weightings_.empty()) {
-      loss = Accumulate(e, product_.data(), out_ * in_, grad, want_loss);
+      loss = Accumulate(e, product_.data(), rows_.size() * in_, grad, want_loss);
     } else {
       for (size_t h = 0; h < weightings_.size(); ++h) {
         const int64_t offset = static_cast<int64_t>(h) * head_rows_ * in_;
@@ -83,8 +91,10 @@ class Reconstruction {
     return loss;
   }
 
-  int64_t out_, in_, block_rows_, head_rows_ = 0;
-  std::vector<std::vector<float>> hessians_, weightings_;
+  RowRange rows_;
+  int64_t in_, block_rows_, head_rows_ = 0;
+  std::vector<std::pair<int64_t, std::vector<float>>> hessians_;  // (first row of the block, H) over the range
+  std::vector<std::vector<float>> weightings_;                    // the range's heads, in order
   std::vector<float> product_, weighted_;
 };
 
@@ -184,6 +194,7 @@ float Beta(int it, const AdaRoundOptions& o) {
 
 struct SoftRoundingObjective::State {
   const RoundingProblem& problem;
+  const int64_t first;  // the range's first element in the problem's [out, in]
   const ElementGrids grids;
   Reconstruction reconstruction;
   // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
@@ -191,16 +202,21 @@ struct SoftRoundingObjective::State {
   std::vector<float> sigmoid, h, dh_dv, step_in_range, e, dloss_de, power;  // per-call scratch
   std::vector<int32_t> live;
 
-  explicit State(const RoundingProblem& p) : problem(p), grids(*p.initial), reconstruction(p) {
+  State(const RoundingProblem& p, RowRange rows)
+      : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
     const int64_t n = static_cast<int64_t>(grids.step.size());
     for (std::vector<float>* buffer : {&floor_level, &offset, &sigmoid, &h, &dh_dv, &step_in_range, &e, &dloss_de, &power})
       buffer->resize(n);
     live.resize(n);
     for (int64_t i = 0; i < n; ++i) {
-      floor_level[i] = std::floor((*p.unrounded)[i] / grids.step[i]) + grids.zero[i];
-      offset[i] = grids.step[i] * grids.zero[i] + (*p.weight)[i];
+      floor_level[i] = std::floor(unrounded(i) / grids.step[i]) + grids.zero[i];
+      offset[i] = grids.step[i] * grids.zero[i] + weight(i);
     }
   }
+
+  // The problem's u and w at the range's element i.
+  float unrounded(int64_t i) const { return (*problem.unrounded)[first + i]; }
+  float weight(int64_t i) const { return (*problem.weight)[first + i]; }
 
   double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad, bool want_value) {
     const int64_t n = static_cast<int64_t>(v.size());
@@ -220,7 +236,10 @@ struct SoftRoundingObjective::State {
 };
 
 SoftRoundingObjective::SoftRoundingObjective(const RoundingProblem& problem)
-    : state_(std::make_unique<State>(problem)) {}
+    : SoftRoundingObjective(problem, {0, problem.weight->dim(0)}) {}
+
+SoftRoundingObjective::SoftRoundingObjective(const RoundingProblem& problem, RowRange rows)
+    : state_(std::make_unique<State>(problem, rows)) {}
 
 SoftRoundingObjective::~SoftRoundingObjective() = default;
 
@@ -228,7 +247,7 @@ std::vector<float> SoftRoundingObjective::InitialVariables() const {
   const State& s = *state_;
   std::vector<float> v(s.grids.step.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    const float scaled = (*s.problem.unrounded)[i] / s.grids.step[i];
+    const float scaled = s.unrounded(static_cast<int64_t>(i)) / s.grids.step[i];
     const float rest = std::clamp(scaled - std::floor(scaled), 0.0f, 1.0f);
     v[i] = -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
   }
@@ -255,7 +274,7 @@ std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) cons
 double SoftRoundingObjective::LossOfCodes(std::span<const int32_t> codes) {
   State& s = *state_;
   for (size_t i = 0; i < codes.size(); ++i)
-    s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - (*s.problem.weight)[i];
+    s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - s.weight(static_cast<int64_t>(i));
   return s.reconstruction.Evaluate(s.e.data(), nullptr);
 }
 
@@ -263,13 +282,11 @@ double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_
   return SoftRoundingObjective(problem).LossOfCodes(codes);
 }
 
-RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
-  SoftRoundingObjective objective(problem);
-  RoundingResult result;
-  result.codes = problem.initial->codes;
-  result.initial_loss = result.loss = objective.LossOfCodes(result.codes);
-  if (options.iters <= 0) return result;
+namespace {
 
+// The rows' learned codes: Adam on the soft variables from their initial values, then [v ≥ 0].
+std::vector<int32_t> Descend(const RoundingProblem& problem, RowRange rows, const AdaRoundOptions& options) {
+  SoftRoundingObjective objective(problem, rows);
   std::vector<float> v = objective.InitialVariables();
   const int64_t n = static_cast<int64_t>(v.size());
   std::vector<float> grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
@@ -280,9 +297,42 @@ RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptio
     objective.Gradient(v, regularize ? lambda : 0.0f, Beta(it, options), grad);
     AdamUpdate(grad.data(), n, learning_rate, it + 1, v.data(), adam_m.data(), adam_v.data());
   }
+  return objective.Codes(v);
+}
 
-  std::vector<int32_t> learned = objective.Codes(v);
-  const double loss = objective.LossOfCodes(learned);
+}  // namespace
+
+std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts) {
+  const int64_t rows = problem.weight->dim(0);
+  const int64_t unit = problem.output_weightings.empty() ? 1 : rows / static_cast<int64_t>(problem.output_weightings.size());
+  const int64_t units = rows / unit, count = std::clamp<int64_t>(parts, 1, units);
+  std::vector<RowRange> ranges;
+  for (int64_t p = 0; p < count; ++p) ranges.push_back({units * p / count * unit, units * (p + 1) / count * unit});
+  return ranges;
+}
+
+RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  SoftRoundingObjective whole(problem);
+  RoundingResult result;
+  result.codes = problem.initial->codes;
+  result.initial_loss = result.loss = whole.LossOfCodes(result.codes);
+  if (options.iters <= 0) return result;
+
+  const std::vector<RowRange> parts = RoundingRowParts(problem, problem.pool == nullptr ? 1 : problem.pool->threads());
+  std::vector<int32_t> learned(result.codes.size());
+  const int64_t in = problem.weight->dim(1);
+  const auto descend = [&](int64_t p) {
+    const std::vector<int32_t> codes = Descend(problem, parts[p], options);
+    std::copy(codes.begin(), codes.end(), learned.begin() + parts[p].begin * in);
+  };
+  if (parts.size() == 1) {
+    descend(0);
+  } else {
+    const kernels::SingleThreadedBlas one_blas_thread_per_part;
+    problem.pool->ParallelFor(static_cast<int64_t>(parts.size()), descend);
+  }
+
+  const double loss = whole.LossOfCodes(learned);
   if (loss < result.loss) {
     result.codes = std::move(learned);
     result.loss = loss;

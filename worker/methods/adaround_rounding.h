@@ -6,7 +6,10 @@
 // tr(ΔW H ΔWᵀ) (per row block with its Hessian) or, with output weightings,
 // Σ_heads tr(G_h ΔW_h H ΔW_hᵀ), plus λ·Σ(1 − |2h − 1|^β) after a warm-up, β annealed linearly
 // 20 → 2; Adam; float32 throughout; finally h ← [V ≥ 0]. The GPTQ rounding is kept if the
-// learned one does not have a lower reconstruction loss.
+// learned one does not have a lower reconstruction loss. The loss is a sum over rows (over
+// heads with output weightings), so ranges of rows are descended apart, on a pool's threads
+// with one BLAS thread each: the same codes as one descent, without the BLAS library's
+// hand-offs on products this small.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,14 @@
 #include "worker/quant/quantized_weight.h"
 
 namespace qshard {
+
+class ThreadPool;
+
+// Rows [begin, end) of a weight.
+struct RowRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
 
 struct AdaRoundOptions {
   int iters = 2000;
@@ -38,6 +49,8 @@ struct RoundingProblem {
   // Optional: one [d, d] output weighting per equal block of d consecutive rows (attention
   // heads; d² is the matrix size); each such block must lie inside one Hessian block.
   std::vector<const std::vector<double>*> output_weightings;
+  // Optional: descend parts of the rows on its threads, one part each.
+  ThreadPool* pool = nullptr;
 };
 
 struct RoundingResult {
@@ -49,15 +62,21 @@ struct RoundingResult {
 
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options);
 
+// The row ranges LearnRounding descends apart for `parts` threads: consecutive, covering all rows,
+// as even as whole heads allow (with output weightings every range holds whole heads).
+std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts);
+
 // The reconstruction loss of `codes` on the problem's grids.
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes);
 
 // The function AdaRound descends, over one soft variable per weight (v [out, in]): the
 // reconstruction loss of the soft weights plus λ·Σ(1 − |2h(v) − 1|^β). Its gradient is written
-// by hand, so it is public for the finite-difference test.
+// by hand, so it is public for the finite-difference test. Over a range of rows, v, the gradient
+// and the codes hold the range's rows only (with output weightings the range holds whole heads).
 class SoftRoundingObjective {
  public:
   explicit SoftRoundingObjective(const RoundingProblem& problem);
+  SoftRoundingObjective(const RoundingProblem& problem, RowRange rows);
   ~SoftRoundingObjective();
 
   // v at which every soft weight equals its unrounded value u.

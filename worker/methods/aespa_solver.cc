@@ -43,7 +43,7 @@ class AespaSolver final : public Solver {
         for (int64_t c = 0; c < in; ++c)
           if (hessians.back().dead[c]) target.at(r, c) = 0.0f;
     }
-    RoundingProblem rounding{&target, &result.unrounded, &result.weight, {}, {}};
+    RoundingProblem rounding{&target, &result.unrounded, &result.weight, {}, {}, problem.pool};
     for (const WorkingHessian& h : hessians) rounding.hessians.push_back(&h.h);
     for (const std::vector<double>& g : weightings_) rounding.output_weightings.push_back(&g);
     const RoundingResult learned = LearnRounding(rounding, rounding_);

@@ -119,6 +119,7 @@ absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveLinears(const GroupProblem
     problem.hessians = l.hessians;
     problem.column_scale = shared.column_scale;
     problem.fixed_grids = &grids->second;
+    problem.pool = group.pool;
     QSHARD_ASSIGN_OR_RETURN(QuantizedWeight * solved, SolveLinear(*l.solver, problem, l.name, group, solution));
     // ζ now lives in the producer: without it the codes and scales describe W·diag(ζ)⁻¹, the
     // GPTQ form the checkpoint stores.
