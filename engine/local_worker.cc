@@ -319,6 +319,15 @@ absl::StatusOr<SharedGroupPart> LocalWorker::SolveShared(int group, const GroupS
   return shared;
 }
 
+absl::StatusOr<std::vector<HeadsPart>> LocalWorker::SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                               const GroupStatistics* statistics,
+                                                               const SharedGroupPart& shared) {
+  QSHARD_ASSIGN_OR_RETURN(const GroupProblem problem, ProblemOf(group, statistics));
+  auto parts = method_->SolveHeads(problem, shared, ranges);
+  if (!parts.ok()) return WithContext(parts.status(), absl::StrCat("layer ", layer_));
+  return parts;
+}
+
 absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
   QSHARD_RETURN_IF_ERROR(WithContext(ApplyGroupSolution(solution, weights_, quantized_), absl::StrCat("layer ", layer_)));
   // A rewrite (Z-Fold's ζ folded into v_proj or up_proj) changes the tensors the cached

@@ -77,6 +77,13 @@ class WorkerClient {
   // part of `group`'s solve its linears share; the solution's rewrites are in it.
   virtual absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) = 0;
 
+  // The per-head step of a three-step solve (a method registered with `heads_of`): `ranges` of
+  // the group's head-split linears, given its shared part; the runner joins the parts
+  // (head_parts.h).
+  virtual absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                            const GroupStatistics* statistics,
+                                                            const SharedGroupPart& shared) = 0;
+
   // Installs a group's solution into the worker's copy of the layer.
   virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;
 

@@ -273,6 +273,23 @@ class RemoteWorker : public WorkerClient {
     return wire::FromProto(result.shared());
   }
 
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    v1::WorkerTask task;
+    v1::SolveTask& solve = *task.mutable_solve_heads();
+    SolveTaskOf(group, statistics, solve);
+    wire::ToProto(shared, *solve.mutable_shared());
+    for (const HeadRange& range : ranges) wire::ToProto(range, *solve.add_heads());
+    QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
+    std::vector<HeadsPart> parts;
+    for (const v1::HeadsPartData& data : result.heads()) {
+      QSHARD_ASSIGN_OR_RETURN(HeadsPart part, wire::FromProto(data));
+      parts.push_back(std::move(part));
+    }
+    return parts;
+  }
+
   absl::Status Apply(int group, const GroupSolution& solution) override {
     v1::WorkerTask task;
     task.mutable_apply()->set_group(group);

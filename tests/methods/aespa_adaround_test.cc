@@ -144,20 +144,36 @@ TEST(AdaRoundTest, NeverEndsAboveTheStart) {
   EXPECT_FALSE(none.learned);
 }
 
-TEST(AdaRoundTest, RowPartsCoverTheRowsInWholeHeads) {
-  const Fixture plain = MakeSetup(37, 12, 3, 0, 5);
+TEST(AdaRoundTest, RowPartsCoverTheRowsInWholeHeadsOrProductTiles) {
+  const Fixture plain = MakeSetup(100, 12, 3, 0, 5);  // one unit of 100 rows: tiles of 32
   const std::vector<RowRange> parts = RoundingRowParts(ProblemOf(plain), 3);
   ASSERT_EQ(parts.size(), 3u);
   EXPECT_EQ(parts.front().begin, 0);
-  EXPECT_EQ(parts.back().end, 37);
+  EXPECT_EQ(parts.back().end, 100);
   for (size_t p = 1; p < parts.size(); ++p) EXPECT_EQ(parts[p].begin, parts[p - 1].end);
-  for (const RowRange& part : parts) EXPECT_GE(part.size(), 12);
+  for (const RowRange& part : parts) EXPECT_EQ(part.begin % 32, 0);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(plain), 9).size(), 4u);  // no more parts than tiles
   const Fixture heads = MakeSetup(40, 12, 3, 8, 6);  // 5 heads of 8
   const std::vector<RowRange> head_parts = RoundingRowParts(ProblemOf(heads), 7);
   ASSERT_EQ(head_parts.size(), 5u);  // no more parts than heads
   for (const RowRange& part : head_parts) EXPECT_EQ(part.begin % 8, 0);
   EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 2).size(), 2u);
   EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 0).size(), 1u);
+  // Three Hessian blocks of 14 rows and no weightings: whole blocks, each one tile.
+  Fixture blocks = MakeSetup(42, 12, 3, 0, 5);
+  RoundingProblem three = ProblemOf(blocks);
+  three.hessians = {three.hessians[0], three.hessians[0], three.hessians[0]};
+  const std::vector<RowRange> block_parts = RoundingRowParts(three, 2);
+  ASSERT_EQ(block_parts.size(), 2u);
+  EXPECT_EQ(block_parts[0].end, 14);
+  EXPECT_EQ(RoundingRowParts(three, 4).size(), 3u);
+  // Two blocks of 50 rows, three parts: a block's tiles (32 and 18 rows), then the other block.
+  RoundingProblem two = ProblemOf(plain);
+  two.hessians = {two.hessians[0], two.hessians[0]};
+  const std::vector<RowRange> tile_parts = RoundingRowParts(two, 3);
+  ASSERT_EQ(tile_parts.size(), 3u);
+  EXPECT_EQ(tile_parts[1].begin, 32);
+  EXPECT_EQ(tile_parts[2].begin, 50);
 }
 
 // The same problem descended whole and in parts on a pool of `threads`.
@@ -175,17 +191,18 @@ void ExpectSameCodesOnAPool(RoundingProblem p, int threads) {
 }
 
 TEST(AdaRoundTest, PartsOnAPoolGiveTheCodesOfOneDescent) {
-  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(37, 45, 3, 0, 7)), 3);
-  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 2);  // 5 heads: parts of 2 and 3
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(100, 45, 3, 0, 7)), 3);  // tiles 32, 32, 32 + 4
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 2);   // 5 heads: parts of 2 and 3
   ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 3);
-  // Two Hessian blocks of 21 rows: parts of 14 rows, the middle one across the blocks' border.
-  Fixture s = MakeSetup(42, 45, 3, 0, 9);
+  // Two Hessian blocks of 50 rows: with 3 threads parts of 32, 18 and 50 rows, with 2 a block each.
+  Fixture s = MakeSetup(100, 45, 3, 0, 9);
   std::mt19937 rng(10);
   const HessianSum other = testing::MixedInputs(45, 6 * 45, rng, {3, 0.5f, 9, 1.5f, 11, 4, 6.0f});
   const WorkingHessian second = PrepareHessian(other, QuantSpec().damp);
   RoundingProblem p = ProblemOf(s);
   p.hessians.push_back(&second.h);
   ExpectSameCodesOnAPool(p, 3);
+  ExpectSameCodesOnAPool(p, 2);
 }
 
 }  // namespace

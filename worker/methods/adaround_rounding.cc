@@ -21,6 +21,9 @@ namespace {
 constexpr float kGamma = -0.1f;  // rectified sigmoid stretch (Louizos et al.)
 constexpr float kZeta = 1.1f;
 constexpr float kAdamBeta1 = 0.9f, kAdamBeta2 = 0.999f, kAdamEpsilon = 1e-8f;  // PyTorch's defaults
+// Rows of E per GEMM of E·H (Reconstruction): row parts split units at these tiles. Small
+// enough for parts to balance, large enough that packing H per tile costs little beside it.
+constexpr int64_t kProductRows = 32;
 
 // Every weight's step s = scale·ζ_column and zero point, flattened [rows, in] for the rows.
 struct ElementGrids {
@@ -39,47 +42,60 @@ struct ElementGrids {
 };
 
 // The reconstruction term of a range of rows and its gradient with respect to their quantized
-// weights. Each row's term depends on its own errors only (row r of E·H is e_r·H), so ranges
-// can be descended apart; each row's product is the same sum in the same order whatever the
-// range (the test of LearnRounding on a pool checks the codes are the same).
+// weights, unit by unit: a unit is a head's rows (with output weightings) or a Hessian block, and
+// each sums its own loss; the units' losses add in unit order. A unit's product E·H is computed
+// in tiles of kProductRows rows from the unit's first row, one GEMM each, so a row's bits depend
+// on its tile only: rows of whole tiles descended apart (on other workers, head_parts.h, or in
+// other row parts, RoundingRowParts) get the bits the whole linear gets. (The BLAS alone does
+// not promise that: with OpenBLAS a row of a product can change with the product's row count.)
 class Reconstruction {
  public:
   Reconstruction(const RoundingProblem& p, RowRange rows)
       : rows_(rows), in_(p.weight->dim(1)), block_rows_(p.weight->dim(0) / static_cast<int64_t>(p.hessians.size())),
-        product_(rows.size() * in_) {
+        unit_rows_(UnitRows(p)), first_unit_(rows.begin / unit_rows_), product_(rows.size() * in_),
+        unit_losses_((rows.end + unit_rows_ - 1) / unit_rows_ - first_unit_) {
     for (int64_t b = rows.begin / block_rows_; b * block_rows_ < rows.end; ++b)
-      hessians_.push_back({b * block_rows_, std::vector<float>(p.hessians[b]->begin(), p.hessians[b]->end())});
+      hessians_.emplace_back(p.hessians[b]->begin(), p.hessians[b]->end());
     if (!p.output_weightings.empty()) {
-      head_rows_ = p.weight->dim(0) / static_cast<int64_t>(p.output_weightings.size());
-      for (int64_t h = rows.begin / head_rows_; h * head_rows_ < rows.end; ++h)
-        weightings_.emplace_back(p.output_weightings[h]->begin(), p.output_weightings[h]->end());
-      weighted_.resize(head_rows_ * in_);
+      for (size_t u = 0; u < unit_losses_.size(); ++u) {
+        const std::vector<double>& g = *p.output_weightings[first_unit_ + u];
+        weightings_.emplace_back(g.begin(), g.end());
+      }
+      weighted_.resize(unit_rows_ * in_);
     }
   }
 
   // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
   // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
-  // unless null (both H and G symmetric). e and grad hold the range's rows.
+  // unless null (both H and G symmetric). e and grad hold the range's rows; unit_losses() then
+  // holds the terms of the units the range meets (of their rows in it).
   double Evaluate(const float* e, float* grad, bool want_loss = true) {
-    for (const auto& [block_begin, hessian] : hessians_) {
-      const int64_t begin = std::max(block_begin, rows_.begin), end = std::min(block_begin + block_rows_, rows_.end);
-      const int64_t offset = (begin - rows_.begin) * in_;
-      kernels::Gemm(end - begin, in_, in_, e + offset, hessian.data(), false, product_.data() + offset);
-    }
     double loss = 0.0;
-    if (weightings_.empty()) {
-      loss = Accumulate(e, product_.data(), rows_.size() * in_, grad, want_loss);
-    } else {
-      for (size_t h = 0; h < weightings_.size(); ++h) {
-        const int64_t offset = static_cast<int64_t>(h) * head_rows_ * in_;
-        kernels::Gemm(head_rows_, in_, head_rows_, weightings_[h].data(), product_.data() + offset, false,
-                      weighted_.data());
-        loss += Accumulate(e + offset, weighted_.data(), head_rows_ * in_, grad == nullptr ? nullptr : grad + offset,
-                           want_loss);
+    const int64_t first_block = rows_.begin / block_rows_;
+    for (size_t u = 0; u < unit_losses_.size(); ++u) {
+      const int64_t unit_begin = (first_unit_ + static_cast<int64_t>(u)) * unit_rows_;
+      const int64_t begin = std::max(unit_begin, rows_.begin), end = std::min(unit_begin + unit_rows_, rows_.end);
+      const float* hessian = hessians_[unit_begin / block_rows_ - first_block].data();
+      for (int64_t tile = begin; tile < end;) {
+        const int64_t tile_end = std::min(end, unit_begin + ((tile - unit_begin) / kProductRows + 1) * kProductRows);
+        const int64_t tile_offset = (tile - rows_.begin) * in_;
+        kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
+        tile = tile_end;
       }
+      const int64_t offset = (begin - rows_.begin) * in_;
+      const float* product = product_.data() + offset;
+      if (!weightings_.empty()) {  // the range holds whole heads
+        kernels::Gemm(unit_rows_, in_, unit_rows_, weightings_[u].data(), product, false, weighted_.data());
+        product = weighted_.data();
+      }
+      unit_losses_[u] =
+          Accumulate(e + offset, product, (end - begin) * in_, grad == nullptr ? nullptr : grad + offset, want_loss);
+      loss += unit_losses_[u];
     }
     return loss;
   }
+
+  const std::vector<double>& unit_losses() const { return unit_losses_; }
 
  private:
   static double Accumulate(const float* e, const float* product, int64_t n, float* grad, bool want_loss) {
@@ -92,10 +108,11 @@ class Reconstruction {
   }
 
   RowRange rows_;
-  int64_t in_, block_rows_, head_rows_ = 0;
-  std::vector<std::pair<int64_t, std::vector<float>>> hessians_;  // (first row of the block, H) over the range
-  std::vector<std::vector<float>> weightings_;                    // the range's heads, in order
+  int64_t in_, block_rows_, unit_rows_, first_unit_;
+  std::vector<std::vector<float>> hessians_;    // the Hessian blocks the range meets, in order
+  std::vector<std::vector<float>> weightings_;  // the range's heads, in order
   std::vector<float> product_, weighted_;
+  std::vector<double> unit_losses_;
 };
 
 // The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
@@ -271,15 +288,26 @@ std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) cons
   return codes;
 }
 
-double SoftRoundingObjective::LossOfCodes(std::span<const int32_t> codes) {
+std::vector<double> SoftRoundingObjective::UnitLosses(std::span<const int32_t> codes) {
   State& s = *state_;
   for (size_t i = 0; i < codes.size(); ++i)
     s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - s.weight(static_cast<int64_t>(i));
-  return s.reconstruction.Evaluate(s.e.data(), nullptr);
+  s.reconstruction.Evaluate(s.e.data(), nullptr);
+  return s.reconstruction.unit_losses();
+}
+
+double TotalLoss(std::span<const double> unit_losses) {
+  double loss = 0.0;
+  for (const double l : unit_losses) loss += l;
+  return loss;
 }
 
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes) {
-  return SoftRoundingObjective(problem).LossOfCodes(codes);
+  return TotalLoss(SoftRoundingObjective(problem).UnitLosses(codes));
+}
+
+bool KeepLearned(std::span<const double> initial_losses, std::span<const double> learned_losses) {
+  return TotalLoss(learned_losses) < TotalLoss(initial_losses);
 }
 
 namespace {
@@ -302,41 +330,65 @@ std::vector<int32_t> Descend(const RoundingProblem& problem, RowRange rows, cons
 
 }  // namespace
 
-std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts) {
+int64_t UnitRows(const RoundingProblem& problem) {
   const int64_t rows = problem.weight->dim(0);
-  const int64_t unit = problem.output_weightings.empty() ? 1 : rows / static_cast<int64_t>(problem.output_weightings.size());
-  const int64_t units = rows / unit, count = std::clamp<int64_t>(parts, 1, units);
+  return rows / static_cast<int64_t>(problem.output_weightings.empty() ? problem.hessians.size()
+                                                                       : problem.output_weightings.size());
+}
+
+std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts) {
+  const int64_t rows = problem.weight->dim(0), unit_rows = UnitRows(problem);
+  // Whole units where the weightings need them or there are enough to go round; else tiles of
+  // the product, from each unit's first row.
+  const bool whole_units = !problem.output_weightings.empty() || rows / unit_rows >= parts;
+  const int64_t unit_steps = whole_units ? 1 : (unit_rows + kProductRows - 1) / kProductRows;
+  const int64_t steps = rows / unit_rows * unit_steps, count = std::clamp<int64_t>(parts, 1, steps);
+  const auto row_of = [&](int64_t step) {
+    return step / unit_steps * unit_rows + std::min(unit_rows, step % unit_steps * (whole_units ? unit_rows : kProductRows));
+  };
   std::vector<RowRange> ranges;
-  for (int64_t p = 0; p < count; ++p) ranges.push_back({units * p / count * unit, units * (p + 1) / count * unit});
+  for (int64_t p = 0; p < count; ++p) ranges.push_back({row_of(steps * p / count), row_of(steps * (p + 1) / count)});
   return ranges;
 }
 
-RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
+RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  // One BLAS thread, whatever the parts: the library's threads can change a product's bits, and
+  // a unit must get the same ones in every part, worker and pool (and their hand-offs cost more
+  // than products this small).
+  const kernels::SingleThreadedBlas one_blas_thread;
   SoftRoundingObjective whole(problem);
-  RoundingResult result;
-  result.codes = problem.initial->codes;
-  result.initial_loss = result.loss = whole.LossOfCodes(result.codes);
-  if (options.iters <= 0) return result;
-
+  RoundingCandidates candidates;
+  candidates.initial_losses = whole.UnitLosses(problem.initial->codes);
+  if (options.iters <= 0) {
+    candidates.learned = problem.initial->codes;
+    candidates.learned_losses = candidates.initial_losses;
+    return candidates;
+  }
   const std::vector<RowRange> parts = RoundingRowParts(problem, problem.pool == nullptr ? 1 : problem.pool->threads());
-  std::vector<int32_t> learned(result.codes.size());
+  candidates.learned.resize(problem.initial->codes.size());
   const int64_t in = problem.weight->dim(1);
   const auto descend = [&](int64_t p) {
     const std::vector<int32_t> codes = Descend(problem, parts[p], options);
-    std::copy(codes.begin(), codes.end(), learned.begin() + parts[p].begin * in);
+    std::copy(codes.begin(), codes.end(), candidates.learned.begin() + parts[p].begin * in);
   };
-  if (parts.size() == 1) {
+  if (parts.size() == 1)
     descend(0);
-  } else {
-    const kernels::SingleThreadedBlas one_blas_thread_per_part;
+  else
     problem.pool->ParallelFor(static_cast<int64_t>(parts.size()), descend);
-  }
+  candidates.learned_losses = whole.UnitLosses(candidates.learned);
+  return candidates;
+}
 
-  const double loss = whole.LossOfCodes(learned);
-  if (loss < result.loss) {
-    result.codes = std::move(learned);
-    result.loss = loss;
-    result.learned = true;
+RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  RoundingCandidates candidates = LearnRoundingCandidates(problem, options);
+  RoundingResult result;
+  result.initial_loss = result.loss = TotalLoss(candidates.initial_losses);
+  result.learned = KeepLearned(candidates.initial_losses, candidates.learned_losses);
+  if (result.learned) {
+    result.codes = std::move(candidates.learned);
+    result.loss = TotalLoss(candidates.learned_losses);
+  } else {
+    result.codes = problem.initial->codes;
   }
   return result;
 }
