@@ -8,10 +8,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "core/thread_pool.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/blas.h"
 #include "tests/methods/mixed_inputs.h"
 #include "worker/methods/zfold_problem.h"
 #include "worker/solvers/solver.h"
@@ -203,6 +205,30 @@ TEST(AdaRoundTest, PartsOnAPoolGiveTheCodesOfOneDescent) {
   p.hessians.push_back(&second.h);
   ExpectSameCodesOnAPool(p, 3);
   ExpectSameCodesOnAPool(p, 2);
+}
+
+// The gradient of each row part has the whole gradient's bits on its rows, under one BLAS
+// thread as LearnRounding runs it, at a size where OpenBLAS 0.3.21 gives a row of a 96-row
+// product other bits than the same row of a 32-row one (its small-matrix kernel takes the
+// latter): without the 32-row tiles of E·H this fails on the AVX-512 VM.
+TEST(AdaRoundTest, RowPartsHaveTheWholeGradientsBits) {
+  const Fixture s = MakeSetup(96, 130, 3, 0, 11);
+  const RoundingProblem p = ProblemOf(s);
+  const kernels::SingleThreadedBlas one_thread;
+  SoftRoundingObjective whole(p);
+  const std::vector<float> v = whole.InitialVariables();
+  std::vector<float> grad(v.size());
+  whole.Gradient(v, 0.01f, 10.0f, grad);
+  const std::vector<RowRange> parts = RoundingRowParts(p, 3);
+  ASSERT_EQ(parts.size(), 3u);
+  for (const RowRange& part : parts) {
+    SoftRoundingObjective objective(p, part);
+    const std::span<const float> part_v(v.data() + part.begin * 130, part.size() * 130);
+    std::vector<float> part_grad(part_v.size());
+    objective.Gradient(part_v, 0.01f, 10.0f, part_grad);
+    EXPECT_EQ(std::memcmp(part_grad.data(), grad.data() + part.begin * 130, part_grad.size() * sizeof(float)), 0)
+        << "rows [" << part.begin << ", " << part.end << ")";
+  }
 }
 
 }  // namespace
