@@ -211,7 +211,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   if (whole_layer && position_ != Position::kLayerInput)
     return absl::FailedPreconditionError(absl::StrCat("layer ", layer_, ": statistics asked for twice"));
 
-  HessianWorkspace workspace{&source_.model->pool(), {}};
+  HessianWorkspace workspace{&source_.model->pool(), {}, {}};
   std::vector<InputStatsCollector> inputs;
   std::vector<AttentionStatsCollector> attentions;
   std::vector<ObserverFanOut> observers;
@@ -227,7 +227,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   // Each shard's sums go into the shard tree as soon as its last batch is seen.
   std::vector<int> held;
   for (const Shard& shard : shards_) held.push_back(shard.index);
-  HeldShardReducer reducer(held, workspace.pool);
+  HeldShardReducer reducer(held, &workspace);
   const auto shard_done = [&](size_t s) {
     std::map<std::string, HessianSum> sums = inputs[s].TakeUpper();  // mirrored once, below
     std::vector<GroupStatistics> partial;

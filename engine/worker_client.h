@@ -27,7 +27,8 @@ struct GroupStatistics {
   std::optional<AttentionStats> attention;
 
   // `pool` (optional) runs the element-wise adds on several threads; the bytes are the same.
-  absl::Status Merge(const GroupStatistics& other, ThreadPool* pool = nullptr);
+  // `upper_only`: the input sums hold current upper triangles only (HessianSum::Merge).
+  absl::Status Merge(const GroupStatistics& other, ThreadPool* pool = nullptr, bool upper_only = false);
 };
 
 // The partial statistics of shards [first_shard, first_shard + shard_count) — a node of the

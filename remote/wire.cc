@@ -16,12 +16,12 @@ std::string Bytes(const T* values, size_t count) {
 }
 
 // The values of a bytes field holding `count` little-endian T (hosts are little-endian x86-64).
-template <typename T>
-absl::StatusOr<std::vector<T>> Values(const std::string& bytes, size_t count, std::string_view what) {
+template <typename T, typename Vector = std::vector<T>>
+absl::StatusOr<Vector> Values(const std::string& bytes, size_t count, std::string_view what) {
   if (bytes.size() != count * sizeof(T))
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(what), ": ", bytes.size(), " bytes, expected ", count * sizeof(T)));
-  std::vector<T> values(count);
+  Vector values(count);
   if (count > 0) std::memcpy(values.data(), bytes.data(), bytes.size());
   return values;
 }
@@ -62,7 +62,8 @@ absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data) {
   HessianSum sum;
   sum.dim = data.dim();
   sum.tokens = data.tokens();
-  QSHARD_ASSIGN_OR_RETURN(sum.sum, Values<double>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum"));
+  QSHARD_ASSIGN_OR_RETURN(sum.sum, (Values<double, decltype(sum.sum)>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim),
+                                                                     "Hessian sum")));
   QSHARD_ASSIGN_OR_RETURN(sum.abs_max, Values<float>(data.abs_max_f32(), static_cast<size_t>(sum.dim), "channel max |x|"));
   return sum;
 }

@@ -155,6 +155,9 @@ class LayerMethod {
 };
 
 // ‖WX − ŴX‖² / ‖WX‖² from the input statistics: tr(ΔW S ΔWᵀ) / tr(W S Wᵀ) with S = Σ x xᵀ.
-double RelativeOutputError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats);
+// `proxy_error`, when not NaN, is the numerator a solver already measured against these
+// statistics, tr(ΔW H ΔWᵀ) with H = 2·S/tokens (Solver's proxy_error), and saves its Gram.
+double RelativeOutputError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats,
+                           double proxy_error = std::numeric_limits<double>::quiet_NaN());
 
 }  // namespace qshard
