@@ -147,24 +147,14 @@ def write_model(source, out, t):
     torch_reference.write_safetensors(os.path.join(out, "model.safetensors"), t)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gptq-src", required=True, help="folder with the authors' gptq.py and quant.py")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--ids", required=True, help="calibration windows: raw int32, windows x --seqlen")
-    parser.add_argument("--seqlen", type=int, required=True)
-    parser.add_argument("--groups", required=True,
-                        help="linears (relative to the layer) in true-sequential groups: a,b,c;d;...")
-    parser.add_argument("--bits", type=int, default=4)
-    parser.add_argument("--group-size", type=int, default=-1)
-    parser.add_argument("--act-order", action="store_true")
-    parser.add_argument("--damp", type=float, default=0.01, help="percdamp")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", required=True, help="write the dequantized model directory here")
-    args = parser.parse_args()
-
+def run_reference(args, import_authors, quantize_model, phases, extra=None):
+    """What every authors'-code baseline does around its loop: set the threads, import the
+    authors' modules, read the ids (--ids, --seqlen) and the model (--model), run
+    quantize_model(args, tensors, config, windows, *modules) with their prints on stderr, write
+    --out, and print one JSON object: seconds (all but the writing), load seconds, and the
+    seconds quantize_model returns, named `phases`."""
     blas = set_threads(args.threads)
-    gptq, quant = import_authors_gptq(args.gptq_src)
+    modules = import_authors()
     ids = np.fromfile(args.ids, dtype="<i4").astype(np.int64)
     if ids.size == 0 or ids.size % args.seqlen != 0:
         raise SystemExit(f"--ids {args.ids}: {ids.size} ids are not whole windows of {args.seqlen}")
@@ -174,13 +164,39 @@ def main():
     t, cfg, _ = torch_reference.load_model(args.model)
     load_seconds = time.perf_counter() - start
     with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
-        forward, statistics, solve = quantize_model(args, t, cfg, windows, gptq, quant)
+        seconds_by_phase = quantize_model(args, t, cfg, windows, *modules)
     seconds = time.perf_counter() - start
     write_model(args.model, args.out, t)
-    print(json.dumps({"seconds": seconds, "load_seconds": load_seconds, "forward_seconds": forward,
-                      "statistics_seconds": statistics, "solve_seconds": solve, "windows": len(windows),
-                      "threads": args.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
-                      "torch": torch.__version__, "blas": blas}))
+    print(json.dumps({"seconds": seconds, "load_seconds": load_seconds,
+                      **{f"{name}_seconds": value for name, value in zip(phases, seconds_by_phase)},
+                      "windows": len(windows), "threads": args.threads,
+                      "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__, "blas": blas,
+                      **(extra or {})}))
+
+
+def reference_arguments(doc, default_bits):
+    """The arguments every authors'-code baseline takes; add its own, then parse."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--ids", required=True, help="calibration windows: raw int32, windows x --seqlen")
+    parser.add_argument("--seqlen", type=int, required=True)
+    parser.add_argument("--bits", type=int, default=default_bits)
+    parser.add_argument("--act-order", action="store_true")
+    parser.add_argument("--damp", type=float, default=0.01, help="percdamp")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", required=True, help="write the dequantized model directory here")
+    return parser
+
+
+def main():
+    parser = reference_arguments(__doc__, 4)
+    parser.add_argument("--gptq-src", required=True, help="folder with the authors' gptq.py and quant.py")
+    parser.add_argument("--groups", required=True,
+                        help="linears (relative to the layer) in true-sequential groups: a,b,c;d;...")
+    parser.add_argument("--group-size", type=int, default=-1)
+    args = parser.parse_args()
+
+    run_reference(args, lambda: import_authors_gptq(args.gptq_src), quantize_model, ("forward", "statistics", "solve"))
 
 
 if __name__ == "__main__":

@@ -220,7 +220,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
     inputs.emplace_back(layer_, names, seqlen_, &workspace);
-    attentions.emplace_back(layer_, source_.model->config());
+    attentions.emplace_back(layer_, source_.model->config(), workspace.pool);
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
   }
@@ -288,6 +288,7 @@ absl::StatusOr<GroupProblem> LocalWorker::ProblemOf(int group, const GroupStatis
   }
   problem.weights = &weights_;
   problem.quantized = &quantized_;
+  problem.pool = &source_.model->pool();
   return problem;
 }
 

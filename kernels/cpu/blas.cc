@@ -1,5 +1,7 @@
 #include "kernels/cpu/blas.h"
 
+#include <mutex>
+
 #include <cblas.h>
 
 
@@ -7,6 +9,7 @@ extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
 }
 
 namespace qshard::kernels {
@@ -68,6 +71,25 @@ bool CholeskyInverseF64(int64_t n, double* lower_factor) {
 
 void SetBlasThreads(int threads) {
   if (threads > 0) openblas_set_num_threads(threads);
+}
+
+namespace {
+std::mutex single_threaded_mutex;
+int single_threaded_scopes = 0;  // guarded by single_threaded_mutex
+int threads_before_scopes = 0;   // the library's count when the first open scope began
+}  // namespace
+
+SingleThreadedBlas::SingleThreadedBlas() {
+  std::lock_guard<std::mutex> lock(single_threaded_mutex);
+  if (single_threaded_scopes++ == 0) {
+    threads_before_scopes = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+  }
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  std::lock_guard<std::mutex> lock(single_threaded_mutex);
+  if (--single_threaded_scopes == 0) openblas_set_num_threads(threads_before_scopes);
 }
 
 }  // namespace qshard::kernels

@@ -39,4 +39,17 @@ bool CholeskyInverseF64(int64_t n, double* lower_factor);
 // Number of threads the BLAS library uses; 0 leaves the library default.
 void SetBlasThreads(int threads);
 
+// While one of these lives, BLAS calls run on their calling thread alone: for callers that run
+// many small GEMMs on threads of their own, where the library's hand-offs to its threads would
+// cost more than the products. The library's count is process-wide (OpenBLAS 0.3.21 has no
+// per-thread one), so scopes may overlap, from any threads: the count returns when the last ends.
+// Results are the same either way (each element of a product is one sum, in one order).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+};
+
 }  // namespace qshard::kernels

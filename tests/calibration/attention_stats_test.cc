@@ -1,12 +1,13 @@
 // AttentionStats against direct float64 computations from explicit attention probabilities on
 // a small random GQA block, and the RoPE pull-back against rotation matrices taken from the
-// forward pass's own RotaryEmbedding.
+// forward pass's own RotaryEmbedding. Summed on a pool, KV groups apart, the bytes are the same.
 #include "worker/calibration/attention_stats.h"
 
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "gtest/gtest.h"
 #include "worker/model/rotary.h"
 
@@ -185,6 +186,35 @@ TEST(AttentionStatsTest, SumsMatchDirectComputationAndIgnoreBatching) {
   AttentionStatsCollector orphan(0, c);
   orphan.OnAttention(0, batches[0].probs, batches[0].q, batches[0].k, 2, seq);
   EXPECT_TRUE(orphan.Take().values.empty());
+}
+
+TEST(AttentionStatsTest, SumsOnAPoolAreTheSumsOfOneThread) {
+  ModelConfig c = SmallLlama();
+  c.num_heads = 9;  // 3 KV groups of 3 on 2 threads
+  c.num_kv_heads = 3;
+  const int64_t seq = 13;
+  std::mt19937 rng(5);
+  const std::vector<Batch> batches = {RandomBatch(c, 2, seq, rng), RandomBatch(c, 3, seq, rng)};
+  AttentionStatsCollector alone(0, c);
+  ThreadPool pool(2);
+  AttentionStatsCollector pooled(0, c, &pool);
+  for (const Batch& b : batches) {
+    Feed(alone, b, seq);
+    Feed(pooled, b, seq);
+  }
+  EXPECT_EQ(pooled.ProbabilitiesScratch(0), pooled.ProbabilitiesScratch(0));  // one tensor across batches
+  EXPECT_EQ(pooled.ProbabilitiesScratch(1), nullptr);                         // only for its layer
+  const AttentionStats one = alone.Take(), many = pooled.Take();
+  ASSERT_EQ(many.values.size(), 3u);
+  for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+    EXPECT_EQ(many.values[g].sum, one.values[g].sum);
+    EXPECT_EQ(many.queries[g].sum, one.queries[g].sum);
+    EXPECT_EQ(many.keys[g].sum, one.keys[g].sum);
+    EXPECT_EQ(many.values[g].tokens, one.values[g].tokens);
+    for (int64_t i = 0; i < c.hidden_size; ++i)  // both triangles
+      for (int64_t j = 0; j < i; ++j)
+        EXPECT_EQ(many.values[g].sum[i * c.hidden_size + j], many.values[g].sum[j * c.hidden_size + i]);
+  }
 }
 
 TEST(AttentionStatsTest, CrossWeightingsPullBackThroughTheForwardPassRotation) {

@@ -1,15 +1,19 @@
 // AdaRound on small random problems: its loss matches a direct float64 evaluation of
 // tr(ΔW H ΔWᵀ) and Σ_h tr(G_h ΔW_h H ΔW_hᵀ), it starts from GPTQ's rounding (GPTQ's unrounded
 // values round to GPTQ's codes), and it never ends above that start — here it improves on it.
+// Descended in row parts on a pool, it gives the codes of one descent.
 #include "worker/methods/adaround_rounding.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
+#include "core/thread_pool.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/blas.h"
 #include "tests/methods/mixed_inputs.h"
 #include "worker/methods/zfold_problem.h"
 #include "worker/solvers/solver.h"
@@ -140,6 +144,91 @@ TEST(AdaRoundTest, NeverEndsAboveTheStart) {
   const RoundingResult none = LearnRounding(ProblemOf(s), options);
   EXPECT_EQ(none.codes, s.gptq.weight.codes);
   EXPECT_FALSE(none.learned);
+}
+
+TEST(AdaRoundTest, RowPartsCoverTheRowsInWholeHeadsOrProductTiles) {
+  const Fixture plain = MakeSetup(100, 12, 3, 0, 5);  // one unit of 100 rows: tiles of 32
+  const std::vector<RowRange> parts = RoundingRowParts(ProblemOf(plain), 3);
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts.front().begin, 0);
+  EXPECT_EQ(parts.back().end, 100);
+  for (size_t p = 1; p < parts.size(); ++p) EXPECT_EQ(parts[p].begin, parts[p - 1].end);
+  for (const RowRange& part : parts) EXPECT_EQ(part.begin % 32, 0);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(plain), 9).size(), 4u);  // no more parts than tiles
+  const Fixture heads = MakeSetup(40, 12, 3, 8, 6);  // 5 heads of 8
+  const std::vector<RowRange> head_parts = RoundingRowParts(ProblemOf(heads), 7);
+  ASSERT_EQ(head_parts.size(), 5u);  // no more parts than heads
+  for (const RowRange& part : head_parts) EXPECT_EQ(part.begin % 8, 0);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 2).size(), 2u);
+  EXPECT_EQ(RoundingRowParts(ProblemOf(heads), 0).size(), 1u);
+  // Three Hessian blocks of 14 rows and no weightings: whole blocks, each one tile.
+  Fixture blocks = MakeSetup(42, 12, 3, 0, 5);
+  RoundingProblem three = ProblemOf(blocks);
+  three.hessians = {three.hessians[0], three.hessians[0], three.hessians[0]};
+  const std::vector<RowRange> block_parts = RoundingRowParts(three, 2);
+  ASSERT_EQ(block_parts.size(), 2u);
+  EXPECT_EQ(block_parts[0].end, 14);
+  EXPECT_EQ(RoundingRowParts(three, 4).size(), 3u);
+  // Two blocks of 50 rows, three parts: a block's tiles (32 and 18 rows), then the other block.
+  RoundingProblem two = ProblemOf(plain);
+  two.hessians = {two.hessians[0], two.hessians[0]};
+  const std::vector<RowRange> tile_parts = RoundingRowParts(two, 3);
+  ASSERT_EQ(tile_parts.size(), 3u);
+  EXPECT_EQ(tile_parts[1].begin, 32);
+  EXPECT_EQ(tile_parts[2].begin, 50);
+}
+
+// The same problem descended whole and in parts on a pool of `threads`.
+void ExpectSameCodesOnAPool(RoundingProblem p, int threads) {
+  AdaRoundOptions options;
+  options.iters = 150;
+  const RoundingResult whole = LearnRounding(p, options);
+  EXPECT_NE(whole.codes, p.initial->codes);  // the descent moved codes, so the parts had work to agree on
+  ThreadPool pool(threads);
+  p.pool = &pool;
+  const RoundingResult parts = LearnRounding(p, options);
+  EXPECT_EQ(parts.codes, whole.codes);
+  EXPECT_EQ(parts.loss, whole.loss);
+  EXPECT_EQ(parts.learned, whole.learned);
+}
+
+TEST(AdaRoundTest, PartsOnAPoolGiveTheCodesOfOneDescent) {
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(100, 45, 3, 0, 7)), 3);  // tiles 32, 32, 32 + 4
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 2);   // 5 heads: parts of 2 and 3
+  ExpectSameCodesOnAPool(ProblemOf(MakeSetup(40, 45, 2, 8, 8)), 3);
+  // Two Hessian blocks of 50 rows: with 3 threads parts of 32, 18 and 50 rows, with 2 a block each.
+  Fixture s = MakeSetup(100, 45, 3, 0, 9);
+  std::mt19937 rng(10);
+  const HessianSum other = testing::MixedInputs(45, 6 * 45, rng, {3, 0.5f, 9, 1.5f, 11, 4, 6.0f});
+  const WorkingHessian second = PrepareHessian(other, QuantSpec().damp);
+  RoundingProblem p = ProblemOf(s);
+  p.hessians.push_back(&second.h);
+  ExpectSameCodesOnAPool(p, 3);
+  ExpectSameCodesOnAPool(p, 2);
+}
+
+// The gradient of each row part has the whole gradient's bits on its rows, under one BLAS
+// thread as LearnRounding runs it, at a size where OpenBLAS 0.3.21 gives a row of a 96-row
+// product other bits than the same row of a 32-row one (its small-matrix kernel takes the
+// latter): without the 32-row tiles of E·H this fails on the AVX-512 VM.
+TEST(AdaRoundTest, RowPartsHaveTheWholeGradientsBits) {
+  const Fixture s = MakeSetup(96, 130, 3, 0, 11);
+  const RoundingProblem p = ProblemOf(s);
+  const kernels::SingleThreadedBlas one_thread;
+  SoftRoundingObjective whole(p);
+  const std::vector<float> v = whole.InitialVariables();
+  std::vector<float> grad(v.size());
+  whole.Gradient(v, 0.01f, 10.0f, grad);
+  const std::vector<RowRange> parts = RoundingRowParts(p, 3);
+  ASSERT_EQ(parts.size(), 3u);
+  for (const RowRange& part : parts) {
+    SoftRoundingObjective objective(p, part);
+    const std::span<const float> part_v(v.data() + part.begin * 130, part.size() * 130);
+    std::vector<float> part_grad(part_v.size());
+    objective.Gradient(part_v, 0.01f, 10.0f, part_grad);
+    EXPECT_EQ(std::memcmp(part_grad.data(), grad.data() + part.begin * 130, part_grad.size() * sizeof(float)), 0)
+        << "rows [" << part.begin << ", " << part.end << ")";
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The building blocks of a layer against direct float64 computations on random inputs of
 // awkward sizes: norms, linear layers, RoPE (HF rotate_half), causal GQA attention and the
 // key/value cache's attention.
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -204,6 +205,13 @@ TEST(AttentionTest, OnlineSoftmaxMatchesNaiveAttentionOverKeyBlocks) {
       EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool, &probs_at_width, lanes).values(), out.values()) << lanes;
       EXPECT_EQ(probs_at_width.values(), probs.values()) << lanes;
     }
+    // A tensor of the right shape is reused as it is: every element is overwritten.
+    Tensor reused({s.batch, s.heads, s.seq, s.seq});
+    std::fill(reused.values().begin(), reused.values().end(), std::nanf(""));
+    const float* storage = reused.data();
+    EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool, &reused).values(), out.values());
+    EXPECT_EQ(reused.data(), storage);
+    EXPECT_EQ(reused.values(), probs.values());
   }
 }
 

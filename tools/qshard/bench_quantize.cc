@@ -24,6 +24,8 @@ constexpr int64_t kEvaluationSeqlen = 512;
 
 struct QuantizeJob {
   std::string name;
+  std::string method;  // "gptq" or "aespa"
+  int bits = 4;
   int group_size = -1;
   int64_t nsamples = 0;
   int64_t seqlen = 0;
@@ -33,16 +35,18 @@ struct QuantizeJob {
 };
 
 absl::StatusOr<QuantizeJob> FindJob(const std::string& name) {
-  if (name == "tinystories") return QuantizeJob{"tinystories-656k W4 g32", 32, 128, 512, 64};
-  if (name == "opt-layer") return QuantizeJob{"opt-1.3b 1 layer W4 g128", 128, 16, 1024, 16};
-  return absl::InvalidArgumentError(absl::StrCat("--jobs: unknown job '", name, "' (tinystories, opt-layer)"));
+  if (name == "tinystories") return QuantizeJob{"tinystories-656k W4 g32", "gptq", 4, 32, 128, 512, 64};
+  if (name == "opt-layer") return QuantizeJob{"opt-1.3b 1 layer W4 g128", "gptq", 4, 128, 16, 1024, 16};
+  if (name == "tinystories-aespa") return QuantizeJob{"tinystories-656k aespa W3", "aespa", 3, -1, 128, 512, 64};
+  return absl::InvalidArgumentError(
+      absl::StrCat("--jobs: unknown job '", name, "' (tinystories, opt-layer, tinystories-aespa)"));
 }
 
 // The job's model directory: TinyStories-656K as given, or the synthetic OPT-1.3B layer
 // (`qshard make-synthetic --preset opt-1.3b --layers 1`, seed 0, f16) written to `scratch`.
 absl::StatusOr<std::string> JobModel(const std::string& name, const QuantizeBenchOptions& options,
                                      const ScratchDir& scratch) {
-  if (name == "tinystories") return options.tinystories;
+  if (name != "opt-layer") return options.tinystories;
   SyntheticSpec synthetic;
   synthetic.preset = "opt-1.3b";
   synthetic.num_layers = 1;
@@ -58,13 +62,15 @@ absl::StatusOr<std::string> JobModel(const std::string& name, const QuantizeBenc
 //     triangle only, 2·windows·seqlen²·heads·head_dim: one pass of the layer, the least a
 //     sequential job needs (embedding, norms, softmax and the unused LM head not counted);
 //   statistics: T·in² per group of linears reading the same input (a symmetric rank-k update);
-//   solves: GptqFactorFlops(in) + GptqSweepFlops(out, in, g) per linear (bench_flops.h).
+//   solves: GptqFactorFlops(in) + GptqSweepFlops(out, in, g) per linear (bench_flops.h); for
+//     aespa also AdaRound's product E·H per iteration, 2·out·in² (its per-head weightings, the
+//     ζ search and aespa's attention statistics are not counted).
 struct JobFlops {
   double forward = 0.0, statistics = 0.0, solves = 0.0;
   double total() const { return forward + statistics + solves; }
 };
 
-JobFlops CountJobFlops(const ModelConfig& config, const LayerSpec& layer, const QuantizeJob& job) {
+JobFlops CountJobFlops(const ModelConfig& config, const LayerSpec& layer, const QuantizeJob& job, int adaround_iters) {
   const double tokens = static_cast<double>(job.nsamples) * job.seqlen;
   JobFlops flops;
   flops.forward = 2.0 * job.nsamples * job.seqlen * job.seqlen * config.num_heads * config.head_dim;
@@ -72,6 +78,8 @@ JobFlops CountJobFlops(const ModelConfig& config, const LayerSpec& layer, const 
     flops.forward += 2.0 * tokens * linear.out_features * linear.in_features;
     flops.solves += GptqFactorFlops(linear.in_features) +
                     GptqSweepFlops(linear.out_features, linear.in_features, job.group_size);
+    if (job.method == "aespa")
+      flops.solves += 2.0 * adaround_iters * linear.out_features * linear.in_features * linear.in_features;
     for (const auto& group : layer.groups)
       if (group.front() == linear.name) flops.statistics += tokens * linear.in_features * linear.in_features;
   }
@@ -99,34 +107,58 @@ absl::Status AddEvaluation(JobSpec spec, const std::string& model_dir, const Qua
   return absl::OkStatus();
 }
 
+// The reference script's command line for the job: the flags every baseline takes
+// (bench/gptq_reference.py's reference_arguments) and the method's own.
+absl::StatusOr<std::vector<std::string>> ReferenceCommand(const QuantizeBenchOptions& options, const JobSpec& spec,
+                                                          const LayerSpec& layer, const QuantizeJob& job,
+                                                          const std::string& ids_file, const std::string& out) {
+  const bool aespa = job.method == "aespa";
+  const std::string& src = aespa ? options.aespa_src : options.gptq_src;
+  if (src.empty())
+    return absl::FailedPreconditionError(aespa ? "no --aespa-src (a checkout of SamsungLabs/aespa) given"
+                                               : "no --gptq-src (a checkout of IST-DASLab/gptq) given");
+  QSHARD_ASSIGN_OR_RETURN(const std::string script, BaselineScript(options.common.scripts, aespa ? "aespa_reference.py"
+                                                                                                 : "gptq_reference.py"));
+  std::vector<std::string> argv = {options.common.python, script, "--model", spec.model_dir, "--ids", ids_file,
+                                   "--seqlen", std::to_string(job.seqlen),
+                                   "--bits", std::to_string(spec.method.spec.bits),
+                                   "--damp", absl::StrCat(spec.method.spec.damp),
+                                   "--threads", std::to_string(options.common.threads), "--out", out};
+  if (spec.method.spec.act_order) argv.push_back("--act-order");
+  if (aespa) {
+    for (const std::string& flag : {std::string("--aespa-src"), src, std::string("--iters"),
+                                    std::to_string(spec.method.aespa_adaround_iters), std::string("--lr"),
+                                    absl::StrCat(spec.method.aespa_learning_rate)})
+      argv.push_back(flag);
+  } else {
+    for (const std::string& flag : {std::string("--gptq-src"), src, std::string("--groups"), GroupsFlag(layer),
+                                    std::string("--group-size"), std::to_string(spec.method.spec.group_size)})
+      argv.push_back(flag);
+  }
+  return argv;
+}
+
 // The authors' code on the same ids, and its result's KL; or the row with a note saying why not.
 nlohmann::json ReferenceRow(const QuantizeBenchOptions& options, const JobSpec& spec, const LayerSpec& layer,
                             const QuantizeJob& job, const ScratchDir& scratch, nlohmann::json row) {
-  row["implementation"] = "gptq-authors";
+  row["implementation"] = job.method + "-authors";
   const absl::Status status = [&]() -> absl::Status {
-    if (options.gptq_src.empty())
-      return absl::FailedPreconditionError("no --gptq-src (a checkout of IST-DASLab/gptq) given");
-    QSHARD_ASSIGN_OR_RETURN(const std::string script, BaselineScript(options.common.scripts, "gptq_reference.py"));
-    QSHARD_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, CalibrationWindows(spec, job.seqlen));
     const std::string ids_file = scratch.File("calibration.i32"), out = scratch.File("reference");
+    QSHARD_ASSIGN_OR_RETURN(const std::vector<std::string> argv,
+                            ReferenceCommand(options, spec, layer, job, ids_file, out));
+    QSHARD_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, CalibrationWindows(spec, job.seqlen));
     QSHARD_RETURN_IF_ERROR(WriteRawFile(ids_file, ids.data(), ids.size() * sizeof(int32_t)));
-    std::vector<std::string> argv = {options.common.python, script, "--gptq-src", options.gptq_src,
-                                     "--model", spec.model_dir, "--ids", ids_file,
-                                     "--seqlen", std::to_string(job.seqlen), "--groups", GroupsFlag(layer),
-                                     "--bits", std::to_string(spec.method.spec.bits),
-                                     "--group-size", std::to_string(spec.method.spec.group_size),
-                                     "--damp", absl::StrCat(spec.method.spec.damp),
-                                     "--threads", std::to_string(options.common.threads), "--out", out};
-    if (spec.method.spec.act_order) argv.push_back("--act-order");
-    std::cerr << "bench quantize: " << job.name << ": the authors' GPTQ" << std::endl;
+    std::cerr << "bench quantize: " << job.name << ": the authors' " << job.method << std::endl;
     QSHARD_ASSIGN_OR_RETURN(const nlohmann::json result, RunForJson(argv));
-    for (const char* key : {"seconds", "load_seconds", "forward_seconds", "statistics_seconds", "solve_seconds"})
-      row[key] = result.value(key, 0.0);
+    for (const char* key :
+         {"seconds", "load_seconds", "forward_seconds", "statistics_seconds", "refine_seconds", "solve_seconds"})
+      if (result.contains(key)) row[key] = result[key];
     row["calibration_seconds"] = result.value("forward_seconds", 0.0) + result.value("statistics_seconds", 0.0);
     row["omp_wait_policy"] = result.value("omp_wait_policy", std::string("?"));
     row["torch"] = result.value("torch", std::string("?"));
     row["blas"] = result.value("blas", std::string("?"));
-    row["gptq_src"] = options.gptq_src;
+    row["src"] = job.method == "aespa" ? options.aespa_src : options.gptq_src;
+    if (result.contains("device")) row["device"] = result["device"];
     std::cerr << "bench quantize: " << job.name << ": evaluating the authors' result" << std::endl;
     return AddEvaluation(spec, out, job, row);
   }();
@@ -144,7 +176,8 @@ absl::StatusOr<std::vector<nlohmann::json>> RunJob(const QuantizeBenchOptions& o
   JobSpec spec;
   QSHARD_ASSIGN_OR_RETURN(spec.model_dir, JobModel(name, options, scratch));
   spec.out_dir = scratch.File("qshard");
-  spec.method.spec.bits = 4;
+  spec.method.method = job.method;
+  spec.method.spec.bits = job.bits;
   spec.method.spec.group_size = job.group_size;
   spec.calibration.text = options.text;
   spec.calibration.lines = kCalibrationLines;
@@ -154,10 +187,11 @@ absl::StatusOr<std::vector<nlohmann::json>> RunJob(const QuantizeBenchOptions& o
   spec.execution.threads = options.common.threads;
   QSHARD_ASSIGN_OR_RETURN(const ModelConfig config, LoadModelConfig(spec.model_dir));
   const LayerSpec layer = DecoderLayerSpec(config);
-  const JobFlops flops = CountJobFlops(config, layer, job);
+  const JobFlops flops = CountJobFlops(config, layer, job, spec.method.aespa_adaround_iters);
 
   nlohmann::json common = {{"bench", "quantize"},
                            {"job", job.name},
+                           {"method", job.method},
                            {"bits", spec.method.spec.bits},
                            {"group_size", job.group_size},
                            {"windows", job.nsamples},

@@ -124,11 +124,14 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
   auto quantize_options = std::make_shared<QuantizeBenchOptions>();
   quantize_options->common.threads = 2;
   CLI::App* quantize = bench->add_subcommand(
-      "quantize", "Whole GPTQ jobs (TinyStories-656K W4 g32; one OPT-1.3B-shaped layer W4 g128) vs the GPTQ "
-                  "authors' code (--gptq-src) on the same windows, with both results' KL; run once each");
+      "quantize", "Whole jobs (GPTQ: TinyStories-656K W4 g32, one OPT-1.3B-shaped layer W4 g128; aespa: "
+                  "TinyStories-656K W3) vs the authors' code (--gptq-src, --aespa-src) on the same windows, with "
+                  "both results' KL; run once each");
   quantize->add_option("--gptq-src", quantize_options->gptq_src,
-                       "Folder with IST-DASLab/gptq's gptq.py and quant.py (without it: qshard rows only)");
-  quantize->add_option("--jobs", quantize_options->jobs, "tinystories, opt-layer (comma-separated)")
+                       "Folder with IST-DASLab/gptq's gptq.py and quant.py (without it: no GPTQ reference rows)");
+  quantize->add_option("--aespa-src", quantize_options->aespa_src,
+                       "Folder with SamsungLabs/aespa's sources (without it: no aespa reference row)");
+  quantize->add_option("--jobs", quantize_options->jobs, "tinystories, opt-layer, tinystories-aespa (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
   quantize->add_option("--tinystories", quantize_options->tinystories, "TinyStories-656K directory")

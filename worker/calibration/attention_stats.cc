@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
 
 namespace qshard {
@@ -67,31 +68,46 @@ void AttentionStatsCollector::OnAttention(int layer, const Tensor& probs, const 
   // Hooks cannot fail: a batch without its attention input, or with windows of another length,
   // is skipped; an empty result is reported by the method that needs it.
   if (layer != layer_ || input_.rows() != batch * seq || (!stats_.values.empty() && seq != stats_.seq)) return;
-  if (stats_.values.empty()) stats_ = AttentionStats::For(config_, seq);
+  if (stats_.values.empty()) {
+    stats_ = AttentionStats::For(config_, seq);
+    workspaces_.assign(stats_.kv_heads, HessianWorkspace{});
+  }
   const int64_t heads = stats_.heads, group = heads / stats_.kv_heads;
   const int64_t hidden = stats_.hidden, head_dim = stats_.head_dim;
-  std::vector<float> mixed(heads * seq * hidden), slice(seq * head_dim);
-  // Window by window, heads in order inside a window: every per-group sum receives its terms in
-  // window order whatever the batching.
-  for (int64_t b = 0; b < batch; ++b) {
-    // A_h X for every head at once: the window's probabilities are [heads·seq, seq] row-major,
-    // and one GEMM that tall runs far closer to the BLAS rate than a seq × hidden one per head.
-    kernels::Gemm(heads * seq, hidden, seq, probs.data() + b * heads * seq * seq, input_.row(b * seq),
-                  /*b_transposed=*/false, mixed.data());
-    for (int64_t h = 0; h < heads; ++h) {
-      stats_.values[h / group].AddWindow(mixed.data() + h * seq * hidden, seq);
-      GatherHead(q, b, seq, h, head_dim, slice.data());
-      stats_.queries[h / group].AddWindow(slice.data(), seq);
-    }
-    for (int64_t g = 0; g < stats_.kv_heads; ++g) {
+  // KV head g's sums take the terms of its query heads only, so the groups are summed apart;
+  // inside each, window by window and heads in order: every sum receives its terms in window
+  // order whatever the batching or the threads.
+  const auto kv_group = [&](int64_t g) {
+    HessianWorkspace& workspace = workspaces_[g];
+    std::vector<float> mixed(group * seq * hidden), slice(seq * head_dim);
+    for (int64_t b = 0; b < batch; ++b) {
+      // A_h X for the group's heads at once: their probabilities are consecutive rows
+      // [group·seq, seq], and one GEMM that tall runs closer to the BLAS rate than one per head.
+      kernels::Gemm(group * seq, hidden, seq, probs.data() + (b * heads + g * group) * seq * seq, input_.row(b * seq),
+                    /*b_transposed=*/false, mixed.data());
+      for (int64_t j = 0; j < group; ++j) {
+        stats_.values[g].AddWindowsToUpper(mixed.data() + j * seq * hidden, seq, seq, workspace);
+        GatherHead(q, b, seq, g * group + j, head_dim, slice.data());
+        stats_.queries[g].AddWindowsToUpper(slice.data(), seq, seq, workspace);
+      }
       GatherHead(k, b, seq, g, head_dim, slice.data());
-      stats_.keys[g].AddWindow(slice.data(), seq);
+      stats_.keys[g].AddWindowsToUpper(slice.data(), seq, seq, workspace);
     }
+  };
+  if (pool_ == nullptr || pool_->threads() == 1) {
+    for (int64_t g = 0; g < stats_.kv_heads; ++g) kv_group(g);
+  } else {
+    const kernels::SingleThreadedBlas one_blas_thread_per_group;
+    pool_->ParallelFor(stats_.kv_heads, kv_group);
   }
 }
 
 AttentionStats AttentionStatsCollector::Take() {
+  for (std::vector<HessianSum>* sums : {&stats_.values, &stats_.queries, &stats_.keys})
+    for (HessianSum& sum : *sums) sum.MirrorUpper(pool_);
   AttentionStats out = std::move(stats_);
+  probs_ = Tensor();
+  workspaces_.clear();
   stats_ = AttentionStats();
   input_ = Tensor();
   return out;

@@ -43,12 +43,15 @@ struct AttentionStats {
 // batch's attention input (the q/k/v projections' input) until the attention hook fires.
 class AttentionStatsCollector : public LayerObserver {
  public:
-  AttentionStatsCollector(int layer, const ModelConfig& config) : layer_(layer), config_(config) {}
+  // With a pool, a batch's KV-head groups are summed on its threads (one BLAS thread each).
+  AttentionStatsCollector(int layer, const ModelConfig& config, ThreadPool* pool = nullptr)
+      : layer_(layer), config_(config), pool_(pool) {}
 
   void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
   bool WantsAttention(int layer) const override { return layer == layer_; }
   void OnAttention(int layer, const Tensor& probs, const Tensor& q, const Tensor& k, int64_t batch,
                    int64_t seq) override;
+  Tensor* ProbabilitiesScratch(int layer) override { return layer == layer_ ? &probs_ : nullptr; }
 
   // The sums so far (empty, with zero shapes, if no window was seen); the collector restarts.
   AttentionStats Take();
@@ -56,8 +59,11 @@ class AttentionStatsCollector : public LayerObserver {
  private:
   int layer_;
   ModelConfig config_;
+  ThreadPool* pool_;
   Tensor input_;  // the current batch's attention input [batch*seq, hidden]
-  AttentionStats stats_;
+  AttentionStats stats_;  // upper triangles only until Take mirrors them
+  std::vector<HessianWorkspace> workspaces_;  // one per KV head: its sums' product scratch
+  Tensor probs_;  // the batches' probabilities, one allocation until Take
 };
 
 // The output weightings aespa's query/key losses tr(G·ΔW·H·ΔWᵀ) use per head, normalized like

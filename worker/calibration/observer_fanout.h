@@ -23,6 +23,11 @@ class ObserverFanOut : public LayerObserver {
                    int64_t seq) override {
     for (LayerObserver* o : observers_) o->OnAttention(layer, probs, q, k, batch, seq);
   }
+  Tensor* ProbabilitiesScratch(int layer) override {
+    for (LayerObserver* o : observers_)
+      if (Tensor* scratch = o->ProbabilitiesScratch(layer); scratch != nullptr) return scratch;
+    return nullptr;
+  }
 
  private:
   std::vector<LayerObserver*> observers_;

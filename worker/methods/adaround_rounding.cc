@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/thread_pool.h"
 #include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
 #include "worker/quant/quant_grid.h"
@@ -20,54 +21,75 @@ namespace {
 constexpr float kGamma = -0.1f;  // rectified sigmoid stretch (Louizos et al.)
 constexpr float kZeta = 1.1f;
 constexpr float kAdamBeta1 = 0.9f, kAdamBeta2 = 0.999f, kAdamEpsilon = 1e-8f;  // PyTorch's defaults
+// Rows of E per GEMM of E·H (Reconstruction): row parts split units at these tiles. Small
+// enough for parts to balance, large enough that packing H per tile costs little beside it.
+constexpr int64_t kProductRows = 32;
 
-// Every weight's step s = scale·ζ_column and zero point, flattened [out, in].
+// Every weight's step s = scale·ζ_column and zero point, flattened [rows, in] for the rows.
 struct ElementGrids {
   std::vector<float> step, zero;
   int32_t max_code = 0;
 
-  explicit ElementGrids(const QuantizedWeight& q) : step(q.rows * q.cols), zero(q.rows * q.cols), max_code(MaxCode(q.bits)) {
-    for (int64_t r = 0; r < q.rows; ++r)
+  ElementGrids(const QuantizedWeight& q, RowRange rows)
+      : step(rows.size() * q.cols), zero(rows.size() * q.cols), max_code(MaxCode(q.bits)) {
+    for (int64_t r = rows.begin; r < rows.end; ++r)
       for (int64_t c = 0; c < q.cols; ++c) {
-        const int64_t g = q.g_idx[c];
-        step[r * q.cols + c] = q.scales.at(g, r) * (q.column_scale.empty() ? 1.0f : q.column_scale[c]);
-        zero[r * q.cols + c] = static_cast<float>(q.zeros[g * q.rows + r]);
+        const int64_t g = q.g_idx[c], i = (r - rows.begin) * q.cols + c;
+        step[i] = q.scales.at(g, r) * (q.column_scale.empty() ? 1.0f : q.column_scale[c]);
+        zero[i] = static_cast<float>(q.zeros[g * q.rows + r]);
       }
   }
 };
 
-// The reconstruction term and its gradient with respect to the quantized weights, unit by
-// unit: a unit is a head's rows (with output weightings) or a Hessian block, and each runs its
-// own GEMMs over its rows and sums its own loss. Rows of whole units solved apart therefore get
-// the bits the whole linear gets (head_parts.h); the units' losses add in unit order.
+// The reconstruction term of a range of rows and its gradient with respect to their quantized
+// weights, unit by unit: a unit is a head's rows (with output weightings) or a Hessian block, and
+// each sums its own loss; the units' losses add in unit order. A unit's product E·H is computed
+// in tiles of kProductRows rows from the unit's first row, one GEMM each, so a row's bits depend
+// on its tile only: rows of whole tiles descended apart (on other workers, head_parts.h, or in
+// other row parts, RoundingRowParts) get the bits the whole linear gets. (The BLAS alone does
+// not promise that: with OpenBLAS a row of a product can change with the product's row count.)
 class Reconstruction {
  public:
-  explicit Reconstruction(const RoundingProblem& p)
-      : out_(p.weight->dim(0)), in_(p.weight->dim(1)), block_rows_(out_ / static_cast<int64_t>(p.hessians.size())),
-        unit_rows_(p.output_weightings.empty() ? block_rows_
-                                               : out_ / static_cast<int64_t>(p.output_weightings.size())),
-        product_(out_ * in_), unit_losses_(out_ / unit_rows_) {
-    for (const std::vector<double>* h : p.hessians) hessians_.emplace_back(h->begin(), h->end());
-    for (const std::vector<double>* g : p.output_weightings) weightings_.emplace_back(g->begin(), g->end());
-    if (!weightings_.empty()) weighted_.resize(unit_rows_ * in_);
+  Reconstruction(const RoundingProblem& p, RowRange rows)
+      : rows_(rows), in_(p.weight->dim(1)), block_rows_(p.weight->dim(0) / static_cast<int64_t>(p.hessians.size())),
+        unit_rows_(UnitRows(p)), first_unit_(rows.begin / unit_rows_), product_(rows.size() * in_),
+        unit_losses_((rows.end + unit_rows_ - 1) / unit_rows_ - first_unit_) {
+    for (int64_t b = rows.begin / block_rows_; b * block_rows_ < rows.end; ++b)
+      hessians_.emplace_back(p.hessians[b]->begin(), p.hessians[b]->end());
+    if (!p.output_weightings.empty()) {
+      for (size_t u = 0; u < unit_losses_.size(); ++u) {
+        const std::vector<double>& g = *p.output_weightings[first_unit_ + u];
+        weightings_.emplace_back(g.begin(), g.end());
+      }
+      weighted_.resize(unit_rows_ * in_);
+    }
   }
 
   // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
   // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
-  // unless null (both H and G symmetric). unit_losses() then holds the units' terms.
+  // unless null (both H and G symmetric). e and grad hold the range's rows; unit_losses() then
+  // holds the terms of the units the range meets (of their rows in it).
   double Evaluate(const float* e, float* grad, bool want_loss = true) {
     double loss = 0.0;
+    const int64_t first_block = rows_.begin / block_rows_;
     for (size_t u = 0; u < unit_losses_.size(); ++u) {
-      const int64_t row = static_cast<int64_t>(u) * unit_rows_, offset = row * in_;
-      kernels::Gemm(unit_rows_, in_, in_, e + offset, hessians_[row / block_rows_].data(), false,
-                    product_.data() + offset);
+      const int64_t unit_begin = (first_unit_ + static_cast<int64_t>(u)) * unit_rows_;
+      const int64_t begin = std::max(unit_begin, rows_.begin), end = std::min(unit_begin + unit_rows_, rows_.end);
+      const float* hessian = hessians_[unit_begin / block_rows_ - first_block].data();
+      for (int64_t tile = begin; tile < end;) {
+        const int64_t tile_end = std::min(end, unit_begin + ((tile - unit_begin) / kProductRows + 1) * kProductRows);
+        const int64_t tile_offset = (tile - rows_.begin) * in_;
+        kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
+        tile = tile_end;
+      }
+      const int64_t offset = (begin - rows_.begin) * in_;
       const float* product = product_.data() + offset;
-      if (!weightings_.empty()) {
+      if (!weightings_.empty()) {  // the range holds whole heads
         kernels::Gemm(unit_rows_, in_, unit_rows_, weightings_[u].data(), product, false, weighted_.data());
         product = weighted_.data();
       }
       unit_losses_[u] =
-          Accumulate(e + offset, product, unit_rows_ * in_, grad == nullptr ? nullptr : grad + offset, want_loss);
+          Accumulate(e + offset, product, (end - begin) * in_, grad == nullptr ? nullptr : grad + offset, want_loss);
       loss += unit_losses_[u];
     }
     return loss;
@@ -85,8 +107,10 @@ class Reconstruction {
     return loss;
   }
 
-  int64_t out_, in_, block_rows_, unit_rows_;
-  std::vector<std::vector<float>> hessians_, weightings_;
+  RowRange rows_;
+  int64_t in_, block_rows_, unit_rows_, first_unit_;
+  std::vector<std::vector<float>> hessians_;    // the Hessian blocks the range meets, in order
+  std::vector<std::vector<float>> weightings_;  // the range's heads, in order
   std::vector<float> product_, weighted_;
   std::vector<double> unit_losses_;
 };
@@ -187,6 +211,7 @@ float Beta(int it, const AdaRoundOptions& o) {
 
 struct SoftRoundingObjective::State {
   const RoundingProblem& problem;
+  const int64_t first;  // the range's first element in the problem's [out, in]
   const ElementGrids grids;
   Reconstruction reconstruction;
   // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
@@ -194,16 +219,21 @@ struct SoftRoundingObjective::State {
   std::vector<float> sigmoid, h, dh_dv, step_in_range, e, dloss_de, power;  // per-call scratch
   std::vector<int32_t> live;
 
-  explicit State(const RoundingProblem& p) : problem(p), grids(*p.initial), reconstruction(p) {
+  State(const RoundingProblem& p, RowRange rows)
+      : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
     const int64_t n = static_cast<int64_t>(grids.step.size());
     for (std::vector<float>* buffer : {&floor_level, &offset, &sigmoid, &h, &dh_dv, &step_in_range, &e, &dloss_de, &power})
       buffer->resize(n);
     live.resize(n);
     for (int64_t i = 0; i < n; ++i) {
-      floor_level[i] = std::floor((*p.unrounded)[i] / grids.step[i]) + grids.zero[i];
-      offset[i] = grids.step[i] * grids.zero[i] + (*p.weight)[i];
+      floor_level[i] = std::floor(unrounded(i) / grids.step[i]) + grids.zero[i];
+      offset[i] = grids.step[i] * grids.zero[i] + weight(i);
     }
   }
+
+  // The problem's u and w at the range's element i.
+  float unrounded(int64_t i) const { return (*problem.unrounded)[first + i]; }
+  float weight(int64_t i) const { return (*problem.weight)[first + i]; }
 
   double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad, bool want_value) {
     const int64_t n = static_cast<int64_t>(v.size());
@@ -223,7 +253,10 @@ struct SoftRoundingObjective::State {
 };
 
 SoftRoundingObjective::SoftRoundingObjective(const RoundingProblem& problem)
-    : state_(std::make_unique<State>(problem)) {}
+    : SoftRoundingObjective(problem, {0, problem.weight->dim(0)}) {}
+
+SoftRoundingObjective::SoftRoundingObjective(const RoundingProblem& problem, RowRange rows)
+    : state_(std::make_unique<State>(problem, rows)) {}
 
 SoftRoundingObjective::~SoftRoundingObjective() = default;
 
@@ -231,7 +264,7 @@ std::vector<float> SoftRoundingObjective::InitialVariables() const {
   const State& s = *state_;
   std::vector<float> v(s.grids.step.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    const float scaled = (*s.problem.unrounded)[i] / s.grids.step[i];
+    const float scaled = s.unrounded(static_cast<int64_t>(i)) / s.grids.step[i];
     const float rest = std::clamp(scaled - std::floor(scaled), 0.0f, 1.0f);
     v[i] = -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
   }
@@ -258,7 +291,7 @@ std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) cons
 std::vector<double> SoftRoundingObjective::UnitLosses(std::span<const int32_t> codes) {
   State& s = *state_;
   for (size_t i = 0; i < codes.size(); ++i)
-    s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - (*s.problem.weight)[i];
+    s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - s.weight(static_cast<int64_t>(i));
   s.reconstruction.Evaluate(s.e.data(), nullptr);
   return s.reconstruction.unit_losses();
 }
@@ -277,15 +310,11 @@ bool KeepLearned(std::span<const double> initial_losses, std::span<const double>
   return TotalLoss(learned_losses) < TotalLoss(initial_losses);
 }
 
-RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options) {
-  SoftRoundingObjective objective(problem);
-  RoundingCandidates candidates;
-  candidates.initial_losses = objective.UnitLosses(problem.initial->codes);
-  if (options.iters <= 0) {
-    candidates.learned = problem.initial->codes;
-    candidates.learned_losses = candidates.initial_losses;
-    return candidates;
-  }
+namespace {
+
+// The rows' learned codes: Adam on the soft variables from their initial values, then [v ≥ 0].
+std::vector<int32_t> Descend(const RoundingProblem& problem, RowRange rows, const AdaRoundOptions& options) {
+  SoftRoundingObjective objective(problem, rows);
   std::vector<float> v = objective.InitialVariables();
   const int64_t n = static_cast<int64_t>(v.size());
   std::vector<float> grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
@@ -296,8 +325,57 @@ RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const
     objective.Gradient(v, regularize ? lambda : 0.0f, Beta(it, options), grad);
     AdamUpdate(grad.data(), n, learning_rate, it + 1, v.data(), adam_m.data(), adam_v.data());
   }
-  candidates.learned = objective.Codes(v);
-  candidates.learned_losses = objective.UnitLosses(candidates.learned);
+  return objective.Codes(v);
+}
+
+}  // namespace
+
+int64_t UnitRows(const RoundingProblem& problem) {
+  const int64_t rows = problem.weight->dim(0);
+  return rows / static_cast<int64_t>(problem.output_weightings.empty() ? problem.hessians.size()
+                                                                       : problem.output_weightings.size());
+}
+
+std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts) {
+  const int64_t rows = problem.weight->dim(0), unit_rows = UnitRows(problem);
+  // Whole units where the weightings need them or there are enough to go round; else tiles of
+  // the product, from each unit's first row.
+  const bool whole_units = !problem.output_weightings.empty() || rows / unit_rows >= parts;
+  const int64_t unit_steps = whole_units ? 1 : (unit_rows + kProductRows - 1) / kProductRows;
+  const int64_t steps = rows / unit_rows * unit_steps, count = std::clamp<int64_t>(parts, 1, steps);
+  const auto row_of = [&](int64_t step) {
+    return step / unit_steps * unit_rows + std::min(unit_rows, step % unit_steps * (whole_units ? unit_rows : kProductRows));
+  };
+  std::vector<RowRange> ranges;
+  for (int64_t p = 0; p < count; ++p) ranges.push_back({row_of(steps * p / count), row_of(steps * (p + 1) / count)});
+  return ranges;
+}
+
+RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  // One BLAS thread, whatever the parts: the library's threads can change a product's bits, and
+  // a unit must get the same ones in every part, worker and pool (and their hand-offs cost more
+  // than products this small).
+  const kernels::SingleThreadedBlas one_blas_thread;
+  SoftRoundingObjective whole(problem);
+  RoundingCandidates candidates;
+  candidates.initial_losses = whole.UnitLosses(problem.initial->codes);
+  if (options.iters <= 0) {
+    candidates.learned = problem.initial->codes;
+    candidates.learned_losses = candidates.initial_losses;
+    return candidates;
+  }
+  const std::vector<RowRange> parts = RoundingRowParts(problem, problem.pool == nullptr ? 1 : problem.pool->threads());
+  candidates.learned.resize(problem.initial->codes.size());
+  const int64_t in = problem.weight->dim(1);
+  const auto descend = [&](int64_t p) {
+    const std::vector<int32_t> codes = Descend(problem, parts[p], options);
+    std::copy(codes.begin(), codes.end(), candidates.learned.begin() + parts[p].begin * in);
+  };
+  if (parts.size() == 1)
+    descend(0);
+  else
+    problem.pool->ParallelFor(static_cast<int64_t>(parts.size()), descend);
+  candidates.learned_losses = whole.UnitLosses(candidates.learned);
   return candidates;
 }
 

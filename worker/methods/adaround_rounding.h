@@ -10,6 +10,12 @@
 // (the heads of the output weightings, else the Hessian blocks), each unit computed on its own
 // rows alone and the units' terms added in order: rows of whole units solved on different
 // workers give the same codes and terms, and the choice is made once they are joined.
+// With a pool, ranges of rows are descended apart on its threads: at unit boundaries where
+// there are units enough, else (one Hessian and no weightings: o_proj and the MLP) at tiles of
+// the product E·H, which is computed tile by tile from each unit's first row whatever the split.
+// The descent needs only the gradient, row r of which is 2·e_r·H, so every split gives the same
+// codes: each tile is the same GEMM call on the same data, and every call runs on one BLAS
+// thread (the library's threads, like its row count, can change a product's bits).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +27,14 @@
 #include "worker/quant/quantized_weight.h"
 
 namespace qshard {
+
+class ThreadPool;
+
+// Rows [begin, end) of a weight.
+struct RowRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
 
 struct AdaRoundOptions {
   int iters = 2000;
@@ -41,6 +55,8 @@ struct RoundingProblem {
   // Optional: one [d, d] output weighting per equal block of d consecutive rows (attention
   // heads; d² is the matrix size); each such block must lie inside one Hessian block.
   std::vector<const std::vector<double>*> output_weightings;
+  // Optional: descend parts of the rows on its threads, one part each.
+  ThreadPool* pool = nullptr;
 };
 
 struct RoundingResult {
@@ -60,6 +76,14 @@ struct RoundingCandidates {
 RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options);
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options);
 
+// The rows of one unit of the loss: a head's with output weightings, else a Hessian block's.
+int64_t UnitRows(const RoundingProblem& problem);
+
+// The row ranges LearnRounding descends apart for `parts` threads: consecutive, covering all
+// rows, as even as the split allows — whole units with output weightings or at least `parts`
+// units, else whole tiles of the product (adaround_rounding.cc's kProductRows).
+std::vector<RowRange> RoundingRowParts(const RoundingProblem& problem, int parts);
+
 // The units' losses added in unit order, from 0: the linear's loss.
 double TotalLoss(std::span<const double> unit_losses);
 // The choice LearnRounding makes: the learned codes only if their loss is lower.
@@ -70,10 +94,12 @@ double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_
 
 // The function AdaRound descends, over one soft variable per weight (v [out, in]): the
 // reconstruction loss of the soft weights plus λ·Σ(1 − |2h(v) − 1|^β). Its gradient is written
-// by hand, so it is public for the finite-difference test.
+// by hand, so it is public for the finite-difference test. Over a range of rows, v, the gradient
+// and the codes hold the range's rows only (with output weightings the range holds whole heads).
 class SoftRoundingObjective {
  public:
   explicit SoftRoundingObjective(const RoundingProblem& problem);
+  SoftRoundingObjective(const RoundingProblem& problem, RowRange rows);
   ~SoftRoundingObjective();
 
   // v at which every soft weight equals its unrounded value u.

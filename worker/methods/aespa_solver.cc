@@ -61,12 +61,14 @@ class AespaSolver final : public Solver {
     QuantizedLinear gptq;             // unrounded kept
     Tensor target;                    // the weight, dead inputs dropped as GPTQ drops them
     std::vector<WorkingHessian> hessians;
+    ThreadPool* pool = nullptr;       // the problem's, for AdaRound's row parts
   };
 
   absl::StatusOr<Start> StartOf(const LayerProblem& problem) const {
     LayerProblem initial_problem = problem;
     initial_problem.keep_unrounded = rounding_.iters > 0;
     Start start;
+    start.pool = problem.pool;
     QSHARD_ASSIGN_OR_RETURN(start.gptq, gptq_->Solve(initial_problem));
     if (rounding_.iters <= 0) return start;
     const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
@@ -108,6 +110,7 @@ class AespaSolver final : public Solver {
     p.weight = whole ? &start.target : &part.target;
     p.unrounded = whole ? &start.gptq.unrounded : &part.unrounded;
     p.initial = whole ? &start.gptq.weight : &part.initial;
+    p.pool = start.pool;
     const size_t first_block = start.hessians.size() == 1 ? 0 : heads.first;
     const size_t block_count = start.hessians.size() == 1 || whole ? start.hessians.size() : heads.second;
     for (size_t b = first_block; b < first_block + block_count; ++b) p.hessians.push_back(&start.hessians[b].h);

@@ -121,6 +121,7 @@ struct GroupProblem {
   const AttentionStats* attention = nullptr;     // only for methods that need attention statistics
   const DecoderLayerWeights* weights = nullptr;  // the layer with the earlier groups' solutions applied
   const QuantizedLayer* quantized = nullptr;     // the earlier groups' results
+  ThreadPool* pool = nullptr;                    // optional: the worker's threads, for the solvers
 };
 
 // Installs a solution: the rewrites, then each linear's dequantized GPTQ form into `weights`

@@ -116,6 +116,7 @@ absl::StatusOr<LayerProblem> FoldedGroupMethod::LinearProblem(const GroupProblem
   problem.hessians = l.hessians;
   problem.column_scale = shared.column_scale;
   problem.fixed_grids = &grids->second;
+  problem.pool = group.pool;
   return problem;
 }
 

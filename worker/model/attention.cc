@@ -252,7 +252,8 @@ Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, co
                       : (lanes == 0 ? widest : lanes) == 8 ? AttendPair8
                                                            : AttendPair4;
   Tensor out({shape.batch * shape.seq, shape.heads * shape.head_dim});
-  if (probs != nullptr) *probs = Tensor({shape.batch, shape.heads, shape.seq, shape.seq});
+  const std::vector<int64_t> probs_shape = {shape.batch, shape.heads, shape.seq, shape.seq};
+  if (probs != nullptr && probs->shape() != probs_shape) *probs = Tensor(probs_shape);
   pool.ParallelFor(shape.batch * shape.heads, [&](int64_t task) {
     const int64_t window = task / shape.heads;
     const int64_t head = task % shape.heads;

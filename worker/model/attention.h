@@ -23,8 +23,9 @@ struct AttentionShape {
 
 // q [batch*seq, heads*head_dim], k and v [batch*seq, kv_heads*head_dim] -> [batch*seq, heads*head_dim].
 // Scores are (q·k) * scale with future positions masked. If `probs` is given it receives the
-// softmax probabilities, [batch, heads, seq, seq], zero above the diagonal; the output is the
-// same to the bit with or without them.
+// softmax probabilities, [batch, heads, seq, seq], zero above the diagonal (its storage is
+// reused when it has that shape already: every element is written); the output is the same to
+// the bit with or without them.
 // `lanes` picks the tile kernels' vector width (4, 8 or 16, as AttentionLaneWidths lists);
 // 0, the default, the widest. Every width gives the same bits (the tests check it).
 Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,

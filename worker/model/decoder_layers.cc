@@ -48,9 +48,11 @@ Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const T
     if (past > 0) return run.cache->Attend(run.layer, q, shape, scale, run.pool);
   }
   const bool wants = run.observer.WantsAttention(run.layer);
-  Tensor probs;
-  Tensor out = CausalSelfAttention(q, k, v, shape, scale, run.pool, wants ? &probs : nullptr);
-  if (wants) run.observer.OnAttention(run.layer, probs, q, k, run.batch, run.seq);
+  Tensor temporary;
+  Tensor* probs = wants ? run.observer.ProbabilitiesScratch(run.layer) : nullptr;
+  if (wants && probs == nullptr) probs = &temporary;
+  Tensor out = CausalSelfAttention(q, k, v, shape, scale, run.pool, probs);
+  if (wants) run.observer.OnAttention(run.layer, *probs, q, k, run.batch, run.seq);
   return out;
 }
 

@@ -20,6 +20,8 @@
 
 namespace qshard {
 
+class ThreadPool;
+
 struct QuantSpec {
   int bits = 4;
   int group_size = -1;         // input columns per group; -1: one grid per output channel
@@ -60,6 +62,8 @@ struct LayerProblem {
   const FixedGrids* fixed_grids = nullptr;
   // GPTQ: also return QuantizedLinear::unrounded (aespa's AdaRound starts from it).
   bool keep_unrounded = false;
+  // Optional: threads a solver may run its own parallel work on (aespa's AdaRound).
+  ThreadPool* pool = nullptr;
 };
 
 struct QuantizedLinear {

@@ -57,14 +57,17 @@ def _linear(x, tensors, name, bias):
     return y
 
 
-def _causal_attention(q, k, v, scores_divisor):
-    """q [b, H, s, d], k/v [b, H, s, d] -> [b, s, H*d]; HF: scores + causal mask, fp32 softmax."""
+def _causal_attention(q, k, v, scores_divisor, observe=None):
+    """q [b, H, s, d], k/v [b, H, s, d] -> [b, s, H*d]; HF: scores + causal mask, fp32 softmax.
+    `observe("probs", p)`, if given, sees the probabilities [b, H, s, s]."""
     b, h, s, d = q.shape
     scores = q @ k.transpose(2, 3)
     if scores_divisor is not None:
         scores = scores / scores_divisor
     mask = torch.full((s, s), torch.finfo(torch.float32).min).triu(1)
     probs = torch.softmax(scores + mask, dim=-1, dtype=torch.float32)
+    if observe is not None:
+        observe("probs", probs)
     return (probs @ v).transpose(1, 2).reshape(b, s, h * d)
 
 
@@ -93,9 +96,12 @@ def llama_embed(t, cfg, ids):
     return t.get("model.embed_tokens.weight", t.get("lm_head.weight"))[ids]
 
 
-def llama_layer(t, cfg, i, h, linear=_linear):
+def llama_layer(t, cfg, i, h, linear=_linear, observe=None):
     """Decoder layer i on h [batch, seq, hidden]; `linear(x, t, name, bias)` computes each
-    projection (bench/gptq_reference.py passes one that also feeds GPTQ's statistics)."""
+    projection (bench/gptq_reference.py passes one that also feeds GPTQ's statistics).
+    `observe(what, tensor)`, if given, sees the rotated queries ("query", [b, heads, s, d]) and
+    keys ("key", [b, kv_heads, s, d]) and the attention probabilities ("probs", [b, heads, s, s])
+    (bench/aespa_reference.py's statistics)."""
     hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads", heads)
     head_dim = cfg.get("head_dim", hidden // heads)
@@ -110,10 +116,13 @@ def llama_layer(t, cfg, i, h, linear=_linear):
     v = linear(x, t, p + "self_attn.v_proj", attn_bias).view(b, s, kv_heads, head_dim).transpose(1, 2)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
+    if observe is not None:
+        observe("query", q)
+        observe("key", k)
     rep = heads // kv_heads  # repeat_kv: query head j reads key/value head j // rep
     k = k.repeat_interleave(rep, dim=1)
     v = v.repeat_interleave(rep, dim=1)
-    attn = _causal_attention(q, k, v, math.sqrt(head_dim))
+    attn = _causal_attention(q, k, v, math.sqrt(head_dim), observe)
     h = h + linear(attn, t, p + "self_attn.o_proj", attn_bias)
     x = _rms_norm(h, t[p + "post_attention_layernorm.weight"], eps)
     gate = linear(x, t, p + "mlp.gate_proj", mlp_bias)
