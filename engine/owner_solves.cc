@@ -71,6 +71,10 @@ std::map<size_t, std::vector<std::string>> Balance(const std::vector<std::string
 
 }  // namespace
 
+size_t OwnerOf(int layer, int group, size_t groups, const std::vector<size_t>& alive) {
+  return alive[(static_cast<size_t>(layer) * groups + group) % alive.size()];
+}
+
 SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solve) {
   const std::vector<std::vector<std::string>>& groups = *r.groups;
   const size_t n = r.alive.size();
@@ -83,10 +87,10 @@ SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solv
     for (const std::string& linear : groups[g])
       if (!r.skipped->count(linear)) quantized.push_back(linear);
     if (!splits || n == 1 || quantized.size() == 1) {
-      parts_of[r.alive[first % n]].push_back({g, {}});
+      parts_of[OwnerOf(r.layer, g, groups.size(), r.alive)].push_back({g, {}});
       continue;
     }
-    if (r.method->independent_after_shared) shared_of[r.alive[first % n]].push_back({g});
+    if (r.method->independent_after_shared) shared_of[OwnerOf(r.layer, g, groups.size(), r.alive)].push_back({g});
     for (auto& [owner, linears] : Balance(quantized, *r.sizes, r.alive, first))
       parts_of[owner].push_back({g, std::move(linears)});
   }

@@ -35,6 +35,10 @@ struct SolvedGroups {
   std::vector<size_t> lost;                  // workers whose calls failed with UNAVAILABLE
 };
 
+// The owner of `group` of `layer` (of `groups` groups): it reduces the group's statistics
+// (WorkerClient::ReduceStatistics) and solves the group, or its shared part and largest linear.
+size_t OwnerOf(int layer, int group, size_t groups, const std::vector<size_t>& alive);
+
 // Solves the groups `to_solve` of the layer. Each worker runs its parts in turn (a worker
 // solves one thing at a time); workers run in parallel.
 SolvedGroups SolveOnOwners(const OwnerSolves& request, const std::vector<int>& to_solve);

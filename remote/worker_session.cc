@@ -1,6 +1,7 @@
 #include "remote/worker_session.h"
 
 #include <atomic>
+#include <iostream>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -19,15 +20,38 @@ namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::WorkerFrame, v1::CoordinatorFrame>;
 
-// A solve task's statistics, when it carries them.
-absl::StatusOr<std::optional<GroupStatistics>> StatisticsOf(const v1::SolveTask& solve) {
-  if (!solve.has_statistics()) return std::nullopt;
-  QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, wire::FromProto(solve.statistics()));
-  return statistics;
+// The session's data plane: the statistics it holds, where it serves them, how it dials peers.
+struct DataPlane {
+  StatisticsStore store;
+  std::string address;
+  const DataPlaneOptions& options;
+};
+
+// A solve task's reduced statistics (null: none needed): held here as the group's owner, or
+// pulled from the owner.
+absl::StatusOr<std::shared_ptr<const GroupStatistics>> StatisticsOf(const v1::SolveTask& solve, DataPlane& plane) {
+  if (solve.statistics_at().empty()) return nullptr;
+  if (solve.statistics_at() == plane.address) return plane.store.Reduced(solve.group());
+  QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, PullReduced(solve.group(), solve.statistics_at(), plane.options));
+  return std::make_shared<const GroupStatistics>(std::move(statistics));
+}
+
+// Pulls and adds a group's partials as its owner, keeping the reduced statistics.
+absl::Status Reduce(const v1::ReduceTask& task, DataPlane& plane, v1::WorkerTaskResult& result) {
+  std::vector<StatisticsSource> sources;
+  for (const v1::ReduceSource& source : task.sources())
+    sources.push_back({source.address(), source.first_shard(), source.shard_count()});
+  std::optional<size_t> unreachable;
+  auto reduced = PullAndReduce(task.group(), task.shards(), sources, plane.options, plane.store, plane.address,
+                               &unreachable);
+  if (unreachable) result.set_unreachable_source(static_cast<int32_t>(*unreachable) + 1);
+  QSHARD_RETURN_IF_ERROR(reduced.status());
+  plane.store.HoldReduced(task.group(), std::move(*reduced));
+  return absl::OkStatus();
 }
 
 // One task on the local worker; its outcome goes into `result`.
-void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
+void RunTask(LocalWorker& worker, DataPlane& plane, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
   absl::Status status;
   switch (task.body_case()) {
     case v1::WorkerTask::kStartJob: {
@@ -38,24 +62,28 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       break;
     }
     case v1::WorkerTask::kBeginLayer:
+      plane.store.Clear();
       status = worker.BeginLayer(task.begin_layer());
       break;
     case v1::WorkerTask::kCollect: {
-      auto partials = worker.CollectStatistics({task.collect().groups().begin(), task.collect().groups().end()},
-                                               task.collect().attention());
+      const std::vector<int> groups(task.collect().groups().begin(), task.collect().groups().end());
+      auto partials = worker.CollectStatistics(groups, task.collect().attention());
       status = partials.status();
-      if (partials.ok())
-        for (const ShardStatistics& partial : *partials) {
-          v1::ShardStatisticsData& data = *result.add_statistics();
-          data.set_shard(partial.first_shard);
-          data.set_shard_count(partial.shard_count);
-          for (const GroupStatistics& group : partial.groups) wire::ToProto(group, *data.add_groups());
-        }
+      if (!partials.ok()) break;
+      for (const ShardStatistics& partial : *partials) {  // the values stay here for the owners to pull
+        v1::ShardStatisticsData& data = *result.add_statistics();
+        data.set_shard(partial.first_shard);
+        data.set_shard_count(partial.shard_count);
+      }
+      plane.store.HoldPartials(groups, std::move(*partials));
       break;
     }
+    case v1::WorkerTask::kReduce:
+      status = Reduce(task.reduce(), plane, result);
+      break;
     case v1::WorkerTask::kSolve: {
       const v1::SolveTask& solve = task.solve();
-      auto statistics = StatisticsOf(solve);
+      auto statistics = StatisticsOf(solve, plane);
       std::optional<SharedGroupPart> shared;
       if (statistics.ok() && solve.has_shared()) {
         auto parsed = wire::FromProto(solve.shared());
@@ -66,17 +94,15 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
         shared = std::move(*parsed);
       }
       auto solution = statistics.ok() ? worker.Solve(solve.group(), {solve.linears().begin(), solve.linears().end()},
-                                                     statistics->has_value() ? &**statistics : nullptr,
-                                                     shared ? &*shared : nullptr)
+                                                     statistics->get(), shared ? &*shared : nullptr)
                                       : statistics.status();
       status = solution.status();
       if (solution.ok()) wire::ToProto(*solution, *result.mutable_solution());
       break;
     }
     case v1::WorkerTask::kSolveShared: {
-      auto statistics = StatisticsOf(task.solve_shared());
-      auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(),
-                                                         statistics->has_value() ? &**statistics : nullptr)
+      auto statistics = StatisticsOf(task.solve_shared(), plane);
+      auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(), statistics->get())
                                     : statistics.status();
       status = shared.status();
       if (shared.ok()) wire::ToProto(*shared, *result.mutable_shared());
@@ -85,6 +111,7 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
     case v1::WorkerTask::kApply: {
       auto solution = wire::FromProto(task.apply().solution());
       status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();
+      plane.store.Release(task.apply().group());  // solved: its owner's reduced statistics go
       break;
     }
     case v1::WorkerTask::kAdoptShards:
@@ -160,12 +187,18 @@ absl::Status Ended(const grpc::Status& finished, const std::string& what) {
 }  // namespace
 
 absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options) {
+  DataPlane plane{{}, "", options.data};
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<StatisticsServer> data_server,
+                          StatisticsServer::Start(plane.store, options.data,
+                                                  [](const std::string& line) { std::cerr << line << std::endl; }));
+  plane.address = data_server->address();
   auto stub = v1::WorkerService::NewStub(channel);
   grpc::ClientContext context;
   std::unique_ptr<Stream> stream = stub->Connect(&context);
   Writer writer(*stream);
   v1::WorkerFrame hello;
   *hello.mutable_hello() = options.hello;
+  hello.mutable_hello()->set_data_address(plane.address);
   if (!writer.Write(hello)) {
     const grpc::Status finished = stream->Finish();
     const std::string what = "the coordinator closed the stream before registration";
@@ -201,7 +234,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
     if (!*complete) continue;
     v1::WorkerTaskResult result;
     const auto started = std::chrono::steady_clock::now();
-    RunTask(worker, task, result);
+    RunTask(worker, plane, task, result);
     const absl::Status outcome = wire::StatusOf(result);
     metrics.TaskDone(task, outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (outcome.ok()) tokens.Done(task, metrics);

@@ -2,39 +2,18 @@
 // nodes has exactly the bytes of the whole values reduced along the same tree.
 #include "remote/statistics_slices.h"
 
-#include <cmath>
 #include <cstring>
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tests/remote/random_statistics.h"
 
 namespace qshard {
 namespace {
 
-HessianSum RandomSum(int64_t dim, std::mt19937& rng) {
-  std::normal_distribution<double> normal;
-  HessianSum sum(dim);
-  sum.tokens = 1 + rng() % 50;
-  for (double& v : sum.sum) v = normal(rng);
-  for (float& v : sum.abs_max) v = static_cast<float>(std::fabs(normal(rng)));
-  return sum;
-}
-
 // A group's statistics with aespa's attention sums (awkward sizes), or none for an empty shard.
 GroupStatistics RandomStatistics(std::mt19937& rng, bool empty = false) {
-  GroupStatistics statistics;
-  if (empty) return statistics;
-  statistics.inputs = RandomSum(37, rng);
-  AttentionStats& attention = statistics.attention.emplace();
-  attention.heads = 4;
-  attention.kv_heads = 2;
-  attention.head_dim = 5;
-  attention.hidden = 37;
-  attention.seq = 9;
-  attention.values = {RandomSum(37, rng), RandomSum(37, rng)};
-  attention.queries = {RandomSum(5, rng), RandomSum(5, rng)};
-  attention.keys = {RandomSum(5, rng), RandomSum(5, rng)};
-  return statistics;
+  return empty ? GroupStatistics() : testing::RandomAttentionStatistics(37, 5, rng);
 }
 
 // The pieces of `statistics`, cut at `max_slice_bytes`.

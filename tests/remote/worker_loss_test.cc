@@ -1,18 +1,23 @@
 // Worker processes (`qshard worker`) dial a WorkerPool served by this test; SIGKILL one or two
 // of them while the job runs. The survivors adopt the lost shards, replay the finished layers,
 // redo the current one, and the checkpoint's bytes equal the embedded job's; the engine reports each
-// lost worker once to its JobObserver (the coordinator's metrics).
+// lost worker once to its JobObserver (the coordinator's metrics). Also a worker killed as a
+// group's owner comes to pull its partials (the owner-reduction path).
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <functional>
+#include <map>
+#include <set>
 
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "remote/worker_pool.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
 
 extern char** environ;
@@ -48,25 +53,50 @@ struct LossCounter : JobObserver {
   void LayerRedone() override { ++redone; }
 };
 
+// A WorkerPool on a loopback port (3 s leases) and three `qshard worker` processes that
+// registered with it; the processes are killed and reaped at the end.
+struct ThreeWorkerProcesses {
+  ThreeWorkerProcesses() : pool(Leases()) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&pool);
+    server = builder.BuildAndStart();
+    for (int i = 0; i < 3; ++i) pids.push_back(SpawnWorker(port, i));
+    workers = pool.AwaitWorkers(3, std::chrono::seconds(30));
+    if (workers.ok())
+      for (auto& w : *workers) clients.push_back(w.get());
+  }
+  ~ThreeWorkerProcesses() {
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    for (pid_t pid : pids) Kill(pid);
+  }
+  static WorkerPoolOptions Leases() {
+    WorkerPoolOptions options;
+    options.lease = std::chrono::milliseconds(3000);
+    return options;
+  }
+  // SIGKILLs `pid` and reaps it (once).
+  void Kill(pid_t pid) {
+    if (!reaped.insert(pid).second) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+
+  WorkerPool pool;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  std::vector<pid_t> pids;  // of workers w0, w1, w2
+  std::set<pid_t> reaped;
+  absl::StatusOr<std::vector<std::unique_ptr<WorkerClient>>> workers;
+  std::vector<WorkerClient*> clients;
+};
+
 // Runs the job on three worker processes, killing `lost` of them once layer 0 is done.
 void RunKillingWorkers(int lost) {
   testing::ScopedTempDir dir;
   ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded")), JobEvents()).ok());
-
-  WorkerPoolOptions options;
-  options.lease = std::chrono::milliseconds(3000);
-  WorkerPool pool(options);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&pool);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  std::vector<pid_t> pids;
-  for (int i = 0; i < 3; ++i) pids.push_back(SpawnWorker(port, i));
-  auto workers = pool.AwaitWorkers(3, std::chrono::seconds(30));
-  ASSERT_TRUE(workers.ok()) << workers.status();
-  std::vector<WorkerClient*> clients;
-  for (auto& w : *workers) clients.push_back(w.get());
+  ThreeWorkerProcesses cluster;
+  ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
 
   JobEvents events;
   LossCounter losses;
@@ -75,9 +105,9 @@ void RunKillingWorkers(int lost) {
   events.log = [&](const std::string& line) { log.push_back(line); };
   events.layer_done = [&](const LayerProgress& progress) {
     if (progress.layer != 0) return;
-    for (int i = 0; i < lost; ++i) kill(pids[i], SIGKILL);
+    for (int i = 0; i < lost; ++i) kill(cluster.pids[i], SIGKILL);
   };
-  auto report = RunJob(SmallJob(dir.Child("remote")), clients, events);
+  auto report = RunJob(SmallJob(dir.Child("remote")), cluster.clients, events);
   ASSERT_TRUE(report.ok()) << report.status();
   int adoptions = 0;
   for (const std::string& line : log) adoptions += line.find("adopts") != std::string::npos;
@@ -86,12 +116,66 @@ void RunKillingWorkers(int lost) {
   EXPECT_GE(losses.redone, 1);
   EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
               ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
+}
 
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  for (pid_t pid : pids) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+// The first reduction after `armed` kills (through `kill_holder`) a worker whose partials the
+// owner is about to pull (another one than the owner), so the pull finds it gone; every call
+// is passed on.
+class KillingAHolder : public testing::ForwardingWorker {
+ public:
+  KillingAHolder(WorkerClient& inner, std::atomic<bool>& armed, std::function<void(const std::string&)> kill_holder)
+      : ForwardingWorker(inner), armed_(armed), kill_holder_(std::move(kill_holder)) {}
+
+  absl::Status ReduceStatistics(int group, int shards, const std::vector<StatisticsSource>& sources,
+                                std::optional<size_t>* unreachable) override {
+    for (const StatisticsSource& source : sources)
+      if (source.address != inner_.DataAddress() && armed_.exchange(false)) kill_holder_(source.address);
+    return inner_.ReduceStatistics(group, shards, sources, unreachable);
   }
+
+ private:
+  std::atomic<bool>& armed_;
+  std::function<void(const std::string&)> kill_holder_;
+};
+
+// A worker holding partials dies as a group's owner comes to pull them (layer 1): the owner's
+// reduction names it, it is lost like any other (its shards move, the layer is redone, the
+// statistics collected again), not the owner, and the bytes are the embedded job's.
+TEST(WorkerLossTest, HolderKilledAsItsOwnerPullsSameBytes) {
+  testing::ScopedTempDir dir;
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded")), JobEvents()).ok());
+  ThreeWorkerProcesses cluster;
+  ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
+  std::map<std::string, pid_t> pid_of;  // by data address
+  for (const v1::WorkerHello& hello : cluster.pool.Workers())
+    pid_of[hello.data_address()] = cluster.pids[hello.name().back() - '0'];
+  ASSERT_EQ(pid_of.size(), 3u);
+  std::atomic<bool> armed = false;
+  std::atomic<int> killed = 0;
+  std::vector<std::unique_ptr<KillingAHolder>> wrapped;
+  std::vector<WorkerClient*> clients;
+  for (WorkerClient* w : cluster.clients)
+    clients.push_back(wrapped.emplace_back(std::make_unique<KillingAHolder>(*w, armed, [&](const std::string& address) {
+      cluster.Kill(pid_of.at(address));
+      ++killed;
+    })).get());
+
+  JobEvents events;
+  LossCounter losses;
+  events.observer = &losses;
+  std::vector<std::string> log;
+  events.log = [&](const std::string& line) { log.push_back(line); };
+  events.layer_done = [&](const LayerProgress& progress) { armed = progress.layer == 0; };
+  auto report = RunJob(SmallJob(dir.Child("remote")), clients, events);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(killed, 1);
+  EXPECT_EQ(losses.lost, 1);
+  EXPECT_GE(losses.redone, 1);
+  int unread = 0;
+  for (const std::string& line : log) unread += line.find("could not be read") != std::string::npos;
+  EXPECT_EQ(unread, 1);
+  EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
 }
 
 TEST(WorkerLossTest, OneOfThreeKilledMidJobSameBytes) { RunKillingWorkers(1); }

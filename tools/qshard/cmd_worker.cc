@@ -28,6 +28,7 @@ struct WorkerFlags {
   TlsFiles tls;
   bool insecure = false;
   std::string health_listen;
+  std::string data_listen = "127.0.0.1:0";
 };
 
 // The health service a worker's readiness probe asks for: SERVING while it holds a session.
@@ -39,6 +40,9 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   options.hello.set_device("cpu");
   options.hello.set_threads(flags.threads);
   options.hello.set_memory_budget_bytes(flags.memory_budget);
+  options.data.listen = flags.data_listen;
+  options.data.tls = flags.tls;
+  options.data.insecure = flags.insecure;
   WorkerMetrics metrics;
   options.metrics = &metrics;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -89,6 +93,10 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--health-listen", flags->health_listen,
                   "host:port of a plaintext port carrying only grpc.health.v1 (service qshard.worker: SERVING "
                   "while connected), for Kubernetes gRPC probes");
+  app->add_option("--data-listen", flags->data_listen,
+                  "host:port where peers pull the statistics this worker holds (port 0: any; give an address the "
+                  "other workers reach; TLS with --tls-cert/--tls-key, mutual with --tls-ca)")
+      ->capture_default_str();
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 
