@@ -189,6 +189,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const std::string& address, 
                                                  [](const std::string&) {}));
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(static_cast<int>(options.max_slice_bytes + (size_t{1} << 20)));
+  if (!DataPlaneTls(options.tls).cert.empty() && !options.peer_name.empty())
+    arguments.SetSslTargetNameOverride(options.peer_name);
   return grpc::CreateCustomChannel(address, credentials, arguments);
 }
 

@@ -31,6 +31,9 @@ struct DataPlaneOptions {
   std::string listen = "127.0.0.1:0";
   TlsFiles tls;
   bool insecure = false;
+  // Under TLS, the name a peer's certificate must carry, checked instead of the peer's address
+  // (workers sharing one certificate; empty: the address).
+  std::string peer_name;
   size_t max_slice_bytes = kMaxStatisticsSliceBytes;
   std::atomic<uint64_t>* bytes_served = nullptr;  // if given: bytes of pieces served to peers
 };

@@ -12,6 +12,7 @@
 #include "tests/remote/random_statistics.h"
 #include "qshard.grpc.pb.h"
 #include "remote/statistics_slices.h"
+#include "tests/remote/dev_certs.h"
 
 namespace qshard {
 namespace {
@@ -31,9 +32,11 @@ void Log(const std::string&) {}
 
 // One holder: its store and its server, slicing at 4 rows of the 29-wide sums.
 struct Holder {
-  explicit Holder(std::atomic<uint64_t>* served) {
+  explicit Holder(std::atomic<uint64_t>* served, const TlsFiles& tls = {}, const std::string& peer_name = "") {
     options.max_slice_bytes = 4 * 29 * sizeof(double);
     options.bytes_served = served;
+    options.tls = tls;
+    options.peer_name = peer_name;
     server = *StatisticsServer::Start(store, options, Log);
   }
   DataPlaneOptions options;
@@ -129,6 +132,39 @@ TEST(StatisticsServiceTest, AStreamBrokenMidPullNamesItsHolder) {
   ASSERT_TRUE(unreachable.has_value());
   EXPECT_EQ(*unreachable, 1u);
   server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Workers sharing one certificate (scripts/make-dev-certs: SAN qshard-worker) pull from each
+// other over mutual TLS; a peer without a client certificate is refused.
+TEST(StatisticsServiceTest, MutualTlsBetweenWorkers) {
+  testing::ScopedTempDir dir;
+  const testing::DevCerts certs{dir.path()};
+  ASSERT_TRUE(certs.Make());
+  std::mt19937 rng(11);
+  std::atomic<uint64_t> served = 0;
+  Holder owner(&served, certs.Worker(), "qshard-worker"), holder(&served, certs.Worker(), "qshard-worker");
+  const GroupStatistics value = RandomStatistics(29, rng);
+  holder.store.HoldReduced(3, value);
+  auto pulled = PullReduced(3, holder.server->address(), owner.options);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_TRUE(SameBytes(pulled->inputs, value.inputs));
+
+  // TLS that verifies the holder but presents no certificate: refused by the service.
+  grpc::SslCredentialsOptions verify_only;
+  verify_only.pem_root_certs = testing::ReadFileBytes(certs.ca());
+  grpc::ChannelArguments arguments;
+  arguments.SetSslTargetNameOverride("qshard-worker");
+  auto stub = v1::StatisticsService::NewStub(
+      grpc::CreateCustomChannel(holder.server->address(), grpc::SslCredentials(verify_only), arguments));
+  grpc::ClientContext context;
+  v1::PullRequest request;
+  request.set_group(3);
+  auto reader = stub->Pull(&context, request);
+  v1::StatisticsPiece piece;
+  EXPECT_FALSE(reader->Read(&piece));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  DataPlaneOptions plaintext;
+  EXPECT_FALSE(PullReduced(3, holder.server->address(), plaintext).ok());
 }
 
 TEST(StatisticsServiceTest, PlaintextOnlyOnLoopback) {

@@ -29,6 +29,7 @@ struct WorkerFlags {
   bool insecure = false;
   std::string health_listen;
   std::string data_listen = "127.0.0.1:0";
+  std::string data_peer_name;
 };
 
 // The health service a worker's readiness probe asks for: SERVING while it holds a session.
@@ -43,6 +44,7 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   options.data.listen = flags.data_listen;
   options.data.tls = flags.tls;
   options.data.insecure = flags.insecure;
+  options.data.peer_name = flags.data_peer_name;
   WorkerMetrics metrics;
   options.metrics = &metrics;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -97,6 +99,9 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
                   "host:port where peers pull the statistics this worker holds (port 0: any; give an address the "
                   "other workers reach; TLS with --tls-cert/--tls-key, mutual with --tls-ca)")
       ->capture_default_str();
+  app->add_option("--data-peer-name", flags->data_peer_name,
+                  "Under TLS, the name the other workers' certificates carry, checked instead of their addresses "
+                  "(workers sharing one certificate, e.g. qshard-worker)");
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 
