@@ -308,6 +308,12 @@ class Job {
     request.alive = Alive();
     SolvedGroups solved = qshard::SolveOnOwners(request, to_solve);
     for (size_t worker : solved.lost) MarkLost(worker);
+    if (auto holder = solved.status.GetPayload(WorkerClient::kUnreadableHolderPayload)) {
+      // A solver could not read its group's owner: the owner is lost, and the layer redone.
+      for (size_t i = 0; i < workers_.size(); ++i)
+        if (workers_[i]->DataAddress() == std::string(*holder)) MarkLost(i);
+      return absl::UnavailableError(solved.status.message());
+    }
     QSHARD_RETURN_IF_ERROR(solved.status);
     return std::move(solved.solutions);
   }

@@ -93,6 +93,11 @@ class WorkerClient {
     return absl::UnimplementedError("this worker holds no statistics for its peers");
   }
 
+  // A Solve or SolveShared whose statistics' holder (GroupStatistics::held_at) could not be
+  // read fails ABORTED, with this payload holding the holder's address: the holder is lost,
+  // not this worker.
+  static constexpr char kUnreadableHolderPayload[] = "qshard.unreadable_statistics_holder";
+
   // Solves `group` from its reduced statistics (null: the method needs none): all of its
   // quantized linears, or only `linears` of them for a method that solves each on its own or,
   // given `shared` (from SolveShared, on this or another worker), each on its own after that.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "remote/job_spec_proto.h"
@@ -312,7 +313,13 @@ class RemoteWorker : public WorkerClient {
 
   absl::StatusOr<v1::WorkerTaskResult> Run(const v1::WorkerTask& task) {
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, connection_->Call(task));
-    QSHARD_RETURN_IF_ERROR(wire::StatusOf(result));
+    if (absl::Status status = wire::StatusOf(result); !status.ok()) {
+      const v1::SolveTask* solve = task.has_solve() ? &task.solve() : task.has_solve_shared() ? &task.solve_shared() : nullptr;
+      if (solve == nullptr || result.unreachable_source() == 0) return status;
+      absl::Status aborted = absl::AbortedError(status.message());  // not UNAVAILABLE: this worker is fine
+      aborted.SetPayload(kUnreadableHolderPayload, absl::Cord(solve->statistics_at()));
+      return aborted;
+    }
     return result;
   }
 

@@ -28,12 +28,17 @@ struct DataPlane {
 };
 
 // A solve task's reduced statistics (null: none needed): held here as the group's owner, or
-// pulled from the owner.
-absl::StatusOr<std::shared_ptr<const GroupStatistics>> StatisticsOf(const v1::SolveTask& solve, DataPlane& plane) {
+// pulled from the owner (an owner that cannot be read is flagged in `result`).
+absl::StatusOr<std::shared_ptr<const GroupStatistics>> StatisticsOf(const v1::SolveTask& solve, DataPlane& plane,
+                                                                    v1::WorkerTaskResult& result) {
   if (solve.statistics_at().empty()) return nullptr;
   if (solve.statistics_at() == plane.address) return plane.store.Reduced(solve.group());
-  QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, PullReduced(solve.group(), solve.statistics_at(), plane.options));
-  return std::make_shared<const GroupStatistics>(std::move(statistics));
+  auto statistics = PullReduced(solve.group(), solve.statistics_at(), plane.options);
+  if (!statistics.ok()) {
+    result.set_unreachable_source(1);
+    return statistics.status();
+  }
+  return std::make_shared<const GroupStatistics>(std::move(*statistics));
 }
 
 // Pulls and adds a group's partials as its owner, keeping the reduced statistics.
@@ -83,7 +88,7 @@ void RunTask(LocalWorker& worker, DataPlane& plane, const v1::WorkerTask& task, 
       break;
     case v1::WorkerTask::kSolve: {
       const v1::SolveTask& solve = task.solve();
-      auto statistics = StatisticsOf(solve, plane);
+      auto statistics = StatisticsOf(solve, plane, result);
       std::optional<SharedGroupPart> shared;
       if (statistics.ok() && solve.has_shared()) {
         auto parsed = wire::FromProto(solve.shared());
@@ -101,7 +106,7 @@ void RunTask(LocalWorker& worker, DataPlane& plane, const v1::WorkerTask& task, 
       break;
     }
     case v1::WorkerTask::kSolveShared: {
-      auto statistics = StatisticsOf(task.solve_shared(), plane);
+      auto statistics = StatisticsOf(task.solve_shared(), plane, result);
       auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(), statistics->get())
                                     : statistics.status();
       status = shared.status();
