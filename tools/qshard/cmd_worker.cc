@@ -11,6 +11,7 @@
 #include "metrics/metrics_server.h"
 #include "remote/worker_metrics.h"
 #include "remote/health_server.h"
+#include "remote/transport_security.h"
 #include "remote/worker_session.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/security_flags.h"
@@ -53,6 +54,9 @@ absl::Status RunWorker(const WorkerFlags& flags) {
     std::cerr << "worker " << options.hello.name() << ": metrics on " << metrics_server->address() << std::endl;
   }
   const auto log = [](const std::string& line) { std::cerr << line << std::endl; };
+  if (IsLoopbackAddress(flags.data_listen) && !IsLoopbackAddress(flags.coordinator))
+    log(absl::StrCat("WARNING: --data-listen ", flags.data_listen, " is a loopback address: workers on other hosts "
+                     "cannot pull the statistics this one holds (give an address they reach)"));
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                           MakeChannelCredentials(flags.coordinator, flags.tls, flags.insecure, log));
   std::unique_ptr<HealthServer> health;
