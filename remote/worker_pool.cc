@@ -232,9 +232,15 @@ class RemoteWorker : public WorkerClient {
   }
 
   absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
+    for (const GroupSolution& solution : solutions) {  // one group per message
+      v1::WorkerTask group;
+      group.mutable_replay_group()->set_layer(layer);
+      wire::ToProto(solution, *group.mutable_replay_group()->mutable_solution());
+      QSHARD_RETURN_IF_ERROR(Run(group).status());
+    }
     v1::WorkerTask task;
     task.mutable_replay_layer()->set_layer(layer);
-    wire::ToProto(solutions, *task.mutable_replay_layer()->mutable_solutions());
+    task.mutable_replay_layer()->set_groups(static_cast<int32_t>(solutions.size()));
     return Run(task).status();
   }
 

@@ -55,8 +55,39 @@ absl::Status Reduce(const v1::ReduceTask& task, DataPlane& plane, v1::WorkerTask
   return absl::OkStatus();
 }
 
+// A finished layer's groups as their replay_group tasks arrive, until its replay_layer task.
+struct PendingReplay {
+  int layer = -1;
+  std::vector<GroupSolution> groups;
+
+  absl::Status Add(const v1::ReplayGroupTask& task) {
+    if (!groups.empty() && task.layer() != layer) {
+      groups.clear();
+      return absl::InvalidArgumentError(absl::StrCat("a group of layer ", task.layer(), " among layer ", layer, "'s"));
+    }
+    auto solution = wire::FromProto(task.solution());
+    if (!solution.ok()) {
+      groups.clear();
+      return solution.status();
+    }
+    layer = task.layer();
+    groups.push_back(std::move(*solution));
+    return absl::OkStatus();
+  }
+  // The layer's groups (cleared here), when they are the `count` announced.
+  absl::StatusOr<std::vector<GroupSolution>> Take(int for_layer, int count) {
+    std::vector<GroupSolution> taken = std::move(groups);
+    groups.clear();
+    if (static_cast<int>(taken.size()) != count || (count > 0 && layer != for_layer))
+      return absl::InvalidArgumentError(absl::StrCat("replay of layer ", for_layer, ": ", count, " groups announced, ",
+                                                     taken.size(), " of layer ", layer, " received"));
+    return taken;
+  }
+};
+
 // One task on the local worker; its outcome goes into `result`.
-void RunTask(LocalWorker& worker, DataPlane& plane, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
+void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const v1::WorkerTask& task,
+             v1::WorkerTaskResult& result) {
   absl::Status status;
   switch (task.body_case()) {
     case v1::WorkerTask::kStartJob: {
@@ -122,8 +153,11 @@ void RunTask(LocalWorker& worker, DataPlane& plane, const v1::WorkerTask& task, 
     case v1::WorkerTask::kAdoptShards:
       status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()});
       break;
+    case v1::WorkerTask::kReplayGroup:
+      status = replay.Add(task.replay_group());
+      break;
     case v1::WorkerTask::kReplayLayer: {
-      auto solutions = wire::FromProto(task.replay_layer().solutions());
+      auto solutions = replay.Take(task.replay_layer().layer(), task.replay_layer().groups());
       status = solutions.ok() ? worker.ReplayLayer(task.replay_layer().layer(), *solutions) : solutions.status();
       break;
     }
@@ -226,6 +260,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   metrics.SetConnected(true);
   TokenCounter tokens;
   LocalWorker worker(options.hello.threads(), /*restartable=*/true);
+  PendingReplay replay;
   wire::ChunkAssembler assembler;
   v1::CoordinatorFrame frame;
   absl::Status status;
@@ -239,7 +274,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
     if (!*complete) continue;
     v1::WorkerTaskResult result;
     const auto started = std::chrono::steady_clock::now();
-    RunTask(worker, plane, task, result);
+    RunTask(worker, plane, replay, task, result);
     const absl::Status outcome = wire::StatusOf(result);
     metrics.TaskDone(task, outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (outcome.ok()) tokens.Done(task, metrics);
