@@ -9,12 +9,14 @@
 #include <utility>
 #include <vector>
 
+#include "core/large_buffers.h"
 namespace qshard {
 
 class Tensor {
  public:
   Tensor() = default;
-  explicit Tensor(std::vector<int64_t> shape) : shape_(std::move(shape)), data_(NumElements(shape_)) {}
+  explicit Tensor(std::vector<int64_t> shape)
+      : shape_(std::move(shape)), data_(ZeroedVector<float>(NumElements(shape_))) {}
   Tensor(std::vector<int64_t> shape, std::vector<float> data)
       : shape_(std::move(shape)), data_(std::move(data)) {}
   Tensor(std::initializer_list<int64_t> shape) : Tensor(std::vector<int64_t>(shape)) {}

@@ -4,10 +4,10 @@
 namespace qshard {
 
 // A shard without windows contributes empty sums (dimension 0): they add nothing.
-absl::Status GroupStatistics::Merge(const GroupStatistics& other, ThreadPool* pool) {
+absl::Status GroupStatistics::Merge(const GroupStatistics& other, ThreadPool* pool, bool upper_only) {
   if (other.inputs.dim > 0) {
     if (inputs.dim == 0) inputs = HessianSum(other.inputs.dim);
-    QSHARD_RETURN_IF_ERROR(inputs.Merge(other.inputs, pool));
+    QSHARD_RETURN_IF_ERROR(inputs.Merge(other.inputs, pool, upper_only));
   }
   if (other.attention && !other.attention->values.empty()) {
     if (!attention || attention->values.empty()) {

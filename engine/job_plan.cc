@@ -73,9 +73,14 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
 
   // The layer's parameters and its groups.
   std::map<std::string, LinearSpec> linears;
+  std::map<std::string, uint64_t> sizes;
+  std::map<std::string, int> heads;  // of the linears the method splits by head
   uint64_t layer_params = 0;
   for (const LinearSpec& l : layer.linears) {
     linears[l.name] = l;
+    sizes[l.name] = static_cast<uint64_t>(l.out_features) * l.in_features;
+    if (const int count = method->heads_of ? method->heads_of(config, spec.method, l.name) : 0; count > 0)
+      heads[l.name] = count;
     layer_params += static_cast<uint64_t>(l.out_features) * l.in_features + (l.has_bias ? l.out_features : 0);
   }
   for (const NormSpec& norm : layer.norms) layer_params += norm.size;
@@ -152,7 +157,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"statistics slices in flight",
        calibrated && workers > 1 ? std::min<uint64_t>(kMaxStatisticsSliceBytes, 8 * Square(widest)) * (nodes + 1) : 0},
   };
-  uint64_t quantized_params = 0, solution = 0, shared = 0;
+  uint64_t quantized_params = 0, solution = 0, learned_codes = 0, shared = 0;
   double statistics = 0, attention_pulls = 0;
   for (const GroupShape& g : groups) {
     if (g.quantized.empty()) continue;
@@ -162,13 +167,18 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
     }
     if (!calibrated) continue;
     // The group's owner pulls its peers' nodes and reduces them; each other worker solving a
-    // part of the group (owner_solves.h; the owner solves the largest) pulls the reduced sum
-    // from it. A two-step solve's shared part runs on the owner and comes back as ζ (a scale
-    // per input column, folded into a norm: the rewrite) and each linear's grids, which go out
-    // to the part owners.
-    const bool splits = workers > 1 && g.quantized.size() > 1 &&
-                        (method->independent_linears || method->independent_after_shared);
-    const uint64_t part_owners = splits ? std::min<uint64_t>(g.quantized.size(), workers) : 1;
+    // part of the group (owner_solves.h; the owner solves the first) pulls the reduced sum from
+    // it. A two-step solve's shared part runs on the owner and comes back as ζ (a scale per
+    // input column, folded into a norm: the rewrite) and each linear's grids, which go out to
+    // the part owners. Split by head, the runs of heads come back under both roundings: a
+    // second code per weight.
+    std::vector<std::string> names;
+    for (const LinearSpec& l : g.quantized) names.push_back(l.name);
+    const GroupSplit split = SplitOfGroup(names, sizes, &heads, *method, static_cast<size_t>(workers));
+    const bool splits = split.part_owners > 1;
+    const uint64_t part_owners = split.part_owners;
+    for (const LinearSpec& l : g.quantized)
+      if (split.by_head && heads.count(l.name)) learned_codes += sizes[l.name];
     const uint64_t owners = part_owners + (splits && method->independent_after_shared ? 1 : 0);
     const double pulls = pulled_nodes_per_layer(static_cast<int>(&g - &groups.front())) + (part_owners - 1);
     statistics += pulls * 8 * Square(g.width);
@@ -195,7 +205,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"quantized layers held to the end", method->flattens_inputs ? 4 * quantized_params * config.num_layers : 0},
   };
   plan.statistics_bytes = static_cast<uint64_t>(std::llround(statistics));
-  plan.solution_bytes = solution * (1 + workers) + shared;
+  plan.solution_bytes = solution * (1 + workers) + learned_codes + shared;
   return plan;
 }
 

@@ -62,8 +62,11 @@ class Job {
     QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec_, model.config(), model.layer_spec()));
     const std::vector<std::string> skip = SkippedLinears(spec_, model.layer_spec());
     skipped_ = std::set<std::string>(skip.begin(), skip.end());
-    for (const LinearSpec& l : model.layer_spec().linears)
+    for (const LinearSpec& l : model.layer_spec().linears) {
       linear_sizes_[l.name] = static_cast<uint64_t>(l.out_features) * l.in_features;
+      if (const int heads = method->heads_of ? method->heads_of(model.config(), spec_.method, l.name) : 0; heads > 0)
+        linear_heads_[l.name] = heads;
+    }
     if (!needs_.input_stats && !spec_.calibration.text.empty())
       events_.log(absl::StrCat("--method ", spec_.method.method, " needs no calibration: calibration flags unused"));
 
@@ -226,6 +229,7 @@ class Job {
   // survivors; gives up when no worker is left.
   absl::Status QuantizeLayerSurvivingLosses(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized,
                                             std::vector<GroupSolution>& solutions) {
+    absl::Cleanup forget = [this] { solved_before_loss_.clear(); };
     for (;;) {
       QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
       quantized = QuantizedLayer();
@@ -275,7 +279,11 @@ class Job {
           statistics[g] = std::move(one.front());
         }
         const auto solve_start = Clock::now();
-        QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, {g}, groups, statistics));
+        if (auto kept = solved_before_loss_.find(g); kept != solved_before_loss_.end()) {
+          solved = {{g, kept->second}};  // solved before a worker was lost: the same bits again
+        } else {
+          QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, {g}, groups, statistics));
+        }
         observer().GroupSolved(spec_.method.method, g, SecondsSince(solve_start));
         if (calibrated) statistics[g] = GroupStatistics();  // free the Hessians
       }
@@ -306,6 +314,7 @@ class Job {
     request.statistics = statistics.empty() || shards_ == 0 ? nullptr : &statistics;
     request.workers = &workers_;
     request.alive = Alive();
+    request.heads = &linear_heads_;
     SolvedGroups solved = qshard::SolveOnOwners(request, to_solve);
     for (size_t worker : solved.lost) MarkLost(worker);
     if (auto holder = solved.status.GetPayload(WorkerClient::kUnreadableHolderPayload)) {
@@ -315,6 +324,12 @@ class Job {
       return absl::UnavailableError(solved.status.message());
     }
     QSHARD_RETURN_IF_ERROR(solved.status);
+    if (!solved.lost.empty()) {
+      // The survivors redid the lost workers' parts, but the lost shards must move before the
+      // next collection: the layer is redone, and these groups are not solved again.
+      for (auto& [g, solution] : solved.solutions) solved_before_loss_[g] = std::move(solution);
+      return absl::UnavailableError(absl::StrCat("layer ", layer, ": a worker was lost while solving"));
+    }
     return std::move(solved.solutions);
   }
 
@@ -459,6 +474,9 @@ class Job {
   const DecoderModel* source_ = nullptr;
   std::set<std::string> skipped_;
   std::map<std::string, uint64_t> linear_sizes_;  // rows × columns of each linear of a layer
+  std::map<std::string, int> linear_heads_;        // heads of each linear the method splits by head
+  // The current layer's groups solved before a worker was lost (by group), kept for its redo.
+  std::map<int, GroupSolution> solved_before_loss_;
   int shards_ = 0;
   std::vector<bool> alive_;                         // per worker
   std::vector<std::vector<int>> shards_of_;         // per worker: the shards it holds

@@ -211,7 +211,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   if (whole_layer && position_ != Position::kLayerInput)
     return absl::FailedPreconditionError(absl::StrCat("layer ", layer_, ": statistics asked for twice"));
 
-  HessianWorkspace workspace{&source_.model->pool(), {}};
+  HessianWorkspace workspace{&source_.model->pool(), {}, {}};
   std::vector<InputStatsCollector> inputs;
   std::vector<AttentionStatsCollector> attentions;
   std::vector<ObserverFanOut> observers;
@@ -227,7 +227,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   // Each shard's sums go into the shard tree as soon as its last batch is seen.
   std::vector<int> held;
   for (const Shard& shard : shards_) held.push_back(shard.index);
-  HeldShardReducer reducer(held, workspace.pool);
+  HeldShardReducer reducer(held, &workspace);
   const auto shard_done = [&](size_t s) {
     std::map<std::string, HessianSum> sums = inputs[s].TakeUpper();  // mirrored once, below
     std::vector<GroupStatistics> partial;
@@ -316,6 +316,15 @@ absl::StatusOr<SharedGroupPart> LocalWorker::SolveShared(int group, const GroupS
   auto shared = method_->SolveShared(problem);
   if (!shared.ok()) return WithContext(shared.status(), absl::StrCat("layer ", layer_));
   return shared;
+}
+
+absl::StatusOr<std::vector<HeadsPart>> LocalWorker::SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                               const GroupStatistics* statistics,
+                                                               const SharedGroupPart& shared) {
+  QSHARD_ASSIGN_OR_RETURN(const GroupProblem problem, ProblemOf(group, statistics));
+  auto parts = method_->SolveHeads(problem, shared, ranges);
+  if (!parts.ok()) return WithContext(parts.status(), absl::StrCat("layer ", layer_));
+  return parts;
 }
 
 absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {

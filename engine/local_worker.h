@@ -36,6 +36,9 @@ class LocalWorker : public WorkerClient {
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
                                       const GroupStatistics* statistics, const SharedGroupPart* shared) override;
   absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override;
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override;
   absl::Status Apply(int group, const GroupSolution& solution) override;
   absl::Status FinishLayer() override;
 

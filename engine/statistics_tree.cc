@@ -13,9 +13,9 @@ namespace {
 using Node = std::vector<GroupStatistics>;  // one value per group
 
 // left + right, group by group: the one addition of the tree.
-absl::StatusOr<Node> Sum(Node left, const Node& right, ThreadPool* pool = nullptr) {
+absl::StatusOr<Node> Sum(Node left, const Node& right, ThreadPool* pool = nullptr, bool upper_only = false) {
   if (left.size() != right.size()) return absl::InternalError("partial statistics for different groups");
-  for (size_t g = 0; g < left.size(); ++g) QSHARD_RETURN_IF_ERROR(left[g].Merge(right[g], pool));
+  for (size_t g = 0; g < left.size(); ++g) QSHARD_RETURN_IF_ERROR(left[g].Merge(right[g], pool, upper_only));
   return left;
 }
 
@@ -68,8 +68,8 @@ std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held) {
   return nodes;
 }
 
-HeldShardReducer::HeldShardReducer(const std::vector<int>& held, ThreadPool* pool)
-    : nodes_(HeldTreeNodes(held)), pool_(pool) {}
+HeldShardReducer::HeldShardReducer(const std::vector<int>& held, HessianWorkspace* workspace)
+    : nodes_(HeldTreeNodes(held)), workspace_(workspace) {}
 
 void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   pending_.push_back({shard, 1, std::move(groups)});
@@ -77,10 +77,13 @@ void HeldShardReducer::Add(int shard, std::vector<GroupStatistics> groups) {
   // their sum (left + right) is their parent, exactly as the tree defines it.
   while (pending_.size() >= 2) {
     ShardStatistics& left = pending_[pending_.size() - 2];
-    const ShardStatistics& right = pending_.back();
+    ShardStatistics& right = pending_.back();
     if (left.shard_count != right.shard_count || left.first_shard % (2 * left.shard_count) != 0) break;
-    left.groups = *Sum(std::move(left.groups), right.groups, pool_);
+    left.groups = workspace_ != nullptr ? *Sum(std::move(left.groups), right.groups, workspace_->pool, /*upper_only=*/true)
+                                        : *Sum(std::move(left.groups), right.groups);
     left.shard_count *= 2;
+    if (workspace_ != nullptr)
+      for (GroupStatistics& group : right.groups) workspace_->Recycle(std::move(group.inputs));
     pending_.pop_back();
   }
   if (next_node_ < nodes_.size() && pending_.size() == 1 &&

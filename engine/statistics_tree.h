@@ -29,8 +29,10 @@ std::vector<std::pair<int, int>> HeldTreeNodes(const std::vector<int>& held);
 // sums are alive at once.
 class HeldShardReducer {
  public:
-  // `held`: ascending shard indices; `pool` (optional) runs the sums' adds on several threads.
-  explicit HeldShardReducer(const std::vector<int>& held, ThreadPool* pool = nullptr);
+  // `held`: ascending shard indices. `workspace` (optional): the partials' input sums are its
+  // upper-triangle sums (HessianWorkspace::NewSum), added as such on its threads, the caller
+  // mirroring the nodes it takes; each right-hand partial's buffer goes back to it once added.
+  explicit HeldShardReducer(const std::vector<int>& held, HessianWorkspace* workspace = nullptr);
   // The next held shard's statistics, one value per group.
   void Add(int shard, std::vector<GroupStatistics> groups);
   // The finished nodes, each the exact tree sum of its shards.
@@ -41,7 +43,7 @@ class HeldShardReducer {
   size_t next_node_ = 0;
   std::vector<ShardStatistics> pending_;    // complete subtrees of the node in progress
   std::vector<ShardStatistics> done_;
-  ThreadPool* pool_;
+  HessianWorkspace* workspace_;
 };
 
 // Per-shard statistics (one per shard, any order) → the largest tree nodes wholly held.

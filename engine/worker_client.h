@@ -31,7 +31,8 @@ struct GroupStatistics {
   std::string held_at;
 
   // `pool` (optional) runs the element-wise adds on several threads; the bytes are the same.
-  absl::Status Merge(const GroupStatistics& other, ThreadPool* pool = nullptr);
+  // `upper_only`: the input sums hold current upper triangles only (HessianSum::Merge).
+  absl::Status Merge(const GroupStatistics& other, ThreadPool* pool = nullptr, bool upper_only = false);
 };
 
 // The partial statistics of shards [first_shard, first_shard + shard_count) — a node of the
@@ -107,6 +108,13 @@ class WorkerClient {
   // The first step of a two-step solve (a method registered `independent_after_shared`): the
   // part of `group`'s solve its linears share; the solution's rewrites are in it.
   virtual absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) = 0;
+
+  // The per-head step of a three-step solve (a method registered with `heads_of`): `ranges` of
+  // the group's head-split linears, given its shared part; the runner joins the parts
+  // (head_parts.h).
+  virtual absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                            const GroupStatistics* statistics,
+                                                            const SharedGroupPart& shared) = 0;
 
   // Installs a group's solution into the worker's copy of the layer.
   virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;

@@ -153,7 +153,9 @@ absl::StatusOr<GroupStatistics> ReduceSlices(const std::vector<SlicedNode>& node
   std::vector<bool> present(nodes.size());
   for (size_t s = 0; s < total_sums.size(); ++s) {
     HessianSum& sum = *total_sums[s];
-    sum.sum.assign(static_cast<size_t>(sum.dim * sum.dim), 0.0);
+    // Every row is written below from whole (mirrored) rows of the nodes: no zeroing first, no
+    // mirroring after (the nodes were mirrored once on their workers, LocalWorker).
+    sum.sum.resize(static_cast<size_t>(sum.dim * sum.dim));
     for (int64_t row = 0; row < sum.dim;) {
       Block block{static_cast<int>(s), row, 0};
       for (size_t i = 0; i < nodes.size(); ++i) {

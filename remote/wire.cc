@@ -16,14 +16,38 @@ std::string Bytes(const T* values, size_t count) {
 }
 
 // The values of a bytes field holding `count` little-endian T (hosts are little-endian x86-64).
-template <typename T>
-absl::StatusOr<std::vector<T>> Values(const std::string& bytes, size_t count, std::string_view what) {
+template <typename T, typename Vector = std::vector<T>>
+absl::StatusOr<Vector> Values(const std::string& bytes, size_t count, std::string_view what) {
   if (bytes.size() != count * sizeof(T))
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(what), ": ", bytes.size(), " bytes, expected ", count * sizeof(T)));
-  std::vector<T> values(count);
+  Vector values(count);
   if (count > 0) std::memcpy(values.data(), bytes.data(), bytes.size());
   return values;
+}
+
+std::string CodeBytes(const std::vector<int32_t>& codes) {
+  std::string bytes(codes.size(), '\0');
+  for (size_t i = 0; i < codes.size(); ++i) bytes[i] = static_cast<char>(codes[i]);  // codes < 2^8
+  return bytes;
+}
+
+std::vector<int32_t> CodesOf(const std::string& bytes) {
+  std::vector<int32_t> codes(bytes.size());
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(bytes[i]);
+  return codes;
+}
+
+void ToProto(const LinearReport& report, v1::LinearResult& data) {
+  data.set_name(report.name);
+  data.set_relative_error(report.relative_error);
+  data.set_seconds(report.seconds);
+  data.set_damp_used(report.damp_used);
+  data.set_damp_retries(report.damp_retries);
+}
+
+LinearReport ReportOf(const v1::LinearResult& r) {
+  return {r.name(), r.relative_error(), r.seconds(), r.damp_used(), r.damp_retries()};
 }
 
 void ToProto(const HessianSum& sum, v1::HessianSumData& out, Sums sums) {
@@ -40,7 +64,8 @@ absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data, Sums sums) 
   sum.dim = data.dim();
   sum.tokens = data.tokens();
   if (sums == Sums::kIncluded) {
-    QSHARD_ASSIGN_OR_RETURN(sum.sum, Values<double>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum"));
+    QSHARD_ASSIGN_OR_RETURN(sum.sum, (Values<double, decltype(sum.sum)>(
+                                         data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum")));
   } else if (!data.sum_f64().empty()) {
     return absl::InvalidArgumentError("Hessian sum: a header carries no sums");
   }
@@ -83,9 +108,7 @@ void ToProto(const QuantizedWeight& q, v1::QuantizedWeightData& out) {
   out.set_bits(q.bits);
   out.set_rows(q.rows);
   out.set_cols(q.cols);
-  std::string codes(q.codes.size(), '\0');
-  for (size_t i = 0; i < q.codes.size(); ++i) codes[i] = static_cast<char>(q.codes[i]);  // codes < 2^8
-  out.set_codes_u8(std::move(codes));
+  out.set_codes_u8(CodeBytes(q.codes));
   ToProto(q.scales, *out.mutable_scales());
   out.set_zeros_i32(Bytes(q.zeros.data(), q.zeros.size()));
   out.set_g_idx_i32(Bytes(q.g_idx.data(), q.g_idx.size()));
@@ -102,8 +125,7 @@ absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
   q.cols = data.cols();
   if (q.bits < 1 || q.bits > 8 || q.rows < 0 || q.cols < 0 || static_cast<int64_t>(data.codes_u8().size()) != q.rows * q.cols)
     return absl::InvalidArgumentError("quantized weight: bad bits or shape");
-  q.codes.resize(data.codes_u8().size());
-  for (size_t i = 0; i < q.codes.size(); ++i) q.codes[i] = static_cast<uint8_t>(data.codes_u8()[i]);
+  q.codes = CodesOf(data.codes_u8());
   QSHARD_ASSIGN_OR_RETURN(q.scales, FromProto(data.scales()));
   QSHARD_ASSIGN_OR_RETURN(q.zeros, Values<int32_t>(data.zeros_i32(), q.scales.size(), "zeros"));
   QSHARD_ASSIGN_OR_RETURN(q.g_idx, Values<int32_t>(data.g_idx_i32(), q.cols, "g_idx"));
@@ -207,14 +229,7 @@ absl::StatusOr<SharedGroupPart> FromProto(const v1::SharedGroupPartData& data) {
 void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out) {
   for (const auto& [name, q] : solution.linears) ToProto(q, (*out.mutable_linears())[name]);
   ToProto(solution.rewrites, *out.mutable_rewrites());
-  for (const LinearReport& report : solution.reports) {
-    v1::LinearResult& data = *out.add_reports();
-    data.set_name(report.name);
-    data.set_relative_error(report.relative_error);
-    data.set_seconds(report.seconds);
-    data.set_damp_used(report.damp_used);
-    data.set_damp_retries(report.damp_retries);
-  }
+  for (const LinearReport& report : solution.reports) ToProto(report, *out.add_reports());
 }
 
 absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data) {
@@ -225,9 +240,46 @@ absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data) {
     solution.linears.emplace(name, std::move(*weight));
   }
   QSHARD_ASSIGN_OR_RETURN(solution.rewrites, FromProto(data.rewrites()));
-  for (const v1::LinearResult& r : data.reports())
-    solution.reports.push_back({r.name(), r.relative_error(), r.seconds(), r.damp_used(), r.damp_retries()});
+  for (const v1::LinearResult& r : data.reports()) solution.reports.push_back(ReportOf(r));
   return solution;
+}
+
+void ToProto(const HeadRange& range, v1::HeadRangeData& out) {
+  out.set_linear(range.linear);
+  out.set_first(range.first);
+  out.set_count(range.count);
+}
+
+HeadRange FromProto(const v1::HeadRangeData& data) { return {data.linear(), data.first(), data.count()}; }
+
+void ToProto(const HeadsPart& part, v1::HeadsPartData& out) {
+  out.set_linear(part.linear);
+  out.set_first(part.first);
+  ToProto(part.weight, *out.mutable_weight());
+  out.set_learned_codes_u8(CodeBytes(part.learned_codes));
+  *out.mutable_losses() = {part.losses.begin(), part.losses.end()};
+  *out.mutable_learned_losses() = {part.learned_losses.begin(), part.learned_losses.end()};
+  out.set_error(part.error);
+  out.set_learned_error(part.learned_error);
+  out.set_reference(part.reference);
+  ToProto(part.report, *out.mutable_report());
+}
+
+absl::StatusOr<HeadsPart> FromProto(const v1::HeadsPartData& data) {
+  HeadsPart part;
+  part.linear = data.linear();
+  part.first = data.first();
+  QSHARD_ASSIGN_OR_RETURN(part.weight, FromProto(data.weight()));
+  part.learned_codes = CodesOf(data.learned_codes_u8());
+  if (part.learned_codes.size() != part.weight.codes.size())
+    return absl::InvalidArgumentError(absl::StrCat(part.linear, ": learned codes do not fit the part's rows"));
+  part.losses = {data.losses().begin(), data.losses().end()};
+  part.learned_losses = {data.learned_losses().begin(), data.learned_losses().end()};
+  part.error = data.error();
+  part.learned_error = data.learned_error();
+  part.reference = data.reference();
+  part.report = ReportOf(data.report());
+  return part;
 }
 
 void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out) {

@@ -27,6 +27,11 @@ absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data);
 void ToProto(const SharedGroupPart& shared, v1::SharedGroupPartData& out);
 absl::StatusOr<SharedGroupPart> FromProto(const v1::SharedGroupPartData& data);
 
+void ToProto(const HeadRange& range, v1::HeadRangeData& out);
+HeadRange FromProto(const v1::HeadRangeData& data);
+void ToProto(const HeadsPart& part, v1::HeadsPartData& out);
+absl::StatusOr<HeadsPart> FromProto(const v1::HeadsPartData& data);
+
 // A finished layer: its groups' solutions in group order.
 void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out);
 absl::StatusOr<std::vector<GroupSolution>> FromProto(const v1::LayerSolutions& data);

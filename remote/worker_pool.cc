@@ -293,6 +293,23 @@ class RemoteWorker : public WorkerClient {
     return wire::FromProto(result.shared());
   }
 
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    v1::WorkerTask task;
+    v1::SolveTask& solve = *task.mutable_solve_heads();
+    QSHARD_RETURN_IF_ERROR(SolveTaskOf(group, statistics, solve));
+    wire::ToProto(shared, *solve.mutable_shared());
+    for (const HeadRange& range : ranges) wire::ToProto(range, *solve.add_heads());
+    QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
+    std::vector<HeadsPart> parts;
+    for (const v1::HeadsPartData& data : result.heads()) {
+      QSHARD_ASSIGN_OR_RETURN(HeadsPart part, wire::FromProto(data));
+      parts.push_back(std::move(part));
+    }
+    return parts;
+  }
+
   absl::Status Apply(int group, const GroupSolution& solution) override {
     v1::WorkerTask task;
     task.mutable_apply()->set_group(group);
@@ -320,7 +337,10 @@ class RemoteWorker : public WorkerClient {
   absl::StatusOr<v1::WorkerTaskResult> Run(const v1::WorkerTask& task) {
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, connection_->Call(task));
     if (absl::Status status = wire::StatusOf(result); !status.ok()) {
-      const v1::SolveTask* solve = task.has_solve() ? &task.solve() : task.has_solve_shared() ? &task.solve_shared() : nullptr;
+      const v1::SolveTask* solve = task.has_solve()          ? &task.solve()
+                                   : task.has_solve_shared() ? &task.solve_shared()
+                                   : task.has_solve_heads()  ? &task.solve_heads()
+                                                             : nullptr;
       if (solve == nullptr || result.unreachable_source() == 0) return status;
       absl::Status aborted = absl::AbortedError(status.message());  // not UNAVAILABLE: this worker is fine
       aborted.SetPayload(kUnreadableHolderPayload, absl::Cord(solve->statistics_at()));

@@ -144,6 +144,24 @@ void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const
       if (shared.ok()) wire::ToProto(*shared, *result.mutable_shared());
       break;
     }
+    case v1::WorkerTask::kSolveHeads: {
+      const v1::SolveTask& solve = task.solve_heads();
+      auto statistics = StatisticsOf(solve, plane, result);
+      auto shared = wire::FromProto(solve.shared());
+      std::vector<HeadRange> ranges;
+      for (const v1::HeadRangeData& range : solve.heads()) ranges.push_back(wire::FromProto(range));
+      absl::StatusOr<std::vector<HeadsPart>> parts = absl::UnknownError("not run");
+      if (!statistics.ok())
+        parts = statistics.status();
+      else if (!shared.ok())
+        parts = shared.status();
+      else
+        parts = worker.SolveHeads(solve.group(), ranges, statistics->get(), *shared);
+      status = parts.status();
+      if (parts.ok())
+        for (const HeadsPart& part : *parts) wire::ToProto(part, *result.add_heads());
+      break;
+    }
     case v1::WorkerTask::kApply: {
       auto solution = wire::FromProto(task.apply().solution());
       status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();

@@ -89,6 +89,57 @@ TEST(HessianSumTest, ManyWindowsAtOnceEqualOneWindowAtATime) {
     for (int64_t j = 0; j < i; ++j) ASSERT_EQ(batched.sum[i * dim + j], batched.sum[j * dim + i]) << i << "," << j;
 }
 
+TEST(HessianWorkspaceTest, ARecycledBufferStartsEmptyAndSumsAsAFreshOne) {
+  const int64_t dim = 45, window = 7, rows = 3 * window;
+  const std::vector<float> x = RandomRows(rows, dim, 6);
+  ThreadPool threads(3);
+  HessianWorkspace workspace{&threads, {}, {}};
+  HessianSum used = workspace.NewSum(dim);
+  used.AddWindowsToUpper(x.data(), rows, window, workspace);
+  const double* buffer = used.sum.data();
+  workspace.Recycle(std::move(used));
+  workspace.Recycle(HessianSum(dim + 1));  // another size: kept, but not handed out for dim
+
+  HessianSum reused = workspace.NewSum(dim);
+  EXPECT_EQ(reused.sum.data(), buffer);  // no fresh dim² buffer to fault in
+  for (int64_t i = 0; i < dim; ++i)  // the upper triangle; the lower one is written by MirrorUpper
+    for (int64_t j = i; j < dim; ++j) ASSERT_EQ(reused.sum[i * dim + j], 0.0) << i << "," << j;
+  EXPECT_EQ(reused.abs_max, std::vector<float>(dim, 0.0f));
+  EXPECT_EQ(reused.tokens, 0);
+  ASSERT_EQ(workspace.spare_sums.size(), 1u);
+  EXPECT_EQ(workspace.spare_sums[0].size(), size_t((dim + 1) * (dim + 1)));
+
+  const std::vector<float> y = RandomRows(2 * window, dim, 7);
+  reused.AddWindowsToUpper(y.data(), 2 * window, window, workspace);
+  reused.MirrorUpper(&threads);
+  HessianSum fresh(dim);
+  fresh.AddWindows(y.data(), 2 * window, window);
+  EXPECT_EQ(reused.sum, fresh.sum);
+  EXPECT_EQ(reused.abs_max, fresh.abs_max);
+  EXPECT_EQ(reused.tokens, fresh.tokens);
+  HessianSum another = workspace.NewSum(dim);  // none spare: a fresh buffer, its upper triangle zeroed
+  ASSERT_EQ(another.sum.size(), size_t(dim * dim));
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = i; j < dim; ++j) ASSERT_EQ(another.sum[i * dim + j], 0.0) << i << "," << j;
+}
+
+TEST(HessianSumTest, MergingUpperTrianglesThenMirroringEqualsMergingFullSums) {
+  const int64_t dim = 37, window = 6;
+  const std::vector<float> x = RandomRows(4 * window, dim, 8);
+  HessianWorkspace workspace;
+  HessianSum left = workspace.NewSum(dim), right = workspace.NewSum(dim);
+  left.AddWindowsToUpper(x.data(), 2 * window, window, workspace);
+  right.AddWindowsToUpper(x.data() + 2 * window * dim, 2 * window, window, workspace);
+  ASSERT_TRUE(left.Merge(right, nullptr, /*upper_only=*/true).ok());
+  left.MirrorUpper();
+  HessianSum full_left(dim), full_right(dim);
+  full_left.AddWindows(x.data(), 2 * window, window);
+  full_right.AddWindows(x.data() + 2 * window * dim, 2 * window, window);
+  ASSERT_TRUE(full_left.Merge(full_right).ok());
+  EXPECT_EQ(left.sum, full_left.sum);
+  EXPECT_EQ(left.tokens, full_left.tokens);
+}
+
 TEST(HessianSumTest, MergeRejectsMismatchedDims) {
   HessianSum a(3), b(4);
   const absl::Status status = a.Merge(b);

@@ -75,6 +75,34 @@ TEST(DTypeTest, HalfKnownEncodings) {
   EXPECT_TRUE(std::isnan(HalfToFloat(0x7E00)));
 }
 
+TEST(DTypeTest, EveryHalfConvertsToItsValue) {
+  // All 65536 encodings through the tensor conversion (the vectorized loop) and one at a time,
+  // against sign · mantissa · 2^exponent built with ldexp; NaNs keep their payload bits.
+  std::vector<uint16_t> halves(65536);
+  for (uint32_t h = 0; h < 65536; ++h) halves[h] = static_cast<uint16_t>(h);
+  std::vector<float> converted(halves.size());
+  ConvertToFloat(DType::kF16, halves.data(), static_cast<int64_t>(halves.size()), converted.data());
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+    float expected;
+    if (exponent == 31) {
+      const uint32_t bits = ((h & 0x8000) << 16) | 0x7f800000 | (mantissa << 13);
+      std::memcpy(&expected, &bits, 4);
+    } else {
+      expected = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -24)
+                               : std::ldexp(static_cast<float>(1024 + mantissa), static_cast<int>(exponent) - 25);
+      if (h & 0x8000) expected = -expected;
+    }
+    uint32_t got_bits, one_bits, expected_bits;
+    const float one = HalfToFloat(static_cast<uint16_t>(h));
+    std::memcpy(&got_bits, &converted[h], 4);
+    std::memcpy(&one_bits, &one, 4);
+    std::memcpy(&expected_bits, &expected, 4);
+    ASSERT_EQ(got_bits, expected_bits) << std::hex << h;
+    ASSERT_EQ(one_bits, expected_bits) << std::hex << h;
+  }
+}
+
 TEST(DTypeTest, BFloat16KnownEncodings) {
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_EQ(FloatToBFloat16(1.0f), 0x3F80);

@@ -65,12 +65,13 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
 
   const GptqSolveSpec reference_spec = SpecFor<GptqSolveSpec>(c);
   const int64_t tokens = cpu_sum.tokens;
+  const std::vector<double> sum(cpu_sum.sum.begin(), cpu_sum.sum.end());
   ReferenceGptqResult reference, followed;
-  ASSERT_TRUE(ReferenceGptq(weight, c.out, c.in, cpu_sum.sum, tokens, reference_spec, reference).ok());
+  ASSERT_TRUE(ReferenceGptq(weight, c.out, c.in, sum, tokens, reference_spec, reference).ok());
   const std::vector<double> cpu_scales(cpu->weight.scales.data(), cpu->weight.scales.data() + cpu->weight.scales.size());
   const FollowedSolution cpu_solution{&cpu->weight.codes, &cpu_scales, &cpu->weight.zeros};
   ASSERT_TRUE(
-      ReferenceGptq(weight, c.out, c.in, cpu_sum.sum, tokens, reference_spec, followed, &cpu_solution, 1e-2).ok());
+      ReferenceGptq(weight, c.out, c.in, sum, tokens, reference_spec, followed, &cpu_solution, 1e-2).ok());
 
   EXPECT_EQ(reference.g_idx, cpu->weight.g_idx);
   EXPECT_EQ(reference.damp, cpu->damp_used);
@@ -79,10 +80,10 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
   EXPECT_LT(followed.follow.grids_adopted, 1e-2 * static_cast<double>(cpu_scales.size()));
   const double proxy_reference = ProxyError(
       weight, DequantizeCodes(reference.codes, reference.scales, reference.zeros, reference.g_idx, c.out, c.in), c.out,
-      c.in, cpu_sum.sum, tokens);
+      c.in, sum, tokens);
   const double proxy_cpu = ProxyError(
       weight, DequantizeCodes(cpu->weight.codes, cpu_scales, cpu->weight.zeros, cpu->weight.g_idx, c.out, c.in), c.out,
-      c.in, cpu_sum.sum, tokens);
+      c.in, sum, tokens);
   EXPECT_NEAR(proxy_cpu, proxy_reference, 1e-2 * proxy_reference);
   EXPECT_NEAR(cpu->proxy_error, proxy_cpu, 1e-3 * proxy_cpu);
 }

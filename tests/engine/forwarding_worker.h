@@ -34,6 +34,11 @@ class ForwardingWorker : public WorkerClient {
   absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override {
     return inner_.SolveShared(group, statistics);
   }
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    return inner_.SolveHeads(group, ranges, statistics, shared);
+  }
   absl::Status Apply(int group, const GroupSolution& solution) override { return inner_.Apply(group, solution); }
   absl::Status FinishLayer() override { return inner_.FinishLayer(); }
 

@@ -68,6 +68,30 @@ TEST(StatisticsTreeTest, TheAssociationIsTheTreeNotALeftFold) {
   EXPECT_NE(fold.inputs.sum, tree[0].inputs.sum);
 }
 
+TEST(StatisticsTreeTest, AWorkspaceReusesTheAddedPartialsBuffersWithTheSameBits) {
+  // Over 7 held shards the reducer adds 4 right-hand partials of each group into left ones; with
+  // a workspace, whose partials are upper triangles, it adds those only and keeps the buffers
+  // for later shards' sums instead of freeing them.
+  std::vector<int> held = {0, 1, 2, 3, 4, 5, 6};
+  ThreadPool threads(2);
+  HessianWorkspace workspace{&threads, {}, {}};
+  HeldShardReducer with(held, &workspace), without(held);
+  for (int s : held) {
+    with.Add(s, Leaf(s).groups);
+    without.Add(s, Leaf(s).groups);
+  }
+  std::vector<ShardStatistics> a = with.Take(), b = without.Take();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t n = 0; n < a.size(); ++n)
+    for (int g = 0; g < 2; ++g) {
+      HessianSum& upper = a[n].groups[g].inputs;
+      const HessianSum& full = b[n].groups[g].inputs;
+      for (int64_t i = 0; i < upper.dim; ++i)
+        for (int64_t j = i; j < upper.dim; ++j) EXPECT_EQ(upper.sum[i * upper.dim + j], full.sum[i * upper.dim + j]);
+    }
+  EXPECT_EQ(workspace.spare_sums.size(), 2u * 4u);  // (0+1), (2+3), (0-1 + 2-3), (4+5), per group
+}
+
 TEST(StatisticsTreeTest, MissingAndOverlappingShardsAreErrors) {
   std::vector<ShardStatistics> nodes = ReduceHeldShards({Leaf(0), Leaf(1)});
   EXPECT_FALSE(ReduceShardTree(nodes, 3, 2).ok());  // shard 2 missing

@@ -6,6 +6,8 @@
 
 #include "gtest/gtest.h"
 #include "tests/methods/real_layer.h"
+#include "worker/methods/aespa_method.h"
+#include "worker/methods/head_parts.h"
 #include "worker/solvers/proxy_error.h"
 
 namespace qshard {
@@ -102,23 +104,46 @@ TEST(AespaMethodTest, QuantizesOptLayersWithAndWithoutPreNorm) {
   }
 }
 
+// TinyStories' layer 0 q/k/v group with its input and attention statistics.
+struct AttentionGroup {
+  real_layer::RealLayer l = real_layer::LoadTinyStories(/*windows=*/2, /*seq=*/64);
+  std::vector<std::string> qkv;
+  std::map<std::string, HessianSum> sums;
+  AttentionStats attention_stats;
+  QuantizedLayer quantized;
+  GroupProblem problem;
+
+  AttentionGroup() {
+    if (l.model == nullptr) return;
+    qkv = l.model->LinearGroups()[0];
+    InputStatsCollector inputs(0, {qkv.front()}, l.seq);
+    AttentionStatsCollector attention(0, l.model->config());
+    ObserverFanOut observer({&inputs, &attention});
+    Tensor hidden = l.hidden;
+    l.model->RunLayer(0, l.weights, hidden, l.batch, l.seq, &observer);
+    sums = inputs.Take();
+    attention_stats = attention.Take();
+    problem = real_layer::Problem(l.model->config(), qkv, &sums.at(qkv.front()), l.weights, quantized);
+    problem.attention = &attention_stats;
+  }
+};
+
+void ExpectSameWeight(const QuantizedWeight& a, const QuantizedWeight& b, const std::string& name) {
+  EXPECT_EQ(a.codes, b.codes) << name;
+  EXPECT_EQ(a.scales.values(), b.scales.values()) << name;
+  EXPECT_EQ(a.zeros, b.zeros) << name;
+  EXPECT_EQ(a.g_idx, b.g_idx) << name;
+  EXPECT_EQ(a.column_scale, b.column_scale) << name;
+}
+
 // The attention group solved in two steps — the shared ζ search once, then its linears apart,
 // as different workers solve them — is the one-step solve bit for bit.
 TEST(AespaMethodTest, TwoStepSolveIsTheOneStepSolve) {
-  const real_layer::RealLayer l = real_layer::LoadTinyStories(/*windows=*/2, /*seq=*/64);
-  ASSERT_NE(l.model, nullptr);
-  const std::vector<std::string> qkv = l.model->LinearGroups()[0];
+  const AttentionGroup g;
+  ASSERT_NE(g.l.model, nullptr);
+  const std::vector<std::string>& qkv = g.qkv;
   ASSERT_EQ(qkv.size(), 3u);
-  InputStatsCollector inputs(0, {qkv.front()}, l.seq);
-  AttentionStatsCollector attention(0, l.model->config());
-  ObserverFanOut observer({&inputs, &attention});
-  Tensor hidden = l.hidden;
-  l.model->RunLayer(0, l.weights, hidden, l.batch, l.seq, &observer);
-  const std::map<std::string, HessianSum> sums = inputs.Take();
-  const AttentionStats attention_stats = attention.Take();
-  const QuantizedLayer quantized;
-  GroupProblem problem = real_layer::Problem(l.model->config(), qkv, &sums.at(qkv.front()), l.weights, quantized);
-  problem.attention = &attention_stats;
+  const GroupProblem& problem = g.problem;
 
   const std::unique_ptr<LayerMethod> method = real_layer::Make(Options("aespa", 3, 40));
   auto whole = method->SolveGroup(problem);
@@ -135,14 +160,7 @@ TEST(AespaMethodTest, TwoStepSolveIsTheOneStepSolve) {
     ASSERT_TRUE(solved.ok()) << solved.status();
     EXPECT_TRUE(solved->rewrites.empty());
     ASSERT_EQ(solved->linears.size(), part.size());
-    for (const std::string& name : part) {
-      const QuantizedWeight& a = solved->linears.at(name);
-      const QuantizedWeight& b = whole->linears.at(name);
-      EXPECT_EQ(a.codes, b.codes) << name;
-      EXPECT_EQ(a.scales.values(), b.scales.values()) << name;
-      EXPECT_EQ(a.zeros, b.zeros) << name;
-      EXPECT_EQ(a.g_idx, b.g_idx) << name;
-    }
+    for (const std::string& name : part) ExpectSameWeight(solved->linears.at(name), whole->linears.at(name), name);
   }
 
   // A shared part that does not fit the layer (it may have crossed the network) is refused.
@@ -154,6 +172,56 @@ TEST(AespaMethodTest, TwoStepSolveIsTheOneStepSolve) {
   broken.column_scale.push_back(1.0f);
   EXPECT_EQ(method->SolveLinears(problem, broken, v).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(method->SolveLinears(problem, *shared, outside).ok());
+}
+
+// The three-step solve: q/k/v cut into runs of heads of awkward lengths (as workers get them),
+// each solved apart, then joined — the one-step solve bit for bit, whichever rounding each
+// linear keeps. A range outside the heads, or of a linear that does not split, is refused.
+TEST(AespaMethodTest, HeadRangesJoinToTheOneStepSolve) {
+  const AttentionGroup g;
+  ASSERT_NE(g.l.model, nullptr);
+  const ModelConfig& config = g.l.model->config();
+  for (const int iters : {0, 40}) {
+    const MethodOptions options = Options("aespa", 3, iters);
+    const std::unique_ptr<LayerMethod> method = real_layer::Make(options);
+    auto whole = method->SolveGroup(g.problem);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    auto shared = method->SolveShared(g.problem);
+    ASSERT_TRUE(shared.ok()) << shared.status();
+    std::map<std::string, int> heads;
+    for (const std::string& name : g.qkv) heads[name] = AespaHeadsOf(config, options, name);
+    if (iters == 0) {  // nothing per head without AdaRound
+      for (const auto& [name, count] : heads) EXPECT_EQ(count, 0) << name;
+      continue;
+    }
+    ASSERT_EQ(heads.at(g.qkv[0]), 8);
+    ASSERT_EQ(heads.at(g.qkv[1]), 4);
+    // Runs as three workers would get them, and one run of everything.
+    const std::vector<std::vector<HeadRange>> workers = {
+        {{g.qkv[0], 0, 3}}, {{g.qkv[0], 3, 5}, {g.qkv[1], 0, 1}}, {{g.qkv[1], 1, 3}, {g.qkv[2], 0, 4}}};
+    std::vector<HeadsPart> parts;
+    for (const std::vector<HeadRange>& ranges : workers) {
+      auto solved = method->SolveHeads(g.problem, *shared, ranges);
+      ASSERT_TRUE(solved.ok()) << solved.status();
+      ASSERT_EQ(solved->size(), ranges.size());
+      for (HeadsPart& part : *solved) parts.push_back(std::move(part));
+    }
+    auto joined = JoinHeads(std::move(parts), heads);
+    ASSERT_TRUE(joined.ok()) << joined.status();
+    ASSERT_EQ(joined->linears.size(), 3u);
+    for (const std::string& name : g.qkv) ExpectSameWeight(joined->linears.at(name), whole->linears.at(name), name);
+    ASSERT_EQ(joined->reports.size(), 3u);
+    for (const LinearReport& report : joined->reports) {
+      const LinearReport& one = *std::find_if(whole->reports.begin(), whole->reports.end(),
+                                              [&](const LinearReport& r) { return r.name == report.name; });
+      EXPECT_NEAR(report.relative_error, one.relative_error, 1e-5 * one.relative_error) << report.name;
+      EXPECT_EQ(report.damp_used, one.damp_used) << report.name;
+    }
+
+    const std::vector<HeadRange> outside = {{g.qkv[1], 3, 2}}, unsplit = {{"mlp.up_proj", 0, 1}};
+    EXPECT_EQ(method->SolveHeads(g.problem, *shared, outside).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_FALSE(method->SolveHeads(g.problem, *shared, unsplit).ok());
+  }
 }
 
 }  // namespace

@@ -108,6 +108,55 @@ TEST(WireTest, SharedGroupPartsRoundTripExactly) {
   EXPECT_FALSE(wire::FromProto(data).ok());
 }
 
+// The per-head step of a three-step solve: its ranges out, its parts (both roundings) back.
+TEST(WireTest, HeadRangesAndPartsRoundTripExactly) {
+  v1::HeadRangeData range_data;
+  wire::ToProto(HeadRange{"self_attn.k_proj", 3, 2}, range_data);
+  const HeadRange range = wire::FromProto(range_data);
+  EXPECT_EQ(range.linear, "self_attn.k_proj");
+  EXPECT_EQ(range.first, 3);
+  EXPECT_EQ(range.count, 2);
+
+  HeadsPart part;
+  part.linear = "self_attn.q_proj";
+  part.first = 5;
+  QuantizedWeight& w = part.weight;
+  w.bits = 3;
+  w.rows = 2;
+  w.cols = 3;
+  w.codes = {0, 7, 3, 1, 2, 6};
+  w.scales = Tensor({1, 2}, {0.125f, 1e-7f});
+  w.zeros = {4, 0};
+  w.g_idx = {0, 0, 0};
+  part.learned_codes = {1, 6, 3, 0, 2, 7};
+  part.losses = {0.1, 1.0 / 3.0};
+  part.learned_losses = {0.05, 2.0 / 7.0};
+  part.error = 1e-300;
+  part.learned_error = 5e-3;
+  part.reference = 12.5;
+  part.report = {"self_attn.q_proj", 0.0, 1.25, 0.02, 1};
+  v1::HeadsPartData data;
+  wire::ToProto(part, data);
+  auto back = wire::FromProto(data);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->linear, part.linear);
+  EXPECT_EQ(back->first, 5);
+  EXPECT_EQ(back->weight.codes, w.codes);
+  EXPECT_EQ(back->weight.scales.values(), w.scales.values());
+  EXPECT_EQ(back->weight.zeros, w.zeros);
+  EXPECT_EQ(back->learned_codes, part.learned_codes);
+  EXPECT_EQ(back->losses, part.losses);
+  EXPECT_EQ(back->learned_losses, part.learned_losses);
+  EXPECT_EQ(back->error, part.error);
+  EXPECT_EQ(back->learned_error, part.learned_error);
+  EXPECT_EQ(back->reference, part.reference);
+  EXPECT_EQ(back->report.seconds, 1.25);
+  EXPECT_EQ(back->report.damp_retries, 1);
+
+  data.mutable_learned_codes_u8()->pop_back();  // the learned codes must fit the rows
+  EXPECT_FALSE(wire::FromProto(data).ok());
+}
+
 TEST(WireTest, ChunksReassembleAndDamageIsCaught) {
   v1::WorkerTaskResult result;
   result.set_message(std::string(10000, 'x'));

@@ -57,6 +57,12 @@ void MirrorUpperTriangle(int64_t n, double* sum, ThreadPool* pool) {
 
 }  // namespace
 
+void HessianSum::AddWindows(const float* x, int64_t rows, int64_t window) {
+  HessianWorkspace workspace;
+  AddWindowsToUpper(x, rows, window, workspace);
+  MirrorUpper();
+}
+
 void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window, HessianWorkspace& workspace) {
   // Only the upper triangle is read, and ssyrk with beta 0 overwrites it for every window.
   if (workspace.product.size() < static_cast<size_t>(dim * dim)) workspace.product.resize(dim * dim);
@@ -72,15 +78,43 @@ void HessianSum::AddWindowsToUpper(const float* x, int64_t rows, int64_t window,
 
 void HessianSum::MirrorUpper(ThreadPool* pool) { MirrorUpperTriangle(dim, sum.data(), pool); }
 
-absl::Status HessianSum::Merge(const HessianSum& other, ThreadPool* pool) {
+absl::Status HessianSum::Merge(const HessianSum& other, ThreadPool* pool, bool upper_only) {
   if (other.dim != dim)
     return absl::InvalidArgumentError(absl::StrCat("cannot merge Hessian sums of dims ", dim, " and ", other.dim));
   ForChunks(dim, pool, [&](int64_t first, int64_t end) {
-    for (int64_t i = first * dim; i < end * dim; ++i) sum[i] += other.sum[i];
+    for (int64_t i = first; i < end; ++i)
+      for (int64_t j = upper_only ? i : 0; j < dim; ++j) sum[i * dim + j] += other.sum[i * dim + j];
   });
   for (int64_t c = 0; c < dim; ++c) abs_max[c] = std::max(abs_max[c], other.abs_max[c]);
   tokens += other.tokens;
   return absl::OkStatus();
+}
+
+HessianSum HessianWorkspace::NewSum(int64_t dim) {
+  HessianSum sum;
+  sum.dim = dim;
+  const auto spare = std::find_if(spare_sums.begin(), spare_sums.end(), [&](const UninitializedVector<double>& buffer) {
+    return buffer.size() == size_t(dim * dim);
+  });
+  if (spare != spare_sums.end()) {
+    sum.sum = std::move(*spare);
+    spare_sums.erase(spare);
+  } else {
+    sum.sum.resize(dim * dim);  // no page touched yet
+  }
+  ForChunks(dim, pool, [&](int64_t first, int64_t end) {
+    for (int64_t i = first; i < end; ++i) {
+      PopulatePages(sum.sum.data() + i * dim + i, (dim - i) * sizeof(double));
+      std::fill(sum.sum.begin() + i * dim + i, sum.sum.begin() + (i + 1) * dim, 0.0);
+    }
+  });
+  sum.abs_max.assign(dim, 0.0f);
+  return sum;
+}
+
+void HessianWorkspace::Recycle(HessianSum&& sum) {
+  if (!sum.sum.empty()) spare_sums.push_back(std::move(sum.sum));
+  sum = HessianSum();
 }
 
 std::vector<double> HessianSum::Normalized() const {

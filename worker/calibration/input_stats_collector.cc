@@ -4,9 +4,10 @@ namespace qshard {
 
 void InputStatsCollector::OnLinearInput(int layer, const std::string& linear, const Tensor& x) {
   if (layer != layer_ || !groups_.count(linear)) return;
-  auto [it, inserted] = sums_.try_emplace(linear, x.cols());
-  HessianSum& sum = it->second;
-  sum.AddWindowsToUpper(x.data(), x.rows(), seqlen_, workspace_ != nullptr ? *workspace_ : own_workspace_);
+  HessianWorkspace& workspace = workspace_ != nullptr ? *workspace_ : own_workspace_;
+  auto it = sums_.find(linear);
+  if (it == sums_.end()) it = sums_.emplace(linear, workspace.NewSum(x.cols())).first;
+  it->second.AddWindowsToUpper(x.data(), x.rows(), seqlen_, workspace);
 }
 
 std::map<std::string, HessianSum> InputStatsCollector::Take() {

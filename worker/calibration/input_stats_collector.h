@@ -15,7 +15,8 @@ namespace qshard {
 class InputStatsCollector : public LayerObserver {
  public:
   // `groups` names each group by its first linear (DecoderModel::LinearGroups()[g][0]).
-  // `workspace` (optional, shared by a worker's collectors) lends threads and a scratch product.
+  // `workspace` (optional, shared by a worker's collectors) lends threads, a scratch product
+  // and spare sum buffers.
   InputStatsCollector(int layer, std::set<std::string> groups, int64_t seqlen, HessianWorkspace* workspace = nullptr)
       : layer_(layer), groups_(std::move(groups)), seqlen_(seqlen), workspace_(workspace) {}
 

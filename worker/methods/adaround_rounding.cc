@@ -36,42 +36,44 @@ struct ElementGrids {
   }
 };
 
-// The reconstruction term and its gradient with respect to the quantized weights.
+// The reconstruction term and its gradient with respect to the quantized weights, unit by
+// unit: a unit is a head's rows (with output weightings) or a Hessian block, and each runs its
+// own GEMMs over its rows and sums its own loss. Rows of whole units solved apart therefore get
+// the bits the whole linear gets (head_parts.h); the units' losses add in unit order.
 class Reconstruction {
  public:
   explicit Reconstruction(const RoundingProblem& p)
       : out_(p.weight->dim(0)), in_(p.weight->dim(1)), block_rows_(out_ / static_cast<int64_t>(p.hessians.size())),
-        product_(out_ * in_) {
+        unit_rows_(p.output_weightings.empty() ? block_rows_
+                                               : out_ / static_cast<int64_t>(p.output_weightings.size())),
+        product_(out_ * in_), unit_losses_(out_ / unit_rows_) {
     for (const std::vector<double>* h : p.hessians) hessians_.emplace_back(h->begin(), h->end());
     for (const std::vector<double>* g : p.output_weightings) weightings_.emplace_back(g->begin(), g->end());
-    if (!weightings_.empty()) {
-      head_rows_ = out_ / static_cast<int64_t>(weightings_.size());
-      weighted_.resize(head_rows_ * in_);
-    }
+    if (!weightings_.empty()) weighted_.resize(unit_rows_ * in_);
   }
 
   // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
   // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
-  // unless null (both H and G symmetric).
+  // unless null (both H and G symmetric). unit_losses() then holds the units' terms.
   double Evaluate(const float* e, float* grad, bool want_loss = true) {
-    for (size_t b = 0; b < hessians_.size(); ++b) {
-      const int64_t offset = static_cast<int64_t>(b) * block_rows_ * in_;
-      kernels::Gemm(block_rows_, in_, in_, e + offset, hessians_[b].data(), false, product_.data() + offset);
-    }
     double loss = 0.0;
-    if (weightings_.empty()) {
-      loss = Accumulate(e, product_.data(), out_ * in_, grad, want_loss);
-    } else {
-      for (size_t h = 0; h < weightings_.size(); ++h) {
-        const int64_t offset = static_cast<int64_t>(h) * head_rows_ * in_;
-        kernels::Gemm(head_rows_, in_, head_rows_, weightings_[h].data(), product_.data() + offset, false,
-                      weighted_.data());
-        loss += Accumulate(e + offset, weighted_.data(), head_rows_ * in_, grad == nullptr ? nullptr : grad + offset,
-                           want_loss);
+    for (size_t u = 0; u < unit_losses_.size(); ++u) {
+      const int64_t row = static_cast<int64_t>(u) * unit_rows_, offset = row * in_;
+      kernels::Gemm(unit_rows_, in_, in_, e + offset, hessians_[row / block_rows_].data(), false,
+                    product_.data() + offset);
+      const float* product = product_.data() + offset;
+      if (!weightings_.empty()) {
+        kernels::Gemm(unit_rows_, in_, unit_rows_, weightings_[u].data(), product, false, weighted_.data());
+        product = weighted_.data();
       }
+      unit_losses_[u] =
+          Accumulate(e + offset, product, unit_rows_ * in_, grad == nullptr ? nullptr : grad + offset, want_loss);
+      loss += unit_losses_[u];
     }
     return loss;
   }
+
+  const std::vector<double>& unit_losses() const { return unit_losses_; }
 
  private:
   static double Accumulate(const float* e, const float* product, int64_t n, float* grad, bool want_loss) {
@@ -83,9 +85,10 @@ class Reconstruction {
     return loss;
   }
 
-  int64_t out_, in_, block_rows_, head_rows_ = 0;
+  int64_t out_, in_, block_rows_, unit_rows_;
   std::vector<std::vector<float>> hessians_, weightings_;
   std::vector<float> product_, weighted_;
+  std::vector<double> unit_losses_;
 };
 
 // The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
@@ -252,24 +255,37 @@ std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) cons
   return codes;
 }
 
-double SoftRoundingObjective::LossOfCodes(std::span<const int32_t> codes) {
+std::vector<double> SoftRoundingObjective::UnitLosses(std::span<const int32_t> codes) {
   State& s = *state_;
   for (size_t i = 0; i < codes.size(); ++i)
     s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - (*s.problem.weight)[i];
-  return s.reconstruction.Evaluate(s.e.data(), nullptr);
+  s.reconstruction.Evaluate(s.e.data(), nullptr);
+  return s.reconstruction.unit_losses();
+}
+
+double TotalLoss(std::span<const double> unit_losses) {
+  double loss = 0.0;
+  for (const double l : unit_losses) loss += l;
+  return loss;
 }
 
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes) {
-  return SoftRoundingObjective(problem).LossOfCodes(codes);
+  return TotalLoss(SoftRoundingObjective(problem).UnitLosses(codes));
 }
 
-RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
-  SoftRoundingObjective objective(problem);
-  RoundingResult result;
-  result.codes = problem.initial->codes;
-  result.initial_loss = result.loss = objective.LossOfCodes(result.codes);
-  if (options.iters <= 0) return result;
+bool KeepLearned(std::span<const double> initial_losses, std::span<const double> learned_losses) {
+  return TotalLoss(learned_losses) < TotalLoss(initial_losses);
+}
 
+RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  SoftRoundingObjective objective(problem);
+  RoundingCandidates candidates;
+  candidates.initial_losses = objective.UnitLosses(problem.initial->codes);
+  if (options.iters <= 0) {
+    candidates.learned = problem.initial->codes;
+    candidates.learned_losses = candidates.initial_losses;
+    return candidates;
+  }
   std::vector<float> v = objective.InitialVariables();
   const int64_t n = static_cast<int64_t>(v.size());
   std::vector<float> grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
@@ -280,13 +296,21 @@ RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptio
     objective.Gradient(v, regularize ? lambda : 0.0f, Beta(it, options), grad);
     AdamUpdate(grad.data(), n, learning_rate, it + 1, v.data(), adam_m.data(), adam_v.data());
   }
+  candidates.learned = objective.Codes(v);
+  candidates.learned_losses = objective.UnitLosses(candidates.learned);
+  return candidates;
+}
 
-  std::vector<int32_t> learned = objective.Codes(v);
-  const double loss = objective.LossOfCodes(learned);
-  if (loss < result.loss) {
-    result.codes = std::move(learned);
-    result.loss = loss;
-    result.learned = true;
+RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
+  RoundingCandidates candidates = LearnRoundingCandidates(problem, options);
+  RoundingResult result;
+  result.initial_loss = result.loss = TotalLoss(candidates.initial_losses);
+  result.learned = KeepLearned(candidates.initial_losses, candidates.learned_losses);
+  if (result.learned) {
+    result.codes = std::move(candidates.learned);
+    result.loss = TotalLoss(candidates.learned_losses);
+  } else {
+    result.codes = problem.initial->codes;
   }
   return result;
 }

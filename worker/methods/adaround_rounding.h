@@ -6,7 +6,10 @@
 // tr(ΔW H ΔWᵀ) (per row block with its Hessian) or, with output weightings,
 // Σ_heads tr(G_h ΔW_h H ΔW_hᵀ), plus λ·Σ(1 − |2h − 1|^β) after a warm-up, β annealed linearly
 // 20 → 2; Adam; float32 throughout; finally h ← [V ≥ 0]. The GPTQ rounding is kept if the
-// learned one does not have a lower reconstruction loss.
+// learned one does not have a lower reconstruction loss. That loss is a sum over units of rows
+// (the heads of the output weightings, else the Hessian blocks), each unit computed on its own
+// rows alone and the units' terms added in order: rows of whole units solved on different
+// workers give the same codes and terms, and the choice is made once they are joined.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +50,20 @@ struct RoundingResult {
   bool learned = false;         // the learned rounding was kept
 };
 
+// Both roundings before the choice: what a worker solving some heads of a linear returns.
+struct RoundingCandidates {
+  std::vector<int32_t> learned;        // [out, in] AdaRound's codes (the initial ones if iters ≤ 0)
+  std::vector<double> initial_losses;  // per unit of rows: the initial codes' loss
+  std::vector<double> learned_losses;  // per unit of rows: the learned codes' loss
+};
+
+RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options);
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options);
+
+// The units' losses added in unit order, from 0: the linear's loss.
+double TotalLoss(std::span<const double> unit_losses);
+// The choice LearnRounding makes: the learned codes only if their loss is lower.
+bool KeepLearned(std::span<const double> initial_losses, std::span<const double> learned_losses);
 
 // The reconstruction loss of `codes` on the problem's grids.
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes);
@@ -69,7 +85,8 @@ class SoftRoundingObjective {
   void Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad);
   // The hard rounding h = [v ≥ 0], as codes.
   std::vector<int32_t> Codes(std::span<const float> v) const;
-  double LossOfCodes(std::span<const int32_t> codes);
+  // The loss of `codes` per unit of rows (TotalLoss adds them).
+  std::vector<double> UnitLosses(std::span<const int32_t> codes);
 
  private:
   struct State;

@@ -5,8 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "worker/calibration/attention_stats.h"
+#include <chrono>
+
 #include "worker/methods/aespa_solver.h"
+#include "worker/methods/head_parts.h"
 #include "worker/methods/zfold_group.h"
+#include "worker/solvers/proxy_error.h"
 
 namespace qshard {
 namespace {
@@ -29,6 +33,46 @@ absl::Status CheckAttentionStats(const AttentionStats* stats, const GroupProblem
 class AespaMethod : public FoldedGroupMethod {
  public:
   explicit AespaMethod(const MethodOptions& options) : FoldedGroupMethod(options) {}
+
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(const GroupProblem& group, const SharedGroupPart& shared,
+                                                    std::span<const HeadRange> ranges) const override {
+    std::vector<std::string> names;
+    for (const HeadRange& range : ranges) names.push_back(range.linear);
+    QSHARD_ASSIGN_OR_RETURN(const FoldedLinears folded, Linears(group, names));
+    std::vector<HeadsPart> parts;
+    for (const HeadRange& range : ranges) {
+      const int heads = AespaHeadsOf(*group.config, options(), range.linear);
+      auto l = std::find_if(folded.linears.begin(), folded.linears.end(),
+                            [&](const GroupLinear& g) { return g.name == range.linear; });
+      if (heads == 0 || l == folded.linears.end() || l->solver == nullptr)
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", group.layer, ": aespa does not split '", range.linear, "' by head"));
+      QSHARD_ASSIGN_OR_RETURN(const LayerProblem problem, LinearProblem(group, shared, *l));
+      const auto start = std::chrono::steady_clock::now();
+      QSHARD_ASSIGN_OR_RETURN(AespaHeads solved, SolveAespaHeads(*l->solver, problem, heads, range.first, range.count));
+      HeadsPart& part = parts.emplace_back();
+      part.linear = range.linear;
+      part.first = range.first;
+      // The report's error over these rows, for both roundings (the join picks one).
+      const Tensor weight = RowsOf(*problem.weight, range.first * (problem.weight->dim(0) / heads), solved.rows.rows);
+      const HessianSum* inputs[] = {group.input_stats};
+      part.reference = ProxyError(weight, Tensor(weight.shape()), inputs);
+      part.error = ProxyError(weight, solved.rows.Dequantized(), inputs);
+      part.learned_codes = std::move(solved.candidates.learned);
+      std::swap(solved.rows.codes, part.learned_codes);
+      part.learned_error = ProxyError(weight, solved.rows.Dequantized(), inputs);
+      std::swap(solved.rows.codes, part.learned_codes);
+      part.weight = std::move(solved.rows);
+      part.weight.column_scale.clear();  // ζ lives in the producer (as SolveLinears leaves it)
+      part.losses = std::move(solved.candidates.initial_losses);
+      part.learned_losses = std::move(solved.candidates.learned_losses);
+      part.report.name = range.linear;
+      part.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      part.report.damp_used = solved.gptq.damp_used;
+      part.report.damp_retries = solved.gptq.damp_retries;
+    }
+    return parts;
+  }
 
  protected:
   absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group, std::span<const std::string> solved) const override {
@@ -92,6 +136,13 @@ class AespaMethod : public FoldedGroupMethod {
 };
 
 }  // namespace
+
+int AespaHeadsOf(const ModelConfig& config, const MethodOptions& options, std::string_view linear) {
+  if (options.aespa_adaround_iters <= 0) return 0;
+  if (linear == "self_attn.q_proj") return static_cast<int>(config.num_heads);
+  if (linear == "self_attn.k_proj" || linear == "self_attn.v_proj") return static_cast<int>(config.num_kv_heads);
+  return 0;
+}
 
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakeAespaMethod(const MethodOptions& options) {
   QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(options.spec));

@@ -7,11 +7,16 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "worker/methods/layer_method.h"
 
 namespace qshard {
 
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakeAespaMethod(const MethodOptions& options);
+
+// The heads q_proj (query heads), k_proj and v_proj (KV heads) split into for AdaRound's
+// per-head work; 0 for every other linear, and for all without AdaRound (nothing per head).
+int AespaHeadsOf(const ModelConfig& config, const MethodOptions& options, std::string_view linear);
 
 }  // namespace qshard

@@ -20,4 +20,16 @@ namespace qshard {
 absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding,
                                                         std::vector<std::vector<double>> output_weightings);
 
+// Heads [first, first + count) of a linear whose rows are `heads` equal blocks (its output
+// weightings, if any, one per head; one Hessian for all rows or one per head): the GPTQ start
+// of the whole linear (cheap next to AdaRound, and so the same bits everywhere), then AdaRound
+// on those heads' rows alone, both roundings kept for the join (head_parts.h).
+struct AespaHeads {
+  QuantizedLinear gptq;            // the whole linear's start (its damping), without unrounded values
+  QuantizedWeight rows;            // the heads' rows of the start: grids and GPTQ codes
+  RoundingCandidates candidates;   // the same rows: the learned codes and both roundings' loss per head
+};
+absl::StatusOr<AespaHeads> SolveAespaHeads(const Solver& aespa_solver, const LayerProblem& problem, int heads,
+                                           int first, int count);
+
 }  // namespace qshard

@@ -88,6 +88,28 @@ struct SharedGroupPart {
   std::map<std::string, FixedGrids> grids;  // each linear's grids (its rows of the searched ones)
 };
 
+// Heads [first, first + count) of one linear whose rows split by attention head (aespa's q/k/v:
+// a query head's or a KV head's rows): what one worker solves in the per-head step of a
+// three-step solve (shared part, heads, join).
+struct HeadRange {
+  std::string linear;
+  int first = 0;
+  int count = 0;
+};
+
+// A HeadRange solved: the rows of its heads under both roundings, with what the join needs to
+// choose between them for the whole linear (head_parts.h).
+struct HeadsPart {
+  std::string linear;
+  int first = 0;                       // first head
+  QuantizedWeight weight;              // the heads' rows: the start's (GPTQ) codes on their grids, GPTQ form
+  std::vector<int32_t> learned_codes;  // [rows, cols]: the learned rounding of the same rows
+  std::vector<double> losses, learned_losses;  // per head: each rounding's reconstruction loss
+  // Over the rows, S the input's Σ x xᵀ: tr(ΔW S ΔWᵀ) of each rounding and tr(W S Wᵀ).
+  double error = 0.0, learned_error = 0.0, reference = 0.0;
+  LinearReport report;  // the part's seconds and damping; relative_error unset
+};
+
 struct GroupProblem {
   int layer = 0;
   const ModelConfig* config = nullptr;
@@ -122,9 +144,19 @@ class LayerMethod {
                                                      std::span<const std::string> /*linears*/) const {
     return absl::UnimplementedError("this method does not solve a group in two steps");
   }
+  // A method registered with `heads_of` also solves its head-split linears by ranges of heads,
+  // given the shared part; JoinHeads (head_parts.h) makes of all of a linear's ranges the
+  // linear SolveLinears returns, with the same bits.
+  virtual absl::StatusOr<std::vector<HeadsPart>> SolveHeads(const GroupProblem&, const SharedGroupPart&,
+                                                            std::span<const HeadRange> /*ranges*/) const {
+    return absl::UnimplementedError("this method does not split linears by head");
+  }
 };
 
 // ‖WX − ŴX‖² / ‖WX‖² from the input statistics: tr(ΔW S ΔWᵀ) / tr(W S Wᵀ) with S = Σ x xᵀ.
-double RelativeOutputError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats);
+// `proxy_error`, when not NaN, is the numerator a solver already measured against these
+// statistics, tr(ΔW H ΔWᵀ) with H = 2·S/tokens (Solver's proxy_error), and saves its Gram.
+double RelativeOutputError(const Tensor& weight, const Tensor& dequantized, const HessianSum& stats,
+                           double proxy_error = std::numeric_limits<double>::quiet_NaN());
 
 }  // namespace qshard

@@ -41,6 +41,10 @@ struct MethodRegistration {
   // linears of one true-sequential group with these weights will get, so the checkpoint can
   // declare their tensors before any layer is solved. Null: options.spec.group_size for all.
   absl::StatusOr<int> (*group_size_of)(std::span<const Tensor* const> weights, const MethodOptions& options) = nullptr;
+  // Set for methods whose linears also split by attention head (aespa's q/k/v, given the shared
+  // part: LayerMethod::SolveHeads): the heads of `linear` — equal blocks of its rows, solved
+  // apart and joined with the same bits — or 0 where it does not split.
+  int (*heads_of)(const ModelConfig& config, const MethodOptions& options, std::string_view linear) = nullptr;
 };
 
 std::span<const MethodRegistration> RegisteredMethods();

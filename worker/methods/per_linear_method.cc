@@ -1,6 +1,7 @@
 #include "worker/methods/per_linear_method.h"
 
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -49,8 +50,13 @@ absl::StatusOr<QuantizedWeight*> SolveLinear(const Solver& solver, LayerProblem 
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.damp_used = result.damp_used;
   report.damp_retries = result.damp_retries;
-  if (group.input_stats != nullptr)
-    report.relative_error = RelativeOutputError(target->second.weight, result.dequantized, *group.input_stats);
+  if (group.input_stats != nullptr) {
+    // A solver that measured its error against the group's own statistics (GPTQ's sweep, RTN)
+    // gives the numerator; one that solved against other Hessians (Z-Fold's) leaves it to be measured.
+    const bool own = problem.hessians.size() == 1 && problem.hessians[0] == group.input_stats;
+    report.relative_error = RelativeOutputError(target->second.weight, result.dequantized, *group.input_stats,
+                                                own ? result.proxy_error : std::numeric_limits<double>::quiet_NaN());
+  }
   solution.reports.push_back(report);
   QuantizedWeight& stored = solution.linears[linear];
   stored = std::move(result.weight);

@@ -97,6 +97,28 @@ absl::StatusOr<SharedGroupPart> FoldedGroupMethod::SolveShared(const GroupProble
   return shared;
 }
 
+absl::StatusOr<LayerProblem> FoldedGroupMethod::LinearProblem(const GroupProblem& group, const SharedGroupPart& shared,
+                                                              const GroupLinear& l) const {
+  const std::string where = Where(group);
+  // The shared part may have crossed the network: its shapes are checked, not trusted.
+  auto grids = shared.grids.find(l.name);
+  auto weight = group.weights->linears.find(l.name);
+  if (grids == shared.grids.end() || weight == group.weights->linears.end())
+    return absl::FailedPreconditionError(absl::StrCat(where, ": no shared grids or weight for ", l.name));
+  const int64_t rows = weight->second.weight.dim(0), cols = weight->second.weight.dim(1);
+  if (grids->second.scales.rank() != 2 || grids->second.scales.dim(1) != rows ||
+      static_cast<int64_t>(grids->second.zeros.size()) != grids->second.scales.size() ||
+      (!shared.column_scale.empty() && static_cast<int64_t>(shared.column_scale.size()) != cols))
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the shared grids do not fit ", l.name));
+  LayerProblem problem;
+  problem.name = absl::StrCat("layer ", group.layer, " ", l.name);
+  problem.weight = &weight->second.weight;
+  problem.hessians = l.hessians;
+  problem.column_scale = shared.column_scale;
+  problem.fixed_grids = &grids->second;
+  return problem;
+}
+
 absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveLinears(const GroupProblem& group, const SharedGroupPart& shared,
                                                               std::span<const std::string> linears) const {
   QSHARD_RETURN_IF_ERROR(CheckProblem(group));
@@ -105,20 +127,7 @@ absl::StatusOr<GroupSolution> FoldedGroupMethod::SolveLinears(const GroupProblem
   GroupSolution solution;
   for (const GroupLinear& l : folded.linears) {
     if (std::find(linears.begin(), linears.end(), l.name) == linears.end()) continue;
-    // The shared part may have crossed the network: its shapes are checked, not trusted.
-    auto grids = shared.grids.find(l.name);
-    auto weight = group.weights->linears.find(l.name);
-    if (grids == shared.grids.end() || weight == group.weights->linears.end())
-      return absl::FailedPreconditionError(absl::StrCat(where, ": no shared grids or weight for ", l.name));
-    const int64_t rows = weight->second.weight.dim(0), cols = weight->second.weight.dim(1);
-    if (grids->second.scales.rank() != 2 || grids->second.scales.dim(1) != rows ||
-        static_cast<int64_t>(grids->second.zeros.size()) != grids->second.scales.size() ||
-        (!shared.column_scale.empty() && static_cast<int64_t>(shared.column_scale.size()) != cols))
-      return absl::InvalidArgumentError(absl::StrCat(where, ": the shared grids do not fit ", l.name));
-    LayerProblem problem;
-    problem.hessians = l.hessians;
-    problem.column_scale = shared.column_scale;
-    problem.fixed_grids = &grids->second;
+    QSHARD_ASSIGN_OR_RETURN(const LayerProblem problem, LinearProblem(group, shared, l));
     QSHARD_ASSIGN_OR_RETURN(QuantizedWeight * solved, SolveLinear(*l.solver, problem, l.name, group, solution));
     // ζ now lives in the producer: without it the codes and scales describe W·diag(ζ)⁻¹, the
     // GPTQ form the checkpoint stores.

@@ -50,6 +50,9 @@ class FoldedGroupMethod : public LayerMethod {
   virtual absl::StatusOr<FoldedLinears> Linears(const GroupProblem& group,
                                                 std::span<const std::string> solved) const = 0;
   const MethodOptions& options() const { return options_; }
+  // The problem of one of the group's linears given the shared part (its grids checked).
+  absl::StatusOr<LayerProblem> LinearProblem(const GroupProblem& group, const SharedGroupPart& shared,
+                                             const GroupLinear& linear) const;
 
  private:
   MethodOptions options_;

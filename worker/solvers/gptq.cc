@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 #include "worker/solvers/column_layout.h"
 #include "worker/solvers/inverse_hessian.h"
@@ -33,15 +34,15 @@ class RowBlockSweep {
 
   // Returns this block's tr(ΔW H ΔWᵀ) (undamped).
   double Run() {
-    std::vector<float> original(in_ * rows_);  // W' of the block: [in, rows], original order
+    std::vector<float> original = ZeroedVector<float>(in_ * rows_);  // W' of the block: [in, rows], original order
     TransposeRows(problem_.weight->row(row_begin_), rows_, in_, original.data());
     FitUpfrontGridsAndZeroDeadColumns(original);
 
-    w_.resize(in_ * rows_);
+    w_ = ZeroedVector<float>(in_ * rows_);
     for (int64_t j = 0; j < in_; ++j)
       std::memcpy(w_.data() + j * rows_, original.data() + factor_.order[j] * rows_, rows_ * sizeof(float));
     sorted_original_ = w_;
-    codes_.resize(in_ * rows_);
+    codes_ = ZeroedVector<int32_t>(in_ * rows_);
     if (problem_.keep_unrounded) unrounded_.resize(in_ * rows_);
     const double damped_error = Sweep();
 

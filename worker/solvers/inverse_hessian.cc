@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 
 namespace qshard {
@@ -15,7 +16,7 @@ namespace {
 bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFactor& factor) {
   if (!kernels::CholeskyF64(n, reversed.data(), /*upper=*/false)) return false;
   const auto r = [&](int64_t i, int64_t j) { return reversed[(n - 1 - i) * n + (n - 1 - j)]; };  // R_ij
-  factor.updates.assign(n * n, 0.0f);
+  factor.updates = ZeroedVector<float>(n * n);
   factor.diagonal.resize(n);
   std::vector<double> inverse_diagonal(n);
   for (int64_t j = 0; j < n; ++j) {
@@ -59,7 +60,7 @@ absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hess
 
   // Sweep position j is row n−1−j of the reversed matrix.
   std::vector<int64_t> reversed_order(factor.order.rbegin(), factor.order.rend());
-  std::vector<double> work(n * n);
+  std::vector<double> work = ZeroedVector<double>(n * n);
   for (int retry = 0; retry <= spec.max_damp_retries; ++retry) {
     factor.damp = spec.damp * std::pow(spec.damp_growth, retry);
     factor.damp_added = factor.damp * mean_diag;

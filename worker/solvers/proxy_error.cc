@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/large_buffers.h"
 #include "kernels/cpu/blas.h"
 
 namespace qshard {
@@ -17,6 +18,7 @@ double ProxyError(const Tensor& weight, const Tensor& dequantized,
   const int64_t rows = out / static_cast<int64_t>(hessians.size());
   std::vector<float> delta(rows * in);
   std::unique_ptr<float[]> gram(new float[in * in]);  // upper triangle written by the update
+  PopulatePages(gram.get(), in * in * sizeof(float));
   double total = 0.0;
   for (size_t b = 0; b < hessians.size(); ++b) {
     const int64_t offset = static_cast<int64_t>(b) * rows * in;
