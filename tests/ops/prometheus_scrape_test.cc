@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "qshard.pb.h"
 #include "tests/coordinator/child_process.h"
 #include "tests/core/scoped_temp_dir.h"
 #include "tests/ops/http_client.h"
@@ -50,8 +51,6 @@ std::string FindProgram(const std::string& name) {
   }
   return "";
 }
-
-int PortOf(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
 
 // The PromQL expressions of a dashboard: every "expr" of its panels' targets, with the panel's
 // title for the failure message.
@@ -179,7 +178,8 @@ TEST_F(PrometheusScrapeTest, SeriesExistFromStartMoveWithAJobAndEveryExpressionE
   EXPECT_EQ(Value("max(qshard_block_solve_seconds_count)"), 0);
   EXPECT_EQ(Value("count(qshard_job_duration_seconds_count)"), 3);
   EXPECT_EQ(Value("count(qshard_retries_total)"), 2);
-  EXPECT_EQ(Value("count(qshard_worker_tasks_total)"), 2 * 9 * 17);
+  const int task_kinds = v1::WorkerTask::descriptor()->FindOneofByName("body")->field_count();
+  EXPECT_EQ(Value("count(qshard_worker_tasks_total)"), 2 * task_kinds * 17);
   EXPECT_EQ(Value("sum(qshard_worker_tasks_total)"), 0);
   EXPECT_EQ(Value("count(qshard_grpc_requests_total{service=\"qshard.v1.JobService\"})"), 5 * 17);
   EXPECT_EQ(Value("sum(qshard_calibration_tokens_total)"), 0);
