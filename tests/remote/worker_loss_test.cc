@@ -27,10 +27,12 @@ namespace {
 
 using testing::ReadFileBytes;
 
-JobSpec SmallJob(const std::string& out) {
-  JobSpec spec = tiny_jobs::Job("gptq", 3, out, /*nsamples=*/6, /*seqlen=*/64);
+// aespa (few AdaRound steps) splits q/k/v by head over three workers; GPTQ by linear.
+JobSpec SmallJob(const std::string& out, const std::string& method = "gptq") {
+  JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.calibration.shards = 3;
   spec.execution.threads = 1;
+  spec.method.aespa_adaround_iters = 20;
   return spec;
 }
 
@@ -119,11 +121,11 @@ void RunKillingWorkers(int lost) {
 }
 
 // Once `armed`, kills (through `kill_holder`) a worker whose statistics this one is about to
-// read — when reducing, a holder of partials; when solving a part of a group, the group's owner
-// — so the read finds it gone; every call is passed on.
+// read — when reducing, a holder of partials; when solving a part of a group (or a run of
+// heads), the group's owner — so the read finds it gone; every call is passed on.
 class KillingAHolder : public testing::ForwardingWorker {
  public:
-  enum class When { kReducing, kSolvingAPart };
+  enum class When { kReducing, kSolvingAPart, kSolvingARunOfHeads };
   KillingAHolder(WorkerClient& inner, When when, std::atomic<bool>& armed,
                  std::function<void(const std::string&)> kill_holder)
       : ForwardingWorker(inner), when_(when), armed_(armed), kill_holder_(std::move(kill_holder)) {}
@@ -139,6 +141,12 @@ class KillingAHolder : public testing::ForwardingWorker {
     if (when_ == When::kSolvingAPart && statistics != nullptr) KillIfArmed(statistics->held_at);
     return inner_.Solve(group, linears, statistics, shared);
   }
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    if (when_ == When::kSolvingARunOfHeads && statistics != nullptr) KillIfArmed(statistics->held_at);
+    return inner_.SolveHeads(group, ranges, statistics, shared);
+  }
 
  private:
   void KillIfArmed(const std::string& holder) {
@@ -153,9 +161,9 @@ class KillingAHolder : public testing::ForwardingWorker {
 // Runs the job on three worker processes; in layer 1 a worker whose statistics another is
 // about to read dies (`when`). It is lost like any other (its shards move, the layer is redone,
 // the statistics collected again), not the reader, and the bytes are the embedded job's.
-void RunKillingAHolder(KillingAHolder::When when) {
+void RunKillingAHolder(KillingAHolder::When when, const std::string& method = "gptq") {
   testing::ScopedTempDir dir;
-  ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded")), JobEvents()).ok());
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded"), method), JobEvents()).ok());
   ThreeWorkerProcesses cluster;
   ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
   std::map<std::string, pid_t> pid_of;  // by data address
@@ -178,7 +186,7 @@ void RunKillingAHolder(KillingAHolder::When when) {
   std::vector<std::string> log;
   events.log = [&](const std::string& line) { log.push_back(line); };
   events.layer_done = [&](const LayerProgress& progress) { armed = progress.layer == 0; };
-  auto report = RunJob(SmallJob(dir.Child("remote")), clients, events);
+  auto report = RunJob(SmallJob(dir.Child("remote"), method), clients, events);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(killed, 1);
   EXPECT_EQ(losses.lost, 1);
@@ -193,6 +201,10 @@ TEST(WorkerLossTest, HolderKilledAsItsOwnerPullsSameBytes) { RunKillingAHolder(K
 // the group (GPTQ's q/k/v are split over the three workers).
 TEST(WorkerLossTest, OwnerKilledAsASolverReadsItsStatisticsSameBytes) {
   RunKillingAHolder(KillingAHolder::When::kSolvingAPart);
+}
+// The same for a run of aespa's q/k/v heads (SolveHeads reads the owner's statistics too).
+TEST(WorkerLossTest, OwnerKilledAsAHeadRunSolverReadsItsStatisticsSameBytes) {
+  RunKillingAHolder(KillingAHolder::When::kSolvingARunOfHeads, "aespa");
 }
 
 TEST(WorkerLossTest, OneOfThreeKilledMidJobSameBytes) { RunKillingWorkers(1); }
