@@ -34,10 +34,13 @@ uint64_t GridBytes(const LinearSpec& linear, int group_size) {
   return 8 * groups * static_cast<uint64_t>(linear.out_features);
 }
 
-// One quantized linear: a byte per code, its grids, an int32 group index per input column.
-uint64_t SolutionBytes(const LinearSpec& linear, int group_size) {
+// One quantized linear: a byte per code, its grids, an int32 group index per input column, and
+// per input column a float32 ζ (Z-Fold and aespa fold one into the producer) or an int32 layer
+// input (FlattenQuant; the columns its flattening adds are not counted).
+uint64_t SolutionBytes(const LinearSpec& linear, int group_size, const MethodRegistration& method) {
   const uint64_t rows = linear.out_features, cols = linear.in_features;
-  return rows * cols + GridBytes(linear, group_size) + 4 * cols;
+  const uint64_t per_column = 4 + (method.independent_after_shared ? 4 : 0) + (method.flattens_inputs ? 4 : 0);
+  return rows * cols + GridBytes(linear, group_size) + per_column * cols;
 }
 
 uint64_t Square(int64_t k) { return static_cast<uint64_t>(k) * static_cast<uint64_t>(k); }
@@ -99,8 +102,9 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   // aespa's attention statistics: a hidden × hidden float64 sum per key/value head.
   const uint64_t attention = method->needs.attention_stats ? 8 * config.num_kv_heads * Square(config.hidden_size) : 0;
 
-  // The busiest worker, and the tree nodes every worker sends per group.
+  // The busiest worker, and the tree nodes each worker holds per group.
   uint64_t windows = 0, nodes = 0;
+  std::vector<uint64_t> nodes_of(workers, 0);
   int busiest_shards = 0;
   for (int w = 0; w < workers && calibrated; ++w) {
     const std::vector<int> held = ShardsOfWorker(shards, workers, w);
@@ -110,8 +114,19 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       windows = held_windows;
       busiest_shards = static_cast<int>(held.size());
     }
-    nodes += held.empty() ? 0 : HeldTreeNodes(held).size();
+    nodes_of[w] = held.empty() ? 0 : HeldTreeNodes(held).size();
+    nodes += nodes_of[w];
   }
+  // Averaged over the layers: the nodes a group's owner pulls from its peers (it reads its own
+  // from memory; owners rotate with the layer, owner_solves.h).
+  std::vector<size_t> everyone(workers);
+  for (int w = 0; w < workers; ++w) everyone[w] = w;
+  const auto pulled_nodes_per_layer = [&](int group) {
+    uint64_t pulled = 0;
+    for (int l = 0; l < config.num_layers; ++l)
+      pulled += nodes - nodes_of[OwnerOf(l, group, layer.groups.size(), everyone)];
+    return static_cast<double>(pulled) / std::max<int64_t>(config.num_layers, 1);
+  };
 
   // The statistics alive at once: one group at a time, or every group under parallel propagation.
   uint64_t squares_at_once = 0, widest = 0;
@@ -136,19 +151,27 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"embeddings (fp32)", embeddings},
       {"partial statistics", calibrated ? (8 * squares_at_once + attention) * PartialsAlive(busiest_shards) : 0},
       {"solve workspace", calibrated ? 20 * Square(widest) : 4 * Square(widest)},
+      // As a group's owner (or a solver of part of it), the reduced statistics, and while
+      // reducing, one slice of each node pulled (remote/statistics_slices.h).
+      {"reduced statistics (owner)", calibrated && workers > 1 ? 8 * squares_at_once + attention : 0},
+      {"statistics slices in flight",
+       calibrated && workers > 1 ? std::min<uint64_t>(kMaxStatisticsSliceBytes, 8 * Square(widest)) * (nodes + 1) : 0},
   };
-  uint64_t quantized_params = 0, solution = 0, learned_codes = 0, shared = 0, statistics = 0, attention_owners = 1;
+  uint64_t quantized_params = 0, solution = 0, learned_codes = 0, shared = 0;
+  double statistics = 0, attention_pulls = 0;
   for (const GroupShape& g : groups) {
     if (g.quantized.empty()) continue;
     for (const LinearSpec& l : g.quantized) {
       quantized_params += static_cast<uint64_t>(l.out_features) * l.in_features;
-      solution += SolutionBytes(l, spec.method.spec.group_size);
+      solution += SolutionBytes(l, spec.method.spec.group_size, *method);
     }
     if (!calibrated) continue;
-    // Every owner of a part of the group gets its statistics (owner_solves.h); a two-step
-    // solve's shared part goes to one more and comes back as ζ (a scale per input column,
-    // folded into a norm: the rewrite) and each linear's grids, which go out to the others.
-    // Split by head, the runs of heads come back under both roundings: a second code per weight.
+    // The group's owner pulls its peers' nodes and reduces them; each other worker solving a
+    // part of the group (owner_solves.h; the owner solves the first) pulls the reduced sum from
+    // it. A two-step solve's shared part runs on the owner and comes back as ζ (a scale per
+    // input column, folded into a norm: the rewrite) and each linear's grids, which go out to
+    // the part owners. Split by head, the runs of heads come back under both roundings: a
+    // second code per weight.
     std::vector<std::string> names;
     for (const LinearSpec& l : g.quantized) names.push_back(l.name);
     const GroupSplit split = SplitOfGroup(names, sizes, &heads, *method, static_cast<size_t>(workers));
@@ -157,19 +180,22 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
     for (const LinearSpec& l : g.quantized)
       if (split.by_head && heads.count(l.name)) learned_codes += sizes[l.name];
     const uint64_t owners = part_owners + (splits && method->independent_after_shared ? 1 : 0);
-    statistics += (nodes + owners) * 8 * Square(g.width);
-    if (&g == &groups.front()) attention_owners = owners;
+    const double pulls = pulled_nodes_per_layer(static_cast<int>(&g - &groups.front())) + (part_owners - 1);
+    statistics += pulls * 8 * Square(g.width);
+    if (&g == &groups.front()) attention_pulls = pulls;
     if (owners > part_owners) {
       uint64_t grids = 0;
       for (const LinearSpec& l : g.quantized) grids += GridBytes(l, spec.method.spec.group_size);
       shared += (4 * g.width + grids) * (1 + part_owners) + 4 * g.width;
     }
   }
-  if (calibrated) statistics += (nodes + attention_owners) * attention;  // the q/k/v group's
+  if (calibrated) statistics += attention_pulls * attention;  // the q/k/v group's
   plan.coordinator.terms = {
       {"embeddings (fp32)", embeddings},
       {"stitcher's layer (fp32)", 4 * layer_params},
-      {"reduced statistics", calibrated ? (8 * squares_at_once + attention) * (nodes + 1) : 0},
+      // One worker: the in-process runner adds the partials (embedded mode). Several: the owners
+      // do, and the coordinator holds no statistics.
+      {"reduced statistics", calibrated && workers == 1 ? (8 * squares_at_once + attention) * (nodes + 1) : 0},
       // Finished layers stay in their store (the service's state dir); one is read back at a
       // time to replay it for adopted shards or restore it after a restart. Codes are int32.
       {"a kept layer (replay, restore)", 4 * quantized_params},
@@ -178,7 +204,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       // flattening adds, K/8 with `auto`, are not counted).
       {"quantized layers held to the end", method->flattens_inputs ? 4 * quantized_params * config.num_layers : 0},
   };
-  plan.statistics_bytes = statistics;
+  plan.statistics_bytes = static_cast<uint64_t>(std::llround(statistics));
   plan.solution_bytes = solution * (1 + workers) + learned_codes + shared;
   return plan;
 }

@@ -37,8 +37,12 @@ struct JobPlan {
   MemoryPlan worker;       // the worker holding the most calibration windows
   MemoryPlan coordinator;  // runner + stitcher; embedded mode runs both in one process
   // Per layer, over the network (zero in embedded mode, where nothing crosses one):
-  uint64_t statistics_bytes = 0;  // partial sums to the coordinator, reduced sums to the owners
-  uint64_t solution_bytes = 0;    // solutions from the owners, and to every worker (with shared parts)
+  // between workers (the data plane): partial sums to each group's owner, reduced sums from it
+  // to the other solvers of the group's parts; a mean over the layers (owners rotate).
+  uint64_t statistics_bytes = 0;
+  // through the coordinator: solutions from the owners and to every worker (with shared parts);
+  // no statistics cross it.
+  uint64_t solution_bytes = 0;
   // Embedded: worker and coordinator in one process.
   uint64_t embedded_peak() const { return worker.total() + coordinator.total(); }
 

@@ -254,7 +254,7 @@ class Job {
     if (calibrated && parallel) {
       std::vector<int> all(groups.size());
       for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
-      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(all, needs_.attention_stats));
+      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(layer, all, needs_.attention_stats));
     }
     std::vector<int> wanted;  // the groups with a linear to quantize
     for (int g = 0; g < static_cast<int>(groups.size()); ++g)
@@ -275,7 +275,7 @@ class Job {
       if (!solved.count(g)) {
         if (calibrated && !parallel) {
           QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one,
-                                  CollectAndReduce({g}, needs_.attention_stats && g == 0));
+                                  CollectAndReduce(layer, {g}, needs_.attention_stats && g == 0));
           statistics[g] = std::move(one.front());
         }
         const auto solve_start = Clock::now();
@@ -317,6 +317,12 @@ class Job {
     request.heads = &linear_heads_;
     SolvedGroups solved = qshard::SolveOnOwners(request, to_solve);
     for (size_t worker : solved.lost) MarkLost(worker);
+    if (auto holder = solved.status.GetPayload(WorkerClient::kUnreadableHolderPayload)) {
+      // A solver could not read its group's owner: the owner is lost, and the layer redone.
+      for (size_t i = 0; i < workers_.size(); ++i)
+        if (workers_[i]->DataAddress() == std::string(*holder)) MarkLost(i);
+      return absl::UnavailableError(solved.status.message());
+    }
     QSHARD_RETURN_IF_ERROR(solved.status);
     if (!solved.lost.empty()) {
       // The survivors redid the lost workers' parts, but the lost shards must move before the
@@ -363,8 +369,11 @@ class Job {
   }
 
   // Every live worker's partials of `groups`, added along the shard tree into one statistics
-  // value per group.
-  absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(const std::vector<int>& groups, bool attention) {
+  // value per group: by the runner for in-process workers, else by each group's owner, which
+  // pulls the partials from the workers holding them (the values then stay on the owner; the
+  // runner gets handles naming it).
+  absl::StatusOr<std::vector<GroupStatistics>> CollectAndReduce(int layer, const std::vector<int>& groups,
+                                                                bool attention) {
     const auto start = Clock::now();
     absl::Cleanup timed = [&] { phases_.calibration += SecondsSince(start); };
     std::vector<std::vector<ShardStatistics>> partials(workers_.size());
@@ -372,10 +381,59 @@ class Job {
       QSHARD_ASSIGN_OR_RETURN(partials[i], worker.CollectStatistics(groups, attention));
       return absl::OkStatus();
     }));
-    std::vector<ShardStatistics> nodes;
-    for (auto& worker_partials : partials)
-      for (ShardStatistics& node : worker_partials) nodes.push_back(std::move(node));
-    return ReduceShardTree(std::move(nodes), shards_, groups.size());
+    if (!OwnersReduce()) {
+      std::vector<ShardStatistics> nodes;
+      for (auto& worker_partials : partials)
+        for (ShardStatistics& node : worker_partials) nodes.push_back(std::move(node));
+      return ReduceShardTree(std::move(nodes), shards_, groups.size());
+    }
+    std::vector<StatisticsSource> sources;
+    std::vector<size_t> holder_of;  // by source
+    for (size_t i = 0; i < workers_.size(); ++i)
+      for (const ShardStatistics& node : partials[i]) {
+        sources.push_back({workers_[i]->DataAddress(), node.first_shard, node.shard_count});
+        holder_of.push_back(i);
+      }
+    const size_t layer_groups = source_->LinearGroups().size();
+    const std::vector<size_t> alive = Alive();
+    std::map<size_t, std::vector<int>> groups_of;  // by owner
+    for (int g : groups) groups_of[OwnerOf(layer, g, layer_groups, alive)].push_back(g);
+    std::map<size_t, absl::Status> status_of;
+    std::map<size_t, std::optional<size_t>> unreachable_of;
+    {
+      std::vector<std::thread> threads;
+      for (const auto& [owner, owned] : groups_of)
+        threads.emplace_back([&, owner = owner, owned = &owned, status = &status_of[owner],
+                              unreachable = &unreachable_of[owner]] {
+          for (int g : *owned) {
+            *status = workers_[owner]->ReduceStatistics(g, shards_, sources, unreachable);
+            if (!status->ok()) return;
+          }
+        });
+      for (std::thread& t : threads) t.join();
+    }
+    // A holder that could not be read is lost, not the owner that tried to read it.
+    for (auto& [owner, status] : status_of) {
+      if (unreachable_of[owner]) {
+        MarkLost(holder_of[*unreachable_of[owner]]);
+        status = absl::UnavailableError(absl::StrCat("worker ", holder_of[*unreachable_of[owner]],
+                                                     " could not be read: ", status.message()));
+      } else if (absl::IsUnavailable(status)) {
+        MarkLost(owner);
+      }
+    }
+    for (const auto& [owner, status] : status_of) QSHARD_RETURN_IF_ERROR(status);
+    std::vector<GroupStatistics> handles(groups.size());
+    for (size_t k = 0; k < groups.size(); ++k)
+      handles[k].held_at = workers_[OwnerOf(layer, groups[k], layer_groups, alive)]->DataAddress();
+    return handles;
+  }
+
+  // Whether groups' owners reduce their statistics: every worker serves its partials.
+  bool OwnersReduce() const {
+    for (WorkerClient* worker : workers_)
+      if (worker->DataAddress().empty()) return false;
+    return true;
   }
 
   // Hands the shards of lost workers, round robin, to the survivors, which rebuild their hidden

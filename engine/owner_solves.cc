@@ -160,6 +160,10 @@ std::map<size_t, Share> SharesOf(const std::vector<std::string>& quantized, cons
 
 }  // namespace
 
+size_t OwnerOf(int layer, int group, size_t groups, const std::vector<size_t>& alive) {
+  return alive[(static_cast<size_t>(layer) * groups + group) % alive.size()];
+}
+
 GroupSplit SplitOfGroup(const std::vector<std::string>& quantized, const std::map<std::string, uint64_t>& sizes,
                         const std::map<std::string, int>* heads, const MethodRegistration& method, size_t workers) {
   std::vector<size_t> alive(workers);
@@ -174,7 +178,6 @@ GroupSplit SplitOfGroup(const std::vector<std::string>& quantized, const std::ma
 
 SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solve) {
   const std::vector<std::vector<std::string>>& groups = *r.groups;
-  const size_t n = r.alive.size();
   std::map<size_t, std::vector<SharedPart>> shared_of;  // by owner
   std::map<size_t, std::vector<Part>> parts_of;         // by owner
   for (int g : to_solve) {
@@ -183,14 +186,15 @@ SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solv
     for (const std::string& linear : groups[g])
       if (!r.skipped->count(linear)) quantized.push_back(linear);
     std::map<size_t, Share> share_of = SharesOf(quantized, *r.sizes, r.heads, *r.method, r.alive, first);
+    const size_t owner = OwnerOf(r.layer, g, groups.size(), r.alive);
     if (share_of.size() <= 1) {  // one worker, or nothing to split
-      parts_of[r.alive[first % n]].push_back({g, {}});
+      parts_of[owner].push_back({g, {}});
       continue;
     }
-    if (r.method->independent_after_shared) shared_of[r.alive[first % n]].push_back({g});
-    for (auto& [owner, share] : share_of) {
-      if (!share.linears.empty()) parts_of[owner].push_back({g, std::move(share.linears)});
-      if (!share.heads.empty()) parts_of[owner].push_back({g, {}, std::move(share.heads)});
+    if (r.method->independent_after_shared) shared_of[owner].push_back({g});
+    for (auto& [part_owner, share] : share_of) {
+      if (!share.linears.empty()) parts_of[part_owner].push_back({g, std::move(share.linears)});
+      if (!share.heads.empty()) parts_of[part_owner].push_back({g, {}, std::move(share.heads)});
     }
   }
   const auto statistics = [&](int g) { return r.statistics == nullptr ? nullptr : &(*r.statistics)[g]; };

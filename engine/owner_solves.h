@@ -14,7 +14,9 @@
 // runner joins each linear's runs (head_parts.h: copies and one sum per linear).
 //
 // A worker lost in a step (its calls UNAVAILABLE) has its parts of that step redone by the
-// survivors, round robin; the other parts are kept.
+// survivors, round robin; the other parts are kept. A part whose solver could not read the
+// group's reduced statistics from their owner (ABORTED with WorkerClient::
+// kUnreadableHolderPayload: the owner is lost) is not redone here: the runner redoes the layer.
 #pragma once
 
 #include <map>
@@ -48,6 +50,11 @@ struct SolvedGroups {
   // status is OK if those succeeded).
   std::vector<size_t> lost;
 };
+
+// The owner of `group` of `layer` (of `groups` groups): it reduces the group's statistics
+// (WorkerClient::ReduceStatistics) and solves the group, or its shared part; the other solvers
+// of its parts pull the reduced statistics from it.
+size_t OwnerOf(int layer, int group, size_t groups, const std::vector<size_t>& alive);
 
 // How a group of `quantized` linears is cut among `workers` live workers (the same from any
 // owner on): what the plan (job_plan.h) counts.

@@ -19,32 +19,33 @@ absl::StatusOr<Node> Sum(Node left, const Node& right, ThreadPool* pool = nullpt
   return left;
 }
 
-class TreeReduction {
+class TreePlanner {
  public:
-  TreeReduction(std::map<std::pair<int, int>, Node> nodes, int shards) : nodes_(std::move(nodes)), shards_(shards) {}
+  TreePlanner(std::map<std::pair<int, int>, size_t> nodes, int shards) : nodes_(std::move(nodes)), shards_(shards) {}
 
-  // The sum of the subtree of `size` leaves from `first`, clipped to the shards; none when
-  // it lies past the last shard.
-  absl::StatusOr<std::optional<Node>> Total(int first, int size) {
-    if (first >= shards_) return std::optional<Node>();
+  // The node that ends up holding the sum of the subtree of `size` leaves from `first`,
+  // clipped to the shards; none when it lies past the last shard.
+  absl::StatusOr<std::optional<size_t>> Total(int first, int size) {
+    if (first >= shards_) return std::optional<size_t>();
     auto it = nodes_.find({first, std::min(size, shards_ - first)});
     if (it != nodes_.end()) {
       ++used_;
-      return std::optional<Node>(std::move(it->second));
+      return std::optional<size_t>(it->second);
     }
     if (size == 1) return absl::InternalError(absl::StrCat("no statistics for shard ", first));
-    QSHARD_ASSIGN_OR_RETURN(std::optional<Node> left, Total(first, size / 2));
-    QSHARD_ASSIGN_OR_RETURN(std::optional<Node> right, Total(first + size / 2, size / 2));
-    if (!right) return left;
-    QSHARD_ASSIGN_OR_RETURN(Node sum, Sum(std::move(*left), *right));
-    return std::optional<Node>(std::move(sum));
+    QSHARD_ASSIGN_OR_RETURN(std::optional<size_t> left, Total(first, size / 2));
+    QSHARD_ASSIGN_OR_RETURN(std::optional<size_t> right, Total(first + size / 2, size / 2));
+    if (right) plan_.steps.push_back({*left, *right});
+    return left;
   }
   size_t used() const { return used_; }
+  ShardTreePlan& plan() { return plan_; }
 
  private:
-  std::map<std::pair<int, int>, Node> nodes_;
+  std::map<std::pair<int, int>, size_t> nodes_;  // (first, count) → index
   int shards_;
   size_t used_ = 0;
+  ShardTreePlan plan_;
 };
 
 }  // namespace
@@ -103,24 +104,38 @@ std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_s
   return reducer.Take();
 }
 
-absl::StatusOr<std::vector<GroupStatistics>> ReduceShardTree(std::vector<ShardStatistics> nodes, int shards,
-                                                             size_t groups) {
-  const size_t received = nodes.size();
-  std::map<std::pair<int, int>, Node> by_range;
-  for (ShardStatistics& node : nodes) {
-    if (node.first_shard < 0 || node.shard_count < 1 || node.first_shard + node.shard_count > shards ||
-        node.groups.size() != groups || !by_range.emplace(std::pair(node.first_shard, node.shard_count),
-                                                          std::move(node.groups)).second)
-      return absl::InternalError(absl::StrCat("statistics of shards [", node.first_shard, ", ",
-                                              node.first_shard + node.shard_count, ") arrived malformed or twice"));
+absl::StatusOr<ShardTreePlan> PlanShardTree(const std::vector<std::pair<int, int>>& nodes, int shards) {
+  std::map<std::pair<int, int>, size_t> by_range;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto [first, count] = nodes[i];
+    if (first < 0 || count < 1 || first + count > shards || !by_range.emplace(nodes[i], i).second)
+      return absl::InternalError(
+          absl::StrCat("statistics of shards [", first, ", ", first + count, ") arrived malformed or twice"));
   }
   int leaves = 1;
   while (leaves < shards) leaves *= 2;
-  TreeReduction tree(std::move(by_range), shards);
-  QSHARD_ASSIGN_OR_RETURN(std::optional<Node> total, tree.Total(0, leaves));
-  if (tree.used() != received) return absl::InternalError("statistics arrived for overlapping shard ranges");
-  if (!total) return std::vector<GroupStatistics>(groups);
-  return std::move(*total);
+  TreePlanner planner(std::move(by_range), shards);
+  QSHARD_ASSIGN_OR_RETURN(planner.plan().total, planner.Total(0, leaves));
+  if (planner.used() != nodes.size()) return absl::InternalError("statistics arrived for overlapping shard ranges");
+  return std::move(planner.plan());
+}
+
+absl::StatusOr<std::vector<GroupStatistics>> ReduceShardTree(std::vector<ShardStatistics> nodes, int shards,
+                                                             size_t groups) {
+  std::vector<std::pair<int, int>> ranges;
+  for (const ShardStatistics& node : nodes) {
+    if (node.groups.size() != groups)
+      return absl::InternalError(absl::StrCat("statistics of shards [", node.first_shard, ", ",
+                                              node.first_shard + node.shard_count, ") arrived malformed or twice"));
+    ranges.emplace_back(node.first_shard, node.shard_count);
+  }
+  QSHARD_ASSIGN_OR_RETURN(const ShardTreePlan plan, PlanShardTree(ranges, shards));
+  for (const ShardTreePlan::Step& step : plan.steps) {
+    QSHARD_ASSIGN_OR_RETURN(nodes[step.into].groups, Sum(std::move(nodes[step.into].groups), nodes[step.from].groups));
+    nodes[step.from].groups.clear();  // free the added partial
+  }
+  if (!plan.total) return std::vector<GroupStatistics>(groups);
+  return std::move(nodes[*plan.total].groups);
 }
 
 }  // namespace qshard

@@ -6,6 +6,7 @@
 // shards — and the runner completes the tree from whatever nodes arrive.
 #pragma once
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,11 @@
 #include "engine/worker_client.h"
 
 namespace qshard {
+
+// Statistics cross the network as bounded slices of their float64 sums' rows, never as one
+// whole message (protobuf stops at 2 GiB; fc2's sum at OPT-175B is 19 GB): the most bytes of
+// sums one slice carries (remote/statistics_slices.h), which the planner also counts.
+constexpr size_t kMaxStatisticsSliceBytes = size_t{64} << 20;
 
 // The largest tree nodes wholly inside `held` (ascending shard indices), as (first shard,
 // shard count) in order: what a worker holding them sends per group.
@@ -42,6 +48,21 @@ class HeldShardReducer {
 
 // Per-shard statistics (one per shard, any order) → the largest tree nodes wholly held.
 std::vector<ShardStatistics> ReduceHeldShards(std::vector<ShardStatistics> per_shard);
+
+// The tree's additions over `nodes` (first shard, shard count; any order) of a job of
+// `shards` shards: each step adds node `from`'s running sum into node `into`'s (left + right),
+// in the order the tree makes them; afterwards node `total` holds the whole sum (none: no shard
+// at all). Element-wise sums follow the same steps slice by slice (remote/statistics_slices.h),
+// so a sum reduced as it streams in has the bytes of one reduced whole. Fails on a shard no
+// node covers, a node that does not fit the tree, or overlapping nodes.
+struct ShardTreePlan {
+  struct Step {
+    size_t into = 0, from = 0;
+  };
+  std::vector<Step> steps;
+  std::optional<size_t> total;
+};
+absl::StatusOr<ShardTreePlan> PlanShardTree(const std::vector<std::pair<int, int>>& nodes, int shards);
 
 // Runner side: the nodes of every worker → one statistics value per group. Fails on a shard
 // no node covers or a node that does not fit the tree.

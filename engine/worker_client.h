@@ -9,6 +9,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,6 +26,9 @@ namespace qshard {
 struct GroupStatistics {
   HessianSum inputs;
   std::optional<AttentionStats> attention;
+  // Owner reduction: the values are not here but held, reduced, by the worker with this data
+  // address (WorkerClient::ReduceStatistics), where a Solve given this handle reads them.
+  std::string held_at;
 
   // `pool` (optional) runs the element-wise adds on several threads; the bytes are the same.
   // `upper_only`: the input sums hold current upper triangles only (HessianSum::Merge).
@@ -37,6 +41,13 @@ struct ShardStatistics {
   int first_shard = 0;
   int shard_count = 1;
   std::vector<GroupStatistics> groups;
+};
+
+// A tree node of partials that a worker holds for its peers to pull: where, and which shards.
+struct StatisticsSource {
+  std::string address;  // the holder's DataAddress()
+  int first_shard = 0;
+  int shard_count = 1;
 };
 
 class WorkerClient {
@@ -67,6 +78,26 @@ class WorkerClient {
   // on the full-precision layer, which also makes the next layer's inputs.
   virtual absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                          bool attention) = 0;
+
+  // Where this worker's peers pull the statistics it holds; empty (an in-process worker): they
+  // cannot, so CollectStatistics returns the values and the runner adds them itself. Otherwise
+  // CollectStatistics returns only the nodes (groups left empty) and keeps their values.
+  virtual std::string DataAddress() { return ""; }
+
+  // Owner reduction (a worker with a DataAddress): pulls `group`'s partials from `sources` and
+  // adds them along the tree of `shards` shards (statistics_tree.h) as they stream in; the
+  // worker then holds the reduced statistics until the group is applied or the next layer.
+  // When a source could not be read, `unreachable` is set to its index (its holder is lost,
+  // not this worker).
+  virtual absl::Status ReduceStatistics(int group, int shards, const std::vector<StatisticsSource>& sources,
+                                        std::optional<size_t>* unreachable) {
+    return absl::UnimplementedError("this worker holds no statistics for its peers");
+  }
+
+  // A Solve or SolveShared whose statistics' holder (GroupStatistics::held_at) could not be
+  // read fails ABORTED, with this payload holding the holder's address: the holder is lost,
+  // not this worker.
+  static constexpr char kUnreadableHolderPayload[] = "qshard.unreadable_statistics_holder";
 
   // Solves `group` from its reduced statistics (null: the method needs none): all of its
   // quantized linears, or only `linears` of them for a method that solves each on its own or,

@@ -50,32 +50,39 @@ LinearReport ReportOf(const v1::LinearResult& r) {
   return {r.name(), r.relative_error(), r.seconds(), r.damp_used(), r.damp_retries()};
 }
 
-void ToProto(const HessianSum& sum, v1::HessianSumData& out) {
+void ToProto(const HessianSum& sum, v1::HessianSumData& out, Sums sums) {
   out.set_dim(sum.dim);
   out.set_tokens(sum.tokens);
-  out.set_sum_f64(Bytes(sum.sum.data(), sum.sum.size()));
+  if (sums == Sums::kIncluded) out.set_sum_f64(Bytes(sum.sum.data(), sum.sum.size()));
   out.set_abs_max_f32(Bytes(sum.abs_max.data(), sum.abs_max.size()));
 }
 
-absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data) {
-  if (data.dim() < 0 || data.tokens() < 0) return absl::InvalidArgumentError("Hessian sum: negative size");
+absl::StatusOr<HessianSum> FromProto(const v1::HessianSumData& data, Sums sums) {
+  if (data.dim() < 0 || data.tokens() < 0 || data.dim() > (int64_t{1} << 20))
+    return absl::InvalidArgumentError("Hessian sum: bad size");
   HessianSum sum;
   sum.dim = data.dim();
   sum.tokens = data.tokens();
-  QSHARD_ASSIGN_OR_RETURN(sum.sum, (Values<double, decltype(sum.sum)>(data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim),
-                                                                     "Hessian sum")));
+  if (sums == Sums::kIncluded) {
+    QSHARD_ASSIGN_OR_RETURN(sum.sum, (Values<double, decltype(sum.sum)>(
+                                         data.sum_f64(), static_cast<size_t>(sum.dim * sum.dim), "Hessian sum")));
+  } else if (!data.sum_f64().empty()) {
+    return absl::InvalidArgumentError("Hessian sum: a header carries no sums");
+  }
   QSHARD_ASSIGN_OR_RETURN(sum.abs_max, Values<float>(data.abs_max_f32(), static_cast<size_t>(sum.dim), "channel max |x|"));
   return sum;
 }
 
-void ToProto(const std::vector<HessianSum>& sums, google::protobuf::RepeatedPtrField<v1::HessianSumData>& out) {
-  for (const HessianSum& sum : sums) ToProto(sum, *out.Add());
+void ToProto(const std::vector<HessianSum>& sums, google::protobuf::RepeatedPtrField<v1::HessianSumData>& out,
+             Sums with) {
+  for (const HessianSum& sum : sums) ToProto(sum, *out.Add(), with);
 }
 
-absl::StatusOr<std::vector<HessianSum>> FromProto(const google::protobuf::RepeatedPtrField<v1::HessianSumData>& data) {
+absl::StatusOr<std::vector<HessianSum>> FromProto(const google::protobuf::RepeatedPtrField<v1::HessianSumData>& data,
+                                                  Sums with) {
   std::vector<HessianSum> sums;
   for (const v1::HessianSumData& d : data) {
-    QSHARD_ASSIGN_OR_RETURN(HessianSum sum, FromProto(d));
+    QSHARD_ASSIGN_OR_RETURN(HessianSum sum, FromProto(d, with));
     sums.push_back(std::move(sum));
   }
   return sums;
@@ -135,8 +142,8 @@ absl::StatusOr<QuantizedWeight> FromProto(const v1::QuantizedWeightData& data) {
 
 }  // namespace
 
-void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out) {
-  ToProto(statistics.inputs, *out.mutable_inputs());
+void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out, Sums sums) {
+  ToProto(statistics.inputs, *out.mutable_inputs(), sums);
   if (!statistics.attention) return;
   const AttentionStats& a = *statistics.attention;
   v1::AttentionStatsData& data = *out.mutable_attention();
@@ -145,14 +152,14 @@ void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out) {
   data.set_head_dim(a.head_dim);
   data.set_hidden(a.hidden);
   data.set_seq(a.seq);
-  ToProto(a.values, *data.mutable_values());
-  ToProto(a.queries, *data.mutable_queries());
-  ToProto(a.keys, *data.mutable_keys());
+  ToProto(a.values, *data.mutable_values(), sums);
+  ToProto(a.queries, *data.mutable_queries(), sums);
+  ToProto(a.keys, *data.mutable_keys(), sums);
 }
 
-absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data) {
+absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data, Sums sums) {
   GroupStatistics statistics;
-  QSHARD_ASSIGN_OR_RETURN(statistics.inputs, FromProto(data.inputs()));
+  QSHARD_ASSIGN_OR_RETURN(statistics.inputs, FromProto(data.inputs(), sums));
   if (!data.has_attention()) return statistics;
   const v1::AttentionStatsData& a = data.attention();
   AttentionStats& stats = statistics.attention.emplace();
@@ -161,9 +168,9 @@ absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data) {
   stats.head_dim = a.head_dim();
   stats.hidden = a.hidden();
   stats.seq = a.seq();
-  QSHARD_ASSIGN_OR_RETURN(stats.values, FromProto(a.values()));
-  QSHARD_ASSIGN_OR_RETURN(stats.queries, FromProto(a.queries()));
-  QSHARD_ASSIGN_OR_RETURN(stats.keys, FromProto(a.keys()));
+  QSHARD_ASSIGN_OR_RETURN(stats.values, FromProto(a.values(), sums));
+  QSHARD_ASSIGN_OR_RETURN(stats.queries, FromProto(a.queries(), sums));
+  QSHARD_ASSIGN_OR_RETURN(stats.keys, FromProto(a.keys(), sums));
   return statistics;
 }
 

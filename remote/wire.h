@@ -14,8 +14,12 @@
 
 namespace qshard::wire {
 
-void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out);
-absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data);
+// kLeftOut: the data plane's header of a value (remote/statistics_slices.h), every float64 sum
+// left empty (it follows in slices); read back, each HessianSum has its dim, tokens and channel
+// maxima and an empty `sum`.
+enum class Sums { kIncluded, kLeftOut };
+void ToProto(const GroupStatistics& statistics, v1::GroupStatisticsData& out, Sums sums = Sums::kIncluded);
+absl::StatusOr<GroupStatistics> FromProto(const v1::GroupStatisticsData& data, Sums sums = Sums::kIncluded);
 
 void ToProto(const GroupSolution& solution, v1::GroupSolutionData& out);
 absl::StatusOr<GroupSolution> FromProto(const v1::GroupSolutionData& data);

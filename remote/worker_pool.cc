@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "remote/job_spec_proto.h"
@@ -231,35 +232,54 @@ class RemoteWorker : public WorkerClient {
   }
 
   absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
+    for (const GroupSolution& solution : solutions) {  // one group per message
+      v1::WorkerTask group;
+      group.mutable_replay_group()->set_layer(layer);
+      wire::ToProto(solution, *group.mutable_replay_group()->mutable_solution());
+      QSHARD_RETURN_IF_ERROR(Run(group).status());
+    }
     v1::WorkerTask task;
     task.mutable_replay_layer()->set_layer(layer);
-    wire::ToProto(solutions, *task.mutable_replay_layer()->mutable_solutions());
+    task.mutable_replay_layer()->set_groups(static_cast<int32_t>(solutions.size()));
     return Run(task).status();
   }
 
+  std::string DataAddress() override { return connection_->hello().data_address(); }
+
+  // The worker keeps the values; only the tree nodes it holds come back.
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override {
     v1::WorkerTask task;
     for (int g : groups) task.mutable_collect()->add_groups(g);
     task.mutable_collect()->set_attention(attention);
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
-    std::vector<ShardStatistics> partials;
-    for (const v1::ShardStatisticsData& data : result.statistics()) {
-      ShardStatistics& partial = partials.emplace_back();
-      partial.first_shard = data.shard();
-      partial.shard_count = data.shard_count();
-      for (const v1::GroupStatisticsData& group : data.groups()) {
-        QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, wire::FromProto(group));
-        partial.groups.push_back(std::move(statistics));
-      }
+    std::vector<ShardStatistics> nodes;
+    for (const v1::ShardStatisticsData& data : result.statistics()) nodes.push_back({data.shard(), data.shard_count(), {}});
+    return nodes;
+  }
+
+  absl::Status ReduceStatistics(int group, int shards, const std::vector<StatisticsSource>& sources,
+                                std::optional<size_t>* unreachable) override {
+    v1::WorkerTask task;
+    v1::ReduceTask& reduce = *task.mutable_reduce();
+    reduce.set_group(group);
+    reduce.set_shards(shards);
+    for (const StatisticsSource& source : sources) {
+      v1::ReduceSource& data = *reduce.add_sources();
+      data.set_address(source.address);
+      data.set_first_shard(source.first_shard);
+      data.set_shard_count(source.shard_count);
     }
-    return partials;
+    QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, connection_->Call(task));
+    if (result.unreachable_source() > 0 && unreachable != nullptr)
+      *unreachable = static_cast<size_t>(result.unreachable_source() - 1);
+    return wire::StatusOf(result);
   }
 
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
                                       const GroupStatistics* statistics, const SharedGroupPart* shared) override {
     v1::WorkerTask task;
-    SolveTaskOf(group, statistics, *task.mutable_solve());
+    QSHARD_RETURN_IF_ERROR(SolveTaskOf(group, statistics, *task.mutable_solve()));
     for (const std::string& linear : linears) task.mutable_solve()->add_linears(linear);
     if (shared != nullptr) wire::ToProto(*shared, *task.mutable_solve()->mutable_shared());
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
@@ -268,7 +288,7 @@ class RemoteWorker : public WorkerClient {
 
   absl::StatusOr<SharedGroupPart> SolveShared(int group, const GroupStatistics* statistics) override {
     v1::WorkerTask task;
-    SolveTaskOf(group, statistics, *task.mutable_solve_shared());
+    QSHARD_RETURN_IF_ERROR(SolveTaskOf(group, statistics, *task.mutable_solve_shared()));
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
     return wire::FromProto(result.shared());
   }
@@ -278,7 +298,7 @@ class RemoteWorker : public WorkerClient {
                                                     const SharedGroupPart& shared) override {
     v1::WorkerTask task;
     v1::SolveTask& solve = *task.mutable_solve_heads();
-    SolveTaskOf(group, statistics, solve);
+    QSHARD_RETURN_IF_ERROR(SolveTaskOf(group, statistics, solve));
     wire::ToProto(shared, *solve.mutable_shared());
     for (const HeadRange& range : ranges) wire::ToProto(range, *solve.add_heads());
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
@@ -304,14 +324,28 @@ class RemoteWorker : public WorkerClient {
   }
 
  private:
-  static void SolveTaskOf(int group, const GroupStatistics* statistics, v1::SolveTask& out) {
+  // Statistics reach a remote worker only through the data plane: the task names their owner.
+  static absl::Status SolveTaskOf(int group, const GroupStatistics* statistics, v1::SolveTask& out) {
     out.set_group(group);
-    if (statistics != nullptr) wire::ToProto(*statistics, *out.mutable_statistics());
+    if (statistics == nullptr) return absl::OkStatus();
+    if (statistics->held_at.empty())
+      return absl::InternalError("a remote worker's statistics must be reduced on their owner (held_at unset)");
+    out.set_statistics_at(statistics->held_at);
+    return absl::OkStatus();
   }
 
   absl::StatusOr<v1::WorkerTaskResult> Run(const v1::WorkerTask& task) {
     QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, connection_->Call(task));
-    QSHARD_RETURN_IF_ERROR(wire::StatusOf(result));
+    if (absl::Status status = wire::StatusOf(result); !status.ok()) {
+      const v1::SolveTask* solve = task.has_solve()          ? &task.solve()
+                                   : task.has_solve_shared() ? &task.solve_shared()
+                                   : task.has_solve_heads()  ? &task.solve_heads()
+                                                             : nullptr;
+      if (solve == nullptr || result.unreachable_source() == 0) return status;
+      absl::Status aborted = absl::AbortedError(status.message());  // not UNAVAILABLE: this worker is fine
+      aborted.SetPayload(kUnreadableHolderPayload, absl::Cord(solve->statistics_at()));
+      return aborted;
+    }
     return result;
   }
 

@@ -1,6 +1,7 @@
 #include "remote/worker_session.h"
 
 #include <atomic>
+#include <iostream>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -19,15 +20,74 @@ namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::WorkerFrame, v1::CoordinatorFrame>;
 
-// A solve task's statistics, when it carries them.
-absl::StatusOr<std::optional<GroupStatistics>> StatisticsOf(const v1::SolveTask& solve) {
-  if (!solve.has_statistics()) return std::nullopt;
-  QSHARD_ASSIGN_OR_RETURN(GroupStatistics statistics, wire::FromProto(solve.statistics()));
-  return statistics;
+// The session's data plane: the statistics it holds, where it serves them, how it dials peers.
+struct DataPlane {
+  StatisticsStore store;
+  std::string address;
+  const DataPlaneOptions& options;
+};
+
+// A solve task's reduced statistics (null: none needed): held here as the group's owner, or
+// pulled from the owner (an owner that cannot be read is flagged in `result`).
+absl::StatusOr<std::shared_ptr<const GroupStatistics>> StatisticsOf(const v1::SolveTask& solve, DataPlane& plane,
+                                                                    v1::WorkerTaskResult& result) {
+  if (solve.statistics_at().empty()) return nullptr;
+  if (solve.statistics_at() == plane.address) return plane.store.Reduced(solve.group());
+  auto statistics = PullReduced(solve.group(), solve.statistics_at(), plane.options);
+  if (!statistics.ok()) {
+    result.set_unreachable_source(1);
+    return statistics.status();
+  }
+  return std::make_shared<const GroupStatistics>(std::move(*statistics));
 }
 
+// Pulls and adds a group's partials as its owner, keeping the reduced statistics.
+absl::Status Reduce(const v1::ReduceTask& task, DataPlane& plane, v1::WorkerTaskResult& result) {
+  std::vector<StatisticsSource> sources;
+  for (const v1::ReduceSource& source : task.sources())
+    sources.push_back({source.address(), source.first_shard(), source.shard_count()});
+  std::optional<size_t> unreachable;
+  auto reduced = PullAndReduce(task.group(), task.shards(), sources, plane.options, plane.store, plane.address,
+                               &unreachable);
+  if (unreachable) result.set_unreachable_source(static_cast<int32_t>(*unreachable) + 1);
+  QSHARD_RETURN_IF_ERROR(reduced.status());
+  plane.store.HoldReduced(task.group(), std::move(*reduced));
+  return absl::OkStatus();
+}
+
+// A finished layer's groups as their replay_group tasks arrive, until its replay_layer task.
+struct PendingReplay {
+  int layer = -1;
+  std::vector<GroupSolution> groups;
+
+  absl::Status Add(const v1::ReplayGroupTask& task) {
+    if (!groups.empty() && task.layer() != layer) {
+      groups.clear();
+      return absl::InvalidArgumentError(absl::StrCat("a group of layer ", task.layer(), " among layer ", layer, "'s"));
+    }
+    auto solution = wire::FromProto(task.solution());
+    if (!solution.ok()) {
+      groups.clear();
+      return solution.status();
+    }
+    layer = task.layer();
+    groups.push_back(std::move(*solution));
+    return absl::OkStatus();
+  }
+  // The layer's groups (cleared here), when they are the `count` announced.
+  absl::StatusOr<std::vector<GroupSolution>> Take(int for_layer, int count) {
+    std::vector<GroupSolution> taken = std::move(groups);
+    groups.clear();
+    if (static_cast<int>(taken.size()) != count || (count > 0 && layer != for_layer))
+      return absl::InvalidArgumentError(absl::StrCat("replay of layer ", for_layer, ": ", count, " groups announced, ",
+                                                     taken.size(), " of layer ", layer, " received"));
+    return taken;
+  }
+};
+
 // One task on the local worker; its outcome goes into `result`.
-void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResult& result) {
+void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const v1::WorkerTask& task,
+             v1::WorkerTaskResult& result) {
   absl::Status status;
   switch (task.body_case()) {
     case v1::WorkerTask::kStartJob: {
@@ -38,24 +98,28 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       break;
     }
     case v1::WorkerTask::kBeginLayer:
+      plane.store.Clear();
       status = worker.BeginLayer(task.begin_layer());
       break;
     case v1::WorkerTask::kCollect: {
-      auto partials = worker.CollectStatistics({task.collect().groups().begin(), task.collect().groups().end()},
-                                               task.collect().attention());
+      const std::vector<int> groups(task.collect().groups().begin(), task.collect().groups().end());
+      auto partials = worker.CollectStatistics(groups, task.collect().attention());
       status = partials.status();
-      if (partials.ok())
-        for (const ShardStatistics& partial : *partials) {
-          v1::ShardStatisticsData& data = *result.add_statistics();
-          data.set_shard(partial.first_shard);
-          data.set_shard_count(partial.shard_count);
-          for (const GroupStatistics& group : partial.groups) wire::ToProto(group, *data.add_groups());
-        }
+      if (!partials.ok()) break;
+      for (const ShardStatistics& partial : *partials) {  // the values stay here for the owners to pull
+        v1::ShardStatisticsData& data = *result.add_statistics();
+        data.set_shard(partial.first_shard);
+        data.set_shard_count(partial.shard_count);
+      }
+      plane.store.HoldPartials(groups, std::move(*partials));
       break;
     }
+    case v1::WorkerTask::kReduce:
+      status = Reduce(task.reduce(), plane, result);
+      break;
     case v1::WorkerTask::kSolve: {
       const v1::SolveTask& solve = task.solve();
-      auto statistics = StatisticsOf(solve);
+      auto statistics = StatisticsOf(solve, plane, result);
       std::optional<SharedGroupPart> shared;
       if (statistics.ok() && solve.has_shared()) {
         auto parsed = wire::FromProto(solve.shared());
@@ -66,17 +130,15 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
         shared = std::move(*parsed);
       }
       auto solution = statistics.ok() ? worker.Solve(solve.group(), {solve.linears().begin(), solve.linears().end()},
-                                                     statistics->has_value() ? &**statistics : nullptr,
-                                                     shared ? &*shared : nullptr)
+                                                     statistics->get(), shared ? &*shared : nullptr)
                                       : statistics.status();
       status = solution.status();
       if (solution.ok()) wire::ToProto(*solution, *result.mutable_solution());
       break;
     }
     case v1::WorkerTask::kSolveShared: {
-      auto statistics = StatisticsOf(task.solve_shared());
-      auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(),
-                                                         statistics->has_value() ? &**statistics : nullptr)
+      auto statistics = StatisticsOf(task.solve_shared(), plane, result);
+      auto shared = statistics.ok() ? worker.SolveShared(task.solve_shared().group(), statistics->get())
                                     : statistics.status();
       status = shared.status();
       if (shared.ok()) wire::ToProto(*shared, *result.mutable_shared());
@@ -84,7 +146,7 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
     }
     case v1::WorkerTask::kSolveHeads: {
       const v1::SolveTask& solve = task.solve_heads();
-      auto statistics = StatisticsOf(solve);
+      auto statistics = StatisticsOf(solve, plane, result);
       auto shared = wire::FromProto(solve.shared());
       std::vector<HeadRange> ranges;
       for (const v1::HeadRangeData& range : solve.heads()) ranges.push_back(wire::FromProto(range));
@@ -94,7 +156,7 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
       else if (!shared.ok())
         parts = shared.status();
       else
-        parts = worker.SolveHeads(solve.group(), ranges, statistics->has_value() ? &**statistics : nullptr, *shared);
+        parts = worker.SolveHeads(solve.group(), ranges, statistics->get(), *shared);
       status = parts.status();
       if (parts.ok())
         for (const HeadsPart& part : *parts) wire::ToProto(part, *result.add_heads());
@@ -103,13 +165,17 @@ void RunTask(LocalWorker& worker, const v1::WorkerTask& task, v1::WorkerTaskResu
     case v1::WorkerTask::kApply: {
       auto solution = wire::FromProto(task.apply().solution());
       status = solution.ok() ? worker.Apply(task.apply().group(), *solution) : solution.status();
+      plane.store.Release(task.apply().group());  // solved: its owner's reduced statistics go
       break;
     }
     case v1::WorkerTask::kAdoptShards:
       status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()});
       break;
+    case v1::WorkerTask::kReplayGroup:
+      status = replay.Add(task.replay_group());
+      break;
     case v1::WorkerTask::kReplayLayer: {
-      auto solutions = wire::FromProto(task.replay_layer().solutions());
+      auto solutions = replay.Take(task.replay_layer().layer(), task.replay_layer().groups());
       status = solutions.ok() ? worker.ReplayLayer(task.replay_layer().layer(), *solutions) : solutions.status();
       break;
     }
@@ -178,12 +244,18 @@ absl::Status Ended(const grpc::Status& finished, const std::string& what) {
 }  // namespace
 
 absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options) {
+  DataPlane plane{{}, "", options.data};
+  QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<StatisticsServer> data_server,
+                          StatisticsServer::Start(plane.store, options.data,
+                                                  [](const std::string& line) { std::cerr << line << std::endl; }));
+  plane.address = data_server->address();
   auto stub = v1::WorkerService::NewStub(channel);
   grpc::ClientContext context;
   std::unique_ptr<Stream> stream = stub->Connect(&context);
   Writer writer(*stream);
   v1::WorkerFrame hello;
   *hello.mutable_hello() = options.hello;
+  hello.mutable_hello()->set_data_address(plane.address);
   if (!writer.Write(hello)) {
     const grpc::Status finished = stream->Finish();
     const std::string what = "the coordinator closed the stream before registration";
@@ -206,6 +278,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   metrics.SetConnected(true);
   TokenCounter tokens;
   LocalWorker worker(options.hello.threads(), /*restartable=*/true);
+  PendingReplay replay;
   wire::ChunkAssembler assembler;
   v1::CoordinatorFrame frame;
   absl::Status status;
@@ -219,7 +292,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
     if (!*complete) continue;
     v1::WorkerTaskResult result;
     const auto started = std::chrono::steady_clock::now();
-    RunTask(worker, task, result);
+    RunTask(worker, plane, replay, task, result);
     const absl::Status outcome = wire::StatusOf(result);
     metrics.TaskDone(task, outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (outcome.ok()) tokens.Done(task, metrics);

@@ -1,6 +1,7 @@
 // The worker process's side of the Connect stream (`qshard worker`): it registers with the
 // coordinator, then runs each task it receives on a LocalWorker and sends the result back,
-// heartbeating while a task runs. Returns when the coordinator ends the stream (OK), refuses
+// heartbeating while a task runs. For the session's length it serves the statistics it holds to
+// its peers (remote/statistics_service.h): a collection's partials, and the groups it reduced. Returns when the coordinator ends the stream (OK), refuses
 // the worker (UNAUTHENTICATED: mutual TLS without a client certificate) or the connection
 // breaks (UNAVAILABLE); a lost coordinator is the caller's to retry.
 #pragma once
@@ -11,6 +12,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/channel.h"
 #include "qshard.pb.h"
+#include "remote/statistics_service.h"
 
 namespace qshard {
 
@@ -21,6 +23,9 @@ struct WorkerSessionOptions {
   WorkerMetrics* metrics = nullptr;  // told of each task; null: not counted
   int heartbeat_ms = 1000;
   size_t chunk_bytes = size_t{1} << 20;
+  // The session's data plane: where it serves the statistics it holds (its address goes into
+  // the hello) and how it dials its peers'.
+  DataPlaneOptions data;
 };
 
 absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options);

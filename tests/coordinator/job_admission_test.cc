@@ -61,9 +61,13 @@ TEST(JobPlanTest, TermsFollowTheFormulaOfTheArchitectureDoc) {
   EXPECT_EQ(term(two->worker, "layer weights (fp32)"), 4 * layer);
   // Sequential: one group's sums at a time, the widest (down_proj's 384); 2 shards held → 3 alive.
   EXPECT_EQ(term(two->worker, "partial statistics"), 8u * 384 * 384 * 3);
-  // Each worker holds an aligned pair of shards: one node per group, plus one copy per owner.
-  // GPTQ's linears are independent: q,k,v on 2 owners, o on 1, gate/up on 2, down on 1.
-  EXPECT_EQ(two->statistics_bytes, 8u * 128 * 128 * ((2 + 2) + (2 + 1) + (2 + 2)) + 8u * 384 * 384 * (2 + 1));
+  // Each worker holds an aligned pair of shards: one node per group. The group's owner pulls the
+  // other worker's node (its own stays in memory), and each other worker solving a part of the
+  // group pulls the reduced sum from it. GPTQ's linears are independent: q,k,v on 2 workers, o
+  // on 1, gate/up on 2, down on 1. Nothing goes through the coordinator.
+  EXPECT_EQ(two->statistics_bytes, 8u * 128 * 128 * ((1 + 1) + (1 + 0) + (1 + 1)) + 8u * 384 * 384 * (1 + 0));
+  EXPECT_EQ(term(two->coordinator, "reduced statistics"), 0u);
+  EXPECT_EQ(term(two->worker, "reduced statistics (owner)"), 8u * 384 * 384);
   auto one = PlanJob(Job(), *config, 1);
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(term(one->worker, "calibration hidden states"), 4u * 16 * 256 * 128);  // not restartable

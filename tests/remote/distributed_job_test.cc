@@ -1,6 +1,7 @@
 // The engine over gRPC: a WorkerPool on a loopback port, workers dialling it (in threads of
 // this process, each with its own LocalWorker), and RunJob driving them. The checkpoint's
 // bytes equal the embedded job's with the same spec, whatever the number of workers.
+#include <atomic>
 #include <cstdio>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "remote/worker_pool.h"
 #include "remote/worker_session.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
 
 namespace qshard {
@@ -47,7 +49,9 @@ class Cluster {
         WorkerSessionOptions options;
         options.hello.set_name("w" + std::to_string(i));
         options.hello.set_device("cpu");
-        options.chunk_bytes = 64 << 10;  // many chunks per Hessian
+        options.chunk_bytes = 64 << 10;  // many chunks per solution
+        options.data.max_slice_bytes = 20 << 10;  // many slices per Hessian (down_proj's: 58)
+        options.data.bytes_served = &data_bytes_;
         session_status_[i] = RunWorkerSession(
             grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()), options);
       });
@@ -57,22 +61,27 @@ class Cluster {
     for (std::thread& t : sessions_) t.join();
   }
   WorkerPool& pool() { return pool_; }
+  // Bytes the workers served each other (statistics; never through the pool).
+  uint64_t data_bytes() const { return data_bytes_.load(); }
 
  private:
   WorkerPool pool_;
+  std::atomic<uint64_t> data_bytes_ = 0;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::thread> sessions_;
   absl::Status session_status_[8];
 };
 
-// A worker that counts the two-step solves it is given, and passes every call on.
-class CountingWorker : public WorkerClient {
+// A worker that counts the two-step and per-head solves and the reductions it is given, and
+// passes every call on.
+class CountingWorker : public testing::ForwardingWorker {
  public:
-  explicit CountingWorker(WorkerClient& inner) : inner_(inner) {}
+  using ForwardingWorker::ForwardingWorker;
   int shared_solves = 0;   // SolveShared calls
   int linear_solves = 0;   // Solve calls given a shared part
   int head_solves = 0;     // SolveHeads calls
+  int reductions = 0;      // groups reduced as their owner
   bool dies_in_heads = false;  // its first SolveHeads, and every call after, fail as a lost worker's
 
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override {
@@ -80,14 +89,16 @@ class CountingWorker : public WorkerClient {
     return inner_.StartJob(spec, seqlen, std::move(shards));
   }
   absl::Status BeginLayer(int layer) override { return Alive().ok() ? inner_.BeginLayer(layer) : Alive(); }
-  absl::Status AdoptShards(std::vector<int> shards) override { return inner_.AdoptShards(std::move(shards)); }
-  absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
-    return inner_.ReplayLayer(layer, solutions);
-  }
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
                                                                  bool attention) override {
     QSHARD_RETURN_IF_ERROR(Alive());
     return inner_.CollectStatistics(groups, attention);
+  }
+  absl::Status ReduceStatistics(int group, int shards, const std::vector<StatisticsSource>& sources,
+                                std::optional<size_t>* unreachable) override {
+    ++reductions;
+    QSHARD_RETURN_IF_ERROR(Alive());
+    return inner_.ReduceStatistics(group, shards, sources, unreachable);
   }
   absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
                                       const GroupStatistics* statistics, const SharedGroupPart* shared) override {
@@ -116,7 +127,6 @@ class CountingWorker : public WorkerClient {
  private:
   absl::Status Alive() const { return dead_ ? absl::UnavailableError("worker lost") : absl::OkStatus(); }
 
-  WorkerClient& inner_;
   bool dead_ = false;
 };
 
@@ -168,16 +178,27 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
   ASSERT_FALSE(embedded.empty());
   EXPECT_TRUE(embedded == ReadFileBytes(dir.Child("remote") + "/model.safetensors")) << method << " on " << workers;
 
-  // The plan's traffic (engine/job_plan.h) is what crossed the wire, within the framing of tasks.
+  // The plan's traffic (engine/job_plan.h) is what crossed the wire, within the framing of tasks
+  // and slices: statistics between the workers, solutions through the coordinator.
   const nlohmann::json& per_layer = (*report)["plan"]["network_bytes_per_layer"];
-  const double planned = (per_layer["statistics"].get<double>() + per_layer["solutions"].get<double>()) *
-                         (*report)["plan"]["layers"].get<double>();
-  const double moved = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
+  const double layers_planned = (*report)["plan"]["layers"].get<double>();
+  const double planned_statistics = per_layer["statistics"].get<double>() * layers_planned;
+  const double planned = planned_statistics + per_layer["solutions"].get<double>() * layers_planned;
+  const double through_coordinator = cluster.pool().bytes_to_workers() + cluster.pool().bytes_from_workers();
+  const double moved = through_coordinator + cluster.data_bytes();
   // FineQuant's refined group sizes come from the weights, which the plan does not read.
-  std::printf("%s, %d worker(s): moved %.0f bytes, planned %.0f (%+.2f %%)\n", method.c_str(), workers, moved, planned,
-              100.0 * (moved / planned - 1.0));
+  std::printf("%s, %d worker(s): moved %.0f bytes (%.0f between workers, %.0f through the coordinator), planned %.0f "
+              "(%+.2f %%)\n", method.c_str(), workers, moved, static_cast<double>(cluster.data_bytes()),
+              through_coordinator, planned, 100.0 * (moved / planned - 1.0));
   const double tolerance = method == "finequant" ? 0.1 : 0.03;
   EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
+  if (planned_statistics > 0)
+    EXPECT_NEAR(cluster.data_bytes() / planned_statistics, 1.0, 0.03) << "statistics between workers";
+  // The owners reduce: every group with a quantized linear once per layer, at least (a lost
+  // worker would redo some).
+  int reductions = 0;
+  for (const auto& worker : counted) reductions += worker->reductions;
+  if (planned_statistics > 0 || workers == 1) EXPECT_GE(reductions, layers * 2) << method << " on " << workers;
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }

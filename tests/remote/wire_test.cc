@@ -6,32 +6,17 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tests/remote/random_statistics.h"
 
 namespace qshard {
 namespace {
 
-HessianSum RandomSum(int64_t dim, std::mt19937& rng) {
-  std::normal_distribution<double> normal;
-  HessianSum sum(dim);
-  sum.tokens = 17;
-  for (double& v : sum.sum) v = normal(rng);
-  for (float& v : sum.abs_max) v = static_cast<float>(std::fabs(normal(rng)));
-  return sum;
-}
+using testing::RandomSum;
 
 TEST(WireTest, StatisticsWithAttentionRoundTripExactly) {
   std::mt19937 rng(1);
-  GroupStatistics statistics;
-  statistics.inputs = RandomSum(13, rng);
-  AttentionStats& attention = statistics.attention.emplace();
-  attention.heads = 4;
-  attention.kv_heads = 2;
-  attention.head_dim = 3;
-  attention.hidden = 13;
-  attention.seq = 9;
-  attention.values = {RandomSum(13, rng), RandomSum(13, rng)};
-  attention.queries = {RandomSum(3, rng), RandomSum(3, rng)};
-  attention.keys = {RandomSum(3, rng), RandomSum(3, rng)};
+  const GroupStatistics statistics = testing::RandomAttentionStatistics(13, 3, rng);
+  const AttentionStats& attention = *statistics.attention;
   v1::GroupStatisticsData data;
   wire::ToProto(statistics, data);
   auto back = wire::FromProto(data);

@@ -1,18 +1,23 @@
 // Worker processes (`qshard worker`) dial a WorkerPool served by this test; SIGKILL one or two
 // of them while the job runs. The survivors adopt the lost shards, replay the finished layers,
 // redo the current one, and the checkpoint's bytes equal the embedded job's; the engine reports each
-// lost worker once to its JobObserver (the coordinator's metrics).
+// lost worker once to its JobObserver (the coordinator's metrics). Also a worker killed as a
+// group's owner comes to pull its partials (the owner-reduction path).
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <functional>
+#include <map>
+#include <set>
 
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "remote/worker_pool.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
 
 extern char** environ;
@@ -22,10 +27,12 @@ namespace {
 
 using testing::ReadFileBytes;
 
-JobSpec SmallJob(const std::string& out) {
-  JobSpec spec = tiny_jobs::Job("gptq", 3, out, /*nsamples=*/6, /*seqlen=*/64);
+// aespa (few AdaRound steps) splits q/k/v by head over three workers; GPTQ by linear.
+JobSpec SmallJob(const std::string& out, const std::string& method = "gptq") {
+  JobSpec spec = tiny_jobs::Job(method, 3, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.calibration.shards = 3;
   spec.execution.threads = 1;
+  spec.method.aespa_adaround_iters = 20;
   return spec;
 }
 
@@ -48,25 +55,50 @@ struct LossCounter : JobObserver {
   void LayerRedone() override { ++redone; }
 };
 
+// A WorkerPool on a loopback port (3 s leases) and three `qshard worker` processes that
+// registered with it; the processes are killed and reaped at the end.
+struct ThreeWorkerProcesses {
+  ThreeWorkerProcesses() : pool(Leases()) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&pool);
+    server = builder.BuildAndStart();
+    for (int i = 0; i < 3; ++i) pids.push_back(SpawnWorker(port, i));
+    workers = pool.AwaitWorkers(3, std::chrono::seconds(30));
+    if (workers.ok())
+      for (auto& w : *workers) clients.push_back(w.get());
+  }
+  ~ThreeWorkerProcesses() {
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    for (pid_t pid : pids) Kill(pid);
+  }
+  static WorkerPoolOptions Leases() {
+    WorkerPoolOptions options;
+    options.lease = std::chrono::milliseconds(3000);
+    return options;
+  }
+  // SIGKILLs `pid` and reaps it (once).
+  void Kill(pid_t pid) {
+    if (!reaped.insert(pid).second) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+
+  WorkerPool pool;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  std::vector<pid_t> pids;  // of workers w0, w1, w2
+  std::set<pid_t> reaped;
+  absl::StatusOr<std::vector<std::unique_ptr<WorkerClient>>> workers;
+  std::vector<WorkerClient*> clients;
+};
+
 // Runs the job on three worker processes, killing `lost` of them once layer 0 is done.
 void RunKillingWorkers(int lost) {
   testing::ScopedTempDir dir;
   ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded")), JobEvents()).ok());
-
-  WorkerPoolOptions options;
-  options.lease = std::chrono::milliseconds(3000);
-  WorkerPool pool(options);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&pool);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  std::vector<pid_t> pids;
-  for (int i = 0; i < 3; ++i) pids.push_back(SpawnWorker(port, i));
-  auto workers = pool.AwaitWorkers(3, std::chrono::seconds(30));
-  ASSERT_TRUE(workers.ok()) << workers.status();
-  std::vector<WorkerClient*> clients;
-  for (auto& w : *workers) clients.push_back(w.get());
+  ThreeWorkerProcesses cluster;
+  ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
 
   JobEvents events;
   LossCounter losses;
@@ -75,9 +107,9 @@ void RunKillingWorkers(int lost) {
   events.log = [&](const std::string& line) { log.push_back(line); };
   events.layer_done = [&](const LayerProgress& progress) {
     if (progress.layer != 0) return;
-    for (int i = 0; i < lost; ++i) kill(pids[i], SIGKILL);
+    for (int i = 0; i < lost; ++i) kill(cluster.pids[i], SIGKILL);
   };
-  auto report = RunJob(SmallJob(dir.Child("remote")), clients, events);
+  auto report = RunJob(SmallJob(dir.Child("remote")), cluster.clients, events);
   ASSERT_TRUE(report.ok()) << report.status();
   int adoptions = 0;
   for (const std::string& line : log) adoptions += line.find("adopts") != std::string::npos;
@@ -86,12 +118,93 @@ void RunKillingWorkers(int lost) {
   EXPECT_GE(losses.redone, 1);
   EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
               ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
+}
 
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  for (pid_t pid : pids) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+// Once `armed`, kills (through `kill_holder`) a worker whose statistics this one is about to
+// read — when reducing, a holder of partials; when solving a part of a group (or a run of
+// heads), the group's owner — so the read finds it gone; every call is passed on.
+class KillingAHolder : public testing::ForwardingWorker {
+ public:
+  enum class When { kReducing, kSolvingAPart, kSolvingARunOfHeads };
+  KillingAHolder(WorkerClient& inner, When when, std::atomic<bool>& armed,
+                 std::function<void(const std::string&)> kill_holder)
+      : ForwardingWorker(inner), when_(when), armed_(armed), kill_holder_(std::move(kill_holder)) {}
+
+  absl::Status ReduceStatistics(int group, int shards, const std::vector<StatisticsSource>& sources,
+                                std::optional<size_t>* unreachable) override {
+    for (const StatisticsSource& source : sources)
+      if (when_ == When::kReducing) KillIfArmed(source.address);
+    return inner_.ReduceStatistics(group, shards, sources, unreachable);
   }
+  absl::StatusOr<GroupSolution> Solve(int group, const std::vector<std::string>& linears,
+                                      const GroupStatistics* statistics, const SharedGroupPart* shared) override {
+    if (when_ == When::kSolvingAPart && statistics != nullptr) KillIfArmed(statistics->held_at);
+    return inner_.Solve(group, linears, statistics, shared);
+  }
+  absl::StatusOr<std::vector<HeadsPart>> SolveHeads(int group, const std::vector<HeadRange>& ranges,
+                                                    const GroupStatistics* statistics,
+                                                    const SharedGroupPart& shared) override {
+    if (when_ == When::kSolvingARunOfHeads && statistics != nullptr) KillIfArmed(statistics->held_at);
+    return inner_.SolveHeads(group, ranges, statistics, shared);
+  }
+
+ private:
+  void KillIfArmed(const std::string& holder) {
+    if (holder != inner_.DataAddress() && armed_.exchange(false)) kill_holder_(holder);
+  }
+
+  const When when_;
+  std::atomic<bool>& armed_;
+  std::function<void(const std::string&)> kill_holder_;
+};
+
+// Runs the job on three worker processes; in layer 1 a worker whose statistics another is
+// about to read dies (`when`). It is lost like any other (its shards move, the layer is redone,
+// the statistics collected again), not the reader, and the bytes are the embedded job's.
+void RunKillingAHolder(KillingAHolder::When when, const std::string& method = "gptq") {
+  testing::ScopedTempDir dir;
+  ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded"), method), JobEvents()).ok());
+  ThreeWorkerProcesses cluster;
+  ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
+  std::map<std::string, pid_t> pid_of;  // by data address
+  for (const v1::WorkerHello& hello : cluster.pool.Workers())
+    pid_of[hello.data_address()] = cluster.pids[hello.name().back() - '0'];
+  ASSERT_EQ(pid_of.size(), 3u);
+  std::atomic<bool> armed = false;
+  std::atomic<int> killed = 0;
+  std::vector<std::unique_ptr<KillingAHolder>> wrapped;
+  std::vector<WorkerClient*> clients;
+  for (WorkerClient* w : cluster.clients)
+    clients.push_back(wrapped.emplace_back(std::make_unique<KillingAHolder>(*w, when, armed, [&](const std::string& address) {
+      cluster.Kill(pid_of.at(address));
+      ++killed;
+    })).get());
+
+  JobEvents events;
+  LossCounter losses;
+  events.observer = &losses;
+  std::vector<std::string> log;
+  events.log = [&](const std::string& line) { log.push_back(line); };
+  events.layer_done = [&](const LayerProgress& progress) { armed = progress.layer == 0; };
+  auto report = RunJob(SmallJob(dir.Child("remote"), method), clients, events);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(killed, 1);
+  EXPECT_EQ(losses.lost, 1);
+  EXPECT_GE(losses.redone, 1);
+  EXPECT_TRUE(ReadFileBytes(dir.Child("embedded") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("remote") + "/model.safetensors"));
+}
+
+// A holder of partials dies as the group's owner comes to pull them: the reduction names it.
+TEST(WorkerLossTest, HolderKilledAsItsOwnerPullsSameBytes) { RunKillingAHolder(KillingAHolder::When::kReducing); }
+// A group's owner dies as another worker comes to read its reduced statistics for a part of
+// the group (GPTQ's q/k/v are split over the three workers).
+TEST(WorkerLossTest, OwnerKilledAsASolverReadsItsStatisticsSameBytes) {
+  RunKillingAHolder(KillingAHolder::When::kSolvingAPart);
+}
+// The same for a run of aespa's q/k/v heads (SolveHeads reads the owner's statistics too).
+TEST(WorkerLossTest, OwnerKilledAsAHeadRunSolverReadsItsStatisticsSameBytes) {
+  RunKillingAHolder(KillingAHolder::When::kSolvingARunOfHeads, "aespa");
 }
 
 TEST(WorkerLossTest, OneOfThreeKilledMidJobSameBytes) { RunKillingWorkers(1); }

@@ -1,5 +1,6 @@
 #include "tools/qshard/bench_distributed.h"
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -28,7 +29,7 @@ std::string ReadBytes(const std::string& path) {
 
 struct Run {
   double seconds = 0.0;
-  uint64_t bytes = 0;  // over the wire, both directions
+  uint64_t bytes = 0;  // over the wire: through the coordinator, both directions, and between workers
   std::string weights;  // model.safetensors
   double first_group_seconds = 0.0;  // solving the layers' first group (q/k/v), all layers
 };
@@ -58,6 +59,7 @@ absl::StatusOr<Run> Embedded(JobSpec spec) {
 // `count` workers in threads, each with threads/count of the cores, on a loopback pool.
 absl::StatusOr<Run> OnWorkers(JobSpec spec, int count, int threads) {
   WorkerPool pool;
+  std::atomic<uint64_t> between_workers = 0;  // statistics the workers pulled from each other
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -70,6 +72,7 @@ absl::StatusOr<Run> OnWorkers(JobSpec spec, int count, int threads) {
       WorkerSessionOptions options;
       options.hello.set_name(absl::StrCat("bench-", i));
       options.hello.set_threads(std::max(1, threads / count));
+      options.data.bytes_served = &between_workers;
       RunWorkerSession(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()),
                        options)
           .IgnoreError();  // the session ends when the server shuts down
@@ -89,7 +92,7 @@ absl::StatusOr<Run> OnWorkers(JobSpec spec, int count, int threads) {
       auto report = RunJob(spec, clients, events);
       if (report.ok()) {
         run = Run{std::chrono::duration<double>(Clock::now() - start).count(),
-                  pool.bytes_to_workers() + pool.bytes_from_workers(), ReadBytes(spec.out_dir + "/model.safetensors"),
+                  pool.bytes_to_workers() + pool.bytes_from_workers() + between_workers.load(), ReadBytes(spec.out_dir + "/model.safetensors"),
                   timer.seconds()};
       } else {
         run = report.status();

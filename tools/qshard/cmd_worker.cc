@@ -11,6 +11,7 @@
 #include "metrics/metrics_server.h"
 #include "remote/worker_metrics.h"
 #include "remote/health_server.h"
+#include "remote/transport_security.h"
 #include "remote/worker_session.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/security_flags.h"
@@ -28,6 +29,8 @@ struct WorkerFlags {
   TlsFiles tls;
   bool insecure = false;
   std::string health_listen;
+  std::string data_listen = "127.0.0.1:0";
+  std::string data_peer_name;
 };
 
 // The health service a worker's readiness probe asks for: SERVING while it holds a session.
@@ -39,6 +42,10 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   options.hello.set_device("cpu");
   options.hello.set_threads(flags.threads);
   options.hello.set_memory_budget_bytes(flags.memory_budget);
+  options.data.listen = flags.data_listen;
+  options.data.tls = flags.tls;
+  options.data.insecure = flags.insecure;
+  options.data.peer_name = flags.data_peer_name;
   WorkerMetrics metrics;
   options.metrics = &metrics;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -47,6 +54,9 @@ absl::Status RunWorker(const WorkerFlags& flags) {
     std::cerr << "worker " << options.hello.name() << ": metrics on " << metrics_server->address() << std::endl;
   }
   const auto log = [](const std::string& line) { std::cerr << line << std::endl; };
+  if (IsLoopbackAddress(flags.data_listen) && !IsLoopbackAddress(flags.coordinator))
+    log(absl::StrCat("WARNING: --data-listen ", flags.data_listen, " is a loopback address: workers on other hosts "
+                     "cannot pull the statistics this one holds (give an address they reach)"));
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                           MakeChannelCredentials(flags.coordinator, flags.tls, flags.insecure, log));
   std::unique_ptr<HealthServer> health;
@@ -89,6 +99,13 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--health-listen", flags->health_listen,
                   "host:port of a plaintext port carrying only grpc.health.v1 (service qshard.worker: SERVING "
                   "while connected), for Kubernetes gRPC probes");
+  app->add_option("--data-listen", flags->data_listen,
+                  "host:port where peers pull the statistics this worker holds (port 0: any; give an address the "
+                  "other workers reach; TLS with --tls-cert/--tls-key, mutual with --tls-ca)")
+      ->capture_default_str();
+  app->add_option("--data-peer-name", flags->data_peer_name,
+                  "Under TLS, the name the other workers' certificates carry, checked instead of their addresses "
+                  "(workers sharing one certificate, e.g. qshard-worker)");
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 
