@@ -1,8 +1,11 @@
 #include "remote/statistics_service.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "grpcpp/create_channel.h"
@@ -157,30 +160,68 @@ StatisticsServer::~StatisticsServer() {
 
 namespace {
 
-// One node's stream from a peer; a stream left unfinished is cancelled.
+// One node's stream from a peer; a stream left unfinished is cancelled, and so is one that
+// receives nothing for `stall_timeout` (a watchdog thread cancels its context).
 class RemoteNode {
  public:
-  RemoteNode(const std::shared_ptr<grpc::Channel>& channel, const v1::PullRequest& request)
-      : stub_(v1::StatisticsService::NewStub(channel)), reader_(stub_->Pull(&context_, request)) {}
+  RemoteNode(const std::shared_ptr<grpc::Channel>& channel, const v1::PullRequest& request,
+             std::chrono::milliseconds stall_timeout)
+      : stub_(v1::StatisticsService::NewStub(channel)),
+        reader_(stub_->Pull(&context_, request)),
+        stall_timeout_(stall_timeout),
+        watchdog_([this] { WatchForStalls(); }) {}
   ~RemoteNode() {
+    {
+      absl::MutexLock lock(&mutex_);
+      done_ = true;
+    }
+    watchdog_.join();
     if (finished_) return;
     context_.TryCancel();
     reader_->Finish().ok();  // cancelled: the outcome is known
   }
 
   absl::StatusOr<bool> Read(v1::StatisticsPiece& piece) {
-    if (reader_->Read(&piece)) return true;
+    const bool more = reader_->Read(&piece);
+    {
+      absl::MutexLock lock(&mutex_);
+      ++pieces_;
+    }
+    if (more) return true;
     finished_ = true;
     const grpc::Status status = reader_->Finish();
     if (status.ok()) return false;
+    absl::MutexLock lock(&mutex_);
+    if (stalled_)
+      return absl::UnavailableError(absl::StrCat("no data from the holder for ", stall_timeout_.count(), " ms"));
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
   }
 
  private:
+  void WatchForStalls() {
+    absl::MutexLock lock(&mutex_);
+    for (;;) {
+      const uint64_t seen = pieces_;
+      const auto progressed = [this, seen] { return done_ || pieces_ != seen; };
+      if (!mutex_.AwaitWithTimeout(absl::Condition(&progressed), absl::FromChrono(stall_timeout_))) {
+        stalled_ = true;
+        context_.TryCancel();
+        return;
+      }
+      if (done_) return;
+    }
+  }
+
   std::unique_ptr<v1::StatisticsService::Stub> stub_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReader<v1::StatisticsPiece>> reader_;
   bool finished_ = false;
+  const std::chrono::milliseconds stall_timeout_;
+  absl::Mutex mutex_;
+  uint64_t pieces_ ABSL_GUARDED_BY(mutex_) = 0;  // pieces (and the end) read so far
+  bool stalled_ ABSL_GUARDED_BY(mutex_) = false;
+  bool done_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread watchdog_;  // last: starts once the members it reads exist
 };
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const std::string& address, const DataPlaneOptions& options) {
@@ -223,7 +264,7 @@ absl::StatusOr<GroupStatistics> PullAndReduce(int group, int shards, const std::
         if (unreachable != nullptr) *unreachable = i;
         return channel.status();
       }
-      read = ReaderOf(*remote.emplace_back(std::make_unique<RemoteNode>(*channel, request)));
+      read = ReaderOf(*remote.emplace_back(std::make_unique<RemoteNode>(*channel, request, options.stall_timeout)));
     }
     nodes.push_back({source.first_shard, source.shard_count, std::move(read)});
   }
@@ -234,7 +275,7 @@ absl::StatusOr<GroupStatistics> PullReduced(int group, const std::string& addres
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Dial(address, options));
   v1::PullRequest request;
   request.set_group(group);
-  RemoteNode node(channel, request);
+  RemoteNode node(channel, request, options.stall_timeout);
   auto reduced = ReduceSlices({{0, 1, ReaderOf(node)}}, 1);
   if (!reduced.ok())
     return WithContext(reduced.status(), absl::StrCat("the reduced statistics of group ", group, " at ", address));

@@ -17,6 +17,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "engine/statistics_tree.h"
+#include <chrono>
+
 #include "engine/worker_client.h"
 #include "grpcpp/server.h"
 #include "qshard.pb.h"
@@ -36,6 +38,10 @@ struct DataPlaneOptions {
   std::string peer_name;
   size_t max_slice_bytes = kMaxStatisticsSliceBytes;
   std::atomic<uint64_t>* bytes_served = nullptr;  // if given: bytes of pieces served to peers
+  // A pull that receives nothing for this long is cancelled and its holder named unreachable:
+  // a holder that hangs without dying (stopped, deadlocked, partitioned) must not stall its
+  // owner for ever. A 64 MiB slice takes about 5 s at 100 Mb/s.
+  std::chrono::milliseconds stall_timeout{120'000};
 };
 
 class StatisticsStore {

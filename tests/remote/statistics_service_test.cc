@@ -1,12 +1,15 @@
 // The workers' data plane over loopback gRPC: an owner pulls tree nodes from two holders (and
 // its own from memory) in small slices and gets the bytes of the whole values reduced along the
 // tree; a node is served once; a holder that is gone, or whose stream breaks after some slices,
-// is named as the unreachable source; plaintext stays on loopback.
+// or that hangs past the stall timeout, is named as the unreachable source; plaintext stays on
+// loopback.
 #include "remote/statistics_service.h"
 
 #include <cstring>
 #include <random>
+#include <thread>
 
+#include "absl/strings/match.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/remote/random_statistics.h"
@@ -129,6 +132,45 @@ TEST(StatisticsServiceTest, AStreamBrokenMidPullNamesItsHolder) {
   auto reduced = PullAndReduce(0, 2, {{good.server->address(), 0, 1}, {"127.0.0.1:" + std::to_string(port), 1, 1}},
                                good.options, empty, "", &unreachable);
   EXPECT_EQ(reduced.status().code(), absl::StatusCode::kUnavailable) << reduced.status();
+  ASSERT_TRUE(unreachable.has_value());
+  EXPECT_EQ(*unreachable, 1u);
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// A holder that sends its header and one slice, then hangs (as a stopped process would) until
+// the puller gives up and cancels the call.
+class HangingHolder : public v1::StatisticsService::Service {
+ public:
+  grpc::Status Pull(grpc::ServerContext* context, const v1::PullRequest*,
+                    grpc::ServerWriter<v1::StatisticsPiece>* out) override {
+    std::mt19937 rng(9);
+    SliceWriter writer(std::make_shared<const GroupStatistics>(RandomStatistics(29, rng)), 4 * 29 * sizeof(double));
+    v1::StatisticsPiece piece;
+    for (int i = 0; i < 2 && writer.Next(piece); ++i) out->Write(piece);
+    while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return grpc::Status::CANCELLED;
+  }
+};
+
+TEST(StatisticsServiceTest, AHolderThatHangsMidPullIsNamedAfterTheStallTimeout) {
+  HangingHolder hanging;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&hanging);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::mt19937 rng(10);
+  std::atomic<uint64_t> served = 0;
+  Holder good(&served);
+  good.store.HoldPartials({0}, {{0, 1, {RandomStatistics(29, rng)}}});
+  DataPlaneOptions options = good.options;
+  options.stall_timeout = std::chrono::milliseconds(300);
+  StatisticsStore empty;
+  std::optional<size_t> unreachable;
+  auto reduced = PullAndReduce(0, 2, {{good.server->address(), 0, 1}, {"127.0.0.1:" + std::to_string(port), 1, 1}},
+                               options, empty, "", &unreachable);
+  EXPECT_EQ(reduced.status().code(), absl::StatusCode::kUnavailable) << reduced.status();
+  EXPECT_TRUE(absl::StrContains(reduced.status().message(), "no data from the holder")) << reduced.status();
   ASSERT_TRUE(unreachable.has_value());
   EXPECT_EQ(*unreachable, 1u);
   server->Shutdown(std::chrono::system_clock::now());

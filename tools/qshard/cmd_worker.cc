@@ -31,6 +31,7 @@ struct WorkerFlags {
   std::string health_listen;
   std::string data_listen = "127.0.0.1:0";
   std::string data_peer_name;
+  int data_stall_seconds = 120;
 };
 
 // The health service a worker's readiness probe asks for: SERVING while it holds a session.
@@ -46,6 +47,7 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   options.data.tls = flags.tls;
   options.data.insecure = flags.insecure;
   options.data.peer_name = flags.data_peer_name;
+  options.data.stall_timeout = std::chrono::seconds(flags.data_stall_seconds);
   WorkerMetrics metrics;
   options.metrics = &metrics;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -106,6 +108,11 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--data-peer-name", flags->data_peer_name,
                   "Under TLS, the name the other workers' certificates carry, checked instead of their addresses "
                   "(workers sharing one certificate, e.g. qshard-worker)");
+  app->add_option("--data-stall-seconds", flags->data_stall_seconds,
+                  "Give up on a peer's statistics stream that sends nothing for this long; the peer is then "
+                  "reported lost and its shards move")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   commands.push_back({app, [flags] { return RunWorker(*flags); }});
 }
 
