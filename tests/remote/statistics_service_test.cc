@@ -104,76 +104,59 @@ TEST(StatisticsServiceTest, AHolderThatIsGoneIsTheUnreachableSource) {
   EXPECT_EQ(*unreachable, 1u);
 }
 
-// A holder that sends its header and one slice, then fails: the stream breaks mid-pull.
-class BreakingHolder : public v1::StatisticsService::Service {
+// A holder that sends its header and one slice, then either fails (the stream breaks
+// mid-pull) or hangs, as a stopped process would, until the puller gives up and cancels.
+class FaultyHolder : public v1::StatisticsService::Service {
  public:
-  grpc::Status Pull(grpc::ServerContext*, const v1::PullRequest*, grpc::ServerWriter<v1::StatisticsPiece>* out) override {
-    std::mt19937 rng(9);
-    SliceWriter writer(std::make_shared<const GroupStatistics>(RandomStatistics(29, rng)), 4 * 29 * sizeof(double));
-    v1::StatisticsPiece piece;
-    for (int i = 0; i < 2 && writer.Next(piece); ++i) out->Write(piece);
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the holder went away");
-  }
-};
-
-TEST(StatisticsServiceTest, AStreamBrokenMidPullNamesItsHolder) {
-  BreakingHolder breaking;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&breaking);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  std::mt19937 rng(10);
-  std::atomic<uint64_t> served = 0;
-  Holder good(&served);
-  good.store.HoldPartials({0}, {{0, 1, {RandomStatistics(29, rng)}}});
-  StatisticsStore empty;
-  std::optional<size_t> unreachable;
-  auto reduced = PullAndReduce(0, 2, {{good.server->address(), 0, 1}, {"127.0.0.1:" + std::to_string(port), 1, 1}},
-                               good.options, empty, "", &unreachable);
-  EXPECT_EQ(reduced.status().code(), absl::StatusCode::kUnavailable) << reduced.status();
-  ASSERT_TRUE(unreachable.has_value());
-  EXPECT_EQ(*unreachable, 1u);
-  server->Shutdown(std::chrono::system_clock::now());
-}
-
-// A holder that sends its header and one slice, then hangs (as a stopped process would) until
-// the puller gives up and cancels the call.
-class HangingHolder : public v1::StatisticsService::Service {
- public:
+  explicit FaultyHolder(bool hangs) : hangs_(hangs) {}
   grpc::Status Pull(grpc::ServerContext* context, const v1::PullRequest*,
                     grpc::ServerWriter<v1::StatisticsPiece>* out) override {
     std::mt19937 rng(9);
     SliceWriter writer(std::make_shared<const GroupStatistics>(RandomStatistics(29, rng)), 4 * 29 * sizeof(double));
     v1::StatisticsPiece piece;
     for (int i = 0; i < 2 && writer.Next(piece); ++i) out->Write(piece);
+    if (!hangs_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the holder went away");
     while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return grpc::Status::CANCELLED;
   }
+
+ private:
+  const bool hangs_;
 };
 
-TEST(StatisticsServiceTest, AHolderThatHangsMidPullIsNamedAfterTheStallTimeout) {
-  HangingHolder hanging;
+// Pulls a group from a good holder and `faulty`: the faulty one must be named unreachable.
+absl::Status PullWithAFaultyHolder(FaultyHolder& faulty, std::chrono::milliseconds stall_timeout) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&hanging);
+  builder.RegisterService(&faulty);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   std::mt19937 rng(10);
   std::atomic<uint64_t> served = 0;
   Holder good(&served);
   good.store.HoldPartials({0}, {{0, 1, {RandomStatistics(29, rng)}}});
   DataPlaneOptions options = good.options;
-  options.stall_timeout = std::chrono::milliseconds(300);
+  options.stall_timeout = stall_timeout;
   StatisticsStore empty;
   std::optional<size_t> unreachable;
   auto reduced = PullAndReduce(0, 2, {{good.server->address(), 0, 1}, {"127.0.0.1:" + std::to_string(port), 1, 1}},
                                options, empty, "", &unreachable);
-  EXPECT_EQ(reduced.status().code(), absl::StatusCode::kUnavailable) << reduced.status();
-  EXPECT_TRUE(absl::StrContains(reduced.status().message(), "no data from the holder")) << reduced.status();
-  ASSERT_TRUE(unreachable.has_value());
-  EXPECT_EQ(*unreachable, 1u);
+  EXPECT_TRUE(unreachable.has_value() && *unreachable == 1u);
   server->Shutdown(std::chrono::system_clock::now());
+  return reduced.status();
+}
+
+TEST(StatisticsServiceTest, AStreamBrokenMidPullNamesItsHolder) {
+  FaultyHolder breaking(/*hangs=*/false);
+  const absl::Status status = PullWithAFaultyHolder(breaking, std::chrono::seconds(120));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+}
+
+TEST(StatisticsServiceTest, AHolderThatHangsMidPullIsNamedAfterTheStallTimeout) {
+  FaultyHolder hanging(/*hangs=*/true);
+  const absl::Status status = PullWithAFaultyHolder(hanging, std::chrono::milliseconds(300));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "no data from the holder")) << status;
 }
 
 // Workers sharing one certificate (scripts/make-dev-certs: SAN qshard-worker) pull from each
