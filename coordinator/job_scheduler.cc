@@ -28,6 +28,19 @@ void AddLinears(const json& report, v1::JobStatus& status) {
   }
 }
 
+v1::JobModule ModuleOf(const ModuleProgress& progress) {
+  v1::JobModule module;
+  module.set_layer(progress.layer);
+  for (const std::string& linear : progress.linears) module.add_linears(linear);
+  switch (progress.phase) {
+    case JobPhase::kCalibrating: module.set_phase(v1::JOB_PHASE_CALIBRATING); break;
+    case JobPhase::kSolving: module.set_phase(v1::JOB_PHASE_SOLVING); break;
+    case JobPhase::kPropagating: module.set_phase(v1::JOB_PHASE_PROPAGATING); break;
+    case JobPhase::kRestoring: module.set_phase(v1::JOB_PHASE_RESTORING); break;
+  }
+  return module;
+}
+
 }  // namespace
 
 absl::Status CheckOutputIsFree(const std::string& out_dir) {
@@ -146,6 +159,13 @@ void JobScheduler::RunOne(const std::string& job_id) {
     absl::StatusOr<JobRecord> job = journal_.Get(job_id);
     if (job.ok()) PublishLocked(*job);
   };
+  events.module_started = [this, running](const ModuleProgress& progress) {
+    std::lock_guard<std::mutex> lock(mu_);
+    running->module = ModuleOf(progress);
+    if (listeners_.count(running->job_id) == 0) return;  // GetJob reads it from `running`
+    absl::StatusOr<JobRecord> job = journal_.Get(running->job_id);
+    if (job.ok()) PublishLocked(*job);
+  };
   const absl::StatusOr<json> report = executor_(spec, events);
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -240,6 +260,7 @@ v1::JobStatus JobScheduler::StatusOfLocked(const JobRecord& job) {
     status.set_seconds(elapsed);
     if (job.layers_done > 0 && job.layers_total > job.layers_done)
       status.set_eta_seconds(elapsed / job.layers_done * (job.layers_total - job.layers_done));
+    if (running_->module) *status.mutable_module() = *running_->module;
   }
   if (!job.report_json.empty()) {
     const json report = json::parse(job.report_json, nullptr, /*allow_exceptions=*/false);

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -74,6 +75,7 @@ class JobScheduler {
     std::string job_id;
     std::atomic<bool> cancel{false};
     std::chrono::steady_clock::time_point start;
+    std::optional<v1::JobModule> module;  // what the engine works on now; mu_ guards it
   };
 
   void Loop();

@@ -204,6 +204,7 @@ class Job {
 
   // A layer finished by an earlier run, from its kept solutions.
   absl::Status RestoreLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized) {
+    Started(layer, JobPhase::kRestoring, {}, {});
     QSHARD_ASSIGN_OR_RETURN(weights, source_->LoadLayer(layer));
     QSHARD_ASSIGN_OR_RETURN(std::vector<GroupSolution> solutions, kept_->Load(layer));
     for (GroupSolution& solution : solutions)
@@ -251,11 +252,6 @@ class Job {
     const bool calibrated = shards_ > 0;
     const bool parallel = spec_.calibration.propagation == Propagation::kParallel;
     std::vector<GroupStatistics> statistics(groups.size());
-    if (calibrated && parallel) {
-      std::vector<int> all(groups.size());
-      for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
-      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(layer, all, needs_.attention_stats));
-    }
     std::vector<int> wanted;  // the groups with a linear to quantize
     for (int g = 0; g < static_cast<int>(groups.size()); ++g)
       for (const std::string& linear : groups[g])
@@ -263,10 +259,17 @@ class Job {
           wanted.push_back(g);
           break;
         }
+    if (calibrated && parallel) {
+      std::vector<int> all(groups.size());
+      for (size_t g = 0; g < groups.size(); ++g) all[g] = static_cast<int>(g);
+      Started(layer, JobPhase::kCalibrating, groups, wanted);
+      QSHARD_ASSIGN_OR_RETURN(statistics, CollectAndReduce(layer, all, needs_.attention_stats));
+    }
     // On the full-precision layer, a method whose linears are independent (so no group rewrites
     // another) has nothing between its groups: every group is solved at once, owners in parallel.
     std::map<int, GroupSolution> solved;
     if (calibrated && parallel && method_->independent_linears) {
+      Started(layer, JobPhase::kSolving, groups, wanted);
       QSHARD_ASSIGN_OR_RETURN(solved, SolveOnOwners(layer, wanted, groups, statistics));
       statistics.clear();  // free the Hessians
     }
@@ -274,10 +277,12 @@ class Job {
       if (events_.cancelled != nullptr && events_.cancelled->load()) return absl::CancelledError("job cancelled");
       if (!solved.count(g)) {
         if (calibrated && !parallel) {
+          Started(layer, JobPhase::kCalibrating, groups, {g});
           QSHARD_ASSIGN_OR_RETURN(std::vector<GroupStatistics> one,
                                   CollectAndReduce(layer, {g}, needs_.attention_stats && g == 0));
           statistics[g] = std::move(one.front());
         }
+        Started(layer, JobPhase::kSolving, groups, {g});
         const auto solve_start = Clock::now();
         if (auto kept = solved_before_loss_.find(g); kept != solved_before_loss_.end()) {
           solved = {{g, kept->second}};  // solved before a worker was lost: the same bits again
@@ -288,14 +293,27 @@ class Job {
         if (calibrated) statistics[g] = GroupStatistics();  // free the Hessians
       }
       GroupSolution& solution = solved.at(g);
+      Started(layer, JobPhase::kPropagating, groups, {g});
       QSHARD_RETURN_IF_ERROR(Timed(phases_.propagation, [&] {
         return ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, solution); });
       }));
       solutions.push_back(solution);
       QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     }
+    Started(layer, JobPhase::kPropagating, groups, {});
     return Timed(phases_.propagation,
                  [&] { return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); }); });
+  }
+
+  // Tells the watchers that `phase` starts on the quantized linears of `layer`'s groups `of`
+  // (none: the whole layer).
+  void Started(int layer, JobPhase phase, const std::vector<std::vector<std::string>>& groups,
+               const std::vector<int>& of) {
+    ModuleProgress progress{layer, source_->config().num_layers, {}, phase};
+    for (int g : of)
+      for (const std::string& linear : groups[g])
+        if (!skipped_.count(linear)) progress.linears.push_back(linear);
+    events_.module_started(progress);
   }
 
   // Solves `to_solve` (groups of `layer`, each from statistics[g], or none for a method without

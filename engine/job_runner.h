@@ -32,9 +32,21 @@ struct LayerProgress {
   double elapsed = 0.0;  // the job so far
 };
 
+// What the job works on now, for the service's WatchJob: one step of a layer's group (or of
+// the whole layer). Steps come in the model's order: per group calibrating, solving,
+// propagating (sequential propagation), then the layer's propagation to the next layer's inputs.
+enum class JobPhase { kCalibrating, kSolving, kPropagating, kRestoring };
+struct ModuleProgress {
+  int layer = 0;  // 0-based
+  int layers = 0;
+  std::vector<std::string> linears;  // the quantized linears worked on; empty: the whole layer
+  JobPhase phase = JobPhase::kCalibrating;
+};
+
 struct JobEvents {
   std::function<void(const std::string& line)> log = [](const std::string&) {};
   std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
+  std::function<void(const ModuleProgress&)> module_started = [](const ModuleProgress&) {};
   // Polled between groups; the job stops with CANCELLED and leaves no output behind.
   const std::atomic<bool>* cancelled = nullptr;
   // Where finished layers are kept so that a restarted job skips them; null: not kept.

@@ -28,7 +28,8 @@ using testing::CallRaw;
 using testing::HealthOf;
 using testing::ScopedTempDir;
 
-// A job that reports two layers, writes a file into its output, and then waits until the test
+// A job that reports two layers and the modules it works on (layer 1's up_proj before the
+// gate, its down_proj after), writes a file into its output, and then waits until the test
 // opens the gate or the job is cancelled.
 class GatedExecutor {
  public:
@@ -36,6 +37,8 @@ class GatedExecutor {
     fs::create_directories(spec.out_dir);
     std::ofstream(spec.out_dir + "/model.safetensors") << "partial";
     events.layer_done({0, 2, 0.1, 0.1});
+    events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kCalibrating});
+    events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kSolving});
     {
       std::unique_lock<std::mutex> lock(mu_);
       ++started_;
@@ -43,6 +46,7 @@ class GatedExecutor {
       while (!open_ && !events.cancelled->load()) changed_.wait_for(lock, std::chrono::milliseconds(5));
     }
     if (events.cancelled->load()) return absl::CancelledError("job cancelled");
+    events.module_started({1, 2, {"mlp.down_proj"}, JobPhase::kSolving});
     events.layer_done({1, 2, 0.1, 0.2});
     return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
                           {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}}};
@@ -156,6 +160,7 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
   auto reader = stub_->WatchJob(&context, request);
   std::vector<v1::JobStatus> seen(1);
   ASSERT_TRUE(reader->Read(&seen.front()));  // the current state first, then the rest
+  const v1::JobStatus got = Get(submitted.job_id());
   executor.Open();
   for (v1::JobStatus status; reader->Read(&status);) seen.push_back(status);
   EXPECT_TRUE(reader->Finish().ok());
@@ -168,6 +173,22 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
   ASSERT_EQ(seen.back().linears_size(), 1);
   EXPECT_EQ(seen.back().linears(0).name(), "mlp.up_proj");
   for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].layers_done(), seen[i - 1].layers_done());
+  // The module being worked on: the current one first (as GetJob has it), then the later ones
+  // in order (a slow watcher may skip some), none once the job has finished.
+  for (const v1::JobStatus* status : std::vector<const v1::JobStatus*>{&seen.front(), &got}) {
+    ASSERT_TRUE(status->has_module());
+    EXPECT_EQ(status->module().layer(), 1);
+    EXPECT_EQ(std::vector<std::string>(status->module().linears().begin(), status->module().linears().end()),
+              (std::vector<std::string>{"mlp.gate_proj", "mlp.up_proj"}));
+    EXPECT_EQ(status->module().phase(), v1::JOB_PHASE_SOLVING);
+  }
+  EXPECT_FALSE(seen.back().has_module());
+  std::vector<std::string> modules;
+  for (const v1::JobStatus& status : seen)
+    if (status.has_module() && (modules.empty() || modules.back() != status.module().linears(0)))
+      modules.push_back(status.module().linears(0));
+  EXPECT_TRUE(modules == std::vector<std::string>({"mlp.gate_proj"}) ||
+              modules == std::vector<std::string>({"mlp.gate_proj", "mlp.down_proj"}));
 
   grpc::Status end;
   const std::vector<v1::JobStatus> late = Watch(submitted.job_id(), &end);  // after the end

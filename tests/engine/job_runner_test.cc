@@ -123,6 +123,42 @@ TEST(JobRunnerTest, SkippedLinearsStayInFullPrecision) {
   EXPECT_TRUE((*checkpoint)->Has("model.layers.0.mlp.up_proj.qweight"));
 }
 
+// What WatchJob shows comes from these steps: each group's quantized linears, named as in the
+// model, in the model's order, each calibrated, solved and propagated (sequential), or the
+// layer's statistics and solves all at once (parallel); then the layer's own propagation.
+TEST(JobRunnerTest, ModuleStepsFollowTheModelsGroupsInOrder) {
+  testing::ScopedTempDir dir;
+  const std::vector<std::string> groups = {"self_attn.q_proj,self_attn.v_proj", "self_attn.o_proj",
+                                           "mlp.gate_proj,mlp.up_proj", "mlp.down_proj"};  // k_proj skipped
+  for (const Propagation propagation : {Propagation::kSequential, Propagation::kParallel}) {
+    JobSpec spec = tiny_jobs::Job("gptq", 4, dir.Child(propagation == Propagation::kParallel ? "par" : "seq"), 4, 64);
+    spec.calibration.propagation = propagation;
+    spec.skip = {"self_attn.k_proj"};
+    JobEvents events;
+    std::vector<std::string> steps;
+    tiny_jobs::RecordSteps(events, steps);
+    ASSERT_TRUE(RunEmbeddedJob(spec, events).ok());
+    std::vector<std::string> expected;
+    for (int layer = 0; layer < 2; ++layer) {
+      const std::string at = absl::StrCat(layer, "/2 ");
+      if (propagation == Propagation::kParallel) {
+        const std::string all = absl::StrJoin(groups, ",");
+        expected.push_back(at + "calibrating " + all);
+        expected.push_back(at + "solving " + all);
+      }
+      for (const std::string& group : groups) {
+        if (propagation == Propagation::kSequential) {
+          expected.push_back(at + "calibrating " + group);
+          expected.push_back(at + "solving " + group);
+        }
+        expected.push_back(at + "propagating " + group);
+      }
+      expected.push_back(at + "propagating ");
+    }
+    EXPECT_EQ(steps, expected);
+  }
+}
+
 TEST(JobRunnerTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {
   testing::ScopedTempDir dir;
   struct Case {

@@ -3,7 +3,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/job_runner.h"
 #include "engine/model_loading.h"
 #include "core/tokenizer/text_tokens.h"
 #include "engine/job_spec.h"
@@ -29,6 +33,15 @@ inline JobSpec Job(const std::string& method, int bits, const std::string& out, 
   spec.calibration.shards = 4;
   spec.execution.threads = 2;
   return spec;
+}
+
+// A job's steps as JobEvents::module_started reports them, one "layer phase linears" line each.
+inline std::string StepLine(const ModuleProgress& m) {
+  static const char* const kPhases[] = {"calibrating", "solving", "propagating", "restoring"};
+  return absl::StrCat(m.layer, "/", m.layers, " ", kPhases[static_cast<int>(m.phase)], " ", absl::StrJoin(m.linears, ","));
+}
+inline void RecordSteps(JobEvents& events, std::vector<std::string>& steps) {
+  events.module_started = [&steps](const ModuleProgress& m) { steps.push_back(StepLine(m)); };
 }
 
 // Perplexity, KL and agreement of `dir` against the fp32 model on `windows` held-out windows of 512.

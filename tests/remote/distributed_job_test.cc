@@ -144,15 +144,21 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
     spec.skip = skip;
     return spec;
   };
-  ASSERT_TRUE(RunEmbeddedJob(job(dir.Child("embedded")), JobEvents()).ok());
+  JobEvents embedded_events, remote_events;
+  std::vector<std::string> embedded_steps, remote_steps;  // what WatchJob shows, step by step
+  tiny_jobs::RecordSteps(embedded_events, embedded_steps);
+  tiny_jobs::RecordSteps(remote_events, remote_steps);
+  ASSERT_TRUE(RunEmbeddedJob(job(dir.Child("embedded")), embedded_events).ok());
   Cluster cluster(workers);
   auto remote = cluster.pool().AwaitWorkers(workers, std::chrono::seconds(20));
   ASSERT_TRUE(remote.ok()) << remote.status();
   std::vector<std::unique_ptr<CountingWorker>> counted;
   std::vector<WorkerClient*> clients;
   for (auto& worker : *remote) clients.push_back(counted.emplace_back(std::make_unique<CountingWorker>(*worker)).get());
-  auto report = RunJob(job(dir.Child("remote")), clients, JobEvents());
+  auto report = RunJob(job(dir.Child("remote")), clients, remote_events);
   ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_FALSE(embedded_steps.empty());
+  EXPECT_EQ(remote_steps, embedded_steps) << method << " on " << workers;
   // Z-Fold's and aespa's groups of several linears (q/k/v, and gate/up on this LLaMA-shaped
   // model) are solved in two steps once there are two workers: the shared part on one, the
   // linears on as many workers as they are — or, by head, on more.

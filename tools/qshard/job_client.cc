@@ -5,7 +5,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "coordinator/client_access.h"
 #include "coordinator/grpc_status.h"
 #include "coordinator/job_state.h"
@@ -20,11 +23,23 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
+// "solving", ... from JOB_PHASE_SOLVING.
+std::string PhaseName(v1::JobPhase phase) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::JobPhase_Name(phase), "JOB_PHASE_"));
+}
+
+// "solving self_attn.q_proj,self_attn.k_proj of layer 3" (1-based, as the engine's log).
+std::string ModuleText(const v1::JobModule& m) {
+  return absl::StrCat(PhaseName(m.phase()), m.linears().empty() ? "" : " ", absl::StrJoin(m.linears(), ","),
+                      m.linears().empty() ? " layer " : " of layer ", m.layer() + 1);
+}
+
 std::string StatusLine(const v1::JobStatus& s) {
   std::string line = absl::StrCat(s.job_id(), " ", JobStateName(s.state()));
   if (s.layers_total() > 0) absl::StrAppend(&line, " layer ", s.layers_done(), "/", s.layers_total());
   if (s.seconds() > 0) absl::StrAppend(&line, absl::StrFormat(" %.1f s", s.seconds()));
   if (s.eta_seconds() > 0) absl::StrAppend(&line, absl::StrFormat(" eta %.1f s", s.eta_seconds()));
+  if (s.has_module()) absl::StrAppend(&line, ": ", ModuleText(s.module()));
   if (!s.error().empty()) absl::StrAppend(&line, ": ", s.error());
   return line;
 }
@@ -72,6 +87,10 @@ nlohmann::json JobStatusJson(const v1::JobStatus& s) {
                          {"client_request_id", s.client_request_id()},
                          {"created_unix_ms", s.created_unix_ms()}};
   if (!s.error().empty()) json["error"] = s.error();
+  if (s.has_module())
+    json["module"] = {{"layer", s.module().layer()},
+                      {"linears", std::vector<std::string>(s.module().linears().begin(), s.module().linears().end())},
+                      {"phase", PhaseName(s.module().phase())}};
   return json;
 }
 
