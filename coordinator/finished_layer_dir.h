@@ -1,8 +1,10 @@
 // The service's FinishedLayerStore: one file per finished layer in a directory of the job's
 // own under the coordinator's state dir, `layer-00012.pb` holding the layer's group solutions
-// (proto LayerSolutions, the same message a worker adopting shards receives). Each file is
-// written atomically, so a crash leaves a layer either kept whole or not at all; a file that
-// does not parse ends the run of kept layers there (those after it are solved again).
+// as a record file (remote/record_file.h), one CRC-checked GroupSolutionData record per group
+// in group order (the message a replaying worker receives per group), so no message holds a
+// whole layer. Each file is written atomically, so a crash leaves a layer either kept whole or
+// not at all; a file that is damaged, cut short or of an older format (one LayerSolutions
+// message) ends the run of kept layers there (those after it are solved again).
 #pragma once
 
 #include <string>

@@ -1,7 +1,5 @@
 #include "remote/statistics_slices.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -21,10 +19,6 @@ auto SumsOf(Statistics& statistics) {
     for (auto* list : {&statistics.attention->values, &statistics.attention->queries, &statistics.attention->keys})
       for (auto& sum : *list) sums.push_back(&sum);
   return sums;
-}
-
-uint32_t Crc32(const std::string& bytes) {
-  return static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
 }
 
 // A sum's counts without its float64 values: tokens added, channel maxima taken.
@@ -76,7 +70,7 @@ absl::StatusOr<std::vector<double>> SliceValues(const v1::StatisticsPiece& piece
                                             ", +", block.rows, ") was due"));
   if (slice.sum_f64().size() != static_cast<size_t>(block.rows * dim) * sizeof(double))
     return absl::DataLossError(absl::StrCat("slice of sum ", block.sum, ": ", slice.sum_f64().size(), " bytes"));
-  if (Crc32(slice.sum_f64()) != slice.crc32())
+  if (wire::Crc32(slice.sum_f64()) != slice.crc32())
     return absl::DataLossError(absl::StrCat("slice of sum ", block.sum, " at row ", block.first_row, ": CRC-32 mismatch"));
   std::vector<double> values(block.rows * dim);
   std::memcpy(values.data(), slice.sum_f64().data(), slice.sum_f64().size());
@@ -110,7 +104,7 @@ bool SliceWriter::Next(v1::StatisticsPiece& piece) {
   slice.set_first_row(row_);
   slice.set_rows(rows);
   slice.set_sum_f64(reinterpret_cast<const char*>(sum.sum.data() + row_ * sum.dim), rows * sum.dim * sizeof(double));
-  slice.set_crc32(Crc32(slice.sum_f64()));
+  slice.set_crc32(wire::Crc32(slice.sum_f64()));
   row_ += rows;
   bytes_ += piece.ByteSizeLong();
   return true;

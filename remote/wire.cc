@@ -282,19 +282,6 @@ absl::StatusOr<HeadsPart> FromProto(const v1::HeadsPartData& data) {
   return part;
 }
 
-void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out) {
-  for (const GroupSolution& solution : layer) ToProto(solution, *out.add_groups());
-}
-
-absl::StatusOr<std::vector<GroupSolution>> FromProto(const v1::LayerSolutions& data) {
-  std::vector<GroupSolution> layer;
-  for (const v1::GroupSolutionData& group : data.groups()) {
-    QSHARD_ASSIGN_OR_RETURN(GroupSolution solution, FromProto(group));
-    layer.push_back(std::move(solution));
-  }
-  return layer;
-}
-
 void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result) {
   result.set_code(static_cast<int>(status.code()));
   result.set_message(std::string(status.message()));
@@ -302,6 +289,10 @@ void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result) {
 
 absl::Status StatusOf(const v1::WorkerTaskResult& result) {
   return absl::Status(static_cast<absl::StatusCode>(result.code()), result.message());
+}
+
+uint32_t Crc32(std::string_view bytes) {
+  return static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
 }
 
 std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes) {
@@ -316,8 +307,7 @@ std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t me
     offset += size;
   } while (offset < bytes.size());
   chunks.back().set_last(true);
-  chunks.back().set_crc32(
-      static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size())));
+  chunks.back().set_crc32(Crc32(bytes));
   return chunks;
 }
 
@@ -331,8 +321,7 @@ absl::StatusOr<bool> ChunkAssembler::Add(const v1::Chunk& chunk, google::protobu
   data_ += chunk.data();
   if (!chunk.last()) return false;
   in_progress_ = false;
-  const uint32_t crc = static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(data_.data()), data_.size()));
-  if (crc != chunk.crc32())
+  if (Crc32(data_) != chunk.crc32())
     return absl::DataLossError(absl::StrCat("message ", message_id_, ": CRC-32 mismatch"));
   if (!out.ParseFromString(data_))
     return absl::DataLossError(absl::StrCat("message ", message_id_, ": does not parse"));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,13 +33,12 @@ HeadRange FromProto(const v1::HeadRangeData& data);
 void ToProto(const HeadsPart& part, v1::HeadsPartData& out);
 absl::StatusOr<HeadsPart> FromProto(const v1::HeadsPartData& data);
 
-// A finished layer: its groups' solutions in group order.
-void ToProto(const std::vector<GroupSolution>& layer, v1::LayerSolutions& out);
-absl::StatusOr<std::vector<GroupSolution>> FromProto(const v1::LayerSolutions& data);
-
 // A task's outcome as carried in its result, and back.
 void SetStatus(const absl::Status& status, v1::WorkerTaskResult& result);
 absl::Status StatusOf(const v1::WorkerTaskResult& result);
+
+// CRC-32 (zlib's) of `bytes`: the checksum of chunks, statistics slices and record files.
+uint32_t Crc32(std::string_view bytes);
 
 // Chunks of at most `chunk_bytes` of `message` serialized; the last carries its CRC-32.
 std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes);
