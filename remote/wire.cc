@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -295,7 +296,11 @@ uint32_t Crc32(std::string_view bytes) {
   return static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
 }
 
-std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes) {
+absl::StatusOr<std::vector<v1::Chunk>> Cut(const google::protobuf::Message& message, uint64_t message_id,
+                                           size_t chunk_bytes) {
+  if (const size_t size = message.ByteSizeLong(); size > static_cast<size_t>(std::numeric_limits<int>::max()))
+    return absl::ResourceExhaustedError(absl::StrCat("message ", message_id, " (", message.GetTypeName(), ") is ", size,
+                                                     " bytes, over protobuf's 2 GiB limit"));
   const std::string bytes = message.SerializeAsString();
   std::vector<v1::Chunk> chunks;
   size_t offset = 0;
@@ -309,6 +314,12 @@ std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t me
   chunks.back().set_last(true);
   chunks.back().set_crc32(Crc32(bytes));
   return chunks;
+}
+
+std::string TaskKind(const v1::WorkerTask& task) {
+  const google::protobuf::OneofDescriptor* body = v1::WorkerTask::descriptor()->FindOneofByName("body");
+  const google::protobuf::FieldDescriptor* field = task.GetReflection()->GetOneofFieldDescriptor(task, body);
+  return field != nullptr ? field->name() : "empty";
 }
 
 absl::StatusOr<bool> ChunkAssembler::Add(const v1::Chunk& chunk, google::protobuf::Message& out) {

@@ -41,7 +41,12 @@ absl::Status StatusOf(const v1::WorkerTaskResult& result);
 uint32_t Crc32(std::string_view bytes);
 
 // Chunks of at most `chunk_bytes` of `message` serialized; the last carries its CRC-32.
-std::vector<v1::Chunk> Cut(const google::protobuf::Message& message, uint64_t message_id, size_t chunk_bytes);
+// RESOURCE_EXHAUSTED for a message over protobuf's 2 GiB limit (which would serialize to nothing).
+absl::StatusOr<std::vector<v1::Chunk>> Cut(const google::protobuf::Message& message, uint64_t message_id,
+                                           size_t chunk_bytes);
+
+// The kind of `task`: the name of its `body` field ("apply", "solve", ...), "empty" for none.
+std::string TaskKind(const v1::WorkerTask& task);
 
 // Collects the chunks of one message and parses it once the last chunk arrived.
 class ChunkAssembler {

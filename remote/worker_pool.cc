@@ -58,6 +58,7 @@ class WorkerConnection : public std::enable_shared_from_this<WorkerConnection> {
   Clock::time_point last_frame_ ABSL_GUARDED_BY(mutex_) = Clock::now();
   uint64_t next_id_ ABSL_GUARDED_BY(mutex_) = 1;
   uint64_t awaited_id_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::string awaited_kind_ ABSL_GUARDED_BY(mutex_);  // wire::TaskKind of the task in flight
   wire::ChunkAssembler assembler_ ABSL_GUARDED_BY(mutex_);
   std::optional<absl::StatusOr<v1::WorkerTaskResult>> result_ ABSL_GUARDED_BY(mutex_);
 };
@@ -158,8 +159,8 @@ void WorkerConnection::OnFrame(const v1::WorkerFrame& frame) {
         pool_.bytes_from_workers_ += frame.result().data().size();
         v1::WorkerTaskResult result;
         auto complete = assembler_.Add(frame.result(), result);
-        if (!complete.ok()) {
-          lost_ = std::string(complete.status().message());
+        if (!complete.ok()) {  // a damaged stream is not trusted further: the lease ends
+          lost_ = absl::StrCat("the result of its ", awaited_kind_, " task arrived damaged: ", complete.status().message());
         } else if (*complete && frame.result().message_id() == awaited_id_) {
           result_ = std::move(result);
         }
@@ -188,9 +189,12 @@ absl::StatusOr<v1::WorkerTaskResult> WorkerConnection::Call(const v1::WorkerTask
   if (!LeaseHeld() || stream_ == nullptr)
     return absl::UnavailableError(absl::StrCat(who, " lost its lease: ", lost_.empty() ? "no heartbeat" : lost_));
   awaited_id_ = next_id_++;
+  awaited_kind_ = wire::TaskKind(task);
   result_.reset();
+  absl::StatusOr<std::vector<v1::Chunk>> chunks = wire::Cut(task, awaited_id_, chunk_bytes_);
+  if (!chunks.ok()) return WithContext(chunks.status(), absl::StrCat(who, ": its ", awaited_kind_, " task"));
   std::vector<v1::CoordinatorFrame> frames;
-  for (v1::Chunk& chunk : wire::Cut(task, awaited_id_, chunk_bytes_)) {
+  for (v1::Chunk& chunk : *chunks) {
     pool_.bytes_to_workers_ += chunk.data().size();
     *frames.emplace_back().mutable_task() = std::move(chunk);
   }

@@ -285,8 +285,8 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   while (stream->Read(&frame)) {
     v1::WorkerTask task;
     auto complete = assembler.Add(frame.task(), task);
-    if (!complete.ok()) {
-      status = complete.status();
+    if (!complete.ok()) {  // a damaged stream is not trusted further: the session ends
+      status = WithContext(complete.status(), "a task from the coordinator arrived damaged");
       break;
     }
     if (!*complete) continue;
@@ -296,8 +296,15 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
     const absl::Status outcome = wire::StatusOf(result);
     metrics.TaskDone(task, outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (outcome.ok()) tokens.Done(task, metrics);
+    absl::StatusOr<std::vector<v1::Chunk>> chunks = wire::Cut(result, frame.task().message_id(), options.chunk_bytes);
+    if (!chunks.ok()) {  // a result too large for one message goes back as that error
+      result = v1::WorkerTaskResult();
+      wire::SetStatus(WithContext(chunks.status(), absl::StrCat("the result of its ", wire::TaskKind(task), " task")),
+                      result);
+      chunks = wire::Cut(result, frame.task().message_id(), options.chunk_bytes);
+    }
     bool written = true;
-    for (const v1::Chunk& chunk : wire::Cut(result, frame.task().message_id(), options.chunk_bytes)) {
+    for (const v1::Chunk& chunk : *chunks) {
       v1::WorkerFrame out;
       *out.mutable_result() = chunk;
       written = written && writer.Write(out);

@@ -160,7 +160,7 @@ TEST(WireTest, HeadRangesAndPartsRoundTripExactly) {
 TEST(WireTest, ChunksReassembleAndDamageIsCaught) {
   v1::WorkerTaskResult result;
   result.set_message(std::string(10000, 'x'));
-  const std::vector<v1::Chunk> chunks = wire::Cut(result, 42, 999);
+  const std::vector<v1::Chunk> chunks = wire::Cut(result, 42, 999).value();
   ASSERT_EQ(chunks.size(), 11u);
   wire::ChunkAssembler assembler;
   v1::WorkerTaskResult back;
