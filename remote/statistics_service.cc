@@ -165,10 +165,11 @@ namespace {
 class RemoteNode {
  public:
   RemoteNode(const std::shared_ptr<grpc::Channel>& channel, const v1::PullRequest& request,
-             std::chrono::milliseconds stall_timeout)
+             const DataPlaneOptions& options)
       : stub_(v1::StatisticsService::NewStub(channel)),
         reader_(stub_->Pull(&context_, request)),
-        stall_timeout_(stall_timeout),
+        stall_timeout_(options.stall_timeout),
+        pulled_(options.bytes_pulled),
         watchdog_([this] { WatchForStalls(); }) {}
   ~RemoteNode() {
     {
@@ -187,7 +188,10 @@ class RemoteNode {
       absl::MutexLock lock(&mutex_);
       ++pieces_;
     }
-    if (more) return true;
+    if (more) {
+      if (pulled_ != nullptr) *pulled_ += piece.ByteSizeLong();
+      return true;
+    }
     finished_ = true;
     const grpc::Status status = reader_->Finish();
     if (status.ok()) return false;
@@ -217,6 +221,7 @@ class RemoteNode {
   std::unique_ptr<grpc::ClientReader<v1::StatisticsPiece>> reader_;
   bool finished_ = false;
   const std::chrono::milliseconds stall_timeout_;
+  std::atomic<uint64_t>* pulled_;
   absl::Mutex mutex_;
   uint64_t pieces_ ABSL_GUARDED_BY(mutex_) = 0;  // pieces (and the end) read so far
   bool stalled_ ABSL_GUARDED_BY(mutex_) = false;
@@ -264,7 +269,7 @@ absl::StatusOr<GroupStatistics> PullAndReduce(int group, int shards, const std::
         if (unreachable != nullptr) *unreachable = i;
         return channel.status();
       }
-      read = ReaderOf(*remote.emplace_back(std::make_unique<RemoteNode>(*channel, request, options.stall_timeout)));
+      read = ReaderOf(*remote.emplace_back(std::make_unique<RemoteNode>(*channel, request, options)));
     }
     nodes.push_back({source.first_shard, source.shard_count, std::move(read)});
   }
@@ -275,7 +280,7 @@ absl::StatusOr<GroupStatistics> PullReduced(int group, const std::string& addres
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Dial(address, options));
   v1::PullRequest request;
   request.set_group(group);
-  RemoteNode node(channel, request, options.stall_timeout);
+  RemoteNode node(channel, request, options);
   auto reduced = ReduceSlices({{0, 1, ReaderOf(node)}}, 1);
   if (!reduced.ok())
     return WithContext(reduced.status(), absl::StrCat("the reduced statistics of group ", group, " at ", address));

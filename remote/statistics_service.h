@@ -38,6 +38,7 @@ struct DataPlaneOptions {
   std::string peer_name;
   size_t max_slice_bytes = kMaxStatisticsSliceBytes;
   std::atomic<uint64_t>* bytes_served = nullptr;  // if given: bytes of pieces served to peers
+  std::atomic<uint64_t>* bytes_pulled = nullptr;  // if given: bytes of pieces pulled from peers
   // A pull that receives nothing for this long is cancelled and its holder named unreachable:
   // a holder that hangs without dying (stopped, deadlocked, partitioned) must not stall its
   // owner for ever. A 64 MiB slice takes about 5 s at 100 Mb/s.

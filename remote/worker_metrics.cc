@@ -19,6 +19,14 @@ WorkerMetrics::WorkerMetrics() {
   connected_ = &m.Gauge("qshard_worker_connected", "1 while the worker holds a stream to its coordinator").Add({});
   reconnects_ = &m.Counter("qshard_worker_reconnects_total", "Sessions with the coordinator that broke and were retried")
                      .Add({});
+  auto& data = m.Counter("qshard_data_plane_bytes_total",
+                         "Statistics bytes (serialized pieces) the worker's data plane served to its peers or pulled from them");
+  data_served_counter_ = std::make_unique<MirroredCounter>(data.Add({{"direction", "served"}}));
+  data_pulled_counter_ = std::make_unique<MirroredCounter>(data.Add({{"direction", "pulled"}}));
+  m.OnScrape([this] {
+    data_served_counter_->Sync(data_served_.load());
+    data_pulled_counter_->Sync(data_pulled_.load());
+  });
 }
 
 void WorkerMetrics::TaskDone(const v1::WorkerTask& task, const absl::Status& status, double seconds) {

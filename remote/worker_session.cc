@@ -244,9 +244,14 @@ absl::Status Ended(const grpc::Status& finished, const std::string& what) {
 }  // namespace
 
 absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, const WorkerSessionOptions& options) {
-  DataPlane plane{{}, "", options.data};
+  DataPlaneOptions data = options.data;
+  if (options.metrics != nullptr) {  // the worker's metrics count the data plane's bytes, unless the caller does
+    if (data.bytes_served == nullptr) data.bytes_served = options.metrics->data_bytes_served();
+    if (data.bytes_pulled == nullptr) data.bytes_pulled = options.metrics->data_bytes_pulled();
+  }
+  DataPlane plane{{}, "", data};
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<StatisticsServer> data_server,
-                          StatisticsServer::Start(plane.store, options.data,
+                          StatisticsServer::Start(plane.store, data,
                                                   [](const std::string& line) { std::cerr << line << std::endl; }));
   plane.address = data_server->address();
   auto stub = v1::WorkerService::NewStub(channel);

@@ -20,7 +20,7 @@ class WorkerMetrics;
 
 struct WorkerSessionOptions {
   v1::WorkerHello hello;
-  WorkerMetrics* metrics = nullptr;  // told of each task; null: not counted
+  WorkerMetrics* metrics = nullptr;  // told of each task and of the data plane's bytes; null: not counted
   int heartbeat_ms = 1000;
   size_t chunk_bytes = size_t{1} << 20;
   // The session's data plane: where it serves the statistics it holds (its address goes into

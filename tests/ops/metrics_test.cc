@@ -195,6 +195,7 @@ TEST(WorkerMetricsTest, EveryTaskKindAndCodeExistsAtZeroAndTasksCount) {
   metrics.TokensProcessed(128);
   metrics.SetConnected(true);
   metrics.Reconnected();
+  *metrics.data_bytes_pulled() += 4096;
   const auto samples = Samples(*metrics.registry());
   const int task_kinds = v1::WorkerTask::descriptor()->FindOneofByName("body")->field_count();
   EXPECT_EQ(CountOf(samples, "qshard_worker_tasks_total"), task_kinds * 17);  // every WorkerTask kind × code
@@ -205,7 +206,11 @@ TEST(WorkerMetricsTest, EveryTaskKindAndCodeExistsAtZeroAndTasksCount) {
                           {"qshard_worker_task_seconds_count{task=finish_layer}", 0},
                           {"qshard_calibration_tokens_total", 128},
                           {"qshard_worker_connected", 1},
-                          {"qshard_worker_reconnects_total", 1}});
+                          {"qshard_worker_reconnects_total", 1},
+                          {"qshard_data_plane_bytes_total{direction=pulled}", 4096},
+                          {"qshard_data_plane_bytes_total{direction=served}", 0}});
+  *metrics.data_bytes_pulled() += 10;  // mirrored at each scrape, never counted twice
+  EXPECT_EQ(Samples(*metrics.registry()).at("qshard_data_plane_bytes_total{direction=pulled}"), 4106);
 }
 
 TEST(MetricsServerTest, ServesTheRegistryAndRefusesBadAddressesByFlag) {

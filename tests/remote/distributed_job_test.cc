@@ -9,6 +9,7 @@
 #include "engine/job_runner.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "remote/worker_metrics.h"
 #include "remote/worker_pool.h"
 #include "remote/worker_session.h"
 #include "tests/core/scoped_temp_dir.h"
@@ -44,6 +45,7 @@ class Cluster {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&pool_);
     server_ = builder.BuildAndStart();
+    for (int i = 0; i < count; ++i) metrics_.push_back(std::make_unique<WorkerMetrics>());
     for (int i = 0; i < count; ++i)
       sessions_.emplace_back([this, i] {
         WorkerSessionOptions options;
@@ -51,7 +53,7 @@ class Cluster {
         options.hello.set_device("cpu");
         options.chunk_bytes = 64 << 10;  // many chunks per solution
         options.data.max_slice_bytes = 20 << 10;  // many slices per Hessian (down_proj's: 58)
-        options.data.bytes_served = &data_bytes_;
+        options.metrics = metrics_[i].get();  // counts the data plane's bytes
         session_status_[i] = RunWorkerSession(
             grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()), options);
       });
@@ -61,12 +63,21 @@ class Cluster {
     for (std::thread& t : sessions_) t.join();
   }
   WorkerPool& pool() { return pool_; }
-  // Bytes the workers served each other (statistics; never through the pool).
-  uint64_t data_bytes() const { return data_bytes_.load(); }
+  // Bytes the workers served each other (statistics; never through the pool), or pulled from
+  // each other, as qshard_data_plane_bytes_total{direction} reads to a scrape of each worker.
+  double data_bytes(const std::string& direction = "served") const {
+    double total = 0.0;
+    for (const auto& metrics : metrics_)
+      for (const prometheus::MetricFamily& family : metrics->registry()->Collect())
+        if (family.name == "qshard_data_plane_bytes_total")
+          for (const prometheus::ClientMetric& metric : family.metric)
+            if (metric.label.size() == 1 && metric.label[0].value == direction) total += metric.counter.value;
+    return total;
+  }
 
  private:
   WorkerPool pool_;
-  std::atomic<uint64_t> data_bytes_ = 0;
+  std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::thread> sessions_;
@@ -200,6 +211,8 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
   EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
   if (planned_statistics > 0)
     EXPECT_NEAR(cluster.data_bytes() / planned_statistics, 1.0, 0.03) << "statistics between workers";
+  EXPECT_EQ(cluster.data_bytes("pulled"), cluster.data_bytes("served")) << "every byte served is pulled";
+  if (workers > 1 && planned_statistics > 0) EXPECT_GT(cluster.data_bytes("pulled"), 0.0);
   // The owners reduce: every group with a quantized linear once per layer, at least (a lost
   // worker would redo some).
   int reductions = 0;
