@@ -13,18 +13,26 @@
 namespace qshard {
 namespace {
 
+// `service` on a free loopback port, stored in `port`.
+std::unique_ptr<grpc::Server> Serve(grpc::Service& service, int& port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  return builder.BuildAndStart();
+}
+
+std::shared_ptr<grpc::Channel> Dial(int port) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+}
+
 TEST(DamagedMessagesTest, ADamagedResultFailsTheCallNamingTheWorkerAndTheTask) {
   WorkerPool pool;
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&pool);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = Serve(pool, port);
 
   // A worker that answers its first task with a result whose CRC-32 does not match.
   std::thread worker([port] {
-    auto stub = v1::WorkerService::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    auto stub = v1::WorkerService::NewStub(Dial(port));
     grpc::ClientContext context;
     auto stream = stub->Connect(&context);
     v1::WorkerFrame hello;
@@ -84,15 +92,11 @@ class DamagingCoordinator : public v1::WorkerService::Service {
 TEST(DamagedMessagesTest, ADamagedTaskEndsTheWorkersSession) {
   DamagingCoordinator coordinator;
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&coordinator);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = Serve(coordinator, port);
   WorkerSessionOptions options;
   options.hello.set_name("w1");
   options.heartbeat_ms = 50;
-  const absl::Status status = RunWorkerSession(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()), options);
+  const absl::Status status = RunWorkerSession(Dial(port), options);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   for (const char* named : {"a task from the coordinator arrived damaged", "CRC-32 mismatch"})
     EXPECT_NE(status.message().find(named), std::string::npos) << status;
