@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "engine/local_worker.h"
+
 #include "tests/engine/tiny_jobs.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
@@ -157,6 +159,21 @@ TEST(JobRunnerTest, ModuleStepsFollowTheModelsGroupsInOrder) {
     }
     EXPECT_EQ(steps, expected);
   }
+}
+
+// A job run again on kept layers (after a coordinator restart) shows them being restored.
+TEST(JobRunnerTest, KeptLayersShowAsRestoring) {
+  testing::ScopedTempDir dir;
+  FinishedLayersInMemory kept;
+  JobEvents events;
+  events.finished_layers = &kept;
+  LocalWorker first;
+  ASSERT_TRUE(RunJob(tiny_jobs::Job("rtn", 4, dir.Child("first"), 4, 64), {&first}, events).ok());
+  std::vector<std::string> steps;
+  tiny_jobs::RecordSteps(events, steps);
+  LocalWorker again;
+  ASSERT_TRUE(RunJob(tiny_jobs::Job("rtn", 4, dir.Child("again"), 4, 64), {&again}, events).ok());
+  EXPECT_EQ(steps, (std::vector<std::string>{"0/2 restoring ", "1/2 restoring "}));
 }
 
 TEST(JobRunnerTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {
