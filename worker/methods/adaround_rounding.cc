@@ -6,10 +6,12 @@
 #include "core/thread_pool.h"
 #include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
+#include "worker/model/vector_math.h"
 #include "worker/quant/quant_grid.h"
 
 // The element-wise loops below run once per weight and iteration and are most of AdaRound's
-// time. Those without libm calls are compiled for AVX-512, AVX2 and the baseline and picked at
+// time. They call no libm (exp and log are worker/model/vector_math.h's, since glibc's expf
+// and powf are scalar calls) and are compiled for AVX-512, AVX2 and the baseline and picked at
 // run time. The file is built with -fno-math-errno (so sqrtf vectorizes), -fno-trapping-math
 // (so selects do; without it only AVX-512's masked operations do) and -ffp-contract=off (so
 // no variant fuses a multiply-add the others round twice: every variant, and every machine,
@@ -116,39 +118,30 @@ class Reconstruction {
 };
 
 // The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
-// beyond, h is 0 or 1 and passes no gradient. Once the regularizer has pushed most weights
-// there (~80% after a third of the iterations), they cost neither exp nor pow.
+// beyond, h is 0 or 1 and passes no gradient.
 const float kSaturation = std::log((kZeta - kGamma) / -kGamma - 1.0f);
 
-// The weights whose v is inside the live range, listed without a branch: which ones are is
-// random, and a branch on it mispredicts about as often as it runs. Returns their number.
-int64_t LiveIndices(const float* v, int64_t n, int32_t* live) {
-  const float saturation = kSaturation;
-  int64_t count = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    live[count] = static_cast<int32_t>(i);
-    count += std::fabs(v[i]) > saturation ? 0 : 1;
-  }
-  return count;
-}
-
-// sigmoid(v) of the live weights (libm's expf, scalar); the others keep stale values that
-// SoftErrors selects away.
-void LiveSigmoids(const float* v, std::span<const int32_t> live, float* sigmoid) {
-  for (const int32_t i : live) sigmoid[i] = 1.0f / (1.0f + std::exp(-v[i]));
+// |t|^exponent for |t| ≤ 1 and exponent ≥ 1 (the regularizer's β − 1 and β), as
+// exp(exponent·ln|t|) with the vector exp and log; |t| below 2^-100 counts as 2^-100, whose
+// power is below float's normal range (exp clamps there, to about 1e-38).
+inline float PowerOfFraction(float t_abs, float exponent) {
+  const float log_power = exponent * LogOfNormal(std::max(t_abs, 7.8886091e-31f));
+  return ExpOfClamped(std::max(log_power, -87.3f));
 }
 
 // The soft weights' errors e = s·clamp(level) − (s·z + w), h, dh/dv, and the step where the
-// level's clamp passes the gradient (bounds included, as torch's clamp), else 0.
+// level's clamp passes the gradient (bounds included, as torch's clamp), else 0; sigmoid(v) by
+// the vector exp, for every weight (selects drop it for the saturated ones).
 QSHARD_VECTOR_CLONES
-void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, const float* __restrict floor_level,
-                const float* __restrict step, const float* __restrict offset, float max_code, int64_t n,
-                float* __restrict h, float* __restrict dh_dv, float* __restrict step_in_range, float* __restrict e) {
+void SoftErrors(const float* __restrict v, const float* __restrict floor_level, const float* __restrict step,
+                const float* __restrict offset, float max_code, int64_t n, float* __restrict h,
+                float* __restrict dh_dv, float* __restrict step_in_range, float* __restrict e) {
   const float saturation = kSaturation;  // a local, so stores through h… cannot change it
   for (int64_t i = 0; i < n; ++i) {
     // Every load unconditional: conditional ones need masked loads, which only the AVX-512
     // variant would emit.
-    const float x = v[i], s = sigmoid[i], st = step[i];
+    const float x = v[i], st = step[i];
+    const float s = 1.0f / (1.0f + ExpOfClamped(std::min(std::max(-x, -87.3f), 88.3f)));
     const bool saturated = std::fabs(x) > saturation;
     const float soft = std::min(std::max(s * (kZeta - kGamma) + kGamma, 0.0f), 1.0f);
     const float hi = saturated ? (x > 0.0f ? 1.0f : 0.0f) : soft;
@@ -160,30 +153,33 @@ void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, cons
   }
 }
 
-// sign(t)·|t|^(β−1) for t = 2h − 1 of the live weights (libm's powf, scalar): d/dh (1 − |t|^β)
-// = −2β·that. The others pass no gradient and keep stale values that ChainToVariables selects
-// away. Returns the regularizer Σ(1 − |t|^β) if `want_value` (saturated weights have |t| = 1
-// and add nothing).
-double RegularizerPowers(const float* h, std::span<const int32_t> live, float beta, bool want_value, float* power) {
+// The regularizer Σ(1 − |t|^β) for t = 2h − 1 (saturated weights have |t| = 1 and add nothing),
+// as ChainToVariables' powers make it: a float64 sum, for Evaluate only.
+double Regularizer(const float* h, int64_t n, float beta) {
   double regularizer = 0.0;
-  for (const int32_t i : live) {
-    const float t = 2.0f * h[i] - 1.0f;
-    const float p = std::pow(std::fabs(t), beta - 1.0f);
-    power[i] = std::copysign(p, t);
-    if (want_value) regularizer += 1.0 - static_cast<double>(p) * std::fabs(t);
+  for (int64_t i = 0; i < n; ++i) {
+    const float t_abs = std::fabs(2.0f * h[i] - 1.0f);
+    regularizer += 1.0 - static_cast<double>(PowerOfFraction(t_abs, beta - 1.0f)) * t_abs;
   }
   return regularizer;
 }
 
-// grad = dh/dv · (dL/de · de/dh − coefficient·power), zero where h passes no gradient. With
-// coefficient and power 0 (no regularizer) the subtraction leaves dh's bits as they are.
-// (dh/dv ≠ 0 exactly for the live weights: there sigmoid(v) ∈ [1/12, 11/12].)
+// grad = dh/dv · (dL/de · de/dh − coefficient·sign(t)·|t|^(β−1)), t = 2h − 1, zero where h
+// passes no gradient (dh/dv ≠ 0 exactly for the live weights: there sigmoid(v) ∈ [1/12, 11/12]);
+// d/dh (1 − |t|^β) = −2β·sign(t)·|t|^(β−1). coefficient 0 (the warm-up) leaves the regularizer
+// out.
 QSHARD_VECTOR_CLONES
-void ChainToVariables(const float* dloss_de, const float* step_in_range, const float* dh_dv, const float* power,
-                      float coefficient, int64_t n, float* grad) {
+void ChainToVariables(const float* __restrict dloss_de, const float* __restrict step_in_range,
+                      const float* __restrict dh_dv, const float* __restrict h, float coefficient, float beta,
+                      int64_t n, float* __restrict grad) {
+  if (coefficient == 0.0f) {
+    for (int64_t i = 0; i < n; ++i) grad[i] = dloss_de[i] * step_in_range[i] * dh_dv[i];
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
-    const float dh = dloss_de[i] * step_in_range[i], p = power[i], d = dh_dv[i];  // loads unconditional
-    grad[i] = d != 0.0f ? (dh - coefficient * p) * d : 0.0f;
+    const float t = 2.0f * h[i] - 1.0f;
+    const float power = std::copysign(PowerOfFraction(std::fabs(t), beta - 1.0f), t);
+    grad[i] = (dloss_de[i] * step_in_range[i] - coefficient * power) * dh_dv[i];
   }
 }
 
@@ -216,15 +212,13 @@ struct SoftRoundingObjective::State {
   Reconstruction reconstruction;
   // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
   std::vector<float> floor_level, offset;
-  std::vector<float> sigmoid, h, dh_dv, step_in_range, e, dloss_de, power;  // per-call scratch
-  std::vector<int32_t> live;
+  std::vector<float> h, dh_dv, step_in_range, e, dloss_de;  // per-call scratch
 
   State(const RoundingProblem& p, RowRange rows)
       : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
     const int64_t n = static_cast<int64_t>(grids.step.size());
-    for (std::vector<float>* buffer : {&floor_level, &offset, &sigmoid, &h, &dh_dv, &step_in_range, &e, &dloss_de, &power})
+    for (std::vector<float>* buffer : {&floor_level, &offset, &h, &dh_dv, &step_in_range, &e, &dloss_de})
       buffer->resize(n);
-    live.resize(n);
     for (int64_t i = 0; i < n; ++i) {
       floor_level[i] = std::floor(unrounded(i) / grids.step[i]) + grids.zero[i];
       offset[i] = grids.step[i] * grids.zero[i] + weight(i);
@@ -237,16 +231,11 @@ struct SoftRoundingObjective::State {
 
   double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad, bool want_value) {
     const int64_t n = static_cast<int64_t>(v.size());
-    const std::span<const int32_t> live_weights(live.data(), LiveIndices(v.data(), n, live.data()));
-    LiveSigmoids(v.data(), live_weights, sigmoid.data());
-    SoftErrors(v.data(), sigmoid.data(), floor_level.data(), grids.step.data(), offset.data(),
-               static_cast<float>(grids.max_code), n, h.data(), dh_dv.data(), step_in_range.data(), e.data());
+    SoftErrors(v.data(), floor_level.data(), grids.step.data(), offset.data(), static_cast<float>(grids.max_code), n,
+               h.data(), dh_dv.data(), step_in_range.data(), e.data());
     double objective = reconstruction.Evaluate(e.data(), dloss_de.data(), want_value);
-    if (lambda != 0.0f)
-      objective += lambda * RegularizerPowers(h.data(), live_weights, beta, want_value, power.data());
-    else
-      std::fill(power.begin(), power.end(), 0.0f);
-    ChainToVariables(dloss_de.data(), step_in_range.data(), dh_dv.data(), power.data(), lambda * 2.0f * beta, n,
+    if (lambda != 0.0f && want_value) objective += lambda * Regularizer(h.data(), n, beta);
+    ChainToVariables(dloss_de.data(), step_in_range.data(), dh_dv.data(), h.data(), lambda * 2.0f * beta, beta, n,
                      grad.data());
     return objective;
   }
