@@ -24,6 +24,10 @@ void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool 
               alpha, a, k, b, b_transposed ? k : n, beta, c, n);
 }
 
+void GemmBlock(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, float* c) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, n, 0.0f, c, n);
+}
+
 void Gemv(int64_t n, int64_t k, const float* w, const float* x, float* y) {
   cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, x, 1, 0.0f, y, 1);
 }
