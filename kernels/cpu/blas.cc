@@ -88,12 +88,15 @@ namespace {
 // aespa's samples on TinyStories-656K (docs/performance.md). At 2^4 cycles they sleep at once,
 // and a parallel call wakes them: microseconds against its milliseconds. The threads read the
 // timeout when they start, so they are restarted here, while the program loads and no thread of
-// its own can be inside a BLAS call. A timeout set in the environment is kept.
+// its own can be inside a BLAS call. A timeout set in the environment is kept; ours is taken
+// out of it once read, so that child processes (the benchmarks' reference code, whose PyTorch
+// may use the same OpenBLAS) run with the library's default.
 const struct ShortBlasSpin {
   ShortBlasSpin() {
     if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr) return;
     setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);
     openblas_read_env();
+    unsetenv("OPENBLAS_THREAD_TIMEOUT");
     blas_thread_shutdown_();
   }
 } short_blas_spin;
