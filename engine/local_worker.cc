@@ -250,13 +250,13 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     position_ = Position::kLayerOutput;
   } else if (groups.front() == 0) {
     // The q/k/v group reads the normed layer input; aespa's attention statistics come from the
-    // full-precision attention over it, computed here and dropped.
+    // full-precision attention's probabilities over it (its output is not needed).
     ForEachBatch([&](Batch& b) {
       const Tensor residual = BatchRows(b);
       LayerObserver* observer = &observers[b.shard_position];
       const Tensor normed = source_.model->GroupInput(layer_, weights_, 0, residual, Tensor(), b.windows, seqlen_);
       observer->OnLinearInput(layer_, group_names_[0], normed);
-      if (attention) source_.model->GroupInput(layer_, weights_, 1, residual, normed, b.windows, seqlen_, observer);
+      if (attention) source_.model->ObserveAttention(layer_, weights_, normed, b.windows, seqlen_, *observer);
     }, shard_done);
   } else {
     std::vector<LayerObserver*> per_shard;

@@ -1,15 +1,19 @@
 #include "kernels/cpu/blas.h"
 
+#include <cstdlib>
 #include <mutex>
 
 #include <cblas.h>
-
 
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+// Not in cblas.h, but exported by OpenBLAS (driver/others): re-read OPENBLAS_* variables, and
+// stop the library's threads (its next parallel call starts them again, with what was read).
+int openblas_read_env(void);
+int blas_thread_shutdown_(void);
 }
 
 namespace qshard::kernels {
@@ -18,6 +22,10 @@ void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool 
           float* c, float alpha, float beta) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans, m, n, k,
               alpha, a, k, b, b_transposed ? k : n, beta, c, n);
+}
+
+void GemmBlock(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, float* c) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, n, 0.0f, c, n);
 }
 
 void Gemv(int64_t n, int64_t k, const float* w, const float* x, float* y) {
@@ -72,6 +80,28 @@ bool CholeskyInverseF64(int64_t n, double* lower_factor) {
 void SetBlasThreads(int threads) {
   if (threads > 0) openblas_set_num_threads(threads);
 }
+
+namespace {
+
+// OpenBLAS's idle threads spin in sched_yield for 2^28 cycles (about 0.1 s) after each parallel
+// call before they sleep, on the cores the worker's pool needs between its GEMMs: 14 % of
+// aespa's samples on TinyStories-656K (docs/performance.md). At 2^4 cycles they sleep at once,
+// and a parallel call wakes them: microseconds against its milliseconds. The threads read the
+// timeout when they start, so they are restarted here, while the program loads and no thread of
+// its own can be inside a BLAS call. A timeout set in the environment is kept; ours is taken
+// out of it once read, so that child processes (the benchmarks' reference code, whose PyTorch
+// may use the same OpenBLAS) run with the library's default.
+const struct ShortBlasSpin {
+  ShortBlasSpin() {
+    if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr) return;
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);
+    openblas_read_env();
+    unsetenv("OPENBLAS_THREAD_TIMEOUT");
+    blas_thread_shutdown_();
+  }
+} short_blas_spin;
+
+}  // namespace
 
 namespace {
 std::mutex single_threaded_mutex;

@@ -13,6 +13,9 @@ void Gemm(int64_t m, int64_t n, int64_t k, const float* a, const float* b, bool 
           float* c, float alpha = 1.0f, float beta = 0.0f);
 // y[n] = W[n,k] · x[k] (sgemv): one token through a linear layer's weight [out, in].
 void Gemv(int64_t n, int64_t k, const float* w, const float* x, float* y);
+// C[m,n] = A·B for A m rows of k columns inside a wider row-major matrix, its rows lda apart (a
+// block of it), and B[k,n].
+void GemmBlock(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, float* c);
 // Same with A transposed: C[m,n] = alpha * A[k,m]ᵀ * B[k,n] + beta * C.
 void GemmTransA(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                 float alpha = 1.0f, float beta = 0.0f);

@@ -204,6 +204,9 @@ TEST(AttentionTest, OnlineSoftmaxMatchesNaiveAttentionOverKeyBlocks) {
       Tensor probs_at_width;
       EXPECT_EQ(CausalSelfAttention(q, k, v, s, scale, pool, &probs_at_width, lanes).values(), out.values()) << lanes;
       EXPECT_EQ(probs_at_width.values(), probs.values()) << lanes;
+      Tensor alone;  // the probabilities without the output
+      CausalSoftmaxProbabilities(q, k, s, scale, pool, alone, lanes);
+      EXPECT_EQ(alone.values(), probs.values()) << lanes;
     }
     // A tensor of the right shape is reused as it is: every element is overwritten.
     Tensor reused({s.batch, s.heads, s.seq, s.seq});

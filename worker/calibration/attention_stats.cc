@@ -32,6 +32,20 @@ void GatherHead(const Tensor& x, int64_t window, int64_t seq, int64_t head, int6
   }
 }
 
+// Rows of a head's probabilities per product of CausalProduct: small enough that the blocks skip
+// most of the zeros, large enough for the BLAS to run near its rate (one thread, seq 512,
+// hidden 128: 0.43 ms a head against 0.73 for the whole product).
+constexpr int64_t kCausalRows = 64;
+
+// A·X for one head's probabilities A [seq, seq], zero above the diagonal, and X [seq, hidden]:
+// row blocks, each over the keys up to its last row, about half the whole product's multiply-adds.
+void CausalProduct(const float* a, int64_t seq, const float* x, int64_t hidden, float* out) {
+  for (int64_t r = 0; r < seq; r += kCausalRows) {
+    const int64_t rows = std::min(kCausalRows, seq - r);
+    kernels::GemmBlock(rows, hidden, r + rows, a + r * seq, seq, x, out + r * hidden);
+  }
+}
+
 }  // namespace
 
 AttentionStats AttentionStats::For(const ModelConfig& config, int64_t seq) {
@@ -79,14 +93,12 @@ void AttentionStatsCollector::OnAttention(int layer, const Tensor& probs, const 
   // order whatever the batching or the threads.
   const auto kv_group = [&](int64_t g) {
     HessianWorkspace& workspace = workspaces_[g];
-    std::vector<float> mixed(group * seq * hidden), slice(seq * head_dim);
+    std::vector<float> mixed(seq * hidden), slice(seq * head_dim);
     for (int64_t b = 0; b < batch; ++b) {
-      // A_h X for the group's heads at once: their probabilities are consecutive rows
-      // [group·seq, seq], and one GEMM that tall runs closer to the BLAS rate than one per head.
-      kernels::Gemm(group * seq, hidden, seq, probs.data() + (b * heads + g * group) * seq * seq, input_.row(b * seq),
-                    /*b_transposed=*/false, mixed.data());
       for (int64_t j = 0; j < group; ++j) {
-        stats_.values[g].AddWindowsToUpper(mixed.data() + j * seq * hidden, seq, seq, workspace);
+        CausalProduct(probs.data() + (b * heads + g * group + j) * seq * seq, seq, input_.row(b * seq), hidden,
+                      mixed.data());
+        stats_.values[g].AddWindowsToUpper(mixed.data(), seq, seq, workspace);
         GatherHead(q, b, seq, g * group + j, head_dim, slice.data());
         stats_.queries[g].AddWindowsToUpper(slice.data(), seq, seq, workspace);
       }

@@ -6,10 +6,12 @@
 #include "core/thread_pool.h"
 #include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
+#include "worker/model/vector_math.h"
 #include "worker/quant/quant_grid.h"
 
 // The element-wise loops below run once per weight and iteration and are most of AdaRound's
-// time. Those without libm calls are compiled for AVX-512, AVX2 and the baseline and picked at
+// time. They call no libm (exp and log are worker/model/vector_math.h's, since glibc's expf
+// and powf are scalar calls) and are compiled for AVX-512, AVX2 and the baseline and picked at
 // run time. The file is built with -fno-math-errno (so sqrtf vectorizes), -fno-trapping-math
 // (so selects do; without it only AVX-512's masked operations do) and -ffp-contract=off (so
 // no variant fuses a multiply-add the others round twice: every variant, and every machine,
@@ -48,8 +50,15 @@ struct ElementGrids {
 // on its tile only: rows of whole tiles descended apart (on other workers, head_parts.h, or in
 // other row parts, RoundingRowParts) get the bits the whole linear gets. (The BLAS alone does
 // not promise that: with OpenBLAS a row of a product can change with the product's row count.)
+// The gradient is computed chunk by chunk (a head with weightings, else a tile), so that the
+// descent's element-wise passes over a chunk run while its rows are in cache.
 class Reconstruction {
  public:
+  // Rows [begin, end) of unit `unit` (of the problem's): the gradient's pieces, in row order.
+  struct Chunk {
+    int64_t begin = 0, end = 0, unit = 0;
+  };
+
   Reconstruction(const RoundingProblem& p, RowRange rows)
       : rows_(rows), in_(p.weight->dim(1)), block_rows_(p.weight->dim(0) / static_cast<int64_t>(p.hessians.size())),
         unit_rows_(UnitRows(p)), first_unit_(rows.begin / unit_rows_), product_(rows.size() * in_),
@@ -63,48 +72,65 @@ class Reconstruction {
       }
       weighted_.resize(unit_rows_ * in_);
     }
+    for (int64_t u = first_unit_; u * unit_rows_ < rows.end; ++u) {
+      const int64_t unit_begin = u * unit_rows_;
+      const int64_t begin = std::max(unit_begin, rows.begin), end = std::min(unit_begin + unit_rows_, rows.end);
+      for (int64_t tile = begin; tile < end;) {
+        const int64_t tile_end = weightings_.empty() ? TileEnd(unit_begin, tile, end) : end;
+        chunks_.push_back({tile, tile_end, u});
+        tile = tile_end;
+      }
+    }
   }
 
-  // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ), if `want_loss` (else 0: the descent
-  // needs only the gradient, and the float64 sum is a serial chain); writes dL/dE to `grad`
-  // unless null (both H and G symmetric). e and grad hold the range's rows; unit_losses() then
-  // holds the terms of the units the range meets (of their rows in it).
-  double Evaluate(const float* e, float* grad, bool want_loss = true) {
+  const std::vector<Chunk>& chunks() const { return chunks_; }
+
+  // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ); e holds the range's rows. unit_losses()
+  // then holds the terms of the units the range meets (of their rows in it).
+  double Loss(const float* e) {
     double loss = 0.0;
-    const int64_t first_block = rows_.begin / block_rows_;
     for (size_t u = 0; u < unit_losses_.size(); ++u) {
       const int64_t unit_begin = (first_unit_ + static_cast<int64_t>(u)) * unit_rows_;
       const int64_t begin = std::max(unit_begin, rows_.begin), end = std::min(unit_begin + unit_rows_, rows_.end);
-      const float* hessian = hessians_[unit_begin / block_rows_ - first_block].data();
-      for (int64_t tile = begin; tile < end;) {
-        const int64_t tile_end = std::min(end, unit_begin + ((tile - unit_begin) / kProductRows + 1) * kProductRows);
-        const int64_t tile_offset = (tile - rows_.begin) * in_;
-        kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
-        tile = tile_end;
-      }
-      const int64_t offset = (begin - rows_.begin) * in_;
-      const float* product = product_.data() + offset;
-      if (!weightings_.empty()) {  // the range holds whole heads
-        kernels::Gemm(unit_rows_, in_, unit_rows_, weightings_[u].data(), product, false, weighted_.data());
-        product = weighted_.data();
-      }
-      unit_losses_[u] =
-          Accumulate(e + offset, product, (end - begin) * in_, grad == nullptr ? nullptr : grad + offset, want_loss);
-      loss += unit_losses_[u];
+      const float* product = Product(first_unit_ + static_cast<int64_t>(u), begin, end, e);
+      const float* unit_e = e + (begin - rows_.begin) * in_;
+      double unit_loss = 0.0;
+      for (int64_t i = 0; i < (end - begin) * in_; ++i) unit_loss += static_cast<double>(product[i]) * unit_e[i];
+      unit_losses_[u] = unit_loss;
+      loss += unit_loss;
     }
     return loss;
+  }
+
+  // Half of dL/dE on chunk c's rows (H and G are symmetric): E·H, or G·E_h·H, of those rows, from
+  // e (the range's rows); valid until the next call.
+  const float* HalfGradient(size_t c, const float* e) {
+    const Chunk& chunk = chunks_[c];
+    return Product(chunk.unit, chunk.begin, chunk.end, e);
   }
 
   const std::vector<double>& unit_losses() const { return unit_losses_; }
 
  private:
-  static double Accumulate(const float* e, const float* product, int64_t n, float* grad, bool want_loss) {
-    double loss = 0.0;
-    if (want_loss)
-      for (int64_t i = 0; i < n; ++i) loss += static_cast<double>(product[i]) * e[i];
-    if (grad != nullptr)
-      for (int64_t i = 0; i < n; ++i) grad[i] = 2.0f * product[i];
-    return loss;
+  // The end of the tile of unit rows from unit_begin that starts at row `tile`, within `end`.
+  static int64_t TileEnd(int64_t unit_begin, int64_t tile, int64_t end) {
+    return std::min(end, unit_begin + ((tile - unit_begin) / kProductRows + 1) * kProductRows);
+  }
+
+  // E·H for rows [begin, end) of unit `unit`, whole tiles of it, weighted by the unit's G if
+  // there are weightings (then the rows are the whole unit).
+  const float* Product(int64_t unit, int64_t begin, int64_t end, const float* e) {
+    const int64_t unit_begin = unit * unit_rows_;
+    const float* hessian = hessians_[unit_begin / block_rows_ - rows_.begin / block_rows_].data();
+    for (int64_t tile = begin; tile < end;) {
+      const int64_t tile_end = TileEnd(unit_begin, tile, end), tile_offset = (tile - rows_.begin) * in_;
+      kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
+      tile = tile_end;
+    }
+    const float* product = product_.data() + (begin - rows_.begin) * in_;
+    if (weightings_.empty()) return product;
+    kernels::Gemm(unit_rows_, in_, unit_rows_, weightings_[unit - first_unit_].data(), product, false, weighted_.data());
+    return weighted_.data();
   }
 
   RowRange rows_;
@@ -113,42 +139,34 @@ class Reconstruction {
   std::vector<std::vector<float>> weightings_;  // the range's heads, in order
   std::vector<float> product_, weighted_;
   std::vector<double> unit_losses_;
+  std::vector<Chunk> chunks_;
 };
 
 // The rectified sigmoid is inside [0, 1] exactly when |v| ≤ ln((ζ − γ)/−γ − 1) = ln 11;
-// beyond, h is 0 or 1 and passes no gradient. Once the regularizer has pushed most weights
-// there (~80% after a third of the iterations), they cost neither exp nor pow.
+// beyond, h is 0 or 1 and passes no gradient.
 const float kSaturation = std::log((kZeta - kGamma) / -kGamma - 1.0f);
 
-// The weights whose v is inside the live range, listed without a branch: which ones are is
-// random, and a branch on it mispredicts about as often as it runs. Returns their number.
-int64_t LiveIndices(const float* v, int64_t n, int32_t* live) {
-  const float saturation = kSaturation;
-  int64_t count = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    live[count] = static_cast<int32_t>(i);
-    count += std::fabs(v[i]) > saturation ? 0 : 1;
-  }
-  return count;
-}
-
-// sigmoid(v) of the live weights (libm's expf, scalar); the others keep stale values that
-// SoftErrors selects away.
-void LiveSigmoids(const float* v, std::span<const int32_t> live, float* sigmoid) {
-  for (const int32_t i : live) sigmoid[i] = 1.0f / (1.0f + std::exp(-v[i]));
+// |t|^exponent for |t| ≤ 1 and exponent ≥ 1 (the regularizer's β − 1 and β), as
+// exp(exponent·ln|t|) with the vector exp and log; |t| below 2^-100 counts as 2^-100, whose
+// power is below float's normal range (exp clamps there, to about 1e-38).
+inline float PowerOfFraction(float t_abs, float exponent) {
+  const float log_power = exponent * LogOfNormal(std::max(t_abs, 7.8886091e-31f));
+  return ExpOfClamped(std::max(log_power, -87.3f));
 }
 
 // The soft weights' errors e = s·clamp(level) − (s·z + w), h, dh/dv, and the step where the
-// level's clamp passes the gradient (bounds included, as torch's clamp), else 0.
+// level's clamp passes the gradient (bounds included, as torch's clamp), else 0; sigmoid(v) by
+// the vector exp, for every weight (selects drop it for the saturated ones).
 QSHARD_VECTOR_CLONES
-void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, const float* __restrict floor_level,
-                const float* __restrict step, const float* __restrict offset, float max_code, int64_t n,
-                float* __restrict h, float* __restrict dh_dv, float* __restrict step_in_range, float* __restrict e) {
+void SoftErrors(const float* __restrict v, const float* __restrict floor_level, const float* __restrict step,
+                const float* __restrict offset, float max_code, int64_t n, float* __restrict h,
+                float* __restrict dh_dv, float* __restrict step_in_range, float* __restrict e) {
   const float saturation = kSaturation;  // a local, so stores through h… cannot change it
   for (int64_t i = 0; i < n; ++i) {
     // Every load unconditional: conditional ones need masked loads, which only the AVX-512
     // variant would emit.
-    const float x = v[i], s = sigmoid[i], st = step[i];
+    const float x = v[i], st = step[i];
+    const float s = 1.0f / (1.0f + ExpOfClamped(std::min(std::max(-x, -87.3f), 88.3f)));
     const bool saturated = std::fabs(x) > saturation;
     const float soft = std::min(std::max(s * (kZeta - kGamma) + kGamma, 0.0f), 1.0f);
     const float hi = saturated ? (x > 0.0f ? 1.0f : 0.0f) : soft;
@@ -160,30 +178,33 @@ void SoftErrors(const float* __restrict v, const float* __restrict sigmoid, cons
   }
 }
 
-// sign(t)·|t|^(β−1) for t = 2h − 1 of the live weights (libm's powf, scalar): d/dh (1 − |t|^β)
-// = −2β·that. The others pass no gradient and keep stale values that ChainToVariables selects
-// away. Returns the regularizer Σ(1 − |t|^β) if `want_value` (saturated weights have |t| = 1
-// and add nothing).
-double RegularizerPowers(const float* h, std::span<const int32_t> live, float beta, bool want_value, float* power) {
+// The regularizer Σ(1 − |t|^β) for t = 2h − 1 (saturated weights have |t| = 1 and add nothing),
+// as ChainToVariables' powers make it: a float64 sum, for Evaluate only.
+double Regularizer(const float* h, int64_t n, float beta) {
   double regularizer = 0.0;
-  for (const int32_t i : live) {
-    const float t = 2.0f * h[i] - 1.0f;
-    const float p = std::pow(std::fabs(t), beta - 1.0f);
-    power[i] = std::copysign(p, t);
-    if (want_value) regularizer += 1.0 - static_cast<double>(p) * std::fabs(t);
+  for (int64_t i = 0; i < n; ++i) {
+    const float t_abs = std::fabs(2.0f * h[i] - 1.0f);
+    regularizer += 1.0 - static_cast<double>(PowerOfFraction(t_abs, beta - 1.0f)) * t_abs;
   }
   return regularizer;
 }
 
-// grad = dh/dv · (dL/de · de/dh − coefficient·power), zero where h passes no gradient. With
-// coefficient and power 0 (no regularizer) the subtraction leaves dh's bits as they are.
-// (dh/dv ≠ 0 exactly for the live weights: there sigmoid(v) ∈ [1/12, 11/12].)
+// grad = dh/dv · (dL/de · de/dh − coefficient·sign(t)·|t|^(β−1)), t = 2h − 1, dL/de = 2·half,
+// zero where h passes no gradient (dh/dv ≠ 0 exactly for the live weights: there sigmoid(v) ∈
+// [1/12, 11/12]); d/dh (1 − |t|^β) = −2β·sign(t)·|t|^(β−1). coefficient 0 (the warm-up) leaves
+// the regularizer out.
 QSHARD_VECTOR_CLONES
-void ChainToVariables(const float* dloss_de, const float* step_in_range, const float* dh_dv, const float* power,
-                      float coefficient, int64_t n, float* grad) {
+void ChainToVariables(const float* __restrict half, const float* __restrict step_in_range,
+                      const float* __restrict dh_dv, const float* __restrict h, float coefficient, float beta,
+                      int64_t n, float* __restrict grad) {
+  if (coefficient == 0.0f) {
+    for (int64_t i = 0; i < n; ++i) grad[i] = 2.0f * half[i] * step_in_range[i] * dh_dv[i];
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
-    const float dh = dloss_de[i] * step_in_range[i], p = power[i], d = dh_dv[i];  // loads unconditional
-    grad[i] = d != 0.0f ? (dh - coefficient * p) * d : 0.0f;
+    const float t = 2.0f * h[i] - 1.0f;
+    const float power = std::copysign(PowerOfFraction(std::fabs(t), beta - 1.0f), t);
+    grad[i] = (2.0f * half[i] * step_in_range[i] - coefficient * power) * dh_dv[i];
   }
 }
 
@@ -216,15 +237,12 @@ struct SoftRoundingObjective::State {
   Reconstruction reconstruction;
   // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
   std::vector<float> floor_level, offset;
-  std::vector<float> sigmoid, h, dh_dv, step_in_range, e, dloss_de, power;  // per-call scratch
-  std::vector<int32_t> live;
+  std::vector<float> h, dh_dv, step_in_range, e, grad;  // per-call scratch (grad: AdamStep's)
 
   State(const RoundingProblem& p, RowRange rows)
       : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
     const int64_t n = static_cast<int64_t>(grids.step.size());
-    for (std::vector<float>* buffer : {&floor_level, &offset, &sigmoid, &h, &dh_dv, &step_in_range, &e, &dloss_de, &power})
-      buffer->resize(n);
-    live.resize(n);
+    for (std::vector<float>* buffer : {&floor_level, &offset, &h, &dh_dv, &step_in_range, &e}) buffer->resize(n);
     for (int64_t i = 0; i < n; ++i) {
       floor_level[i] = std::floor(unrounded(i) / grids.step[i]) + grids.zero[i];
       offset[i] = grids.step[i] * grids.zero[i] + weight(i);
@@ -235,20 +253,22 @@ struct SoftRoundingObjective::State {
   float unrounded(int64_t i) const { return (*problem.unrounded)[first + i]; }
   float weight(int64_t i) const { return (*problem.weight)[first + i]; }
 
-  double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad, bool want_value) {
-    const int64_t n = static_cast<int64_t>(v.size());
-    const std::span<const int32_t> live_weights(live.data(), LiveIndices(v.data(), n, live.data()));
-    LiveSigmoids(v.data(), live_weights, sigmoid.data());
-    SoftErrors(v.data(), sigmoid.data(), floor_level.data(), grids.step.data(), offset.data(),
-               static_cast<float>(grids.max_code), n, h.data(), dh_dv.data(), step_in_range.data(), e.data());
-    double objective = reconstruction.Evaluate(e.data(), dloss_de.data(), want_value);
-    if (lambda != 0.0f)
-      objective += lambda * RegularizerPowers(h.data(), live_weights, beta, want_value, power.data());
-    else
-      std::fill(power.begin(), power.end(), 0.0f);
-    ChainToVariables(dloss_de.data(), step_in_range.data(), dh_dv.data(), power.data(), lambda * 2.0f * beta, n,
-                     grad.data());
-    return objective;
+  // The gradient at v into grad, chunk by chunk; after each chunk, chunk_done(first element,
+  // count) (the descent's Adam step on them: a chunk's gradient reads its own rows of v only).
+  // Leaves h and e for the whole range.
+  template <typename ChunkDone>
+  void Gradient(const float* v, float lambda, float beta, float* grad, ChunkDone&& chunk_done) {
+    const int64_t in = problem.weight->dim(1);
+    const float max_code = static_cast<float>(grids.max_code);
+    for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
+      const Reconstruction::Chunk& chunk = reconstruction.chunks()[c];
+      const int64_t at = chunk.begin * in - first, n = (chunk.end - chunk.begin) * in;
+      SoftErrors(v + at, floor_level.data() + at, grids.step.data() + at, offset.data() + at, max_code, n,
+                 h.data() + at, dh_dv.data() + at, step_in_range.data() + at, e.data() + at);
+      ChainToVariables(reconstruction.HalfGradient(c, e.data()), step_in_range.data() + at, dh_dv.data() + at,
+                       h.data() + at, lambda * 2.0f * beta, beta, n, grad + at);
+      chunk_done(at, n);
+    }
   }
 };
 
@@ -272,11 +292,24 @@ std::vector<float> SoftRoundingObjective::InitialVariables() const {
 }
 
 double SoftRoundingObjective::Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
-  return state_->Evaluate(v, lambda, beta, grad, /*want_value=*/true);
+  State& s = *state_;
+  s.Gradient(v.data(), lambda, beta, grad.data(), [](int64_t, int64_t) {});
+  double objective = s.reconstruction.Loss(s.e.data());
+  if (lambda != 0.0f) objective += lambda * Regularizer(s.h.data(), static_cast<int64_t>(v.size()), beta);
+  return objective;
 }
 
 void SoftRoundingObjective::Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
-  state_->Evaluate(v, lambda, beta, grad, /*want_value=*/false);
+  state_->Gradient(v.data(), lambda, beta, grad.data(), [](int64_t, int64_t) {});
+}
+
+void SoftRoundingObjective::AdamStep(std::span<float> v, float lambda, float beta, float learning_rate, int t,
+                                     std::span<float> m, std::span<float> second_moment) {
+  State& s = *state_;
+  s.grad.resize(v.size());
+  s.Gradient(v.data(), lambda, beta, s.grad.data(), [&](int64_t at, int64_t n) {
+    AdamUpdate(s.grad.data() + at, n, learning_rate, t, v.data() + at, m.data() + at, second_moment.data() + at);
+  });
 }
 
 std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) const {
@@ -292,7 +325,7 @@ std::vector<double> SoftRoundingObjective::UnitLosses(std::span<const int32_t> c
   State& s = *state_;
   for (size_t i = 0; i < codes.size(); ++i)
     s.e[i] = DequantizeCode(codes[i], s.grids.step[i], static_cast<int32_t>(s.grids.zero[i])) - s.weight(static_cast<int64_t>(i));
-  s.reconstruction.Evaluate(s.e.data(), nullptr);
+  s.reconstruction.Loss(s.e.data());
   return s.reconstruction.unit_losses();
 }
 
@@ -317,13 +350,12 @@ std::vector<int32_t> Descend(const RoundingProblem& problem, RowRange rows, cons
   SoftRoundingObjective objective(problem, rows);
   std::vector<float> v = objective.InitialVariables();
   const int64_t n = static_cast<int64_t>(v.size());
-  std::vector<float> grad(n), adam_m(n, 0.0f), adam_v(n, 0.0f);
+  std::vector<float> adam_m(n, 0.0f), adam_v(n, 0.0f);
   const float lambda = static_cast<float>(options.lambda);
   const float learning_rate = static_cast<float>(options.learning_rate);
   for (int it = 0; it < options.iters; ++it) {
     const bool regularize = it >= options.warmup * options.iters;
-    objective.Gradient(v, regularize ? lambda : 0.0f, Beta(it, options), grad);
-    AdamUpdate(grad.data(), n, learning_rate, it + 1, v.data(), adam_m.data(), adam_v.data());
+    objective.AdamStep(v, regularize ? lambda : 0.0f, Beta(it, options), learning_rate, it + 1, adam_m, adam_v);
   }
   return objective.Codes(v);
 }

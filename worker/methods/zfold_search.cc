@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/thread_pool.h"
+#include "core/vector_clones.h"
 #include "kernels/cpu/blas.h"
 #include "worker/solvers/column_layout.h"
 
@@ -42,21 +43,36 @@ inline int32_t Offset(double x, const AffineGrid& grid, int32_t max_code) {
   return QuantizeToCode(static_cast<float>(x), grid.scale, grid.zero, max_code) - grid.zero;
 }
 
+// Offsets' loop, per vector width (a division, an add and a subtraction per element: every width
+// rounds alike).
+QSHARD_VECTOR_CLONES
+void RoundedOffsets(const float* __restrict x, int64_t n, float scale, int32_t low, int32_t high,
+                    int32_t* __restrict out) {
+  constexpr float kRound = 12582912.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const int32_t rounded = static_cast<int32_t>((x[j] / scale + kRound) - kRound);
+    out[j] = std::min(std::max(rounded, low), high);
+  }
+}
+
 // Offset() for n values whose magnitudes are at most max_abs, without a libm call and with
 // integer clamping so the loop vectorizes: adding and subtracting 1.5·2²³ rounds half to even
 // like nearbyint for |v| < 2²². Candidates scale a range covering the row, so |x|/scale stays
 // far below that; the scalar path is only a guard.
 void Offsets(const float* x, int64_t n, float max_abs, const AffineGrid& grid, int32_t max_code, int32_t* out) {
-  constexpr float kRound = 12582912.0f, kExact = 4194304.0f;
+  constexpr float kExact = 4194304.0f;
   if (!(max_abs / grid.scale < kExact)) {
     for (int64_t j = 0; j < n; ++j) out[j] = Offset(x[j], grid, max_code);
     return;
   }
-  const int32_t low = -grid.zero, high = max_code - grid.zero;
-  for (int64_t j = 0; j < n; ++j) {
-    const int32_t rounded = static_cast<int32_t>((x[j] / grid.scale + kRound) - kRound);
-    out[j] = std::min(std::max(rounded, low), high);
-  }
+  RoundedOffsets(x, n, grid.scale, -grid.zero, max_code - grid.zero, out);
+}
+
+// products += δ·a_row in double: the search's innermost loop, per vector width (with
+// -ffp-contract=off for the file no width fuses the multiply-add, so all round alike).
+QSHARD_VECTOR_CLONES
+void AddScaledRow(double delta, const float* __restrict a_row, int64_t n, double* __restrict products) {
+  for (int64_t k = 0; k < n; ++k) products[k] += delta * a_row[k];
 }
 
 // One group of one chunk of rows: everything the per-row candidate loops read.
@@ -110,7 +126,7 @@ AffineGrid SearchRow(const GroupChunk& g, int64_t i, const GridOptions& options)
           const float* a_row = g.a.data() + j * n;
           cross[mode] += delta * c[j];
           quadratic[mode] += delta * (2.0 * products[j] + static_cast<double>(delta) * a_row[j]);
-          for (int64_t k = 0; k < n; ++k) products[k] += static_cast<double>(delta) * a_row[k];
+          AddScaledRow(delta, a_row, n, products);
           offsets[j] = updated[j];
         }
       }

@@ -123,7 +123,8 @@ struct HeadInputs {
   int64_t d, d_padded, seq_padded, first_row;
   std::vector<float> queries, keys_t, values;
 
-  HeadInputs(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& s, float scale, int64_t window,
+  // v null: no values (for the probabilities alone).
+  HeadInputs(const Tensor& q, const Tensor& k, const Tensor* v, const AttentionShape& s, float scale, int64_t window,
              int64_t head)
       : d(s.head_dim),
         d_padded(RoundUp(d, kPad)),
@@ -131,14 +132,15 @@ struct HeadInputs {
         first_row(window * s.seq),
         queries(seq_padded * d, 0.0f),
         keys_t(d * seq_padded, 0.0f),
-        values(seq_padded * d_padded, 0.0f) {
+        values(v == nullptr ? 0 : seq_padded * d_padded, 0.0f) {
     const int64_t kv_head = head / (s.heads / s.kv_heads);
     for (int64_t j = 0; j < s.seq; ++j) {
       const float* qr = q.row(first_row + j) + head * d;
       const float* kr = k.row(first_row + j) + kv_head * d;
-      const float* vr = v.row(first_row + j) + kv_head * d;
       for (int64_t c = 0; c < d; ++c) queries[j * d + c] = qr[c] * scale;
       for (int64_t c = 0; c < d; ++c) keys_t[c * seq_padded + j] = kr[c];
+      if (v == nullptr) continue;
+      const float* vr = v->row(first_row + j) + kv_head * d;
       std::copy(vr, vr + d, values.data() + j * d_padded);
     }
   }
@@ -216,23 +218,42 @@ template <int kLanes, int kVectors>
 }
 
 // One (window, head) pair at one tile width; the wider ones compiled for their ISA.
+// out null: the probabilities alone.
 template <int kLanes, int kVectors>
-[[gnu::always_inline]] inline void AttendPair(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor& out,
+[[gnu::always_inline]] inline void AttendPair(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor* out,
                                               float* probs) {
-  Attend<kLanes, kVectors>(in, s, head, out);
+  if (out != nullptr) Attend<kLanes, kVectors>(in, s, head, *out);
   if (probs != nullptr) WriteProbabilities<kLanes, kVectors>(in, s, probs);
 }
 
-void AttendPair4(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor& out, float* probs) {
+void AttendPair4(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor* out, float* probs) {
   AttendPair<4, 2>(in, s, head, out, probs);
 }
-[[gnu::target("avx2")]] void AttendPair8(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor& out,
+[[gnu::target("avx2")]] void AttendPair8(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor* out,
                                          float* probs) {
   AttendPair<8, 2>(in, s, head, out, probs);
 }
-[[gnu::target("avx512f")]] void AttendPair16(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor& out,
+[[gnu::target("avx512f")]] void AttendPair16(const HeadInputs& in, const AttentionShape& s, int64_t head, Tensor* out,
                                              float* probs) {
   AttendPair<16, 1>(in, s, head, out, probs);
+}
+
+// Every (window, head) pair on the pool: its output into out and its probabilities into probs,
+// each if not null, at the tile width `lanes` (0: the widest).
+void AttendPairs(const Tensor& q, const Tensor& k, const Tensor* v, const AttentionShape& shape, float scale,
+                 ThreadPool& pool, Tensor* out, Tensor* probs, int lanes) {
+  static const int widest = AttentionLaneWidths().front();
+  const auto attend = (lanes == 0 ? widest : lanes) == 16 ? AttendPair16
+                      : (lanes == 0 ? widest : lanes) == 8 ? AttendPair8
+                                                           : AttendPair4;
+  const std::vector<int64_t> probs_shape = {shape.batch, shape.heads, shape.seq, shape.seq};
+  if (probs != nullptr && probs->shape() != probs_shape) *probs = Tensor(probs_shape);
+  pool.ParallelFor(shape.batch * shape.heads, [&](int64_t task) {
+    const int64_t window = task / shape.heads;
+    const int64_t head = task % shape.heads;
+    const HeadInputs in(q, k, v, shape, scale, window, head);
+    attend(in, shape, head, out, probs == nullptr ? nullptr : probs->data() + task * shape.seq * shape.seq);
+  });
 }
 
 }  // namespace
@@ -247,20 +268,14 @@ std::vector<int> AttentionLaneWidths() {
 
 Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                            float scale, ThreadPool& pool, Tensor* probs, int lanes) {
-  static const int widest = AttentionLaneWidths().front();
-  const auto attend = (lanes == 0 ? widest : lanes) == 16 ? AttendPair16
-                      : (lanes == 0 ? widest : lanes) == 8 ? AttendPair8
-                                                           : AttendPair4;
   Tensor out({shape.batch * shape.seq, shape.heads * shape.head_dim});
-  const std::vector<int64_t> probs_shape = {shape.batch, shape.heads, shape.seq, shape.seq};
-  if (probs != nullptr && probs->shape() != probs_shape) *probs = Tensor(probs_shape);
-  pool.ParallelFor(shape.batch * shape.heads, [&](int64_t task) {
-    const int64_t window = task / shape.heads;
-    const int64_t head = task % shape.heads;
-    const HeadInputs in(q, k, v, shape, scale, window, head);
-    attend(in, shape, head, out, probs == nullptr ? nullptr : probs->data() + task * shape.seq * shape.seq);
-  });
+  AttendPairs(q, k, &v, shape, scale, pool, &out, probs, lanes);
   return out;
+}
+
+void CausalSoftmaxProbabilities(const Tensor& q, const Tensor& k, const AttentionShape& shape, float scale,
+                                ThreadPool& pool, Tensor& probs, int lanes) {
+  AttendPairs(q, k, nullptr, shape, scale, pool, nullptr, &probs, lanes);
 }
 
 }  // namespace qshard

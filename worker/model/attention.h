@@ -31,6 +31,11 @@ struct AttentionShape {
 Tensor CausalSelfAttention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                            float scale, ThreadPool& pool, Tensor* probs = nullptr, int lanes = 0);
 
+// The probabilities CausalSelfAttention would write, without its output (and without values):
+// for callers that need only them (aespa's statistics). Same bits as through CausalSelfAttention.
+void CausalSoftmaxProbabilities(const Tensor& q, const Tensor& k, const AttentionShape& shape, float scale,
+                                ThreadPool& pool, Tensor& probs, int lanes = 0);
+
 // The vector widths this CPU runs the tile kernels at, widest first (4 is always there).
 std::vector<int> AttentionLaneWidths();
 

@@ -28,20 +28,33 @@ void PostNorm(const LayerRun& run, const DecoderLayerWeights& w, int index, Tens
   residual = LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps);
 }
 
+// The query and key projections of x, rotated for LLaMA (positions after `past` cached ones).
+struct QueriesAndKeys {
+  Tensor q, k;
+};
+QueriesAndKeys Project(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& x, int64_t past) {
+  QueriesAndKeys out{ApplyLinear(x, w.linear("self_attn.q_proj")), ApplyLinear(x, w.linear("self_attn.k_proj"))};
+  if (IsLlama(run)) {
+    run.rotary.Apply(out.q, run.config.num_heads, run.batch, run.seq, past);
+    run.rotary.Apply(out.k, run.config.num_kv_heads, run.batch, run.seq, past);
+  }
+  return out;
+}
+
+AttentionShape ShapeOf(const LayerRun& run) {
+  return {run.batch, run.seq, run.config.num_heads, run.config.num_kv_heads, run.config.head_dim};
+}
+
+float ScoreScale(const LayerRun& run) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(run.config.head_dim))); }
+
 // q/k/v projections of x (rotated for LLaMA), causal attention, observer hooks; returns the
 // attention output before the output projection.
 Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& x) {
-  const ModelConfig& c = run.config;
-  Tensor q = ApplyLinear(x, w.linear("self_attn.q_proj"));
-  Tensor k = ApplyLinear(x, w.linear("self_attn.k_proj"));
-  const Tensor v = ApplyLinear(x, w.linear("self_attn.v_proj"));
   const int64_t past = run.cache != nullptr ? run.cache->length(run.layer) : 0;
-  if (IsLlama(run)) {
-    run.rotary.Apply(q, c.num_heads, run.batch, run.seq, past);
-    run.rotary.Apply(k, c.num_kv_heads, run.batch, run.seq, past);
-  }
-  const AttentionShape shape{run.batch, run.seq, c.num_heads, c.num_kv_heads, c.head_dim};
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  const auto [q, k] = Project(run, w, x, past);
+  const Tensor v = ApplyLinear(x, w.linear("self_attn.v_proj"));
+  const AttentionShape shape = ShapeOf(run);
+  const float scale = ScoreScale(run);
   if (run.cache != nullptr) {
     run.cache->Append(run.layer, k, v);
     // The prompt (nothing cached before) goes through the window kernel below, like Hidden.
@@ -77,6 +90,16 @@ Tensor GroupInput(const LayerRun& run, const DecoderLayerWeights& w, int group, 
     case 2: return NormedResidual(run, w, 1, residual);
     default: return MlpHidden(run, w, previous);
   }
+}
+
+void ObserveAttention(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& input) {
+  if (!run.observer.WantsAttention(run.layer)) return;
+  const auto [q, k] = Project(run, w, input, 0);
+  Tensor temporary;
+  Tensor* probs = run.observer.ProbabilitiesScratch(run.layer);
+  if (probs == nullptr) probs = &temporary;
+  CausalSoftmaxProbabilities(q, k, ShapeOf(run), ScoreScale(run), run.pool, *probs);
+  run.observer.OnAttention(run.layer, *probs, q, k, run.batch, run.seq);
 }
 
 void AddGroupOutput(const LayerRun& run, const DecoderLayerWeights& w, int group, const Tensor& input,

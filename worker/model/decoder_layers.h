@@ -43,6 +43,10 @@ inline constexpr int kLayerGroups = 4;
 Tensor GroupInput(const LayerRun& run, const DecoderLayerWeights& weights, int group, const Tensor& residual,
                   const Tensor& previous);
 
+// What group 1's input gives the observer (its attention internals, if it wants them), without
+// that input itself: the queries, keys and probabilities of the attention over group 0's input.
+void ObserveAttention(const LayerRun& run, const DecoderLayerWeights& weights, const Tensor& input);
+
 // Adds the output of group 1 or 3, computed from its `input`, to the residual stream (and
 // applies OPT post-LN's norm). Groups 0 and 2 have no output of their own in the residual.
 void AddGroupOutput(const LayerRun& run, const DecoderLayerWeights& weights, int group, const Tensor& input,

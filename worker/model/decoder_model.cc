@@ -189,6 +189,11 @@ void DecoderModel::AddGroupOutput(int layer, const DecoderLayerWeights& weights,
   qshard::AddGroupOutput(MakeRun(layer, batch, seq, nullptr), weights, group, input, residual);
 }
 
+void DecoderModel::ObserveAttention(int layer, const DecoderLayerWeights& weights, const Tensor& input, int64_t batch,
+                                    int64_t seq, LayerObserver& observer) const {
+  qshard::ObserveAttention(MakeRun(layer, batch, seq, &observer), weights, input);
+}
+
 Tensor DecoderModel::Logits(const Tensor& hidden) const {
   Tensor x;
   if (config_.arch == Architecture::kLlama) {

@@ -85,6 +85,10 @@ class DecoderModel {
                     const Tensor& previous, int64_t batch, int64_t seq, LayerObserver* observer = nullptr) const;
   void AddGroupOutput(int layer, const DecoderLayerWeights& weights, int group, const Tensor& input, Tensor& residual,
                       int64_t batch, int64_t seq) const;
+  // The attention internals GroupInput(1) would show `observer`, from group 0's `input`, without
+  // computing the attention output (aespa's statistics need only them).
+  void ObserveAttention(int layer, const DecoderLayerWeights& weights, const Tensor& input, int64_t batch, int64_t seq,
+                        LayerObserver& observer) const;
   // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab].
   Tensor Logits(const Tensor& hidden) const;
 

@@ -1,6 +1,5 @@
-// exp() over float32 arrays, written so the compiler vectorizes it (glibc's expf is a scalar
-// call per element, which dominated attention's softmax). Cephes' expf scheme: x = k·ln2 + r,
-// a degree-6 polynomial for exp(r), 2^k from the exponent bits; within 1 ulp of expf.
+// exp() over float32 arrays, vectorized (glibc's expf is a scalar call per element, which
+// dominated attention's softmax): worker/model/vector_math.h's ExpOfClamped after a clamp.
 #pragma once
 
 #include <cstdint>
