@@ -32,9 +32,10 @@ struct LayerProgress {
   double elapsed = 0.0;  // the job so far
 };
 
-// The runner calls these on the thread that called RunJob, one at a time, never from the threads
-// it runs workers on: a callback needs no lock of its own (a test's log may append to a vector).
 struct JobEvents {
+  // The runner calls these on the thread that called RunJob, one at a time, never from the
+  // threads it runs workers on: a callback needs no lock of its own (a test's log may append to
+  // a vector).
   std::function<void(const std::string& line)> log = [](const std::string&) {};
   std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
   // Polled between groups; the job stops with CANCELLED and leaves no output behind.
