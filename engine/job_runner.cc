@@ -188,10 +188,10 @@ class Job {
   // the kept store at a time.
   absl::Status AdoptAndReplay(const std::vector<std::vector<int>>& adopted) {
     const auto adopting = [&](size_t i) { return !adopted[i].empty(); };
+    for (size_t i = 0; i < adopted.size(); ++i)
+      if (adopting(i)) events_.log(absl::StrCat("worker ", i, " adopts ", adopted[i].size(), " shards"));
     QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t i, WorkerClient& w) {
-      if (!adopting(i)) return absl::OkStatus();
-      events_.log(absl::StrCat("worker ", i, " adopts ", adopted[i].size(), " shards"));
-      return w.AdoptShards(adopted[i]);
+      return adopting(i) ? w.AdoptShards(adopted[i]) : absl::OkStatus();
     }));
     for (int layer = 0; layer < finished_; ++layer) {
       QSHARD_ASSIGN_OR_RETURN(const std::vector<GroupSolution> solutions, kept_->Load(layer));
@@ -368,7 +368,9 @@ class Job {
   }
 
   // Calls `call` on every live worker, concurrently when there are several. A worker whose call
-  // fails with UNAVAILABLE is lost; the first error (in worker order) is returned.
+  // fails with UNAVAILABLE is lost; the first error (in worker order) is returned. `call` runs on
+  // threads of its own, so it must not reach events_: JobEvents promises its callbacks this
+  // thread alone.
   absl::Status ForEachWorker(const std::function<absl::Status(size_t, WorkerClient&)>& call) {
     const std::vector<size_t> alive = Alive();
     std::vector<absl::Status> results(alive.size());

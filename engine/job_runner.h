@@ -44,6 +44,9 @@ struct ModuleProgress {
 };
 
 struct JobEvents {
+  // The runner calls these on the thread that called RunJob, one at a time, never from the
+  // threads it runs workers on: a callback needs no lock of its own (a test's log may append to
+  // a vector).
   std::function<void(const std::string& line)> log = [](const std::string&) {};
   std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
   std::function<void(const ModuleProgress&)> module_started = [](const ModuleProgress&) {};

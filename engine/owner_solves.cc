@@ -15,13 +15,15 @@ struct SharedPart {
   absl::StatusOr<SharedGroupPart> part = absl::UnknownError("not run");
 };
 
+// Every member has an initializer, so `{.group = g}` names only what it sets (gcc's
+// -Wmissing-field-initializers warns about members without one).
 struct Part {
   int group = 0;
-  std::vector<std::string> linears;         // empty (and no heads): the whole group
-  std::vector<HeadRange> heads;             // the per-head step: these heads (given `shared`)
+  std::vector<std::string> linears = {};    // empty (and no heads): the whole group
+  std::vector<HeadRange> heads = {};        // the per-head step: these heads (given `shared`)
   const SharedGroupPart* shared = nullptr;  // the group's shared part, for a two-step solve
   absl::StatusOr<GroupSolution> solution = absl::UnknownError("not run");  // empty for heads
-  std::vector<HeadsPart> solved_heads;
+  std::vector<HeadsPart> solved_heads = {};
 };
 
 const absl::Status& StatusOf(const SharedPart& p) { return p.part.status(); }
@@ -188,13 +190,13 @@ SolvedGroups SolveOnOwners(const OwnerSolves& r, const std::vector<int>& to_solv
     std::map<size_t, Share> share_of = SharesOf(quantized, *r.sizes, r.heads, *r.method, r.alive, first);
     const size_t owner = OwnerOf(r.layer, g, groups.size(), r.alive);
     if (share_of.size() <= 1) {  // one worker, or nothing to split
-      parts_of[owner].push_back({g, {}});
+      parts_of[owner].push_back({.group = g});
       continue;
     }
-    if (r.method->independent_after_shared) shared_of[owner].push_back({g});
+    if (r.method->independent_after_shared) shared_of[owner].push_back({.group = g});
     for (auto& [part_owner, share] : share_of) {
-      if (!share.linears.empty()) parts_of[part_owner].push_back({g, std::move(share.linears)});
-      if (!share.heads.empty()) parts_of[part_owner].push_back({g, {}, std::move(share.heads)});
+      if (!share.linears.empty()) parts_of[part_owner].push_back({.group = g, .linears = std::move(share.linears)});
+      if (!share.heads.empty()) parts_of[part_owner].push_back({.group = g, .heads = std::move(share.heads)});
     }
   }
   const auto statistics = [&](int g) { return r.statistics == nullptr ? nullptr : &(*r.statistics)[g]; };

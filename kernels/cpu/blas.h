@@ -47,6 +47,11 @@ void SetBlasThreads(int threads);
 // cost more than the products. The library's count is process-wide (OpenBLAS 0.3.21 has no
 // per-thread one), so scopes may overlap, from any threads: the count returns when the last ends.
 // Results are the same either way (each element of a product is one sum, in one order).
+// Changing the count while other threads are inside BLAS is safe with the pthread OpenBLAS that
+// scripts/install-deps installs: a call reads the count once on entry, and a change only starts
+// threads (under the library's lock) or stops handing work to them; their buffers stay. The
+// OpenMP build (libopenblas0-openmp) frees its threads' buffers on every change, under calls in
+// flight: do not link it.
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas();

@@ -1,10 +1,13 @@
 // A job that dies after finishing some layers and is run again with the same kept layers
 // (the coordinator's FinishedLayerDir) skips them, solving only the rest, and writes the bytes
 // of an uninterrupted run: for one and for three workers, sequential and parallel propagation,
-// and Z-Fold's rewrites. A damaged layer file ends the kept run there.
+// and Z-Fold's rewrites, with every log line told on the job's own thread. A damaged layer
+// file ends the kept run there.
 #include "coordinator/finished_layer_dir.h"
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include "engine/job_runner.h"
 #include "engine/local_worker.h"
@@ -55,9 +58,18 @@ Run RunOn(int workers, const JobSpec& spec, FinishedLayerStore& store) {
   }
   Run run;
   JobEvents events;
-  events.log = [&](const std::string& line) { run.log.push_back(line); };
+  // JobEvents promises its callbacks the job's thread, so this push_back takes no lock: one
+  // made from the workers' threads (once, the resumed workers' "adopts" lines) raced and
+  // corrupted the heap now and then. Counted here, such a call fails the test every time.
+  const std::thread::id job_thread = std::this_thread::get_id();
+  std::atomic<int> elsewhere = 0;
+  events.log = [&](const std::string& line) {
+    if (std::this_thread::get_id() != job_thread) ++elsewhere;
+    run.log.push_back(line);
+  };
   events.finished_layers = &store;
   run.report = RunJob(spec, clients, events);
+  EXPECT_EQ(elsewhere.load(), 0) << "log lines from a thread other than the job's";
   return run;
 }
 
