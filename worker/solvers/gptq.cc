@@ -38,10 +38,16 @@ class RowBlockSweep {
     TransposeRows(problem_.weight->row(row_begin_), rows_, in_, original.data());
     FitUpfrontGridsAndZeroDeadColumns(original);
 
-    w_ = ZeroedVector<float>(in_ * rows_);
-    for (int64_t j = 0; j < in_; ++j)
-      std::memcpy(w_.data() + j * rows_, original.data() + factor_.order[j] * rows_, rows_ * sizeof(float));
-    sorted_original_ = w_;
+    if (std::is_sorted(factor_.order.begin(), factor_.order.end())) {  // the identity: already in sweep order
+      sorted_original_ = std::move(original);
+    } else {
+      sorted_original_ = ZeroedVector<float>(in_ * rows_);
+      for (int64_t j = 0; j < in_; ++j)
+        std::memcpy(sorted_original_.data() + j * rows_, original.data() + factor_.order[j] * rows_,
+                    rows_ * sizeof(float));
+      original = std::vector<float>();
+    }
+    w_ = sorted_original_;
     codes_ = ZeroedVector<int32_t>(in_ * rows_);
     if (problem_.keep_unrounded) unrounded_.resize(in_ * rows_);
     const double damped_error = Sweep();
@@ -50,7 +56,7 @@ class RowBlockSweep {
     // damping term λ‖ΔW‖² leaves the undamped objective. Dead columns have ΔW = 0.
     double delta_sq = 0.0;
     for (int64_t j = 0; j < in_; ++j) {
-      const float* before = original.data() + factor_.order[j] * rows_;
+      const float* before = sorted_original_.data() + j * rows_;
       const float* after = w_.data() + j * rows_;
       for (int64_t r = 0; r < rows_; ++r) {
         const double d = static_cast<double>(before[r]) - after[r];
