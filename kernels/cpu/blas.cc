@@ -6,7 +6,9 @@
 
 
 extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
+void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 }
@@ -45,12 +47,35 @@ void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c) {
 
 // LAPACK is column-major: a row-major matrix is its transpose, so "upper" in row-major is
 // "L" for LAPACK and vice versa.
+bool CholeskyF64(int64_t n, double* a, bool upper) {
+  const char uplo = upper ? 'L' : 'U';
+  const int nn = static_cast<int>(n);
+  int info = 0;
+  dpotrf_(&uplo, &nn, a, &nn, &info);
+  if (info != 0) return false;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if (upper ? j < i : j > i) a[i * n + j] = 0.0;
+  return true;
+}
+
 bool CholeskyLowerF32(int64_t n, float* a) {
   const char uplo = 'U';  // row-major lower == column-major upper
   const int nn = static_cast<int>(n);
   int info = 0;
   spotrf_(&uplo, &nn, a, &nn, &info);
   return info == 0;
+}
+
+bool CholeskyInverseF64(int64_t n, double* lower_factor) {
+  const char uplo = 'U';  // row-major lower == column-major upper
+  const int nn = static_cast<int>(n);
+  int info = 0;
+  dpotri_(&uplo, &nn, lower_factor, &nn, &info);
+  if (info != 0) return false;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) lower_factor[i * n + j] = lower_factor[j * n + i];
+  return true;
 }
 
 void SetBlasThreads(int threads) {

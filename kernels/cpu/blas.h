@@ -29,10 +29,15 @@ void UnitUpperTransposedSolve(int64_t m, int64_t n, const float* a, int64_t lda,
 // lower triangle is neither read nor written (callers mirror it when they need the square).
 void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c);
 
-// In-place Cholesky factorization A = LLᵀ of a symmetric positive-definite matrix a[n,n]
-// (float32, LAPACK spotrf): reads the lower triangle and leaves L there; the upper triangle is
-// neither read nor written. Returns false when the matrix is not positive definite.
+// In-place Cholesky factorization of a symmetric positive-definite matrix a[n,n] (float64).
+// upper=true leaves U (A = UᵀU) in the upper triangle, otherwise L (A = LLᵀ) in the lower one;
+// the other triangle is zeroed. Returns false when the matrix is not positive definite.
+bool CholeskyF64(int64_t n, double* a, bool upper);
+// The same in float32 (LAPACK spotrf), leaving the other triangle as it was: for callers that
+// read only the factor's triangle, or rebuild the matrix from it after a failure.
 bool CholeskyLowerF32(int64_t n, float* a);
+// Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
+bool CholeskyInverseF64(int64_t n, double* lower_factor);
 
 // Number of threads the BLAS library uses; 0 leaves the library default.
 void SetBlasThreads(int threads);
