@@ -7,7 +7,6 @@
 
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
-void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
@@ -57,14 +56,6 @@ bool CholeskyF64(int64_t n, double* a, bool upper) {
     for (int64_t j = 0; j < n; ++j)
       if (upper ? j < i : j > i) a[i * n + j] = 0.0;
   return true;
-}
-
-bool CholeskyLowerF32(int64_t n, float* a) {
-  const char uplo = 'U';  // row-major lower == column-major upper
-  const int nn = static_cast<int>(n);
-  int info = 0;
-  spotrf_(&uplo, &nn, a, &nn, &info);
-  return info == 0;
 }
 
 bool CholeskyInverseF64(int64_t n, double* lower_factor) {

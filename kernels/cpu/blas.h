@@ -33,9 +33,6 @@ void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c);
 // upper=true leaves U (A = UᵀU) in the upper triangle, otherwise L (A = LLᵀ) in the lower one;
 // the other triangle is zeroed. Returns false when the matrix is not positive definite.
 bool CholeskyF64(int64_t n, double* a, bool upper);
-// The same in float32 (LAPACK spotrf), leaving the other triangle as it was: for callers that
-// read only the factor's triangle, or rebuild the matrix from it after a failure.
-bool CholeskyLowerF32(int64_t n, float* a);
 // Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
 bool CholeskyInverseF64(int64_t n, double* lower_factor);
 

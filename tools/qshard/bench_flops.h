@@ -7,7 +7,7 @@
 
 namespace qshard::cli {
 
-// One GPTQ solve (worker/solvers/inverse_hessian.h): the factorization, one float32 Cholesky
+// One GPTQ solve (worker/solvers/inverse_hessian.h): the factorization, one float64 Cholesky
 // of the cols × cols Hessian (cols³/3); the sweep's updates, each column's shift applied to
 // every later column of its rows (2·rows·(cols − j) for column j: rows·cols² in all), and for
 // dynamic groups one triangular solve of rows × g² per group (rows·cols·g). Grid fits and

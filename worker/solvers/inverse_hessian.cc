@@ -11,23 +11,23 @@
 namespace qshard {
 namespace {
 
-// `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian) in its lower triangle and
-// zeros above it; on success it becomes the factor's updates R·diag(R)⁻¹ and the factor gets
-// diag(R). R = J L J with L = chol(J H J) is the flat array of L read backwards: reversed in place.
-bool FactorReversed(int64_t n, std::vector<float>& reversed, InverseHessianFactor& factor) {
-  if (!kernels::CholeskyLowerF32(n, reversed.data())) return false;
-  std::reverse(reversed.begin(), reversed.end());
+// `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian); on success the factor
+// gets R = J chol(J H J) J, as the update weights R_ik/R_kk and the diagonal R_kk, in float32.
+bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFactor& factor) {
+  if (!kernels::CholeskyF64(n, reversed.data(), /*upper=*/false)) return false;
+  const auto r = [&](int64_t i, int64_t j) { return reversed[(n - 1 - i) * n + (n - 1 - j)]; };  // R_ij
+  factor.updates = ZeroedVector<float>(n * n);
   factor.diagonal.resize(n);
   std::vector<double> inverse_diagonal(n);
   for (int64_t j = 0; j < n; ++j) {
-    factor.diagonal[j] = reversed[j * n + j];
-    inverse_diagonal[j] = 1.0 / static_cast<double>(factor.diagonal[j]);
+    factor.diagonal[j] = static_cast<float>(r(j, j));
+    inverse_diagonal[j] = 1.0 / r(j, j);
   }
   for (int64_t i = 0; i < n; ++i) {
-    float* row = reversed.data() + i * n;
-    for (int64_t j = i; j < n; ++j) row[j] = static_cast<float>(row[j] * inverse_diagonal[j]);
+    const double* source = reversed.data() + (n - 1 - i) * n + (n - 1);  // row n−1−i, from the end
+    float* row = factor.updates.data() + i * n;
+    for (int64_t j = i; j < n; ++j) row[j] = static_cast<float>(source[-j] * inverse_diagonal[j]);
   }
-  factor.updates = std::move(reversed);
   return true;
 }
 
@@ -60,18 +60,16 @@ absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hess
 
   // Sweep position j is row n−1−j of the reversed matrix.
   std::vector<int64_t> reversed_order(factor.order.rbegin(), factor.order.rend());
-  // Only the lower triangle is written (and read by the Cholesky): the zeros above it become
-  // the zeros below the updates' diagonal.
-  std::vector<float> work = ZeroedVector<float>(n * n);
+  std::vector<double> work = ZeroedVector<double>(n * n);
   for (int retry = 0; retry <= spec.max_damp_retries; ++retry) {
     factor.damp = spec.damp * std::pow(spec.damp_growth, retry);
     factor.damp_added = factor.damp * mean_diag;
     factor.retries = retry;
     for (int64_t i = 0; i < n; ++i) {
       const double* source_row = hessian.sum.data() + reversed_order[i] * n;
-      float* row = work.data() + i * n;
-      for (int64_t j = 0; j < i; ++j) row[j] = static_cast<float>(source_row[reversed_order[j]] * normalizer);
-      row[i] = static_cast<float>(diag[reversed_order[i]] + factor.damp_added);
+      double* row = work.data() + i * n;
+      for (int64_t j = 0; j < n; ++j) row[j] = source_row[reversed_order[j]] * normalizer;
+      row[i] = diag[reversed_order[i]] + factor.damp_added;
     }
     if (FactorReversed(n, work, factor)) return factor;
   }

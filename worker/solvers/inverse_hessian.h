@@ -11,11 +11,9 @@
 // reference's and half of a Cholesky plus triangular inverse (the tests compare against the
 // reference route).
 //
-// The Cholesky runs in float32, like the reference's (TF32 off), at twice float64's rate on
-// half its memory; the normalization, dead columns and damping are applied in float64 first.
-// docs/performance.md has the evidence that KL and top-1 do not move against the float64
-// factor this replaced (bytes do, at rounding boundaries). The sweep's coefficients R_ik/R_kk
-// go to the sweep in float32, like the reference's U.
+// The Cholesky runs in float64 (the reference uses float32 with TF32 off): it removes most
+// spurious "not positive definite" failures that would otherwise force extra damping. The
+// sweep's coefficients R_ik/R_kk go to the sweep in float32, like the reference's U.
 #pragma once
 
 #include <cstdint>
