@@ -244,7 +244,7 @@ class Job {
   }
 
   // One layer on the workers; `weights` and `quantized` (the stitcher's copy) end up as the
-  // quantized layer to write, `solutions` as the groups' solutions in order.
+  // quantized layer to write, `solutions` as the groups' solutions in order when a store keeps them.
   absl::Status QuantizeLayer(int layer, DecoderLayerWeights& weights, QuantizedLayer& quantized,
                              std::vector<GroupSolution>& solutions) {
     QSHARD_RETURN_IF_ERROR(ForEachWorker([&](size_t, WorkerClient& w) { return w.BeginLayer(layer); }));
@@ -297,7 +297,7 @@ class Job {
       QSHARD_RETURN_IF_ERROR(Timed(phases_.propagation, [&] {
         return ForEachWorker([&](size_t, WorkerClient& w) { return w.Apply(g, solution); });
       }));
-      solutions.push_back(solution);
+      if (kept_ != nullptr) solutions.push_back(solution);  // only a store reads them: no copy otherwise
       QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     }
     Started(layer, JobPhase::kPropagating, groups, {});

@@ -16,4 +16,8 @@ namespace qshard {
 double ProxyError(const Tensor& weight, const Tensor& dequantized,
                   std::span<const HessianSum* const> hessians);
 
+// tr(W H Wᵀ) for one Hessian: ProxyError against an all-zero Ŵ, the same sums in the same order,
+// without forming W − 0.
+double ProxyEnergy(const Tensor& weight, const HessianSum& hessian);
+
 }  // namespace qshard
