@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 
+#include "core/thread_pool.h"
 #include "gtest/gtest.h"
 
 namespace qshard {
@@ -128,6 +129,10 @@ void ExpectSearchMatchesBruteForce(int group_size, int bits, bool sym = false) {
 
   const FixedGrids start = MinMaxGrids(stack, spec);
   const FixedGrids searched = SearchGrids(stack, zeta, spec, start);
+  ThreadPool pool(3);
+  const FixedGrids on_pool = SearchGrids(stack, zeta, spec, start, &pool);
+  EXPECT_EQ(on_pool.scales.values(), searched.scales.values());
+  EXPECT_EQ(on_pool.zeros, searched.zeros);
   const int64_t gs = group_size > 0 ? group_size : in;
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<AffineGrid> grids(in);

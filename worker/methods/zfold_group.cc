@@ -76,7 +76,8 @@ absl::StatusOr<SharedGroupPart> FoldedGroupMethod::SolveShared(const GroupProble
 
   const MethodOptions& o = options();
   const StackedRows stack = StackRows(parts, o.spec.damp);
-  const ZfoldSolution found = SearchZfold(stack, o.spec, o.zfold_max_iters, learn_zeta ? &producer.channels : nullptr);
+  const ZfoldSolution found = SearchZfold(stack, o.spec, o.zfold_max_iters, learn_zeta ? &producer.channels : nullptr,
+                                          group.pool);
   SharedGroupPart shared;
   FixedGrids grids = found.grids;
   if (learn_zeta) {
@@ -86,7 +87,7 @@ absl::StatusOr<SharedGroupPart> FoldedGroupMethod::SolveShared(const GroupProble
     shared.rewrites = std::move(fold.rewrites);
     // α for the ζ the producer really applies (it differs from the searched ζ by the fp16
     // rounding of a quantized producer's scales), and never the min-max start.
-    grids = SearchGrids(stack, shared.column_scale, o.spec, found.grids);
+    grids = SearchGrids(stack, shared.column_scale, o.spec, found.grids, group.pool);
   }
   int64_t row = 0;
   for (size_t i = 0; i < parts.size(); ++i) {

@@ -157,7 +157,7 @@ void CopyBlock(const double* src, int64_t src_cols, int64_t row0, int64_t col0, 
 
 // Searches rows [r0, r0 + rows) of one Hessian block, group by group.
 void SearchChunk(const StackedRows& stack, std::span<const float> zeta, const std::vector<double>& h_tilde,
-                 int64_t r0, int64_t rows, const QuantSpec& spec, ThreadPool& pool, FixedGrids& grids) {
+                 int64_t r0, int64_t rows, const QuantSpec& spec, ThreadPool* pool, FixedGrids& grids) {
   const GridOptions options = spec.grid_options();
   const int32_t max_code = MaxCode(options.bits);
   const int64_t in = stack.cols(), out = stack.rows();
@@ -214,7 +214,12 @@ void SearchChunk(const StackedRows& stack, std::span<const float> zeta, const st
       g.products[mode].resize(rows * n);
       kernels::GemmF64(rows, n, n, g.offsets[mode].data(), false, a.data(), false, g.products[mode].data());
     }
-    pool.ParallelFor(rows, [&](int64_t i) { best[i] = SearchRow(g, i, options); });
+    const auto search_row = [&](int64_t i) { best[i] = SearchRow(g, i, options); };
+    if (pool != nullptr) {
+      pool->ParallelFor(rows, search_row);
+    } else {
+      for (int64_t i = 0; i < rows; ++i) search_row(i);
+    }
     for (int64_t i = 0; i < rows; ++i) {
       grids.scales[group * out + r0 + i] = best[i].scale;
       grids.zeros[group * out + r0 + i] = best[i].zero;
@@ -275,9 +280,8 @@ FixedGrids MinMaxGrids(const StackedRows& stack, const QuantSpec& spec) {
 }
 
 FixedGrids SearchGrids(const StackedRows& stack, std::span<const float> zeta, const QuantSpec& spec,
-                       const FixedGrids& start) {
+                       const FixedGrids& start, ThreadPool* pool) {
   FixedGrids grids = start;
-  ThreadPool pool(0);
   for (const RowBlock& block : stack.blocks) {
     const std::vector<double> h_tilde = ScaledHessian(*block.hessian, zeta);
     for (int64_t r0 = block.row_begin; r0 < block.row_begin + block.rows; r0 += kChunkRows)
@@ -288,13 +292,13 @@ FixedGrids SearchGrids(const StackedRows& stack, std::span<const float> zeta, co
 }
 
 ZfoldSolution SearchZfold(const StackedRows& stack, const QuantSpec& spec, int max_iters,
-                          const ZetaChannels* channels) {
+                          const ZetaChannels* channels, ThreadPool* pool) {
   ZfoldSolution best;
   best.grids = MinMaxGrids(stack, spec);
   if (channels != nullptr) best.channel_zeta.assign(channels->channels, 1.0f);
   best.initial_loss = best.loss = HessianWeightedLoss(stack, {}, best.grids, spec.bits, spec.group_size);
   if (channels == nullptr) {
-    FixedGrids grids = SearchGrids(stack, {}, spec, best.grids);
+    FixedGrids grids = SearchGrids(stack, {}, spec, best.grids, pool);
     const double loss = HessianWeightedLoss(stack, {}, grids, spec.bits, spec.group_size);
     if (loss <= best.loss) {
       best.grids = std::move(grids);
@@ -306,7 +310,7 @@ ZfoldSolution SearchZfold(const StackedRows& stack, const QuantSpec& spec, int m
   for (int iteration = 1; iteration <= max_iters; ++iteration) {
     std::vector<float> channel_zeta = UpdateZeta(stack, *channels, best.channel_zeta, best.grids, spec);
     const std::vector<float> zeta = ColumnZeta(*channels, channel_zeta);
-    FixedGrids grids = SearchGrids(stack, zeta, spec, best.grids);
+    FixedGrids grids = SearchGrids(stack, zeta, spec, best.grids, pool);
     const double loss = HessianWeightedLoss(stack, zeta, grids, spec.bits, spec.group_size);
     if (loss > best.loss) break;
     const bool lowered = loss < best.loss;

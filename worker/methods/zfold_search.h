@@ -28,6 +28,8 @@
 
 namespace qshard {
 
+class ThreadPool;
+
 // Which channel of the input's producer feeds each input column: ζ is one value per channel.
 // Identity for norms; under grouped-query attention the output projection's columns of the
 // query heads sharing a KV head map to one value-projection row, which ties their ζ.
@@ -51,13 +53,15 @@ FixedGrids MinMaxGrids(const StackedRows& stack, const QuantSpec& spec);
 
 // α and zero points for a fixed ζ [in] (empty: 1) — the reference's find_quant_params, and
 // its find_only_scale when used to refit after ζ is final. `start` holds the other groups'
-// grids for the cross-group terms (any valid grids, e.g. MinMaxGrids).
+// grids for the cross-group terms (any valid grids, e.g. MinMaxGrids). Rows are searched on
+// `pool`'s threads (the worker's; nullptr: the calling thread), each alone, so the result does
+// not depend on the pool.
 FixedGrids SearchGrids(const StackedRows& stack, std::span<const float> zeta, const QuantSpec& spec,
-                       const FixedGrids& start);
+                       const FixedGrids& start, ThreadPool* pool = nullptr);
 
 // The alternation, at most max_iters times. channels == nullptr: ζ is fixed to 1 (an input
 // that cannot absorb ζ) and only the grids are searched.
 ZfoldSolution SearchZfold(const StackedRows& stack, const QuantSpec& spec, int max_iters,
-                          const ZetaChannels* channels);
+                          const ZetaChannels* channels, ThreadPool* pool = nullptr);
 
 }  // namespace qshard
