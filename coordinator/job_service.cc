@@ -1,5 +1,6 @@
 #include "coordinator/job_service.h"
 
+#include <filesystem>
 #include <mutex>
 #include <optional>
 
@@ -94,6 +95,28 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobStatus> {
   bool finished_ = false;
 };
 
+// A path as a job writes it, for comparing two jobs' outputs ("a/./b/" is "a/b").
+std::filesystem::path OutputKey(const std::string& out_dir) {
+  std::filesystem::path key = std::filesystem::path(out_dir).lexically_normal();
+  return key.has_filename() ? key : key.parent_path();
+}
+
+// A queued or running job owns its output path until it ends: a second job there could only
+// fail when it starts, after the first has written there, so it is refused at submission.
+absl::Status CheckNoUnfinishedJobWrites(Journal& journal, const std::string& out_dir) {
+  QSHARD_ASSIGN_OR_RETURN(const std::vector<JobRecord> unfinished, journal.Unfinished());
+  const std::filesystem::path wanted = OutputKey(out_dir);
+  for (const JobRecord& job : unfinished) {
+    v1::JobSpec other;
+    if (!other.ParseFromString(job.spec))
+      return absl::DataLossError(absl::StrCat("the journal's spec of ", job.job_id, " does not parse"));
+    if (OutputKey(other.output_path()) == wanted)
+      return absl::FailedPreconditionError(absl::StrCat("output_path: ", out_dir, " is the output of ", job.job_id,
+                                                        ", which is ", v1::JobState_Name(job.state)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> JobServiceImpl::Caller(const grpc::CallbackServerContext& context) const {
@@ -118,6 +141,7 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::Submit(const grpc::Callbac
   const std::string& request_id = proto.client_request_id();
   QSHARD_ASSIGN_OR_RETURN(std::optional<JobRecord> seen, journal_.FindByRequestId(request_id));
   if (!seen) {
+    QSHARD_RETURN_IF_ERROR(CheckNoUnfinishedJobWrites(journal_, spec.out_dir));
     QSHARD_RETURN_IF_ERROR(CheckOutputIsFree(spec.out_dir));
     if (admit_) QSHARD_RETURN_IF_ERROR(admit_(spec));
   }

@@ -335,18 +335,25 @@ TEST_F(JobServiceTest, TwoJobsOnOneOutputNeverRemoveTheFirstOnesFiles) {
   StartCoordinator(executor);
   v1::SubmitJobResponse first, second;
   ASSERT_TRUE(Submit(Spec("same", "1"), &first).ok());
-  // Refused at once when the first job already wrote there, else refused when it starts.
-  const grpc::Status submitted = Submit(Spec("same", "2"), &second);
+  // Refused at submission while the first job is queued or running, however the path is spelt.
+  v1::JobSpec again = Spec("same", "2");
+  again.set_output_path(again.output_path() + "/./");
+  const grpc::Status submitted = Submit(again, &second);
+  EXPECT_EQ(submitted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(submitted.error_message().find("output_path"), std::string::npos) << submitted.error_message();
+  EXPECT_NE(submitted.error_message().find(first.job_id()), std::string::npos) << submitted.error_message();
+  // A queued job has written nothing yet, and owns its output all the same.
+  v1::SubmitJobResponse queued;
+  ASSERT_TRUE(Submit(Spec("later", "4"), &queued).ok());
+  const grpc::Status behind = Submit(Spec("later", "5"), &second);
+  EXPECT_EQ(behind.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(behind.error_message().find(queued.job_id()), std::string::npos) << behind.error_message();
   executor.Open();
   EXPECT_EQ(WaitFinal(first.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
-  if (submitted.ok()) {
-    const v1::JobStatus refused = WaitFinal(second.job_id());
-    EXPECT_EQ(refused.state(), v1::JOB_STATE_FAILED);
-    EXPECT_NE(refused.error().find("output_path"), std::string::npos) << refused.error();
-  } else {
-    EXPECT_EQ(submitted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  }
+  EXPECT_EQ(WaitFinal(queued.job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_TRUE(fs::exists(root_.Child("same/model.safetensors")));
+  // Once the first has ended, its output exists: still refused, now for that reason.
+  EXPECT_EQ(Submit(Spec("same", "3"), &second).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(JobServiceTest, AJobTooLargeForThisMachineIsRefusedWithItsNumbers) {
