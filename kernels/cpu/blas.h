@@ -46,7 +46,10 @@ void SetBlasThreads(int threads);
 // many small GEMMs on threads of their own, where the library's hand-offs to its threads would
 // cost more than the products. The library's count is process-wide (OpenBLAS 0.3.21 has no
 // per-thread one), so scopes may overlap, from any threads: the count returns when the last ends.
-// Results are the same either way (each element of a product is one sum, in one order).
+// Results are not always the same either way: OpenBLAS may split a product's k or pick other
+// kernels by thread count (sgemm from about 129×130 up, potrf at any size measured), so
+// callers that need fixed bits run every call of a computation single-threaded, in fixed
+// tiles (AdaRound's E·H; docs/architecture.md, the caveat on the GPTQ factor).
 // Changing the count while other threads are inside BLAS is safe with the pthread OpenBLAS that
 // scripts/install-deps installs: a call reads the count once on entry, and a change only starts
 // threads (under the library's lock) or stops handing work to them; their buffers stay. The
