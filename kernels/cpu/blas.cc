@@ -66,6 +66,15 @@ bool CholeskyF64(int64_t n, double* a, bool upper) {
   return true;
 }
 
+void SubtractProductF64(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+                        double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, -1.0, a, lda, b, ldb, 1.0, c, ldc);
+}
+
+void SolveLowerTransposedRightF64(int64_t m, int64_t n, const double* l, int64_t ldl, double* b, int64_t ldb) {
+  cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, n, 1.0, l, ldl, b, ldb);
+}
+
 bool CholeskyInverseF64(int64_t n, double* lower_factor) {
   const char uplo = 'U';  // row-major lower == column-major upper
   const int nn = static_cast<int>(n);

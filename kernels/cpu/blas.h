@@ -36,6 +36,15 @@ void SyrkUpperTransA(int64_t n, int64_t k, const float* x, float* c);
 // upper=true leaves U (A = UᵀU) in the upper triangle, otherwise L (A = LLᵀ) in the lower one;
 // the other triangle is zeroed. Returns false when the matrix is not positive definite.
 bool CholeskyF64(int64_t n, double* a, bool upper);
+
+// C[m,n] (row stride ldc) −= A[m,k] (row stride lda) · B[n,k]ᵀ (row stride ldb), float64: a tile
+// of a blocked factorization's trailing update.
+void SubtractProductF64(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+                        double* c, int64_t ldc);
+
+// B[m,n] (row stride ldb) ← B · L⁻ᵀ for L [n,n] lower triangular (row stride ldl), float64: a
+// tile of a blocked Cholesky's panel.
+void SolveLowerTransposedRightF64(int64_t m, int64_t n, const double* l, int64_t ldl, double* b, int64_t ldb);
 // Inverse of an SPD matrix from its lower Cholesky factor (LAPACK dpotri), full square out.
 bool CholeskyInverseF64(int64_t n, double* lower_factor);
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
 #include "tools/qshard/bench_flops.h"
 #include "worker/calibration/hessian.h"
@@ -73,12 +74,14 @@ struct QshardTiming {
   Tensor dequantized;
 };
 
-absl::StatusOr<QshardTiming> TimeQshard(const SyntheticLayer& layer, const QuantSpec& spec, int repeats) {
+absl::StatusOr<QshardTiming> TimeQshard(const SyntheticLayer& layer, const QuantSpec& spec, int repeats,
+                                        ThreadPool& pool) {
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, MakeSolver("gptq", spec));
   LayerProblem problem;
   problem.name = "bench layer";
   problem.weight = &layer.weight;
   problem.hessians = {&layer.hessian};
+  problem.pool = &pool;
   QshardTiming timing;
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
@@ -88,7 +91,7 @@ absl::StatusOr<QshardTiming> TimeQshard(const SyntheticLayer& layer, const Quant
   }
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
-    QSHARD_RETURN_IF_ERROR(FactorInverseHessian(layer.hessian, spec).status());
+    QSHARD_RETURN_IF_ERROR(FactorInverseHessian(layer.hessian, spec, &pool).status());
     timing.factor_seconds.push_back(SecondsSince(start));
   }
   return timing;
@@ -144,6 +147,7 @@ absl::Status WriteBaselineInputs(const SyntheticLayer& layer, const ScratchDir& 
 
 absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions& options) {
   kernels::SetBlasThreads(options.common.threads);
+  ThreadPool pool(options.common.threads);  // the worker's threads, as a job's solver gets them
   QSHARD_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Create());
   std::cerr << "bench gptq: measuring the sgemm rate" << std::endl;
   const double sgemm_rate = MeasureSgemmRate(options.common.repeats);
@@ -163,7 +167,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunGptqBench(const GptqBenchOptions&
       spec.act_order = options.act_order;
       std::cerr << absl::StrFormat("bench gptq: %s, %d bits, group %d: qshard", shape, options.bits, group_size)
                 << std::endl;
-      QSHARD_ASSIGN_OR_RETURN(QshardTiming timing, TimeQshard(layer, spec, options.common.repeats));
+      QSHARD_ASSIGN_OR_RETURN(QshardTiming timing, TimeQshard(layer, spec, options.common.repeats, pool));
       const double qshard_error = ProxyError(layer.weight, timing.dequantized, hessians) / reference_energy;
       const double seconds = Median(timing.seconds), factor_seconds = Median(timing.factor_seconds);
       const double flops = GptqFactorFlops(in) + GptqSweepFlops(out, in, group_size);

@@ -53,9 +53,9 @@ class FlattenQuantMethod : public LayerMethod {
       const Tensor weight = FlattenWeight(target->second.weight, channels);
       const auto start = std::chrono::steady_clock::now();
       // --bits 4: INT4 where the estimate allows it, else INT8 (flattenquant_method.h).
-      QSHARD_ASSIGN_OR_RETURN(Solved solved, Solve(full_name, weight, flat, channels, range, bits_ == 4 ? 4 : 8));
+      QSHARD_ASSIGN_OR_RETURN(Solved solved, Solve(full_name, weight, flat, channels, range, bits_ == 4 ? 4 : 8, group.pool));
       if (bits_ == 4 && solved.weight_error + solved.act_error > int4_max_error_) {
-        QSHARD_ASSIGN_OR_RETURN(solved, Solve(full_name, weight, flat, channels, range, 8));
+        QSHARD_ASSIGN_OR_RETURN(solved, Solve(full_name, weight, flat, channels, range, 8, group.pool));
       }
       LinearReport report;
       report.name = linear;
@@ -75,9 +75,10 @@ class FlattenQuantMethod : public LayerMethod {
 
  private:
   absl::StatusOr<Solved> Solve(const std::string& name, const Tensor& weight, const HessianSum& flat,
-                               const std::vector<int32_t>& channels, float range, int bits) const {
+                               const std::vector<int32_t>& channels, float range, int bits, ThreadPool* pool) const {
     LayerProblem problem;
     problem.name = name;
+    problem.pool = pool;
     problem.weight = &weight;
     problem.hessians = {&flat};
     Solved solved;

@@ -18,6 +18,7 @@ class PerLinearMethod : public LayerMethod {
     for (const std::string& linear : group.linears) {
       LayerProblem problem;
       if (group.input_stats != nullptr) problem.hessians = {group.input_stats};
+      problem.pool = group.pool;
       QSHARD_RETURN_IF_ERROR(SolveLinear(*solver_, problem, linear, group, solution).status());
     }
     return solution;

@@ -251,7 +251,7 @@ class GptqSolver final : public Solver {
 
     const bool dynamic_groups = spec_.group_size > 0 && !spec_.static_groups && problem.fixed_grids == nullptr;
     for (int64_t b = 0; b < blocks; ++b) {
-      auto factor = FactorInverseHessian(*problem.hessians[b], spec_);
+      auto factor = FactorInverseHessian(*problem.hessians[b], spec_, problem.pool);
       if (!factor.ok())
         return WithContext(factor.status(), blocks == 1 ? std::string(name) : absl::StrCat(std::string(name), " rows block ", b));
       // Dynamic groups follow sweep order; validation allows act-order with them only for

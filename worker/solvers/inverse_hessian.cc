@@ -6,15 +6,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/large_buffers.h"
-#include "kernels/cpu/blas.h"
+#include "worker/solvers/blocked_cholesky.h"
 
 namespace qshard {
 namespace {
 
 // `reversed` holds J H J (H: the ordered, dead-fixed, damped Hessian); on success the factor
 // gets R = J chol(J H J) J, as the update weights R_ik/R_kk and the diagonal R_kk, in float32.
-bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFactor& factor) {
-  if (!kernels::CholeskyF64(n, reversed.data(), /*upper=*/false)) return false;
+bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFactor& factor, ThreadPool* pool) {
+  if (!BlockedCholeskyF64(n, reversed.data(), pool)) return false;
   const auto r = [&](int64_t i, int64_t j) { return reversed[(n - 1 - i) * n + (n - 1 - j)]; };  // R_ij
   factor.updates = ZeroedVector<float>(n * n);
   factor.diagonal.resize(n);
@@ -33,7 +33,8 @@ bool FactorReversed(int64_t n, std::vector<double>& reversed, InverseHessianFact
 
 }  // namespace
 
-absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hessian, const QuantSpec& spec) {
+absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hessian, const QuantSpec& spec,
+                                                          ThreadPool* pool) {
   const int64_t n = hessian.dim;
   const double normalizer = 2.0 / static_cast<double>(hessian.tokens);
   InverseHessianFactor factor;
@@ -71,7 +72,7 @@ absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hess
       for (int64_t j = 0; j < n; ++j) row[j] = source_row[reversed_order[j]] * normalizer;
       row[i] = diag[reversed_order[i]] + factor.damp_added;
     }
-    if (FactorReversed(n, work, factor)) return factor;
+    if (FactorReversed(n, work, factor, pool)) return factor;
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "hessian: not positive definite even with damp ", factor.damp, " (", spec.max_damp_retries,

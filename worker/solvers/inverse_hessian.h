@@ -11,7 +11,8 @@
 // reference's and half of a Cholesky plus triangular inverse (the tests compare against the
 // reference route).
 //
-// The Cholesky runs in float64 (the reference uses float32 with TF32 off): it removes most
+// The Cholesky runs in float64 (the reference uses float32 with TF32 off), blocked in tiles on
+// `pool` so that its bits do not follow the thread count (blocked_cholesky.h): it removes most
 // spurious "not positive definite" failures that would otherwise force extra damping. The
 // sweep's coefficients R_ik/R_kk go to the sweep in float32, like the reference's U.
 #pragma once
@@ -24,6 +25,8 @@
 #include "worker/solvers/solver.h"
 
 namespace qshard {
+
+class ThreadPool;
 
 struct InverseHessianFactor {
   int64_t dim = 0;
@@ -39,6 +42,7 @@ struct InverseHessianFactor {
 };
 
 // FailedPrecondition when H stays indefinite up to damp · growth^max_damp_retries.
-absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hessian, const QuantSpec& spec);
+absl::StatusOr<InverseHessianFactor> FactorInverseHessian(const HessianSum& hessian, const QuantSpec& spec,
+                                                          ThreadPool* pool = nullptr);
 
 }  // namespace qshard
