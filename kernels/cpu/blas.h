@@ -58,7 +58,7 @@ void SetBlasThreads(int threads);
 // Results are not always the same either way: OpenBLAS may split a product's k or pick other
 // kernels by thread count (sgemm from about 129×130 up, potrf at any size measured), so
 // callers that need fixed bits run every call of a computation single-threaded, in fixed
-// tiles (AdaRound's E·H; docs/architecture.md, the caveat on the GPTQ factor).
+// tiles (AdaRound's E·H, the GPTQ factor in worker/solvers/blocked_cholesky).
 // Changing the count while other threads are inside BLAS is safe with the pthread OpenBLAS that
 // scripts/install-deps installs: a call reads the count once on entry, and a change only starts
 // threads (under the library's lock) or stops handing work to them; their buffers stay. The
