@@ -60,7 +60,10 @@ TEST(BlockedCholeskyTest, MatchesAnUnblockedReferenceOnAwkwardSizes) {
         worst = std::max(worst, std::fabs(static_cast<long double>(l[i * n + j]) - reference[i * n + j]));
         largest = std::max(largest, std::fabs(reference[i * n + j]));
       }
-    EXPECT_LT(static_cast<double>(worst / largest), 1e-11) << "n " << n;
+    // Within one tile the factor is float64 LAPACK; past it, the trailing products are float32
+    // (accumulated in float64), so the error is float32's relative precision times a modest
+    // growth, and an error in a float64-only path (a wrong tile, a missed update) is far larger.
+    EXPECT_LT(static_cast<double>(worst / largest), n <= 256 ? 1e-12 : 2e-5) << "n " << n;
   }
 }
 

@@ -37,6 +37,7 @@ bool FactorDiagonalBlock(int64_t n, int64_t k0, int64_t kb, double* a) {
 bool BlockedCholeskyF64(int64_t n, double* a, ThreadPool* pool) {
   const kernels::SingleThreadedBlas one_thread_per_call;
   std::vector<std::pair<int64_t, int64_t>> trailing;  // (row tile, column tile), column ≤ row
+  std::vector<float> panel;                           // this step's columns of L below its block
   for (int64_t k0 = 0; k0 < n; k0 += kTile) {
     const int64_t kb = std::min(kTile, n - k0);
     if (!FactorDiagonalBlock(n, k0, kb, a)) return false;
@@ -47,13 +48,25 @@ bool BlockedCholeskyF64(int64_t n, double* a, ThreadPool* pool) {
       const int64_t i0 = next + t * kTile;
       kernels::SolveLowerTransposedRightF64(std::min(kTile, n - i0), kb, diagonal, n, a + i0 * n + k0, n);
     });
+    // The trailing update's products in float32, at the sgemm rate, subtracted from the
+    // float64 matrix: each step's error stays at float32's relative precision of that step's
+    // terms, and the sums over steps stay float64.
+    panel.resize((n - next) * kb);
+    for (int64_t i = next; i < n; ++i)
+      std::copy_n(a + i * n + k0, kb, panel.begin() + (i - next) * kb);
     trailing.clear();
     for (int64_t ti = 0; ti < tiles; ++ti)
       for (int64_t tj = 0; tj <= ti; ++tj) trailing.emplace_back(ti, tj);
     RunTiles(pool, static_cast<int64_t>(trailing.size()), [&](int64_t t) {
       const int64_t i0 = next + trailing[t].first * kTile, j0 = next + trailing[t].second * kTile;
-      kernels::SubtractProductF64(std::min(kTile, n - i0), std::min(kTile, n - j0), kb, a + i0 * n + k0, n,
-                                  a + j0 * n + k0, n, a + i0 * n + j0, n);
+      const int64_t rows = std::min(kTile, n - i0), cols = std::min(kTile, n - j0);
+      std::vector<float> product(rows * cols);
+      kernels::Gemm(rows, cols, kb, panel.data() + (i0 - next) * kb, panel.data() + (j0 - next) * kb,
+                    /*b_transposed=*/true, product.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        double* row = a + (i0 + r) * n + j0;
+        for (int64_t c = 0; c < cols; ++c) row[c] -= product[r * cols + c];
+      }
     });
   }
   for (int64_t i = 0; i < n; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);

@@ -11,10 +11,12 @@
 // reference's and half of a Cholesky plus triangular inverse (the tests compare against the
 // reference route).
 //
-// The Cholesky runs in float64 (the reference uses float32 with TF32 off), blocked in tiles on
-// `pool` so that its bits do not follow the thread count (blocked_cholesky.h): it removes most
-// spurious "not positive definite" failures that would otherwise force extra damping. The
-// sweep's coefficients R_ik/R_kk go to the sweep in float32, like the reference's U.
+// The Cholesky is blocked in tiles on `pool` so that its bits do not follow the thread count
+// (blocked_cholesky.h): float64 diagonal blocks and panels, the trailing products in float32
+// accumulated in float64 (the reference factors in float32 with TF32 off). The matrix and its
+// pivots stay float64, which keeps the spurious "not positive definite" failures away that would
+// otherwise force extra damping. The sweep's coefficients R_ik/R_kk go to the sweep in float32,
+// like the reference's U.
 #pragma once
 
 #include <cstdint>
