@@ -309,7 +309,7 @@ class Job {
   // (none: the whole layer).
   void Started(int layer, JobPhase phase, const std::vector<std::vector<std::string>>& groups,
                const std::vector<int>& of) {
-    ModuleProgress progress{layer, source_->config().num_layers, {}, phase};
+    ModuleProgress progress{layer, static_cast<int>(source_->config().num_layers), {}, phase};
     for (int g : of)
       for (const std::string& linear : groups[g])
         if (!skipped_.count(linear)) progress.linears.push_back(linear);

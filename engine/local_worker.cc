@@ -215,12 +215,13 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   std::vector<InputStatsCollector> inputs;
   std::vector<AttentionStatsCollector> attentions;
   std::vector<ObserverFanOut> observers;
+  Tensor probabilities;  // the shards' collectors run one after another: one scratch for all
   inputs.reserve(shards_.size());
   attentions.reserve(shards_.size());
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
     inputs.emplace_back(layer_, names, seqlen_, &workspace);
-    attentions.emplace_back(layer_, source_.model->config(), workspace.pool);
+    attentions.emplace_back(layer_, source_.model->config(), workspace.pool, &probabilities);
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
   }

@@ -209,15 +209,20 @@ void ExpectSameBytesAsEmbedded(const std::string& method, int workers, int group
               through_coordinator, planned, 100.0 * (moved / planned - 1.0));
   const double tolerance = method == "finequant" ? 0.1 : 0.03;
   EXPECT_NEAR(moved / planned, 1.0, tolerance) << "moved " << moved << " bytes, planned " << planned;
-  if (planned_statistics > 0)
+  if (planned_statistics > 0) {
     EXPECT_NEAR(cluster.data_bytes() / planned_statistics, 1.0, 0.03) << "statistics between workers";
+  }
   EXPECT_EQ(cluster.data_bytes("pulled"), cluster.data_bytes("served")) << "every byte served is pulled";
-  if (workers > 1 && planned_statistics > 0) EXPECT_GT(cluster.data_bytes("pulled"), 0.0);
+  if (workers > 1 && planned_statistics > 0) {
+    EXPECT_GT(cluster.data_bytes("pulled"), 0.0);
+  }
   // The owners reduce: every group with a quantized linear once per layer, at least (a lost
   // worker would redo some).
   int reductions = 0;
   for (const auto& worker : counted) reductions += worker->reductions;
-  if (planned_statistics > 0 || workers == 1) EXPECT_GE(reductions, layers * 2) << method << " on " << workers;
+  if (planned_statistics > 0 || workers == 1) {
+    EXPECT_GE(reductions, layers * 2) << method << " on " << workers;
+  }
 }
 
 TEST(DistributedJobTest, GptqOnThreeWorkersMatchesEmbeddedBytes) { ExpectSameBytesAsEmbedded("gptq", 3); }

@@ -118,7 +118,7 @@ AttentionStats AttentionStatsCollector::Take() {
   for (std::vector<HessianSum>* sums : {&stats_.values, &stats_.queries, &stats_.keys})
     for (HessianSum& sum : *sums) sum.MirrorUpper(pool_);
   AttentionStats out = std::move(stats_);
-  probs_ = Tensor();
+  own_probs_ = Tensor();
   workspaces_.clear();
   stats_ = AttentionStats();
   input_ = Tensor();

@@ -44,14 +44,21 @@ struct AttentionStats {
 class AttentionStatsCollector : public LayerObserver {
  public:
   // With a pool, a batch's KV-head groups are summed on its threads (one BLAS thread each).
-  AttentionStatsCollector(int layer, const ModelConfig& config, ThreadPool* pool = nullptr)
-      : layer_(layer), config_(config), pool_(pool) {}
+  // `probabilities`, if given, is the batches' probabilities scratch, shared with collectors
+  // that run one after another (a worker's shards): one allocation of batch·heads·seq² floats
+  // for all of them (67 MB for 8 windows of 512 tokens and 8 heads), not one each.
+  AttentionStatsCollector(int layer, const ModelConfig& config, ThreadPool* pool = nullptr,
+                          Tensor* probabilities = nullptr)
+      : layer_(layer), config_(config), pool_(pool), shared_probs_(probabilities) {}
 
   void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
   bool WantsAttention(int layer) const override { return layer == layer_; }
   void OnAttention(int layer, const Tensor& probs, const Tensor& q, const Tensor& k, int64_t batch,
                    int64_t seq) override;
-  Tensor* ProbabilitiesScratch(int layer) override { return layer == layer_ ? &probs_ : nullptr; }
+  Tensor* ProbabilitiesScratch(int layer) override {
+    if (layer != layer_) return nullptr;
+    return shared_probs_ != nullptr ? shared_probs_ : &own_probs_;
+  }
 
   // The sums so far (empty, with zero shapes, if no window was seen); the collector restarts.
   AttentionStats Take();
@@ -63,7 +70,8 @@ class AttentionStatsCollector : public LayerObserver {
   Tensor input_;  // the current batch's attention input [batch*seq, hidden]
   AttentionStats stats_;  // upper triangles only until Take mirrors them
   std::vector<HessianWorkspace> workspaces_;  // one per KV head: its sums' product scratch
-  Tensor probs_;  // the batches' probabilities, one allocation until Take
+  Tensor* shared_probs_;  // the shared probabilities scratch, or null
+  Tensor own_probs_;      // the batches' probabilities without a shared scratch, until Take
 };
 
 // The output weightings aespa's query/key losses tr(G·ΔW·H·ΔWᵀ) use per head, normalized like
