@@ -68,4 +68,15 @@ void ThreadPool::HelperLoop() {
   }
 }
 
+void ForChunks(int64_t n, ThreadPool* pool, const std::function<void(int64_t, int64_t)>& body) {
+  constexpr int64_t kChunks = 64;
+  if (pool == nullptr || pool->threads() == 1 || n < kChunks) {
+    body(0, n);
+    return;
+  }
+  const int64_t per_chunk = (n + kChunks - 1) / kChunks;
+  pool->ParallelFor((n + per_chunk - 1) / per_chunk,
+                    [&](int64_t c) { body(c * per_chunk, std::min(n, (c + 1) * per_chunk)); });
+}
+
 }  // namespace qshard

@@ -51,4 +51,9 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};
 };
 
+// Runs body(first, end) over [0, n) in up to 64 chunks, on the pool's threads when there is one
+// (null: inline); chunks are handed out one at a time, so the rows of a triangle balance by
+// themselves.
+void ForChunks(int64_t n, ThreadPool* pool, const std::function<void(int64_t, int64_t)>& body);
+
 }  // namespace qshard

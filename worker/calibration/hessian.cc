@@ -11,19 +11,6 @@ namespace qshard {
 
 namespace {
 
-// Runs body(first, end) over [0, n) in up to 64 chunks, on the pool's threads when there is one;
-// chunks are handed out one at a time, so the rows of a triangle balance by themselves.
-void ForChunks(int64_t n, ThreadPool* pool, const std::function<void(int64_t, int64_t)>& body) {
-  constexpr int64_t kChunks = 64;
-  if (pool == nullptr || pool->threads() == 1 || n < kChunks) {
-    body(0, n);
-    return;
-  }
-  const int64_t per_chunk = (n + kChunks - 1) / kChunks;
-  pool->ParallelFor((n + per_chunk - 1) / per_chunk,
-                    [&](int64_t c) { body(c * per_chunk, std::min(n, (c + 1) * per_chunk)); });
-}
-
 // The float32 product's upper triangle into the float64 sum's (contiguous, vectorized walks).
 void AddUpperTriangle(const float* upper, int64_t n, double* sum, ThreadPool* pool) {
   ForChunks(n, pool, [&](int64_t first, int64_t end) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/large_buffers.h"
 #include "worker/calibration/hessian.h"
 #include "worker/solvers/solver.h"
 
@@ -36,7 +37,7 @@ struct InverseHessianFactor {
   std::vector<bool> dead;      // by original column: the input never fired (diag(H) == 0)
   // R·diag(R)⁻¹ [dim, dim] in sweep order (unit diagonal, zero below it): row i holds the
   // weights with which column i's w_i − q_i moves the later columns.
-  std::vector<float> updates;
+  UninitializedVector<float> updates;
   std::vector<float> diagonal;  // R_kk [dim]: column k's error is e_k = (w̃_k − q_k)·R_kk
   double damp = 0.0;           // the relative damping that succeeded
   double damp_added = 0.0;     // the absolute value added to the diagonal: damp · mean(diag(H))
