@@ -25,7 +25,7 @@ class CudaGptqSolver final : public Solver {
     // What other methods hand the GPTQ solver; CheckRunsOnDevice refuses those methods before
     // a job starts, so reaching one of these is a caller's error, still named.
     const auto unimplemented = [&](std::string_view feature) {
-      return absl::UnimplementedError(absl::StrCat(name, ": ", feature, " not implemented on a CUDA device"));
+      return absl::UnimplementedError(absl::StrCat(name, ": ", std::string(feature), " not implemented on a CUDA device"));
     };
     if (problem.hessians.size() != 1) return unimplemented("one Hessian per block of rows (aespa's heads) is");
     if (!problem.column_scale.empty()) return unimplemented("Z-Fold's column multipliers are");
@@ -90,21 +90,21 @@ class CudaGptqSolver final : public Solver {
 
 absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const Device& device) {
   QSHARD_RETURN_IF_ERROR(CheckGptqSpecRunsOnDevice(spec, device));
-  gpu::GptqSolveSpec device;
-  device.bits = spec.bits;
-  device.group_size = spec.group_size;
-  device.sym = spec.sym;
-  device.act_order = spec.act_order;
-  device.static_groups = spec.static_groups;
-  device.fp16_scales = spec.fp16_scales;
-  device.nonzero_zero_point = spec.nonzero_zero_point;
-  device.damp = spec.damp;
-  device.block_size = spec.block_size;
-  device.damp_growth = spec.damp_growth;
-  device.max_damp_retries = spec.max_damp_retries;
-  const gpu::CudaStatus valid = gpu::ValidateGptqSolveSpec(device);
+  gpu::GptqSolveSpec converted;
+  converted.bits = spec.bits;
+  converted.group_size = spec.group_size;
+  converted.sym = spec.sym;
+  converted.act_order = spec.act_order;
+  converted.static_groups = spec.static_groups;
+  converted.fp16_scales = spec.fp16_scales;
+  converted.nonzero_zero_point = spec.nonzero_zero_point;
+  converted.damp = spec.damp;
+  converted.block_size = spec.block_size;
+  converted.damp_growth = spec.damp_growth;
+  converted.max_damp_retries = spec.max_damp_retries;
+  const gpu::CudaStatus valid = gpu::ValidateGptqSolveSpec(converted);
   if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("GPTQ on a CUDA device: ", valid.message()));
-  return device;
+  return converted;
 }
 
 absl::StatusOr<std::unique_ptr<Solver>> MakeCudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec) {

@@ -8,7 +8,7 @@
 namespace qshard {
 namespace {
 
-absl::Status NoDevice(int index, std::string_view what, cudaError_t error) {
+absl::Status NoDevice(int index, const char* what, cudaError_t error) {
   return absl::FailedPreconditionError(absl::StrCat("--device cuda:", index, ": no CUDA device: ", what, ": ",
                                                     gpu::DescribeCudaError(error)));
 }

@@ -7,7 +7,7 @@ namespace qshard {
 
 absl::Status FromCudaStatus(const gpu::CudaStatus& status, std::string_view doing) {
   if (status.ok()) return absl::OkStatus();
-  const std::string message = absl::StrCat(doing, ": ", status.message());
+  const std::string message = absl::StrCat(std::string(doing), ": ", status.message());
   // cudaMalloc's error and cuBLAS's allocation failure, as cuda_status.h's macros spell them.
   if (absl::StrContains(status.message(), "cudaErrorMemoryAllocation") ||
       absl::StrContains(status.message(), "CUBLAS_STATUS_ALLOC_FAILED"))
