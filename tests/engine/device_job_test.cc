@@ -90,8 +90,8 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
     ASSERT_TRUE(report.ok()) << report.status();
     EXPECT_EQ((*report)["devices"], nlohmann::json::array({"cuda:0"}));
     EXPECT_EQ(device->solvers, 1);
-    // 2 layers × 4 groups × 4 shards, each shard's sum made on the device; 3 batches of 2
-    // windows per group pass reach it.
+    // 2 layers × 4 groups × 4 shards, each shard's sum made on the device, its windows
+    // arriving in batches of 2.
     EXPECT_EQ(device->sums, 2 * 4 * 4);
     EXPECT_GT(device->windows_calls, 0);
     const std::string bytes = ReadFileBytes(cpu_dir + "/model.safetensors");
