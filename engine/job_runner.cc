@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <cmath>
+#include <set>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -20,6 +21,7 @@
 #include "engine/source_model.h"
 #include "engine/statistics_tree.h"
 #include "engine/validation.h"
+#include "worker/device/device_support.h"
 #include "worker/export/gptq_checkpoint_writer.h"
 #include "worker/methods/method_registry.h"
 
@@ -53,6 +55,7 @@ class Job {
     const auto start = Clock::now();
     QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec_));
     if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
+    QSHARD_ASSIGN_OR_RETURN(json devices, WorkerDevices());
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     method_ = method;
     needs_ = method->needs;
@@ -153,6 +156,7 @@ class Job {
       phases_.write += SecondsSince(write_start);
     }
     json report = JobSpecJson(spec_, seqlen);
+    report["devices"] = devices;
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
     // Timed up to here: Finish writes the index, configs and this report after it is made.
@@ -167,6 +171,24 @@ class Job {
   }
 
  private:
+  // Each worker's device, in worker order. A checkpoint depends on the device kind that
+  // collected its statistics and solved it (conventions.md), so one job never mixes kinds:
+  // which worker solves which group must not change its bytes.
+  absl::StatusOr<json> WorkerDevices() {
+    json devices = json::array();
+    std::set<std::string> kinds;
+    for (WorkerClient* worker : workers_) {
+      const std::string name = worker->DeviceName();
+      devices.push_back(name);
+      kinds.insert(name.substr(0, name.find(':')));
+    }
+    if (kinds.size() > 1)
+      return absl::FailedPreconditionError(absl::StrCat("the job's workers run on different device kinds (",
+                                                        devices.dump(), "): its checkpoint would depend on which "
+                                                        "worker solved what; give a job workers of one kind"));
+    return devices;
+  }
+
   // Gives each worker its shards. After a restart, workers start empty, adopt their shards and
   // replay the `restored` kept layers over them to reach the first unfinished layer's inputs.
   absl::Status StartWorkers(int64_t seqlen, int restored) {
@@ -510,11 +532,14 @@ absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*
   return Job(spec, workers, events).Run();
 }
 
-absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events) {
+absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events, const Device& device) {
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  QSHARD_RETURN_IF_ERROR(CheckRunsOnDevice(spec.method, device));
   QSHARD_ASSIGN_OR_RETURN(const JobPlan plan, PlanJobForModel(spec, 1));
   QSHARD_RETURN_IF_ERROR(CheckEmbeddedPlanFits(plan, PhysicalMemoryBytes()));
-  LocalWorker worker;
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaDevice> opened, OpenDevice(device));
+  if (opened != nullptr) events.log(absl::StrCat("statistics and GPTQ solves on ", opened->Describe()));
+  LocalWorker worker(/*threads=*/0, /*restartable=*/false, std::move(opened));
   return RunJob(spec, {&worker}, events);
 }
 

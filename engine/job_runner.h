@@ -21,6 +21,7 @@
 #include "engine/job_spec.h"
 #include "engine/worker_client.h"
 #include "nlohmann/json.hpp"
+#include "worker/device/device.h"
 
 namespace qshard {
 
@@ -63,8 +64,10 @@ struct JobEvents {
 absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers,
                                       const JobEvents& events);
 
-// RunJob with one LocalWorker: `qshard quantize`. Refuses, before any work, a job whose plan
-// (job_plan.h) does not fit this machine's memory.
-absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events);
+// RunJob with one LocalWorker on `device`: `qshard quantize`. Refuses, before any work, a job
+// whose plan (job_plan.h) does not fit this machine's memory, a job the device cannot run
+// (CheckRunsOnDevice) and a device that cannot be opened (OpenDevice).
+absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events,
+                                              const Device& device = Device{});
 
 }  // namespace qshard

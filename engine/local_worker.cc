@@ -11,6 +11,8 @@
 #include "engine/statistics_tree.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/calibration/observer_fanout.h"
+#include "worker/device/device_support.h"
+#include "worker/methods/per_linear_method.h"
 
 namespace qshard {
 
@@ -18,7 +20,14 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   spec_ = spec;
   seqlen_ = seqlen;
   QSHARD_ASSIGN_OR_RETURN(registration_, FindMethod(spec.method.method));
-  QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
+  if (device_ != nullptr) {
+    // Refused here, before the model is opened, rather than run on the CPU halfway.
+    QSHARD_RETURN_IF_ERROR(CheckRunsOnDevice(spec.method, device_->device()));
+    QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, device_->MakeGptqSolver(spec.method.spec));
+    method_ = MakePerLinearMethod(std::move(solver));
+  } else {
+    QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
+  }
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
@@ -220,7 +229,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   attentions.reserve(shards_.size());
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
-    inputs.emplace_back(layer_, names, seqlen_, &workspace);
+    inputs.emplace_back(layer_, names, seqlen_, &workspace, device_.get());
     attentions.emplace_back(layer_, source_.model->config(), workspace.pool, &probabilities);
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
@@ -229,8 +238,15 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   std::vector<int> held;
   for (const Shard& shard : shards_) held.push_back(shard.index);
   HeldShardReducer reducer(held, &workspace);
+  absl::Status device_status;  // the first shard whose device sums failed; no shard is added after it
   const auto shard_done = [&](size_t s) {
+    if (!device_status.ok()) return;
     std::map<std::string, HessianSum> sums = inputs[s].TakeUpper();  // mirrored once, below
+    if (!inputs[s].status().ok()) {
+      if (device_status.ok())
+        device_status = WithContext(inputs[s].status(), absl::StrCat("layer ", layer_, " shard ", shards_[s].index));
+      return;
+    }
     std::vector<GroupStatistics> partial;
     for (int g : groups) {
       GroupStatistics& statistics = partial.emplace_back();
@@ -265,6 +281,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     Step(per_shard, shard_done);
   }
 
+  QSHARD_RETURN_IF_ERROR(device_status);
   std::vector<ShardStatistics> nodes = reducer.Take();
   for (ShardStatistics& node : nodes)
     for (GroupStatistics& group : node.groups) group.inputs.MirrorUpper(workspace.pool);
@@ -340,6 +357,10 @@ absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
     for (Shard& shard : shards_) shard.cache.clear();
   }
   return absl::OkStatus();
+}
+
+std::string LocalWorker::DeviceName() {
+  return device_ != nullptr ? qshard::DeviceName(device_->device()) : "cpu";
 }
 
 absl::Status LocalWorker::FinishLayer() {

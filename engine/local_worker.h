@@ -4,7 +4,8 @@
 // normed residual, the output projection's input the attention computed with the quantized
 // q/k/v (kept until that group is solved), the MLP groups' inputs follow from it, and the
 // last stage adds the quantized MLP's output — one attention and one pass of each linear per
-// layer instead of a full layer pass per group.
+// layer instead of a full layer pass per group. Given a CUDA device (`--device cuda`), its
+// statistics accumulate and its GPTQ solves run there; the forward pass stays on the CPU.
 #pragma once
 
 #include <functional>
@@ -16,6 +17,7 @@
 
 #include "engine/source_model.h"
 #include "engine/worker_client.h"
+#include "worker/device/cuda_device.h"
 #include "worker/methods/method_registry.h"
 
 namespace qshard {
@@ -24,8 +26,11 @@ class LocalWorker : public WorkerClient {
  public:
   // `threads` > 0 overrides the spec's (a worker process's own --threads). A `restartable`
   // worker keeps a copy of its shards' layer inputs (one more hidden-state tensor) so a layer
-  // can be restarted when another worker is lost; a job's only worker need not.
-  explicit LocalWorker(int threads = 0, bool restartable = false) : threads_(threads), restartable_(restartable) {}
+  // can be restarted when another worker is lost; a job's only worker need not. `device`
+  // (OpenDevice's, null: the CPU) runs the statistics and the solves of the jobs it accepts
+  // (CheckRunsOnDevice, checked by StartJob).
+  explicit LocalWorker(int threads = 0, bool restartable = false, std::shared_ptr<CudaDevice> device = nullptr)
+      : threads_(threads), restartable_(restartable), device_(std::move(device)) {}
 
   absl::Status StartJob(const JobSpec& spec, int64_t seqlen, std::vector<int> shards) override;
   absl::Status BeginLayer(int layer) override;
@@ -41,6 +46,7 @@ class LocalWorker : public WorkerClient {
                                                     const SharedGroupPart& shared) override;
   absl::Status Apply(int group, const GroupSolution& solution) override;
   absl::Status FinishLayer() override;
+  std::string DeviceName() override;
 
  private:
   // Where the shards' hidden states stand inside the current layer.
@@ -83,6 +89,7 @@ class LocalWorker : public WorkerClient {
 
   int threads_ = 0;
   bool restartable_ = false;
+  std::shared_ptr<CudaDevice> device_;
   JobSpec spec_;
   int64_t seqlen_ = 0;
   std::vector<int32_t> windows_;  // token ids of every calibration window of the job

@@ -84,6 +84,10 @@ class WorkerClient {
   // CollectStatistics returns only the nodes (groups left empty) and keeps their values.
   virtual std::string DataAddress() { return ""; }
 
+  // Where this worker collects statistics and solves: "cpu" or "cuda:N" (worker/device/device.h).
+  // A checkpoint's bytes depend on the device kind, so a job runs on workers of one kind.
+  virtual std::string DeviceName() { return "cpu"; }
+
   // Owner reduction (a worker with a DataAddress): pulls `group`'s partials from `sources` and
   // adds them along the tree of `shards` shards (statistics_tree.h) as they stream in; the
   // worker then holds the reduced statistics until the group is applied or the next layer.

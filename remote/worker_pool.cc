@@ -249,6 +249,10 @@ class RemoteWorker : public WorkerClient {
   }
 
   std::string DataAddress() override { return connection_->hello().data_address(); }
+  // Workers from before --device announced none.
+  std::string DeviceName() override {
+    return connection_->hello().device().empty() ? "cpu" : connection_->hello().device();
+  }
 
   // The worker keeps the values; only the tree nodes it holds come back.
   absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,

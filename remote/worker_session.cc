@@ -282,7 +282,7 @@ absl::Status RunWorkerSession(const std::shared_ptr<grpc::Channel>& channel, con
   WorkerMetrics& metrics = options.metrics != nullptr ? *options.metrics : uncounted;
   metrics.SetConnected(true);
   TokenCounter tokens;
-  LocalWorker worker(options.hello.threads(), /*restartable=*/true);
+  LocalWorker worker(options.hello.threads(), /*restartable=*/true, options.device);
   PendingReplay replay;
   wire::ChunkAssembler assembler;
   v1::CoordinatorFrame frame;

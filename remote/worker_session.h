@@ -13,6 +13,7 @@
 #include "grpcpp/channel.h"
 #include "qshard.pb.h"
 #include "remote/statistics_service.h"
+#include "worker/device/cuda_device.h"
 
 namespace qshard {
 
@@ -20,6 +21,8 @@ class WorkerMetrics;
 
 struct WorkerSessionOptions {
   v1::WorkerHello hello;
+  // The worker's device (OpenDevice; null: the CPU): its statistics and GPTQ solves run there.
+  std::shared_ptr<CudaDevice> device;
   WorkerMetrics* metrics = nullptr;  // told of each task and of the data plane's bytes; null: not counted
   int heartbeat_ms = 1000;
   size_t chunk_bytes = size_t{1} << 20;

@@ -60,6 +60,13 @@ CudaStatus DeviceHessianSum::Reset(int64_t dim, cudaStream_t stream) {
   return CudaStatus();
 }
 
+CudaStatus DeviceHessianSum::Load(const double* host_sum, int64_t dim, int64_t tokens, cudaStream_t stream) {
+  QSHARD_CUDA_RETURN_IF_ERROR(Reset(dim, stream));
+  QSHARD_CUDA_TRY(cudaMemcpyAsync(sum_.get(), host_sum, sum_.bytes(), cudaMemcpyHostToDevice, stream));
+  tokens_ = tokens;
+  return CudaStatus();
+}
+
 CudaStatus DeviceHessianSum::AddWindow(const SolverContext& context, const float* x, int64_t rows) {
   if (dim_ == 0) return CudaStatus::Error("DeviceHessianSum: Reset was not called");
   if (rows <= 0) return CudaStatus();

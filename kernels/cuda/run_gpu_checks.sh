@@ -6,18 +6,26 @@
 #   kernels: check.log, bench.jsonl (one JSON object per row), bench.txt (the table)
 #   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
 #            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
-# Usage: run_gpu_checks.sh [all|kernels|solver] (default all: kernels first). Each program runs
-# under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
+#   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
+#            against --device cuda), from a bundle built and packed on a CUDA build machine
+#            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
+# Usage: run_gpu_checks.sh [all|kernels|solver|job] (default all: kernels first). Each program
+# runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 part="${1:-all}"
+run_job() { OUT="${OUT:-build-gpu-bundle/results}" kernels/cuda/run_gpu_job.sh; }
+if [[ $part == job ]]; then
+  run_job
+  exit $?
+fi
 case "$part" in
   all) targets=() ;;  # everything
   kernels) targets=(--target qshard_cuda_check qshard_cuda_bench) ;;
   solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
-  *) echo "usage: $0 [all|kernels|solver]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kernels|solver|job]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -96,6 +104,13 @@ if [[ $part != kernels ]]; then
     run_bench gptq_torch_cuda_bench 300 "$results/torch-bench" "$torch_python" kernels/cuda/gptq_torch_cuda_bench.py
   else
     echo "run_gpu_checks: no Python with torch; the PyTorch baseline did not run" | tee "$results/torch-bench.txt"
+  fi
+fi
+if [[ $part == all ]]; then
+  if [[ -f build-gpu-bundle/qshard-gpu.tar.xz ]]; then
+    run_job || status=1
+  else
+    echo "run_gpu_checks: no build-gpu-bundle/qshard-gpu.tar.xz: the end-to-end job did not run"
   fi
 fi
 exit $status

@@ -6,6 +6,7 @@
 #include "engine/job_runner.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/device_flag.h"
 #include "tools/qshard/job_flags.h"
 
 namespace qshard::cli {
@@ -13,20 +14,23 @@ namespace {
 
 struct QuantizeFlags {
   JobFlags job;
+  std::string device = "cpu";
   bool json = false;
 };
 
 absl::Status RunQuantize(const QuantizeFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(const JobSpec spec, JobSpecOfFlags(flags.job));
+  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
   JobEvents events;
   events.log = [](const std::string& line) { std::cerr << line << std::endl; };
-  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events));
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events, device));
   const nlohmann::json& summary = report["summary"];
   if (flags.json) {
     nlohmann::json result = {{"out", spec.out_dir},
                              {"method", spec.method.method},
                              {"bits", spec.method.spec.bits},
                              {"group_size", spec.method.spec.group_size},
+                             {"device", DeviceName(device)},
                              {"summary", summary}};
     if (report.contains("validation")) result["validation"] = report["validation"];
     PrintJson(result);
@@ -58,6 +62,7 @@ void RegisterQuantize(CLI::App& root, CommandList& commands) {
   auto flags = std::make_shared<QuantizeFlags>();
   CLI::App* app = root.add_subcommand("quantize", "Calibrate and quantize a model, write a GPTQ checkpoint");
   AddJobFlags(*app, flags->job);
+  AddDeviceFlag(*app, flags->device);
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunQuantize(*flags); }});
 }

@@ -14,6 +14,7 @@
 #include "remote/transport_security.h"
 #include "remote/worker_session.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/device_flag.h"
 #include "tools/qshard/security_flags.h"
 
 namespace qshard::cli {
@@ -23,6 +24,7 @@ struct WorkerFlags {
   std::string coordinator;
   std::string name;
   int threads = 0;
+  std::string device = "cpu";
   uint64_t memory_budget = 0;
   int retry_seconds = 30;
   std::string metrics_listen;
@@ -40,7 +42,13 @@ constexpr char kWorkerHealthService[] = "qshard.worker";
 absl::Status RunWorker(const WorkerFlags& flags) {
   WorkerSessionOptions options;
   options.hello.set_name(flags.name.empty() ? absl::StrCat("pid-", getpid()) : flags.name);
-  options.hello.set_device("cpu");
+  // Opened before dialing: a worker whose device cannot run exits at once instead of registering.
+  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(options.device, OpenDevice(device));
+  options.hello.set_device(DeviceName(device));
+  if (options.device != nullptr)
+    std::cerr << "worker " << options.hello.name() << ": statistics and GPTQ solves on " << options.device->Describe()
+              << std::endl;
   options.hello.set_threads(flags.threads);
   options.hello.set_memory_budget_bytes(flags.memory_budget);
   options.data.listen = flags.data_listen;
@@ -92,6 +100,7 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--coordinator", flags->coordinator, "Coordinator address, e.g. 127.0.0.1:7000")->required();
   app->add_option("--name", flags->name, "Worker name in the coordinator's list (default pid-N)");
   app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
+  AddDeviceFlag(*app, flags->device);
   app->add_option("--memory-budget", flags->memory_budget, "Bytes of memory the worker may use (0 = undeclared)")
       ->capture_default_str();
   app->add_option("--retry-seconds", flags->retry_seconds, "Give up after this long without a coordinator")

@@ -31,10 +31,14 @@ class PerLinearMethod : public LayerMethod {
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakePerLinearMethod(std::string_view solver_name,
                                                                  const MethodOptions& options) {
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, MakeSolver(solver_name, options.spec));
-  return std::unique_ptr<LayerMethod>(new PerLinearMethod(std::move(solver)));
+  return MakePerLinearMethod(std::move(solver));
 }
 
 }  // namespace
+
+std::unique_ptr<LayerMethod> MakePerLinearMethod(std::unique_ptr<Solver> solver) {
+  return std::make_unique<PerLinearMethod>(std::move(solver));
+}
 
 absl::StatusOr<QuantizedWeight*> SolveLinear(const Solver& solver, LayerProblem problem, const std::string& linear,
                                              const GroupProblem& group, GroupSolution& solution) {

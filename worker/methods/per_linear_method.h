@@ -10,6 +10,8 @@ namespace qshard {
 
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakeRtnMethod(const MethodOptions& options);
 absl::StatusOr<std::unique_ptr<LayerMethod>> MakeGptqMethod(const MethodOptions& options);
+// The same method over a given solver (GPTQ on a CUDA device, worker/device/cuda_device.h).
+std::unique_ptr<LayerMethod> MakePerLinearMethod(std::unique_ptr<Solver> solver);
 
 // Solves one linear of the problem's layer with `solver` (the weight and name filled in from
 // the problem) and adds the result and its report to `solution` — the step every method ends

@@ -1,0 +1,66 @@
+// The worker's CUDA glue that needs the CUDA headers but no GPU (built with CUDA only): the
+// QuantSpec → GptqSolveSpec conversion the device solver runs on, and CudaStatus → absl::Status.
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/cuda/cuda_gptq_solver.h"
+#include "worker/cuda/cuda_status_adapter.h"
+
+namespace qshard {
+namespace {
+
+using ::testing::HasSubstr;
+
+const Device kCuda{Device::Kind::kCuda, 0};
+
+TEST(DeviceGlueTest, DeviceSpecCarriesEveryField) {
+  QuantSpec spec;  // every field away from its default
+  spec.bits = 3;
+  spec.group_size = 48;
+  spec.sym = true;
+  spec.act_order = true;
+  spec.static_groups = true;
+  spec.fp16_scales = false;
+  spec.nonzero_zero_point = false;
+  spec.damp = 0.05;
+  spec.block_size = 64;
+  spec.damp_growth = 4.0;
+  spec.max_damp_retries = 2;
+  auto device = DeviceGptqSpec(spec, kCuda);
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->bits, 3);
+  EXPECT_EQ(device->group_size, 48);
+  EXPECT_TRUE(device->sym);
+  EXPECT_TRUE(device->act_order);
+  EXPECT_TRUE(device->static_groups);
+  EXPECT_FALSE(device->fp16_scales);
+  EXPECT_FALSE(device->nonzero_zero_point);
+  EXPECT_EQ(device->damp, 0.05);
+  EXPECT_EQ(device->block_size, 64);
+  EXPECT_EQ(device->damp_growth, 4.0);
+  EXPECT_EQ(device->max_damp_retries, 2);
+}
+
+TEST(DeviceGlueTest, DeviceSpecRefusesWhatTheDeviceLacksAndWhatIsInvalid) {
+  QuantSpec mse;
+  mse.mse_clip = true;
+  EXPECT_EQ(DeviceGptqSpec(mse, kCuda).status().code(), absl::StatusCode::kUnimplemented);
+  QuantSpec bad;
+  bad.block_size = 0;
+  auto refused = DeviceGptqSpec(bad, kCuda);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("block_size"));
+}
+
+TEST(DeviceGlueTest, CudaStatusBecomesAStatusWithItsContext) {
+  EXPECT_TRUE(FromCudaStatus(gpu::CudaStatus(), "anything").ok());
+  const absl::Status oom = FromCudaStatus(
+      gpu::CallSiteError("f.cu", 7, "cudaMalloc(&p, n)", gpu::DescribeCudaError(cudaErrorMemoryAllocation)), "layer 3 fc2");
+  EXPECT_EQ(oom.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(oom.message(), HasSubstr("layer 3 fc2: f.cu:7: cudaMalloc(&p, n): cudaErrorMemoryAllocation"));
+  const absl::Status other = FromCudaStatus(gpu::CudaStatus::Error("hessian: not positive definite"), "solve");
+  EXPECT_EQ(other.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(other.message(), "solve: hessian: not positive definite");
+}
+
+}  // namespace
+}  // namespace qshard

@@ -1,0 +1,117 @@
+#include "worker/cuda/cuda_gptq_solver.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "kernels/cuda/gptq_solve_device.h"
+#include "worker/cuda/cuda_status_adapter.h"
+#include "worker/device/device_support.h"
+
+namespace qshard {
+namespace {
+
+class CudaGptqSolver final : public Solver {
+ public:
+  CudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec, const gpu::GptqSolveSpec& device_spec)
+      : session_(std::move(session)), spec_(spec), device_spec_(device_spec) {}
+
+  std::string_view method() const override { return "gptq"; }
+  bool needs_hessian() const override { return true; }
+
+  absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
+    QSHARD_RETURN_IF_ERROR(ValidateLayerProblem(problem, spec_, /*needs_hessian=*/true));
+    const std::string name(problem.name.empty() ? "layer" : problem.name);
+    // What other methods hand the GPTQ solver; CheckRunsOnDevice refuses those methods before
+    // a job starts, so reaching one of these is a caller's error, still named.
+    const auto unimplemented = [&](std::string_view feature) {
+      return absl::UnimplementedError(absl::StrCat(name, ": ", std::string(feature), " not implemented on a CUDA device"));
+    };
+    if (problem.hessians.size() != 1) return unimplemented("one Hessian per block of rows (aespa's heads) is");
+    if (!problem.column_scale.empty()) return unimplemented("Z-Fold's column multipliers are");
+    if (problem.fixed_grids != nullptr) return unimplemented("fixed grids (Z-Fold's searched grids) are");
+    if (problem.keep_unrounded) return unimplemented("keeping the unrounded weights (aespa's AdaRound) is");
+
+    const HessianSum& hessian = *problem.hessians[0];
+    const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
+    QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
+    gpu::DeviceGptqResult solved;
+    {
+      gpu::DeviceBuffer<float> weight;
+      gpu::DeviceHessianSum device_hessian;
+      const gpu::CudaStatus status = [&]() -> gpu::CudaStatus {
+        QSHARD_CUDA_RETURN_IF_ERROR(weight.Allocate(static_cast<size_t>(out) * in));
+        QSHARD_CUDA_TRY(cudaMemcpyAsync(weight.get(), problem.weight->data(), weight.bytes(), cudaMemcpyHostToDevice,
+                                        session_->stream()));
+        QSHARD_CUDA_RETURN_IF_ERROR(device_hessian.Load(hessian.sum.data(), hessian.dim, hessian.tokens,
+                                                        session_->stream()));
+        return gpu::SolveGptqOnDevice(session_->context(), weight.get(), out, in, device_hessian, device_spec_, solved);
+      }();
+      QSHARD_RETURN_IF_ERROR(FromCudaStatus(status, absl::StrCat(name, ": GPTQ on ", session_->description())));
+    }
+
+    QuantizedLinear result;
+    QuantizedWeight& q = result.weight;
+    q.bits = spec_.bits;
+    q.rows = out;
+    q.cols = in;
+    if (solved.rows != out || solved.cols != in || solved.groups != GroupCount(in, spec_.group_size) ||
+        solved.g_idx.size() != static_cast<size_t>(in))
+      return absl::InternalError(absl::StrCat(name, ": the device solver returned a ", solved.rows, "x", solved.cols,
+                                              " result with ", solved.groups, " groups"));
+    q.codes.resize(out * in);
+    q.scales = Tensor({solved.groups, out});
+    q.zeros.resize(q.scales.size());
+    q.g_idx = solved.g_idx;
+    const std::string from = absl::StrCat(name, ": results from the device");
+    QSHARD_RETURN_IF_ERROR(
+        session_->Copy(q.codes.data(), solved.codes.get(), q.codes.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, from.c_str()));
+    QSHARD_RETURN_IF_ERROR(
+        session_->Copy(q.scales.data(), solved.scales.get(), q.scales.size() * sizeof(float), cudaMemcpyDeviceToHost, from.c_str()));
+    QSHARD_RETURN_IF_ERROR(
+        session_->Copy(q.zeros.data(), solved.zeros.get(), q.zeros.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, from.c_str()));
+    result.damp_used = solved.damp_used;
+    result.damp_retries = solved.damp_retries;
+    result.proxy_error = solved.proxy_error;
+    solved = gpu::DeviceGptqResult();  // freed on the session's device, under its lock
+    QSHARD_RETURN_IF_ERROR(WithContext(q.Validate(), from));
+    // The CPU sweep's values are these codes' values on their grids (DequantizeCode), bit for bit.
+    result.dequantized = q.Dequantized();
+    return result;
+  }
+
+ private:
+  std::shared_ptr<CudaSession> session_;
+  QuantSpec spec_;
+  gpu::GptqSolveSpec device_spec_;
+};
+
+}  // namespace
+
+absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const Device& device) {
+  QSHARD_RETURN_IF_ERROR(CheckGptqSpecRunsOnDevice(spec, device));
+  gpu::GptqSolveSpec converted;
+  converted.bits = spec.bits;
+  converted.group_size = spec.group_size;
+  converted.sym = spec.sym;
+  converted.act_order = spec.act_order;
+  converted.static_groups = spec.static_groups;
+  converted.fp16_scales = spec.fp16_scales;
+  converted.nonzero_zero_point = spec.nonzero_zero_point;
+  converted.damp = spec.damp;
+  converted.block_size = spec.block_size;
+  converted.damp_growth = spec.damp_growth;
+  converted.max_damp_retries = spec.max_damp_retries;
+  const gpu::CudaStatus valid = gpu::ValidateGptqSolveSpec(converted);
+  if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("GPTQ on a CUDA device: ", valid.message()));
+  return converted;
+}
+
+absl::StatusOr<std::unique_ptr<Solver>> MakeCudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec) {
+  QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(spec));
+  QSHARD_ASSIGN_OR_RETURN(const gpu::GptqSolveSpec device_spec,
+                          DeviceGptqSpec(spec, Device{Device::Kind::kCuda, session->index()}));
+  return std::unique_ptr<Solver>(new CudaGptqSolver(std::move(session), spec, device_spec));
+}
+
+}  // namespace qshard

@@ -1,0 +1,24 @@
+// GPTQ behind the Solver interface (worker/solvers/solver.h) on a CUDA device: the layer's
+// weight and its reduced statistics go to the device, gpu::SolveGptqOnDevice factors and
+// sweeps there, and codes, grids and g_idx come back as the same QuantizedLinear the CPU
+// solver returns, for the one packing path (worker/quant/gptq_pack).
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "kernels/cuda/gptq_solve_spec.h"
+#include "worker/cuda/cuda_session.h"
+#include "worker/device/device.h"
+#include "worker/solvers/solver.h"
+
+namespace qshard {
+
+// The device solver's spec for a QuantSpec: the same fields, refused with UNIMPLEMENTED where
+// the device lacks one (CheckGptqSpecRunsOnDevice), INVALID_ARGUMENT where the spec itself is
+// invalid.
+absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const Device& device);
+
+absl::StatusOr<std::unique_ptr<Solver>> MakeCudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec);
+
+}  // namespace qshard

@@ -1,0 +1,40 @@
+// OpenCudaDevice in a build with CUDA: a CudaDevice (worker/device/cuda_device.h) over one
+// CudaSession, handing out device sums for the statistics and the device GPTQ solver.
+#include "core/status.h"
+#include "worker/cuda/cuda_gptq_solver.h"
+#include "worker/cuda/cuda_hessian_sum.h"
+#include "worker/cuda/cuda_session.h"
+#include "worker/device/cuda_device.h"
+
+namespace qshard {
+namespace {
+
+class OpenedCudaDevice final : public CudaDevice {
+ public:
+  explicit OpenedCudaDevice(std::shared_ptr<CudaSession> session)
+      : session_(std::move(session)), device_{Device::Kind::kCuda, session_->index()} {}
+
+  const Device& device() const override { return device_; }
+  std::string Describe() const override { return session_->description(); }
+  absl::StatusOr<std::unique_ptr<OffHostHessianSum>> NewHessianSum(int64_t dim) override {
+    return NewCudaHessianSum(session_, dim);
+  }
+  absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
+    return MakeCudaGptqSolver(session_, spec);
+  }
+
+ private:
+  std::shared_ptr<CudaSession> session_;
+  Device device_;
+};
+
+}  // namespace
+
+bool BuiltWithCuda() { return true; }
+
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index) {
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaSession> session, CudaSession::Open(index));
+  return std::shared_ptr<CudaDevice>(new OpenedCudaDevice(std::move(session)));
+}
+
+}  // namespace qshard

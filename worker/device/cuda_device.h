@@ -1,0 +1,38 @@
+// A CUDA device opened by a worker (`--device cuda[:N]`): it accumulates the worker's
+// calibration statistics and runs its GPTQ solves; the forward pass stays on the CPU. The
+// implementation is worker/cuda (built when nvcc is found); a build without CUDA has only
+// worker/device/no_cuda, whose OpenCudaDevice says so.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/calibration/statistics_device.h"
+#include "worker/device/device.h"
+#include "worker/solvers/solver.h"
+
+namespace qshard {
+
+class CudaDevice : public StatisticsDevice {
+ public:
+  virtual const Device& device() const = 0;
+  // "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0, CUDA runtime 13000, driver 13000)".
+  virtual std::string Describe() const = 0;
+  // GPTQ on the device for a spec CheckRunsOnDevice accepted, with the CPU solver's results
+  // (codes, grids, g_idx, damping, objective; packed by worker/quant/gptq_pack like the CPU's).
+  virtual absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) = 0;
+};
+
+// Whether this build has the CUDA side (worker/cuda).
+bool BuiltWithCuda();
+
+// Opens CUDA device `index` for this process. Without CUDA in the build: UNIMPLEMENTED "this
+// build has no CUDA support"; no such device (no GPU, no driver, ordinal too large):
+// FAILED_PRECONDITION "no CUDA device ..." with the CUDA error's name and text.
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index);
+
+// The worker's device opened: null on the CPU.
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenDevice(const Device& device);
+
+}  // namespace qshard
