@@ -1,0 +1,82 @@
+// One decoder layer's forward pass on the device for one window of tokens, the counterpart of
+// worker/model/decoder_layers.h's RunDecoderLayer: OPT (LayerNorm before or after each block,
+// biases, ReLU MLP; learned positions are added before the first layer, outside) and LLaMA
+// (RMSNorm, RoPE, grouped-query attention, SiLU-gated MLP), causal attention. Activations and
+// weights are float32, every product a cuBLAS SGEMM in its default math mode (IEEE float32, no
+// TF32). The inputs of the four linear groups stay in the scratch after the pass, on the device,
+// where DeviceHessianSum::AddWindow (hessian_device.h) can read them without a host copy.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/layer_architecture.h"
+#include "kernels/cuda/solver_context.h"
+
+namespace qshard::gpu {
+
+// A linear's device weight [out, in] (row-major: torch's nn.Linear layout) and its bias [out]
+// (null when the architecture gives the linear none). Shapes come from the architecture.
+struct DeviceLinear {
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+};
+
+// The device weights of one layer. The pointers are borrowed: the caller owns the memory.
+struct DeviceLayerWeights {
+  LayerArchitecture arch;
+  DeviceLinear q, k, v;
+  DeviceLinear o;     // OPT out_proj
+  DeviceLinear up;    // OPT fc1
+  DeviceLinear gate;  // LLaMA only
+  DeviceLinear down;  // OPT fc2
+  // The norm in front of the attention (LLaMA input_layernorm, OPT self_attn_layer_norm) and in
+  // front of the MLP (post_attention_layernorm, final_layer_norm), [hidden] each; the biases
+  // are OPT's (null for LLaMA).
+  const float* norm1_weight = nullptr;
+  const float* norm1_bias = nullptr;
+  const float* norm2_weight = nullptr;
+  const float* norm2_bias = nullptr;
+};
+
+// Every pointer the architecture needs is set, and no bias it does not have.
+CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& weights);
+
+// The working memory of RunLayerForwardOnDevice, grown on demand and reused call after call.
+// After a call, group_input(g) is the input of group g of that window, [tokens, GroupWidth(g)],
+// valid (once the stream gets there) until the next call with this scratch.
+class LayerForwardScratch {
+ public:
+  const float* group_input(LayerGroup group) const { return groups_[static_cast<int>(group)].get(); }
+  int64_t tokens() const { return tokens_; }
+  size_t bytes() const;
+
+ private:
+  friend CudaStatus RunLayerForwardOnDevice(const SolverContext&, const DeviceLayerWeights&, const float*, float*,
+                                            int64_t, LayerForwardScratch&);
+  CudaStatus Reserve(const LayerArchitecture& arch, int64_t tokens);
+
+  int64_t tokens_ = 0;
+  DeviceBuffer<float> groups_[kLayerGroupCount];
+  DeviceBuffer<float> q_, k_, v_;
+  DeviceBuffer<float> up_;  // LLaMA's up projection, before it gates
+  DeviceBuffer<float> scores_;
+  DeviceBuffer<float> rope_cos_, rope_sin_;  // [tokens, head_dim / 2]
+};
+
+// Device bytes the scratch holds for `tokens` (for planning memory).
+size_t LayerForwardScratchBytes(const LayerArchitecture& arch, int64_t tokens);
+
+// hidden_out [tokens, hidden] = the layer applied to hidden_in [tokens, hidden], one window
+// (positions 0..tokens−1), queued on the context's stream (its cuBLAS handle is bound to it,
+// so the stream is the context's). hidden_out may be hidden_in (in place); no other overlap.
+CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLayerWeights& weights,
+                                   const float* hidden_in, float* hidden_out, int64_t tokens,
+                                   LayerForwardScratch& scratch);
+
+// FLOPs of one window: the linears' 2·tokens·in·out each and the causal attention's
+// (attention_device.h); norms and elementwise work not counted.
+double LayerForwardFlops(const LayerArchitecture& arch, int64_t tokens);
+
+}  // namespace qshard::gpu
