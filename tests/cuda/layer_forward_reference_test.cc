@@ -7,6 +7,7 @@
 #include "kernels/cuda/layer_forward_reference.h"
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,8 @@ struct Param {
   ForwardCase forward;
   int64_t tokens;
 };
+
+void PrintTo(const Param& p, std::ostream* os) { *os << p.forward.name << ", " << p.tokens << " tokens"; }
 
 std::vector<Param> Params() {
   std::vector<Param> params;
