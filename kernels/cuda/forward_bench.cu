@@ -254,28 +254,17 @@ int Main(int argc, char** argv) {
     return kExitFailed;
   }
   cudaDeviceProp props{};
-  std::string why;
-  const int found = FindDevice(props, why);
   cudaStream_t stream = nullptr;
-  if (found != 0 || cudaStreamCreate(&stream) != cudaSuccess) {
-    std::fprintf(stderr, "no usable CUDA device: %s\n", why.c_str());
-    return found != 0 ? found : kExitCudaError;
-  }
+  if (const int exit_now = StartBench(props, stream); exit_now >= 0) return exit_now;
   const std::string date = UtcTimestamp();
   std::FILE* table = options.json ? stderr : stdout;
   std::fprintf(table, "device: %s (sm_%d%d, %.0f GiB), %s; float32 weights and activations, cuBLAS SGEMM (no TF32)\n",
                props.name, props.major, props.minor, props.totalGlobalMem / 1073741824.0, date.c_str());
   std::fprintf(table, "%-12s %6s %6s %8s %6s %10s %10s %8s %10s %8s %8s\n", "model", "hidden", "ffn", "heads", "tokens",
                "median_ms", "min_ms", "TFLOP/s", "attn_ms", "attn_TF", "attn%");
-  int status = 0;
-  {
-    SolverContext context;
-    const CudaStatus init = context.Init(stream);
-    if (!init.ok()) {
-      std::fprintf(stderr, "ERROR %s\n", init.message().c_str());
-      status = kExitCudaError;
-    }
-    for (int i = 0; i < static_cast<int>(std::size(kModels)) && init.ok(); ++i) {
+  return RunOnContext(stream, stderr, [&](const SolverContext& context) {
+    int status = 0;
+    for (int i = 0; i < static_cast<int>(std::size(kModels)); ++i) {
       if (options.model >= 0 && options.model != i) continue;
       const Model& m = kModels[i];
       const LayerArchitecture a = ArchitectureOf(m);
@@ -296,9 +285,8 @@ int Main(int argc, char** argv) {
       }
       PrintRow(options, m, row, props.name, date);
     }
-  }
-  cudaStreamDestroy(stream);
-  return status;
+    return status;
+  });
 }
 
 }  // namespace

@@ -185,89 +185,61 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
 
 // Bad layers come back as errors, not crashes; runs without a device.
 bool CheckContracts() {
-  bool passed = true;
-  const auto expect_error = [&](const char* what, const CudaStatus& status) {
-    if (status.ok()) {
-      std::printf("FAIL contract: %s was accepted\n", what);
-      passed = false;
-    }
-  };
+  ContractChecks checks;
   const LayerArchitecture good = ForwardCheckCases().back().arch;  // LLaMA with biases
   LayerArchitecture a = good;
   a.kv_heads = 5;
-  expect_error("heads not a multiple of kv_heads", ValidateLayerArchitecture(a));
+  checks.ExpectError("heads not a multiple of kv_heads", ValidateLayerArchitecture(a));
   a = good;
   a.head_dim = 15;
-  expect_error("odd head_dim with RoPE", ValidateLayerArchitecture(a));
+  checks.ExpectError("odd head_dim with RoPE", ValidateLayerArchitecture(a));
   a = ForwardCheckCases().front().arch;  // OPT
   a.kv_heads = 1;
-  expect_error("OPT with GQA", ValidateLayerArchitecture(a));
+  checks.ExpectError("OPT with GQA", ValidateLayerArchitecture(a));
   a = good;
   a.ffn = 0;
-  expect_error("ffn 0", ValidateLayerArchitecture(a));
+  checks.ExpectError("ffn 0", ValidateLayerArchitecture(a));
 
   float dummy = 0.0f;
   DeviceLayerWeights w;
   w.arch = good;
   for (DeviceLinear* linear : {&w.q, &w.k, &w.v, &w.o, &w.up, &w.gate, &w.down}) *linear = {&dummy, &dummy};
   w.norm1_weight = w.norm2_weight = &dummy;
-  if (!ValidateDeviceLayer(w).ok()) {
-    std::printf("FAIL contract: a complete layer was refused: %s\n", ValidateDeviceLayer(w).message().c_str());
-    passed = false;
-  }
+  checks.ExpectOk("a complete layer", ValidateDeviceLayer(w));
   DeviceLayerWeights broken = w;
   broken.gate.weight = nullptr;
-  expect_error("a LLaMA layer without gate", ValidateDeviceLayer(broken));
+  checks.ExpectError("a LLaMA layer without gate", ValidateDeviceLayer(broken));
   broken = w;
   broken.q.bias = nullptr;
-  expect_error("a missing bias", ValidateDeviceLayer(broken));
+  checks.ExpectError("a missing bias", ValidateDeviceLayer(broken));
   broken = w;
   broken.norm1_bias = &dummy;
-  expect_error("an RMSNorm with a bias", ValidateDeviceLayer(broken));
+  checks.ExpectError("an RMSNorm with a bias", ValidateDeviceLayer(broken));
   SolverContext unused;
   LayerForwardScratch scratch;
-  expect_error("0 tokens", RunLayerForwardOnDevice(unused, w, &dummy, &dummy, 0, scratch));
-  return passed;
+  checks.ExpectError("0 tokens", RunLayerForwardOnDevice(unused, w, &dummy, &dummy, 0, scratch));
+  float hidden[2] = {};
+  checks.ExpectError("hidden_out overlapping hidden_in", RunLayerForwardOnDevice(unused, w, hidden, hidden + 1, 1, scratch));
+  checks.ExpectError("a context without cuBLAS", RunLayerForwardOnDevice(unused, w, hidden, hidden, 1, scratch));
+  return checks.passed();
 }
 
 int Main(int argc, char** argv) {
-  uint64_t seed = 20261206;
-  bool passed = CheckContracts();
-  cudaDeviceProp props{};
-  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
-  cudaStream_t stream = nullptr;
-  if (cudaStreamCreate(&stream) != cudaSuccess) {
-    std::printf("ERROR cannot create a stream on device 0\n");
-    return kExitCudaError;
-  }
-  std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
-              static_cast<unsigned long long>(seed));
-  int status = 0;
-  {
-    SolverContext context;
-    const CudaStatus init = context.Init(stream);
-    if (!init.ok()) {
-      std::printf("ERROR %s\n", init.message().c_str());
-      status = kExitCudaError;
-    }
-    uint64_t index = 0;
-    for (const ForwardCase& c : ForwardCheckCases()) {
-      LayerForwardScratch scratch;  // reused across the case's window lengths
-      for (int64_t tokens : c.tokens) {
-        if (status != 0) break;
-        const CudaStatus run = RunCase(context, c, tokens, seed + index++, scratch, passed);
-        if (!run.ok()) {
-          std::printf("ERROR %s, %lld tokens: %s\n", c.name, static_cast<long long>(tokens), run.message().c_str());
-          status = kExitCudaError;
-        }
-        std::fflush(stdout);
-      }
-    }
-  }
-  cudaStreamDestroy(stream);
-  if (status != 0) return status;
-  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
-  return passed ? 0 : kExitFailed;
+  return RunContextCheck(argc, argv, CheckContracts(), 20261206,
+                         [](const SolverContext& context, uint64_t seed, bool& passed) {
+                           uint64_t index = 0;
+                           for (const ForwardCase& c : ForwardCheckCases()) {
+                             LayerForwardScratch scratch;  // reused across the case's window lengths
+                             for (int64_t tokens : c.tokens) {
+                               const CudaStatus run = RunCase(context, c, tokens, seed + index++, scratch, passed);
+                               if (!run.ok())
+                                 return CudaStatus::Error(std::string(c.name) + ", " + std::to_string(tokens) +
+                                                          " tokens: " + run.message());
+                               std::fflush(stdout);
+                             }
+                           }
+                           return CudaStatus();
+                         });
 }
 
 }  // namespace

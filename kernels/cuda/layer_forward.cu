@@ -151,13 +151,13 @@ CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLay
                                    float* hidden_out, int64_t tokens, LayerForwardScratch& s) {
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateDeviceLayer(w));
   if (tokens <= 0) return CudaStatus::Error("RunLayerForwardOnDevice: tokens must be positive");
-  if (context.blas() == nullptr) return CudaStatus::Error("RunLayerForwardOnDevice: the context has no cuBLAS handle");
   const LayerArchitecture& a = w.arch;
-  const cudaStream_t stream = context.stream();
-  const int64_t hidden_bytes = sizeof(float) * tokens * a.hidden;
   const bool in_place = hidden_out == hidden_in;
   if (!in_place && hidden_out < hidden_in + tokens * a.hidden && hidden_in < hidden_out + tokens * a.hidden)
     return CudaStatus::Error("RunLayerForwardOnDevice: hidden_in and hidden_out overlap without being equal");
+  if (context.blas() == nullptr) return CudaStatus::Error("RunLayerForwardOnDevice: the context has no cuBLAS handle");
+  const cudaStream_t stream = context.stream();
+  const int64_t hidden_bytes = sizeof(float) * tokens * a.hidden;
   QSHARD_CUDA_RETURN_IF_ERROR(s.Reserve(a, tokens));
   float* group[kLayerGroupCount];
   for (int g = 0; g < kLayerGroupCount; ++g) group[g] = s.groups_[g].get();
