@@ -176,6 +176,7 @@ std::vector<ForwardCase> ForwardCheckCases() {
       {"llama 7 heads, q width 210 over hidden 200", Llama(200, 300, 7, 7, 30, 10000.0, false), lengths},
       {"llama GQA 2:1, 6 heads", Llama(204, 550, 6, 3, 34, 10000.0, false), lengths},
       {"llama GQA 4:1, 12 heads, biases, theta 5e5", Llama(180, 470, 12, 3, 16, 500000.0, true), {1, 7, 129, 300}},
+      {"llama-sized GQA 2:1, 8 heads of 64", Llama(512, 1376, 8, 4, 64, 10000.0, false), {640}},
   };
 }
 

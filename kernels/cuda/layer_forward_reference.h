@@ -41,7 +41,8 @@ struct ReferenceLayerResult {
 // The layers and window lengths qshard_cuda_forward_check runs (and the CPU test with it):
 // widths that are not multiples of 32, odd head counts, GQA 2:1 and 4:1, a query width unlike
 // the hidden width, OPT pre- and post-LN, with and without biases; 1, 7, 129 tokens (and 300:
-// three query blocks of attention_device.h, the last one partial).
+// three query blocks of attention_device.h, the last one partial), and one layer of realistic
+// head width (64) and a 640-token window, where cuBLAS picks its larger kernels.
 struct ForwardCase {
   const char* name;
   LayerArchitecture arch;
