@@ -31,7 +31,7 @@ class DeviceBuffer {
     cudaFree(data_);
     data_ = nullptr;
     size_ = 0;
-    QSHARD_CUDA_TRY(cudaMalloc(&data_, count * sizeof(T)));
+    QSHARD_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));  // host compilers too
     size_ = count;
     return CudaStatus();
   }

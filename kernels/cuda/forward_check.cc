@@ -186,16 +186,26 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
 // Bad layers come back as errors, not crashes; runs without a device.
 bool CheckContracts() {
   ContractChecks checks;
-  const LayerArchitecture good = ForwardCheckCases().back().arch;  // LLaMA with biases
+  LayerArchitecture good;  // LLaMA with biases: every pointer of DeviceLayerWeights but OPT's norm biases
+  good.hidden = 64;
+  good.ffn = 96;
+  good.heads = 4;
+  good.kv_heads = 2;
+  good.head_dim = 16;
+  good.attention_bias = good.mlp_bias = true;
   LayerArchitecture a = good;
   a.kv_heads = 5;
   checks.ExpectError("heads not a multiple of kv_heads", ValidateLayerArchitecture(a));
   a = good;
   a.head_dim = 15;
   checks.ExpectError("odd head_dim with RoPE", ValidateLayerArchitecture(a));
-  a = ForwardCheckCases().front().arch;  // OPT
-  a.kv_heads = 1;
+  a = good;
+  a.kind = LayerKind::kOpt;  // heads · head_dim = hidden, as OPT needs, but GQA 2:1
   checks.ExpectError("OPT with GQA", ValidateLayerArchitecture(a));
+  a.kv_heads = a.heads;
+  checks.ExpectOk("an OPT layer", ValidateLayerArchitecture(a));
+  a.head_dim = 32;
+  checks.ExpectError("OPT with heads · head_dim != hidden", ValidateLayerArchitecture(a));
   a = good;
   a.ffn = 0;
   checks.ExpectError("ffn 0", ValidateLayerArchitecture(a));
