@@ -142,9 +142,7 @@ CudaStatus LayerForwardScratch::Reserve(const LayerArchitecture& a, int64_t toke
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(up_, s.up));
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(scores_, s.scores));
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(rope_cos_, s.rope));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(rope_sin_, s.rope));
-  tokens_ = tokens;
-  return CudaStatus();
+  return Grow(rope_sin_, s.rope);
 }
 
 CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLayerWeights& w, const float* hidden_in,

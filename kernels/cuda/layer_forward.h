@@ -49,7 +49,6 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& weights);
 class LayerForwardScratch {
  public:
   const float* group_input(LayerGroup group) const { return groups_[static_cast<int>(group)].get(); }
-  int64_t tokens() const { return tokens_; }
   size_t bytes() const;
 
  private:
@@ -57,7 +56,6 @@ class LayerForwardScratch {
                                             int64_t, LayerForwardScratch&);
   CudaStatus Reserve(const LayerArchitecture& arch, int64_t tokens);
 
-  int64_t tokens_ = 0;
   DeviceBuffer<float> groups_[kLayerGroupCount];
   DeviceBuffer<float> q_, k_, v_;
   DeviceBuffer<float> up_;  // LLaMA's up projection, before it gates
