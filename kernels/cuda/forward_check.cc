@@ -3,9 +3,10 @@
 // (ForwardCheckCases: widths not multiples of 32, odd head counts, GQA 2:1 and 4:1, OPT pre- and
 // post-LN, biases or none; 1, 7, 129 and 300 tokens): the output and the four captured group
 // inputs within the reference's tolerances, identical bytes from a second run on a fresh
-// scratch, the in-place form, and the device statistics (hessian_device.h) fed straight from
-// the captured inputs. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error stopped the
-// run, 77 no CUDA device (ctest reports the test as skipped).
+// scratch, the in-place form, the device statistics (hessian_device.h) fed straight from the
+// captured inputs, and the stage-by-stage entry points (a group's input computed again after a
+// weight changed; stages out of order refused). Exit status: 0 all passed, 1 a check failed,
+// 2 a CUDA error stopped the run, 77 no CUDA device (ctest reports the test as skipped).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -180,6 +181,36 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
   QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, a, tokens, fresh, third, worst));
   std::printf("  statistics from the captured inputs: worst element %.2e of sqrt(S_ii S_jj)\n", worst);
   expect(worst <= kStatElementTolerance, "statistics of the captured inputs differ from their float64 sum");
+
+  // True-sequential use: v replaced (as if quantized), group 1's input computed again from the
+  // group 0 input the scratch holds, against the reference layer with that v.
+  HostLayer changed = layer;
+  for (float& value : changed.v.weight) value = -0.5f * value;
+  DeviceLayer changed_v;
+  DeviceLayerWeights changed_weights = device.weights;
+  QSHARD_CUDA_RETURN_IF_ERROR(changed_v.Put(changed.v.weight, changed_weights.v.weight));
+  QSHARD_CUDA_RETURN_IF_ERROR(
+      ComputeGroupInputOnDevice(context, changed_weights, LayerGroup::kOutInput, nullptr, tokens, fresh));
+  std::vector<float> recomputed;
+  QSHARD_CUDA_TRY(cudaStreamSynchronize(context.stream()));
+  QSHARD_CUDA_RETURN_IF_ERROR(
+      DownloadFloats(fresh.group_input(LayerGroup::kOutInput), static_cast<size_t>(tokens * a.q_width()), recomputed));
+  const Deviation staged = Compare(recomputed, ReferenceLayerForward(changed, hidden, tokens).group_inputs[1]);
+  std::printf("  o input recomputed with another v: max/rms %.2e  relative Frobenius %.2e\n", staged.max_over_rms,
+              staged.relative_frobenius);
+  expect(WithinForwardTolerance(staged), "the o input recomputed stage by stage is outside the tolerances");
+
+  // Stages out of order are refused: on a fresh scratch nothing precedes group 1 or output 3,
+  // and a window length other than the one computed does not match.
+  LayerForwardScratch empty;
+  expect(!ComputeGroupInputOnDevice(context, device.weights, LayerGroup::kOutInput, nullptr, tokens, empty).ok(),
+         "group 1's input computed before group 0's");
+  expect(!AddGroupOutputOnDevice(context, device.weights, LayerGroup::kDownInput, out.get(), tokens, empty).ok(),
+         "group 3's output added before its input was computed");
+  expect(!AddGroupOutputOnDevice(context, device.weights, LayerGroup::kMlpInput, out.get(), tokens, fresh).ok(),
+         "an output added for group 2, which has none");
+  expect(!ComputeGroupInputOnDevice(context, device.weights, LayerGroup::kDownInput, nullptr, tokens + 1, fresh).ok(),
+         "group 3's input computed from group 2's of another window length");
   return CudaStatus();
 }
 

@@ -4,7 +4,10 @@
 // stage a call into layer_ops_device.h or attention_device.h on the context's stream.
 #include "kernels/cuda/layer_forward.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <string>
 
 #include "kernels/cuda/attention_device.h"
 #include "kernels/cuda/layer_ops_device.h"
@@ -14,9 +17,19 @@ namespace {
 
 AttentionDims DimsOf(const LayerArchitecture& a, int64_t tokens) { return {tokens, a.heads, a.kv_heads, a.head_dim}; }
 
-CudaStatus Grow(DeviceBuffer<float>& buffer, int64_t count) {
+// Reallocates `buffer` when it holds fewer than `count` floats, and says so in `moved`.
+CudaStatus Grow(DeviceBuffer<float>& buffer, int64_t count, bool& moved) {
   if (static_cast<int64_t>(buffer.size()) >= count) return CudaStatus();
+  moved = true;
   return buffer.Allocate(static_cast<size_t>(count));
+}
+
+// What every entry point checks before queueing anything.
+CudaStatus CheckCall(const SolverContext& context, const DeviceLayerWeights& w, int64_t tokens, const char* who) {
+  QSHARD_CUDA_RETURN_IF_ERROR(ValidateDeviceLayer(w));
+  if (tokens <= 0) return CudaStatus::Error(std::string(who) + ": tokens must be positive");
+  if (context.blas() == nullptr) return CudaStatus::Error(std::string(who) + ": the context has no cuBLAS handle");
+  return CudaStatus();
 }
 
 // Floats of each scratch buffer, in the order LayerForwardScratch declares them.
@@ -135,45 +148,90 @@ size_t LayerForwardScratch::bytes() const {
 
 CudaStatus LayerForwardScratch::Reserve(const LayerArchitecture& a, int64_t tokens) {
   const ScratchSizes s = SizesOf(a, tokens);
-  for (int g = 0; g < kLayerGroupCount; ++g) QSHARD_CUDA_RETURN_IF_ERROR(Grow(groups_[g], s.groups[g]));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(q_, s.q));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(k_, s.kv));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(v_, s.kv));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(up_, s.up));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(scores_, s.scores));
-  QSHARD_CUDA_RETURN_IF_ERROR(Grow(rope_cos_, s.rope));
-  return Grow(rope_sin_, s.rope);
+  bool moved = false;
+  for (int g = 0; g < kLayerGroupCount; ++g) QSHARD_CUDA_RETURN_IF_ERROR(Grow(groups_[g], s.groups[g], moved));
+  if (moved) std::fill(std::begin(computed_), std::end(computed_), 0);  // the group inputs are gone
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(q_, s.q, moved));
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(k_, s.kv, moved));
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(v_, s.kv, moved));
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(up_, s.up, moved));
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(scores_, s.scores, moved));
+  QSHARD_CUDA_RETURN_IF_ERROR(Grow(rope_cos_, s.rope, moved));
+  return Grow(rope_sin_, s.rope, moved);
+}
+
+CudaStatus ComputeGroupInputOnDevice(const SolverContext& context, const DeviceLayerWeights& w, LayerGroup group,
+                                     const float* residual, int64_t tokens, LayerForwardScratch& s) {
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckCall(context, w, tokens, "ComputeGroupInputOnDevice"));
+  QSHARD_CUDA_RETURN_IF_ERROR(s.Reserve(w.arch, tokens));
+  const int g = static_cast<int>(group);
+  const bool from_previous = group == LayerGroup::kOutInput || group == LayerGroup::kDownInput;
+  if (from_previous && s.computed_[g - 1] != tokens)
+    return CudaStatus::Error("ComputeGroupInputOnDevice: group " + std::to_string(g) + " reads group " +
+                             std::to_string(g - 1) + "'s input, not computed for " + std::to_string(tokens) +
+                             " tokens with this scratch");
+  const cudaStream_t stream = context.stream();
+  float* out = s.groups_[g].get();
+  s.computed_[g] = 0;
+  switch (group) {
+    case LayerGroup::kAttentionInput:
+      QSHARD_CUDA_RETURN_IF_ERROR(NormInput(w, 0, residual, tokens, out, stream));
+      break;
+    case LayerGroup::kOutInput:
+      QSHARD_CUDA_RETURN_IF_ERROR(AttentionBlock(context, w, tokens, s.groups_[0].get(), s.q_.get(), s.k_.get(),
+                                                 s.v_.get(), s.scores_.get(), s.rope_cos_.get(), s.rope_sin_.get(),
+                                                 out));
+      break;
+    case LayerGroup::kMlpInput:
+      QSHARD_CUDA_RETURN_IF_ERROR(NormInput(w, 1, residual, tokens, out, stream));
+      break;
+    case LayerGroup::kDownInput:
+      QSHARD_CUDA_RETURN_IF_ERROR(MlpHidden(context, w, tokens, s.groups_[2].get(), s.up_.get(), out));
+      break;
+  }
+  s.computed_[g] = tokens;
+  return CudaStatus();
+}
+
+CudaStatus AddGroupOutputOnDevice(const SolverContext& context, const DeviceLayerWeights& w, LayerGroup group,
+                                  float* residual, int64_t tokens, LayerForwardScratch& s) {
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckCall(context, w, tokens, "AddGroupOutputOnDevice"));
+  const int g = static_cast<int>(group);
+  const bool attention = group == LayerGroup::kOutInput;
+  if (!attention && group != LayerGroup::kDownInput)
+    return CudaStatus::Error("AddGroupOutputOnDevice: only groups 1 (o) and 3 (down) add to the residual");
+  if (s.computed_[g] != tokens)
+    return CudaStatus::Error("AddGroupOutputOnDevice: group " + std::to_string(g) + "'s input was not computed for " +
+                             std::to_string(tokens) + " tokens with this scratch");
+  const LayerArchitecture& a = w.arch;
+  const float* input = s.groups_[g].get();
+  if (attention) {
+    QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.o, a.hidden, a.q_width(), input, tokens, residual, true));
+  } else {
+    QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.down, a.hidden, a.ffn, input, tokens, residual, true));
+  }
+  return PostNorm(w, attention ? 0 : 1, residual, tokens, context.stream());
 }
 
 CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLayerWeights& w, const float* hidden_in,
                                    float* hidden_out, int64_t tokens, LayerForwardScratch& s) {
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateDeviceLayer(w));
-  if (tokens <= 0) return CudaStatus::Error("RunLayerForwardOnDevice: tokens must be positive");
-  const LayerArchitecture& a = w.arch;
-  const bool in_place = hidden_out == hidden_in;
-  if (!in_place && hidden_out < hidden_in + tokens * a.hidden && hidden_in < hidden_out + tokens * a.hidden)
+  const int64_t count = tokens * w.arch.hidden;
+  if (hidden_out != hidden_in && hidden_out < hidden_in + count && hidden_in < hidden_out + count)
     return CudaStatus::Error("RunLayerForwardOnDevice: hidden_in and hidden_out overlap without being equal");
-  if (context.blas() == nullptr) return CudaStatus::Error("RunLayerForwardOnDevice: the context has no cuBLAS handle");
-  const cudaStream_t stream = context.stream();
-  const int64_t hidden_bytes = sizeof(float) * tokens * a.hidden;
-  QSHARD_CUDA_RETURN_IF_ERROR(s.Reserve(a, tokens));
-  float* group[kLayerGroupCount];
-  for (int g = 0; g < kLayerGroupCount; ++g) group[g] = s.groups_[g].get();
-
-  // Attention block: group 0's input, then group 1's; the residual sum goes to hidden_out.
-  QSHARD_CUDA_RETURN_IF_ERROR(NormInput(w, 0, hidden_in, tokens, group[0], stream));
-  QSHARD_CUDA_RETURN_IF_ERROR(AttentionBlock(context, w, tokens, group[0], s.q_.get(), s.k_.get(), s.v_.get(),
-                                             s.scores_.get(), s.rope_cos_.get(), s.rope_sin_.get(), group[1]));
-  if (!in_place)
-    QSHARD_CUDA_TRY(cudaMemcpyAsync(hidden_out, hidden_in, hidden_bytes, cudaMemcpyDeviceToDevice, stream));
-  QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.o, a.hidden, a.q_width(), group[1], tokens, hidden_out, true));
-  QSHARD_CUDA_RETURN_IF_ERROR(PostNorm(w, 0, hidden_out, tokens, stream));
-
-  // MLP block: group 2's input, group 3's, the down projection added.
-  QSHARD_CUDA_RETURN_IF_ERROR(NormInput(w, 1, hidden_out, tokens, group[2], stream));
-  QSHARD_CUDA_RETURN_IF_ERROR(MlpHidden(context, w, tokens, group[2], s.up_.get(), group[3]));
-  QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.down, a.hidden, a.ffn, group[3], tokens, hidden_out, true));
-  return PostNorm(w, 1, hidden_out, tokens, stream);
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckCall(context, w, tokens, "RunLayerForwardOnDevice"));
+  if (hidden_out != hidden_in) {
+    QSHARD_CUDA_TRY(cudaMemcpyAsync(hidden_out, hidden_in, sizeof(float) * count, cudaMemcpyDeviceToDevice,
+                                    context.stream()));
+  }
+  // The attention block, then the MLP block, each ending in its output added to the residual.
+  for (const LayerGroup input : {LayerGroup::kAttentionInput, LayerGroup::kMlpInput}) {
+    const LayerGroup inner = static_cast<LayerGroup>(static_cast<int>(input) + 1);
+    QSHARD_CUDA_RETURN_IF_ERROR(ComputeGroupInputOnDevice(context, w, input, hidden_out, tokens, s));
+    QSHARD_CUDA_RETURN_IF_ERROR(ComputeGroupInputOnDevice(context, w, inner, hidden_out, tokens, s));
+    QSHARD_CUDA_RETURN_IF_ERROR(AddGroupOutputOnDevice(context, w, inner, hidden_out, tokens, s));
+  }
+  return CudaStatus();
 }
 
 double LayerForwardFlops(const LayerArchitecture& a, int64_t tokens) {

@@ -43,19 +43,22 @@ struct DeviceLayerWeights {
 // Every pointer the architecture needs is set, and no bias it does not have.
 CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& weights);
 
-// The working memory of RunLayerForwardOnDevice, grown on demand and reused call after call.
-// After a call, group_input(g) is the input of group g of that window, [tokens, GroupWidth(g)],
-// valid (once the stream gets there) until the next call with this scratch.
+// The working memory of the calls below, grown on demand and reused call after call. After a
+// call, group_input(g) is the input of group g of that window, [tokens, GroupWidth(g)], valid
+// (once the stream gets there) until a later call computes group g again with this scratch.
 class LayerForwardScratch {
  public:
   const float* group_input(LayerGroup group) const { return groups_[static_cast<int>(group)].get(); }
   size_t bytes() const;
 
  private:
-  friend CudaStatus RunLayerForwardOnDevice(const SolverContext&, const DeviceLayerWeights&, const float*, float*,
-                                            int64_t, LayerForwardScratch&);
+  friend CudaStatus ComputeGroupInputOnDevice(const SolverContext&, const DeviceLayerWeights&, LayerGroup,
+                                              const float*, int64_t, LayerForwardScratch&);
+  friend CudaStatus AddGroupOutputOnDevice(const SolverContext&, const DeviceLayerWeights&, LayerGroup, float*,
+                                           int64_t, LayerForwardScratch&);
   CudaStatus Reserve(const LayerArchitecture& arch, int64_t tokens);
 
+  int64_t computed_[kLayerGroupCount] = {};  // tokens of the window each group input was last computed for
   DeviceBuffer<float> groups_[kLayerGroupCount];
   DeviceBuffer<float> q_, k_, v_;
   DeviceBuffer<float> up_;  // LLaMA's up projection, before it gates
@@ -72,6 +75,20 @@ size_t LayerForwardScratchBytes(const LayerArchitecture& arch, int64_t tokens);
 CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLayerWeights& weights,
                                    const float* hidden_in, float* hidden_out, int64_t tokens,
                                    LayerForwardScratch& scratch);
+
+// The layer cut where true-sequential calibration needs it (worker/model/decoder_layers.h's
+// GroupInput and AddGroupOutput), so that a group's input can be computed again with the
+// earlier groups' weights already quantized, without recomputing the whole layer:
+// ComputeGroupInputOnDevice writes group g's input into the scratch, from `residual`
+// [tokens, hidden] for groups 0 and 2 (ignored for 1 and 3), from the scratch's input of group
+// g − 1 for groups 1 and 3 (which must have been computed for this window length first);
+// AddGroupOutputOnDevice adds group 1's (o) or 3's (down) linear of its input to `residual`, and
+// for OPT post-LN normalizes it. RunLayerForwardOnDevice is the six calls in a row (groups 0, 1,
+// output 1, groups 2, 3, output 3), and gives the same bytes as making them.
+CudaStatus ComputeGroupInputOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, LayerGroup group,
+                                     const float* residual, int64_t tokens, LayerForwardScratch& scratch);
+CudaStatus AddGroupOutputOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, LayerGroup group,
+                                  float* residual, int64_t tokens, LayerForwardScratch& scratch);
 
 // FLOPs of one window: the linears' 2·tokens·in·out each and the causal attention's
 // (attention_device.h); norms and elementwise work not counted.
