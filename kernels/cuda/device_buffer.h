@@ -31,7 +31,8 @@ class DeviceBuffer {
     cudaFree(data_);
     data_ = nullptr;
     size_ = 0;
-    QSHARD_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));  // host compilers too
+    // The void** form: the typed overload is only in cuda_runtime.h, which host C++ files lack.
+    QSHARD_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
     size_ = count;
     return CudaStatus();
   }

@@ -91,7 +91,7 @@ CudaStatus AddGroupOutputOnDevice(const SolverContext& context, const DeviceLaye
                                   float* residual, int64_t tokens, LayerForwardScratch& scratch);
 
 // FLOPs of one window: the linears' 2·tokens·in·out each and the causal attention's
-// (attention_device.h); norms and elementwise work not counted.
+// (attention_plan.h); norms and elementwise work not counted.
 double LayerForwardFlops(const LayerArchitecture& arch, int64_t tokens);
 
 }  // namespace qshard::gpu
