@@ -90,6 +90,9 @@ fi
 if wants kernels; then
   run_bench qshard_cuda_bench 300 "$results/bench" "$bin/qshard_cuda_bench"
 fi
+if wants forward; then
+  run_bench qshard_cuda_forward_bench 300 "$results/forward-bench" "$bin/qshard_cuda_forward_bench"
+fi
 if wants solver; then
   run_bench qshard_cuda_solver_bench 300 "$results/solver-bench" "$bin/qshard_cuda_solver_bench"
   # The PyTorch baseline on the same GPU, where a Python with torch is installed.
@@ -105,8 +108,5 @@ if wants solver; then
   else
     echo "run_gpu_checks: no Python with torch; the PyTorch baseline did not run" | tee "$results/torch-bench.txt"
   fi
-fi
-if wants forward; then
-  run_bench qshard_cuda_forward_bench 300 "$results/forward-bench" "$bin/qshard_cuda_forward_bench"
 fi
 exit $status
