@@ -7,8 +7,8 @@
 #   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
 #            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
 #   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer)
-# Usage: run_gpu_checks.sh [all|kernels|solver|forward] (default all: kernels first). Each program runs
-# under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
+# Usage: run_gpu_checks.sh [all|kernels|solver|forward] (default all: kernels first). Each program
+# runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
