@@ -1,5 +1,5 @@
 // What the standalone CUDA check and benchmark programs share: their exit codes, the checks'
-// `--seed N` option, and finding device 0.
+// `--seed N` option, finding device 0, and the frame of the programs that run on a SolverContext.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/solver_context.h"
 
 namespace qshard::gpu {
 
@@ -60,6 +62,78 @@ inline int StartCheck(int argc, char** argv, bool passed, uint64_t& seed, cudaDe
   }
   if (found != 0) std::printf("ERROR %s\n", why.c_str());
   return found != 0 ? found : -1;
+}
+
+// The device-free contract checks of a check program: calls that must come back as errors
+// (or, for a valid input, must not).
+class ContractChecks {
+ public:
+  void ExpectError(const char* what, const CudaStatus& status) {
+    if (!status.ok()) return;
+    std::printf("FAIL contract: %s was accepted\n", what);
+    passed_ = false;
+  }
+  void ExpectOk(const char* what, const CudaStatus& status) {
+    if (status.ok()) return;
+    std::printf("FAIL contract: %s was refused: %s\n", what, status.message().c_str());
+    passed_ = false;
+  }
+  bool passed() const { return passed_; }
+
+ private:
+  bool passed_ = true;
+};
+
+// Runs `body` on a SolverContext bound to `stream`, then destroys the stream; returns body's
+// exit status, or kExitCudaError (said on `errors`) where the context cannot be created.
+inline int RunOnContext(cudaStream_t stream, std::FILE* errors, const std::function<int(const SolverContext&)>& body) {
+  int status = kExitCudaError;
+  {
+    SolverContext context;
+    const CudaStatus init = context.Init(stream);
+    if (init.ok()) {
+      status = body(context);
+    } else {
+      std::fprintf(errors, "ERROR %s\n", init.message().c_str());
+    }
+  }
+  cudaStreamDestroy(stream);
+  return status;
+}
+
+// The whole main of a check whose cases run on a SolverContext, after its device-free contract
+// checks (`passed`): StartCheck, a stream and a context on device 0, then `run_cases(context,
+// seed, passed)`, whose error (a CUDA error that stopped the run, naming the case) ends it.
+inline int RunContextCheck(int argc, char** argv, bool passed, uint64_t seed,
+                           const std::function<CudaStatus(const SolverContext&, uint64_t, bool&)>& run_cases) {
+  cudaDeviceProp props{};
+  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
+  cudaStream_t stream = nullptr;
+  if (cudaStreamCreate(&stream) != cudaSuccess) {
+    std::printf("ERROR cannot create a stream on device 0\n");
+    return kExitCudaError;
+  }
+  std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
+              static_cast<unsigned long long>(seed));
+  return RunOnContext(stream, stdout, [&](const SolverContext& context) {
+    const CudaStatus status = run_cases(context, seed, passed);
+    if (!status.ok()) {
+      std::printf("ERROR %s\n", status.message().c_str());
+      return kExitCudaError;
+    }
+    std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
+    return passed ? 0 : kExitFailed;
+  });
+}
+
+// The start of a benchmark: device 0 and a stream on it. Returns −1 to go on, else the status to
+// exit with (no device, or a CUDA error), having said why on stderr.
+inline int StartBench(cudaDeviceProp& props, cudaStream_t& stream) {
+  std::string why;
+  const int found = FindDevice(props, why);
+  if (found == 0 && cudaStreamCreate(&stream) == cudaSuccess) return -1;
+  std::fprintf(stderr, "no usable CUDA device: %s\n", found != 0 ? why.c_str() : "cannot create a stream");
+  return found != 0 ? found : kExitCudaError;
 }
 
 }  // namespace qshard::gpu

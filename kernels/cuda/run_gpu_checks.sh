@@ -9,7 +9,8 @@
 #   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
-# Usage: run_gpu_checks.sh [all|kernels|solver|job] (default all: kernels first). Each program
+#   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer)
+# Usage: run_gpu_checks.sh [all|kernels|solver|forward|job] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
@@ -25,7 +26,8 @@ case "$part" in
   all) targets=() ;;  # everything
   kernels) targets=(--target qshard_cuda_check qshard_cuda_bench) ;;
   solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
-  *) echo "usage: $0 [all|kernels|solver|job]" >&2; exit 2 ;;
+  forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench) ;;
+  *) echo "usage: $0 [all|kernels|solver|forward|job]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -80,17 +82,26 @@ run_bench() {
   fi
 }
 
+# wants PART: whether this run includes PART.
+wants() { [[ $part == all || $part == "$1" ]]; }
+
 bin="$build_dir/kernels/cuda"
-if [[ $part != solver ]]; then
+if wants kernels; then
   run_step qshard_cuda_check 300 "$results/check.log" "$bin/qshard_cuda_check"
 fi
-if [[ $part != kernels ]]; then
+if wants solver; then
   run_step qshard_cuda_solver_check 300 "$results/solver-check.log" "$bin/qshard_cuda_solver_check"
 fi
-if [[ $part != solver ]]; then
+if wants forward; then
+  run_step qshard_cuda_forward_check 300 "$results/forward-check.log" "$bin/qshard_cuda_forward_check"
+fi
+if wants kernels; then
   run_bench qshard_cuda_bench 300 "$results/bench" "$bin/qshard_cuda_bench"
 fi
-if [[ $part != kernels ]]; then
+if wants forward; then
+  run_bench qshard_cuda_forward_bench 300 "$results/forward-bench" "$bin/qshard_cuda_forward_bench"
+fi
+if wants solver; then
   run_bench qshard_cuda_solver_bench 300 "$results/solver-bench" "$bin/qshard_cuda_solver_bench"
   # The PyTorch baseline on the same GPU, where a Python with torch is installed.
   torch_python=""

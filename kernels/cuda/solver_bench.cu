@@ -224,13 +224,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   cudaDeviceProp props{};
-  std::string why;
-  const int found = FindDevice(props, why);
   cudaStream_t stream = nullptr;
-  if (found != 0 || cudaStreamCreate(&stream) != cudaSuccess) {
-    std::fprintf(stderr, "no usable CUDA device: %s\n", why.c_str());
-    return found != 0 ? found : kExitCudaError;
-  }
+  if (const int exit_now = StartBench(props, stream); exit_now >= 0) return exit_now;
   const std::string date = UtcTimestamp();
   std::FILE* table = options.json ? stderr : stdout;
   std::fprintf(table, "device: %s (sm_%d%d, %.0f GiB), %s; %d-bit, group %d, act-order %s, %lld-token windows\n",
@@ -239,15 +234,9 @@ int Main(int argc, char** argv) {
                static_cast<long long>(kWindowTokens));
   std::fprintf(table, "%-9s %-9s %6s %6s %4s %12s %12s %9s %9s %11s %6s %11s\n", "model", "layer", "in", "out", "win",
                "stats_s/win", "stats_s/128", "factor_s", "sweep_s", "layer_s/128", "damp", "proxy");
-  int status = 0;
-  {
-    SolverContext context;
-    const CudaStatus init = context.Init(stream);
-    if (!init.ok()) {
-      std::fprintf(stderr, "ERROR %s\n", init.message().c_str());
-      status = kExitCudaError;
-    }
-    for (int m = 0; m < static_cast<int>(std::size(kModels)) && context.blas() != nullptr; ++m) {
+  return RunOnContext(stream, stderr, [&](const SolverContext& context) {
+    int status = 0;
+    for (int m = 0; m < static_cast<int>(std::size(kModels)); ++m) {
       if (options.model >= 0 && options.model != m) continue;
       const Model& model = kModels[m];
       const int windows = options.windows > 0 ? options.windows : model.windows;
@@ -277,9 +266,8 @@ int Main(int argc, char** argv) {
       }
       if (complete) PrintModel(options, model, timings, props.name, date);
     }
-  }
-  cudaStreamDestroy(stream);
-  return status;
+    return status;
+  });
 }
 
 }  // namespace

@@ -276,72 +276,42 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
 
 // Bad input comes back as an error, not a crash; runs without a device.
 bool CheckContracts() {
-  bool passed = true;
-  const auto expect_error = [&](const char* what, const CudaStatus& status) {
-    if (status.ok()) {
-      std::printf("FAIL contract: %s was accepted\n", what);
-      passed = false;
-    }
-  };
+  ContractChecks checks;
   GptqSolveSpec spec;
   spec.bits = 9;
-  expect_error("bits 9", ValidateGptqSolveSpec(spec));
+  checks.ExpectError("bits 9", ValidateGptqSolveSpec(spec));
   spec = GptqSolveSpec();
   spec.group_size = 0;
-  expect_error("group_size 0", ValidateGptqSolveSpec(spec));
+  checks.ExpectError("group_size 0", ValidateGptqSolveSpec(spec));
   spec = GptqSolveSpec();
   spec.static_groups = true;
-  expect_error("static groups per channel", ValidateGptqSolveSpec(spec));
+  checks.ExpectError("static groups per channel", ValidateGptqSolveSpec(spec));
   spec = GptqSolveSpec();
   spec.damp = 0.0;
-  expect_error("damp 0", ValidateGptqSolveSpec(spec));
+  checks.ExpectError("damp 0", ValidateGptqSolveSpec(spec));
   DiagonalPlan plan;
-  expect_error("no tokens", PlanDiagonal({1.0, 2.0}, 0, GptqSolveSpec(), plan));
-  expect_error("all inputs dead and negative", PlanDiagonal({-4.0, 0.0}, 2, GptqSolveSpec(), plan));
+  checks.ExpectError("no tokens", PlanDiagonal({1.0, 2.0}, 0, GptqSolveSpec(), plan));
+  checks.ExpectError("all inputs dead and negative", PlanDiagonal({-4.0, 0.0}, 2, GptqSolveSpec(), plan));
   DeviceInverseHessianFactor factor;
   factor.dim = 8;
   DeviceGptqResult result;
   float dummy = 0.0f;
   SolverContext unused;
-  expect_error("weight columns != Hessian dim", SweepGptqOnDevice(unused, &dummy, 4, 7, factor, GptqSolveSpec(), result));
-  return passed;
+  checks.ExpectError("weight columns != Hessian dim", SweepGptqOnDevice(unused, &dummy, 4, 7, factor, GptqSolveSpec(), result));
+  return checks.passed();
 }
 
 int Main(int argc, char** argv) {
-  uint64_t seed = 20261206;
-  bool passed = CheckContracts();
-  cudaDeviceProp props{};
-  if (const int exit_now = StartCheck(argc, argv, passed, seed, props); exit_now >= 0) return exit_now;
-  cudaStream_t stream = nullptr;
-  if (cudaStreamCreate(&stream) != cudaSuccess) {
-    std::printf("ERROR cannot create a stream on device 0\n");
-    return kExitCudaError;
-  }
-  std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
-              static_cast<unsigned long long>(seed));
-  int status = 0;
-  {
-    SolverContext context;
-    const CudaStatus init = context.Init(stream);
-    if (!init.ok()) {
-      std::printf("ERROR %s\n", init.message().c_str());
-      status = kExitCudaError;
-    }
-    int index = 0;
-    for (const Case& c : kCases) {
-      if (status != 0) break;
-      const CudaStatus run = RunCase(context, c, seed + index++, passed);
-      if (!run.ok()) {
-        std::printf("ERROR %s: %s\n", Describe(c).c_str(), run.message().c_str());
-        status = kExitCudaError;
-      }
-      std::fflush(stdout);
-    }
-  }
-  cudaStreamDestroy(stream);
-  if (status != 0) return status;
-  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
-  return passed ? 0 : kExitFailed;
+  return RunContextCheck(argc, argv, CheckContracts(), 20261206,
+                         [](const SolverContext& context, uint64_t seed, bool& passed) {
+                           int index = 0;
+                           for (const Case& c : kCases) {
+                             const CudaStatus run = RunCase(context, c, seed + index++, passed);
+                             if (!run.ok()) return CudaStatus::Error(Describe(c) + ": " + run.message());
+                             std::fflush(stdout);
+                           }
+                           return CudaStatus();
+                         });
 }
 
 }  // namespace

@@ -1,0 +1,28 @@
+// Causal softmax self-attention of one window on the device, the counterpart of
+// worker/model/attention.h with grouped-query attention (query head h reads key/value head
+// h / (heads / kv_heads)). The simple form, planned in attention_plan.h: queries in blocks of
+// kAttentionQueryBlock rows; per block, the scores of every head against the keys up to the
+// block's last row by cublasSgemmStridedBatched (float32, scaled), a softmax kernel per row that
+// zeroes what the mask hides, and the probabilities times the values by a second strided-batched
+// SGEMM. Blocks skip the keys after their last row, so about half of the full T×T products are
+// computed, not all; the scores of one block go through device memory (no fused flash kernel).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/attention_plan.h"
+#include "kernels/cuda/cuda_status.h"
+
+namespace qshard::gpu {
+
+// q [tokens, heads·head_dim], k and v [tokens, kv_heads·head_dim] (row-major) -> out [tokens,
+// heads·head_dim]. Scores are (q·k)·scale with later positions masked. `scores` holds
+// AttentionScratchFloats(dims) floats. The cuBLAS handle must be bound to `stream`.
+CudaStatus CausalAttentionOnDevice(cublasHandle_t blas, cudaStream_t stream, const AttentionDims& dims,
+                                   const float* q, const float* k, const float* v, float scale, float* scores,
+                                   float* out);
+
+}  // namespace qshard::gpu
