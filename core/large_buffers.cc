@@ -1,11 +1,18 @@
 #include "core/large_buffers.h"
 
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
 
 namespace qshard {
+
+void KeepFreedBuffersForReuse() {
+  constexpr int kMiB = 1 << 20;
+  (void)mallopt(M_MMAP_THRESHOLD, 32 * kMiB);  // the largest glibc accepts; also ends its dynamic threshold
+  (void)mallopt(M_TRIM_THRESHOLD, 512 * kMiB);
+}
 
 void PopulatePages(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE

@@ -12,6 +12,15 @@
 
 namespace qshard {
 
+// Makes the C library keep freed buffers of up to 32 MiB for reuse instead of handing their
+// pages back to the kernel: by default glibc maps such a buffer afresh (mmap) or trims the heap
+// top once 2× the last freed block is free, so every forward batch's activations (MiBs each,
+// allocated and freed per linear) faulted their pages in again: 0.3–0.5 s of system time on
+// a TinyStories aespa job. Buffers above 32 MiB (glibc's limit for this threshold) are still
+// mapped per allocation; up to 512 MiB of free heap top stays with the process. Called once,
+// at program start, by programs that run jobs (the qshard binary).
+void KeepFreedBuffersForReuse();
+
 // Maps the whole pages inside [data, data + bytes) writable in one call (MADV_POPULATE_WRITE),
 // where the kernel has it; otherwise does nothing and the pages fault in as they are written.
 void PopulatePages(void* data, size_t bytes);

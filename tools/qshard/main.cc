@@ -1,6 +1,7 @@
 // qshard: one program with subcommands (conventions.md, "Command line").
 #include <iostream>
 
+#include "core/large_buffers.h"
 #include "tools/qshard/command.h"
 
 namespace qshard::cli {
@@ -11,6 +12,7 @@ void PrintJson(const nlohmann::json& result) { std::cout << result.dump() << std
 
 int main(int argc, char** argv) {
   using namespace qshard::cli;
+  qshard::KeepFreedBuffersForReuse();
   CLI::App app{"qshard: calibration and quantization of large language models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
