@@ -330,13 +330,15 @@ struct SoftRoundingObjective::State {
 
   // One iteration of the descent on the live weights, chunk by chunk (a chunk's gradient reads
   // its own rows of E only, so Adam's step on them follows while they are in cache). A chunk none
-  // of whose weights has frozen yet works on the rows of E in place.
+  // of whose weights has frozen yet works on the rows of E in place; one whose weights have all
+  // frozen needs no product.
   void AdamStep(float lambda, float beta, float learning_rate, int t) {
     Descent& d = *descent;
     const float max_code = static_cast<float>(grids.max_code);
     for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
       const auto [at, n] = ChunkElements(c);
       const int64_t live = d.live[c];
+      if (live == 0) continue;
       const bool packed = live < n;
       SoftErrors(d.v.data() + at, d.floor_level.data() + at, d.step.data() + at, d.offset.data() + at, max_code, live,
                  h.data() + at, dh_dv.data() + at, step_in_range.data() + at, packed ? d.packed_e.data() : d.e.data() + at);
