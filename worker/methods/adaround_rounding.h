@@ -15,7 +15,9 @@
 // the product E·H, which is computed tile by tile from each unit's first row whatever the split.
 // The descent needs only the gradient, row r of which is 2·e_r·H, so every split gives the same
 // codes: each tile is the same GEMM call on the same data, and every call runs on one BLAS
-// thread (the library's threads, like its row count, can change a product's bits).
+// thread (the library's threads, like its row count, can change a product's bits). The descent
+// steps only the weights whose soft variable is still in the sigmoid's live range: a saturated
+// one can never return, so this gives the codes of stepping them all.
 #pragma once
 
 #include <cstdint>
