@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/thread_pool.h"
 #include "core/vector_clones.h"
@@ -242,11 +243,11 @@ void GatherFromChunk(const float* chunk, const int32_t* index, int64_t n, float*
 // gradient (dh/dv = 0), so Adam's first moment m only decays (0.9·m keeps its sign, even as a
 // subnormal), and m had the sign that moved v out (v − step·m/(√v̂ + ε) with a positive
 // denominator moves v against m; a v that starts just outside has m = 0 and never moves), so
-// every later step moves v further out or leaves it. The
-// descent therefore drops such a weight (a frozen weight) and keeps its last v for the codes:
-// the live weights' operations and E are those of the full descent, so the codes have the full
-// descent's bits, while the element-wise work shrinks with the live weights (about 90 % of them
-// in the warm-up, 40 % when the regularizer starts, none at the end).
+// every later step moves v further out or leaves it. The descent therefore drops such a weight
+// (a frozen weight) and keeps its last v for the codes: the live weights' operations and E are
+// those of the full descent, so the codes have the full descent's bits, while the element-wise
+// work shrinks with the live weights (about 90 % of them in the warm-up, 40 % when the
+// regularizer starts, none at the end).
 struct Descent {
   // Per chunk of the reconstruction: how many of its weights are live; they are packed, in
   // element order, from the chunk's first element in the arrays below.
