@@ -2,7 +2,8 @@
 // of its objective written from the definition (reconstruction loss of the soft weights plus
 // λ·Σ(1 − |2h − 1|^β)), on awkward sizes: several row blocks with their own Hessians, head
 // output weightings, groups that do not divide the columns, per-column step multipliers, and
-// levels clamped at both ends of the grid.
+// levels clamped at both ends of the grid. And the descent, which steps only the weights still
+// live, against plain Adam over every weight on that gradient: the same codes, bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -168,6 +169,48 @@ TEST(AdaRoundGradientTest, WithTheRegularizer) {
 TEST(AdaRoundGradientTest, HeadOutputWeightings) {
   // Two Hessian blocks of 9 rows, each holding three heads of 3 rows.
   ExpectGradientMatches(MakeSetup(18, 29, 2, 3, 7, 3), 1.1f, 7.0f, 14);
+}
+
+// Adam over every weight with Gradient's gradient (PyTorch's defaults, the operations of
+// adaround_rounding.cc's AdamUpdate; this file is built for baseline x86-64, which has no fused
+// multiply-add to contract them into), against AdamStep, which freezes saturated weights: the
+// codes must match at every checkpoint, while the frozen weights grow to most of them.
+void ExpectDescentMatchesPlainAdam(const Setup& s, uint32_t seed) {
+  const RoundingProblem problem = s.Problem();
+  SoftRoundingObjective reference(problem), descent(problem);
+  std::vector<float> v = reference.InitialVariables(), grad(v.size()), m(v.size(), 0.0f), second(v.size(), 0.0f);
+  const int64_t n = static_cast<int64_t>(v.size());
+  const std::vector<int32_t> initial = reference.Codes(v);
+  std::mt19937 rng(seed);
+  constexpr int kIters = 400, kWarmup = 60;
+  constexpr float kLearningRate = 0.03f;
+  int64_t fewest_live = n;
+  for (int t = 1; t <= kIters; ++t) {
+    const float lambda = t <= kWarmup ? 0.0f : 0.5f;
+    const float beta = t <= kWarmup ? 20.0f : 20.0f - 18.0f * (t - kWarmup) / (kIters - kWarmup);
+    reference.Gradient(v, lambda, beta, grad);
+    const float step_size = kLearningRate / (1.0f - std::pow(0.9f, static_cast<float>(t)));
+    const float inverse_sqrt_correction2 = 1.0f / std::sqrt(1.0f - std::pow(0.999f, static_cast<float>(t)));
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = 0.9f * m[i] + (1.0f - 0.9f) * grad[i];
+      second[i] = 0.999f * second[i] + (1.0f - 0.999f) * grad[i] * grad[i];
+      v[i] -= step_size * m[i] / (std::sqrt(second[i]) * inverse_sqrt_correction2 + 1e-8f);
+    }
+    descent.AdamStep(lambda, beta, kLearningRate, t);
+    if (t % 20 == 0) {
+      ASSERT_EQ(descent.DescentCodes(), reference.Codes(v)) << "step " << t;
+    }
+    fewest_live = std::min(fewest_live, descent.LiveWeights());
+  }
+  EXPECT_LT(fewest_live, n / 2);     // the frozen path was taken, for most weights
+  EXPECT_GT(descent.LiveWeights(), 0);  // and the live one too, to the end
+  EXPECT_NE(descent.DescentCodes(), initial);
+}
+
+TEST(AdaRoundDescentTest, FrozenWeightsKeepThePlainDescentsCodes) {
+  // Two Hessian blocks of 35 rows: product tiles of 32 and 3 rows, so chunks of both sizes.
+  ExpectDescentMatchesPlainAdam(MakeSetup(70, 37, 2, 0, 16, 4), 21);
+  ExpectDescentMatchesPlainAdam(MakeSetup(18, 29, 2, 3, 7, 5), 22);  // heads of 3 rows
 }
 
 }  // namespace

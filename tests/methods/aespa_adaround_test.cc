@@ -139,7 +139,9 @@ TEST(AdaRoundTest, NeverEndsAboveTheStart) {
   options.warmup = 0.0;
   const RoundingResult r = LearnRounding(ProblemOf(s), options);
   EXPECT_LE(r.loss, r.initial_loss);
-  if (!r.learned) EXPECT_EQ(r.codes, s.gptq.weight.codes);
+  if (!r.learned) {
+    EXPECT_EQ(r.codes, s.gptq.weight.codes);
+  }
   options.iters = 0;
   const RoundingResult none = LearnRounding(ProblemOf(s), options);
   EXPECT_EQ(none.codes, s.gptq.weight.codes);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/thread_pool.h"
 #include "core/vector_clones.h"
@@ -228,6 +229,40 @@ float Beta(int it, const AdaRoundOptions& o) {
   return static_cast<float>(o.beta_end + (o.beta_start - o.beta_end) * std::max(0.0, 1.0 - progress));
 }
 
+// Packing a chunk's live weights: their soft errors out to the chunk's rows of E, and the
+// product's values in from them (index: each live weight's element in the chunk).
+void ScatterToChunk(const float* packed, const int32_t* index, int64_t n, float* chunk) {
+  for (int64_t j = 0; j < n; ++j) chunk[index[j]] = packed[j];
+}
+void GatherFromChunk(const float* chunk, const int32_t* index, int64_t n, float* packed) {
+  for (int64_t j = 0; j < n; ++j) packed[j] = chunk[index[j]];
+}
+
+// AdaRound's descent works on the live weights only (|v| ≤ ln 11). Once a weight's v leaves that
+// range it never returns, so its h (0 or 1), its soft error and its code are final: it passes no
+// gradient (dh/dv = 0), so Adam's first moment m only decays (0.9·m keeps its sign, even as a
+// subnormal), and m had the sign that moved v out (v − step·m/(√v̂ + ε) with a positive
+// denominator moves v against m; a v that starts just outside has m = 0 and never moves), so
+// every later step moves v further out or leaves it. The descent therefore drops such a weight
+// (a frozen weight) and keeps its last v for the codes: the live weights' operations and E are
+// those of the full descent, so the codes have the full descent's bits, while the element-wise
+// work shrinks with the live weights (about 90 % of them in the warm-up, 40 % when the
+// regularizer starts, none at the end).
+struct Descent {
+  // Per chunk of the reconstruction: how many of its weights are live; they are packed, in
+  // element order, from the chunk's first element in the arrays below.
+  std::vector<int64_t> live;
+  std::vector<int32_t> index;  // a live weight's element in its chunk
+  std::vector<float> v, m, second_moment, floor_level, step, offset;  // a live weight's
+  std::vector<float> variables;  // every weight's v, a frozen one's from when it froze
+  std::vector<float> e;          // every weight's soft error (E of the range's rows)
+  std::vector<float> packed_e, packed_half, grad;  // one chunk's live weights' (scratch)
+};
+
+// A chunk's live weights are packed again once this share of them has frozen: packing costs a
+// pass over them, and the packed passes a gather and a scatter per weight.
+constexpr int64_t kRepackShare = 4;
+
 }  // namespace
 
 struct SoftRoundingObjective::State {
@@ -237,7 +272,8 @@ struct SoftRoundingObjective::State {
   Reconstruction reconstruction;
   // Per weight: ⌊u/s⌋ + z the level below u, and s·z + w so that the error is s·clamp(level) − (s·z + w).
   std::vector<float> floor_level, offset;
-  std::vector<float> h, dh_dv, step_in_range, e, grad;  // per-call scratch (grad: AdamStep's)
+  std::vector<float> h, dh_dv, step_in_range, e;  // per-call scratch
+  std::unique_ptr<Descent> descent;               // AdamStep's, from the first step
 
   State(const RoundingProblem& p, RowRange rows)
       : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
@@ -253,22 +289,100 @@ struct SoftRoundingObjective::State {
   float unrounded(int64_t i) const { return (*problem.unrounded)[first + i]; }
   float weight(int64_t i) const { return (*problem.weight)[first + i]; }
 
-  // The gradient at v into grad, chunk by chunk; after each chunk, chunk_done(first element,
-  // count) (the descent's Adam step on them: a chunk's gradient reads its own rows of v only).
-  // Leaves h and e for the whole range.
-  template <typename ChunkDone>
-  void Gradient(const float* v, float lambda, float beta, float* grad, ChunkDone&& chunk_done) {
+  // Chunk c's first element in the range and its count.
+  std::pair<int64_t, int64_t> ChunkElements(size_t c) const {
+    const Reconstruction::Chunk& chunk = reconstruction.chunks()[c];
     const int64_t in = problem.weight->dim(1);
+    return {chunk.begin * in - first, (chunk.end - chunk.begin) * in};
+  }
+
+  // The gradient at v into grad, chunk by chunk. Leaves h and e for the whole range.
+  void Gradient(const float* v, float lambda, float beta, float* grad) {
     const float max_code = static_cast<float>(grids.max_code);
     for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
-      const Reconstruction::Chunk& chunk = reconstruction.chunks()[c];
-      const int64_t at = chunk.begin * in - first, n = (chunk.end - chunk.begin) * in;
+      const auto [at, n] = ChunkElements(c);
       SoftErrors(v + at, floor_level.data() + at, grids.step.data() + at, offset.data() + at, max_code, n,
                  h.data() + at, dh_dv.data() + at, step_in_range.data() + at, e.data() + at);
       ChainToVariables(reconstruction.HalfGradient(c, e.data()), step_in_range.data() + at, dh_dv.data() + at,
                        h.data() + at, lambda * 2.0f * beta, beta, n, grad + at);
-      chunk_done(at, n);
     }
+  }
+
+  void StartDescent(std::vector<float> initial) {
+    descent = std::make_unique<Descent>();
+    Descent& d = *descent;
+    d.v = d.variables = std::move(initial);
+    d.m.assign(d.v.size(), 0.0f);
+    d.second_moment.assign(d.v.size(), 0.0f);
+    d.floor_level = floor_level;
+    d.step = grids.step;
+    d.offset = offset;
+    d.e.resize(d.v.size());
+    d.index.resize(d.v.size());
+    int64_t largest = 0;
+    for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
+      const auto [at, n] = ChunkElements(c);
+      d.live.push_back(n);
+      for (int64_t j = 0; j < n; ++j) d.index[at + j] = static_cast<int32_t>(j);
+      largest = std::max(largest, n);
+    }
+    for (std::vector<float>* buffer : {&d.packed_e, &d.packed_half, &d.grad}) buffer->resize(largest);
+  }
+
+  // One iteration of the descent on the live weights, chunk by chunk (a chunk's gradient reads
+  // its own rows of E only, so Adam's step on them follows while they are in cache). A chunk none
+  // of whose weights has frozen yet works on the rows of E in place; one whose weights have all
+  // frozen needs no product.
+  void AdamStep(float lambda, float beta, float learning_rate, int t) {
+    Descent& d = *descent;
+    const float max_code = static_cast<float>(grids.max_code);
+    for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
+      const auto [at, n] = ChunkElements(c);
+      const int64_t live = d.live[c];
+      if (live == 0) continue;
+      const bool packed = live < n;
+      SoftErrors(d.v.data() + at, d.floor_level.data() + at, d.step.data() + at, d.offset.data() + at, max_code, live,
+                 h.data() + at, dh_dv.data() + at, step_in_range.data() + at, packed ? d.packed_e.data() : d.e.data() + at);
+      if (packed) ScatterToChunk(d.packed_e.data(), d.index.data() + at, live, d.e.data() + at);
+      const float* half = reconstruction.HalfGradient(c, d.e.data());
+      if (packed) {
+        GatherFromChunk(half, d.index.data() + at, live, d.packed_half.data());
+        half = d.packed_half.data();
+      }
+      ChainToVariables(half, step_in_range.data() + at, dh_dv.data() + at, h.data() + at, lambda * 2.0f * beta, beta,
+                       live, d.grad.data());
+      AdamUpdate(d.grad.data(), live, learning_rate, t, d.v.data() + at, d.m.data() + at,
+                 d.second_moment.data() + at);
+      // The weights saturated in this step (dh/dv = 0) have their final soft error in E.
+      const int64_t frozen = std::count(dh_dv.begin() + at, dh_dv.begin() + at + live, 0.0f);
+      if (frozen > 0 && frozen * kRepackShare >= live) Repack(c, at);
+    }
+  }
+
+  // Drops chunk c's weights that saturated in this step, keeping their v for the codes.
+  void Repack(size_t c, int64_t at) {
+    Descent& d = *descent;
+    int64_t kept = at;
+    for (int64_t j = at; j < at + d.live[c]; ++j) {
+      if (dh_dv[j] == 0.0f) {
+        d.variables[at + d.index[j]] = d.v[j];
+        continue;
+      }
+      for (std::vector<float>* a : {&d.v, &d.m, &d.second_moment, &d.floor_level, &d.step, &d.offset}) (*a)[kept] = (*a)[j];
+      d.index[kept++] = d.index[j];
+    }
+    d.live[c] = kept - at;
+  }
+
+  // Every weight's v in the descent: the frozen ones' and the live ones'.
+  std::vector<float> DescentVariables() const {
+    const Descent& d = *descent;
+    std::vector<float> v = d.variables;
+    for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
+      const int64_t at = ChunkElements(c).first;
+      ScatterToChunk(d.v.data() + at, d.index.data() + at, d.live[c], v.data() + at);
+    }
+    return v;
   }
 };
 
@@ -293,23 +407,33 @@ std::vector<float> SoftRoundingObjective::InitialVariables() const {
 
 double SoftRoundingObjective::Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
   State& s = *state_;
-  s.Gradient(v.data(), lambda, beta, grad.data(), [](int64_t, int64_t) {});
+  s.Gradient(v.data(), lambda, beta, grad.data());
   double objective = s.reconstruction.Loss(s.e.data());
   if (lambda != 0.0f) objective += lambda * Regularizer(s.h.data(), static_cast<int64_t>(v.size()), beta);
   return objective;
 }
 
 void SoftRoundingObjective::Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad) {
-  state_->Gradient(v.data(), lambda, beta, grad.data(), [](int64_t, int64_t) {});
+  state_->Gradient(v.data(), lambda, beta, grad.data());
 }
 
-void SoftRoundingObjective::AdamStep(std::span<float> v, float lambda, float beta, float learning_rate, int t,
-                                     std::span<float> m, std::span<float> second_moment) {
+void SoftRoundingObjective::AdamStep(float lambda, float beta, float learning_rate, int t) {
   State& s = *state_;
-  s.grad.resize(v.size());
-  s.Gradient(v.data(), lambda, beta, s.grad.data(), [&](int64_t at, int64_t n) {
-    AdamUpdate(s.grad.data() + at, n, learning_rate, t, v.data() + at, m.data() + at, second_moment.data() + at);
-  });
+  if (s.descent == nullptr) s.StartDescent(InitialVariables());
+  s.AdamStep(lambda, beta, learning_rate, t);
+}
+
+std::vector<int32_t> SoftRoundingObjective::DescentCodes() const {
+  const State& s = *state_;
+  return s.descent == nullptr ? Codes(InitialVariables()) : Codes(s.DescentVariables());
+}
+
+int64_t SoftRoundingObjective::LiveWeights() const {
+  const State& s = *state_;
+  if (s.descent == nullptr) return static_cast<int64_t>(s.grids.step.size());
+  int64_t live = 0;
+  for (const int64_t l : s.descent->live) live += l;
+  return live;
 }
 
 std::vector<int32_t> SoftRoundingObjective::Codes(std::span<const float> v) const {
@@ -348,16 +472,13 @@ namespace {
 // The rows' learned codes: Adam on the soft variables from their initial values, then [v ≥ 0].
 std::vector<int32_t> Descend(const RoundingProblem& problem, RowRange rows, const AdaRoundOptions& options) {
   SoftRoundingObjective objective(problem, rows);
-  std::vector<float> v = objective.InitialVariables();
-  const int64_t n = static_cast<int64_t>(v.size());
-  std::vector<float> adam_m(n, 0.0f), adam_v(n, 0.0f);
   const float lambda = static_cast<float>(options.lambda);
   const float learning_rate = static_cast<float>(options.learning_rate);
   for (int it = 0; it < options.iters; ++it) {
     const bool regularize = it >= options.warmup * options.iters;
-    objective.AdamStep(v, regularize ? lambda : 0.0f, Beta(it, options), learning_rate, it + 1, adam_m, adam_v);
+    objective.AdamStep(regularize ? lambda : 0.0f, Beta(it, options), learning_rate, it + 1);
   }
-  return objective.Codes(v);
+  return objective.DescentCodes();
 }
 
 }  // namespace

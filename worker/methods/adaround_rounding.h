@@ -15,7 +15,9 @@
 // the product E·H, which is computed tile by tile from each unit's first row whatever the split.
 // The descent needs only the gradient, row r of which is 2·e_r·H, so every split gives the same
 // codes: each tile is the same GEMM call on the same data, and every call runs on one BLAS
-// thread (the library's threads, like its row count, can change a product's bits).
+// thread (the library's threads, like its row count, can change a product's bits). The descent
+// steps only the weights whose soft variable is still in the sigmoid's live range: a saturated
+// one can never return, so this gives the codes of stepping them all.
 #pragma once
 
 #include <cstdint>
@@ -109,11 +111,16 @@ class SoftRoundingObjective {
   double Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad);
   // The gradient alone, as the descent needs it (the float64 sums of the value are a serial chain).
   void Gradient(std::span<const float> v, float lambda, float beta, std::span<float> grad);
-  // One iteration of the descent: the gradient (with lambda and beta as in Gradient) and Adam's
-  // step t ≥ 1 with moments m and second_moment, updating v. The same values as Gradient and
-  // then the step over all of v, computed a piece of rows at a time while they are in cache.
-  void AdamStep(std::span<float> v, float lambda, float beta, float learning_rate, int t, std::span<float> m,
-                std::span<float> second_moment);
+  // One iteration of the descent on the objective's own variables, which start at
+  // InitialVariables() with Adam's moments at zero: the gradient (with lambda and beta as in
+  // Gradient) and Adam's step t ≥ 1. Weights whose v has left the rectified sigmoid's live range
+  // |v| ≤ ln 11 are frozen, since they can never return (adaround_rounding.cc, Descent): the
+  // codes are those of the same steps over all of v.
+  void AdamStep(float lambda, float beta, float learning_rate, int t);
+  // The descent's codes: Codes() of its variables (of InitialVariables() before any step).
+  std::vector<int32_t> DescentCodes() const;
+  // How many weights the descent still steps (all of the range's before it starts).
+  int64_t LiveWeights() const;
   // The hard rounding h = [v ≥ 0], as codes.
   std::vector<int32_t> Codes(std::span<const float> v) const;
   // The loss of `codes` per unit of rows (TotalLoss adds them).
