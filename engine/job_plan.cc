@@ -45,6 +45,13 @@ uint64_t SolutionBytes(const LinearSpec& linear, int group_size, const MethodReg
 
 uint64_t Square(int64_t k) { return static_cast<uint64_t>(k) * static_cast<uint64_t>(k); }
 
+// One window's activations through a layer: the residual, the normed input and the attention
+// output (3·hidden), the MLP's two intermediates (2·ffn), and aespa's probabilities.
+uint64_t ForwardBytesPerWindow(const ModelConfig& config, int64_t seqlen, bool attention_probabilities) {
+  const uint64_t L = seqlen, d = config.hidden_size, f = config.intermediate_size, h = config.num_heads;
+  return 4 * L * (3 * d + 2 * f + (attention_probabilities ? h * L : 0));
+}
+
 // A worker's partial sums alive while it adds s shards into the shard tree: log₂ s + 1, plus
 // the shard in progress (statistics_tree.h).
 uint64_t PartialsAlive(int shards_held) {
@@ -95,8 +102,9 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   const bool calibrated = method->needs.input_stats;
   const bool parallel = spec.calibration.propagation == Propagation::kParallel;
   const int shards = calibrated ? spec.calibration.shards : 0;
-  const uint64_t d = config.hidden_size, f = config.intermediate_size, h = config.num_heads;
-  const uint64_t L = seqlen, B = spec.execution.batch_windows;
+  const uint64_t d = config.hidden_size, f = config.intermediate_size;
+  const uint64_t L = seqlen;
+  const uint64_t B = ForwardBatchWindows(spec, config, seqlen, method->needs.attention_stats);
   const uint64_t embed_dim = config.arch == Architecture::kOpt ? config.word_embed_proj_dim : config.hidden_size;
   const uint64_t embeddings = 4 * config.vocab_size * embed_dim * (config.tie_word_embeddings ? 1 : 2);
   // aespa's attention statistics: a hidden × hidden float64 sum per key/value head.
@@ -146,7 +154,8 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
       {"cached stage activation", 4 * windows * L * std::max(d, f)},
       // Activations of a batch through a layer; attention probabilities only where aespa's
       // statistics ask for them (otherwise the online softmax keeps one tile).
-      {"forward batch", calibrated ? 4 * std::min(B, windows) * L * (3 * d + 2 * f + (attention > 0 ? h * L : 0)) : 0},
+      {"forward batch",
+       calibrated ? std::min(B, windows) * ForwardBytesPerWindow(config, seqlen, method->needs.attention_stats) : 0},
       {"layer weights (fp32)", 4 * layer_params},
       {"embeddings (fp32)", embeddings},
       {"partial statistics", calibrated ? (8 * squares_at_once + attention) * PartialsAlive(busiest_shards) : 0},
@@ -207,6 +216,14 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   plan.statistics_bytes = static_cast<uint64_t>(std::llround(statistics));
   plan.solution_bytes = solution * (1 + workers) + learned_codes + shared;
   return plan;
+}
+
+int64_t ForwardBatchWindows(const JobSpec& spec, const ModelConfig& config, int64_t seqlen,
+                            bool attention_probabilities) {
+  if (spec.execution.batch_windows > 0) return spec.execution.batch_windows;
+  constexpr uint64_t kBudget = uint64_t{512} << 20;
+  const uint64_t per_window = std::max<uint64_t>(1, ForwardBytesPerWindow(config, seqlen, attention_probabilities));
+  return static_cast<int64_t>(std::clamp<uint64_t>(kBudget / per_window, 1, 64));
 }
 
 absl::StatusOr<JobPlan> PlanJobForModel(const JobSpec& spec, int workers) {

@@ -51,6 +51,15 @@ struct JobPlan {
 
 // The plan of `spec` on `config` with `workers` workers (the spec must be valid for the model).
 absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers);
+
+// Windows per calibration forward batch: `spec.execution.batch_windows`, or when that is 0, as
+// many as keep one batch's activations through a layer (the plan's "forward batch" term, with
+// aespa's attention probabilities when `attention_probabilities`) within 512 MiB, 1 to 64.
+// Small models thus run a shard in one batch (fewer, larger calls: TinyStories-656K's aespa
+// job 0.3 s faster than at 8), and hyper-scale ones one window at a time. Bytes never depend
+// on it (conventions.md, Determinism).
+int64_t ForwardBatchWindows(const JobSpec& spec, const ModelConfig& config, int64_t seqlen,
+                            bool attention_probabilities);
 // PlanJob on the spec's model directory (reads its config.json only).
 absl::StatusOr<JobPlan> PlanJobForModel(const JobSpec& spec, int workers);
 

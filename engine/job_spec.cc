@@ -73,7 +73,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     if (spec.validation.seqlen <= 1) return Invalid(kValidationSeqlen, "must be at least 2");
     if (spec.validation.max_windows < 0) return Invalid(kValidationWindows, "must not be negative");
   }
-  if (spec.execution.batch_windows <= 0) return Invalid(kBatchWindows, "must be positive");
+  if (spec.execution.batch_windows < 0) return Invalid(kBatchWindows, "must not be negative (0: automatic)");
   if (spec.execution.threads < 0) return Invalid(kThreads, "must not be negative");
   return absl::OkStatus();
 }

@@ -48,7 +48,7 @@ struct ValidationSpec {
 // How the job runs; none of it changes the checkpoint's bytes.
 struct ExecutionOptions {
   int threads = 0;              // 0: all hardware threads
-  int64_t batch_windows = 8;    // calibration windows per forward batch
+  int64_t batch_windows = 0;    // calibration windows per forward batch; 0: ForwardBatchWindows' choice
   uint64_t max_shard_bytes = uint64_t{2} << 30;  // largest safetensors file written
 };
 

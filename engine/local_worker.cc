@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "engine/calibration_shards.h"
 #include "engine/calibration_windows.h"
+#include "engine/job_plan.h"
 #include "engine/statistics_tree.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/calibration/observer_fanout.h"
@@ -130,7 +131,8 @@ void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body,
 }
 
 void LocalWorker::ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body) {
-  const int64_t per_batch = spec_.execution.batch_windows, width = source_.model->config().hidden_size;
+  const int64_t per_batch = ForwardBatchWindows(spec_, source_.model->config(), seqlen_, registration_->needs.attention_stats);
+  const int64_t width = source_.model->config().hidden_size;
   const int64_t windows = shard.hidden.rows() / seqlen_;
   shard.cache.resize((windows + per_batch - 1) / per_batch);
   for (int64_t first = 0, index = 0; first < windows; first += per_batch, ++index) {

@@ -81,5 +81,37 @@ TEST(JobPlanTest, TermsFollowTheFormulaOfTheArchitectureDoc) {
   EXPECT_EQ(term(held->coordinator, "quantized layers held to the end"), 2 * 4 * (layer - 2 * 128));  // 2 layers
 }
 
+// --batch-windows 0 (the default): as many windows as keep a batch's activations within
+// 512 MiB, 1 to 64; a given count is kept as it is.
+TEST(JobPlanTest, AutomaticBatchesFitTheirBudget) {
+  auto config = LoadModelConfig(tiny_jobs::kModel);
+  ASSERT_TRUE(config.ok()) << config.status();
+  JobSpec spec = Job();
+  ASSERT_EQ(spec.execution.batch_windows, 0);
+  const uint64_t budget = uint64_t{512} << 20;
+  // 3·128 + 2·384 floats per token: far more than 64 windows of 256 fit.
+  EXPECT_EQ(ForwardBatchWindows(spec, *config, 256, false), 64);
+  // aespa's probabilities add 8 heads · 512 per token.
+  EXPECT_EQ(ForwardBatchWindows(spec, *config, 512, true), static_cast<int64_t>(budget / (4 * 512 * (1152 + 8 * 512))));
+  ModelConfig huge = *config;  // OPT-175B's widths
+  huge.hidden_size = 12288;
+  huge.intermediate_size = 49152;
+  huge.num_heads = 96;
+  EXPECT_EQ(ForwardBatchWindows(spec, huge, 2048, false), 1);
+  spec.execution.batch_windows = 5;
+  EXPECT_EQ(ForwardBatchWindows(spec, huge, 2048, true), 5);
+
+  auto plan = PlanJob(Job(), *config, 2);  // 8 windows per worker, all in one batch
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  uint64_t forward = 0;
+  for (const MemoryTerm& t : plan->worker.terms)
+    if (t.name == "forward batch") forward = t.bytes;
+  EXPECT_EQ(forward, 8u * 4 * 256 * (3 * 128 + 2 * 384));
+
+  JobSpec negative = Job();
+  negative.execution.batch_windows = -1;
+  EXPECT_EQ(ValidateJobSpec(negative).code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace qshard

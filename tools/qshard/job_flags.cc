@@ -30,7 +30,7 @@ void AddJobFlags(CLI::App& app, JobFlags& flags) {
   app.add_option("--propagation", flags.propagation, "sequential | parallel")->capture_default_str();
   app.add_option("--skip", s.skip, "Linears to keep in full precision (glob over names like mlp.down_proj)");
   app.add_option("--threads", s.execution.threads, "Threads (0 = all)")->capture_default_str();
-  app.add_option("--batch-windows", s.execution.batch_windows, "Calibration windows per forward batch")
+  app.add_option("--batch-windows", s.execution.batch_windows, "Calibration windows per forward batch (0 = as many as fit 512 MiB of activations, at most 64)")
       ->capture_default_str();
   app.add_option("--zfold-iters", s.method.zfold_max_iters, "Z-Fold/aespa: most alternations")->capture_default_str();
   app.add_option("--aespa-adaround-iters", s.method.aespa_adaround_iters,
