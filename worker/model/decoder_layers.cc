@@ -14,10 +14,10 @@ bool IsLlama(const LayerRun& run) { return run.config.arch == Architecture::kLla
 Tensor NormedResidual(const LayerRun& run, const DecoderLayerWeights& w, int index, const Tensor& residual) {
   if (IsLlama(run))
     return RmsNorm(residual, w.norm(index == 0 ? "input_layernorm.weight" : "post_attention_layernorm.weight"),
-                   run.config.rms_norm_eps);
+                   run.config.rms_norm_eps, &run.pool);
   if (!run.config.do_layer_norm_before) return residual;
   const std::string name = index == 0 ? "self_attn_layer_norm" : "final_layer_norm";
-  return LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps);
+  return LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps, &run.pool);
 }
 
 // HF OPTDecoderLayer without do_layer_norm_before (OPT-350M) normalizes the residual sum after
@@ -25,7 +25,7 @@ Tensor NormedResidual(const LayerRun& run, const DecoderLayerWeights& w, int ind
 void PostNorm(const LayerRun& run, const DecoderLayerWeights& w, int index, Tensor& residual) {
   if (IsLlama(run) || run.config.do_layer_norm_before) return;
   const std::string name = index == 0 ? "self_attn_layer_norm" : "final_layer_norm";
-  residual = LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps);
+  residual = LayerNorm(residual, w.norm(name + ".weight"), w.norm(name + ".bias"), run.config.layer_norm_eps, &run.pool);
 }
 
 // The query and key projections of x, rotated for LLaMA (positions after `past` cached ones).
@@ -72,7 +72,7 @@ Tensor AttentionBlock(const LayerRun& run, const DecoderLayerWeights& w, const T
 Tensor MlpHidden(const LayerRun& run, const DecoderLayerWeights& w, const Tensor& x) {
   if (IsLlama(run)) {
     Tensor gate = ApplyLinear(x, w.linear("mlp.gate_proj"));
-    SiluMultiplyInPlace(gate, ApplyLinear(x, w.linear("mlp.up_proj")));
+    SiluMultiplyInPlace(gate, ApplyLinear(x, w.linear("mlp.up_proj")), &run.pool);
     return gate;
   }
   Tensor inner = ApplyLinear(x, w.linear("fc1"));

@@ -9,38 +9,47 @@
 
 namespace qshard {
 
-Tensor RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
+namespace {
+
+// One row of LayerNorm: two passes, since outlier channels make E[x²] − mean² cancel badly.
+void LayerNormRow(const float* in, int64_t n, const float* w, const float* b, double eps, float* o) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += in[i];
+  const double mean = sum / n;
+  double sum_squares = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum_squares += (in[i] - mean) * (in[i] - mean);
+  const float inv_std = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
+  const float mean_f = static_cast<float>(mean);
+  for (int64_t i = 0; i < n; ++i) o[i] = (in[i] - mean_f) * inv_std * w[i] + b[i];
+}
+
+}  // namespace
+
+Tensor RmsNorm(const Tensor& x, const Tensor& weight, double eps, ThreadPool* pool) {
   Tensor out(x.shape());
   const int64_t n = x.cols();
   const float* w = weight.data();
-  for (int64_t r = 0; r < x.rows(); ++r) {
-    const float* in = x.row(r);
-    double sum_squares = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(in[i]) * in[i];
-    const float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
-    float* o = out.row(r);
-    for (int64_t i = 0; i < n; ++i) o[i] = w[i] * (in[i] * inv_rms);
-  }
+  ForChunks(x.rows(), pool, [&](int64_t first, int64_t end) {
+    for (int64_t r = first; r < end; ++r) {
+      const float* in = x.row(r);
+      double sum_squares = 0.0;
+      for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(in[i]) * in[i];
+      const float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
+      float* o = out.row(r);
+      for (int64_t i = 0; i < n; ++i) o[i] = w[i] * (in[i] * inv_rms);
+    }
+  });
   return out;
 }
 
-Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, ThreadPool* pool) {
   Tensor out(x.shape());
   const int64_t n = x.cols();
   const float* w = weight.data();
   const float* b = bias.data();
-  for (int64_t r = 0; r < x.rows(); ++r) {
-    const float* in = x.row(r);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum += in[i];
-    const double mean = sum / n;
-    double sum_squares = 0.0;  // two passes: outlier channels make E[x²] - mean² cancel badly
-    for (int64_t i = 0; i < n; ++i) sum_squares += (in[i] - mean) * (in[i] - mean);
-    const float inv_std = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
-    const float mean_f = static_cast<float>(mean);
-    float* o = out.row(r);
-    for (int64_t i = 0; i < n; ++i) o[i] = (in[i] - mean_f) * inv_std * w[i] + b[i];
-  }
+  ForChunks(x.rows(), pool, [&](int64_t first, int64_t end) {
+    for (int64_t r = first; r < end; ++r) LayerNormRow(x.row(r), n, w, b, eps, out.row(r));
+  });
   return out;
 }
 
@@ -74,17 +83,19 @@ Tensor ApplyLinear(const Tensor& x, const Linear& linear) {
   return out;
 }
 
-void SiluMultiplyInPlace(Tensor& gate, const Tensor& up) {
+void SiluMultiplyInPlace(Tensor& gate, const Tensor& up, ThreadPool* pool) {
   float* g = gate.data();
   const float* u = up.data();
   constexpr int64_t kChunk = 256;  // exp(-g) goes through a small buffer for the vectorized exp
-  float exp_neg[kChunk];
-  for (int64_t begin = 0; begin < gate.size(); begin += kChunk) {
-    const int64_t n = std::min(kChunk, gate.size() - begin);
-    for (int64_t i = 0; i < n; ++i) exp_neg[i] = -g[begin + i];
-    ExpInPlace(exp_neg, n);
-    for (int64_t i = 0; i < n; ++i) g[begin + i] = g[begin + i] / (1.0f + exp_neg[i]) * u[begin + i];
-  }
+  ForChunks((gate.size() + kChunk - 1) / kChunk, pool, [&](int64_t first, int64_t end) {
+    float exp_neg[kChunk];
+    for (int64_t c = first; c < end; ++c) {
+      const int64_t begin = c * kChunk, n = std::min(kChunk, gate.size() - begin);
+      for (int64_t i = 0; i < n; ++i) exp_neg[i] = -g[begin + i];
+      ExpInPlace(exp_neg, n);
+      for (int64_t i = 0; i < n; ++i) g[begin + i] = g[begin + i] / (1.0f + exp_neg[i]) * u[begin + i];
+    }
+  });
 }
 
 void ReluInPlace(Tensor& x) {
