@@ -50,7 +50,10 @@ class Tensor {
   void Reshape(std::vector<int64_t> shape) { shape_ = std::move(shape); }
   std::string ShapeString() const {
     std::string s = "[";
-    for (size_t i = 0; i < shape_.size(); ++i) s += (i ? "," : "") + std::to_string(shape_[i]);
+    for (size_t i = 0; i < shape_.size(); ++i) {
+      if (i > 0) s += ',';
+      s += std::to_string(shape_[i]);
+    }
     return s + "]";
   }
 

@@ -135,7 +135,8 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
                               } else {
                                 kernels::Gemm(tokens, n, k, x.data(), dense.data(), /*b_transposed=*/true, y.data());
                               }
-                            }});
+                            },
+                            {}});
       absl::Status status;
       for (const auto& [bits, tiled] : layers) {
         const double weight_bytes = static_cast<double>(tiled.CodeBytes()) +
@@ -146,7 +147,8 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
             candidates.push_back({absl::StrCat("w", bits, "a", act_bits, "-", kernels::CpuVariantName(v)), bits,
                                   act_bits, weight_bytes, [&, a, v, layer = &tiled] {
                                     status.Update(kernels::GptqGemm(*layer, x.data(), tokens, y.data(), a, v, &pool));
-                                  }});
+                                  },
+                                  {}});
           }
         }
       }
