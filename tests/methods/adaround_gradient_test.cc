@@ -3,7 +3,9 @@
 // λ·Σ(1 − |2h − 1|^β)), on awkward sizes: several row blocks with their own Hessians, head
 // output weightings, groups that do not divide the columns, per-column step multipliers, and
 // levels clamped at both ends of the grid. And the descent, which steps only the weights still
-// live, against plain Adam over every weight on that gradient: the same codes, bit for bit.
+// live, against plain Adam over every weight on that gradient: the same codes, bit for bit (with
+// tile GEMMs throughout), and the same gradients within float tolerance (with products at the
+// live weights only).
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -173,11 +175,13 @@ TEST(AdaRoundGradientTest, HeadOutputWeightings) {
 
 // Adam over every weight with Gradient's gradient (PyTorch's defaults, the operations of
 // adaround_rounding.cc's AdamUpdate; this file is built for baseline x86-64, which has no fused
-// multiply-add to contract them into), against AdamStep, which freezes saturated weights: the
-// codes must match at every checkpoint, while the frozen weights grow to most of them.
+// multiply-add to contract them into), against AdamStep, which freezes saturated weights, with its
+// products as tile GEMMs throughout: the codes must match at every checkpoint, while the frozen
+// weights grow to most of them.
 void ExpectDescentMatchesPlainAdam(const Setup& s, uint32_t seed) {
   const RoundingProblem problem = s.Problem();
   SoftRoundingObjective reference(problem), descent(problem);
+  descent.SetLiveProductShare(0.0);  // the tile GEMM's summation order throughout, as Gradient's
   std::vector<float> v = reference.InitialVariables(), grad(v.size()), m(v.size(), 0.0f), second(v.size(), 0.0f);
   const int64_t n = static_cast<int64_t>(v.size());
   const std::vector<int32_t> initial = reference.Codes(v);
@@ -211,6 +215,47 @@ TEST(AdaRoundDescentTest, FrozenWeightsKeepThePlainDescentsCodes) {
   // Two Hessian blocks of 35 rows: product tiles of 32 and 3 rows, so chunks of both sizes.
   ExpectDescentMatchesPlainAdam(MakeSetup(70, 37, 2, 0, 16, 4), 21);
   ExpectDescentMatchesPlainAdam(MakeSetup(18, 29, 2, 3, 7, 5), 22);  // heads of 3 rows
+}
+
+// The descent with its products at the live weights (the frozen weights' part kept as they
+// freeze, plus the live weights' rows of H) against Gradient's tile GEMMs at the descent's own
+// variables, every step: another summation order, so a tolerance. Both are float32 sums of `in`
+// products e_k·H_kj, so each differs from the exact sum by at most about in·2⁻²⁴·Σ_k|e_k·H_kj|
+// (Higham's bound for recursive summation); with in ≤ 70 and these SPD Hessians, Σ|·| stays
+// within a few times the largest |E·H| entry, so 1e-4 of the step's largest gradient holds that
+// with a margin of more than ten, while a wrong frozen part (a missed or doubled e_k·H_k) would be
+// off by the size of a whole term. The regularizer's part is computed alike in both.
+void ExpectLiveProductsMatchTheGemm(const Setup& s, double share) {
+  const RoundingProblem problem = s.Problem();
+  SoftRoundingObjective reference(problem), descent(problem);
+  descent.SetLiveProductShare(share);
+  const int64_t n = s.grids.rows * s.grids.cols;
+  std::vector<float> grad(n);
+  constexpr int kIters = 400, kWarmup = 60;
+  int64_t differing = 0;
+  for (int t = 1; t <= kIters; ++t) {
+    const float lambda = t <= kWarmup ? 0.0f : 0.5f;
+    const float beta = t <= kWarmup ? 20.0f : 20.0f - 18.0f * (t - kWarmup) / (kIters - kWarmup);
+    reference.Gradient(descent.DescentVariables(), lambda, beta, grad);
+    descent.AdamStep(lambda, beta, 0.03f, t);
+    const std::vector<float> live_grad = descent.DescentGradient();
+    float largest = 0.0f;
+    for (const float g : grad) largest = std::max(largest, std::fabs(g));
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(live_grad[i], grad[i], 1e-4f * largest) << "step " << t << " weight " << i;
+      differing += live_grad[i] != grad[i];
+    }
+  }
+  EXPECT_GT(differing, 0);  // the live products ran: their summation order shows in the bits
+  EXPECT_GT(descent.LiveWeights(), 0);
+}
+
+TEST(AdaRoundDescentTest, LiveProductsMatchTheTileGemm) {
+  // Two Hessian blocks of 35 rows (tiles of 32 and 3 rows) at 37 and 70 columns; a share of 1
+  // switches a tile at its first repack, so the frozen part is built by the GEMM early and then
+  // grows by most of its weights' rows of H.
+  ExpectLiveProductsMatchTheGemm(MakeSetup(70, 37, 2, 0, 16, 4), 1.0);
+  ExpectLiveProductsMatchTheGemm(MakeSetup(70, 70, 2, 0, 9, 6), 0.25);
 }
 
 }  // namespace

@@ -180,10 +180,12 @@ TEST(AdaRoundTest, RowPartsCoverTheRowsInWholeHeadsOrProductTiles) {
   EXPECT_EQ(tile_parts[2].begin, 50);
 }
 
-// The same problem descended whole and in parts on a pool of `threads`.
+// The same problem descended whole and in parts on a pool of `threads`; long enough for most
+// weights to freeze, so that tiles switch to products at their live weights (SetLiveProductShare)
+// and their frozen parts must agree too.
 void ExpectSameCodesOnAPool(RoundingProblem p, int threads) {
   AdaRoundOptions options;
-  options.iters = 150;
+  options.iters = 600;
   const RoundingResult whole = LearnRounding(p, options);
   EXPECT_NE(whole.codes, p.initial->codes);  // the descent moved codes, so the parts had work to agree on
   ThreadPool pool(threads);

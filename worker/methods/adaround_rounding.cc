@@ -85,6 +85,11 @@ class Reconstruction {
   }
 
   const std::vector<Chunk>& chunks() const { return chunks_; }
+  // Whether the products are E·H alone (no output weightings): then a chunk's row of the half
+  // gradient is its row of E times the chunk's Hessian, and parts of it can be computed apart.
+  bool unweighted() const { return weightings_.empty(); }
+  // The Hessian block ([in, in]) chunk c's rows use.
+  const float* ChunkHessian(size_t c) const { return Hessian(chunks_[c].unit); }
 
   // Σ_blocks tr(E H Eᵀ), or Σ_heads tr(G E_h H E_hᵀ); e holds the range's rows. unit_losses()
   // then holds the terms of the units the range meets (of their rows in it).
@@ -118,11 +123,16 @@ class Reconstruction {
     return std::min(end, unit_begin + ((tile - unit_begin) / kProductRows + 1) * kProductRows);
   }
 
+  // The Hessian block unit `unit`'s rows use.
+  const float* Hessian(int64_t unit) const {
+    return hessians_[unit * unit_rows_ / block_rows_ - rows_.begin / block_rows_].data();
+  }
+
   // E·H for rows [begin, end) of unit `unit`, whole tiles of it, weighted by the unit's G if
   // there are weightings (then the rows are the whole unit).
   const float* Product(int64_t unit, int64_t begin, int64_t end, const float* e) {
     const int64_t unit_begin = unit * unit_rows_;
-    const float* hessian = hessians_[unit_begin / block_rows_ - rows_.begin / block_rows_].data();
+    const float* hessian = Hessian(unit);
     for (int64_t tile = begin; tile < end;) {
       const int64_t tile_end = TileEnd(unit_begin, tile, end), tile_offset = (tile - rows_.begin) * in_;
       kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
@@ -229,6 +239,28 @@ float Beta(int it, const AdaRoundOptions& o) {
   return static_cast<float>(o.beta_end + (o.beta_start - o.beta_end) * std::max(0.0, 1.0 - progress));
 }
 
+// acc += Σ_k scale[k]·H[column k] over `count` weights of one row, whose elements index[k] −
+// first are their columns: the rows of H ([·, n]) added one after another in k order, four per
+// pass over acc (((acc + a) + b) + c … rounds as four passes would).
+QSHARD_VECTOR_CLONES
+void AddScaledRows(const float* scale, const int32_t* index, int64_t count, int64_t first, const float* hessian,
+                   int64_t n, float* __restrict acc) {
+  int64_t k = 0;
+  for (; k + 4 <= count; k += 4) {
+    const float* __restrict h0 = hessian + (index[k] - first) * n;
+    const float* __restrict h1 = hessian + (index[k + 1] - first) * n;
+    const float* __restrict h2 = hessian + (index[k + 2] - first) * n;
+    const float* __restrict h3 = hessian + (index[k + 3] - first) * n;
+    const float s0 = scale[k], s1 = scale[k + 1], s2 = scale[k + 2], s3 = scale[k + 3];
+    for (int64_t j = 0; j < n; ++j) acc[j] = acc[j] + s0 * h0[j] + s1 * h1[j] + s2 * h2[j] + s3 * h3[j];
+  }
+  for (; k < count; ++k) {
+    const float* __restrict h0 = hessian + (index[k] - first) * n;
+    const float s0 = scale[k];
+    for (int64_t j = 0; j < n; ++j) acc[j] = acc[j] + s0 * h0[j];
+  }
+}
+
 // Packing a chunk's live weights: their soft errors out to the chunk's rows of E, and the
 // product's values in from them (index: each live weight's element in the chunk).
 void ScatterToChunk(const float* packed, const int32_t* index, int64_t n, float* chunk) {
@@ -245,9 +277,10 @@ void GatherFromChunk(const float* chunk, const int32_t* index, int64_t n, float*
 // denominator moves v against m; a v that starts just outside has m = 0 and never moves), so
 // every later step moves v further out or leaves it. The descent therefore drops such a weight
 // (a frozen weight) and keeps its last v for the codes: the live weights' operations and E are
-// those of the full descent, so the codes have the full descent's bits, while the element-wise
-// work shrinks with the live weights (about 90 % of them in the warm-up, 40 % when the
-// regularizer starts, none at the end).
+// those of the full descent, so the codes have the full descent's bits (with the tile GEMM for
+// every product; the live products below sum in another order), while the element-wise work
+// shrinks with the live weights (about 90 % of them in the warm-up, 40 % when the regularizer
+// starts, none at the end).
 struct Descent {
   // Per chunk of the reconstruction: how many of its weights are live; they are packed, in
   // element order, from the chunk's first element in the arrays below.
@@ -256,12 +289,28 @@ struct Descent {
   std::vector<float> v, m, second_moment, floor_level, step, offset;  // a live weight's
   std::vector<float> variables;  // every weight's v, a frozen one's from when it froze
   std::vector<float> e;          // every weight's soft error (E of the range's rows)
-  std::vector<float> packed_e, packed_half, grad;  // one chunk's live weights' (scratch)
+  std::vector<float> grad;       // a live weight's gradient in the last step
+  std::vector<float> packed_e, packed_half;  // one chunk's live weights' (scratch)
+  // Without output weightings, a chunk whose live weights have fallen below the live-product
+  // share computes its product at them only (StartLiveProduct, AddHessianRows): per row r, the frozen weights' part
+  // Σ_{k frozen} e_rk·H[k, :] (kept here, updated as weights freeze; a frozen e is final) plus
+  // the live weights' rows of H.
+  std::vector<char> live_product;    // per chunk: it has switched
+  std::vector<float> frozen_part;    // [range rows, in], for the switched chunks' rows
+  std::vector<float> row;            // one row's product (scratch)
+  std::vector<int32_t> dropped;      // the weights a repack drops (scratch)
+  std::vector<float> dropped_e;      // and their soft errors (scratch)
 };
 
 // A chunk's live weights are packed again once this share of them has frozen: packing costs a
 // pass over them, and the packed passes a gather and a scatter per weight.
 constexpr int64_t kRepackShare = 4;
+
+// The live share below which a chunk's product is computed at its live weights only, row by row
+// (at a share p, p·in² multiply-adds per row as rows of H added to the frozen part, against the
+// tile GEMM's in² at a higher rate; 0.25 and 0.4 measured alike on the TinyStories aespa job, 0.6
+// slower: docs/performance.md).
+constexpr double kLiveProductShare = 0.25;
 
 }  // namespace
 
@@ -274,6 +323,7 @@ struct SoftRoundingObjective::State {
   std::vector<float> floor_level, offset;
   std::vector<float> h, dh_dv, step_in_range, e;  // per-call scratch
   std::unique_ptr<Descent> descent;               // AdamStep's, from the first step
+  double live_product_share = kLiveProductShare;
 
   State(const RoundingProblem& p, RowRange rows)
       : problem(p), first(rows.begin * p.weight->dim(1)), grids(*p.initial, rows), reconstruction(p, rows) {
@@ -314,6 +364,7 @@ struct SoftRoundingObjective::State {
     d.v = d.variables = std::move(initial);
     d.m.assign(d.v.size(), 0.0f);
     d.second_moment.assign(d.v.size(), 0.0f);
+    d.grad.assign(d.v.size(), 0.0f);
     d.floor_level = floor_level;
     d.step = grids.step;
     d.offset = offset;
@@ -326,13 +377,45 @@ struct SoftRoundingObjective::State {
       for (int64_t j = 0; j < n; ++j) d.index[at + j] = static_cast<int32_t>(j);
       largest = std::max(largest, n);
     }
-    for (std::vector<float>* buffer : {&d.packed_e, &d.packed_half, &d.grad}) buffer->resize(largest);
+    for (std::vector<float>* buffer : {&d.packed_e, &d.packed_half}) buffer->resize(largest);
+    d.live_product.assign(reconstruction.chunks().size(), 0);
+    if (reconstruction.unweighted() && live_product_share > 0.0) {
+      d.frozen_part.resize(d.v.size());
+      d.row.resize(problem.weight->dim(1));
+      d.dropped.resize(largest);
+      d.dropped_e.resize(largest);
+    }
+  }
+
+  // Adds the scaled Hessian rows of `count` weights of chunk c (elements `index` in the chunk,
+  // in element order, row after row) to the rows of `rows` (the chunk's [rows, in]), one row at
+  // a time; with `gather`, each row's sum (after `rows`' row is copied into the scratch row
+  // first) is instead read back at the weights' columns into gather[k].
+  void AddHessianRows(size_t c, const float* scale, const int32_t* index, int64_t count, float* rows, float* gather) {
+    Descent& d = *descent;
+    const int64_t in = problem.weight->dim(1);
+    const float* hessian = reconstruction.ChunkHessian(c);
+    for (int64_t p = 0; p < count;) {
+      const int64_t row = index[p] / in;
+      int64_t q = p;
+      while (q < count && index[q] / in == row) ++q;
+      float* acc = rows + row * in;
+      if (gather != nullptr) {
+        std::copy(acc, acc + in, d.row.begin());
+        acc = d.row.data();
+      }
+      AddScaledRows(scale + p, index + p, q - p, row * in, hessian, in, acc);
+      if (gather != nullptr)
+        for (int64_t k = p; k < q; ++k) gather[k] = acc[index[k] - row * in];
+      p = q;
+    }
   }
 
   // One iteration of the descent on the live weights, chunk by chunk (a chunk's gradient reads
   // its own rows of E only, so Adam's step on them follows while they are in cache). A chunk none
   // of whose weights has frozen yet works on the rows of E in place; one whose weights have all
-  // frozen needs no product.
+  // frozen needs no product; one with few live weights left adds their rows of H to its rows'
+  // frozen parts instead of the tile GEMM.
   void AdamStep(float lambda, float beta, float learning_rate, int t) {
     Descent& d = *descent;
     const float max_code = static_cast<float>(grids.max_code);
@@ -343,46 +426,77 @@ struct SoftRoundingObjective::State {
       const bool packed = live < n;
       SoftErrors(d.v.data() + at, d.floor_level.data() + at, d.step.data() + at, d.offset.data() + at, max_code, live,
                  h.data() + at, dh_dv.data() + at, step_in_range.data() + at, packed ? d.packed_e.data() : d.e.data() + at);
-      if (packed) ScatterToChunk(d.packed_e.data(), d.index.data() + at, live, d.e.data() + at);
-      const float* half = reconstruction.HalfGradient(c, d.e.data());
-      if (packed) {
-        GatherFromChunk(half, d.index.data() + at, live, d.packed_half.data());
-        half = d.packed_half.data();
+      const float* half = d.packed_half.data();
+      if (d.live_product[c]) {
+        AddHessianRows(c, d.packed_e.data(), d.index.data() + at, live, d.frozen_part.data() + at, d.packed_half.data());
+      } else {
+        if (packed) ScatterToChunk(d.packed_e.data(), d.index.data() + at, live, d.e.data() + at);
+        half = reconstruction.HalfGradient(c, d.e.data());
+        if (packed) {
+          GatherFromChunk(half, d.index.data() + at, live, d.packed_half.data());
+          half = d.packed_half.data();
+        }
       }
       ChainToVariables(half, step_in_range.data() + at, dh_dv.data() + at, h.data() + at, lambda * 2.0f * beta, beta,
-                       live, d.grad.data());
-      AdamUpdate(d.grad.data(), live, learning_rate, t, d.v.data() + at, d.m.data() + at,
+                       live, d.grad.data() + at);
+      AdamUpdate(d.grad.data() + at, live, learning_rate, t, d.v.data() + at, d.m.data() + at,
                  d.second_moment.data() + at);
-      // The weights saturated in this step (dh/dv = 0) have their final soft error in E.
+      // The weights saturated in this step (dh/dv = 0) have their final soft error in E (or, in a
+      // chunk computing live products, in packed_e, which Repack adds to the frozen part).
       const int64_t frozen = std::count(dh_dv.begin() + at, dh_dv.begin() + at + live, 0.0f);
       if (frozen > 0 && frozen * kRepackShare >= live) Repack(c, at);
     }
   }
 
-  // Drops chunk c's weights that saturated in this step, keeping their v for the codes.
+  // Drops chunk c's weights that saturated in this step, keeping their v for the codes, and
+  // their soft errors (in packed_e) in the frozen part if the chunk computes live products.
   void Repack(size_t c, int64_t at) {
     Descent& d = *descent;
-    int64_t kept = at;
+    int64_t kept = at, dropped = 0;
     for (int64_t j = at; j < at + d.live[c]; ++j) {
       if (dh_dv[j] == 0.0f) {
         d.variables[at + d.index[j]] = d.v[j];
+        if (d.live_product[c]) {
+          d.dropped_e[dropped] = d.packed_e[j - at];
+          d.dropped[dropped++] = d.index[j];
+        }
         continue;
       }
-      for (std::vector<float>* a : {&d.v, &d.m, &d.second_moment, &d.floor_level, &d.step, &d.offset}) (*a)[kept] = (*a)[j];
+      for (std::vector<float>* a : {&d.v, &d.m, &d.second_moment, &d.grad, &d.floor_level, &d.step, &d.offset})
+        (*a)[kept] = (*a)[j];
       d.index[kept++] = d.index[j];
     }
     d.live[c] = kept - at;
+    if (d.live_product[c]) {
+      AddHessianRows(c, d.dropped_e.data(), d.dropped.data(), dropped, d.frozen_part.data() + at, nullptr);
+    } else if (!d.frozen_part.empty() && d.live[c] > 0 && d.live[c] < live_product_share * ChunkElements(c).second) {
+      StartLiveProduct(c, at);
+    }
   }
 
-  // Every weight's v in the descent: the frozen ones' and the live ones'.
-  std::vector<float> DescentVariables() const {
+  // Switches chunk c to LiveProduct: its frozen part is the product of its rows of E with the
+  // live weights' soft errors zeroed (E holds every frozen one's final soft error).
+  void StartLiveProduct(size_t c, int64_t at) {
+    Descent& d = *descent;
+    const Reconstruction::Chunk& chunk = reconstruction.chunks()[c];
+    const int64_t n = ChunkElements(c).second, in = problem.weight->dim(1);
+    float* frozen_e = d.packed_half.data();  // scratch of a chunk's size, unused until the next step
+    std::copy(d.e.begin() + at, d.e.begin() + at + n, frozen_e);
+    for (int64_t j = at; j < at + d.live[c]; ++j) frozen_e[d.index[j]] = 0.0f;
+    kernels::Gemm(chunk.end - chunk.begin, in, in, frozen_e, reconstruction.ChunkHessian(c), false,
+                  d.frozen_part.data() + at);
+    d.live_product[c] = 1;
+  }
+
+  // A per-weight array of the descent's over the range: `live`'s packed values of the live
+  // weights written over `all` (the frozen weights' values).
+  std::vector<float> Unpacked(const std::vector<float>& live, std::vector<float> all) const {
     const Descent& d = *descent;
-    std::vector<float> v = d.variables;
     for (size_t c = 0; c < reconstruction.chunks().size(); ++c) {
       const int64_t at = ChunkElements(c).first;
-      ScatterToChunk(d.v.data() + at, d.index.data() + at, d.live[c], v.data() + at);
+      ScatterToChunk(live.data() + at, d.index.data() + at, d.live[c], all.data() + at);
     }
-    return v;
+    return all;
   }
 };
 
@@ -417,6 +531,8 @@ void SoftRoundingObjective::Gradient(std::span<const float> v, float lambda, flo
   state_->Gradient(v.data(), lambda, beta, grad.data());
 }
 
+void SoftRoundingObjective::SetLiveProductShare(double share) { state_->live_product_share = share; }
+
 void SoftRoundingObjective::AdamStep(float lambda, float beta, float learning_rate, int t) {
   State& s = *state_;
   if (s.descent == nullptr) s.StartDescent(InitialVariables());
@@ -424,8 +540,18 @@ void SoftRoundingObjective::AdamStep(float lambda, float beta, float learning_ra
 }
 
 std::vector<int32_t> SoftRoundingObjective::DescentCodes() const {
+  return Codes(DescentVariables());
+}
+
+std::vector<float> SoftRoundingObjective::DescentVariables() const {
   const State& s = *state_;
-  return s.descent == nullptr ? Codes(InitialVariables()) : Codes(s.DescentVariables());
+  return s.descent == nullptr ? InitialVariables() : s.Unpacked(s.descent->v, s.descent->variables);
+}
+
+std::vector<float> SoftRoundingObjective::DescentGradient() const {
+  const State& s = *state_;
+  std::vector<float> zeros(s.grids.step.size(), 0.0f);
+  return s.descent == nullptr ? zeros : s.Unpacked(s.descent->grad, std::move(zeros));
 }
 
 int64_t SoftRoundingObjective::LiveWeights() const {

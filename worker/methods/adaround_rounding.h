@@ -14,10 +14,11 @@
 // there are units enough, else (one Hessian and no weightings: o_proj and the MLP) at tiles of
 // the product E·H, which is computed tile by tile from each unit's first row whatever the split.
 // The descent needs only the gradient, row r of which is 2·e_r·H, so every split gives the same
-// codes: each tile is the same GEMM call on the same data, and every call runs on one BLAS
-// thread (the library's threads, like its row count, can change a product's bits). The descent
-// steps only the weights whose soft variable is still in the sigmoid's live range: a saturated
-// one can never return, so this gives the codes of stepping them all.
+// codes: each tile is the same GEMM call (or the same row sums) on the same data, every GEMM on
+// one BLAS thread (the library's threads, like its row count, can change a product's bits). The
+// descent steps only the weights whose soft variable is still in the sigmoid's live range: a
+// saturated one can never return, so this gives the codes of stepping them all (up to the
+// summation order of the products at the live weights, SetLiveProductShare).
 #pragma once
 
 #include <cstdint>
@@ -117,8 +118,18 @@ class SoftRoundingObjective {
   // |v| ≤ ln 11 are frozen, since they can never return (adaround_rounding.cc, Descent): the
   // codes are those of the same steps over all of v.
   void AdamStep(float lambda, float beta, float learning_rate, int t);
+  // Before the first AdamStep: without output weightings, a chunk of rows (a tile of E·H) whose
+  // live weights fall below this share of its weights computes its product at them only, row by
+  // row, from the frozen weights' part kept as they freeze: another summation order than
+  // Gradient's tile GEMM, so not its bits. 0 keeps the GEMM throughout (Gradient's bits); the
+  // default is adaround_rounding.cc's kLiveProductShare.
+  void SetLiveProductShare(double share);
   // The descent's codes: Codes() of its variables (of InitialVariables() before any step).
   std::vector<int32_t> DescentCodes() const;
+  // The descent's variables (InitialVariables() before any step), and the gradient its last step
+  // used at the weights it still steps (0 at the others; all 0 before any step).
+  std::vector<float> DescentVariables() const;
+  std::vector<float> DescentGradient() const;
   // How many weights the descent still steps (all of the range's before it starts).
   int64_t LiveWeights() const;
   // The hard rounding h = [v ≥ 0], as codes.
