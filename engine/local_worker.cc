@@ -131,7 +131,8 @@ void LocalWorker::ForEachBatch(const std::function<void(Batch&)>& body,
 }
 
 void LocalWorker::ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body) {
-  const int64_t per_batch = ForwardBatchWindows(spec_, source_.model->config(), seqlen_, registration_->needs.attention_stats);
+  const int64_t per_batch =
+      ForwardBatchWindows(spec_, source_.model->config(), seqlen_, registration_->needs.attention_stats);
   const int64_t width = source_.model->config().hidden_size;
   const int64_t windows = shard.hidden.rows() / seqlen_;
   shard.cache.resize((windows + per_batch - 1) / per_batch);
