@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "worker/model/vector_exp.h"
+#include "worker/model/vector_math.h"
 
 namespace qshard {
 namespace {
@@ -107,14 +107,19 @@ float RowSum(const float* x, int64_t n) {
   return sum;
 }
 
-// Softmax of scores[0, visible) in place; entries [visible, count) become 0.
-void CausalSoftmaxRow(float* scores, int64_t visible, int64_t count) {
-  const float max_score = RowMax(scores, visible);
-  for (int64_t j = 0; j < visible; ++j) scores[j] -= max_score;
-  ExpInPlace(scores, visible);
-  const float inv_sum = 1.0f / RowSum(scores, visible);
-  for (int64_t j = 0; j < visible; ++j) scores[j] *= inv_sum;
-  std::fill(scores + visible, scores + count, 0.0f);
+// out[j] = exp(x[j] − shift) for j < n, the shifted value clamped to the exp's range first.
+// Inlined into each tile width's code (vector_exp.h's ExpInPlace computes the same operations
+// per element, so the bits are the same as calling it, without a call and a pass per row).
+[[gnu::always_inline]] inline void ShiftedExp(const float* x, float shift, int64_t n, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::min(std::max(x[j] - shift, -87.3f), 88.3f);
+  for (int64_t j = 0; j < n; ++j) out[j] = ExpOfClamped(out[j]);
+}
+
+// The softmax of scores[0, visible) into out[0, visible).
+[[gnu::always_inline]] inline void CausalSoftmaxRow(const float* scores, int64_t visible, float* out) {
+  ShiftedExp(scores, RowMax(scores, visible), visible, out);
+  const float inv_sum = 1.0f / RowSum(out, visible);
+  for (int64_t j = 0; j < visible; ++j) out[j] *= inv_sum;
 }
 
 // One (window, head) pair, gathered into zero-padded local buffers: queries [seq_padded][d]
@@ -157,11 +162,10 @@ template <int kLanes, int kVectors>
     ScoreTile<kLanes, kVectors>(in.queries.data() + i0 * in.d, in.keys_t.data(), in.d, in.seq_padded, in.seq_padded,
                                 count, scores.data());
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = scores.data() + r * in.seq_padded;
-      CausalSoftmaxRow(row, i0 + r + 1, count);
+      const int64_t visible = i0 + r + 1;
       float* prow = probs + (i0 + r) * s.seq;
-      std::copy(row, row + std::min(count, s.seq), prow);
-      std::fill(prow + std::min(count, s.seq), prow + s.seq, 0.0f);
+      CausalSoftmaxRow(scores.data() + r * in.seq_padded, visible, prow);
+      std::fill(prow + visible, prow + s.seq, 0.0f);
     }
   }
 }
@@ -196,8 +200,7 @@ template <int kLanes, int kVectors>
         rescale[r] = 1.0f;
         if (visible > 0) {
           const float block_max = std::max(running_max[r], RowMax(row, visible));
-          for (int64_t j = 0; j < visible; ++j) row[j] -= block_max;
-          ExpInPlace(row, visible);
+          ShiftedExp(row, block_max, visible, row);
           rescale[r] = std::exp(running_max[r] - block_max);  // exactly 0 on the first block
           running_sum[r] = running_sum[r] * rescale[r] + RowSum(row, visible);
           running_max[r] = block_max;
