@@ -245,17 +245,10 @@ int Main(int argc, char** argv) {
   std::printf("device: %s (sm_%d%d), seed %llu\n", props.name, props.major, props.minor,
               static_cast<unsigned long long>(seed));
   W8A8Workspace workspace;
-  int index = 0;
-  for (const Case& c : kCases) {
-    const CudaStatus status = RunCase(c, seed + index++, workspace, passed);
-    if (!status.ok()) {
-      std::printf("ERROR %s: %s\n", Describe(c).c_str(), status.message().c_str());
-      return kExitCudaError;
-    }
-    std::fflush(stdout);
-  }
-  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
-  return passed ? 0 : kExitFailed;
+  return RunCheckCases(
+      kCases, seed, passed,
+      [&](const Case& c, uint64_t case_seed, bool& case_passed) { return RunCase(c, case_seed, workspace, case_passed); },
+      Describe);
 }
 
 }  // namespace
