@@ -17,13 +17,27 @@ namespace {
 // split-K algorithms for the skinny shapes want it.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 constexpr int kQuantizeThreads = 512;
+// The GEMM's token dimension (cuBLASLt's n) is padded with zero rows to at least this many.
+// The cuBLAS documentation sets no minimum, but PyTorch's torch._int_mm (the same cuBLASLt int8
+// call) refused fewer than 17 rows for years, and its 2026 fix pads 1..31 rows to 32; without a
+// GPU to try it on first, this code does the same. The cost is int8 work on ≤ 31 zero rows,
+// small beside reading the weights at these token counts.
+constexpr int kMinGemmTokens = 32;
+
+int GemmTokens(int tokens) { return std::max(tokens, kMinGemmTokens); }
 constexpr int kScaleThreads = 256;
 
-// One block per token: max |x| over the row, then the codes (kernels/layout/int8_symmetric.h).
-__global__ void QuantizeTokensKernel(const __half* __restrict__ x, int in, int in_padded,
+// One block per GEMM row: for a token, max |x| over the row, then the codes
+// (kernels/layout/int8_symmetric.h); rows past the tokens (padding) are zeros.
+__global__ void QuantizeTokensKernel(const __half* __restrict__ x, int tokens, int in, int in_padded,
                                      int8_t* __restrict__ codes, float* __restrict__ token_scales) {
   __shared__ float shared[kReduceMaxWarps];
   const int t = blockIdx.x;
+  if (t >= tokens) {
+    int* zeros = reinterpret_cast<int*>(codes + static_cast<size_t>(t) * in_padded);
+    for (int v = threadIdx.x; v < in_padded / 4; v += blockDim.x) zeros[v] = 0;
+    return;
+  }
   const __half* row = x + static_cast<size_t>(t) * in;
   float max_abs = 0.0f;
   for (int i = threadIdx.x; i < in; i += blockDim.x) max_abs = fmaxf(max_abs, fabsf(__half2float(row[i])));
@@ -107,7 +121,7 @@ CudaStatus W8A8Workspace::Reserve(int tokens, int in_features, int out_features)
     QSHARD_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(&desc_, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
     QSHARD_CUDA_RETURN_IF_ERROR(cublas_workspace_.Allocate(kCublasWorkspaceBytes));
   }
-  const size_t rows = static_cast<size_t>(std::max(tokens, 1));
+  const size_t rows = static_cast<size_t>(GemmTokens(tokens));
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(quantized_x_, rows * layout::Int8PaddedWidth(in_features)));
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(token_scales_, rows));
   QSHARD_CUDA_RETURN_IF_ERROR(Grow(products_, rows * layout::Int8PaddedWidth(out_features)));
@@ -155,11 +169,12 @@ CudaStatus W8A8Matmul(const Int8ChannelWeightsView& w, const __half* x, int toke
   QSHARD_CUDA_RETURN_IF_ERROR(workspace.Reserve(tokens, w.in_features, w.out_features));
   const int in_padded = static_cast<int>(layout::Int8PaddedWidth(w.in_features));
   const int out_padded = static_cast<int>(layout::Int8PaddedWidth(w.out_features));
+  const int gemm_tokens = GemmTokens(tokens);
   W8A8Workspace::Plan* plan = nullptr;
-  QSHARD_CUDA_RETURN_IF_ERROR(workspace.FindPlan(tokens, in_padded, out_padded, plan));
+  QSHARD_CUDA_RETURN_IF_ERROR(workspace.FindPlan(gemm_tokens, in_padded, out_padded, plan));
 
-  QuantizeTokensKernel<<<tokens, kQuantizeThreads, 0, stream>>>(x, w.in_features, in_padded, workspace.quantized_x(),
-                                                                workspace.token_scales());
+  QuantizeTokensKernel<<<gemm_tokens, kQuantizeThreads, 0, stream>>>(x, tokens, w.in_features, in_padded,
+                                                                     workspace.quantized_x(), workspace.token_scales());
   QSHARD_CUDA_CHECK_LAUNCH("QuantizeTokensKernel");
   const int32_t alpha = 1;
   const int32_t beta = 0;

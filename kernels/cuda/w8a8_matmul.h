@@ -57,7 +57,8 @@ class W8A8Workspace {
   CudaStatus Reserve(int tokens, int in_features, int out_features);
 
   // The last call's intermediates on the device, valid until the next call (for the checks,
-  // which also poison them between calls): row t of each at t · Int8PaddedWidth(width).
+  // which also poison them between calls): row t of each at t · Int8PaddedWidth(width), rows
+  // 0 .. tokens − 1 are the tokens' (the GEMM's zero rows, up to 32, follow).
   int8_t* quantized_x() const { return quantized_x_.get(); }    // [tokens, Int8PaddedWidth(in)]
   float* token_scales() const { return token_scales_.get(); }   // [tokens]
   int32_t* products() const { return products_.get(); }         // [tokens, Int8PaddedWidth(out)]
@@ -84,8 +85,9 @@ class W8A8Workspace {
 
 // y[tokens, out] (fp16, row-major) = x[tokens, in] (fp16, row-major) · Wᵀ in three steps queued
 // on `stream`: (1) each token's row quantized to int8 with its own scale max|x|/127 (one block
-// per token; the padding columns written as 0); (2) cublasLtMatmul, CUBLAS_COMPUTE_32I, int8
-// codes × int8 activations → int32 products [tokens, out padded]: exact; (3) y = fp16(float(p) ·
+// per token; the padding columns written as 0, and zero rows up to 32 when there are fewer
+// tokens); (2) cublasLtMatmul, CUBLAS_COMPUTE_32I, int8 codes × int8 activations → int32
+// products [max(tokens, 32), out padded]: exact; (3) y = fp16(float(p) ·
 // (token_scale · channel_scale)), three fp32 roundings and the fp16 one. cuBLASLt's own epilogues
 // cannot do (3): with int32 accumulation it writes either int32 (alpha and beta int32) or int8
 // scaled by fp32 alpha (a per-row alpha vector could carry the channel scales, but not the
