@@ -3,6 +3,8 @@
 // device's int8 activations and token scales bit for bit against the host's quantization by the
 // same rule (kernels/layout/int8_symmetric.h), the int32 products exactly against the host's
 // integer product, and the fp16 output against the float64 product of the same codes and scales.
+// Two layers come from symmetric 8-bit per-channel GPTQ layers (converted exactly, codes down to
+// −128), the others from float weights.
 // Also prints the quantization's error against the float64 product of the unquantized inputs.
 // Exit status: 0 all passed, 1 a check failed, 2 a CUDA error, 77 no CUDA device (skipped).
 #include <cuda_fp16.h>
@@ -29,6 +31,7 @@ struct Case {
   int tokens;
   int in_features;
   int out_features;
+  bool gptq = false;  // weights from a symmetric 8-bit per-channel GPTQ layer (LoadGptq)
 };
 
 // Widths off 4 and 16 in both directions, widths below one padded unit, and the token counts of
@@ -37,16 +40,20 @@ struct Case {
 constexpr Case kCases[] = {
     {1, 4096, 4100}, {3, 771, 1003},   {16, 4100, 4096}, {77, 1283, 2047}, {512, 1000, 1032},
     {1, 12288, 4100},  {16, 5, 3},     {3, 2050, 777},   {512, 2052, 515}, {77, 17, 4096},
+    {16, 1028, 772, true}, {128, 4096, 1028, true},
 };
 
 std::string Describe(const Case& c) {
-  return "w8a8 in=" + std::to_string(c.in_features) + " out=" + std::to_string(c.out_features) +
+  return std::string(c.gptq ? "w8a8 (from GPTQ)" : "w8a8") + " in=" + std::to_string(c.in_features) + " out=" + std::to_string(c.out_features) +
          " tokens=" + std::to_string(c.tokens);
 }
 
 // The host's side of one case: inputs, and the references computed from them.
 struct HostCase {
-  std::vector<float> weight;         // [out, in]
+  std::vector<float> weight;         // [out, in] (GPTQ cases: the dequantized layer, exact)
+  std::vector<uint32_t> qweight, qzeros;  // GPTQ cases: the packed layer
+  std::vector<uint16_t> scale_bits;
+  std::vector<int32_t> g_idx;
   std::vector<__half> x;             // [tokens, in]
   std::vector<int8_t> codes;         // [out_p, in_p], the layout's own conversion
   std::vector<float> channel_scales; // [out_p]
@@ -55,7 +62,33 @@ struct HostCase {
   std::vector<int32_t> products;     // [tokens, out_p]
   std::vector<double> scaled;        // [tokens, out]: products · token scale · channel scale
   std::vector<double> unquantized;   // [tokens, out]: Σ x · weight in float64
+
+  layout::GptqPackedView GptqView(const Case& c) const {
+    return {qweight.data(), qzeros.data(), scale_bits.data(), g_idx.data(), c.in_features, c.out_features, 1, 8};
+  }
 };
+
+// A symmetric 8-bit per-channel GPTQ layer (zero 128, stored as 127), codes over all of 0..255,
+// so q − zero reaches −128; the float weights are its exact dequantization.
+void MakeGptqLayer(const Case& c, std::mt19937_64& rng, HostCase& h) {
+  const int64_t in = c.in_features, out = c.out_features;
+  std::uniform_int_distribution<uint32_t> code(0, 255);
+  std::uniform_real_distribution<float> scale(1e-4f, 2e-3f);
+  h.qweight.assign(static_cast<size_t>(layout::GptqQweightRows(in, 8) * out), 0);
+  h.qzeros.assign(static_cast<size_t>(layout::GptqQzerosCols(out, 8)), 0);
+  h.scale_bits.resize(out);
+  h.g_idx.assign(in, 0);
+  h.weight.resize(static_cast<size_t>(in * out));
+  for (int64_t o = 0; o < out; ++o) {
+    layout::GptqWriteBits(h.qzeros.data(), 1, o, 8, 128 - layout::kGptqZeroOffset);
+    h.scale_bits[o] = __half_raw(__float2half_rn(scale(rng))).x;
+    for (int64_t i = 0; i < in; ++i) {
+      const uint32_t q = code(rng);
+      layout::GptqWriteBits(h.qweight.data() + o, out, i, 8, q);
+      h.weight[o * in + i] = HalfBitsToFloat(h.scale_bits[o]) * static_cast<float>(static_cast<int32_t>(q) - 128);
+    }
+  }
+}
 
 // Weights with per-channel magnitudes spread over a decade (so channel scales differ) and one
 // all-zero channel; activations roughly normal with every 37th channel 8× larger (outliers set
@@ -66,10 +99,14 @@ HostCase MakeHostCase(const Case& c, uint64_t seed) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   HostCase h;
   const int64_t in = c.in_features, out = c.out_features;
-  h.weight.resize(static_cast<size_t>(in * out));
-  for (int64_t o = 0; o < out; ++o) {
-    const float magnitude = o == 0 && out > 1 ? 0.0f : 0.02f * std::pow(10.0f, 0.5f * (uniform(rng) + 1.0f));
-    for (int64_t i = 0; i < in; ++i) h.weight[o * in + i] = magnitude * uniform(rng);
+  if (c.gptq) {
+    MakeGptqLayer(c, rng, h);
+  } else {
+    h.weight.resize(static_cast<size_t>(in * out));
+    for (int64_t o = 0; o < out; ++o) {
+      const float magnitude = o == 0 && out > 1 ? 0.0f : 0.02f * std::pow(10.0f, 0.5f * (uniform(rng) + 1.0f));
+      for (int64_t i = 0; i < in; ++i) h.weight[o * in + i] = magnitude * uniform(rng);
+    }
   }
   h.x.resize(static_cast<size_t>(c.tokens * in));
   for (int64_t t = 0; t < c.tokens; ++t) {
@@ -82,7 +119,14 @@ HostCase MakeHostCase(const Case& c, uint64_t seed) {
   const int64_t in_p = layout::Int8PaddedWidth(in), out_p = layout::Int8PaddedWidth(out);
   h.codes.resize(static_cast<size_t>(in_p * out_p));
   h.channel_scales.resize(static_cast<size_t>(out_p));
-  layout::QuantizeWeightsPerChannelInt8(h.weight.data(), in, out, h.codes.data(), h.channel_scales.data());
+  if (c.gptq) {
+    if (const char* why = layout::Int8WeightsFromGptq(h.GptqView(c), HalfBitsToFloat, h.codes.data(),
+                                                       h.channel_scales.data())) {
+      std::printf("FAIL %s: the host conversion refused the layer: %s\n", Describe(c).c_str(), why);
+    }
+  } else {
+    layout::QuantizeWeightsPerChannelInt8(h.weight.data(), in, out, h.codes.data(), h.channel_scales.data());
+  }
   h.quantized_x.assign(static_cast<size_t>(c.tokens * in_p), 0);
   h.token_scales.resize(c.tokens);
   for (int64_t t = 0; t < c.tokens; ++t) {
@@ -99,7 +143,7 @@ HostCase MakeHostCase(const Case& c, uint64_t seed) {
     for (int64_t i = 0; i < in; ++i) x_row[i] = __half2float(h.x[t * in + i]);
     for (int64_t o = 0; o < out_p; ++o) {
       const int8_t* w = h.codes.data() + o * in_p;
-      int32_t sum = 0;  // |sum| ≤ 127² · in < 2^31 for in < 133000: exact
+      int32_t sum = 0;  // |sum| ≤ 128 · 127 · in < 2^31 for in < 132000: exact
       for (int64_t i = 0; i < in_p; ++i) sum += int32_t{q[i]} * int32_t{w[i]};
       h.products[t * out_p + o] = sum;
       if (o >= out) continue;
@@ -171,7 +215,8 @@ CudaStatus RunCase(const Case& c, uint64_t seed, W8A8Workspace& workspace, bool&
   const HostCase h = MakeHostCase(c, seed);
   const std::string name = Describe(c);
   DeviceInt8ChannelWeights weights;
-  QSHARD_CUDA_RETURN_IF_ERROR(weights.Load(h.weight.data(), c.in_features, c.out_features));
+  QSHARD_CUDA_RETURN_IF_ERROR(c.gptq ? weights.LoadGptq(h.GptqView(c))
+                                     : weights.Load(h.weight.data(), c.in_features, c.out_features));
   const Int8ChannelWeightsView view = weights.view();
   std::vector<int8_t> codes;
   QSHARD_CUDA_RETURN_IF_ERROR(DownloadPrefix(view.codes, h.codes.size(), codes));
@@ -234,6 +279,18 @@ bool CheckContracts() {
   checks.ExpectError("W8A8Matmul with null y", W8A8Matmul(valid, halves, 1, nullptr, workspace, nullptr));
   DeviceInt8ChannelWeights weights;
   checks.ExpectError("loading null weights", weights.Load(nullptr, 4, 4));
+  // GPTQ layers without the symmetric 8-bit per-channel form are refused before any upload.
+  static uint32_t qweight[8] = {0xFF};  // code 255 for input 0 of output 0, the rest 0
+  static uint32_t qzeros[2] = {};       // stored 0: zero point 1, so 255 − 1 is outside int8
+  static uint16_t scale_bits[16] = {};
+  static int32_t g_idx[8] = {};
+  const layout::GptqPackedView asymmetric{qweight, qzeros, scale_bits, g_idx, 4, 4, 1, 8};
+  checks.ExpectError("a GPTQ code minus its zero outside int8", weights.LoadGptq(asymmetric));
+  layout::GptqPackedView grouped = asymmetric;
+  grouped.groups = 2;
+  checks.ExpectError("a GPTQ layer with two groups", weights.LoadGptq(grouped));
+  layout::GptqPackedView four_bits{qweight, qzeros, scale_bits, g_idx, 8, 8, 1, 4};
+  checks.ExpectError("a 4-bit GPTQ layer", weights.LoadGptq(four_bits));
   return checks.passed();
 }
 

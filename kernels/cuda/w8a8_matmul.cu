@@ -95,11 +95,28 @@ CudaStatus DeviceInt8ChannelWeights::Load(const float* weight, int in_features, 
   if (weight == nullptr || in_features <= 0 || out_features <= 0) {
     return CudaStatus::Error("DeviceInt8ChannelWeights::Load: null weight or bad shape");
   }
-  const int64_t in_padded = layout::Int8PaddedWidth(in_features);
-  const int64_t out_padded = layout::Int8PaddedWidth(out_features);
-  std::vector<int8_t> codes(static_cast<size_t>(in_padded * out_padded));
-  std::vector<float> scales(static_cast<size_t>(out_padded));
+  std::vector<int8_t> codes(layout::Int8PaddedWidth(in_features) * layout::Int8PaddedWidth(out_features));
+  std::vector<float> scales(layout::Int8PaddedWidth(out_features));
   layout::QuantizeWeightsPerChannelInt8(weight, in_features, out_features, codes.data(), scales.data());
+  return Upload(codes, scales, in_features, out_features);
+}
+
+CudaStatus DeviceInt8ChannelWeights::LoadGptq(const layout::GptqPackedView& w) {
+  if (w.qweight == nullptr || w.qzeros == nullptr || w.scales == nullptr || w.in_features <= 0 ||
+      w.out_features <= 0 || w.in_features > INT32_MAX || w.out_features > INT32_MAX ||
+      !layout::GptqShapeFits(w.bits, w.in_features, w.out_features)) {
+    return CudaStatus::Error("DeviceInt8ChannelWeights::LoadGptq: null tensors or bad shape");
+  }
+  std::vector<int8_t> codes(layout::Int8PaddedWidth(w.in_features) * layout::Int8PaddedWidth(w.out_features));
+  std::vector<float> scales(layout::Int8PaddedWidth(w.out_features));
+  if (const char* why = layout::Int8WeightsFromGptq(w, HalfBitsToFloat, codes.data(), scales.data())) {
+    return CudaStatus::Error(std::string("DeviceInt8ChannelWeights::LoadGptq: ") + why);
+  }
+  return Upload(codes, scales, static_cast<int>(w.in_features), static_cast<int>(w.out_features));
+}
+
+CudaStatus DeviceInt8ChannelWeights::Upload(const std::vector<int8_t>& codes, const std::vector<float>& scales,
+                                            int in_features, int out_features) {
   QSHARD_CUDA_RETURN_IF_ERROR(codes_.Upload(codes));
   QSHARD_CUDA_RETURN_IF_ERROR(scales_.Upload(scales));
   in_features_ = in_features;

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/layout/gptq_packed.h"
 
 namespace qshard::gpu {
 
@@ -25,17 +26,32 @@ struct Int8ChannelWeightsView {
   int out_features = 0;
 };
 
+// An fp16 bit pattern (as checkpoints store scales) as float, exactly.
+inline float HalfBitsToFloat(uint16_t bits) {
+  __half_raw raw;
+  raw.x = bits;
+  return __half2float(__half(raw));
+}
+
 // Shape, pointers and alignment of a W8A8Matmul call; checked before anything touches the device.
 CudaStatus ValidateW8A8(const Int8ChannelWeightsView& w, const __half* x, int tokens, const __half* y);
 
-// A layer converted once, at load time, from float weights: quantized on the host, uploaded.
+// A layer converted once, at load time, on the host (kernels/layout/int8_channel_weights.h),
+// then uploaded.
 class DeviceInt8ChannelWeights {
  public:
-  // weight: host, row-major float [out, in] (torch's nn.Linear layout).
+  // From float weights: host, row-major [out, in] (torch's nn.Linear layout), quantized per
+  // output channel by the activations' rule.
   CudaStatus Load(const float* weight, int in_features, int out_features);
+  // Exactly from a GPTQ layer in host memory that has the form (8 bits, one group, q − zero in
+  // int8); refused, naming why, otherwise.
+  CudaStatus LoadGptq(const layout::GptqPackedView& w);
   Int8ChannelWeightsView view() const { return {codes_.get(), scales_.get(), in_features_, out_features_}; }
 
  private:
+  CudaStatus Upload(const std::vector<int8_t>& codes, const std::vector<float>& scales, int in_features,
+                    int out_features);
+
   DeviceBuffer<int8_t> codes_;
   DeviceBuffer<float> scales_;
   int in_features_ = 0;

@@ -1,6 +1,8 @@
 // The W8A8 weight layout (CUDA, cuBLASLt int8): a linear layer y = x · Wᵀ, W[out, in], stored
 // as symmetric int8 codes with one fp32 scale per output channel, W[o, i] ≈ scales[o] · codes[o, i],
-// made once at load time from float weights by the rule of int8_symmetric.h.
+// made once at load time from float weights by the rule of int8_symmetric.h, or converted
+// exactly from a GPTQ layer that already has that form (8 bits, one group, every q − zero in
+// int8's range: what --bits 8 --sym --group-size -1 writes).
 //
 //   codes   int8 [out_padded, in_padded]  row-major (row o holds output o's inputs), zero padding
 //   scales  fp32 [out_padded]             1 in the padding rows
@@ -12,6 +14,7 @@
 
 #include <cstdint>
 
+#include "kernels/layout/gptq_packed.h"
 #include "kernels/layout/int8_symmetric.h"
 
 namespace qshard::layout {
@@ -35,6 +38,35 @@ inline void QuantizeWeightsPerChannelInt8(const float* weight, int64_t in, int64
     scales[o] = o < out ? QuantizeRowSymmetricInt8([source](int64_t i) { return source[i]; }, in, row) : 1.0f;
     for (int64_t i = o < out ? in : 0; i < in_padded; ++i) row[i] = 0;
   }
+}
+
+// The exact conversion of a GPTQ layer: codes[o, i] = q(i, o) − zero(o), scales[o] = the fp16
+// scale as fp32, so scales[o] · codes[o, i] is the checkpoint's dequantized weight exactly.
+// `half_to_float(uint16_t bits)` converts the scales (this header has no fp16 code of its own:
+// core/dtype.h's on the CPU, cuda_fp16.h's in the CUDA build). Returns nullptr, or why the
+// layer has no such form (then codes and scales are unspecified).
+template <typename HalfToFloat>
+const char* Int8WeightsFromGptq(const GptqPackedView& w, HalfToFloat half_to_float, int8_t* codes, float* scales) {
+  if (w.bits != 8) return "W8A8 from GPTQ needs 8-bit codes";
+  if (w.groups != 1) return "W8A8 from GPTQ needs one group per output channel (--group-size -1)";
+  const int64_t in_padded = Int8PaddedWidth(w.in_features);
+  const int64_t out_padded = Int8PaddedWidth(w.out_features);
+  for (int64_t o = 0; o < out_padded; ++o) {
+    int8_t* row = codes + o * in_padded;
+    for (int64_t i = 0; i < in_padded; ++i) row[i] = 0;
+    if (o >= w.out_features) {
+      scales[o] = 1.0f;
+      continue;
+    }
+    const int32_t zero = w.Zero(0, o);
+    for (int64_t i = 0; i < w.in_features; ++i) {
+      const int32_t code = static_cast<int32_t>(w.Code(i, o)) - zero;
+      if (code < -128 || code > 127) return "a GPTQ code minus its zero point is outside int8 (asymmetric grid)";
+      row[i] = static_cast<int8_t>(code);
+    }
+    scales[o] = half_to_float(w.ScaleBits(0, o));
+  }
+  return nullptr;
 }
 
 }  // namespace qshard::layout

@@ -1,7 +1,8 @@
 // The symmetric int8 rule (kernels/layout/int8_symmetric.h) that the CPU int8 path and the CUDA
 // W8A8 path share, and the W8A8 weight layout made from it (int8_channel_weights.h): scales,
 // rounding to nearest with ties to even, clamping, all-zero rows, and the padding to 16, on
-// widths that are not multiples of 4 or 16. The device side is qshard_cuda_w8a8_check's.
+// widths that are not multiples of 4 or 16; and the exact conversion of symmetric 8-bit
+// per-channel GPTQ layers (refusing the others). The device side is qshard_cuda_w8a8_check's.
 #include "kernels/layout/int8_channel_weights.h"
 
 #include <cmath>
@@ -9,9 +10,12 @@
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/int8_activations.h"
 #include "kernels/layout/int8_symmetric.h"
+#include "tests/quant/random_quantized_weight.h"
+#include "worker/quant/gptq_pack.h"
 
 namespace qshard::layout {
 namespace {
@@ -99,6 +103,58 @@ TEST(Int8ChannelWeightsTest, RowsQuantizedPerChannelWithZeroPadding) {
     }
     EXPECT_EQ(scales[1], 1.0f);  // the all-zero channel
   }
+}
+
+// A random 8-bit layer (out × in, one group) with every zero point at `zero`, packed.
+GptqLinearTensors PackedLayer(int64_t out, int64_t in, int32_t zero, uint32_t seed) {
+  QuantizedWeight w = testing_support::RandomQuantizedWeight(8, out, in, in, /*act_order=*/false, seed);
+  std::fill(w.zeros.begin(), w.zeros.end(), zero);
+  auto packed = PackGptq(w);
+  EXPECT_TRUE(packed.ok()) << packed.status();
+  return *std::move(packed);
+}
+
+auto HalfBits = [](uint16_t bits) { return HalfToFloat(bits); };
+
+TEST(Int8ChannelWeightsTest, SymmetricPerChannelGptqConvertsExactly) {
+  for (const auto& [in, out] : {std::pair<int64_t, int64_t>{4, 4}, {36, 20}, {1028, 52}}) {
+    const GptqLinearTensors packed = PackedLayer(out, in, 128, static_cast<uint32_t>(in + out));
+    const GptqPackedView view = PackedView(packed);
+    const int64_t in_p = Int8PaddedWidth(in), out_p = Int8PaddedWidth(out);
+    std::vector<int8_t> codes(in_p * out_p, 99);
+    std::vector<float> scales(out_p, -1.0f);
+    ASSERT_EQ(Int8WeightsFromGptq(view, HalfBits, codes.data(), scales.data()), nullptr);
+    bool saw_minus_128 = false;
+    for (int64_t o = 0; o < out_p; ++o) {
+      EXPECT_EQ(scales[o], o < out ? HalfToFloat(view.ScaleBits(0, o)) : 1.0f) << "row " << o;
+      for (int64_t i = 0; i < in_p; ++i) {
+        const int32_t expected = o < out && i < in ? static_cast<int32_t>(view.Code(i, o)) - view.Zero(0, o) : 0;
+        ASSERT_EQ(codes[o * in_p + i], expected) << "row " << o << " input " << i;
+        saw_minus_128 |= expected == -128;
+      }
+    }
+    if (in * out > 10000) {
+      EXPECT_TRUE(saw_minus_128) << "codes of 0 should reach −128";
+    }
+  }
+}
+
+TEST(Int8ChannelWeightsTest, GptqLayersWithoutThatFormAreRefused) {
+  std::vector<int8_t> codes(16 * 64);
+  std::vector<float> scales(64);
+  // Asymmetric: zero 1, so codes near 255 give q − zero far above 127.
+  const GptqLinearTensors asymmetric = PackedLayer(20, 36, 1, 7);
+  EXPECT_NE(Int8WeightsFromGptq(PackedView(asymmetric), HalfBits, codes.data(), scales.data()), nullptr);
+  // Groups of 12 inputs: three groups.
+  QuantizedWeight grouped = testing_support::RandomQuantizedWeight(8, 20, 36, 12, false, 8);
+  auto packed_groups = PackGptq(grouped);
+  ASSERT_TRUE(packed_groups.ok()) << packed_groups.status();
+  EXPECT_NE(Int8WeightsFromGptq(PackedView(*packed_groups), HalfBits, codes.data(), scales.data()), nullptr);
+  // 4-bit codes.
+  QuantizedWeight four = testing_support::RandomQuantizedWeight(4, 16, 32, 32, false, 9);
+  auto packed_four = PackGptq(four);
+  ASSERT_TRUE(packed_four.ok()) << packed_four.status();
+  EXPECT_NE(Int8WeightsFromGptq(PackedView(*packed_four), HalfBits, codes.data(), scales.data()), nullptr);
 }
 
 }  // namespace
