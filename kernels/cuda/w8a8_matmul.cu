@@ -18,10 +18,10 @@ namespace {
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 constexpr int kQuantizeThreads = 512;
 // The GEMM's token dimension (cuBLASLt's n) is padded with zero rows to at least this many.
-// The cuBLAS documentation sets no minimum, but PyTorch's torch._int_mm (the same cuBLASLt int8
-// call) refused fewer than 17 rows for years, and its 2026 fix pads 1..31 rows to 32; without a
-// GPU to try it on first, this code does the same. The cost is int8 work on ≤ 31 zero rows,
-// small beside reading the weights at these token counts.
+// The cuBLAS documentation sets no minimum, but PyTorch's torch._int_mm (cuBLASLt int8 → int32
+// too) has refused fewer than 17 rows for years, and a 2026 pull request lifting that pads 1..31
+// rows to 32; without a GPU to try it on first, this code does the same. The cost is int8 work
+// on ≤ 31 zero rows, small beside reading the weights at these token counts.
 constexpr int kMinGemmTokens = 32;
 
 int GemmTokens(int tokens) { return std::max(tokens, kMinGemmTokens); }
