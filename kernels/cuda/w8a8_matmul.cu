@@ -152,11 +152,23 @@ CudaStatus W8A8Workspace::FindPlan(int tokens, int in_padded, int out_padded, Pl
       return CudaStatus();
     }
   }
+  // The descriptors are initialized where they will stay (a deque never moves its elements):
+  // cuBLASLt does not promise that an initialized descriptor survives being copied.
+  Plan& made = plans_.emplace_back();
+  const CudaStatus status = MakePlan(tokens, in_padded, out_padded, made);
+  if (!status.ok()) {
+    plans_.pop_back();
+    return status;
+  }
+  plan = &made;
+  return CudaStatus();
+}
+
+CudaStatus W8A8Workspace::MakePlan(int tokens, int in_padded, int out_padded, Plan& made) {
   // Column-major views of the row-major buffers: codes [out_p, in_p] is A = [in_p × out_p]
   // (k × m, read transposed), the activations [tokens, in_p] are B = [in_p × tokens] (k × n),
   // the products [tokens, out_p] are D = [out_p × tokens] (m × n). Every leading dimension is a
   // multiple of 16.
-  Plan made{tokens, in_padded, out_padded, {}, {}, {}, {}};
   QSHARD_CUBLAS_TRY(cublasLtMatrixLayoutInit(&made.a, CUDA_R_8I, in_padded, out_padded, in_padded));
   QSHARD_CUBLAS_TRY(cublasLtMatrixLayoutInit(&made.b, CUDA_R_8I, in_padded, tokens, in_padded));
   QSHARD_CUBLAS_TRY(cublasLtMatrixLayoutInit(&made.d, CUDA_R_32I, out_padded, tokens, out_padded));
@@ -169,13 +181,14 @@ CudaStatus W8A8Workspace::FindPlan(int tokens, int in_padded, int out_padded, Pl
   int found = 0;
   QSHARD_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(handle_, &desc_, &made.a, &made.b, &made.d, &made.d, &preference,
                                                    1, &result, &found));
-  if (found == 0) {
+  if (found == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
     return CudaStatus::Error("W8A8Matmul: cuBLASLt has no int8 algorithm for m " + std::to_string(out_padded) +
                              ", n " + std::to_string(tokens) + ", k " + std::to_string(in_padded));
   }
   made.algo = result.algo;
-  plans_.push_back(made);
-  plan = &plans_.back();
+  made.tokens = tokens;
+  made.in_padded = in_padded;
+  made.out_padded = out_padded;
   return CudaStatus();
 }
 

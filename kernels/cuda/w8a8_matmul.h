@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "kernels/cuda/cuda_status.h"
@@ -83,12 +84,13 @@ class W8A8Workspace {
   friend CudaStatus W8A8Matmul(const Int8ChannelWeightsView&, const __half*, int, __half*, W8A8Workspace&,
                                cudaStream_t);
   struct Plan {
-    int tokens, in_padded, out_padded;
-    cublasLtMatrixLayoutOpaque_t a, b, d;
-    cublasLtMatmulAlgo_t algo;
+    int tokens = 0, in_padded = 0, out_padded = 0;
+    cublasLtMatrixLayoutOpaque_t a{}, b{}, d{};
+    cublasLtMatmulAlgo_t algo{};
   };
   // The plan of a shape, made (layouts, heuristic query) the first time it is asked for.
   CudaStatus FindPlan(int tokens, int in_padded, int out_padded, Plan*& plan);
+  CudaStatus MakePlan(int tokens, int in_padded, int out_padded, Plan& made);
 
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDescOpaque_t desc_{};
@@ -96,7 +98,7 @@ class W8A8Workspace {
   DeviceBuffer<int8_t> quantized_x_;
   DeviceBuffer<float> token_scales_;
   DeviceBuffer<int32_t> products_;
-  std::vector<Plan> plans_;
+  std::deque<Plan> plans_;
 };
 
 // y[tokens, out] (fp16, row-major) = x[tokens, in] (fp16, row-major) · Wᵀ in three steps queued
