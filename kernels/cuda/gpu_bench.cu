@@ -58,8 +58,8 @@ struct Options {
   bool json = false;
   int runs = 100;
   int warmup = 10;
-  int shape = -1;   // index into kShapes; −1: all
-  int tokens = -1;  // one of kTokenCounts; −1: all
+  int shape = -1;   // index into each set's shapes (kShapes, kW8A8Shapes); −1: all
+  int tokens = -1;  // one of the set's token counts; −1: all
   std::string only;  // "gptq" or "w8a8": one set of rows; empty: both
 };
 
@@ -180,7 +180,7 @@ struct Row {
   int weight_bits;
   std::string layer;
   int tokens, k, n;
-  std::string path;  // "mma" (tensor cores), "fma" (CUDA cores) or "cublas"
+  std::string path;  // "mma" (tensor cores), "fma" (CUDA cores), "cublas" or "cublaslt"
   int k_splits;      // 0 for cuBLAS
   double median_us, min_us, bytes, speedup;
   int act_bits = 16;

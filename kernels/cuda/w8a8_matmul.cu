@@ -17,6 +17,7 @@ namespace {
 // split-K algorithms for the skinny shapes want it.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 constexpr int kQuantizeThreads = 512;
+constexpr int kScaleThreads = 256;
 // The GEMM's token dimension (cuBLASLt's n) is padded with zero rows to at least this many.
 // The cuBLAS documentation sets no minimum, but PyTorch's torch._int_mm (cuBLASLt int8 → int32
 // too) has refused fewer than 17 rows for years, and a 2026 pull request lifting that pads 1..31
@@ -25,7 +26,6 @@ constexpr int kQuantizeThreads = 512;
 constexpr int kMinGemmTokens = 32;
 
 int GemmTokens(int tokens) { return std::max(tokens, kMinGemmTokens); }
-constexpr int kScaleThreads = 256;
 
 // One block per GEMM row: for a token, max |x| over the row, then the codes
 // (kernels/layout/int8_symmetric.h); rows past the tokens (padding) are zeros.
