@@ -2,7 +2,7 @@
 //   per token (the int8 path): one scale per token, max |x| / 127, values in [−127, 127];
 //   per tensor (FlattenQuant's W8A8 / W4A4): one scale fixed at calibration for every token,
 //   values clamped to ±(2^(bits−1) − 1), so 4-bit activations are int4 values held in int8.
-// Both round to nearest, ties to even.
+// The rounding rule (shared with the CUDA W8A8 path) is kernels/layout/int8_symmetric.h's.
 #pragma once
 
 #include <cstdint>

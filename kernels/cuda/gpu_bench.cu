@@ -1,5 +1,7 @@
 // qshard_cuda_bench: times the fused GPTQ kernels (w4a16, w8a16) against the fp16 cuBLAS
-// baseline on decoding-size products of LLaMA-7B and OPT-175B layers, in one run on one device.
+// baseline on decoding-size products of LLaMA-7B and OPT-175B layers, and W8A8 through cuBLASLt
+// (activation quantization included) against the same baseline at 1 to 512 tokens on the kernel
+// issue's shapes, in one run on one device.
 // Each row is the median of --runs launches (after --warmup) timed with CUDA events; the layers
 // are rotated among enough copies to exceed the L2 cache several times, so rows measure reads
 // from device memory, not from L2. Prints a table; with --json the table goes to stderr and
@@ -24,6 +26,8 @@
 #include "kernels/cuda/gptq_baseline.h"
 #include "kernels/cuda/gptq_dequant_gemm.h"
 #include "kernels/cuda/gptq_layout.h"
+#include "kernels/cuda/w8a8_matmul.h"
+#include "kernels/layout/int8_channel_weights.h"
 
 namespace qshard::gpu {
 namespace {
@@ -41,13 +45,22 @@ constexpr Shape kShapes[] = {
     {"opt-175b fc1 (12288x49152)", 12288, 49152},
 };
 constexpr int kTokenCounts[] = {1, 4, 16};
+// W8A8 (w8a8-cublaslt): the kernel issue's shapes, from decoding to 512-token windows.
+constexpr Shape kW8A8Shapes[] = {
+    {"opt-125m (768x768)", 768, 768},
+    {"llama-7b attention (4096x4096)", 4096, 4096},
+    {"opt-175b attention (12288x12288)", 12288, 12288},
+    {"opt-175b fc1 (12288x49152)", 12288, 49152},
+};
+constexpr int kW8A8TokenCounts[] = {1, 16, 128, 512};
 
 struct Options {
   bool json = false;
   int runs = 100;
   int warmup = 10;
-  int shape = -1;   // index into kShapes; −1: all
-  int tokens = -1;  // one of kTokenCounts; −1: all
+  int shape = -1;   // index into each set's shapes (kShapes, kW8A8Shapes); −1: all
+  int tokens = -1;  // one of the set's token counts; −1: all
+  std::string only;  // "gptq" or "w8a8": one set of rows; empty: both
 };
 
 // --- Random device data (counter-based, so filling 600 MB takes milliseconds) ---
@@ -167,31 +180,81 @@ struct Row {
   int weight_bits;
   std::string layer;
   int tokens, k, n;
-  std::string path;  // "mma" (tensor cores), "fma" (CUDA cores) or "cublas"
+  std::string path;  // "mma" (tensor cores), "fma" (CUDA cores), "cublas" or "cublaslt"
   int k_splits;      // 0 for cuBLAS
   double median_us, min_us, bytes, speedup;
+  int act_bits = 16;
+  int group_size = kGroupSize;  // −1: per output channel
 };
 
 void PrintRow(const Row& row, const Options& options, const std::string& device, const std::string& date) {
   const double gbps = row.bytes / (row.median_us * 1e3);
+  const double gflops = 2.0 * row.tokens * row.k * row.n / (row.median_us * 1e3);
   std::FILE* table = options.json ? stderr : stdout;
-  std::fprintf(table, "%-15s %-34s %6d %6d %6d %-6s %6d %10.1f %10.1f %9.0f %8.2fx\n",
+  std::fprintf(table, "%-15s %-34s %6d %6d %6d %-8s %6d %10.1f %10.1f %9.0f %9.0f %8.2fx\n",
                row.kernel.c_str(), row.layer.c_str(), row.tokens, row.k, row.n, row.path.c_str(),
-               row.k_splits, row.median_us, row.min_us, gbps, row.speedup);
+               row.k_splits, row.median_us, row.min_us, gbps, gflops, row.speedup);
   if (options.json) {
     std::printf(
-        "{\"kernel\":\"%s\",\"weight_bits\":%d,\"act_bits\":16,\"layer\":\"%s\",\"tokens\":%d,"
+        "{\"kernel\":\"%s\",\"weight_bits\":%d,\"act_bits\":%d,\"layer\":\"%s\",\"tokens\":%d,"
         "\"k\":%d,\"n\":%d,\"group_size\":%d,\"path\":\"%s\",\"k_splits\":%d,\"runs\":%d,"
         "\"median_us\":%.3f,"
-        "\"min_us\":%.3f,\"bytes\":%.0f,\"effective_gbps\":%.1f,\"speedup_vs_fp16_cublas\":%.3f,"
-        "\"device\":\"%s\",\"date\":\"%s\"}\n",
-        row.kernel.c_str(), row.weight_bits, JsonEscape(row.layer).c_str(), row.tokens, row.k, row.n,
-        row.weight_bits == 16 ? 0 : kGroupSize, row.path.c_str(), row.k_splits, options.runs,
+        "\"min_us\":%.3f,\"bytes\":%.0f,\"effective_gbps\":%.1f,\"gflops\":%.1f,"
+        "\"speedup_vs_fp16_cublas\":%.3f,\"device\":\"%s\",\"date\":\"%s\"}\n",
+        row.kernel.c_str(), row.weight_bits, row.act_bits, JsonEscape(row.layer).c_str(), row.tokens, row.k,
+        row.n, row.weight_bits == 16 ? 0 : row.group_size, row.path.c_str(), row.k_splits, options.runs,
         row.median_us,
-        row.min_us, row.bytes, gbps, row.speedup, JsonEscape(device).c_str(), date.c_str());
+        row.min_us, row.bytes, gbps, gflops, row.speedup, JsonEscape(device).c_str(), date.c_str());
   }
   std::fflush(table);
   std::fflush(stdout);
+}
+
+// One shape's random fp16 input x [tokens, k] and its output y [tokens, n].
+struct Activations {
+  DeviceBuffer<__half> x, y;
+  double bytes() const { return static_cast<double>(x.bytes() + y.bytes()); }
+};
+
+CudaStatus MakeActivations(const Shape& shape, int tokens, cudaStream_t stream, Activations& io) {
+  QSHARD_CUDA_RETURN_IF_ERROR(io.x.Allocate(static_cast<size_t>(tokens) * shape.k));
+  QSHARD_CUDA_RETURN_IF_ERROR(io.y.Allocate(static_cast<size_t>(tokens) * shape.n));
+  FillRandomHalves<<<kFillBlocks, kFillThreads, 0, stream>>>(io.x.get(), io.x.size(), 7, -1.0f, 2.0f);
+  QSHARD_CUDA_CHECK_LAUNCH("FillRandomHalves");
+  return CudaStatus();
+}
+
+// Times and prints the baseline, fp16 cuBLAS on the weights of a 4-bit layer dequantized to fp16
+// (realistic values); its median is every other row's reference.
+CudaStatus BenchFp16Baseline(const Shape& shape, int tokens, Activations& io, const Options& options,
+                             const cudaDeviceProp& props, const std::string& date, cudaStream_t stream,
+                             double& baseline_us) {
+  const int k = shape.k;
+  const int n = shape.n;
+  const size_t weight_count = static_cast<size_t>(k) * n;
+  const int copies = CopiesToOutgrowL2(weight_count * sizeof(__half), props.l2CacheSize);
+  std::vector<DeviceBuffer<__half>> weights(copies);
+  {
+    DeviceLayer source;
+    QSHARD_CUDA_RETURN_IF_ERROR(MakeLayer(k, n, 4, 11, stream, source));
+    for (DeviceBuffer<__half>& weight : weights) {
+      QSHARD_CUDA_RETURN_IF_ERROR(weight.Allocate(weight_count));
+      QSHARD_CUDA_RETURN_IF_ERROR(DequantizeGptq(source.view, weight.get(), stream));
+    }
+    QSHARD_CUDA_TRY(cudaStreamSynchronize(stream));
+  }
+  CublasHandle cublas;
+  QSHARD_CUDA_RETURN_IF_ERROR(cublas.Create(stream));
+  double min_us = 0;
+  QSHARD_CUDA_RETURN_IF_ERROR(TimeLaunches(
+      [&](int i) {
+        return HalfMatmulCublas(cublas, io.x.get(), tokens, weights[i % copies].get(), k, n, io.y.get());
+      },
+      options, stream, baseline_us, min_us));
+  PrintRow({"fp16-cublas", 16, shape.layer, tokens, k, n, "cublas", 0, baseline_us, min_us,
+            weight_count * sizeof(__half) + io.bytes(), 1.0},
+           options, props.name, date);
+  return CudaStatus();
 }
 
 // Times the fp16 baseline and both fused kernels for one layer shape and token count.
@@ -199,40 +262,13 @@ CudaStatus BenchShape(const Shape& shape, int tokens, const Options& options,
                       const cudaDeviceProp& props, const std::string& date, cudaStream_t stream) {
   const int k = shape.k;
   const int n = shape.n;
-  DeviceBuffer<__half> x, y;
-  QSHARD_CUDA_RETURN_IF_ERROR(x.Allocate(static_cast<size_t>(tokens) * k));
-  QSHARD_CUDA_RETURN_IF_ERROR(y.Allocate(static_cast<size_t>(tokens) * n));
-  FillRandomHalves<<<kFillBlocks, kFillThreads, 0, stream>>>(x.get(), x.size(), 7, -1.0f, 2.0f);
-  QSHARD_CUDA_CHECK_LAUNCH("FillRandomHalves");
-  const double activation_bytes = static_cast<double>(x.bytes() + y.bytes());
-
-  // Baseline: the weights of a 4-bit layer, dequantized to fp16 (realistic values).
+  Activations io;
+  QSHARD_CUDA_RETURN_IF_ERROR(MakeActivations(shape, tokens, stream, io));
+  const DeviceBuffer<__half>& x = io.x;
+  const DeviceBuffer<__half>& y = io.y;
+  const double activation_bytes = io.bytes();
   double baseline_us = 0;
-  {
-    const size_t weight_count = static_cast<size_t>(k) * n;
-    const int copies = CopiesToOutgrowL2(weight_count * sizeof(__half), props.l2CacheSize);
-    std::vector<DeviceBuffer<__half>> weights(copies);
-    {
-      DeviceLayer source;
-      QSHARD_CUDA_RETURN_IF_ERROR(MakeLayer(k, n, 4, 11, stream, source));
-      for (DeviceBuffer<__half>& weight : weights) {
-        QSHARD_CUDA_RETURN_IF_ERROR(weight.Allocate(weight_count));
-        QSHARD_CUDA_RETURN_IF_ERROR(DequantizeGptq(source.view, weight.get(), stream));
-      }
-      QSHARD_CUDA_TRY(cudaStreamSynchronize(stream));
-    }
-    CublasHandle cublas;
-    QSHARD_CUDA_RETURN_IF_ERROR(cublas.Create(stream));
-    double min_us = 0;
-    QSHARD_CUDA_RETURN_IF_ERROR(TimeLaunches(
-        [&](int i) {
-          return HalfMatmulCublas(cublas, x.get(), tokens, weights[i % copies].get(), k, n, y.get());
-        },
-        options, stream, baseline_us, min_us));
-    PrintRow({"fp16-cublas", 16, shape.layer, tokens, k, n, "cublas", 0, baseline_us, min_us,
-              weight_count * sizeof(__half) + activation_bytes, 1.0},
-             options, props.name, date);
-  }
+  QSHARD_CUDA_RETURN_IF_ERROR(BenchFp16Baseline(shape, tokens, io, options, props, date, stream, baseline_us));
 
   for (int bits : {4, 8}) {
     DeviceLayer first;
@@ -275,6 +311,47 @@ CudaStatus BenchShape(const Shape& shape, int tokens, const Options& options,
   return CudaStatus();
 }
 
+// Times the fp16 baseline and W8A8Matmul (quantizing x, the int8 GEMM and the scaling, all in the
+// timed region) for one shape and token count. The int8 codes are random bytes and the channel
+// scales one constant: values do not change the speed of an integer GEMM.
+CudaStatus BenchW8A8Shape(const Shape& shape, int tokens, const Options& options,
+                          const cudaDeviceProp& props, const std::string& date, cudaStream_t stream) {
+  Activations io;
+  QSHARD_CUDA_RETURN_IF_ERROR(MakeActivations(shape, tokens, stream, io));
+  double baseline_us = 0;
+  QSHARD_CUDA_RETURN_IF_ERROR(BenchFp16Baseline(shape, tokens, io, options, props, date, stream, baseline_us));
+
+  const size_t in_padded = layout::Int8PaddedWidth(shape.k);
+  const size_t out_padded = layout::Int8PaddedWidth(shape.n);
+  const size_t code_bytes = in_padded * out_padded;  // a multiple of 256: whole int32 words
+  const int copies = CopiesToOutgrowL2(code_bytes, props.l2CacheSize);
+  std::vector<DeviceBuffer<int8_t>> codes(copies);
+  DeviceBuffer<float> scales;
+  QSHARD_CUDA_RETURN_IF_ERROR(scales.Upload(std::vector<float>(out_padded, 1.0f / 4096)));
+  for (int c = 0; c < copies; ++c) {
+    QSHARD_CUDA_RETURN_IF_ERROR(codes[c].Allocate(code_bytes));
+    FillRandomWords<<<kFillBlocks, kFillThreads, 0, stream>>>(reinterpret_cast<int32_t*>(codes[c].get()),
+                                                              code_bytes / 4, 300 + c);
+    QSHARD_CUDA_CHECK_LAUNCH("FillRandomWords");
+  }
+  W8A8Workspace workspace;
+  QSHARD_CUDA_RETURN_IF_ERROR(workspace.Reserve(tokens, shape.k, shape.n));
+  double median_us = 0;
+  double min_us = 0;
+  QSHARD_CUDA_RETURN_IF_ERROR(TimeLaunches(
+      [&](int i) {
+        const Int8ChannelWeightsView view{codes[i % copies].get(), scales.get(), shape.k, shape.n};
+        return W8A8Matmul(view, io.x.get(), tokens, io.y.get(), workspace, stream);
+      },
+      options, stream, median_us, min_us));
+  Row row{"w8a8-cublaslt", 8, shape.layer, tokens, shape.k, shape.n, "cublaslt", 0, median_us, min_us,
+          static_cast<double>(code_bytes + scales.bytes()) + io.bytes(), baseline_us / median_us};
+  row.act_bits = 8;
+  row.group_size = -1;
+  PrintRow(row, options, props.name, date);
+  return CudaStatus();
+}
+
 bool ParseOptions(int argc, char** argv, Options& options) {
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--json") == 0) {
@@ -287,21 +364,48 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.shape = std::atoi(argv[++a]);
     } else if (std::strcmp(argv[a], "--tokens") == 0 && a + 1 < argc) {
       options.tokens = std::atoi(argv[++a]);
+    } else if (std::strcmp(argv[a], "--only") == 0 && a + 1 < argc) {
+      options.only = argv[++a];
     } else {
       return false;
     }
   }
-  return options.runs > 0 && options.warmup >= 0;
+  return options.runs > 0 && options.warmup >= 0 &&
+         (options.only.empty() || options.only == "gptq" || options.only == "w8a8");
+}
+
+using BenchFunction = CudaStatus (*)(const Shape&, int, const Options&, const cudaDeviceProp&, const std::string&,
+                                     cudaStream_t);
+
+// Runs `bench` over one set's shapes and token counts (as --shape and --tokens restrict them);
+// false after a CUDA error, said on stderr.
+template <size_t kShapeCount, size_t kTokenCount>
+bool RunSet(const Shape (&shapes)[kShapeCount], const int (&token_counts)[kTokenCount], BenchFunction bench,
+            const Options& options, const cudaDeviceProp& props, const std::string& date, cudaStream_t stream) {
+  for (int s = 0; s < static_cast<int>(kShapeCount); ++s) {
+    const Shape& shape = shapes[s];
+    if (options.shape >= 0 && options.shape != s) continue;
+    for (int tokens : token_counts) {
+      if (options.tokens > 0 && options.tokens != tokens) continue;
+      const CudaStatus status = bench(shape, tokens, options, props, date, stream);
+      if (!status.ok()) {
+        std::fprintf(stderr, "ERROR %s tokens=%d: %s\n", shape.layer, tokens, status.message().c_str());
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 int Main(int argc, char** argv) {
   Options options;
   if (!ParseOptions(argc, argv, options)) {
     std::fprintf(stderr,
-                 "usage: %s [--json] [--runs N] [--warmup N] [--shape INDEX] [--tokens N]\n"
-                 "  --shape and --tokens restrict the run to one layer shape (0..%d) or token\n"
+                 "usage: %s [--json] [--runs N] [--warmup N] [--only gptq|w8a8] [--shape INDEX] [--tokens N]\n"
+                 "  --only runs one set of rows: the GPTQ kernels (k x n shapes 0..%d) or W8A8 (0..%d);\n"
+                 "  --shape and --tokens restrict the run to one layer shape of each set, or one token\n"
                  "  count, e.g. to profile one row\n",
-                 argv[0], static_cast<int>(std::size(kShapes)) - 1);
+                 argv[0], static_cast<int>(std::size(kShapes)) - 1, static_cast<int>(std::size(kW8A8Shapes)) - 1);
     return 2;
   }
   int devices = 0;
@@ -323,20 +427,11 @@ int Main(int argc, char** argv) {
   std::fprintf(table, "device: %s (sm_%d%d, %d SMs, %d MB L2), %s, median of %d runs after %d\n",
                props.name, props.major, props.minor, multiprocessors, props.l2CacheSize >> 20, date.c_str(),
                options.runs, options.warmup);
-  std::fprintf(table, "%-15s %-34s %6s %6s %6s %-6s %6s %10s %10s %9s %9s\n", "kernel", "layer",
-               "tokens", "k", "n", "path", "splits", "median_us", "min_us", "GB/s", "vs fp16");
-  for (int s = 0; s < static_cast<int>(std::size(kShapes)); ++s) {
-    const Shape& shape = kShapes[s];
-    if (options.shape >= 0 && options.shape != s) continue;
-    for (int tokens : kTokenCounts) {
-      if (options.tokens > 0 && options.tokens != tokens) continue;
-      const CudaStatus status =
-          BenchShape(shape, tokens, options, props, date, stream);
-      if (!status.ok()) {
-        std::fprintf(stderr, "ERROR %s tokens=%d: %s\n", shape.layer, tokens, status.message().c_str());
-        return 2;
-      }
-    }
+  std::fprintf(table, "%-15s %-34s %6s %6s %6s %-8s %6s %10s %10s %9s %9s %9s\n", "kernel", "layer",
+               "tokens", "k", "n", "path", "splits", "median_us", "min_us", "GB/s", "GFLOP/s", "vs fp16");
+  if (options.only != "w8a8" && !RunSet(kShapes, kTokenCounts, BenchShape, options, props, date, stream)) return 2;
+  if (options.only != "gptq" && !RunSet(kW8A8Shapes, kW8A8TokenCounts, BenchW8A8Shape, options, props, date, stream)) {
+    return 2;
   }
   cudaStreamDestroy(stream);
   return 0;

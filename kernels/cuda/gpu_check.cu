@@ -270,18 +270,7 @@ int Main(int argc, char** argv) {
   }
   std::printf("device: %s (sm_%d%d, %d SMs), seed %llu\n", props.name, props.major, props.minor,
               multiprocessors, static_cast<unsigned long long>(seed));
-
-  int index = 0;
-  for (const Case& c : kCases) {
-    const CudaStatus status = RunCase(c, seed + index++, passed);
-    if (!status.ok()) {
-      std::printf("ERROR %s: %s\n", Describe(c).c_str(), status.message().c_str());
-      return kExitCudaError;
-    }
-    std::fflush(stdout);
-  }
-  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
-  return passed ? 0 : kExitFailed;
+  return RunCheckCases(kCases, seed, passed, RunCase, Describe);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -83,6 +84,23 @@ class ContractChecks {
  private:
   bool passed_ = true;
 };
+
+// The rest of a check program's main after StartCheck: `run_case(case, seed + index, passed)` for
+// each case in order, a line per case flushed as it ends. The first CUDA error ends the run
+// (kExitCudaError, naming the case by `describe`); else ALL PASSED (0) or SOME CHECKS FAILED.
+template <typename Case, size_t kCount, typename RunCase, typename Describe>
+int RunCheckCases(const Case (&cases)[kCount], uint64_t seed, bool passed, RunCase run_case, Describe describe) {
+  for (size_t index = 0; index < kCount; ++index) {
+    const CudaStatus status = run_case(cases[index], seed + index, passed);
+    if (!status.ok()) {
+      std::printf("ERROR %s: %s\n", describe(cases[index]).c_str(), status.message().c_str());
+      return kExitCudaError;
+    }
+    std::fflush(stdout);
+  }
+  std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
+  return passed ? 0 : kExitFailed;
+}
 
 // Runs `body` on a SolverContext bound to `stream`, then destroys the stream; returns body's
 // exit status, or kExitCudaError (said on `errors`) where the context cannot be created.

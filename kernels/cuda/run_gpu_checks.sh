@@ -3,14 +3,16 @@
 # which needs just the CUDA toolkit, CMake >= 3.25 and a host C++ compiler; no network), then
 # runs the correctness checks and the benchmarks. Results go to $OUT if set, else
 # build-cuda/results: nvidia-smi.txt, build.log, then per part
-#   kernels: check.log, bench.jsonl (one JSON object per row), bench.txt (the table)
+#   kernels: check.log, w8a8-check.log, bench.jsonl (one JSON object per row), bench.txt (the table)
+#   w8a8:    w8a8-check.log, bench.jsonl, bench.txt: only the W8A8 check and benchmark rows (a
+#            subset of kernels, for a short session)
 #   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
 #            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
 #   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
 #   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer)
-# Usage: run_gpu_checks.sh [all|kernels|solver|forward|job] (default all: kernels first). Each program
+# Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
@@ -24,10 +26,11 @@ if [[ $part == job ]]; then
 fi
 case "$part" in
   all) targets=() ;;  # everything
-  kernels) targets=(--target qshard_cuda_check qshard_cuda_bench) ;;
+  kernels) targets=(--target qshard_cuda_check qshard_cuda_w8a8_check qshard_cuda_bench) ;;
+  w8a8) targets=(--target qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
   forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench) ;;
-  *) echo "usage: $0 [all|kernels|solver|forward|job]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -89,6 +92,9 @@ bin="$build_dir/kernels/cuda"
 if wants kernels; then
   run_step qshard_cuda_check 300 "$results/check.log" "$bin/qshard_cuda_check"
 fi
+if wants kernels || [[ $part == w8a8 ]]; then
+  run_step qshard_cuda_w8a8_check 120 "$results/w8a8-check.log" "$bin/qshard_cuda_w8a8_check"
+fi
 if wants solver; then
   run_step qshard_cuda_solver_check 300 "$results/solver-check.log" "$bin/qshard_cuda_solver_check"
 fi
@@ -97,6 +103,8 @@ if wants forward; then
 fi
 if wants kernels; then
   run_bench qshard_cuda_bench 300 "$results/bench" "$bin/qshard_cuda_bench"
+elif [[ $part == w8a8 ]]; then
+  run_bench qshard_cuda_bench 120 "$results/bench" "$bin/qshard_cuda_bench" --only w8a8
 fi
 if wants forward; then
   run_bench qshard_cuda_forward_bench 300 "$results/forward-bench" "$bin/qshard_cuda_forward_bench"
