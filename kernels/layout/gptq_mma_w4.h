@@ -137,6 +137,19 @@ struct MmaW4Shape {
   int64_t ParamWords() const { return column_tiles * groups * kMmaParamWords; }
 };
 
+// The shape of a layer whose largest group has `longest_group` inputs (identity still false).
+inline MmaW4Shape MmaW4ShapeFor(int64_t in_features, int64_t out_features, int64_t groups, int64_t longest_group) {
+  MmaW4Shape s;
+  s.in_features = in_features;
+  s.out_features = out_features;
+  s.groups = groups;
+  s.group_steps = std::max<int64_t>(1, (longest_group + kMmaStepInputs - 1) / kMmaStepInputs);
+  s.padded_inputs = (groups * s.group_steps * kMmaStepInputs + kMmaTileInputs - 1) / kMmaTileInputs * kMmaTileInputs;
+  s.column_tiles = (out_features + kMmaTileColumns - 1) / kMmaTileColumns;
+  s.k_tiles = s.padded_inputs / kMmaTileInputs;
+  return s;
+}
+
 struct MmaW4Layer {
   MmaW4Shape shape;
   std::vector<uint32_t> tiles;
@@ -155,15 +168,7 @@ inline std::string RepackGptqW4ForMma(const GptqPackedView& w, MmaW4Layer& out) 
     ++count[w.g_idx[i]];
   }
   MmaW4Shape& s = out.shape;
-  s.in_features = w.in_features;
-  s.out_features = w.out_features;
-  s.groups = w.groups;
-  const int64_t longest = *std::max_element(count.begin(), count.end());
-  s.group_steps = std::max<int64_t>(1, (longest + kMmaStepInputs - 1) / kMmaStepInputs);
-  const int64_t group_inputs = s.group_steps * kMmaStepInputs;
-  s.padded_inputs = (w.groups * group_inputs + kMmaTileInputs - 1) / kMmaTileInputs * kMmaTileInputs;
-  s.column_tiles = (w.out_features + kMmaTileColumns - 1) / kMmaTileColumns;
-  s.k_tiles = s.padded_inputs / kMmaTileInputs;
+  s = MmaW4ShapeFor(w.in_features, w.out_features, w.groups, *std::max_element(count.begin(), count.end()));
 
   // Each group's inputs in increasing order from step group · group_steps on.
   out.perm.assign(s.padded_inputs, -1);
