@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) GptqMmaW4Kernel(KernelArgs args) {
     ring[d] = active && d < tiles ? __ldg(source + d * kTileVectors) : make_uint4(0, 0, 0, 0);
   }
 
-  // 2. Stage the split's activations [token][input] and the warps' group parameters.
+  // 2. Stage the split's activations [token][position] and the warps' group parameters.
   extern __shared__ __align__(16) unsigned char shared[];
   __half* staged_x = reinterpret_cast<__half*>(shared);
   const int x_stride = XStrideHalves(args.tiles_per_split);
