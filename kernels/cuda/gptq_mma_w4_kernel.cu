@@ -50,8 +50,7 @@ static_assert(ScaledRegistersAreHighRows(), "zero terms per register");
 __host__ __device__ int XStrideHalves(int tiles_per_split) { return tiles_per_split * lay::kMmaTileInputs + kXPadHalves; }
 // Groups a split of `tiles` k-tiles can touch.
 int ParamGroups(const lay::MmaW4Shape& s, int tiles) {
-  const int64_t steps = int64_t{tiles} * lay::kMmaSteps;
-  return static_cast<int>(std::min<int64_t>(s.groups, (steps - 1) / s.group_steps + 2));
+  return static_cast<int>(lay::MmaSplitGroups(int64_t{tiles} * lay::kMmaSteps, s.group_steps, s.groups));
 }
 __host__ __device__ size_t XBytes(int tokens, int tiles) {
   return (static_cast<size_t>(tokens) * XStrideHalves(tiles) * 2 + 15) / 16 * 16;

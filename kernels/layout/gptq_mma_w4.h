@@ -101,6 +101,12 @@ QSHARD_LAYOUT_FN int64_t MmaStepGroup(int64_t step, int64_t group_steps, int64_t
   return step / group_steps < groups - 1 ? step / group_steps : groups - 1;
 }
 
+// The most groups a run of `steps` steps starting at a multiple of kMmaSteps can touch (the
+// kernel stages that many groups' parameters per warp).
+QSHARD_LAYOUT_FN int64_t MmaSplitGroups(int64_t steps, int64_t group_steps, int64_t groups) {
+  return (steps - 1) / group_steps + 2 < groups ? (steps - 1) / group_steps + 2 : groups;
+}
+
 // Word offsets of lane `lane`'s 4 words of one k-tile, and of one row's parameter pair.
 QSHARD_LAYOUT_FN int64_t MmaTileWordOffset(int64_t column_tile, int64_t k_tile, int64_t k_tiles, int lane) {
   return (column_tile * k_tiles + k_tile) * kMmaTileWords + int64_t{lane} * kMmaSteps;

@@ -139,8 +139,7 @@ struct LaneTerms {
   uint32_t minus_64_high;
 };
 
-LaneTerms LoadTerms(const MmaW4Layer& layer, int64_t column_tile, int64_t group, int row) {
-  const uint32_t* pair = layer.params.data() + MmaParamWordOffset(column_tile, group, layer.shape.groups, row);
+LaneTerms LoadTerms(const uint32_t* pair) {
   return {{HalfToFloat(static_cast<uint16_t>(pair[0] & 0xFFFFu)), HalfToFloat(static_cast<uint16_t>(pair[0] >> 16))},
           MmaPlus1024Pair(pair[1] & 0xFFFFu),
           MmaMinus64Pair(pair[1] >> 16)};
@@ -159,29 +158,39 @@ double UnpackedValue(uint32_t word, int reg, int half, const LaneTerms& terms) {
 // k-tiles: the same staging, the same reads per lane, mma products formed from the fragments'
 // PTX positions, the same group walk. Returns y [tokens, out] in float64.
 std::vector<double> EmulateKernel(const MmaW4Layer& layer, const std::vector<float>& x, int tokens,
-                                  int tiles_per_split) {
+                                  int tiles_per_split, bool gather) {
   const MmaW4Shape& s = layer.shape;
   std::vector<double> y(tokens * s.out_features, 0.0);
   for (int64_t tile_begin = 0; tile_begin < s.k_tiles; tile_begin += tiles_per_split) {
     const int64_t tiles = std::min<int64_t>(tiles_per_split, s.k_tiles - tile_begin);
-    // Staged activations [token][split position]: gathered through perm, or for the identity
-    // order 4 inputs at a time to their positions, as the kernel's plan chooses.
+    // Staged activations [token][split position]: gathered through perm, or (identity order
+    // only) 4 inputs at a time to their positions: the kernel's plan.gather.
     const int64_t split_inputs = tiles * kMmaTileInputs;
     std::vector<float> staged(tokens * split_inputs, 0.0f);
     for (int t = 0; t < tokens; ++t) {
       for (int64_t k = 0; k < split_inputs; ++k) {
-        const int64_t position = s.identity ? MmaIdentityPosition(k) : k;
-        const int64_t input = s.identity ? tile_begin * kMmaTileInputs + k : layer.perm[tile_begin * kMmaTileInputs + k];
+        const int64_t position = gather ? k : MmaIdentityPosition(k);
+        const int64_t input = gather ? layer.perm[tile_begin * kMmaTileInputs + k] : tile_begin * kMmaTileInputs + k;
         if (input >= 0 && input < s.in_features) staged[t * split_inputs + position] = x[t * s.in_features + input];
       }
     }
     const int64_t step_begin = tile_begin * kMmaSteps;
+    const int64_t group_low = MmaStepGroup(step_begin, s.group_steps, s.groups);
     const int64_t group_high = MmaStepGroup(step_begin + tiles * kMmaSteps - 1, s.group_steps, s.groups);
+    EXPECT_LE(group_high - group_low + 1, MmaSplitGroups(tiles_per_split * int64_t{kMmaSteps}, s.group_steps, s.groups));
     for (int64_t ct = 0; ct < s.column_tiles; ++ct) {
-      int64_t group = MmaStepGroup(step_begin, s.group_steps, s.groups);
+      // The warp's staged parameters: groups group_low .. group_high, copied as one run.
+      const uint32_t* first = layer.params.data() + MmaParamWordOffset(ct, group_low, s.groups, 0);
+      const std::vector<uint32_t> staged_params(first, first + (group_high - group_low + 1) * kMmaParamWords);
+      int64_t group = group_low;
       int64_t steps_left = s.group_steps - step_begin % s.group_steps;
       std::vector<LaneTerms> terms(kMmaLanes);
-      for (int lane = 0; lane < kMmaLanes; ++lane) terms[lane] = LoadTerms(layer, ct, group, lane / 4);
+      auto load_terms = [&]() {
+        for (int lane = 0; lane < kMmaLanes; ++lane) {
+          terms[lane] = LoadTerms(staged_params.data() + (group - group_low) * kMmaParamWords + 2 * (lane / 4));
+        }
+      };
+      load_terms();
       std::vector<double> sums(kMmaLanes * 2 * 4, 0.0), group_sums(kMmaLanes * 2 * 4, 0.0);
       auto next_group = [&]() {
         for (int lane = 0; lane < kMmaLanes; ++lane) {
@@ -192,7 +201,7 @@ std::vector<double> EmulateKernel(const MmaW4Layer& layer, const std::vector<flo
         }
         group = std::min(group + 1, group_high);
         steps_left = s.group_steps;
-        for (int lane = 0; lane < kMmaLanes; ++lane) terms[lane] = LoadTerms(layer, ct, group, lane / 4);
+        load_terms();
       };
       for (int64_t tile = 0; tile < tiles; ++tile) {
         for (int step = 0; step < kMmaSteps; ++step) {
@@ -262,20 +271,24 @@ TEST(GptqMmaW4LayoutTest, KernelEmulationMatchesTheCheckpointProduct) {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> x(tokens * c.in);
     for (float& v : x) v = HalfToFloat(FloatToHalf(normal(rng)));  // fp16 activations
-    const std::vector<double> y = EmulateKernel(layer, x, tokens, tiles_per_split);
-
     const GptqPackedView view = PackedView(packed);
-    for (int t = 0; t < tokens; ++t) {
-      for (int64_t o = 0; o < c.out; ++o) {
-        double ref = 0.0;
-        double magnitude = 0.0;
-        for (int64_t i = 0; i < c.in; ++i) {
-          const int32_t g = view.g_idx[i];
-          const double w = HalfToFloat(view.ScaleBits(g, o)) * (static_cast<double>(view.Code(i, o)) - view.Zero(g, o));
-          ref += x[t * c.in + i] * w;
-          magnitude += std::fabs(x[t * c.in + i] * w);
+    for (bool gather : {true, false}) {
+      if (!gather && !layer.shape.identity) continue;  // the vector path serves the identity order only
+      SCOPED_TRACE(gather ? "gathered x" : "vector x");
+      const std::vector<double> y = EmulateKernel(layer, x, tokens, tiles_per_split, gather);
+      for (int t = 0; t < tokens; ++t) {
+        for (int64_t o = 0; o < c.out; ++o) {
+          double ref = 0.0;
+          double magnitude = 0.0;
+          for (int64_t i = 0; i < c.in; ++i) {
+            const int32_t g = view.g_idx[i];
+            const double w =
+                HalfToFloat(view.ScaleBits(g, o)) * (static_cast<double>(view.Code(i, o)) - view.Zero(g, o));
+            ref += x[t * c.in + i] * w;
+            magnitude += std::fabs(x[t * c.in + i] * w);
+          }
+          ASSERT_NEAR(y[t * c.out + o], ref, 1e-12 * magnitude + 1e-300) << "token " << t << " output " << o;
         }
-        ASSERT_NEAR(y[t * c.out + o], ref, 1e-12 * magnitude + 1e-300) << "token " << t << " output " << o;
       }
     }
   }
