@@ -150,7 +150,12 @@ CudaStatus CheckRepacked(const Case& c, const HostGptqMatrix& w, const std::vect
   QSHARD_CUDA_RETURN_IF_ERROR(x_shifted.Upload(shifted_x));
   GptqWorkspace workspace;
   std::vector<__half> y;
-  for (const __half* x_device : {x_aligned.get(), x_aligned.get(), x_shifted.get() + 1}) {
+  const struct {
+    const __half* x;
+    const char* note;
+  } runs[] = {{x_aligned.get(), ""}, {x_aligned.get(), ", again (workspace reused)"}, {x_shifted.get() + 1, ", x at an odd address"}};
+  for (const auto& run : runs) {
+    const __half* x_device = run.x;
     GptqMmaW4Plan plan;
     QSHARD_CUDA_RETURN_IF_ERROR(PlanGptqMmaW4(device.View(), x_device, std::min(c.tokens, kGptqMaxTokensPerLaunch), plan));
     QSHARD_CUDA_RETURN_IF_ERROR(Poison(y_device));
@@ -158,7 +163,7 @@ CudaStatus CheckRepacked(const Case& c, const HostGptqMatrix& w, const std::vect
     QSHARD_CUDA_TRY(cudaDeviceSynchronize());
     QSHARD_CUDA_RETURN_IF_ERROR(y_device.Download(y));
     passed &= Report(Describe(c) + " repacked mma [" + std::to_string(plan.k_splits) + " splits of " +
-                         std::to_string(plan.tiles_per_split) + " k-tiles, " + (plan.gather ? "gathered x" : "vector x") + "]",
+                         std::to_string(plan.tiles_per_split) + " k-tiles, " + (plan.gather ? "gathered x" : "vector x") + "]" + run.note,
                      Compare(y, ref, kFusedTolerance));
   }
   return CudaStatus();
