@@ -15,10 +15,13 @@ namespace {
 using internal::CeilDiv;
 using internal::KernelLimits;
 
-// Picks k_splits for `rows` qweight rows: blocks run in waves of `resident_blocks`, and a wave
+}  // namespace
+
+// Declared in gptq_kernels.cuh: the mma-layout kernel plans its splits with it too.
+// Picks k_splits for `rows` qweight rows (or k-tiles): blocks run in waves of `resident_blocks`, and a wave
 // lasts about as long as streaming a split's rows plus a block's fixed cost, so choose the
 // split count with the fewest modelled row-times, within the kernel's split-size bounds.
-void ChooseSplits(int rows, const KernelLimits& limits, GptqLaunchPlan& plan) {
+void internal::ChooseSplits(int rows, const KernelLimits& limits, GptqLaunchPlan& plan) {
   const int unit = std::max(1, limits.split_row_multiple);
   const int units = CeilDiv(rows, unit);
   const int most_units_per_split = std::max(1, limits.max_split_rows / unit);
@@ -41,6 +44,8 @@ void ChooseSplits(int rows, const KernelLimits& limits, GptqLaunchPlan& plan) {
     }
   }
 }
+
+namespace {
 
 CudaStatus CheckChoice(const GptqMatrixView& w, const __half* x, GptqKernelChoice choice) {
   if (choice == GptqKernelChoice::kTensorCores && !internal::TensorCoreApplies(w, x)) {
@@ -89,7 +94,7 @@ CudaStatus PlanGptqMatmul(const GptqMatrixView& w, const __half* x, int tokens,
     QSHARD_CUDA_RETURN_IF_ERROR(internal::CudaCoreLimits(w.bits, plan.token_tile, device, limits));
   }
   plan.column_blocks = CeilDiv(w.out_features, internal::kTileColumns);
-  ChooseSplits(w.in_features / layout::GptqCodesPerWord(w.bits), limits, plan);
+  internal::ChooseSplits(w.in_features / layout::GptqCodesPerWord(w.bits), limits, plan);
   return CudaStatus();
 }
 

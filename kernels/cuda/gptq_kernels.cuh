@@ -70,6 +70,10 @@ struct KernelLimits {
   int overhead_rows = 0;       // fixed cost of a block (prologue, epilogue) in rows streamed
 };
 
+// Picks plan.k_splits and plan.rows_per_split for `rows` rows of the inputs (qweight rows, or
+// k-tiles of the mma layout) over plan.column_blocks column blocks (gptq_dequant_gemm.cu).
+void ChooseSplits(int rows, const KernelLimits& limits, GptqLaunchPlan& plan);
+
 // CUDA-core kernel: any shape ValidateGptqShape accepts; token tiles 1, 4 and 16.
 int CudaCoreTokenTile(int tokens);
 CudaStatus CudaCoreLimits(int bits, int token_tile, int device, KernelLimits& limits);

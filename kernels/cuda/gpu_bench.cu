@@ -28,6 +28,7 @@
 #include "kernels/cuda/gptq_layout.h"
 #include "kernels/cuda/w8a8_matmul.h"
 #include "kernels/layout/int8_channel_weights.h"
+#include "kernels/cuda/gptq_mma_w4.h"
 
 namespace qshard::gpu {
 namespace {
@@ -43,8 +44,10 @@ constexpr Shape kShapes[] = {
     {"opt-175b attention (12288x12288)", 12288, 12288},
     {"llama-7b mlp up (4096x11008)", 4096, 11008},
     {"opt-175b fc1 (12288x49152)", 12288, 49152},
+    {"opt-125m attention (768x768)", 768, 768},
+    {"llama-7b attention (4096x4096)", 4096, 4096},
 };
-constexpr int kTokenCounts[] = {1, 4, 16};
+constexpr int kTokenCounts[] = {1, 4, 8, 16};
 // W8A8 (w8a8-cublaslt): the kernel issue's shapes, from decoding to 512-token windows.
 constexpr Shape kW8A8Shapes[] = {
     {"opt-125m (768x768)", 768, 768},
@@ -83,6 +86,27 @@ __global__ void FillRandomHalves(__half* values, size_t count, uint64_t seed, fl
 __global__ void FillContiguousGroups(int32_t* g_idx, int in_features, int group_size) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < in_features; i += gridDim.x * blockDim.x) {
     g_idx[i] = i / group_size;
+  }
+}
+
+// Random parameters of the mma layout (kernels/layout/gptq_mma_w4.h): per pair of words two fp16
+// scales in [0.002, 0.02) and two true zero points in 1..16.
+__global__ void FillRandomMmaParams(uint32_t* words, size_t pairs, uint64_t seed) {
+  for (size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; e < pairs;
+       e += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint32_t low = __half_as_ushort(__float2half_rn(0.002f + 0.018f * UnitFloat(seed, 2 * e)));
+    const uint32_t high = __half_as_ushort(__float2half_rn(0.002f + 0.018f * UnitFloat(seed, 2 * e + 1)));
+    const uint64_t zeros = Mix(seed + (1ull << 40) + e);
+    words[2 * e] = low | high << 16;
+    words[2 * e + 1] = static_cast<uint32_t>(1 + zeros % 16) | static_cast<uint32_t>(1 + (zeros >> 8) % 16) << 16;
+  }
+}
+
+__global__ void FillIdentityPerm(int32_t* perm, int64_t padded_inputs, int64_t in_features) {
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < padded_inputs;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t input = k / layout::kMmaTileInputs * layout::kMmaTileInputs + layout::MmaIdentityInput(k % layout::kMmaTileInputs);
+    perm[k] = input < in_features ? static_cast<int32_t>(input) : -1;
   }
 }
 
@@ -257,6 +281,49 @@ CudaStatus BenchFp16Baseline(const Shape& shape, int tokens, Activations& io, co
   return CudaStatus();
 }
 
+// Times GptqMmaW4Matmul (row `w4a16-repacked`) on random 4-bit layers in the mma layout with
+// contiguous groups of kGroupSize (the identity order), against the baseline of the same run.
+CudaStatus BenchRepacked(const Shape& shape, int tokens, const Options& options, const cudaDeviceProp& props,
+                         const std::string& date, cudaStream_t stream, const __half* x, __half* y,
+                         double activation_bytes, double baseline_us) {
+  const layout::MmaW4Shape mma_shape =
+      layout::MmaW4ShapeFor(shape.k, shape.n, (shape.k + kGroupSize - 1) / kGroupSize, kGroupSize);
+  std::vector<DeviceGptqMmaW4> layers(1);
+  auto make = [&](DeviceGptqMmaW4& layer, uint64_t seed) -> CudaStatus {
+    layer.shape = mma_shape;
+    layer.shape.identity = shape.k % kGroupSize == 0 && kGroupSize % layout::kMmaStepInputs == 0;
+    QSHARD_CUDA_RETURN_IF_ERROR(layer.tiles.Allocate(mma_shape.TileWords()));
+    QSHARD_CUDA_RETURN_IF_ERROR(layer.params.Allocate(mma_shape.ParamWords()));
+    QSHARD_CUDA_RETURN_IF_ERROR(layer.perm.Allocate(mma_shape.padded_inputs));
+    FillRandomWords<<<kFillBlocks, kFillThreads, 0, stream>>>(reinterpret_cast<int32_t*>(layer.tiles.get()),
+                                                              layer.tiles.size(), seed);
+    QSHARD_CUDA_CHECK_LAUNCH("FillRandomWords");
+    FillRandomMmaParams<<<kFillBlocks, kFillThreads, 0, stream>>>(layer.params.get(), layer.params.size() / 2, seed + 1);
+    QSHARD_CUDA_CHECK_LAUNCH("FillRandomMmaParams");
+    FillIdentityPerm<<<kFillBlocks, kFillThreads, 0, stream>>>(layer.perm.get(), mma_shape.padded_inputs, shape.k);
+    QSHARD_CUDA_CHECK_LAUNCH("FillIdentityPerm");
+    return CudaStatus();
+  };
+  QSHARD_CUDA_RETURN_IF_ERROR(make(layers[0], 400));
+  const double weight_bytes = static_cast<double>(layers[0].tiles.bytes() + layers[0].params.bytes());
+  const int copies = CopiesToOutgrowL2(static_cast<size_t>(weight_bytes), props.l2CacheSize);
+  layers.resize(copies);
+  for (int c = 1; c < copies; ++c) QSHARD_CUDA_RETURN_IF_ERROR(make(layers[c], 400 + c));
+  GptqWorkspace workspace;
+  QSHARD_CUDA_RETURN_IF_ERROR(workspace.Reserve(shape.n, stream));
+  double median_us = 0;
+  double min_us = 0;
+  QSHARD_CUDA_RETURN_IF_ERROR(TimeLaunches(
+      [&](int i) { return GptqMmaW4Matmul(layers[i % copies].View(), x, tokens, y, workspace, stream); }, options,
+      stream, median_us, min_us));
+  GptqMmaW4Plan plan;
+  QSHARD_CUDA_RETURN_IF_ERROR(PlanGptqMmaW4(layers[0].View(), x, tokens, plan));
+  PrintRow({"w4a16-repacked", 4, shape.layer, tokens, shape.k, shape.n, "mma", plan.k_splits, median_us, min_us,
+            weight_bytes + activation_bytes, baseline_us / median_us},
+           options, props.name, date);
+  return CudaStatus();
+}
+
 // Times the fp16 baseline and both fused kernels for one layer shape and token count.
 CudaStatus BenchShape(const Shape& shape, int tokens, const Options& options,
                       const cudaDeviceProp& props, const std::string& date, cudaStream_t stream) {
@@ -308,7 +375,7 @@ CudaStatus BenchShape(const Shape& shape, int tokens, const Options& options,
                options, props.name, date);
     }
   }
-  return CudaStatus();
+  return BenchRepacked(shape, tokens, options, props, date, stream, x.get(), y.get(), activation_bytes, baseline_us);
 }
 
 // Times the fp16 baseline and W8A8Matmul (quantizing x, the int8 GEMM and the scaling, all in the

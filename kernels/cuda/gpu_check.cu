@@ -20,6 +20,7 @@
 #include "kernels/cuda/gptq_baseline.h"
 #include "kernels/cuda/gptq_dequant_gemm.h"
 #include "kernels/cuda/gptq_host_matrix.h"
+#include "kernels/cuda/gptq_mma_w4.h"
 #include "kernels/cuda/gptq_layout.h"
 #include "kernels/cuda/program_setup.h"
 
@@ -129,6 +130,45 @@ CudaStatus Poison(DeviceBuffer<__half>& buffer) {
   return CudaStatus();
 }
 
+// The 4-bit layer repacked for tensor cores (kernels/layout/gptq_mma_w4.h): GptqMmaW4Matmul
+// twice through one workspace, then with x at an odd address (activations gathered through
+// perm even where the order is the identity). Exact numerics like the fused kernels.
+CudaStatus CheckRepacked(const Case& c, const HostGptqMatrix& w, const std::vector<__half>& x,
+                         const ReferenceProduct& ref, DeviceBuffer<__half>& y_device, bool& passed) {
+  layout::MmaW4Layer layer;
+  const std::string error = layout::RepackGptqW4ForMma(
+      layout::GptqPackedView::Of(w.qweight.data(), w.qzeros.data(), reinterpret_cast<const uint16_t*>(w.scales.data()),
+                                 w.g_idx.data(), w.in_features, w.out_features, w.groups, w.bits),
+      layer);
+  if (!error.empty()) return CudaStatus::Error("RepackGptqW4ForMma: " + error);
+  DeviceGptqMmaW4 device;
+  QSHARD_CUDA_RETURN_IF_ERROR(device.Upload(layer));
+  std::vector<__half> shifted_x(x.size() + 1, __float2half(0.0f));
+  std::copy(x.begin(), x.end(), shifted_x.begin() + 1);
+  DeviceBuffer<__half> x_aligned, x_shifted;
+  QSHARD_CUDA_RETURN_IF_ERROR(x_aligned.Upload(x));
+  QSHARD_CUDA_RETURN_IF_ERROR(x_shifted.Upload(shifted_x));
+  GptqWorkspace workspace;
+  std::vector<__half> y;
+  const struct {
+    const __half* x;
+    const char* note;
+  } runs[] = {{x_aligned.get(), ""}, {x_aligned.get(), ", again (workspace reused)"}, {x_shifted.get() + 1, ", x at an odd address"}};
+  for (const auto& run : runs) {
+    const __half* x_device = run.x;
+    GptqMmaW4Plan plan;
+    QSHARD_CUDA_RETURN_IF_ERROR(PlanGptqMmaW4(device.View(), x_device, std::min(c.tokens, kGptqMaxTokensPerLaunch), plan));
+    QSHARD_CUDA_RETURN_IF_ERROR(Poison(y_device));
+    QSHARD_CUDA_RETURN_IF_ERROR(GptqMmaW4Matmul(device.View(), x_device, c.tokens, y_device.get(), workspace, nullptr));
+    QSHARD_CUDA_TRY(cudaDeviceSynchronize());
+    QSHARD_CUDA_RETURN_IF_ERROR(y_device.Download(y));
+    passed &= Report(Describe(c) + " repacked mma [" + std::to_string(plan.k_splits) + " splits of " +
+                         std::to_string(plan.tiles_per_split) + " k-tiles, " + (plan.gather ? "gathered x" : "vector x") + "]" + run.note,
+                     Compare(y, ref, kFusedTolerance));
+  }
+  return CudaStatus();
+}
+
 // Runs one case; `passed` turns false on a failed comparison, a CUDA error is returned.
 CudaStatus RunCase(const Case& c, uint64_t seed, bool& passed) {
   std::mt19937_64 rng(seed);
@@ -180,6 +220,7 @@ CudaStatus RunCase(const Case& c, uint64_t seed, bool& passed) {
     passed &= Report(label, Compare(y, ref, rounds_weights ? kBaselineTolerance : kFusedTolerance));
   }
   const std::string name = Describe(c);
+  if (c.bits == 4) QSHARD_CUDA_RETURN_IF_ERROR(CheckRepacked(c, w, x, ref, y_device, passed));
 
   // The fp16 weights must be the correctly rounded exact weights, bit for bit.
   QSHARD_CUDA_RETURN_IF_ERROR(weight_fp16.Allocate(static_cast<size_t>(c.in_features) * c.out_features));
@@ -255,6 +296,8 @@ bool CheckContracts() {
   expect_error("tensor cores forced with in % 32 != 0",
                GptqMatmul(odd_inputs, halves, 1, halves, workspace, nullptr,
                           GptqKernelChoice::kTensorCores));
+  expect_error("repacked layer with an inconsistent shape",
+               GptqMmaW4Matmul(GptqMmaW4View(), halves, 1, halves, workspace, nullptr));
   return passed;
 }
 
