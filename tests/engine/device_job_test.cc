@@ -91,7 +91,7 @@ class CpuForward : public ForwardDevice {
       for (int g = pass.first; g <= pass.last; ++g) {
         inputs[g] = model_.GroupInput(layer_, weights_, g, residual, g % 2 == 1 ? inputs[g - 1] : Tensor(), 1, seqlen_);
         if (sums[g] != nullptr) QSHARD_RETURN_IF_ERROR(sums[g]->AddResidentWindows(inputs[g].data(), seqlen_, seqlen_));
-        if (g % 2 == 1 && (g < pass.last || pass.add_last))
+        if (AddsOutput(pass, g))
           model_.AddGroupOutput(layer_, weights_, g, inputs[g], residual, 1, seqlen_);
       }
       std::copy(residual.data(), residual.data() + residual.size(), rows);

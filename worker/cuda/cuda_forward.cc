@@ -135,10 +135,11 @@ class CudaForward final : public ForwardDevice {
   }
 
   absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums) override {
-    if (pass.first != 0 && pass.first != 2)
-      return absl::InternalError(absl::StrCat(what_, ": a pass starts at group 0 or 2, not ", pass.first));
+    if ((pass.first != 0 && pass.first != 2) || pass.last < pass.first || pass.last > 3)
+      return absl::InternalError(absl::StrCat(what_, ": no pass over groups ", pass.first, "..", pass.last));
     QSHARD_ASSIGN_OR_RETURN(Held * held, Find(shard));
-    const bool changes = pass.last == 3 ? pass.add_last : pass.last > 1;  // adds an output to the residual
+    bool changes = false;  // whether the pass adds an output to the residual
+    for (int g = pass.first; g <= pass.last; ++g) changes |= AddsOutput(pass, g);
     const int64_t width = weights_.arch.hidden, window_floats = seqlen_ * width;
     for (int64_t start = 0; start < held->rows; start += seqlen_) {
       float* residual = nullptr;
@@ -167,7 +168,7 @@ class CudaForward final : public ForwardDevice {
         // The sum's product is queued on the same stream, after the input it reads.
         if (sums[g] != nullptr)
           QSHARD_RETURN_IF_ERROR(sums[g]->AddResidentWindows(scratch_.group_input(group), seqlen_, seqlen_));
-        if (g % 2 == 1 && (g < pass.last || pass.add_last)) {
+        if (AddsOutput(pass, g)) {
           QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
           QSHARD_RETURN_IF_ERROR(Check(
               gpu::AddGroupOutputOnDevice(session_->context(), weights_, group, residual, seqlen_, scratch_)));

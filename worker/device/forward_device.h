@@ -18,15 +18,19 @@
 namespace qshard {
 
 // One pass over a shard's windows. Per window: the inputs of groups first..last in order (first is
-// 0 or 2, computed from the residual; groups 1 and 3 from the group before), adding group 1's
-// output (o / out_proj) to the residual when the pass goes on to group 2, and group 3's (down /
-// fc2) when `add_last`. A pass starting at 0 or 2 recomputes what an earlier pass of the layer
-// computed with the same weights, so it gives the same bits: nothing is cached between passes.
+// 0 or 2, computed from the residual; groups 1 and 3 from the group before, last ≤ 3), each of
+// groups 1 and 3 followed by adding its output (o / out_proj, down / fc2) to the residual, except
+// the pass's last group unless `add_last`. A pass starting at 0 or 2 recomputes what an earlier
+// pass of the layer computed with the same weights, so it gives the same bits: nothing is cached
+// between passes.
 struct ForwardPass {
   int first = 0;
   int last = 0;
   bool add_last = false;
 };
+
+// Whether `pass` adds group g's output to the residual after computing g's input.
+inline bool AddsOutput(const ForwardPass& pass, int g) { return g % 2 == 1 && (g < pass.last || pass.add_last); }
 
 class ForwardDevice {
  public:
