@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "core/status.h"
 #include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
 #include "worker/device/cuda_device.h"
 
@@ -186,6 +187,40 @@ TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(first->log.reads, 2 * 2);  // 2 layers × its 2 shards
   EXPECT_EQ(second->log.reads, 2 * 2);
+  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
+}
+
+// A worker lost at its `dies_at`-th statistics call (UNAVAILABLE), as a remote one would be.
+class DyingWorker : public testing::ForwardingWorker {
+ public:
+  DyingWorker(WorkerClient& inner, int dies_at) : ForwardingWorker(inner), dies_at_(dies_at) {}
+  absl::StatusOr<std::vector<ShardStatistics>> CollectStatistics(const std::vector<int>& groups,
+                                                                 bool attention) override {
+    if (++calls_ >= dies_at_) return absl::UnavailableError("stand-in worker lost");
+    return ForwardingWorker::CollectStatistics(groups, attention);
+  }
+
+ private:
+  int dies_at_;
+  int calls_ = 0;
+};
+
+TEST(DeviceJobTest, AWorkerLostMidJobHasItsShardsReplayedOnADeviceWithTheCpuBytes) {
+  // The second worker is lost at layer 1's first statistics: the first adopts its shards, hands
+  // them to its device, replays layer 0 over them there, and restarts layer 1 from its own
+  // shards' layer inputs (read back from the device as the layer began).
+  testing::ScopedTempDir dir;
+  auto cpu_report = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), JobEvents());
+  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
+  auto survivor_device = std::make_shared<StandInDevice>(), lost_device = std::make_shared<StandInDevice>();
+  LocalWorker survivor(0, true, survivor_device), lost(0, true, lost_device);
+  DyingWorker dying(lost, /*dies_at=*/5);
+  auto report = RunJob(Small("gptq", dir.Child("device")), {&survivor, &dying}, JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  const StandInLog& log = survivor_device->log;
+  EXPECT_EQ(log.held, 2 + 2 + 4);  // its own shards, the adopted ones, all four again at the restart
+  EXPECT_EQ(log.loads, 2 + 1 + 1 + 1);  // layers 0 and 1, the replayed layer 0 and back to 1, layer 1 again
   EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
               ReadFileBytes(dir.Child("device") + "/model.safetensors"));
 }
