@@ -93,7 +93,7 @@ absl::Status LocalWorker::ReplayLayer(int layer, const std::vector<GroupSolution
   QuantizedLayer quantized;
   if (spec_.calibration.propagation == Propagation::kSequential)
     for (const GroupSolution& solution : solutions) QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
-  if (forward_ != nullptr) QSHARD_RETURN_IF_ERROR(WithContext(forward_->LoadLayer(layer, weights), absl::StrCat("layer ", layer)));
+  QSHARD_RETURN_IF_ERROR(LoadOnDevice(layer, weights));
   for (size_t position = 0; position < shards_.size(); ++position) {
     Shard& shard = shards_[position];
     if (shard.replaying_at != layer) continue;
@@ -111,9 +111,12 @@ absl::Status LocalWorker::ReplayLayer(int layer, const std::vector<GroupSolution
     if (restartable_) QSHARD_RETURN_IF_ERROR(KeepLayerInput(shard));
   }
   // The device goes back to the layer in progress, as far as it was quantized.
-  if (forward_ != nullptr && layer_ >= 0)
-    QSHARD_RETURN_IF_ERROR(WithContext(forward_->LoadLayer(layer_, weights_), absl::StrCat("layer ", layer_)));
-  return absl::OkStatus();
+  return layer_ >= 0 ? LoadOnDevice(layer_, weights_) : absl::OkStatus();
+}
+
+absl::Status LocalWorker::LoadOnDevice(int layer, const DecoderLayerWeights& weights) {
+  if (forward_ == nullptr) return absl::OkStatus();
+  return WithContext(forward_->LoadLayer(layer, weights), absl::StrCat("layer ", layer));
 }
 
 absl::Status LocalWorker::HoldHidden(Shard& shard, Tensor hidden) {
@@ -153,7 +156,7 @@ absl::Status LocalWorker::BeginLayer(int layer) {
     }
     shard.cache.clear();
   }
-  if (forward_ != nullptr) QSHARD_RETURN_IF_ERROR(WithContext(forward_->LoadLayer(layer, weights_), absl::StrCat("layer ", layer)));
+  QSHARD_RETURN_IF_ERROR(LoadOnDevice(layer, weights_));
   layer_ = layer;
   position_ = Position::kLayerInput;
   return absl::OkStatus();
@@ -245,29 +248,32 @@ absl::Status LocalWorker::StepUntilBefore(int group) {
 }
 
 absl::Status LocalWorker::StepWithoutStatistics() {
-  if (forward_ == nullptr) {
-    Step({});
-    return absl::OkStatus();
-  }
-  QSHARD_RETURN_IF_ERROR(RunOnDevice(StepPass(position_), nullptr));
-  position_ = static_cast<Position>(static_cast<int>(position_) + 1);
+  if (forward_ != nullptr) return StepOnDevice(nullptr);
+  Step({});
   return absl::OkStatus();
 }
 
-ForwardPass LocalWorker::StepPass(Position position) {
-  switch (position) {
-    case Position::kLayerInput: return {0, 1, false};         // the attention: group 1's input
-    case Position::kAttentionComputed: return {0, 2, false};  // o added, group 2's input
-    case Position::kAttentionAdded: return {2, 3, false};     // the MLP activation: group 3's input
-    default: return {2, 3, true};                             // the MLP's output added
+absl::Status LocalWorker::StepOnDevice(std::vector<InputStatsCollector>* collectors,
+                                       const std::function<void(size_t)>& shard_done) {
+  // Step's stages as device passes, each recomputing the activation Step keeps in the cache.
+  ForwardPass pass;
+  switch (position_) {
+    case Position::kLayerInput: pass = {0, 1, false}; break;         // the attention: group 1's input
+    case Position::kAttentionComputed: pass = {0, 2, false}; break;  // o added, group 2's input
+    case Position::kAttentionAdded: pass = {2, 3, false}; break;     // the MLP activation: group 3's input
+    case Position::kMlpComputed: pass = {2, 3, true}; break;         // the MLP's output added
+    case Position::kLayerOutput: return absl::OkStatus();
   }
+  QSHARD_RETURN_IF_ERROR(RunOnDevice(pass, collectors, shard_done));
+  position_ = static_cast<Position>(static_cast<int>(position_) + 1);
+  return absl::OkStatus();
 }
 
 absl::Status LocalWorker::RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
                                       const std::function<void(size_t)>& shard_done) {
   const ModelConfig& config = source_.model->config();
-  const int64_t widths[kLayerGroups] = {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size,
-                                        config.intermediate_size};
+  const int64_t widths[kLayerGroups] = {config.hidden_size, config.num_heads * config.head_dim,
+                                        config.hidden_size, config.intermediate_size};
   for (size_t s = 0; s < shards_.size(); ++s) {
     const std::string where = absl::StrCat("layer ", layer_, " shard ", shards_[s].index);
     std::array<OffHostHessianSum*, kLayerGroups> sums{};
@@ -343,8 +349,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     } else if (groups.front() == 0) {
       QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 0, false}, &inputs, shard_done));
     } else {
-      QSHARD_RETURN_IF_ERROR(RunOnDevice(StepPass(position_), &inputs, shard_done));
-      position_ = static_cast<Position>(static_cast<int>(position_) + 1);
+      QSHARD_RETURN_IF_ERROR(StepOnDevice(&inputs, shard_done));
     }
   } else if (whole_layer) {
     // Parallel propagation: one pass of the full-precision layer sees every group's input and

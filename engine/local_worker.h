@@ -83,8 +83,10 @@ class LocalWorker : public WorkerClient {
   // Steps without statistics until the stage before `group`'s input is reached.
   absl::Status StepUntilBefore(int group);
   absl::Status StepWithoutStatistics();
-  // The device's pass that moves the hidden states out of `position`, as Step does.
-  static ForwardPass StepPass(Position position);
+  // Step on the device: one pass over every shard; collectors[s] (when given) takes shard s's
+  // input of the group the step produces.
+  absl::Status StepOnDevice(std::vector<InputStatsCollector>* collectors,
+                            const std::function<void(size_t)>& shard_done = nullptr);
   // Runs `pass` on the device over every shard; collectors[s] (when given) takes shard s's
   // inputs of the groups it collects.
   absl::Status RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
@@ -93,6 +95,8 @@ class LocalWorker : public WorkerClient {
   absl::Status HoldHidden(Shard& shard, Tensor hidden);
   // shard.layer_input = its hidden states now (read back from the device where it holds them).
   absl::Status KeepLayerInput(Shard& shard);
+  // The layer's weights onto the device, when there is one.
+  absl::Status LoadOnDevice(int layer, const DecoderLayerWeights& weights);
   void ForEachBatch(const std::function<void(Batch&)>& body, const std::function<void(size_t)>& shard_done = nullptr);
   void ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body);
   // `group`'s problem on the layer as quantized so far: every linear of it the job quantizes.

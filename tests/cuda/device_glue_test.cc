@@ -121,7 +121,8 @@ TEST(DeviceGlueTest, LayerDeviceBytesCountWeightsScratchAndTheLargerOfStatistics
   const size_t solve = 20 * f * f;  // fc2's factorization, the largest
   const size_t statistics = 12 * (3 * h * h + f * f);
   ASSERT_GT(solve, statistics);
-  EXPECT_EQ(LayerDeviceBytes(opt, tokens), weights + gpu::LayerForwardScratchBytes(*arch, tokens) + 4 * tokens * h + solve);
+  const size_t scratch = gpu::LayerForwardScratchBytes(*arch, tokens), staging = 4 * tokens * h;
+  EXPECT_EQ(LayerDeviceBytes(opt, tokens), weights + scratch + staging + solve);
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ class HostSum : public OffHostHessianSum {
   HostSum(int64_t dim, StandInLog* log) : sum_(dim), log_(log) {}
   int64_t dim() const override { return sum_.dim; }
   absl::Status AddResidentWindows(const float* x, int64_t rows, int64_t window) override {
-    if (++log_->windows_calls == log_->fail_windows_at) return absl::ResourceExhaustedError("stand-in device: out of memory");
+    if (++log_->windows_calls == log_->fail_windows_at)
+      return absl::ResourceExhaustedError("stand-in device: out of memory");
     sum_.AddWindows(x, rows, window);
     return absl::OkStatus();
   }
@@ -82,7 +83,8 @@ class CpuForward : public ForwardDevice {
     return absl::OkStatus();
   }
   absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums) override {
-    if (++log_->runs == log_->fail_run_at) return absl::ResourceExhaustedError("stand-in device: no room for the layer");
+    if (++log_->runs == log_->fail_run_at)
+      return absl::ResourceExhaustedError("stand-in device: no room for the layer");
     Tensor& hidden = shards_.at(shard);
     const int64_t width = hidden.cols();
     for (int64_t start = 0; start < hidden.rows(); start += seqlen_) {

@@ -116,7 +116,8 @@ class CudaForward final : public ForwardDevice {
   absl::Status UpdateLinears(const DecoderLayerWeights& weights, const std::vector<std::string>& linears) override {
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
     for (const std::string& name : linears) {
-      const auto slot = std::find_if(linears_.begin(), linears_.end(), [&](const LinearSlot& s) { return s.name == name; });
+      const auto slot =
+          std::find_if(linears_.begin(), linears_.end(), [&](const LinearSlot& s) { return s.name == name; });
       const auto spec = std::find_if(spec_.linears.begin(), spec_.linears.end(),
                                      [&](const LinearSpec& s) { return s.name == name; });
       auto it = weights.linears.find(name);
@@ -125,7 +126,8 @@ class CudaForward final : public ForwardDevice {
       if (it->second.kernel != nullptr)
         return absl::InternalError(absl::StrCat(what_, ": ", name, " is packed; the device takes float weights"));
       gpu::DeviceLinear& linear = weights_.*slot->field;
-      QSHARD_ASSIGN_OR_RETURN(linear.weight, Upload(name + ".weight", it->second.weight, spec->out_features * spec->in_features));
+      QSHARD_ASSIGN_OR_RETURN(linear.weight,
+                              Upload(name + ".weight", it->second.weight, spec->out_features * spec->in_features));
       linear.bias = nullptr;
       if (spec->has_bias) {
         QSHARD_ASSIGN_OR_RETURN(linear.bias, Upload(name + ".bias", it->second.bias, spec->out_features));
@@ -258,9 +260,8 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen) {
   }
   for (const NormSpec& n : spec.norms) weights += 4 * static_cast<size_t>(n.size);
   size_t statistics = 0;
-  const size_t widths[] = {static_cast<size_t>(config.hidden_size), static_cast<size_t>(config.num_heads * config.head_dim),
-                           static_cast<size_t>(config.hidden_size), static_cast<size_t>(config.intermediate_size)};
-  for (size_t w : widths) statistics += 12 * w * w;
+  for (int64_t w : {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size, config.intermediate_size})
+    statistics += 12 * static_cast<size_t>(w) * static_cast<size_t>(w);
   const auto arch = LayerArchitectureOf(config);
   const size_t scratch = arch.ok() ? gpu::LayerForwardScratchBytes(*arch, seqlen) : 0;
   const size_t staging = 4 * static_cast<size_t>(seqlen * config.hidden_size);
