@@ -124,10 +124,12 @@ class StandInDevice : public CudaDevice {
     return MakeSolver("gptq", spec);
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) override {
+    if (!forward_refusal.ok()) return forward_refusal;
     return std::make_unique<CpuForward>(model, seqlen, &log);
   }
 
   StandInLog log;
+  absl::Status forward_refusal;  // what NewForward answers instead of a forward pass
 
  private:
   Device device_{Device::Kind::kCuda, 0};
@@ -270,6 +272,16 @@ TEST(DeviceJobTest, AJobTheDeviceCannotRunIsRefusedBeforeAnyOutput) {
   const absl::Status started = worker.StartJob(Small("zfold", dir.Child("w")), 64, {0});
   EXPECT_EQ(started.code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(device->log.solvers, 0);
+
+  // A model whose layers the device's forward pass cannot compute: refused as the job starts.
+  auto no_forward = std::make_shared<StandInDevice>();
+  no_forward->forward_refusal = absl::UnimplementedError("the device forward pass cannot compute this model's layers");
+  LocalWorker refusing(0, false, no_forward);
+  auto report = RunJob(Small("gptq", dir.Child("layers")), {&refusing}, JobEvents());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(report.status().message(), HasSubstr("cannot compute this model's layers"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Child("layers")));
+  EXPECT_EQ(no_forward->log.held, 0);
 }
 
 TEST(DeviceJobTest, ADeviceThatCannotOpenIsRefusedBeforeAnyOutput) {
