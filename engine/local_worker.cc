@@ -1,6 +1,7 @@
 #include "engine/local_worker.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <cstring>
 
@@ -14,6 +15,7 @@
 #include "worker/calibration/observer_fanout.h"
 #include "worker/device/device_support.h"
 #include "worker/methods/per_linear_method.h"
+#include "worker/model/decoder_layers.h"
 
 namespace qshard {
 
@@ -30,6 +32,10 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
     QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
   }
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
+  forward_.reset();
+  if (device_ != nullptr) {
+    QSHARD_ASSIGN_OR_RETURN(forward_, device_->NewForward(*source_.model, seqlen));
+  }
   group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
   const std::vector<std::string> skipped = SkippedLinears(spec, source_.model->layer_spec());
@@ -42,6 +48,7 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   QSHARD_ASSIGN_OR_RETURN(windows_, CalibrationWindows(spec, seqlen));
   for (int index : shards) {
     QSHARD_ASSIGN_OR_RETURN(Shard shard, EmbedShard(index));
+    QSHARD_RETURN_IF_ERROR(HoldHidden(shard, std::move(shard.hidden)));
     shards_.push_back(std::move(shard));
   }
   return absl::OkStatus();
@@ -51,6 +58,7 @@ absl::StatusOr<LocalWorker::Shard> LocalWorker::EmbedShard(int index) {
   const WindowRange range = ShardWindows(spec_.calibration.nsamples, spec_.calibration.shards, index);
   Shard shard;
   shard.index = index;
+  shard.windows = range.count;
   if (range.count == 0) {  // more shards than windows
     shard.hidden = Tensor({0, source_.model->config().hidden_size});
     return shard;
@@ -70,6 +78,7 @@ absl::Status LocalWorker::AdoptShards(std::vector<int> shards) {
     QSHARD_ASSIGN_OR_RETURN(Shard shard, EmbedShard(index));
     shard.replaying_at = 0;
     if (restartable_) shard.layer_input = shard.hidden;
+    QSHARD_RETURN_IF_ERROR(HoldHidden(shard, std::move(shard.hidden)));
     shards_.push_back(std::move(shard));
   }
   std::sort(shards_.begin(), shards_.end(), [](const Shard& a, const Shard& b) { return a.index < b.index; });
@@ -84,18 +93,48 @@ absl::Status LocalWorker::ReplayLayer(int layer, const std::vector<GroupSolution
   QuantizedLayer quantized;
   if (spec_.calibration.propagation == Propagation::kSequential)
     for (const GroupSolution& solution : solutions) QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(solution, weights, quantized));
+  QSHARD_RETURN_IF_ERROR(LoadOnDevice(layer, weights));
   for (size_t position = 0; position < shards_.size(); ++position) {
     Shard& shard = shards_[position];
     if (shard.replaying_at != layer) continue;
-    ForEachBatchOf(shard, position, [&](Batch& b) {
-      Tensor rows = BatchRows(b);
-      source_.model->RunLayer(layer, weights, rows, b.windows, seqlen_);
-      StoreRows(b, rows);
-    });
+    if (forward_ != nullptr) {
+      QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shard.index, ForwardPass{0, 3, true}, {}),
+                                         absl::StrCat("layer ", layer, " shard ", shard.index)));
+    } else {
+      ForEachBatchOf(shard, position, [&](Batch& b) {
+        Tensor rows = BatchRows(b);
+        source_.model->RunLayer(layer, weights, rows, b.windows, seqlen_);
+        StoreRows(b, rows);
+      });
+    }
     shard.replaying_at = layer + 1;
-    if (restartable_) shard.layer_input = shard.hidden;
+    if (restartable_) QSHARD_RETURN_IF_ERROR(KeepLayerInput(shard));
   }
-  return absl::OkStatus();
+  // The device goes back to the layer in progress, as far as it was quantized.
+  return layer_ >= 0 ? LoadOnDevice(layer_, weights_) : absl::OkStatus();
+}
+
+absl::Status LocalWorker::LoadOnDevice(int layer, const DecoderLayerWeights& weights) {
+  if (forward_ == nullptr) return absl::OkStatus();
+  return WithContext(forward_->LoadLayer(layer, weights), absl::StrCat("layer ", layer));
+}
+
+absl::Status LocalWorker::HoldHidden(Shard& shard, Tensor hidden) {
+  if (forward_ == nullptr) {
+    shard.hidden = std::move(hidden);
+    return absl::OkStatus();
+  }
+  shard.hidden = Tensor();
+  return WithContext(forward_->HoldShard(shard.index, hidden), absl::StrCat("shard ", shard.index));
+}
+
+absl::Status LocalWorker::KeepLayerInput(Shard& shard) {
+  if (forward_ == nullptr) {
+    shard.layer_input = shard.hidden;
+    return absl::OkStatus();
+  }
+  shard.layer_input = Tensor({shard.windows * seqlen_, source_.model->config().hidden_size});
+  return WithContext(forward_->ReadShard(shard.index, shard.layer_input), absl::StrCat("shard ", shard.index));
 }
 
 absl::Status LocalWorker::BeginLayer(int layer) {
@@ -111,12 +150,13 @@ absl::Status LocalWorker::BeginLayer(int layer) {
   for (Shard& shard : shards_) {
     shard.replaying_at = -1;
     if (layer == layer_) {
-      shard.hidden = shard.layer_input;  // a restart
+      QSHARD_RETURN_IF_ERROR(HoldHidden(shard, shard.layer_input));  // a restart
     } else if (restartable_) {
-      shard.layer_input = shard.hidden;
+      QSHARD_RETURN_IF_ERROR(KeepLayerInput(shard));
     }
     shard.cache.clear();
   }
+  QSHARD_RETURN_IF_ERROR(LoadOnDevice(layer, weights_));
   layer_ = layer;
   position_ = Position::kLayerInput;
   return absl::OkStatus();
@@ -134,7 +174,7 @@ void LocalWorker::ForEachBatchOf(Shard& shard, size_t position, const std::funct
   const int64_t per_batch =
       ForwardBatchWindows(spec_, source_.model->config(), seqlen_, registration_->needs.attention_stats);
   const int64_t width = source_.model->config().hidden_size;
-  const int64_t windows = shard.hidden.rows() / seqlen_;
+  const int64_t windows = shard.windows;
   shard.cache.resize((windows + per_batch - 1) / per_batch);
   for (int64_t first = 0, index = 0; first < windows; first += per_batch, ++index) {
     Batch batch{shard, position, static_cast<size_t>(index), std::min(per_batch, windows - first),
@@ -203,7 +243,48 @@ absl::Status LocalWorker::StepUntilBefore(int group) {
   if (static_cast<int>(position_) > before)
     return absl::FailedPreconditionError(
         absl::StrCat("layer ", layer_, ": statistics of group ", group, " asked for after it was passed"));
-  while (static_cast<int>(position_) < before) Step({});
+  while (static_cast<int>(position_) < before) QSHARD_RETURN_IF_ERROR(StepWithoutStatistics());
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorker::StepWithoutStatistics() {
+  if (forward_ != nullptr) return StepOnDevice(nullptr);
+  Step({});
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorker::StepOnDevice(std::vector<InputStatsCollector>* collectors,
+                                       const std::function<void(size_t)>& shard_done) {
+  // Step's stages as device passes, each recomputing the activation Step keeps in the cache.
+  ForwardPass pass;
+  switch (position_) {
+    case Position::kLayerInput: pass = {0, 1, false}; break;         // the attention: group 1's input
+    case Position::kAttentionComputed: pass = {0, 2, false}; break;  // o added, group 2's input
+    case Position::kAttentionAdded: pass = {2, 3, false}; break;     // the MLP activation: group 3's input
+    case Position::kMlpComputed: pass = {2, 3, true}; break;         // the MLP's output added
+    case Position::kLayerOutput: return absl::OkStatus();
+  }
+  QSHARD_RETURN_IF_ERROR(RunOnDevice(pass, collectors, shard_done));
+  position_ = static_cast<Position>(static_cast<int>(position_) + 1);
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorker::RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
+                                      const std::function<void(size_t)>& shard_done) {
+  const ModelConfig& config = source_.model->config();
+  const int64_t widths[kLayerGroups] = {config.hidden_size, config.num_heads * config.head_dim,
+                                        config.hidden_size, config.intermediate_size};
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    const std::string where = absl::StrCat("layer ", layer_, " shard ", shards_[s].index);
+    std::array<OffHostHessianSum*, kLayerGroups> sums{};
+    for (int g = pass.first; collectors != nullptr && g <= pass.last; ++g) {
+      absl::StatusOr<OffHostHessianSum*> sum = (*collectors)[s].DeviceSum(group_names_[g], widths[g]);
+      if (!sum.ok()) return WithContext(sum.status(), where);
+      sums[g] = *sum;
+    }
+    QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shards_[s].index, pass, sums), where));
+    if (shard_done) shard_done(s);
+  }
   return absl::OkStatus();
 }
 
@@ -259,7 +340,18 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
     }
     reducer.Add(shards_[s].index, std::move(partial));
   };
-  if (whole_layer) {
+  if (forward_ != nullptr) {
+    if (attention)
+      return absl::UnimplementedError(absl::StrCat("layer ", layer_, ": attention statistics on a CUDA device"));
+    if (whole_layer) {
+      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 3, true}, &inputs, shard_done));
+      position_ = Position::kLayerOutput;
+    } else if (groups.front() == 0) {
+      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 0, false}, &inputs, shard_done));
+    } else {
+      QSHARD_RETURN_IF_ERROR(StepOnDevice(&inputs, shard_done));
+    }
+  } else if (whole_layer) {
     // Parallel propagation: one pass of the full-precision layer sees every group's input and
     // makes the next layer's inputs.
     ForEachBatch([&](Batch& b) {
@@ -359,6 +451,14 @@ absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
     position_ = static_cast<Position>(static_cast<int>(position_) - 1);
     for (Shard& shard : shards_) shard.cache.clear();
   }
+  // The device computes the rest of the layer with the solution (nothing more once it is done).
+  if (forward_ != nullptr && position_ != Position::kLayerOutput) {
+    std::vector<std::string> linears;
+    for (const auto& [name, weight] : solution.linears) linears.push_back(name);
+    QSHARD_RETURN_IF_ERROR(WithContext(
+        solution.rewrites.empty() ? forward_->UpdateLinears(weights_, linears) : forward_->LoadLayer(layer_, weights_),
+        absl::StrCat("layer ", layer_)));
+  }
   return absl::OkStatus();
 }
 
@@ -367,7 +467,7 @@ std::string LocalWorker::DeviceName() {
 }
 
 absl::Status LocalWorker::FinishLayer() {
-  while (position_ != Position::kLayerOutput) Step({});
+  while (position_ != Position::kLayerOutput) QSHARD_RETURN_IF_ERROR(StepWithoutStatistics());
   return absl::OkStatus();
 }
 

@@ -4,8 +4,10 @@
 // normed residual, the output projection's input the attention computed with the quantized
 // q/k/v (kept until that group is solved), the MLP groups' inputs follow from it, and the
 // last stage adds the quantized MLP's output — one attention and one pass of each linear per
-// layer instead of a full layer pass per group. Given a CUDA device (`--device cuda`), its
-// statistics accumulate and its GPTQ solves run there; the forward pass stays on the CPU.
+// layer instead of a full layer pass per group. Given a CUDA device (`--device cuda`), the
+// shards' hidden states live there, the same stages run there window by window (recomputing
+// the cached activation instead of keeping it), their statistics accumulate there and its GPTQ
+// solves run there.
 #pragma once
 
 #include <functional>
@@ -17,6 +19,7 @@
 
 #include "engine/source_model.h"
 #include "engine/worker_client.h"
+#include "worker/calibration/input_stats_collector.h"
 #include "worker/device/cuda_device.h"
 #include "worker/methods/method_registry.h"
 
@@ -59,7 +62,8 @@ class LocalWorker : public WorkerClient {
   };
   struct Shard {
     int index = 0;
-    Tensor hidden;              // [windows·seqlen, hidden_size]
+    int64_t windows = 0;
+    Tensor hidden;              // [windows·seqlen, hidden_size]; empty when the device holds it
     Tensor layer_input;         // hidden as the current layer began, to restart it
     std::vector<Tensor> cache;  // per forward batch: the pending stage's activation
     int replaying_at = -1;      // adopted and catching up: the layer whose inputs `hidden` holds
@@ -78,6 +82,21 @@ class LocalWorker : public WorkerClient {
   void Step(std::span<LayerObserver* const> observers, const std::function<void(size_t)>& shard_done = nullptr);
   // Steps without statistics until the stage before `group`'s input is reached.
   absl::Status StepUntilBefore(int group);
+  absl::Status StepWithoutStatistics();
+  // Step on the device: one pass over every shard; collectors[s] (when given) takes shard s's
+  // input of the group the step produces.
+  absl::Status StepOnDevice(std::vector<InputStatsCollector>* collectors,
+                            const std::function<void(size_t)>& shard_done = nullptr);
+  // Runs `pass` on the device over every shard; collectors[s] (when given) takes shard s's
+  // inputs of the groups it collects.
+  absl::Status RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
+                           const std::function<void(size_t)>& shard_done = nullptr);
+  // The shard's hidden states from `hidden`: kept in `shard`, or handed to the device.
+  absl::Status HoldHidden(Shard& shard, Tensor hidden);
+  // shard.layer_input = its hidden states now (read back from the device where it holds them).
+  absl::Status KeepLayerInput(Shard& shard);
+  // The layer's weights onto the device, when there is one.
+  absl::Status LoadOnDevice(int layer, const DecoderLayerWeights& weights);
   void ForEachBatch(const std::function<void(Batch&)>& body, const std::function<void(size_t)>& shard_done = nullptr);
   void ForEachBatchOf(Shard& shard, size_t position, const std::function<void(Batch&)>& body);
   // `group`'s problem on the layer as quantized so far: every linear of it the job quantizes.
@@ -90,6 +109,7 @@ class LocalWorker : public WorkerClient {
   int threads_ = 0;
   bool restartable_ = false;
   std::shared_ptr<CudaDevice> device_;
+  std::unique_ptr<ForwardDevice> forward_;  // the job's forward pass on device_
   JobSpec spec_;
   int64_t seqlen_ = 0;
   std::vector<int32_t> windows_;  // token ids of every calibration window of the job

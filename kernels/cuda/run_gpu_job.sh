@@ -83,7 +83,10 @@ for device in ("cpu", "cuda"):
     kls = [rows[f"{device}-{s}"]["validation"]["kl_divergence"] for s in range(3) if f"{device}-{s}" in rows]
     top1 = [rows[f"{device}-{s}"]["validation"]["top1_agreement"] for s in range(3) if f"{device}-{s}" in rows]
     solve = [rows[f"{device}-{s}"]["summary"]["seconds_solve"] for s in range(3) if f"{device}-{s}" in rows]
-    print(f"{device}: KL per seed {kls}, top-1 {top1}, solve s {solve}")
+    # calibration and propagation: the forward passes (on the device with --device cuda)
+    forward = [{k: v for k, v in rows[f"{device}-{s}"]["summary"]["seconds_by_phase"].items()
+                if k in ("calibration", "propagation")} for s in range(3) if f"{device}-{s}" in rows]
+    print(f"{device}: KL per seed {kls}, top-1 {top1}, solve s {solve}, forward phases s {forward}")
     if len(kls) == 3:
         means[device] = sum(kls) / 3
         print(f"{device}: mean KL {means[device]:.6f}, mean top-1 {sum(top1) / 3:.4f}")

@@ -1,7 +1,10 @@
 // The worker's CUDA glue that needs the CUDA headers but no GPU (built with CUDA only): the
-// QuantSpec → GptqSolveSpec conversion the device solver runs on, and CudaStatus → absl::Status.
+// QuantSpec → GptqSolveSpec conversion the device solver runs on, ModelConfig → the device
+// layer's architecture and the device bytes a layer needs, and CudaStatus → absl::Status.
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/layer_forward.h"
+#include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_status_adapter.h"
 
@@ -60,6 +63,66 @@ TEST(DeviceGlueTest, CudaStatusBecomesAStatusWithItsContext) {
   const absl::Status other = FromCudaStatus(gpu::CudaStatus::Error("hessian: not positive definite"), "solve");
   EXPECT_EQ(other.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(other.message(), "solve: hessian: not positive definite");
+}
+
+TEST(DeviceGlueTest, ModelConfigBecomesTheDeviceLayer) {
+  ModelConfig opt;  // OPT-350M-like: post-LN, biases
+  opt.arch = Architecture::kOpt;
+  opt.hidden_size = 96;
+  opt.intermediate_size = 200;
+  opt.num_heads = opt.num_kv_heads = 4;
+  opt.head_dim = 24;
+  opt.do_layer_norm_before = false;
+  opt.enable_bias = true;
+  opt.layer_norm_eps = 1e-5;
+  auto a = LayerArchitectureOf(opt);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->kind, gpu::LayerKind::kOpt);
+  EXPECT_FALSE(a->norm_before);
+  EXPECT_TRUE(a->attention_bias && a->mlp_bias);
+  EXPECT_EQ(a->norm_eps, 1e-5);
+  EXPECT_EQ(a->ffn, 200);
+
+  ModelConfig llama;  // GQA 4:1, biases on the attention only
+  llama.hidden_size = 64;
+  llama.intermediate_size = 176;
+  llama.num_heads = 8;
+  llama.num_kv_heads = 2;
+  llama.head_dim = 10;
+  llama.rms_norm_eps = 1e-6;
+  llama.rope_theta = 5e5;
+  llama.attention_bias = true;
+  llama.do_layer_norm_before = false;  // an OPT field: LLaMA ignores it
+  a = LayerArchitectureOf(llama);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->kind, gpu::LayerKind::kLlama);
+  EXPECT_TRUE(a->norm_before);
+  EXPECT_EQ(a->q_width(), 80);
+  EXPECT_EQ(a->kv_width(), 20);
+  EXPECT_TRUE(a->attention_bias);
+  EXPECT_FALSE(a->mlp_bias);
+  EXPECT_EQ(a->rope_theta, 5e5);
+
+  llama.head_dim = 9;  // RoPE pairs channels
+  EXPECT_EQ(LayerArchitectureOf(llama).status().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST(DeviceGlueTest, LayerDeviceBytesCountWeightsScratchAndTheLargerOfStatisticsAndSolve) {
+  ModelConfig opt;  // OPT-1.3B's layer
+  opt.arch = Architecture::kOpt;
+  opt.hidden_size = 2048;
+  opt.intermediate_size = 8192;
+  opt.num_heads = opt.num_kv_heads = 32;
+  opt.head_dim = 64;
+  const size_t h = 2048, f = 8192, tokens = 2048;
+  const auto arch = LayerArchitectureOf(opt);
+  ASSERT_TRUE(arch.ok());
+  const size_t weights = 4 * (4 * h * h + 4 * h + 2 * h * f + f + h) + 4 * 4 * h;
+  const size_t solve = 20 * f * f;  // fc2's factorization, the largest
+  const size_t statistics = 12 * (3 * h * h + f * f);
+  ASSERT_GT(solve, statistics);
+  const size_t scratch = gpu::LayerForwardScratchBytes(*arch, tokens), staging = 4 * tokens * h;
+  EXPECT_EQ(LayerDeviceBytes(opt, tokens), weights + scratch + staging + solve);
 }
 
 }  // namespace

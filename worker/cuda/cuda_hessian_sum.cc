@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/hessian_device.h"
 #include "worker/cuda/cuda_status_adapter.h"
 
@@ -23,22 +22,12 @@ class CudaHessianSum final : public OffHostHessianSum {
 
   int64_t dim() const override { return sum_.dim(); }
 
-  absl::Status AddWindows(const float* x, int64_t rows, int64_t window) override {
+  absl::Status AddResidentWindows(const float* x, int64_t rows, int64_t window) override {
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
-    const int64_t dim = sum_.dim();
-    const size_t window_elements = static_cast<size_t>(std::min(window, rows) * dim);
-    if (staging_.size() < window_elements)
-      QSHARD_RETURN_IF_ERROR(FromCudaStatus(staging_.Allocate(window_elements), "statistics on the device"));
     for (int64_t start = 0; start < rows; start += window) {
       const int64_t n = std::min(window, rows - start);
-      // The stream orders this copy after the previous window's product, which read staging_.
-      QSHARD_RETURN_IF_ERROR(FromCudaStatus(
-          [&]() -> gpu::CudaStatus {
-            QSHARD_CUDA_TRY(cudaMemcpyAsync(staging_.get(), x + start * dim, n * dim * sizeof(float),
-                                            cudaMemcpyHostToDevice, session_->stream()));
-            return sum_.AddWindow(session_->context(), staging_.get(), n);
-          }(),
-          "statistics on the device"));
+      QSHARD_RETURN_IF_ERROR(
+          FromCudaStatus(sum_.AddWindow(session_->context(), x + start * sum_.dim(), n), "statistics on the device"));
     }
     return absl::OkStatus();
   }
@@ -57,14 +46,12 @@ class CudaHessianSum final : public OffHostHessianSum {
     QSHARD_RETURN_IF_ERROR(session_->Copy(host.abs_max.data(), sum_.abs_max(), dim * sizeof(float),
                                           cudaMemcpyDeviceToHost, "statistics from the device"));
     sum_ = gpu::DeviceHessianSum();
-    staging_ = gpu::DeviceBuffer<float>();
     return absl::OkStatus();
   }
 
  private:
   std::shared_ptr<CudaSession> session_;
   gpu::DeviceHessianSum sum_;
-  gpu::DeviceBuffer<float> staging_;  // one window of inputs
 };
 
 }  // namespace

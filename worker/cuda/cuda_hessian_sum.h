@@ -1,7 +1,8 @@
 // A calibration collector's sum on a CUDA device (worker/calibration/statistics_device.h):
-// each window is copied to the device and added by gpu::DeviceHessianSum (cublasSsyrk into a
-// float32 scratch, added into the float64 sum by a kernel with one writer per element, in
-// window order), then the whole sum comes back to the host once, when its shard is done.
+// each window, already on the device where the forward pass computed it (worker/cuda/cuda_forward),
+// is added by gpu::DeviceHessianSum (cublasSsyrk into a float32 scratch, added into the float64
+// sum by a kernel with one writer per element, in window order), then the whole sum comes back
+// to the host once, when its shard is done.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace qshard {
 
-// Device memory while it lives: 12·dim² bytes (sum and scratch) plus one window of inputs.
+// Device memory while it lives: 12·dim² bytes (sum and scratch).
 absl::StatusOr<std::unique_ptr<OffHostHessianSum>> NewCudaHessianSum(std::shared_ptr<CudaSession> session,
                                                                       int64_t dim);
 

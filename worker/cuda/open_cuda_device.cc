@@ -1,6 +1,8 @@
 // OpenCudaDevice in a build with CUDA: a CudaDevice (worker/device/cuda_device.h) over one
-// CudaSession, handing out device sums for the statistics and the device GPTQ solver.
+// CudaSession, handing out the device forward pass, device sums for the statistics and the
+// device GPTQ solver.
 #include "core/status.h"
+#include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_hessian_sum.h"
 #include "worker/cuda/cuda_session.h"
@@ -21,6 +23,9 @@ class OpenedCudaDevice final : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
     return MakeCudaGptqSolver(session_, spec);
+  }
+  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) override {
+    return NewCudaForward(session_, model.config(), seqlen);
   }
 
  private:

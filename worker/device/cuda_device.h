@@ -1,7 +1,7 @@
-// A CUDA device opened by a worker (`--device cuda[:N]`): it accumulates the worker's
-// calibration statistics and runs its GPTQ solves; the forward pass stays on the CPU. The
-// implementation is worker/cuda (built when nvcc is found); a build without CUDA has only
-// worker/device/no_cuda, whose OpenCudaDevice says so.
+// A CUDA device opened by a worker (`--device cuda[:N]`): it runs the worker's calibration
+// forward passes over the shards it holds, accumulates their statistics and runs its GPTQ
+// solves. The implementation is worker/cuda (built when nvcc is found); a build without CUDA has
+// only worker/device/no_cuda, whose OpenCudaDevice says so.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,8 @@
 #include "absl/status/statusor.h"
 #include "worker/calibration/statistics_device.h"
 #include "worker/device/device.h"
+#include "worker/device/forward_device.h"
+#include "worker/model/decoder_model.h"
 #include "worker/solvers/solver.h"
 
 namespace qshard {
@@ -22,6 +24,9 @@ class CudaDevice : public StatisticsDevice {
   // GPTQ on the device for a spec CheckRunsOnDevice accepted, with the CPU solver's results
   // (codes, grids, g_idx, damping, objective; packed by worker/quant/gptq_pack like the CPU's).
   virtual absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) = 0;
+  // The calibration forward pass of one job over `model`'s layers, windows of `seqlen` tokens;
+  // UNIMPLEMENTED for a layer the device cannot compute.
+  virtual absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) = 0;
 };
 
 // Whether this build has the CUDA side (worker/cuda).
