@@ -36,7 +36,10 @@ CpuFeatures Detect() {
     f.avx512vl = Bit(b, 31);
     f.avx512vnni = Bit(c, 11);
   }
-  if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = Bit(a, 4);
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+    f.avxvnni = Bit(a, 4);
+    f.avx512bf16 = zmm_saved && Bit(a, 5);
+  }
   return f;
 }
 
@@ -56,6 +59,7 @@ std::string CpuFeatures::ToString() const {
   add(avx512vl, "avx512vl");
   add(avx512vnni, "avx512vnni");
   add(avxvnni, "avxvnni");
+  add(avx512bf16, "avx512bf16");
   return s.empty() ? "none" : s;
 }
 

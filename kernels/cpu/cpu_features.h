@@ -14,11 +14,13 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512vnni = false;
   bool avxvnni = false;  // VEX-encoded vpdpbusd on 256-bit registers (Alder Lake and later)
+  bool avx512bf16 = false;  // vdpbf16ps, vcvtne2ps2bf16 (Cooper Lake, Sapphire Rapids, Zen 4)
 
   bool HasAvx2Fma() const { return avx2 && fma; }
   bool HasAvx512() const { return avx512f && avx512bw && avx512vl && fma; }
   bool HasAvx512Vnni() const { return HasAvx512() && avx512vnni; }
-  std::string ToString() const;  // e.g. "avx2 fma avx512f avx512bw avx512vl avx512vnni"
+  bool HasAvx512Bf16() const { return HasAvx512() && avx512bf16; }
+  std::string ToString() const;  // e.g. "avx2 fma avx512f avx512bw avx512vl avx512vnni avx512bf16"
 };
 
 // Detected once per process; the same object afterwards.

@@ -36,6 +36,7 @@ TEST(CpuFeaturesTest, AgreesWithProcCpuinfo) {
   EXPECT_EQ(f.avx512vl, flags.count("avx512vl") == 1);
   EXPECT_EQ(f.avx512vnni, flags.count("avx512_vnni") == 1);
   EXPECT_EQ(f.avxvnni, flags.count("avx_vnni") == 1);
+  EXPECT_EQ(f.avx512bf16, flags.count("avx512_bf16") == 1);
   EXPECT_EQ(&f, &GetCpuFeatures()) << "detected once";
 }
 

@@ -178,10 +178,12 @@ TEST(AdaRoundGradientTest, HeadOutputWeightings) {
 // multiply-add to contract them into), against AdamStep, which freezes saturated weights, with its
 // products as tile GEMMs throughout: the codes must match at every checkpoint, while the frozen
 // weights grow to most of them.
-void ExpectDescentMatchesPlainAdam(const Setup& s, uint32_t seed) {
+void ExpectDescentMatchesPlainAdam(const Setup& s, uint32_t seed, bool bf16 = false) {
   const RoundingProblem problem = s.Problem();
   SoftRoundingObjective reference(problem), descent(problem);
   descent.SetLiveProductShare(0.0);  // the tile GEMM's summation order throughout, as Gradient's
+  reference.SetBf16Products(bf16);
+  descent.SetBf16Products(bf16);
   std::vector<float> v = reference.InitialVariables(), grad(v.size()), m(v.size(), 0.0f), second(v.size(), 0.0f);
   const int64_t n = static_cast<int64_t>(v.size());
   const std::vector<int32_t> initial = reference.Codes(v);
@@ -215,6 +217,40 @@ TEST(AdaRoundDescentTest, FrozenWeightsKeepThePlainDescentsCodes) {
   // Two Hessian blocks of 35 rows: product tiles of 32 and 3 rows, so chunks of both sizes.
   ExpectDescentMatchesPlainAdam(MakeSetup(70, 37, 2, 0, 16, 4), 21);
   ExpectDescentMatchesPlainAdam(MakeSetup(18, 29, 2, 3, 7, 5), 22);  // heads of 3 rows
+}
+
+TEST(AdaRoundDescentTest, Bf16ProductsKeepThePlainDescentsCodes) {
+  // The descent LearnRounding runs: its products in bfloat16, as Gradient's then.
+  ExpectDescentMatchesPlainAdam(MakeSetup(70, 37, 2, 0, 16, 4), 23, /*bf16=*/true);
+  ExpectDescentMatchesPlainAdam(MakeSetup(18, 29, 2, 3, 7, 5), 24, /*bf16=*/true);
+}
+
+// The gradient with bfloat16 products against the float32 one: each product's inputs are within
+// 2⁻⁸ relative, so the half gradient's entries within about 2⁻⁷·Σ_k|e_k·H_kj|; with these SPD
+// Hessians that sum stays within a few times the largest |E·H| entry, so 0.05 of the largest
+// gradient holds with a margin, while a wrong Hessian block or a transposed product is off by
+// the size of the gradient itself.
+void ExpectBf16GradientNearFloat32(const Setup& s) {
+  const RoundingProblem problem = s.Problem();
+  SoftRoundingObjective exact(problem), rounded(problem);
+  rounded.SetBf16Products(true);
+  const std::vector<float> v = exact.InitialVariables();
+  std::vector<float> want(v.size()), got(v.size());
+  exact.Gradient(v, 0.5f, 10.0f, want);
+  rounded.Gradient(v, 0.5f, 10.0f, got);
+  float largest = 0.0f;
+  for (const float g : want) largest = std::max(largest, std::fabs(g));
+  int64_t differing = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 0.05f * largest) << "weight " << i;
+    differing += got[i] != want[i];
+  }
+  EXPECT_GT(differing, 0);  // the bfloat16 products ran
+}
+
+TEST(AdaRoundGradientTest, Bf16ProductsStayWithinTheirRounding) {
+  ExpectBf16GradientNearFloat32(MakeSetup(70, 37, 2, 0, 16, 4));
+  ExpectBf16GradientNearFloat32(MakeSetup(18, 29, 2, 3, 7, 5));  // heads of 3 rows, with weightings
 }
 
 // The descent with its products at the live weights (the frozen weights' part kept as they

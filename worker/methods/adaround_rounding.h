@@ -124,6 +124,10 @@ class SoftRoundingObjective {
   // Gradient's tile GEMM, so not its bits. 0 keeps the GEMM throughout (Gradient's bits); the
   // default is adaround_rounding.cc's kLiveProductShare.
   void SetLiveProductShare(double share);
+  // Before the first Gradient or AdamStep: the gradient's products E·H with bfloat16 inputs
+  // (kernels/cpu/bf16_gemm.h) instead of float32 GEMMs; the losses stay float32. Off by default
+  // (the tests' exact gradient); the descent LearnRounding runs turns it on.
+  void SetBf16Products(bool bf16);
   // The descent's codes: Codes() of its variables (of InitialVariables() before any step).
   std::vector<int32_t> DescentCodes() const;
   // The descent's variables (InitialVariables() before any step), and the gradient its last step
