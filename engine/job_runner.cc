@@ -322,9 +322,6 @@ class Job {
       if (kept_ != nullptr) solutions.push_back(solution);  // only a store reads them: no copy otherwise
       QSHARD_RETURN_IF_ERROR(ApplyGroupSolution(std::move(solution), weights, quantized));
     }
-    // The rest of the layer's forward pass makes the next layer's inputs: the last layer has none
-    // to make (in a one-layer job that is its whole MLP output, fc2's product at OPT sizes).
-    if (layer + 1 == source_->config().num_layers) return absl::OkStatus();
     Started(layer, JobPhase::kPropagating, groups, {});
     return Timed(phases_.propagation,
                  [&] { return ForEachWorker([](size_t, WorkerClient& w) { return w.FinishLayer(); }); });

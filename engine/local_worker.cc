@@ -467,6 +467,13 @@ std::string LocalWorker::DeviceName() {
 }
 
 absl::Status LocalWorker::FinishLayer() {
+  // The model's last layer has no next layer to make inputs for: nothing reads its output (in a
+  // one-layer job that is its whole MLP output, fc2's product at OPT sizes).
+  if (layer_ + 1 == source_.model->config().num_layers) {
+    position_ = Position::kLayerOutput;
+    for (Shard& shard : shards_) shard.cache.clear();
+    return absl::OkStatus();
+  }
   while (position_ != Position::kLayerOutput) QSHARD_RETURN_IF_ERROR(StepWithoutStatistics());
   return absl::OkStatus();
 }

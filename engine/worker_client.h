@@ -123,7 +123,8 @@ class WorkerClient {
   // Installs a group's solution into the worker's copy of the layer.
   virtual absl::Status Apply(int group, const GroupSolution& solution) = 0;
 
-  // Runs the rest of the quantized layer over the shards: the next layer's inputs.
+  // Runs the rest of the quantized layer over the shards: the next layer's inputs (none after
+  // the model's last layer, whose rest is not computed).
   virtual absl::Status FinishLayer() = 0;
 };
 

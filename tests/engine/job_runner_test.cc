@@ -155,7 +155,7 @@ TEST(JobRunnerTest, ModuleStepsFollowTheModelsGroupsInOrder) {
         }
         expected.push_back(at + "propagating " + group);
       }
-      if (layer + 1 < 2) expected.push_back(at + "propagating ");  // the last layer has no next layer's inputs to make
+      expected.push_back(at + "propagating ");
     }
     EXPECT_EQ(steps, expected);
   }
