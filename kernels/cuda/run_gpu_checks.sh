@@ -12,6 +12,7 @@
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
 #   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer)
+# and all of them packed in all-results.tar.gz.
 # Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
@@ -132,4 +133,6 @@ if [[ $part == all ]]; then
     echo "run_gpu_checks: no build-gpu-bundle/qshard-gpu.tar.xz: the end-to-end job did not run"
   fi
 fi
+# Everything in one file too: the device tool brings back only a few files per call.
+tar -czf "$results.tar.gz" -C "$results" . && mv "$results.tar.gz" "$results/all-results.tar.gz"
 exit $status
