@@ -134,5 +134,5 @@ if [[ $part == all ]]; then
   fi
 fi
 # Everything in one file too: the device tool brings back only a few files per call.
-tar -czf "$results.tar.gz" -C "$results" . && mv "$results.tar.gz" "$results/all-results.tar.gz"
+tar -czf "$results.tar.gz" --exclude=all-results.tar.gz -C "$results" . && mv "$results.tar.gz" "$results/all-results.tar.gz"
 exit $status
