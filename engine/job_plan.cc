@@ -200,7 +200,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   }
   if (calibrated) statistics += attention_pulls * attention;  // the q/k/v group's
   plan.coordinator.terms = {
-      {"embeddings (fp32)", embeddings},
+      // The runner opens the model without its embeddings and head (ModelParts::kLayers).
       {"stitcher's layer (fp32)", 4 * layer_params},
       // One worker: the in-process runner adds the partials (embedded mode). Several: the owners
       // do, and the coordinator holds no statistics.

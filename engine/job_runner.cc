@@ -59,7 +59,8 @@ class Job {
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     method_ = method;
     needs_ = method->needs;
-    QSHARD_ASSIGN_OR_RETURN(source_model_, OpenSourceModel(spec_.model_dir, spec_.execution.threads));
+    QSHARD_ASSIGN_OR_RETURN(source_model_,
+                            OpenSourceModel(spec_.model_dir, spec_.execution.threads, ModelParts::kLayers));
     source_ = source_model_.model.get();
     const DecoderModel& model = *source_;
     QSHARD_ASSIGN_OR_RETURN(const int64_t seqlen, ValidateJobSpecForModel(spec_, model.config(), model.layer_spec()));

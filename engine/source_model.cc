@@ -6,7 +6,7 @@
 
 namespace qshard {
 
-absl::StatusOr<SourceModel> OpenSourceModel(const std::string& model_dir, int threads) {
+absl::StatusOr<SourceModel> OpenSourceModel(const std::string& model_dir, int threads, ModelParts parts) {
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(model_dir));
   SourceModel source;
   source.checkpoint = std::move(opened);
@@ -14,7 +14,7 @@ absl::StatusOr<SourceModel> OpenSourceModel(const std::string& model_dir, int th
     if (absl::EndsWith(name, ".qweight"))
       return absl::FailedPreconditionError(absl::StrCat(model_dir, ": already quantized (", name, ")"));
   auto tensors = std::make_shared<CheckpointTensorSource>(source.checkpoint);
-  QSHARD_ASSIGN_OR_RETURN(source.model, DecoderModel::Load(tensors, source.checkpoint->config()));
+  QSHARD_ASSIGN_OR_RETURN(source.model, DecoderModel::Load(tensors, source.checkpoint->config(), parts));
   source.model->SetThreads(threads);
   return source;
 }

@@ -45,7 +45,7 @@ absl::StatusOr<Tensor> DecoderModel::ReadChecked(const std::string& name, const 
 }
 
 absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Load(std::shared_ptr<const TensorSource> source,
-                                                                 const ModelConfig& config) {
+                                                                 const ModelConfig& config, ModelParts parts) {
   std::unique_ptr<DecoderModel> m(new DecoderModel(std::move(source), config));
   const ModelConfig& c = m->config_;
   const ModelTensorNames& n = m->names_;
@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Load(std::shared_ptr
     return absl::NotFoundError(absl::StrCat("tensor '", n.embed_tokens, "' not found"));
   if (!has_head && !c.tie_word_embeddings)
     return absl::NotFoundError(absl::StrCat("tensor '", n.lm_head, "' not found and tie_word_embeddings is false"));
+  if (parts == ModelParts::kLayers) return m;
   QSHARD_ASSIGN_OR_RETURN(m->embed_tokens_, m->ReadChecked(has_embed ? n.embed_tokens : n.lm_head, embed_shape));
   if (!c.tie_word_embeddings) {
     QSHARD_ASSIGN_OR_RETURN(m->lm_head_, m->ReadChecked(n.lm_head, embed_shape));
@@ -133,6 +134,8 @@ absl::StatusOr<Tensor> DecoderModel::Embed(absl::Span<const int32_t> tokens, int
   if (batch <= 0 || seq <= 0 || static_cast<int64_t>(tokens.size()) != batch * seq)
     return absl::InvalidArgumentError(
         absl::StrCat(tokens.size(), " token ids do not form ", batch, " windows of ", seq, " tokens"));
+  if (embed_tokens_.size() == 0)
+    return absl::FailedPreconditionError("the model was opened without its embeddings (ModelParts::kLayers)");
   const bool opt = config_.arch == Architecture::kOpt;
   if (opt && first_position + seq > config_.max_positions)
     return absl::InvalidArgumentError(absl::StrCat("window of ", seq, " tokens from position ", first_position,

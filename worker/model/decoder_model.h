@@ -47,13 +47,21 @@ class LayerObserver {
   virtual Tensor* ProbabilitiesScratch(int layer) { return nullptr; }
 };
 
+// What DecoderModel::Load reads besides the layers (which are read one at a time, LoadLayer).
+enum class ModelParts {
+  kAll,     // the embeddings, OPT's positions and projections, the final norm and the head
+  kLayers,  // none of them: for a job's runner, which stitches layers and never embeds or
+            // predicts (an OPT-175B embedding is 2.5 GB in float32); their presence is checked
+};
+
 class DecoderModel {
  public:
-  // Reads the embeddings, OPT's positions and projections, the final norm and the head. Tied
+  // Reads the model's parts outside its layers (all of them unless `parts` says kLayers). Tied
   // heads are stored once (LLaMA checkpoints may keep only lm_head.weight, OPT only the
   // embeddings); either direction works.
   static absl::StatusOr<std::unique_ptr<DecoderModel>> Load(std::shared_ptr<const TensorSource> source,
-                                                            const ModelConfig& config);
+                                                            const ModelConfig& config,
+                                                            ModelParts parts = ModelParts::kAll);
 
   const ModelConfig& config() const { return config_; }
   const TensorSource& source() const { return *source_; }
@@ -68,7 +76,8 @@ class DecoderModel {
   std::vector<std::vector<std::string>> LinearGroups() const { return spec_.groups; }
 
   // Token ids of `batch` windows of `seq` tokens -> hidden states [batch*seq, hidden_size].
-  // Fails on ids outside the vocabulary or (OPT) windows longer than the learned positions.
+  // Fails on ids outside the vocabulary, (OPT) windows longer than the learned positions, or a
+  // model loaded with ModelParts::kLayers.
   // Each window's first token is at position `first_position` (incremental decoding).
   absl::StatusOr<Tensor> Embed(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq,
                                int64_t first_position = 0) const;
@@ -89,7 +98,8 @@ class DecoderModel {
   // computing the attention output (aespa's statistics need only them).
   void ObserveAttention(int layer, const DecoderLayerWeights& weights, const Tensor& input, int64_t batch, int64_t seq,
                         LayerObserver& observer) const;
-  // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab].
+  // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab]. Only
+  // on a model loaded with ModelParts::kAll (the evaluation and generation paths).
   Tensor Logits(const Tensor& hidden) const;
 
   // Threads for attention and row-wise work, and for OpenBLAS (a process-wide setting).
