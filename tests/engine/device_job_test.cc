@@ -141,7 +141,7 @@ class StandInDevice : public CudaDevice {
 JobSpec Small(const std::string& method, const std::string& out) {
   JobSpec spec = tiny_jobs::Job(method, 4, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.method.spec.group_size = 32;
-  spec.method.zfold_max_iters = 3;
+  spec.method.zfold_max_iters = 1;
   spec.execution.batch_windows = 2;
   return spec;
 }
@@ -223,6 +223,23 @@ TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(first->log.reads, 2 * 2);  // 2 layers × its 2 shards
   EXPECT_EQ(second->log.reads, 2 * 2);
+  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
+              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
+}
+
+TEST(DeviceJobTest, ZfoldOnTwoDeviceWorkersGivesTheCpuBytes) {
+  // One worker searches a group's ζ, both solve its linears, and each folds the solution into
+  // its own device's copy of the layer.
+  testing::ScopedTempDir dir;
+  auto cpu_report = RunEmbeddedJob(Small("zfold", dir.Child("cpu")), JobEvents());
+  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
+  auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
+  LocalWorker a(0, true, first), b(0, true, second);
+  auto report = RunJob(Small("zfold", dir.Child("device")), {&a, &b}, JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(first->log.loads, 2 * 3);  // each layer, then after each norm fold
+  EXPECT_EQ(second->log.loads, 2 * 3);
   EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
               ReadFileBytes(dir.Child("device") + "/model.safetensors"));
 }

@@ -53,7 +53,8 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
   if (rule == nullptr)
     return absl::UnimplementedError(absl::StrCat(where, " has no plan for a CUDA device "
                                                         "(worker/device/device_support.cc); use --device cpu"));
-  if (!rule->runs) return absl::UnimplementedError(absl::StrCat(where, " does not run on a CUDA device: ", std::string(rule->because)));
+  if (!rule->runs)
+    return absl::UnimplementedError(absl::StrCat(where, " does not run on a CUDA device: ", std::string(rule->because)));
   plan.cpu_because = std::string(rule->because);
   if (rule->solves_on_device) {
     if (method.spec.mse_clip) {
@@ -82,7 +83,9 @@ std::string PlaceName(DevicePlan::Place place, const Device& device) {
 }
 
 std::string DescribePlan(const DevicePlan& plan) {
-  const auto where = [](DevicePlan::Place place) { return place == DevicePlan::Place::kDevice ? "the device" : "the CPU"; };
+  const auto where = [](DevicePlan::Place place) {
+    return place == DevicePlan::Place::kDevice ? "the device" : "the CPU";
+  };
   std::string line = plan.calibration == DevicePlan::Place::kNone
                          ? "no calibration"
                          : absl::StrCat("calibration (forward passes, statistics) on ", where(plan.calibration));
