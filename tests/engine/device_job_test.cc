@@ -213,35 +213,27 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
 
 TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   // Two workers that can restart a layer: each reads its shards' layer inputs back from the
-  // device as a layer begins.
+  // device as a layer begins. Under Z-Fold one worker searches a group's ζ, both solve its
+  // linears, and each folds the solution into its own device's copy of the layer.
   testing::ScopedTempDir dir;
-  auto cpu_report = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), JobEvents());
-  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
-  auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
-  LocalWorker a(0, true, first), b(0, true, second);
-  auto report = RunJob(Small("gptq", dir.Child("device")), {&a, &b}, JobEvents());
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(first->log.reads, 2 * 2);  // 2 layers × its 2 shards
-  EXPECT_EQ(second->log.reads, 2 * 2);
-  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
-              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
-}
-
-TEST(DeviceJobTest, ZfoldOnTwoDeviceWorkersGivesTheCpuBytes) {
-  // One worker searches a group's ζ, both solve its linears, and each folds the solution into
-  // its own device's copy of the layer.
-  testing::ScopedTempDir dir;
-  auto cpu_report = RunEmbeddedJob(Small("zfold", dir.Child("cpu")), JobEvents());
-  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
-  auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
-  LocalWorker a(0, true, first), b(0, true, second);
-  auto report = RunJob(Small("zfold", dir.Child("device")), {&a, &b}, JobEvents());
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
-  EXPECT_EQ(first->log.loads, 2 * 3);  // each layer, then after each norm fold
-  EXPECT_EQ(second->log.loads, 2 * 3);
-  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
-              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
+  for (const std::string method : {"gptq", "zfold"}) {
+    auto cpu_report = RunEmbeddedJob(Small(method, dir.Child(method + "-cpu")), JobEvents());
+    ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
+    auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
+    LocalWorker a(0, true, first), b(0, true, second);
+    auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
+    ASSERT_TRUE(report.ok()) << method << ": " << report.status();
+    const bool zfold = method == "zfold";
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", zfold ? "cpu" : "cuda")) << method;
+    for (const StandInDevice* device : {first.get(), second.get()}) {
+      EXPECT_EQ(device->log.reads, 2 * 2) << method;  // 2 layers × its 2 shards
+      // Each layer, then (Z-Fold) after each norm fold.
+      EXPECT_EQ(device->log.loads, 2 * (zfold ? 3 : 1)) << method;
+    }
+    EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
+                ReadFileBytes(dir.Child(method) + "/model.safetensors"))
+        << method;
+  }
 }
 
 // A worker lost at its `dies_at`-th statistics call (UNAVAILABLE), as a remote one would be.
