@@ -56,6 +56,9 @@ class Job {
     QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec_));
     if (workers_.empty()) return absl::FailedPreconditionError("the job has no workers");
     QSHARD_ASSIGN_OR_RETURN(json devices, WorkerDevices());
+    // What runs on the workers' device: refused here, before any output, when nothing may.
+    QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(devices.front().get<std::string>(), "a worker's device"));
+    QSHARD_ASSIGN_OR_RETURN(const DevicePlan device_plan, PlanOnDevice(spec_.method, device));
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     method_ = method;
     needs_ = method->needs;
@@ -158,6 +161,8 @@ class Job {
     }
     json report = JobSpecJson(spec_, seqlen);
     report["devices"] = devices;
+    report["device_roles"] = {{"calibration", PlaceName(device_plan.calibration, device)},
+                              {"solves", PlaceName(device_plan.solves, device)}};
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
     // Timed up to here: Finish writes the index, configs and this report after it is made.
@@ -535,11 +540,12 @@ absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*
 
 absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events, const Device& device) {
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  QSHARD_RETURN_IF_ERROR(CheckRunsOnDevice(spec.method, device));
+  QSHARD_ASSIGN_OR_RETURN(const DevicePlan device_plan, PlanOnDevice(spec.method, device));
   QSHARD_ASSIGN_OR_RETURN(const JobPlan plan, PlanJobForModel(spec, 1));
   QSHARD_RETURN_IF_ERROR(CheckEmbeddedPlanFits(plan, PhysicalMemoryBytes()));
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaDevice> opened, OpenDevice(device));
-  if (opened != nullptr) events.log(absl::StrCat("statistics and GPTQ solves on ", opened->Describe()));
+  if (opened != nullptr)
+    events.log(absl::StrCat(spec.method.method, " on ", opened->Describe(), ": ", DescribePlan(device_plan)));
   LocalWorker worker(/*threads=*/0, /*restartable=*/false, std::move(opened));
   return RunJob(spec, {&worker}, events);
 }

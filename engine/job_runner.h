@@ -66,7 +66,7 @@ absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<Wor
 
 // RunJob with one LocalWorker on `device`: `qshard quantize`. Refuses, before any work, a job
 // whose plan (job_plan.h) does not fit this machine's memory, a job the device cannot run
-// (CheckRunsOnDevice) and a device that cannot be opened (OpenDevice).
+// (PlanOnDevice) and a device that cannot be opened (OpenDevice).
 absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events,
                                               const Device& device = Device{});
 

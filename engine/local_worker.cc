@@ -23,9 +23,11 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   spec_ = spec;
   seqlen_ = seqlen;
   QSHARD_ASSIGN_OR_RETURN(registration_, FindMethod(spec.method.method));
-  if (device_ != nullptr) {
-    // Refused here, before the model is opened, rather than run on the CPU halfway.
-    QSHARD_RETURN_IF_ERROR(CheckRunsOnDevice(spec.method, device_->device()));
+  // What runs on the device is decided here, once (refused before the model is opened), rather
+  // than found out halfway.
+  QSHARD_ASSIGN_OR_RETURN(const DevicePlan plan,
+                          PlanOnDevice(spec.method, device_ != nullptr ? device_->device() : Device{}));
+  if (plan.solves == DevicePlan::Place::kDevice) {
     QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, device_->MakeGptqSolver(spec.method.spec));
     method_ = MakePerLinearMethod(std::move(solver));
   } else {
@@ -33,7 +35,7 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   }
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
-  if (device_ != nullptr) {
+  if (plan.calibration == DevicePlan::Place::kDevice) {
     QSHARD_ASSIGN_OR_RETURN(forward_, device_->NewForward(*source_.model, seqlen));
   }
   group_names_.clear();
@@ -313,7 +315,7 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   attentions.reserve(shards_.size());
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
-    inputs.emplace_back(layer_, names, seqlen_, &workspace, device_.get());
+    inputs.emplace_back(layer_, names, seqlen_, &workspace, forward_ != nullptr ? device_.get() : nullptr);
     attentions.emplace_back(layer_, source_.model->config(), workspace.pool, &probabilities);
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
@@ -443,23 +445,35 @@ absl::StatusOr<std::vector<HeadsPart>> LocalWorker::SolveHeads(int group, const 
 
 absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
   QSHARD_RETURN_IF_ERROR(WithContext(ApplyGroupSolution(solution, weights_, quantized_), absl::StrCat("layer ", layer_)));
-  // A rewrite (Z-Fold's ζ folded into v_proj or up_proj) changes the tensors the cached
-  // activation was computed from: step back so the next step recomputes it from the residual,
-  // exactly as the rewritten layer computes it.
-  if (!solution.rewrites.empty() &&
-      (position_ == Position::kAttentionComputed || position_ == Position::kMlpComputed)) {
-    position_ = static_cast<Position>(static_cast<int>(position_) - 1);
-    for (Shard& shard : shards_) shard.cache.clear();
+  if (forward_ == nullptr) {
+    // A rewrite (Z-Fold's ζ folded into v_proj or up_proj) changes the tensors the cached
+    // activation was computed from: step back so the next step recomputes it from the residual,
+    // exactly as the rewritten layer computes it. (The device keeps no such cache: its next pass
+    // recomputes the activation anyway.)
+    if (!solution.rewrites.empty() &&
+        (position_ == Position::kAttentionComputed || position_ == Position::kMlpComputed)) {
+      position_ = static_cast<Position>(static_cast<int>(position_) - 1);
+      for (Shard& shard : shards_) shard.cache.clear();
+    }
+    return absl::OkStatus();
   }
-  // The device computes the rest of the layer with the solution (nothing more once it is done).
-  if (forward_ != nullptr && position_ != Position::kLayerOutput) {
-    std::vector<std::string> linears;
-    for (const auto& [name, weight] : solution.linears) linears.push_back(name);
-    QSHARD_RETURN_IF_ERROR(WithContext(
-        solution.rewrites.empty() ? forward_->UpdateLinears(weights_, linears) : forward_->LoadLayer(layer_, weights_),
-        absl::StrCat("layer ", layer_)));
+  // The device computes the rest of the layer with the solution (nothing more once it is done):
+  // its linears and every tensor a rewrite changed (a norm, a full-precision producer's rows and
+  // bias, or an earlier quantized linear's scales, hence its weight) go up again.
+  if (position_ == Position::kLayerOutput) return absl::OkStatus();
+  std::set<std::string> linears;
+  bool norm_rewritten = false;
+  for (const auto& [name, weight] : solution.linears) linears.insert(name);
+  for (const TensorRewrite& rewrite : solution.rewrites) {
+    if (rewrite.target == TensorRewrite::Target::kNorm) {
+      norm_rewritten = true;
+    } else {
+      linears.insert(rewrite.name);
+    }
   }
-  return absl::OkStatus();
+  return WithContext(norm_rewritten ? forward_->LoadLayer(layer_, weights_)
+                                    : forward_->UpdateLinears(weights_, {linears.begin(), linears.end()}),
+                     absl::StrCat("layer ", layer_));
 }
 
 std::string LocalWorker::DeviceName() {

@@ -4,10 +4,11 @@
 // normed residual, the output projection's input the attention computed with the quantized
 // q/k/v (kept until that group is solved), the MLP groups' inputs follow from it, and the
 // last stage adds the quantized MLP's output — one attention and one pass of each linear per
-// layer instead of a full layer pass per group. Given a CUDA device (`--device cuda`), the
-// shards' hidden states live there, the same stages run there window by window (recomputing
-// the cached activation instead of keeping it), their statistics accumulate there and its GPTQ
-// solves run there.
+// layer instead of a full layer pass per group. Given a CUDA device (`--device cuda`), what runs
+// there is the job's DevicePlan (worker/device/device_support.h): for a method with calibration,
+// the shards' hidden states live there, the same stages run there window by window (recomputing
+// the cached activation instead of keeping it) and their statistics accumulate there; GPTQ's
+// solves (without --mse) run there too, every other solve on the CPU.
 #pragma once
 
 #include <functional>
@@ -30,8 +31,8 @@ class LocalWorker : public WorkerClient {
   // `threads` > 0 overrides the spec's (a worker process's own --threads). A `restartable`
   // worker keeps a copy of its shards' layer inputs (one more hidden-state tensor) so a layer
   // can be restarted when another worker is lost; a job's only worker need not. `device`
-  // (OpenDevice's, null: the CPU) runs the statistics and the solves of the jobs it accepts
-  // (CheckRunsOnDevice, checked by StartJob).
+  // (OpenDevice's, null: the CPU) runs what each job's plan gives it (PlanOnDevice, made by
+  // StartJob, which refuses a job the device cannot run).
   explicit LocalWorker(int threads = 0, bool restartable = false, std::shared_ptr<CudaDevice> device = nullptr)
       : threads_(threads), restartable_(restartable), device_(std::move(device)) {}
 
@@ -109,7 +110,7 @@ class LocalWorker : public WorkerClient {
   int threads_ = 0;
   bool restartable_ = false;
   std::shared_ptr<CudaDevice> device_;
-  std::unique_ptr<ForwardDevice> forward_;  // the job's forward pass on device_
+  std::unique_ptr<ForwardDevice> forward_;  // the job's calibration on device_; null: on the CPU, or none
   JobSpec spec_;
   int64_t seqlen_ = 0;
   std::vector<int32_t> windows_;  // token ids of every calibration window of the job

@@ -21,7 +21,7 @@ class WorkerMetrics;
 
 struct WorkerSessionOptions {
   v1::WorkerHello hello;
-  // The worker's device (OpenDevice; null: the CPU): its statistics and GPTQ solves run there.
+  // The worker's device (OpenDevice; null: the CPU): what each job runs there is its DevicePlan.
   std::shared_ptr<CudaDevice> device;
   WorkerMetrics* metrics = nullptr;  // told of each task and of the data plane's bytes; null: not counted
   int heartbeat_ms = 1000;

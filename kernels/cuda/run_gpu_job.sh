@@ -7,6 +7,8 @@
 # the same bytes. Prints the mean KL of each device and their ratio (issue 18: the GPU within
 # 1 % of the CPU). Results in $OUT (else build-gpu-bundle/results): job-summary.txt,
 # job-rows.jsonl (one quantize --json result per run), job.log (library check, every run's stderr).
+# QSHARD_JOB_METHOD=zfold runs the same comparison with Z-Fold (on cuda: calibration on the device,
+# the ζ search, folds and solves on the CPU; docs/cuda.md, "What runs where").
 # Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program
 # cannot be loaded (a library the machine lacks: job.log lists it).
 set -uo pipefail
@@ -48,13 +50,15 @@ if [[ -n "$(missing)" ]]; then
   exit 2
 fi
 
+method="${QSHARD_JOB_METHOD:-gptq}"
+echo "method: $method" | tee -a "$log"
 status=0
 : >"$results/job-rows.jsonl"
 # run DEVICE SEED NAME: one quantize, its JSON result appended to job-rows.jsonl.
 run() {
   local device=$1 seed=$2 name=$3
   echo "== $name: --device $device --seed $seed" >>"$log"
-  if timeout 300 "$q" quantize --model "$data/tinystories-656k" --out "$work/out/$name" --method gptq --bits 4 \
+  if timeout 300 "$q" quantize --model "$data/tinystories-656k" --out "$work/out/$name" --method "$method" --bits 4 \
       --group-size 32 --calib-text "$data/wiki.test.raw" --calib-lines 1-2179 --nsamples 128 --seqlen 512 \
       --seed "$seed" --device "$device" --validate-text "$data/wiki.test.raw" --validate-lines 2180-4358 \
       --validate-seqlen 512 --validate-windows 64 --json >"$work/$name.json" 2>>"$log"; then

@@ -1,7 +1,10 @@
-// --device's parsing, the check of what a job may ask of a device, and opening one: in a build
+// --device's parsing, the plan of what a job runs on a device, and opening one: in a build
 // without CUDA "this build has no CUDA support", in a CUDA build on a machine without a GPU
 // "no CUDA device" with the CUDA error (both what CI sees on a clean clone).
 #include "worker/device/device.h"
+
+#include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -44,50 +47,100 @@ TEST(DeviceTest, RefusesAnythingElseNamingTheFlagAndTheValue) {
   }
 }
 
-TEST(DeviceTest, CpuRunsEveryMethodAndOption) {
+using Place = DevicePlan::Place;
+
+TEST(DeviceTest, CpuRunsEveryMethodAndOptionThere) {
   for (const MethodRegistration& method : RegisteredMethods()) {
     MethodOptions options;
     options.method = std::string(method.name);
     options.spec.mse_clip = true;
-    EXPECT_TRUE(CheckRunsOnDevice(options, Device{}).ok()) << method.name;
+    auto plan = PlanOnDevice(options, Device{});
+    ASSERT_TRUE(plan.ok()) << method.name << ": " << plan.status();
+    EXPECT_EQ(plan->calibration, method.needs.input_stats ? Place::kCpu : Place::kNone) << method.name;
+    EXPECT_EQ(plan->solves, Place::kCpu) << method.name;
+    EXPECT_EQ(plan->cpu_because, "") << method.name;
+    EXPECT_EQ(PlaceName(plan->solves, Device{}), "cpu");
   }
 }
 
-TEST(DeviceTest, CudaRunsGptqWithWhatItsSolverImplements) {
+TEST(DeviceTest, CudaRunsGptqWholeAndItsMseSolvesOnTheCpu) {
   const Device cuda{Device::Kind::kCuda, 1};
   MethodOptions options;  // gptq
-  EXPECT_TRUE(CheckRunsOnDevice(options, cuda).ok());
   options.spec.group_size = 32;
   options.spec.act_order = true;
   options.spec.sym = true;
   options.spec.bits = 3;
   options.spec.block_size = 64;
-  EXPECT_TRUE(CheckRunsOnDevice(options, cuda).ok());
-  options.spec.act_order = false;
-  options.spec.static_groups = true;
-  EXPECT_TRUE(CheckRunsOnDevice(options, cuda).ok());
+  for (const bool static_groups : {false, true}) {
+    options.spec.static_groups = static_groups;
+    auto plan = PlanOnDevice(options, cuda);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_EQ(plan->calibration, Place::kDevice);
+    EXPECT_EQ(plan->solves, Place::kDevice);
+    EXPECT_EQ(plan->cpu_because, "");
+    EXPECT_EQ(DescribePlan(*plan), "calibration (forward passes, statistics) on the device, solves on the device");
+  }
 
   options.spec.mse_clip = true;
-  const absl::Status mse = CheckRunsOnDevice(options, cuda);
-  EXPECT_EQ(mse.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(mse.message(), HasSubstr("--device cuda:1"));
-  EXPECT_THAT(mse.message(), HasSubstr("--mse"));
-  EXPECT_EQ(CheckGptqSpecRunsOnDevice(options.spec, cuda).code(), absl::StatusCode::kUnimplemented);
+  auto mse = PlanOnDevice(options, cuda);
+  ASSERT_TRUE(mse.ok()) << mse.status();
+  EXPECT_EQ(mse->calibration, Place::kDevice);
+  EXPECT_EQ(mse->solves, Place::kCpu);
+  EXPECT_THAT(mse->cpu_because, HasSubstr("--mse"));
+  EXPECT_EQ(PlaceName(mse->calibration, cuda), "cuda");
+  EXPECT_EQ(PlaceName(mse->solves, cuda), "cpu");
+  // The device solver itself still refuses --mse, should a caller hand it one.
+  const absl::Status solver = CheckGptqSpecRunsOnDevice(options.spec, cuda);
+  EXPECT_EQ(solver.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(solver.message(), HasSubstr("--device cuda:1"));
+  EXPECT_THAT(solver.message(), HasSubstr("--mse"));
   EXPECT_TRUE(CheckGptqSpecRunsOnDevice(options.spec, Device{}).ok());
 }
 
-TEST(DeviceTest, CudaRefusesEveryOtherMethodByName) {
-  int refused = 0;
+TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
+  struct Expected {
+    Place calibration, solves;
+    const char* because;  // in cpu_because, or in the refusal
+  };
+  const std::map<std::string, Expected> accepted = {
+      {"zfold", {Place::kDevice, Place::kCpu, "ζ search"}},
+      {"rtn", {Place::kNone, Place::kCpu, "no calibration"}},
+      {"finequant", {Place::kNone, Place::kCpu, "no calibration"}},
+  };
+  const std::map<std::string, std::string> refused = {{"aespa", "attention probabilities"},
+                                                      {"flattenquant", "per-channel maxima"}};
+  const Device cuda{Device::Kind::kCuda, 0};
+  int planned = 0;
   for (const MethodRegistration& method : RegisteredMethods()) {
-    if (method.name == "gptq") continue;
+    const std::string name(method.name);
+    if (name == "gptq") continue;
     MethodOptions options;
-    options.method = std::string(method.name);
-    const absl::Status status = CheckRunsOnDevice(options, Device{Device::Kind::kCuda, 0});
-    EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << method.name;
-    EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("method ", std::string(method.name), " "))) << method.name;
-    ++refused;
+    options.method = name;
+    auto plan = PlanOnDevice(options, cuda);
+    if (auto it = accepted.find(name); it != accepted.end()) {
+      ASSERT_TRUE(plan.ok()) << name << ": " << plan.status();
+      EXPECT_EQ(plan->calibration, it->second.calibration) << name;
+      EXPECT_EQ(plan->solves, it->second.solves) << name;
+      EXPECT_THAT(plan->cpu_because, HasSubstr(it->second.because)) << name;
+      EXPECT_THAT(DescribePlan(*plan), HasSubstr("solves on the CPU (")) << name;
+    } else {
+      // Every other method, a new one included, is refused naming itself and what to use.
+      ASSERT_FALSE(plan.ok()) << name;
+      EXPECT_EQ(plan.status().code(), absl::StatusCode::kUnimplemented) << name;
+      EXPECT_THAT(plan.status().message(),
+                  HasSubstr(absl::StrCat("--device cuda:0: method ", name, " does not run on a CUDA device: ")))
+          << name;
+      EXPECT_THAT(plan.status().message(), HasSubstr("use --device cpu")) << name;
+      ASSERT_TRUE(refused.count(name)) << name << " has no expected reason here: " << plan.status();
+      EXPECT_THAT(plan.status().message(), HasSubstr(refused.at(name))) << name;
+    }
+    ++planned;
   }
-  EXPECT_GE(refused, 5);  // rtn, zfold, aespa, finequant, flattenquant
+  EXPECT_GE(planned, 5);  // rtn, zfold, aespa, finequant, flattenquant
+  MethodOptions rtn;
+  rtn.method = "rtn";
+  EXPECT_EQ(DescribePlan(*PlanOnDevice(rtn, cuda)),
+            "no calibration, solves on the CPU (RTN needs no calibration: nothing for the device to do)");
 }
 
 TEST(DeviceTest, OpeningTheCpuOpensNothing) {

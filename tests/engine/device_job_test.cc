@@ -1,8 +1,10 @@
 // The worker's device seam end to end on the CPU: a stand-in CudaDevice whose forward pass, sums
 // and solver are the CPU's own gives a job the bytes of the CPU path (so windows, tokens, shards,
-// the true-sequential passes, the weights swapped in and the solves travel the device route
-// intact), device errors fail the job with their context, a job the device cannot run or a
-// device that cannot open is refused before any output, and a job never mixes device kinds.
+// the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
+// travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
+// whole; Z-Fold and GPTQ --mse calibrate there and solve on the CPU; RTN and FineQuant never touch
+// it), device errors fail the job with their context, a job the device cannot run or a device
+// that cannot open is refused before any output, and a job never mixes device kinds.
 #include <filesystem>
 #include <map>
 
@@ -24,7 +26,7 @@ using testing::ReadFileBytes;
 
 // What the stand-in device did, and the call at which it fails (0: never).
 struct StandInLog {
-  int sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
+  int forwards = 0, sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
   int fail_windows_at = 0, fail_run_at = 0;
 };
 
@@ -124,6 +126,7 @@ class StandInDevice : public CudaDevice {
     return MakeSolver("gptq", spec);
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) override {
+    ++log.forwards;
     if (!forward_refusal.ok()) return forward_refusal;
     return std::make_unique<CpuForward>(model, seqlen, &log);
   }
@@ -138,8 +141,34 @@ class StandInDevice : public CudaDevice {
 JobSpec Small(const std::string& method, const std::string& out) {
   JobSpec spec = tiny_jobs::Job(method, 4, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.method.spec.group_size = 32;
+  spec.method.zfold_max_iters = 1;
   spec.execution.batch_windows = 2;
   return spec;
+}
+
+// A Small job's passes over its 4 shards under sequential propagation: 5 per layer (groups 0, 1,
+// 2, 3, then the MLP's output added), 4 in the last layer (its output read by nobody).
+constexpr int kSequentialRuns = 4 * (5 + 4);
+
+// quant_report.json's device_roles.
+nlohmann::json Roles(const char* calibration, const char* solves) {
+  return {{"calibration", calibration}, {"solves", solves}};
+}
+
+// Runs `spec` on the CPU (out_dir + "-cpu") and on one worker with a stand-in device (out_dir):
+// the device job's report, having checked that both checkpoints have the same bytes.
+absl::StatusOr<nlohmann::json> RunBothWays(const JobSpec& spec, const std::shared_ptr<StandInDevice>& device) {
+  JobSpec cpu = spec;
+  cpu.out_dir += "-cpu";
+  auto cpu_report = RunEmbeddedJob(cpu, JobEvents());
+  if (!cpu_report.ok()) return WithContext(cpu_report.status(), absl::StrCat("the CPU job (needs ", tiny_jobs::kModel, ")"));
+  LocalWorker worker(0, false, device);
+  auto report = RunJob(spec, {&worker}, JobEvents());
+  if (!report.ok()) return report;
+  const std::string bytes = ReadFileBytes(cpu.out_dir + "/model.safetensors");
+  EXPECT_FALSE(bytes.empty());
+  EXPECT_TRUE(bytes == ReadFileBytes(spec.out_dir + "/model.safetensors")) << spec.method.method;
+  return report;
 }
 
 TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
@@ -153,13 +182,16 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
     auto cpu_report = RunEmbeddedJob(cpu, JobEvents());
     ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
     EXPECT_EQ((*cpu_report)["devices"], nlohmann::json::array({"cpu"}));
+    EXPECT_EQ((*cpu_report)["device_roles"], Roles("cpu", "cpu"));
 
     auto device = std::make_shared<StandInDevice>();
     LocalWorker worker(0, false, device);
     auto report = RunJob(on_device, {&worker}, JobEvents());
     ASSERT_TRUE(report.ok()) << report.status();
     EXPECT_EQ((*report)["devices"], nlohmann::json::array({"cuda:0"}));
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cuda"));
     const StandInLog& log = device->log;
+    EXPECT_EQ(log.forwards, 1);
     EXPECT_EQ(log.solvers, 1);
     // 2 layers × 4 groups × 4 shards, each shard's sum made on the device and fed there.
     EXPECT_EQ(log.sums, 2 * 4 * 4);
@@ -172,7 +204,7 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
     EXPECT_EQ(log.reads, 0);
     EXPECT_EQ(log.loads, 2);
     EXPECT_EQ(log.updates, sequential ? 2 * 7 : 0);
-    EXPECT_EQ(log.runs, 4 * (sequential ? 5 + 4 : 2));
+    EXPECT_EQ(log.runs, sequential ? kSequentialRuns : 2 * 4);
     const std::string bytes = ReadFileBytes(cpu_dir + "/model.safetensors");
     ASSERT_FALSE(bytes.empty());
     EXPECT_TRUE(bytes == ReadFileBytes(device_dir + "/model.safetensors"));
@@ -181,18 +213,27 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
 
 TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   // Two workers that can restart a layer: each reads its shards' layer inputs back from the
-  // device as a layer begins.
+  // device as a layer begins. Under Z-Fold one worker searches a group's ζ, both solve its
+  // linears, and each folds the solution into its own device's copy of the layer.
   testing::ScopedTempDir dir;
-  auto cpu_report = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), JobEvents());
-  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
-  auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
-  LocalWorker a(0, true, first), b(0, true, second);
-  auto report = RunJob(Small("gptq", dir.Child("device")), {&a, &b}, JobEvents());
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(first->log.reads, 2 * 2);  // 2 layers × its 2 shards
-  EXPECT_EQ(second->log.reads, 2 * 2);
-  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
-              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
+  for (const std::string method : {"gptq", "zfold"}) {
+    auto cpu_report = RunEmbeddedJob(Small(method, dir.Child(method + "-cpu")), JobEvents());
+    ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
+    auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
+    LocalWorker a(0, true, first), b(0, true, second);
+    auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
+    ASSERT_TRUE(report.ok()) << method << ": " << report.status();
+    const bool zfold = method == "zfold";
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", zfold ? "cpu" : "cuda")) << method;
+    for (const StandInDevice* device : {first.get(), second.get()}) {
+      EXPECT_EQ(device->log.reads, 2 * 2) << method;  // 2 layers × its 2 shards
+      // Each layer, then (Z-Fold) after each norm fold.
+      EXPECT_EQ(device->log.loads, 2 * (zfold ? 3 : 1)) << method;
+    }
+    EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
+                ReadFileBytes(dir.Child(method) + "/model.safetensors"))
+        << method;
+  }
 }
 
 // A worker lost at its `dies_at`-th statistics call (UNAVAILABLE), as a remote one would be.
@@ -250,28 +291,96 @@ TEST(DeviceJobTest, ADeviceErrorFailsTheJobNamingItsLayerAndShard) {
   EXPECT_THAT(report.status().message(), HasSubstr("layer 1 shard 2: stand-in device: no room for the layer"));
 }
 
+TEST(DeviceJobTest, ZfoldCalibratesOnTheDeviceAndSolvesAndFoldsOnTheCpuWithTheCpuBytes) {
+  testing::ScopedTempDir dir;
+  // Z-Fold on the whole model: ζ folded into both norms (the device reloads the layer) and into
+  // the quantized v_proj's and up_proj's scales (their weights go up again with o_proj's and
+  // down_proj's).
+  auto device = std::make_shared<StandInDevice>();
+  auto report = RunBothWays(Small("zfold", dir.Child("zfold")), device);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(device->log.forwards, 1);
+  EXPECT_EQ(device->log.solvers, 0);  // the device GPTQ solver takes no fixed grids or column multipliers
+  EXPECT_EQ(device->log.sums, 2 * 4 * 4);
+  EXPECT_EQ(device->log.loads, 2 * 3);        // each layer, then after each norm fold
+  EXPECT_EQ(device->log.updates, 2 * (2 + 2));  // o_proj + v_proj, down_proj + up_proj
+  // A fold recomputes nothing more on the device (it caches no activation): GPTQ's passes.
+  EXPECT_EQ(device->log.runs, kSequentialRuns);
+
+  // q/k/v and gate/up partly skipped: no norm fold; down_proj's ζ goes into the rows of the
+  // full-precision up_proj, which must reach the device before the MLP's output is added.
+  auto skipping = std::make_shared<StandInDevice>();
+  JobSpec skip = Small("zfold", dir.Child("zfold-skip"));
+  skip.skip = {"self_attn.k_proj", "mlp.up_proj"};
+  report = RunBothWays(skip, skipping);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(skipping->log.loads, 2);
+  EXPECT_EQ(skipping->log.updates, 2 * (2 + 2 + 1 + 2));  // q,v; o,v; gate; down,up
+  EXPECT_EQ(skipping->log.runs, kSequentialRuns);
+}
+
+TEST(DeviceJobTest, GptqWithMseCalibratesOnTheDeviceAndSolvesOnTheCpuWithTheCpuBytes) {
+  testing::ScopedTempDir dir;
+  auto device = std::make_shared<StandInDevice>();
+  JobSpec mse = Small("gptq", dir.Child("mse"));
+  mse.method.spec.mse_clip = true;
+  auto report = RunBothWays(mse, device);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(device->log.solvers, 0);
+  EXPECT_EQ(device->log.sums, 2 * 4 * 4);
+  EXPECT_EQ(device->log.runs, kSequentialRuns);
+}
+
+TEST(DeviceJobTest, RtnAndFineQuantRunOnTheCpuWithoutTouchingTheDevice) {
+  testing::ScopedTempDir dir;
+  for (const char* method : {"rtn", "finequant"}) {
+    auto device = std::make_shared<StandInDevice>();
+    auto report = RunBothWays(Small(method, dir.Child(method)), device);
+    ASSERT_TRUE(report.ok()) << method << ": " << report.status();
+    EXPECT_EQ((*report)["device_roles"], Roles("none", "cpu")) << method;
+    EXPECT_EQ((*report)["devices"], nlohmann::json::array({"cuda:0"})) << method;
+    const StandInLog& log = device->log;
+    EXPECT_EQ(log.forwards + log.sums + log.solvers + log.held + log.loads + log.updates + log.runs, 0) << method;
+  }
+}
+
 TEST(DeviceJobTest, AJobTheDeviceCannotRunIsRefusedBeforeAnyOutput) {
   testing::ScopedTempDir dir;
   const Device cuda{Device::Kind::kCuda, 0};
-  for (const char* method : {"zfold", "aespa", "rtn"}) {
-    auto refused = RunEmbeddedJob(Small(method, dir.Child(method)), JobEvents(), cuda);
+  const std::map<std::string, std::string> reasons = {{"aespa", "attention probabilities"},
+                                                      {"flattenquant", "per-channel maxima"}};
+  for (const auto& [method, reason] : reasons) {
+    const auto job = [&](const std::string& out) {
+      JobSpec spec = Small(method, dir.Child(out));
+      spec.method.spec.group_size = -1;  // FlattenQuant's per-channel grids
+      return spec;
+    };
+    const std::string what = absl::StrCat("--device cuda:0: method ", method, " does not run on a CUDA device: ");
+    // qshard quantize: refused before the device is opened (this machine has none to open).
+    auto refused = RunEmbeddedJob(job(method), JobEvents(), cuda);
     ASSERT_FALSE(refused.ok()) << method;
     EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented) << method;
-    EXPECT_THAT(refused.status().message(), HasSubstr(absl::StrCat("method ", method))) << method;
+    EXPECT_THAT(refused.status().message(), HasSubstr(what)) << method;
+    EXPECT_THAT(refused.status().message(), HasSubstr(reason)) << method;
+    EXPECT_THAT(refused.status().message(), HasSubstr("use --device cpu")) << method;
     EXPECT_FALSE(std::filesystem::exists(dir.Child(method))) << method;
-  }
-  JobSpec mse = Small("gptq", dir.Child("mse"));
-  mse.method.spec.mse_clip = true;
-  auto refused = RunEmbeddedJob(mse, JobEvents(), cuda);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(refused.status().message(), HasSubstr("--mse"));
 
-  // A worker handed such a job refuses it at StartJob, before opening the model.
-  auto device = std::make_shared<StandInDevice>();
-  LocalWorker worker(0, false, device);
-  const absl::Status started = worker.StartJob(Small("zfold", dir.Child("w")), 64, {0});
-  EXPECT_EQ(started.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(device->log.solvers, 0);
+    // The runner, meeting device workers, refuses it before starting them.
+    auto device = std::make_shared<StandInDevice>();
+    LocalWorker worker(0, false, device);
+    refused = RunJob(job(method + "-workers"), {&worker}, JobEvents());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented) << method;
+    EXPECT_THAT(refused.status().message(), HasSubstr(what)) << method;
+    EXPECT_FALSE(std::filesystem::exists(dir.Child(method + "-workers"))) << method;
+
+    // A worker handed such a job (a coordinator's) refuses it at StartJob, before opening the model.
+    const absl::Status started = worker.StartJob(job("w"), 64, {0});
+    EXPECT_EQ(started.code(), absl::StatusCode::kUnimplemented) << method;
+    EXPECT_THAT(started.message(), HasSubstr(what)) << method;
+    EXPECT_EQ(device->log.forwards + device->log.solvers, 0) << method;
+  }
 
   // A model whose layers the device's forward pass cannot compute: refused as the job starts.
   auto no_forward = std::make_shared<StandInDevice>();

@@ -31,6 +31,7 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
                              {"bits", spec.method.spec.bits},
                              {"group_size", spec.method.spec.group_size},
                              {"device", DeviceName(device)},
+                             {"device_roles", report["device_roles"]},
                              {"summary", summary}};
     if (report.contains("validation")) result["validation"] = report["validation"];
     PrintJson(result);

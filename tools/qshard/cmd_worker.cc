@@ -47,8 +47,8 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(options.device, OpenDevice(device));
   options.hello.set_device(DeviceName(device));
   if (options.device != nullptr)
-    std::cerr << "worker " << options.hello.name() << ": statistics and GPTQ solves on " << options.device->Describe()
-              << std::endl;
+    std::cerr << "worker " << options.hello.name() << ": device " << options.device->Describe()
+              << " (what a job runs there follows its method: docs/cuda.md, \"What runs where\")" << std::endl;
   options.hello.set_threads(flags.threads);
   options.hello.set_memory_budget_bytes(flags.memory_budget);
   options.data.listen = flags.data_listen;

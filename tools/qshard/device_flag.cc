@@ -4,8 +4,9 @@ namespace qshard::cli {
 
 void AddDeviceFlag(CLI::App& app, std::string& device) {
   app.add_option("--device", device,
-                 "Where calibration statistics and GPTQ solves run: cpu, cuda (device 0) or cuda:N; the forward "
-                 "pass stays on the CPU. CUDA runs --method gptq without --mse (docs/cuda.md)")
+                 "Where this worker calibrates and solves: cpu, cuda (device 0) or cuda:N. On CUDA, gptq runs "
+                 "whole on the device; zfold and gptq --mse calibrate there and solve on the CPU; rtn and "
+                 "finequant run on the CPU; aespa and flattenquant are refused (docs/cuda.md)")
       ->capture_default_str();
 }
 

@@ -22,8 +22,8 @@ class CudaGptqSolver final : public Solver {
   absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
     QSHARD_RETURN_IF_ERROR(ValidateLayerProblem(problem, spec_, /*needs_hessian=*/true));
     const std::string name(problem.name.empty() ? "layer" : problem.name);
-    // What other methods hand the GPTQ solver; CheckRunsOnDevice refuses those methods before
-    // a job starts, so reaching one of these is a caller's error, still named.
+    // What other methods hand the GPTQ solver; PlanOnDevice gives those methods the CPU's solver
+    // when a job starts, so reaching one of these is a caller's error, still named.
     const auto unimplemented = [&](std::string_view feature) {
       return absl::UnimplementedError(absl::StrCat(name, ": ", std::string(feature), " not implemented on a CUDA device"));
     };

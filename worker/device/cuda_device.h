@@ -1,7 +1,8 @@
 // A CUDA device opened by a worker (`--device cuda[:N]`): it runs the worker's calibration
 // forward passes over the shards it holds, accumulates their statistics and runs its GPTQ
-// solves. The implementation is worker/cuda (built when nvcc is found); a build without CUDA has
-// only worker/device/no_cuda, whose OpenCudaDevice says so.
+// solves, as each job's DevicePlan (device_support.h) says. The implementation is worker/cuda
+// (built when nvcc is found); a build without CUDA has only worker/device/no_cuda, whose
+// OpenCudaDevice says so.
 #pragma once
 
 #include <memory>
@@ -21,7 +22,7 @@ class CudaDevice : public StatisticsDevice {
   virtual const Device& device() const = 0;
   // "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0, CUDA runtime 13000, driver 13000)".
   virtual std::string Describe() const = 0;
-  // GPTQ on the device for a spec CheckRunsOnDevice accepted, with the CPU solver's results
+  // GPTQ on the device for a job whose DevicePlan solves there, with the CPU solver's results
   // (codes, grids, g_idx, damping, objective; packed by worker/quant/gptq_pack like the CPU's).
   virtual absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) = 0;
   // The calibration forward pass of one job over `model`'s layers, windows of `seqlen` tokens;

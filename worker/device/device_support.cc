@@ -1,19 +1,69 @@
 #include "worker/device/device_support.h"
 
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "worker/methods/method_registry.h"
 
 namespace qshard {
+namespace {
 
-absl::Status CheckRunsOnDevice(const MethodOptions& method, const Device& device) {
-  if (device.kind == Device::Kind::kCpu) return absl::OkStatus();
-  const std::string where = absl::StrCat("--device ", DeviceName(device), ": ");
-  // Z-Fold's column multipliers and searched grids, aespa's refined Hessians and AdaRound,
-  // FlattenQuant's channel splitting, and RTN/FineQuant (no statistics to collect, nothing
-  // solved on the device) have no device code yet.
-  if (method.method != "gptq")
-    return absl::UnimplementedError(absl::StrCat(where, "method ", method.method,
-                                                 " does not run on a CUDA device yet (gptq does); use --device cpu"));
-  return CheckGptqSpecRunsOnDevice(method.spec, device);
+// What a CUDA worker does with each registered method. Its calibration (when the registry says
+// it has one) runs on the device unless the method is refused; a method without a row is refused.
+struct DeviceRule {
+  std::string_view method;
+  bool runs = false;              // false: refused, `because` says why and what to use
+  bool solves_on_device = false;  // GPTQ's solver on the device (kernels/cuda/gptq_solve_spec.h)
+  std::string_view because;       // why the solves stay on the CPU, or why it is refused
+};
+
+constexpr DeviceRule kRules[] = {
+    {"gptq", true, true, ""},
+    // The device GPTQ solver refuses fixed grids and column multipliers; the search is the CPU's.
+    {"zfold", true, false, "Z-Fold's ζ search, its folds and its GPTQ solves on the searched grids have no device code"},
+    {"rtn", true, false, "RTN needs no calibration: nothing for the device to do"},
+    {"finequant", true, false, "FineQuant needs no calibration: nothing for the device to do"},
+    {"aespa", false, false,
+     "it needs the attention probabilities (its refined q/k/v statistics), which the device forward pass does not "
+     "compute, and its AdaRound has no device code; use --device cpu, or --method zfold or gptq on the device"},
+    {"flattenquant", false, false,
+     "its channel split and activation scales come from the calibration inputs' per-channel maxima, and no device "
+     "job has been checked against the CPU's; use --device cpu"},
+};
+
+const DeviceRule* RuleOf(std::string_view method) {
+  for (const DeviceRule& rule : kRules)
+    if (rule.method == method) return &rule;
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device) {
+  QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* registration, FindMethod(method.method));
+  DevicePlan plan;
+  const bool on_device = device.kind != Device::Kind::kCpu;
+  const DevicePlan::Place calibration_place = on_device ? DevicePlan::Place::kDevice : DevicePlan::Place::kCpu;
+  plan.calibration = registration->needs.input_stats ? calibration_place : DevicePlan::Place::kNone;
+  if (!on_device) return plan;
+
+  const std::string where = absl::StrCat("--device ", DeviceName(device), ": method ", method.method);
+  const DeviceRule* rule = RuleOf(method.method);
+  if (rule == nullptr)
+    return absl::UnimplementedError(absl::StrCat(where, " has no plan for a CUDA device "
+                                                        "(worker/device/device_support.cc); use --device cpu"));
+  if (!rule->runs)
+    return absl::UnimplementedError(absl::StrCat(where, " does not run on a CUDA device: ", std::string(rule->because)));
+  plan.cpu_because = std::string(rule->because);
+  if (rule->solves_on_device) {
+    if (method.spec.mse_clip) {
+      plan.cpu_because = "--mse: the grids' MSE clipping search is the CPU solver's";
+    } else {
+      plan.solves = DevicePlan::Place::kDevice;
+    }
+  }
+  return plan;
 }
 
 absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& device) {
@@ -21,6 +71,27 @@ absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& devi
   return absl::UnimplementedError(absl::StrCat("--device ", DeviceName(device),
                                                ": --mse (the grids' MSE clipping search) is not implemented on a "
                                                "CUDA device"));
+}
+
+std::string PlaceName(DevicePlan::Place place, const Device& device) {
+  switch (place) {
+    case DevicePlan::Place::kNone: return "none";
+    case DevicePlan::Place::kCpu: return "cpu";
+    case DevicePlan::Place::kDevice: break;
+  }
+  return device.kind == Device::Kind::kCpu ? "cpu" : "cuda";
+}
+
+std::string DescribePlan(const DevicePlan& plan) {
+  const auto where = [](DevicePlan::Place place) {
+    return place == DevicePlan::Place::kDevice ? "the device" : "the CPU";
+  };
+  std::string line = plan.calibration == DevicePlan::Place::kNone
+                         ? "no calibration"
+                         : absl::StrCat("calibration (forward passes, statistics) on ", where(plan.calibration));
+  absl::StrAppend(&line, ", solves on ", where(plan.solves));
+  if (!plan.cpu_because.empty()) absl::StrAppend(&line, " (", plan.cpu_because, ")");
+  return line;
 }
 
 }  // namespace qshard

@@ -1,19 +1,44 @@
-// What a job may ask of a device: the one check, made before any work (`qshard quantize`
-// before the model is opened, a `qshard worker` when a job starts), so that a job never falls
-// back to the CPU halfway. On CUDA the worker runs GPTQ's statistics and solves (the parts
-// kernels/cuda/gptq_solve_spec.h implements); every other method or option is refused here,
-// by name.
+// What a job runs where on a worker's device: the one rule, decided from the method and its
+// options before any work (`qshard quantize` before the model is opened, a `qshard worker` when a
+// job starts, the runner when it meets its workers), so that a job never falls back to the CPU
+// halfway. The worker follows the plan (LocalWorker::StartJob) and the report records it
+// (quant_report.json's `device_roles`); docs/cuda.md, "What runs where", is its table.
 #pragma once
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/device/device.h"
 #include "worker/methods/layer_method.h"
 
 namespace qshard {
 
-// OK on the CPU; on CUDA, UNIMPLEMENTED naming the method or the option the device lacks.
-absl::Status CheckRunsOnDevice(const MethodOptions& method, const Device& device);
-// The same for a GPTQ solve's spec alone (the device solver checks it again when made).
+struct DevicePlan {
+  enum class Place { kNone, kCpu, kDevice };
+  // The calibration forward passes and their statistics (Σ x xᵀ, per-channel maxima); kNone for
+  // a method without calibration (RTN, FineQuant): no forward pass, no device memory.
+  Place calibration = Place::kNone;
+  // The solves (and, for Z-Fold, the ζ search and the folds).
+  Place solves = Place::kCpu;
+  // On a CUDA device: why what runs on the CPU runs there; empty when nothing does, or on the CPU.
+  std::string cpu_because;
+};
+
+// The plan for `method` on `device`. On the CPU everything runs there. On CUDA: GPTQ runs
+// whole on the device; GPTQ with --mse and Z-Fold calibrate on the device and solve on the CPU;
+// RTN and FineQuant have nothing for the device and run on the CPU; aespa and FlattenQuant are
+// UNIMPLEMENTED, saying why and what to use instead.
+absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
+
+// A GPTQ spec the device solver can take (it checks again when made): not --mse.
 absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& device);
+
+// "none", "cpu" or "cuda": where `place` is on a worker of `device`'s kind (the report's words).
+std::string PlaceName(DevicePlan::Place place, const Device& device);
+
+// One line for the log: "calibration (forward passes, statistics) on the device, solves on the
+// CPU (--mse: ...)".
+std::string DescribePlan(const DevicePlan& plan);
 
 }  // namespace qshard
