@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/scoped_temp_dir.h"
@@ -76,6 +77,19 @@ TEST(CudaPluginTest, ALibraryWithoutTheEntryPointIsNotAPlugin) {
   EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(opened.message(), HasSubstr(std::string(libc.dli_fname) + " is not a qshard CUDA plugin"));
   EXPECT_THAT(opened.message(), HasSubstr(kCudaPluginEntry));
+}
+
+TEST(CudaPluginTest, APluginFromAnotherBuildIsRefused) {
+#ifdef QSHARD_STALE_CUDA_PLUGIN
+  ScopedPluginPath scoped(QSHARD_STALE_CUDA_PLUGIN);
+  const absl::Status opened = OpenCuda(0);
+  EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(opened.message(), HasSubstr(absl::StrCat("the CUDA plugin ", QSHARD_STALE_CUDA_PLUGIN, " has ABI ",
+                                                       kCudaPluginAbi + 1)));
+  EXPECT_THAT(opened.message(), HasSubstr(absl::StrCat("this program needs ABI ", kCudaPluginAbi)));
+#else
+  GTEST_SKIP() << "a build without CUDA loads no plugin";
+#endif
 }
 
 bool CudaRuntimeLoaded() {
