@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -54,6 +55,11 @@ TEST(CudaPluginTest, AMissingPluginSaysTheBuildLacksCuda) {
   EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(opened.message(), HasSubstr("--device cuda:1: no CUDA plugin at " + path +
                                           ": this build or installation of qshard lacks CUDA support"));
+  // A relative path is the working directory's file, named in full.
+  ScopedPluginPath relative("no-such-dir/libqshard_cuda_plugin.so");
+  EXPECT_THAT(OpenCuda(0).message(),
+              HasSubstr(absl::StrCat("no CUDA plugin at ", std::filesystem::current_path().string(),
+                                     "/no-such-dir/libqshard_cuda_plugin.so: ")));
 }
 
 TEST(CudaPluginTest, AFileTheLoaderRefusesIsReportedInTheLoadersWords) {

@@ -18,8 +18,12 @@ namespace {
 
 // $QSHARD_CUDA_PLUGIN, else the plugin's file next to the running program.
 absl::StatusOr<std::string> PluginPath() {
-  if (const char* path = std::getenv(kCudaPluginEnv); path != nullptr && *path != '\0') return std::string(path);
   std::error_code error;
+  if (const char* path = std::getenv(kCudaPluginEnv); path != nullptr && *path != '\0') {
+    // Absolute, so that dlopen takes it as a file rather than a name to search the library path for.
+    const std::filesystem::path absolute = std::filesystem::absolute(path, error);
+    return error ? std::string(path) : absolute.string();
+  }
   const std::filesystem::path program = std::filesystem::read_symlink("/proc/self/exe", error);
   if (error)
     return absl::FailedPreconditionError(absl::StrCat("cannot find the CUDA plugin: /proc/self/exe: ", error.message(),
@@ -36,8 +40,8 @@ absl::StatusOr<const CudaPluginV1*> LoadPlugin() {
   std::error_code error;
   if (!std::filesystem::exists(*path, error))
     return absl::FailedPreconditionError(absl::StrCat(
-        "no CUDA plugin at ", *path, ": this build or installation of qshard lacks CUDA support (a -DQSHARD_CUDA=ON build puts ",
-        QSHARD_CUDA_PLUGIN_FILE, " next to the qshard program; ", kCudaPluginEnv, " names another path)"));
+        "no CUDA plugin at ", *path, ": this build or installation of qshard lacks CUDA support (a -DQSHARD_CUDA=ON ",
+        "build puts ", QSHARD_CUDA_PLUGIN_FILE, " next to the qshard program; ", kCudaPluginEnv, " names another path)"));
   void* handle = dlopen(path->c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr)
     return absl::FailedPreconditionError(
@@ -50,8 +54,8 @@ absl::StatusOr<const CudaPluginV1*> LoadPlugin() {
   const CudaPluginV1* plugin = entry();
   if (plugin->abi != kCudaPluginAbi || std::strcmp(plugin->compiler, __VERSION__) != 0)
     return absl::FailedPreconditionError(absl::StrCat(
-        "the CUDA plugin ", *path, " has ABI ", plugin->abi, " from compiler ", plugin->compiler, "; this program needs ABI ",
-        kCudaPluginAbi, " from compiler ", __VERSION__, ": use the plugin built with this program"));
+        "the CUDA plugin ", *path, " has ABI ", plugin->abi, " from compiler ", plugin->compiler,
+        "; this program needs ABI ", kCudaPluginAbi, " from compiler ", __VERSION__, ": use the plugin built with it"));
   return plugin;
 }
 
