@@ -9,8 +9,8 @@
 # job-rows.jsonl (one quantize --json result per run), job.log (library check, every run's stderr).
 # QSHARD_JOB_METHOD=zfold runs the same comparison with Z-Fold (on cuda: calibration on the device,
 # the ζ search, folds and solves on the CPU; docs/cuda.md, "What runs where").
-# Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program
-# cannot be loaded (a library the machine lacks: job.log lists it).
+# Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program or
+# its CUDA plugin cannot be loaded (a library the machine lacks: job.log lists it).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,6 +28,7 @@ rm -rf "$work"
 mkdir -p "$work"
 tar -xJf "$bundle" -C "$work"
 q="$work/bin/qshard"
+plugin="$work/bin/libqshard_cuda_plugin.so"  # what --device cuda loads; it brings the CUDA libraries
 data="$work/data"
 echo "bundle: $(cat "$work/commit.txt")" | tee -a "$log"
 
@@ -35,7 +36,7 @@ echo "bundle: $(cat "$work/commit.txt")" | tee -a "$log"
 library_path="$work/lib"
 for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [[ -d $dir ]] && library_path+=":$dir"; done
 export LD_LIBRARY_PATH="$library_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-missing() { ldd "$q" | awk '/not found/ {print $1}'; }
+missing() { ldd "$q" "$plugin" | awk '/not found/ {print $1}' | sort -u; }
 for soname in $(missing); do
   if [[ -f "$work/lib/fallback/$soname" ]]; then
     LD_LIBRARY_PATH+=":$work/lib/fallback"
@@ -44,7 +45,7 @@ for soname in $(missing); do
     [[ -n $found ]] && LD_LIBRARY_PATH+=":$(dirname "$found")"
   fi
 done
-{ echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$q"; } >>"$log"
+{ echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$q" "$plugin"; } >>"$log"
 if [[ -n "$(missing)" ]]; then
   echo "run_gpu_job: this machine lacks $(missing | tr '\n' ' ')(the bundle needs: $(tr '\n' ' ' <"$work/cuda-libs.txt"))" | tee -a "$log"
   exit 2

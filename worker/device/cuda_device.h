@@ -1,8 +1,8 @@
 // A CUDA device opened by a worker (`--device cuda[:N]`): it runs the worker's calibration
 // forward passes over the shards it holds, accumulates their statistics and runs its GPTQ
-// solves, as each job's DevicePlan (device_support.h) says. The implementation is worker/cuda
-// (built when nvcc is found); a build without CUDA has only worker/device/no_cuda, whose
-// OpenCudaDevice says so.
+// solves, as each job's DevicePlan (device_support.h) says. The implementation is worker/cuda,
+// built when nvcc is found into the CUDA plugin that worker/device/plugin loads (cuda_plugin.h);
+// a build without CUDA has only worker/device/no_cuda, whose OpenCudaDevice says so.
 #pragma once
 
 #include <memory>
@@ -34,8 +34,9 @@ class CudaDevice : public StatisticsDevice {
 bool BuiltWithCuda();
 
 // Opens CUDA device `index` for this process. Without CUDA in the build: UNIMPLEMENTED "this
-// build has no CUDA support"; no such device (no GPU, no driver, ordinal too large):
-// FAILED_PRECONDITION "no CUDA device ..." with the CUDA error's name and text.
+// build has no CUDA support"; the CUDA plugin missing or not loadable: FAILED_PRECONDITION naming
+// it and why; no such device (no GPU, no driver, ordinal too large): FAILED_PRECONDITION "no
+// CUDA device ..." with the CUDA error's name and text.
 absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index);
 
 // The worker's device opened: null on the CPU.

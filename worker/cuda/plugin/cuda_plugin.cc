@@ -1,12 +1,12 @@
-// OpenCudaDevice in a build with CUDA: a CudaDevice (worker/device/cuda_device.h) over one
-// CudaSession, handing out the device forward pass, device sums for the statistics and the
-// device GPTQ solver.
+// The CUDA plugin's entry point (libqshard_cuda_plugin.so, worker/device/cuda_plugin.h): a
+// CudaDevice over one CudaSession, handing out the device forward pass, device sums for the
+// statistics and the device GPTQ solver. The program loads this only for --device cuda.
 #include "core/status.h"
 #include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_hessian_sum.h"
 #include "worker/cuda/cuda_session.h"
-#include "worker/device/cuda_device.h"
+#include "worker/device/cuda_plugin.h"
 
 namespace qshard {
 namespace {
@@ -33,13 +33,17 @@ class OpenedCudaDevice final : public CudaDevice {
   Device device_;
 };
 
-}  // namespace
-
-bool BuiltWithCuda() { return true; }
-
-absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index) {
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index) {
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaSession> session, CudaSession::Open(index));
   return std::shared_ptr<CudaDevice>(new OpenedCudaDevice(std::move(session)));
 }
 
+}  // namespace
 }  // namespace qshard
+
+// This file is compiled with hidden visibility (tools/qshard/CMakeLists.txt) and the static
+// libraries' symbols are kept local: this is the only symbol the plugin exports.
+extern "C" __attribute__((visibility("default"))) const qshard::CudaPluginV1* qshard_cuda_plugin_v1() {
+  static const qshard::CudaPluginV1 plugin{qshard::kCudaPluginAbi, __VERSION__, &qshard::OpenSessionDevice};
+  return &plugin;
+}
