@@ -1,6 +1,5 @@
 #include "tools/qshard/bench_kernels.h"
 
-#include <chrono>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -20,40 +19,6 @@ namespace {
 
 using kernels::CpuVariant;
 using kernels::GptqActivations;
-
-// One timed row of a (shape, tokens) cell: the BLAS baseline or a kernel.
-struct Candidate {
-  std::string kernel;
-  int weight_bits = 0, act_bits = 0;
-  double weight_bytes = 0;
-  std::function<void()> call;
-  std::vector<double> seconds;
-};
-
-// Below this, a call is preceded by an untimed one in every round, so that layers that fit in
-// the caches are timed warm (the codes are not evicted by the candidate before).
-constexpr double kRewarmSeconds = 0.05;
-
-double SecondsOf(const std::function<void()>& fn) {
-  const auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Times the candidates in `repeats` interleaved rounds (each round calls every candidate once)
-// after one untimed warm-up call each, so that the baseline and the kernels are timed under the
-// same background load: on a shared machine the load changes from second to second, and timing
-// all of BLAS and then all of a kernel made their ratio swing with it.
-void TimeInterleaved(int repeats, std::vector<Candidate>& candidates) {
-  std::vector<bool> rewarm;
-  for (Candidate& c : candidates) rewarm.push_back(SecondsOf(c.call) < kRewarmSeconds);
-  for (int r = 0; r < repeats; ++r) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if (rewarm[i]) candidates[i].call();
-      candidates[i].seconds.push_back(SecondsOf(candidates[i].call));
-    }
-  }
-}
 
 // A random layer straight in the packed layout (every bit pattern is a valid set of codes), so
 // that the largest shapes need no unpacked copy.
@@ -128,7 +93,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
     }
     for (int64_t tokens : options.tokens) {
       std::cerr << "bench kernels: K " << k << " N " << n << " tokens " << tokens << std::endl;
-      std::vector<Candidate> candidates;
+      std::vector<TimedCandidate> candidates;
       candidates.push_back({"fp32-blas", 32, 32, 4.0 * k * n, [&] {
                               if (tokens == 1) {
                                 kernels::Gemv(n, k, dense.data(), x.data(), y.data());
@@ -155,7 +120,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
       TimeInterleaved(options.common.repeats, candidates);
       QSHARD_RETURN_IF_ERROR(status);
       const double blas = Median(candidates[0].seconds);
-      for (const Candidate& c : candidates)
+      for (const TimedCandidate& c : candidates)
         rows.push_back(Row(c.kernel, c.weight_bits, c.act_bits, k, n, tokens, Median(c.seconds), c.weight_bytes, blas));
     }
   }

@@ -115,6 +115,28 @@ absl::Status ReadRawFile(const std::string& path, void* data, size_t bytes) {
   return absl::OkStatus();
 }
 
+namespace {
+
+double SecondsOf(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return SecondsSince(start);
+}
+
+}  // namespace
+
+void TimeInterleaved(int repeats, std::vector<TimedCandidate>& candidates) {
+  constexpr double kRewarmSeconds = 0.05;
+  std::vector<bool> rewarm;
+  for (TimedCandidate& c : candidates) rewarm.push_back(SecondsOf(c.call) < kRewarmSeconds);
+  for (int r = 0; r < repeats; ++r) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (rewarm[i]) candidates[i].call();
+      candidates[i].seconds.push_back(SecondsOf(candidates[i].call));
+    }
+  }
+}
+
 double Median(std::vector<double> values) {
   if (values.empty()) return 0.0;
   std::sort(values.begin(), values.end());

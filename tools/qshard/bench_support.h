@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,22 @@ inline double SecondsSince(std::chrono::steady_clock::time_point start) {
 std::string CpuModelName();
 // `threads`, or the number of hardware threads when it is 0 or less.
 int ResolveThreads(int threads);
+
+// One timed row of a benchmark cell: the baseline or a kernel.
+struct TimedCandidate {
+  std::string kernel;
+  int weight_bits = 0, act_bits = 0;
+  double weight_bytes = 0;
+  std::function<void()> call;
+  std::vector<double> seconds;
+};
+
+// Times the candidates in `repeats` interleaved rounds (each round calls every candidate once)
+// after one untimed warm-up call each, so that the baseline and the kernels are timed under the
+// same background load: on a shared machine the load changes from second to second, and timing
+// all of a baseline and then all of a kernel made their ratio swing with it. A call under 50 ms
+// is preceded by an untimed one in every round, so that what fits in the caches is timed warm.
+void TimeInterleaved(int repeats, std::vector<TimedCandidate>& candidates);
 
 struct BenchColumn {
   std::string key;     // field of the row

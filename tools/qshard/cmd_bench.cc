@@ -1,4 +1,4 @@
-// qshard bench gptq|quantize|forward|tokenizer|kernels|distributed: speed of qshard's pieces with, in the
+// qshard bench gptq|quantize|forward|tokenizer|kernels|bf16|distributed: speed of qshard's pieces with, in the
 // same run, the ratio to a Python/PyTorch or Hugging Face baseline (conventions.md, "Benchmarks"; the
 // baselines are in bench/, the recorded figures in docs/benchmarks.md).
 #include <iostream>
@@ -8,6 +8,7 @@
 #include "tools/qshard/bench_distributed.h"
 #include "tools/qshard/bench_forward.h"
 #include "tools/qshard/bench_gptq.h"
+#include "tools/qshard/bench_bf16.h"
 #include "tools/qshard/bench_kernels.h"
 #include "tools/qshard/bench_quantize.h"
 #include "tools/qshard/bench_tokenizer.h"
@@ -202,7 +203,20 @@ void RegisterBench(CLI::App& root, CommandList& commands) {
                         "Every SIMD variant this CPU has, not only the fastest");
   AddCommonFlags(kernels_app, kernel_flags->options.common, /*threads=*/true);
 
+  auto bf16_options = std::make_shared<Bf16BenchOptions>();
+  CLI::App* bf16 = bench->add_subcommand(
+      "bf16", "AdaRound's gradient products on one thread: bfloat16 (vdpbf16ps, emulated) vs fp32 sgemm, "
+              "m x K by K x K");
+  bf16->add_option("--widths", bf16_options->widths, "K values, comma-separated")->delimiter(',')->capture_default_str();
+  bf16->add_option("--rows", bf16_options->rows, "m: rows per product")->capture_default_str()->check(CLI::PositiveNumber);
+  AddCommonFlags(bf16, bf16_options->common, /*threads=*/false);
+
   commands.push_back({bench, [=]() -> absl::Status {
+                        if (bf16->parsed()) {
+                          QSHARD_ASSIGN_OR_RETURN(const std::vector<nlohmann::json> rows, RunBf16Bench(*bf16_options));
+                          PrintBenchRows(rows, Bf16BenchColumns(), bf16_options->common.json);
+                          return absl::OkStatus();
+                        }
                         if (distributed->parsed()) return RunDistributed(*distributed_flags);
                         if (gptq->parsed()) return RunGptq(*gptq_flags);
                         if (quantize->parsed()) return RunQuantize(*quantize_options);
