@@ -66,10 +66,8 @@ class Reconstruction {
       : rows_(rows), in_(p.weight->dim(1)), block_rows_(p.weight->dim(0) / static_cast<int64_t>(p.hessians.size())),
         unit_rows_(UnitRows(p)), first_unit_(rows.begin / unit_rows_), product_(rows.size() * in_),
         unit_losses_((rows.end + unit_rows_ - 1) / unit_rows_ - first_unit_) {
-    for (int64_t b = rows.begin / block_rows_; b * block_rows_ < rows.end; ++b) {
+    for (int64_t b = rows.begin / block_rows_; b * block_rows_ < rows.end; ++b)
       hessians_.emplace_back(p.hessians[b]->begin(), p.hessians[b]->end());
-      bf16_hessians_.emplace_back(hessians_.back().data(), in_, in_);
-    }
     if (!p.output_weightings.empty()) {
       for (size_t u = 0; u < unit_losses_.size(); ++u) {
         const std::vector<double>& g = *p.output_weightings[first_unit_ + u];
@@ -131,6 +129,14 @@ class Reconstruction {
   // The Hessian block unit `unit`'s rows use.
   size_t HessianIndex(int64_t unit) const { return unit * unit_rows_ / block_rows_ - rows_.begin / block_rows_; }
   const float* Hessian(int64_t unit) const { return hessians_[HessianIndex(unit)].data(); }
+  // The same in bfloat16, converted on first use: objectives that only measure losses never
+  // hold the copy (half a float Hessian: 4.8 GB at OPT-175B's fc2).
+  const kernels::Bf16Matrix& Bf16Hessian(int64_t unit) {
+    if (bf16_hessians_.empty()) bf16_hessians_.resize(hessians_.size());
+    kernels::Bf16Matrix& matrix = bf16_hessians_[HessianIndex(unit)];
+    if (matrix.k() == 0) matrix = kernels::Bf16Matrix(Hessian(unit), in_, in_);
+    return matrix;
+  }
 
   // E·H for rows [begin, end) of unit `unit`, whole tiles of it, weighted by the unit's G if
   // there are weightings (then the rows are the whole unit).
@@ -140,8 +146,7 @@ class Reconstruction {
     for (int64_t tile = begin; tile < end;) {
       const int64_t tile_end = TileEnd(unit_begin, tile, end), tile_offset = (tile - rows_.begin) * in_;
       if (bf16) {
-        kernels::MultiplyBf16(tile_end - tile, e + tile_offset, in_, bf16_hessians_[HessianIndex(unit)],
-                              product_.data() + tile_offset);
+        kernels::MultiplyBf16(tile_end - tile, e + tile_offset, in_, Bf16Hessian(unit), product_.data() + tile_offset);
       } else {
         kernels::Gemm(tile_end - tile, in_, in_, e + tile_offset, hessian, false, product_.data() + tile_offset);
       }
@@ -156,7 +161,7 @@ class Reconstruction {
   RowRange rows_;
   int64_t in_, block_rows_, unit_rows_, first_unit_;
   std::vector<std::vector<float>> hessians_;    // the Hessian blocks the range meets, in order
-  std::vector<kernels::Bf16Matrix> bf16_hessians_;  // the same in bfloat16, for the gradient's products
+  std::vector<kernels::Bf16Matrix> bf16_hessians_;  // Bf16Hessian's, converted on first use
   std::vector<std::vector<float>> weightings_;  // the range's heads, in order
   std::vector<float> product_, weighted_;
   std::vector<double> unit_losses_;
