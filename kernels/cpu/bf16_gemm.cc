@@ -15,6 +15,13 @@ namespace {
   return std::fabs(x) < std::numeric_limits<float>::min() ? std::copysign(0.0f, x) : x;
 }
 
+// A value's exponent field, 255 for zeros (subnormals are flushed), infinities and NaN: what
+// MinExponentField takes the smallest of.
+int NormalExponentField(float value) {
+  const int field = static_cast<int>((std::bit_cast<uint32_t>(value) >> 23) & 0xffu);
+  return field == 0 ? 255 : field;
+}
+
 float FromBf16(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 
 // A's row i rounded to bfloat16 (as floats), padded with a zero to an even length.
@@ -27,10 +34,7 @@ void RoundRow(const float* a, int64_t k, float* row) {
 
 int MinExponentField(const float* bf16_values, int64_t count) {
   int smallest = 255;
-  for (int64_t i = 0; i < count; ++i) {
-    const int field = static_cast<int>((std::bit_cast<uint32_t>(bf16_values[i]) >> 23) & 0xffu);
-    if (field != 0 && field != 255) smallest = std::min(smallest, field);  // zeros (subnormals flushed) and Inf/NaN aside
-  }
+  for (int64_t i = 0; i < count; ++i) smallest = std::min(smallest, NormalExponentField(bf16_values[i]));
   return smallest;
 }
 
@@ -39,7 +43,7 @@ Bf16Matrix::Bf16Matrix(const float* b, int64_t k, int64_t n)
   for (int64_t r = 0; r < k; ++r)
     for (int64_t j = 0; j < n; ++j) {
       const float value = RoundedToBf16(b[r * n + j]);
-      min_exponent_field_ = std::min(min_exponent_field_, MinExponentField(&value, 1));
+      min_exponent_field_ = std::min(min_exponent_field_, NormalExponentField(value));
       words_[r / 2 * padded_n_ + j] |= static_cast<uint32_t>(RoundToBf16(value)) << (r % 2 * 16);
     }
 }
