@@ -18,6 +18,7 @@ struct CpuFeatures {
 
   bool HasAvx2Fma() const { return avx2 && fma; }
   bool HasAvx512() const { return avx512f && avx512bw && avx512vl && fma; }
+  bool HasAvxVnni() const { return HasAvx2Fma() && avxvnni; }
   bool HasAvx512Vnni() const { return HasAvx512() && avx512vnni; }
   bool HasAvx512Bf16() const { return HasAvx512() && avx512bf16; }
   std::string ToString() const;  // e.g. "avx2 fma avx512f avx512bw avx512vl avx512vnni avx512bf16"

@@ -94,26 +94,12 @@ void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
   });
 }
 
-internal::Int8TilesFn Int8Fn(CpuVariant v);
-
-void RunInt8Tiles(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y, CpuVariant variant,
-                  const StaticActivationQuant* quant, ThreadPool* pool) {
-  const internal::Int8TilesFn int8 = Int8Fn(variant);
-  const Int8Activations a = QuantizeActivations(w, x, tokens, quant);
-  internal::Int8ActView act;
-  act.q = a.q.data();
-  act.pairs = a.pairs.data();
-  act.scale = a.scale.data();
-  act.group_sum = a.group_sum.data();
-  const internal::TiledView view = ViewOf(w);
-  ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { int8(view, act, tokens, y, begin, end); });
-}
-
 internal::ExactTilesFn ExactFn(CpuVariant v) {
   switch (v) {
     case CpuVariant::kGeneric: return internal::ExactTilesGeneric;
     case CpuVariant::kAvx2: return internal::ExactTilesAvx2;
     case CpuVariant::kAvx512: return internal::ExactTilesAvx512;
+    case CpuVariant::kAvxVnni:
     case CpuVariant::kAvx512Vnni: return nullptr;
   }
   return nullptr;
@@ -124,6 +110,7 @@ internal::Int8TilesFn Int8Fn(CpuVariant v) {
     case CpuVariant::kGeneric: return internal::Int8TilesGeneric;
     case CpuVariant::kAvx2: return internal::Int8TilesAvx2;
     case CpuVariant::kAvx512: return nullptr;
+    case CpuVariant::kAvxVnni: return internal::Int8TilesAvxVnni;
     case CpuVariant::kAvx512Vnni: return internal::Int8TilesAvx512Vnni;
   }
   return nullptr;
@@ -136,6 +123,7 @@ const char* CpuVariantName(CpuVariant variant) {
     case CpuVariant::kGeneric: return "generic";
     case CpuVariant::kAvx2: return "avx2";
     case CpuVariant::kAvx512: return "avx512";
+    case CpuVariant::kAvxVnni: return "avxvnni";
     case CpuVariant::kAvx512Vnni: return "vnni";
   }
   return "unknown";
@@ -143,7 +131,7 @@ const char* CpuVariantName(CpuVariant variant) {
 
 std::vector<CpuVariant> GptqVariants(GptqActivations activations) {
   if (activations == GptqActivations::kFp32) return {CpuVariant::kGeneric, CpuVariant::kAvx2, CpuVariant::kAvx512};
-  return {CpuVariant::kGeneric, CpuVariant::kAvx2, CpuVariant::kAvx512Vnni};
+  return {CpuVariant::kGeneric, CpuVariant::kAvx2, CpuVariant::kAvxVnni, CpuVariant::kAvx512Vnni};
 }
 
 bool CpuHasVariant(CpuVariant variant) {
@@ -152,6 +140,7 @@ bool CpuHasVariant(CpuVariant variant) {
     case CpuVariant::kGeneric: return true;
     case CpuVariant::kAvx2: return f.HasAvx2Fma();
     case CpuVariant::kAvx512: return f.HasAvx512();
+    case CpuVariant::kAvxVnni: return f.HasAvxVnni();
     case CpuVariant::kAvx512Vnni: return f.HasAvx512Vnni();
   }
   return false;
@@ -195,7 +184,7 @@ void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, 
     ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
     return;
   }
-  RunInt8Tiles(w, x, tokens, y, variant, nullptr, pool);
+  internal::GptqGemmInt8With(Int8Fn(variant), w, x, tokens, y, nullptr, pool);
 }
 
 absl::Status GptqGemmStatic(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
@@ -208,7 +197,7 @@ absl::Status GptqGemmStatic(const GptqTiledWeights& w, const float* x, int64_t t
 
 void GptqGemmStaticChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                            const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool) {
-  if (tokens > 0) RunInt8Tiles(w, x, tokens, y, variant, &quant, pool);
+  if (tokens > 0) internal::GptqGemmInt8With(Int8Fn(variant), w, x, tokens, y, &quant, pool);
 }
 
 absl::Status CheckStaticActivationQuant(const StaticActivationQuant& quant) {
@@ -218,5 +207,21 @@ absl::Status CheckStaticActivationQuant(const StaticActivationQuant& quant) {
     return absl::InvalidArgumentError(absl::StrCat("activation scale ", quant.scale, " is not finite and > 0"));
   return absl::OkStatus();
 }
+
+namespace internal {
+
+void GptqGemmInt8With(Int8TilesFn tiles, const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                      const StaticActivationQuant* quant, ThreadPool* pool) {
+  const Int8Activations a = QuantizeActivations(w, x, tokens, quant);
+  Int8ActView act;
+  act.q = a.q.data();
+  act.pairs = a.pairs.data();
+  act.scale = a.scale.data();
+  act.group_sum = a.group_sum.data();
+  const TiledView view = ViewOf(w);
+  ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { tiles(view, act, tokens, y, begin, end); });
+}
+
+}  // namespace internal
 
 }  // namespace qshard::kernels

@@ -17,15 +17,17 @@
 
 #include "absl/status/status.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/gptq_kernel_args.h"
 #include "kernels/cpu/gptq_tiled_weights.h"
 #include "kernels/cpu/int8_activations.h"
 
 namespace qshard::kernels {
 
 enum class GptqActivations { kFp32, kInt8 };
-enum class CpuVariant { kGeneric, kAvx2, kAvx512, kAvx512Vnni };
+// kAvxVnni: AVX2 with the VEX vpdpbusd (AVX-VNNI); kAvx512Vnni: AVX-512 with VNNI.
+enum class CpuVariant { kGeneric, kAvx2, kAvx512, kAvxVnni, kAvx512Vnni };
 
-const char* CpuVariantName(CpuVariant variant);  // generic, avx2, avx512, vnni
+const char* CpuVariantName(CpuVariant variant);  // generic, avx2, avx512, avxvnni, vnni
 // The variants implemented for an activation type (whether or not this CPU has them).
 std::vector<CpuVariant> GptqVariants(GptqActivations activations);
 bool CpuHasVariant(CpuVariant variant);
@@ -52,5 +54,13 @@ absl::Status GptqGemmStatic(const GptqTiledWeights& w, const float* x, int64_t t
 // GptqGemmStatic for arguments already checked (callers that check once at load time).
 void GptqGemmStaticChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                            const StaticActivationQuant& quant, CpuVariant variant, ThreadPool* pool);
+
+namespace internal {
+// The int8 path of GptqGemm (quant null) or GptqGemmStatic on the tile kernel `tiles`, which the
+// caller has checked this CPU can run: the variants' kernels, and in the tests a kernel that is
+// no variant (the AVX-VNNI kernel's EVEX twin, tests/kernels/gptq_vnni256_evex_twin.h).
+void GptqGemmInt8With(Int8TilesFn tiles, const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
+                      const StaticActivationQuant* quant, ThreadPool* pool);
+}  // namespace internal
 
 }  // namespace qshard::kernels

@@ -45,6 +45,7 @@ void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int6
 void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
+void Int8TilesAvxVnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx512Vnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 
 }  // namespace qshard::kernels::internal

@@ -17,6 +17,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_reference.h"
 #include "kernels/cpu/int8_activations.h"
+#include "tests/kernels/gptq_vnni256_evex_twin.h"
 #include "tests/quant/random_quantized_weight.h"
 #include "worker/quant/gptq_pack.h"
 
@@ -281,6 +282,31 @@ TEST(GptqVariantAgreementTest, AvailableVariantsAgreePairwise) {
           ASSERT_NEAR(results[i].second[k], results[j].second[k], tolerance)
               << CpuVariantName(results[i].first) << " vs " << CpuVariantName(results[j].first) << " at " << k;
         }
+  }
+}
+
+// The AVX-VNNI kernel's tile logic through its EVEX twin (gptq_vnni256_evex_twin.h) on every case
+// and integer-activation mode: against the float64 oracle, and bit for bit against the AVX2
+// kernel, whose 8-lane tiles add the same exact int32 sums and scale them in the same order.
+TEST(GptqAvxVnniTwinTest, MatchesFloat64AndTheAvx2KernelBitForBit) {
+  if (!GetCpuFeatures().HasAvx512Vnni() || !CpuHasVariant(CpuVariant::kAvx2))
+    GTEST_SKIP() << "the twin needs AVX-512 VNNI (this CPU has " << GetCpuFeatures().ToString() << ")";
+  uint32_t seed = 300;
+  for (const Case& c : kCases) {
+    const Layer layer = MakeLayer(c, seed++);
+    const std::vector<float> x = RandomActivations(c.tokens, c.in, seed++);
+    for (Acts acts : {Acts::kInt8PerToken, Acts::kInt8PerTensor, Acts::kInt4PerTensor}) {
+      const std::string what = "avxvnni twin " + ActsName(acts) + " " + Describe(c);
+      const StaticActivationQuant per_tensor = PerTensor(acts, x);
+      const StaticActivationQuant* quant = acts == Acts::kInt8PerToken ? nullptr : &per_tensor;
+      std::vector<float> twin = Poisoned(c.tokens * c.out), avx2 = Poisoned(c.tokens * c.out);
+      internal::GptqGemmInt8With(internal::Int8TilesVnni256EvexTwin, layer.tiled, x.data(), c.tokens, twin.data(),
+                                 quant, nullptr);
+      ExpectNear(twin, Float64Product(layer.weight, x, c.tokens, acts), c.in, what);
+      const CpuVariant avx2_variant = CpuVariant::kAvx2;
+      ASSERT_TRUE(Product(layer, x, c.tokens, acts, &avx2_variant, avx2).ok());
+      EXPECT_EQ(twin, avx2) << what;
+    }
   }
 }
 
