@@ -106,9 +106,9 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
       {"zfold", {Place::kDevice, Place::kCpu, "ζ search"}},
       {"rtn", {Place::kNone, Place::kCpu, "no calibration"}},
       {"finequant", {Place::kNone, Place::kCpu, "no calibration"}},
+      {"aespa", {Place::kDevice, Place::kCpu, "AdaRound"}},
   };
-  const std::map<std::string, std::string> refused = {{"aespa", "attention probabilities"},
-                                                      {"flattenquant", "per-channel maxima"}};
+  const std::map<std::string, std::string> refused = {{"flattenquant", "per-channel maxima"}};
   const Device cuda{Device::Kind::kCuda, 0};
   int planned = 0;
   for (const MethodRegistration& method : RegisteredMethods()) {

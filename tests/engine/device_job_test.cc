@@ -2,8 +2,8 @@
 // and solver are the CPU's own gives a job the bytes of the CPU path (so windows, tokens, shards,
 // the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
 // travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
-// whole; Z-Fold and GPTQ --mse calibrate there and solve on the CPU; RTN and FineQuant never touch
-// it), device errors fail the job with their context, a job the device cannot run or a device
+// whole; Z-Fold, GPTQ --mse and aespa, its attention statistics included, calibrate there and
+// solve on the CPU; RTN and FineQuant never touch it), device errors fail the job with their context, a job the device cannot run or a device
 // that cannot open is refused before any output, and a job never mixes device kinds.
 #include <filesystem>
 #include <map>
@@ -17,6 +17,7 @@
 #include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
 #include "worker/device/cuda_device.h"
+#include "worker/model/attention.h"
 
 namespace qshard {
 namespace {
@@ -27,7 +28,9 @@ using testing::ReadFileBytes;
 // What the stand-in device did, and the call at which it fails (0: never).
 struct StandInLog {
   int forwards = 0, sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
-  int fail_windows_at = 0, fail_run_at = 0;
+  int attention_stats = 0, attention_windows = 0;  // NewAttentionStats, AddResidentWindow calls
+  int fail_windows_at = 0, fail_run_at = 0, fail_attention_at = 0;
+  bool forward_for_attention = false;  // what NewForward was told
 };
 
 // A sum kept on the host as the CPU collector would keep it; its "device memory" is the host's.
@@ -53,6 +56,54 @@ class HostSum : public OffHostHessianSum {
  private:
   HessianSum sum_;
   StandInLog* log_;
+};
+
+// aespa's attention statistics kept by the CPU's collector, from the window's attention input and
+// rotated q/k handed over as the device hands them (the probabilities formed here, as the CUDA
+// device forms them from q and k); its "device memory" is the host's.
+class HostAttention : public OffHostAttentionStats {
+ public:
+  HostAttention(const DecoderModel& model, int64_t seq, StandInLog* log)
+      : model_(model), seq_(seq), log_(log), collector_(0, model.config(), &model.pool()) {}
+  absl::Status AddResidentWindow(const float* x, const float* q, const float* k) override {
+    if (++log_->attention_windows == log_->fail_attention_at)
+      return absl::ResourceExhaustedError("stand-in device: no room for the attention statistics");
+    const ModelConfig& c = model_.config();
+    const auto copy = [&](const float* from, int64_t width) {
+      return Tensor({seq_, width}, std::vector<float>(from, from + seq_ * width));
+    };
+    const Tensor queries = copy(q, c.num_heads * c.head_dim), keys = copy(k, c.num_kv_heads * c.head_dim);
+    collector_.OnLinearInput(0, "self_attn.q_proj", copy(x, c.hidden_size));
+    Tensor probabilities;
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+    CausalSoftmaxProbabilities(queries, keys, {1, seq_, c.num_heads, c.num_kv_heads, c.head_dim}, scale,
+                               model_.pool(), probabilities);
+    collector_.OnAttention(0, probabilities, queries, keys, 1, seq_);
+    return absl::OkStatus();
+  }
+  absl::Status Download(AttentionStats& host) override {
+    AttentionStats taken = collector_.Take();
+    if (taken.seq != host.seq || taken.values.size() != host.values.size())
+      return absl::InternalError("attention statistics of the wrong shape");
+    host = std::move(taken);
+    return absl::OkStatus();
+  }
+
+ private:
+  const DecoderModel& model_;
+  int64_t seq_;
+  StandInLog* log_;
+  AttentionStatsCollector collector_;
+};
+
+// The q and k (after RoPE) the CPU's attention of a window reads.
+struct QueryKeyCapture : LayerObserver {
+  bool WantsAttention(int) const override { return true; }
+  void OnAttention(int, const Tensor&, const Tensor& queries, const Tensor& keys, int64_t, int64_t) override {
+    q = queries;
+    k = keys;
+  }
+  Tensor q, k;
 };
 
 // The device forward pass computed with the CPU's stages (decoder_layers.h), one window at a time
@@ -84,7 +135,8 @@ class CpuForward : public ForwardDevice {
     log_->updates += static_cast<int>(linears.size());
     return absl::OkStatus();
   }
-  absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums) override {
+  absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums,
+                   OffHostAttentionStats* attention) override {
     if (++log_->runs == log_->fail_run_at)
       return absl::ResourceExhaustedError("stand-in device: no room for the layer");
     Tensor& hidden = shards_.at(shard);
@@ -96,6 +148,11 @@ class CpuForward : public ForwardDevice {
       for (int g = pass.first; g <= pass.last; ++g) {
         inputs[g] = model_.GroupInput(layer_, weights_, g, residual, g % 2 == 1 ? inputs[g - 1] : Tensor(), 1, seqlen_);
         if (sums[g] != nullptr) QSHARD_RETURN_IF_ERROR(sums[g]->AddResidentWindows(inputs[g].data(), seqlen_, seqlen_));
+        if (attention != nullptr && g == 0) {
+          QueryKeyCapture capture;
+          model_.ObserveAttention(layer_, weights_, inputs[0], 1, seqlen_, capture);
+          QSHARD_RETURN_IF_ERROR(attention->AddResidentWindow(inputs[0].data(), capture.q.data(), capture.k.data()));
+        }
         if (AddsOutput(pass, g))
           model_.AddGroupOutput(layer_, weights_, g, inputs[g], residual, 1, seqlen_);
       }
@@ -125,9 +182,19 @@ class StandInDevice : public CudaDevice {
     ++log.solvers;
     return MakeSolver("gptq", spec);
   }
-  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) override {
+  absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig& config,
+                                                                         int64_t seq) override {
+    ++log.attention_stats;
+    if (model_ == nullptr || model_->config().hidden_size != config.hidden_size)
+      return absl::InternalError("not the forward pass's model");
+    return std::make_unique<HostAttention>(*model_, seq, &log);
+  }
+  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
+                                                            bool attention_statistics) override {
     ++log.forwards;
+    log.forward_for_attention = attention_statistics;
     if (!forward_refusal.ok()) return forward_refusal;
+    model_ = &model;
     return std::make_unique<CpuForward>(model, seqlen, &log);
   }
 
@@ -136,6 +203,7 @@ class StandInDevice : public CudaDevice {
 
  private:
   Device device_{Device::Kind::kCuda, 0};
+  const DecoderModel* model_ = nullptr;  // NewForward's
 };
 
 JobSpec Small(const std::string& method, const std::string& out) {
@@ -333,6 +401,43 @@ TEST(DeviceJobTest, GptqWithMseCalibratesOnTheDeviceAndSolvesOnTheCpuWithTheCpuB
   EXPECT_EQ(device->log.runs, kSequentialRuns);
 }
 
+TEST(DeviceJobTest, AespaCalibratesOnTheDeviceWithItsAttentionStatisticsAndSolvesOnTheCpuWithTheCpuBytes) {
+  // The attention statistics come from the pass that computes group 0's input (sequential: the
+  // layer's first; parallel: its only one), each shard's made once per layer, fed every window.
+  testing::ScopedTempDir dir;
+  for (const Propagation propagation : {Propagation::kSequential, Propagation::kParallel}) {
+    const bool sequential = propagation == Propagation::kSequential;
+    auto device = std::make_shared<StandInDevice>();
+    JobSpec spec = Small("aespa", dir.Child(absl::StrCat("aespa", static_cast<int>(propagation))));
+    spec.method.aespa_adaround_iters = 20;
+    spec.calibration.propagation = propagation;
+    auto report = RunBothWays(spec, device);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+    const StandInLog& log = device->log;
+    EXPECT_TRUE(log.forward_for_attention);
+    EXPECT_EQ(log.solvers, 0);
+    EXPECT_EQ(log.sums, 2 * 4 * 4);
+    EXPECT_EQ(log.attention_stats, 2 * 4);     // 2 layers × 4 shards
+    EXPECT_EQ(log.attention_windows, 2 * 6);  // each of the 6 windows once per layer
+    EXPECT_EQ(log.runs, sequential ? kSequentialRuns : 2 * 4);
+  }
+}
+
+TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard) {
+  testing::ScopedTempDir dir;
+  auto device = std::make_shared<StandInDevice>();
+  device->log.fail_attention_at = 8;  // layer 1's second window: shard 1's first (shard 0 holds one)
+  LocalWorker worker(0, false, device);
+  JobSpec spec = Small("aespa", dir.Child("failed"));
+  spec.method.aespa_adaround_iters = 20;
+  auto report = RunJob(spec, {&worker}, JobEvents());
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(report.status().message(),
+              HasSubstr("layer 1 shard 1: stand-in device: no room for the attention statistics"));
+}
+
 TEST(DeviceJobTest, RtnAndFineQuantRunOnTheCpuWithoutTouchingTheDevice) {
   testing::ScopedTempDir dir;
   for (const char* method : {"rtn", "finequant"}) {
@@ -349,8 +454,7 @@ TEST(DeviceJobTest, RtnAndFineQuantRunOnTheCpuWithoutTouchingTheDevice) {
 TEST(DeviceJobTest, AJobTheDeviceCannotRunIsRefusedBeforeAnyOutput) {
   testing::ScopedTempDir dir;
   const Device cuda{Device::Kind::kCuda, 0};
-  const std::map<std::string, std::string> reasons = {{"aespa", "attention probabilities"},
-                                                      {"flattenquant", "per-channel maxima"}};
+  const std::map<std::string, std::string> reasons = {{"flattenquant", "per-channel maxima"}};
   for (const auto& [method, reason] : reasons) {
     const auto job = [&](const std::string& out) {
       JobSpec spec = Small(method, dir.Child(out));

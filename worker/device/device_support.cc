@@ -24,9 +24,10 @@ constexpr DeviceRule kRules[] = {
     {"zfold", true, false, "Z-Fold's ζ search, its folds and its GPTQ solves on the searched grids have no device code"},
     {"rtn", true, false, "RTN needs no calibration: nothing for the device to do"},
     {"finequant", true, false, "FineQuant needs no calibration: nothing for the device to do"},
-    {"aespa", false, false,
-     "it needs the attention probabilities (its refined q/k/v statistics), which the device forward pass does not "
-     "compute, and its AdaRound has no device code; use --device cpu, or --method zfold or gptq on the device"},
+    // The attention statistics are computed by the device forward pass (worker/cuda/cuda_forward.cc);
+    // AdaRound is the bulk of the solve (docs/cuda.md, "aespa on the device").
+    {"aespa", true, false,
+     "aespa's ζ search, its GPTQ starting points and its AdaRound, the bulk of its solve, have no device code"},
     {"flattenquant", false, false,
      "its channel split and activation scales come from the calibration inputs' per-channel maxima, and no device "
      "job has been checked against the CPU's; use --device cpu"},
