@@ -177,6 +177,14 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
   std::printf("  in place: max/rms %.2e, %s the out-of-place bytes\n", in_place_deviation.max_over_rms,
               SameBytes(third.out, first.out) ? "same as" : "differs from");
 
+  // The q and k aespa's statistics read from the scratch (attention_stats_device.h): after RoPE.
+  std::vector<float> attention_q, attention_k;
+  QSHARD_CUDA_RETURN_IF_ERROR(DownloadFloats(fresh.attention_queries(), tokens * a.q_width(), attention_q));
+  QSHARD_CUDA_RETURN_IF_ERROR(DownloadFloats(fresh.attention_keys(), tokens * a.kv_width(), attention_k));
+  expect(WithinForwardTolerance(Compare(attention_q, reference.attention_q)) &&
+             WithinForwardTolerance(Compare(attention_k, reference.attention_k)),
+         "the scratch's attention q or k is outside the tolerances");
+
   double worst = 0.0;
   QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, a, tokens, fresh, third, worst));
   std::printf("  statistics from the captured inputs: worst element %.2e of sqrt(S_ii S_jj)\n", worst);

@@ -224,6 +224,8 @@ ReferenceLayerResult ReferenceLayerForward(const HostLayer& l, const std::vector
     Rope(k, a.kv_heads, a);
   }
   r.group_inputs[1] = Attention(q, k, v, tokens, a);
+  r.attention_q = q;
+  r.attention_k = k;
   AddInto(residual, Linear(r.group_inputs[1], a.q_width(), l.o));
   PostNorm(l, 0, residual);
 

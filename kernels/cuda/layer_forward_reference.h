@@ -36,6 +36,8 @@ std::vector<float> RandomHidden(int64_t tokens, int64_t hidden, std::mt19937_64&
 struct ReferenceLayerResult {
   std::vector<double> group_inputs[kLayerGroupCount];  // [tokens, GroupWidth(g)]
   std::vector<double> out;                             // [tokens, hidden]
+  // q [tokens, q_width] and k [tokens, kv_width] as the attention reads them (biases, RoPE).
+  std::vector<double> attention_q, attention_k;
 };
 
 // The layers and window lengths qshard_cuda_forward_check runs (and the CPU test with it):
