@@ -114,17 +114,10 @@ bool CheckContracts() {
 int Main(int argc, char** argv) {
   return RunContextCheck(argc, argv, CheckContracts(), 20261206,
                          [](const SolverContext& context, uint64_t seed, bool& passed) {
-                           uint64_t index = 0;
-                           for (const AttentionStatsCase& c : AttentionStatsCheckCases()) {
-                             for (int64_t tokens : c.tokens) {
-                               const CudaStatus run = RunCase(context, c, tokens, seed + index++, passed);
-                               if (!run.ok())
-                                 return CudaStatus::Error(std::string(c.name) + ", " + std::to_string(tokens) +
-                                                          " tokens: " + run.message());
-                               std::fflush(stdout);
-                             }
-                           }
-                           return CudaStatus();
+                           return RunCaseLengths(AttentionStatsCheckCases(), seed, passed,
+                                                 [&](const AttentionStatsCase& c, int64_t tokens, uint64_t s, bool& p) {
+                                                   return RunCase(context, c, tokens, s, p);
+                                                 });
                          });
 }
 

@@ -41,17 +41,10 @@ void AddReferenceWindow(const AttentionStatsDims& d, const float* x, const float
     const int64_t g = h / group;
     std::fill(mixed.begin(), mixed.end(), 0.0);
     for (int64_t i = 0; i < tokens; ++i) {
-      double largest = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j <= i; ++j) {
-        double dot = 0.0;
-        for (int64_t c = 0; c < hd; ++c) dot += qs[i * q_width + h * hd + c] * ks[j * kv_width + g * hd + c];
-        probabilities[j] = dot * scale;
-        largest = std::max(largest, probabilities[j]);
-      }
-      double total = 0.0;
-      for (int64_t j = 0; j <= i; ++j) total += probabilities[j] = std::exp(probabilities[j] - largest);
+      CausalProbabilitiesRow(qs.data() + i * q_width + h * hd, ks.data() + g * hd, kv_width, hd, i, scale,
+                             probabilities.data());
       for (int64_t j = 0; j <= i; ++j)
-        for (int64_t c = 0; c < d.hidden; ++c) mixed[i * d.hidden + c] += probabilities[j] / total * xs[j * d.hidden + c];
+        for (int64_t c = 0; c < d.hidden; ++c) mixed[i * d.hidden + c] += probabilities[j] * xs[j * d.hidden + c];
     }
     AddOuterProducts(mixed.data(), tokens, d.hidden, d.hidden, stats.values[g]);
     AddOuterProducts(qs.data() + h * hd, tokens, hd, q_width, stats.queries[g]);

@@ -276,18 +276,16 @@ bool CheckContracts() {
 int Main(int argc, char** argv) {
   return RunContextCheck(argc, argv, CheckContracts(), 20261206,
                          [](const SolverContext& context, uint64_t seed, bool& passed) {
-                           uint64_t index = 0;
-                           for (const ForwardCase& c : ForwardCheckCases()) {
-                             LayerForwardScratch scratch;  // reused across the case's window lengths
-                             for (int64_t tokens : c.tokens) {
-                               const CudaStatus run = RunCase(context, c, tokens, seed + index++, scratch, passed);
-                               if (!run.ok())
-                                 return CudaStatus::Error(std::string(c.name) + ", " + std::to_string(tokens) +
-                                                          " tokens: " + run.message());
-                               std::fflush(stdout);
-                             }
-                           }
-                           return CudaStatus();
+                           const ForwardCase* current = nullptr;
+                           LayerForwardScratch scratch;  // reused across a case's window lengths
+                           return RunCaseLengths(ForwardCheckCases(), seed, passed,
+                                                 [&](const ForwardCase& c, int64_t tokens, uint64_t s, bool& p) {
+                                                   if (&c != current) {
+                                                     scratch = LayerForwardScratch();
+                                                     current = &c;
+                                                   }
+                                                   return RunCase(context, c, tokens, s, scratch, p);
+                                                 });
                          });
 }
 

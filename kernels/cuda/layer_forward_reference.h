@@ -57,6 +57,11 @@ std::vector<ForwardCase> ForwardCheckCases();
 // define it as the float32 product position · (float32 inverse frequency), so that is the model.
 ReferenceLayerResult ReferenceLayerForward(const HostLayer& layer, const std::vector<float>& hidden, int64_t tokens);
 
+// Row i of one head's causal softmax in float64: probabilities[j], j ≤ i, of the scores
+// scale·(q_row · k_j), k_j = k + j·k_ld (head_dim values each).
+void CausalProbabilitiesRow(const double* q_row, const double* k, int64_t k_ld, int64_t head_dim, int64_t i,
+                            double scale, double* probabilities);
+
 // How far a float32 result is from the reference: the largest element error over the
 // reference's root mean square, and the relative Frobenius error. Non-finite values count as
 // infinitely far.
