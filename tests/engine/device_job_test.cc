@@ -2,8 +2,9 @@
 // and solver are the CPU's own gives a job the bytes of the CPU path (so windows, tokens, shards,
 // the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
 // travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
-// whole; Z-Fold, GPTQ --mse and aespa, its attention statistics included, calibrate there and
-// solve on the CPU; RTN and FineQuant never touch it), device errors fail the job with their context, a job the device cannot run or a device
+// whole; Z-Fold, GPTQ --mse, aespa (its attention statistics included) and FlattenQuant (its
+// channel maxima) calibrate there and solve on the CPU; RTN and FineQuant never touch it),
+// device errors fail the job with their context, a model the device cannot compute or a device
 // that cannot open is refused before any output, and a job never mixes device kinds.
 #include <filesystem>
 #include <map>
@@ -438,6 +439,25 @@ TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard)
               HasSubstr("layer 1 shard 1: stand-in device: no room for the attention statistics"));
 }
 
+TEST(DeviceJobTest, FlattenQuantCalibratesOnTheDeviceWithItsChannelMaximaAndSolvesOnTheCpuWithTheCpuBytes) {
+  // Its channel split and activation scales come from the per-channel maxima the device sums
+  // carry down with Σ x xᵀ.
+  testing::ScopedTempDir dir;
+  auto device = std::make_shared<StandInDevice>();
+  JobSpec spec = Small("flattenquant", dir.Child("flattenquant"));
+  spec.method.spec.group_size = -1;        // FlattenQuant's per-channel grids
+  spec.method.flatten_threshold = "auto";  // split the channels above the threshold
+  auto report = RunBothWays(spec, device);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(device->log.solvers, 0);
+  EXPECT_EQ(device->log.sums, 2 * 4 * 4);
+  EXPECT_EQ(device->log.runs, kSequentialRuns);
+  int64_t added = 0;
+  for (const auto& module : (*report)["modules"]) added += module["added_inputs"].get<int64_t>();
+  EXPECT_GT(added, 0);  // the maxima split channels: the bytes depend on them
+}
+
 TEST(DeviceJobTest, RtnAndFineQuantRunOnTheCpuWithoutTouchingTheDevice) {
   testing::ScopedTempDir dir;
   for (const char* method : {"rtn", "finequant"}) {
@@ -451,42 +471,10 @@ TEST(DeviceJobTest, RtnAndFineQuantRunOnTheCpuWithoutTouchingTheDevice) {
   }
 }
 
-TEST(DeviceJobTest, AJobTheDeviceCannotRunIsRefusedBeforeAnyOutput) {
+TEST(DeviceJobTest, AModelTheDeviceCannotComputeIsRefusedBeforeAnyOutput) {
   testing::ScopedTempDir dir;
-  const Device cuda{Device::Kind::kCuda, 0};
-  const std::map<std::string, std::string> reasons = {{"flattenquant", "per-channel maxima"}};
-  for (const auto& [method, reason] : reasons) {
-    const auto job = [&](const std::string& out) {
-      JobSpec spec = Small(method, dir.Child(out));
-      spec.method.spec.group_size = -1;  // FlattenQuant's per-channel grids
-      return spec;
-    };
-    const std::string what = absl::StrCat("--device cuda:0: method ", method, " does not run on a CUDA device: ");
-    // qshard quantize: refused before the device is opened (this machine has none to open).
-    auto refused = RunEmbeddedJob(job(method), JobEvents(), cuda);
-    ASSERT_FALSE(refused.ok()) << method;
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented) << method;
-    EXPECT_THAT(refused.status().message(), HasSubstr(what)) << method;
-    EXPECT_THAT(refused.status().message(), HasSubstr(reason)) << method;
-    EXPECT_THAT(refused.status().message(), HasSubstr("use --device cpu")) << method;
-    EXPECT_FALSE(std::filesystem::exists(dir.Child(method))) << method;
-
-    // The runner, meeting device workers, refuses it before starting them.
-    auto device = std::make_shared<StandInDevice>();
-    LocalWorker worker(0, false, device);
-    refused = RunJob(job(method + "-workers"), {&worker}, JobEvents());
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented) << method;
-    EXPECT_THAT(refused.status().message(), HasSubstr(what)) << method;
-    EXPECT_FALSE(std::filesystem::exists(dir.Child(method + "-workers"))) << method;
-
-    // A worker handed such a job (a coordinator's) refuses it at StartJob, before opening the model.
-    const absl::Status started = worker.StartJob(job("w"), 64, {0});
-    EXPECT_EQ(started.code(), absl::StatusCode::kUnimplemented) << method;
-    EXPECT_THAT(started.message(), HasSubstr(what)) << method;
-    EXPECT_EQ(device->log.forwards + device->log.solvers, 0) << method;
-  }
-
   // A model whose layers the device's forward pass cannot compute: refused as the job starts.
+  // (Every registered method has a rule for the device; device_test fails when one is added without.)
   auto no_forward = std::make_shared<StandInDevice>();
   no_forward->forward_refusal = absl::UnimplementedError("the device forward pass cannot compute this model's layers");
   LocalWorker refusing(0, false, no_forward);
