@@ -282,22 +282,29 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
 
 TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   // Two workers that can restart a layer: each reads its shards' layer inputs back from the
-  // device as a layer begins. Under Z-Fold one worker searches a group's ζ, both solve its
-  // linears, and each folds the solution into its own device's copy of the layer.
+  // device as a layer begins. Under Z-Fold and aespa one worker searches a group's ζ, both solve
+  // its linears (aespa's q/k/v by head), and each folds the solution into its own device's copy
+  // of the layer; aespa's attention statistics are each worker's shards' partials, merged.
   testing::ScopedTempDir dir;
-  for (const std::string method : {"gptq", "zfold"}) {
-    auto cpu_report = RunEmbeddedJob(Small(method, dir.Child(method + "-cpu")), JobEvents());
+  for (const std::string method : {"gptq", "zfold", "aespa"}) {
+    const auto job = [&](const std::string& out) {
+      JobSpec spec = Small(method, dir.Child(out));
+      spec.method.aespa_adaround_iters = 20;
+      return spec;
+    };
+    auto cpu_report = RunEmbeddedJob(job(method + "-cpu"), JobEvents());
     ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
     auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
     LocalWorker a(0, true, first), b(0, true, second);
-    auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
+    auto report = RunJob(job(method), {&a, &b}, JobEvents());
     ASSERT_TRUE(report.ok()) << method << ": " << report.status();
-    const bool zfold = method == "zfold";
-    EXPECT_EQ((*report)["device_roles"], Roles("cuda", zfold ? "cpu" : "cuda")) << method;
+    const bool folds = method != "gptq";
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda")) << method;
     for (const StandInDevice* device : {first.get(), second.get()}) {
       EXPECT_EQ(device->log.reads, 2 * 2) << method;  // 2 layers × its 2 shards
-      // Each layer, then (Z-Fold) after each norm fold.
-      EXPECT_EQ(device->log.loads, 2 * (zfold ? 3 : 1)) << method;
+      // Each layer, then (Z-Fold, aespa) after each norm fold.
+      EXPECT_EQ(device->log.loads, 2 * (folds ? 3 : 1)) << method;
+      EXPECT_EQ(device->log.attention_stats, method == "aespa" ? 2 * 2 : 0) << method;
     }
     EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
                 ReadFileBytes(dir.Child(method) + "/model.safetensors"))
@@ -323,20 +330,30 @@ class DyingWorker : public testing::ForwardingWorker {
 TEST(DeviceJobTest, AWorkerLostMidJobHasItsShardsReplayedOnADeviceWithTheCpuBytes) {
   // The second worker is lost at layer 1's first statistics: the first adopts its shards, hands
   // them to its device, replays layer 0 over them there, and restarts layer 1 from its own
-  // shards' layer inputs (read back from the device as the layer began).
+  // shards' layer inputs (read back from the device as the layer began). Under aespa the lost
+  // call is the one that collects the attention statistics, which the restart collects again.
   testing::ScopedTempDir dir;
-  auto cpu_report = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), JobEvents());
-  ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
-  auto survivor_device = std::make_shared<StandInDevice>(), lost_device = std::make_shared<StandInDevice>();
-  LocalWorker survivor(0, true, survivor_device), lost(0, true, lost_device);
-  DyingWorker dying(lost, /*dies_at=*/5);
-  auto report = RunJob(Small("gptq", dir.Child("device")), {&survivor, &dying}, JobEvents());
-  ASSERT_TRUE(report.ok()) << report.status();
-  const StandInLog& log = survivor_device->log;
-  EXPECT_EQ(log.held, 2 + 2 + 4);  // its own shards, the adopted ones, all four again at the restart
-  EXPECT_EQ(log.loads, 2 + 1 + 1 + 1);  // layers 0 and 1, the replayed layer 0 and back to 1, layer 1 again
-  EXPECT_TRUE(ReadFileBytes(dir.Child("cpu") + "/model.safetensors") ==
-              ReadFileBytes(dir.Child("device") + "/model.safetensors"));
+  for (const std::string method : {"gptq", "aespa"}) {
+    const auto job = [&](const std::string& out) {
+      JobSpec spec = Small(method, dir.Child(out));
+      spec.method.aespa_adaround_iters = 20;
+      return spec;
+    };
+    auto cpu_report = RunEmbeddedJob(job(method + "-cpu"), JobEvents());
+    ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
+    auto survivor_device = std::make_shared<StandInDevice>(), lost_device = std::make_shared<StandInDevice>();
+    LocalWorker survivor(0, true, survivor_device), lost(0, true, lost_device);
+    DyingWorker dying(lost, /*dies_at=*/5);
+    auto report = RunJob(job(method), {&survivor, &dying}, JobEvents());
+    ASSERT_TRUE(report.ok()) << method << ": " << report.status();
+    const StandInLog& log = survivor_device->log;
+    EXPECT_EQ(log.held, 2 + 2 + 4) << method;  // its own shards, the adopted ones, all four again at the restart
+    // GPTQ: layers 0 and 1, the replayed layer 0 and back to 1, layer 1 again (aespa adds its folds).
+    if (method == "gptq") EXPECT_EQ(log.loads, 2 + 1 + 1 + 1);
+    EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
+                ReadFileBytes(dir.Child(method) + "/model.safetensors"))
+        << method;
+  }
 }
 
 TEST(DeviceJobTest, ADeviceErrorFailsTheJobNamingItsLayerAndShard) {
