@@ -31,6 +31,7 @@ struct StandInLog {
   int forwards = 0, sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
   int attention_stats = 0, attention_windows = 0;  // NewAttentionStats, AddResidentWindow calls
   int fail_windows_at = 0, fail_run_at = 0, fail_attention_at = 0;
+  bool fail_attention_download = false;
   bool forward_for_attention = false;  // what NewForward was told
 };
 
@@ -83,6 +84,8 @@ class HostAttention : public OffHostAttentionStats {
     return absl::OkStatus();
   }
   absl::Status Download(AttentionStats& host) override {
+    if (log_->fail_attention_download)
+      return absl::DataLossError("stand-in device: the attention statistics did not come back");
     AttentionStats taken = collector_.Take();
     if (taken.seq != host.seq || taken.values.size() != host.values.size())
       return absl::InternalError("attention statistics of the wrong shape");
@@ -454,6 +457,18 @@ TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard)
   EXPECT_EQ(report.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(report.status().message(),
               HasSubstr("layer 1 shard 1: stand-in device: no room for the attention statistics"));
+
+  // Their download: the first shard's, at its end.
+  auto downloads_fail = std::make_shared<StandInDevice>();
+  downloads_fail->log.fail_attention_download = true;
+  LocalWorker second(0, false, downloads_fail);
+  spec.out_dir = dir.Child("failed_download");
+  report = RunJob(spec, {&second}, JobEvents());
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(report.status().message(),
+              HasSubstr("layer 0 shard 0: stand-in device: the attention statistics did not come back"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Child("failed_download") + "/model.safetensors"));
 }
 
 TEST(DeviceJobTest, FlattenQuantCalibratesOnTheDeviceWithItsChannelMaximaAndSolvesOnTheCpuWithTheCpuBytes) {
