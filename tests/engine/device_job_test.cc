@@ -352,7 +352,9 @@ TEST(DeviceJobTest, AWorkerLostMidJobHasItsShardsReplayedOnADeviceWithTheCpuByte
     const StandInLog& log = survivor_device->log;
     EXPECT_EQ(log.held, 2 + 2 + 4) << method;  // its own shards, the adopted ones, all four again at the restart
     // GPTQ: layers 0 and 1, the replayed layer 0 and back to 1, layer 1 again (aespa adds its folds).
-    if (method == "gptq") EXPECT_EQ(log.loads, 2 + 1 + 1 + 1);
+    if (method == "gptq") {
+      EXPECT_EQ(log.loads, 2 + 1 + 1 + 1);
+    }
     EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
                 ReadFileBytes(dir.Child(method) + "/model.safetensors"))
         << method;
