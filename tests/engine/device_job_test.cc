@@ -214,6 +214,7 @@ JobSpec Small(const std::string& method, const std::string& out) {
   JobSpec spec = tiny_jobs::Job(method, 4, out, /*nsamples=*/6, /*seqlen=*/64);
   spec.method.spec.group_size = 32;
   spec.method.zfold_max_iters = 1;
+  spec.method.aespa_adaround_iters = 20;
   spec.execution.batch_windows = 2;
   return spec;
 }
@@ -290,16 +291,11 @@ TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
   // of the layer; aespa's attention statistics are each worker's shards' partials, merged.
   testing::ScopedTempDir dir;
   for (const std::string method : {"gptq", "zfold", "aespa"}) {
-    const auto job = [&](const std::string& out) {
-      JobSpec spec = Small(method, dir.Child(out));
-      spec.method.aespa_adaround_iters = 20;
-      return spec;
-    };
-    auto cpu_report = RunEmbeddedJob(job(method + "-cpu"), JobEvents());
+    auto cpu_report = RunEmbeddedJob(Small(method, dir.Child(method + "-cpu")), JobEvents());
     ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
     auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
     LocalWorker a(0, true, first), b(0, true, second);
-    auto report = RunJob(job(method), {&a, &b}, JobEvents());
+    auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
     ASSERT_TRUE(report.ok()) << method << ": " << report.status();
     const bool folds = method != "gptq";
     EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda")) << method;
@@ -337,17 +333,12 @@ TEST(DeviceJobTest, AWorkerLostMidJobHasItsShardsReplayedOnADeviceWithTheCpuByte
   // call is the one that collects the attention statistics, which the restart collects again.
   testing::ScopedTempDir dir;
   for (const std::string method : {"gptq", "aespa"}) {
-    const auto job = [&](const std::string& out) {
-      JobSpec spec = Small(method, dir.Child(out));
-      spec.method.aespa_adaround_iters = 20;
-      return spec;
-    };
-    auto cpu_report = RunEmbeddedJob(job(method + "-cpu"), JobEvents());
+    auto cpu_report = RunEmbeddedJob(Small(method, dir.Child(method + "-cpu")), JobEvents());
     ASSERT_TRUE(cpu_report.ok()) << cpu_report.status() << " (needs " << tiny_jobs::kModel << ")";
     auto survivor_device = std::make_shared<StandInDevice>(), lost_device = std::make_shared<StandInDevice>();
     LocalWorker survivor(0, true, survivor_device), lost(0, true, lost_device);
     DyingWorker dying(lost, /*dies_at=*/5);
-    auto report = RunJob(job(method), {&survivor, &dying}, JobEvents());
+    auto report = RunJob(Small(method, dir.Child(method)), {&survivor, &dying}, JobEvents());
     ASSERT_TRUE(report.ok()) << method << ": " << report.status();
     const StandInLog& log = survivor_device->log;
     EXPECT_EQ(log.held, 2 + 2 + 4) << method;  // its own shards, the adopted ones, all four again at the restart
@@ -432,7 +423,6 @@ TEST(DeviceJobTest, AespaCalibratesOnTheDeviceWithItsAttentionStatisticsAndSolve
     const bool sequential = propagation == Propagation::kSequential;
     auto device = std::make_shared<StandInDevice>();
     JobSpec spec = Small("aespa", dir.Child(absl::StrCat("aespa", static_cast<int>(propagation))));
-    spec.method.aespa_adaround_iters = 20;
     spec.calibration.propagation = propagation;
     auto report = RunBothWays(spec, device);
     ASSERT_TRUE(report.ok()) << report.status().ToString();
@@ -453,7 +443,6 @@ TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard)
   device->log.fail_attention_at = 8;  // layer 1's second window: shard 1's first (shard 0 holds one)
   LocalWorker worker(0, false, device);
   JobSpec spec = Small("aespa", dir.Child("failed"));
-  spec.method.aespa_adaround_iters = 20;
   auto report = RunJob(spec, {&worker}, JobEvents());
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kResourceExhausted);
