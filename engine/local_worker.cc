@@ -36,7 +36,8 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
   if (plan.calibration == DevicePlan::Place::kDevice) {
-    QSHARD_ASSIGN_OR_RETURN(forward_, device_->NewForward(*source_.model, seqlen));
+    QSHARD_ASSIGN_OR_RETURN(forward_,
+                            device_->NewForward(*source_.model, seqlen, registration_->needs.attention_stats));
   }
   group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());
@@ -100,7 +101,7 @@ absl::Status LocalWorker::ReplayLayer(int layer, const std::vector<GroupSolution
     Shard& shard = shards_[position];
     if (shard.replaying_at != layer) continue;
     if (forward_ != nullptr) {
-      QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shard.index, ForwardPass{0, 3, true}, {}),
+      QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shard.index, ForwardPass{0, 3, true}, {}, nullptr),
                                          absl::StrCat("layer ", layer, " shard ", shard.index)));
     } else {
       ForEachBatchOf(shard, position, [&](Batch& b) {
@@ -272,7 +273,8 @@ absl::Status LocalWorker::StepOnDevice(std::vector<InputStatsCollector>* collect
 }
 
 absl::Status LocalWorker::RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
-                                      const std::function<void(size_t)>& shard_done) {
+                                      const std::function<void(size_t)>& shard_done,
+                                      std::vector<AttentionStatsCollector>* attentions) {
   const ModelConfig& config = source_.model->config();
   const int64_t widths[kLayerGroups] = {config.hidden_size, config.num_heads * config.head_dim,
                                         config.hidden_size, config.intermediate_size};
@@ -284,7 +286,13 @@ absl::Status LocalWorker::RunOnDevice(const ForwardPass& pass, std::vector<Input
       if (!sum.ok()) return WithContext(sum.status(), where);
       sums[g] = *sum;
     }
-    QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shards_[s].index, pass, sums), where));
+    OffHostAttentionStats* attention = nullptr;
+    if (attentions != nullptr && shards_[s].windows > 0) {  // a shard without windows has none, as on the CPU
+      absl::StatusOr<OffHostAttentionStats*> stats = (*attentions)[s].DeviceStats(seqlen_);
+      if (!stats.ok()) return WithContext(stats.status(), where);
+      attention = *stats;
+    }
+    QSHARD_RETURN_IF_ERROR(WithContext(forward_->Run(shards_[s].index, pass, sums, attention), where));
     if (shard_done) shard_done(s);
   }
   return absl::OkStatus();
@@ -316,7 +324,8 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
   observers.reserve(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
     inputs.emplace_back(layer_, names, seqlen_, &workspace, forward_ != nullptr ? device_.get() : nullptr);
-    attentions.emplace_back(layer_, source_.model->config(), workspace.pool, &probabilities);
+    attentions.emplace_back(layer_, source_.model->config(), workspace.pool, &probabilities,
+                            forward_ != nullptr ? device_.get() : nullptr);
     observers.emplace_back(attention ? std::vector<LayerObserver*>{&inputs[s], &attentions[s]}
                                      : std::vector<LayerObserver*>{&inputs[s]});
   }
@@ -340,16 +349,21 @@ absl::StatusOr<std::vector<ShardStatistics>> LocalWorker::CollectStatistics(cons
       if (it != sums.end()) statistics.inputs = std::move(it->second);
       if (attention && (whole_layer || g == 0)) statistics.attention = attentions[s].Take();
     }
+    if (!attentions[s].status().ok()) {
+      device_status = WithContext(attentions[s].status(), absl::StrCat("layer ", layer_, " shard ", shards_[s].index));
+      return;
+    }
     reducer.Add(shards_[s].index, std::move(partial));
   };
   if (forward_ != nullptr) {
-    if (attention)
-      return absl::UnimplementedError(absl::StrCat("layer ", layer_, ": attention statistics on a CUDA device"));
+    // aespa's attention statistics come from the pass that computes group 0's input, on the
+    // device, from the layer's weights as they stand (full precision, as on the CPU).
+    std::vector<AttentionStatsCollector>* device_attentions = attention ? &attentions : nullptr;
     if (whole_layer) {
-      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 3, true}, &inputs, shard_done));
+      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 3, true}, &inputs, shard_done, device_attentions));
       position_ = Position::kLayerOutput;
     } else if (groups.front() == 0) {
-      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 0, false}, &inputs, shard_done));
+      QSHARD_RETURN_IF_ERROR(RunOnDevice(ForwardPass{0, 0, false}, &inputs, shard_done, device_attentions));
     } else {
       QSHARD_RETURN_IF_ERROR(StepOnDevice(&inputs, shard_done));
     }

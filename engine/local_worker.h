@@ -20,6 +20,7 @@
 
 #include "engine/source_model.h"
 #include "engine/worker_client.h"
+#include "worker/calibration/attention_stats.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/device/cuda_device.h"
 #include "worker/methods/method_registry.h"
@@ -89,9 +90,11 @@ class LocalWorker : public WorkerClient {
   absl::Status StepOnDevice(std::vector<InputStatsCollector>* collectors,
                             const std::function<void(size_t)>& shard_done = nullptr);
   // Runs `pass` on the device over every shard; collectors[s] (when given) takes shard s's
-  // inputs of the groups it collects.
+  // inputs of the groups it collects, attentions[s] (when given, for a pass from group 0) its
+  // attention statistics.
   absl::Status RunOnDevice(const ForwardPass& pass, std::vector<InputStatsCollector>* collectors,
-                           const std::function<void(size_t)>& shard_done = nullptr);
+                           const std::function<void(size_t)>& shard_done = nullptr,
+                           std::vector<AttentionStatsCollector>* attentions = nullptr);
   // The shard's hidden states from `hidden`: kept in `shard`, or handed to the device.
   absl::Status HoldHidden(Shard& shard, Tensor hidden);
   // shard.layer_input = its hidden states now (read back from the device where it holds them).

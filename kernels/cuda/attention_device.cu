@@ -33,6 +33,17 @@ __global__ void CausalSoftmaxKernel(float* scores, int64_t rows, int64_t keys, i
 
 }  // namespace
 
+CudaStatus CausalSoftmaxOnDevice(float* scores, int64_t rows, int64_t keys, int64_t first_row, int64_t heads,
+                                 cudaStream_t stream) {
+  if (rows <= 0 || heads <= 0) return CudaStatus();
+  if (rows > 2147483647 || heads > 65535 || first_row + rows > keys)
+    return CudaStatus::Error("CausalSoftmaxOnDevice: rows, heads or keys out of range");
+  CausalSoftmaxKernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kSoftmaxThreads, 0,
+                        stream>>>(scores, rows, keys, first_row);
+  QSHARD_CUDA_CHECK_LAUNCH("CausalSoftmaxKernel");
+  return CudaStatus();
+}
+
 CudaStatus CausalAttentionOnDevice(cublasHandle_t blas, cudaStream_t stream, const AttentionDims& d, const float* q,
                                    const float* k, const float* v, float scale, float* scores, float* out) {
   if (d.tokens <= 0) return CudaStatus();
@@ -65,9 +76,7 @@ CudaStatus CausalAttentionOnDevice(cublasHandle_t blas, cudaStream_t stream, con
   for (const AttentionBlockPlan& block : PlanCausalAttention(d, scale)) {
     for (const StridedGemm& g : block.scores) QSHARD_CUDA_RETURN_IF_ERROR(run(g));
     const SoftmaxStep& s = block.softmax;
-    CausalSoftmaxKernel<<<dim3(static_cast<unsigned>(s.rows), static_cast<unsigned>(d.heads)), kSoftmaxThreads, 0,
-                          stream>>>(scores, s.rows, s.keys, s.first_row);
-    QSHARD_CUDA_CHECK_LAUNCH("CausalSoftmaxKernel");
+    QSHARD_CUDA_RETURN_IF_ERROR(CausalSoftmaxOnDevice(scores, s.rows, s.keys, s.first_row, d.heads, stream));
     for (const StridedGemm& g : block.values) QSHARD_CUDA_RETURN_IF_ERROR(run(g));
   }
   return CudaStatus();

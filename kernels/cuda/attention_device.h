@@ -25,4 +25,11 @@ CudaStatus CausalAttentionOnDevice(cublasHandle_t blas, cudaStream_t stream, con
                                    const float* q, const float* k, const float* v, float scale, float* scores,
                                    float* out);
 
+// The softmax step alone, as the attention runs it: for each of `heads` blocks of `rows` rows of
+// `keys` scores (row i of head h at scores + (h·rows + i)·keys), the softmax over keys
+// 0..first_row + i, the later keys set to 0. For aespa's statistics (attention_stats_device.h),
+// which form one head's probabilities at a time.
+CudaStatus CausalSoftmaxOnDevice(float* scores, int64_t rows, int64_t keys, int64_t first_row, int64_t heads,
+                                 cudaStream_t stream);
+
 }  // namespace qshard::gpu

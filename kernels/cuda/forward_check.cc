@@ -177,6 +177,14 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
   std::printf("  in place: max/rms %.2e, %s the out-of-place bytes\n", in_place_deviation.max_over_rms,
               SameBytes(third.out, first.out) ? "same as" : "differs from");
 
+  // The q and k aespa's statistics read from the scratch (attention_stats_device.h): after RoPE.
+  std::vector<float> attention_q, attention_k;
+  QSHARD_CUDA_RETURN_IF_ERROR(DownloadFloats(fresh.attention_queries(), tokens * a.q_width(), attention_q));
+  QSHARD_CUDA_RETURN_IF_ERROR(DownloadFloats(fresh.attention_keys(), tokens * a.kv_width(), attention_k));
+  expect(WithinForwardTolerance(Compare(attention_q, reference.attention_q)) &&
+             WithinForwardTolerance(Compare(attention_k, reference.attention_k)),
+         "the scratch's attention q or k is outside the tolerances");
+
   double worst = 0.0;
   QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, a, tokens, fresh, third, worst));
   std::printf("  statistics from the captured inputs: worst element %.2e of sqrt(S_ii S_jj)\n", worst);
@@ -268,18 +276,16 @@ bool CheckContracts() {
 int Main(int argc, char** argv) {
   return RunContextCheck(argc, argv, CheckContracts(), 20261206,
                          [](const SolverContext& context, uint64_t seed, bool& passed) {
-                           uint64_t index = 0;
-                           for (const ForwardCase& c : ForwardCheckCases()) {
-                             LayerForwardScratch scratch;  // reused across the case's window lengths
-                             for (int64_t tokens : c.tokens) {
-                               const CudaStatus run = RunCase(context, c, tokens, seed + index++, scratch, passed);
-                               if (!run.ok())
-                                 return CudaStatus::Error(std::string(c.name) + ", " + std::to_string(tokens) +
-                                                          " tokens: " + run.message());
-                               std::fflush(stdout);
-                             }
-                           }
-                           return CudaStatus();
+                           const ForwardCase* current = nullptr;
+                           LayerForwardScratch scratch;  // reused across a case's window lengths
+                           return RunCaseLengths(ForwardCheckCases(), seed, passed,
+                                                 [&](const ForwardCase& c, int64_t tokens, uint64_t s, bool& p) {
+                                                   if (&c != current) {
+                                                     scratch = LayerForwardScratch();
+                                                     current = &c;
+                                                   }
+                                                   return RunCase(context, c, tokens, s, scratch, p);
+                                                 });
                          });
 }
 

@@ -70,18 +70,25 @@ CudaStatus DeviceHessianSum::Load(const double* host_sum, int64_t dim, int64_t t
 CudaStatus DeviceHessianSum::AddWindow(const SolverContext& context, const float* x, int64_t rows) {
   if (dim_ == 0) return CudaStatus::Error("DeviceHessianSum: Reset was not called");
   if (rows <= 0) return CudaStatus();
-  if (rows > (int64_t{1} << 31) - 1) return CudaStatus::Error("DeviceHessianSum: window too long for cuBLAS");
   const size_t square = static_cast<size_t>(dim_) * dim_;
   if (window_.size() != square) QSHARD_CUDA_RETURN_IF_ERROR(window_.Allocate(square));  // Reset may change dim
+  return AddWindow(context, x, rows, window_.get());
+}
+
+CudaStatus DeviceHessianSum::AddWindow(const SolverContext& context, const float* x, int64_t rows, float* scratch) {
+  if (dim_ == 0) return CudaStatus::Error("DeviceHessianSum: Reset was not called");
+  if (rows <= 0) return CudaStatus();
+  if (rows > (int64_t{1} << 31) - 1) return CudaStatus::Error("DeviceHessianSum: window too long for cuBLAS");
+  if (scratch == nullptr) return CudaStatus::Error("DeviceHessianSum: no scratch for the window's product");
 
   // x [rows, dim] row-major is the column-major matrix A [dim, rows]; window = A·Aᵀ.
   const float one = 1.0f, zero = 0.0f;
   QSHARD_CUBLAS_TRY(cublasSsyrk(context.blas(), CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(dim_),
-                                static_cast<int>(rows), &one, x, static_cast<int>(dim_), &zero, window_.get(),
+                                static_cast<int>(rows), &one, x, static_cast<int>(dim_), &zero, scratch,
                                 static_cast<int>(dim_)));
   const unsigned tiles = static_cast<unsigned>((dim_ + kTile - 1) / kTile);
-  AccumulateWindowKernel<<<dim3(tiles, tiles), dim3(kTile, kTileRows), 0, context.stream()>>>(window_.get(),
-                                                                                               sum_.get(), dim_);
+  AccumulateWindowKernel<<<dim3(tiles, tiles), dim3(kTile, kTileRows), 0, context.stream()>>>(scratch, sum_.get(),
+                                                                                               dim_);
   QSHARD_CUDA_CHECK_LAUNCH("AccumulateWindowKernel");
 
   constexpr int kThreads = 256;

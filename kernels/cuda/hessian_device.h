@@ -21,6 +21,9 @@ class DeviceHessianSum {
   CudaStatus Reset(int64_t dim, cudaStream_t stream);
   // Adds one window x [rows, dim] (device, row-major, one token per row).
   CudaStatus AddWindow(const SolverContext& context, const float* x, int64_t rows);
+  // The same with the window's product in `scratch` (dim² floats, the caller's), for sums that
+  // take turns on one scratch (aespa's per-head sums, attention_stats_device.h).
+  CudaStatus AddWindow(const SolverContext& context, const float* x, int64_t rows, float* scratch);
   // Replaces the sum with one made elsewhere: host_sum [dim, dim] float64, full square, over
   // `tokens` tokens (the worker's shards, reduced on the host), for the solver. Maxima are zeroed.
   CudaStatus Load(const double* host_sum, int64_t dim, int64_t tokens, cudaStream_t stream);

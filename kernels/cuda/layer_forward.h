@@ -49,6 +49,11 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& weights);
 class LayerForwardScratch {
  public:
   const float* group_input(LayerGroup group) const { return groups_[static_cast<int>(group)].get(); }
+  // The q [tokens, q_width] and k [tokens, kv_width] the attention read when group 1's input was
+  // last computed with this scratch: after the biases and RoPE, before the score scale (aespa's
+  // statistics read them with group 0's input: attention_stats_device.h).
+  const float* attention_queries() const { return q_.get(); }
+  const float* attention_keys() const { return k_.get(); }
   size_t bytes() const;
 
  private:

@@ -97,21 +97,14 @@ Matrix Attention(const Matrix& q, const Matrix& k, const Matrix& v, int64_t toke
   const int64_t d = a.head_dim, q_width = a.q_width(), kv_width = a.kv_width();
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   Matrix out(tokens * q_width, 0.0);
-  std::vector<double> scores(tokens);
+  std::vector<double> probabilities(tokens);
   for (int64_t h = 0; h < a.heads; ++h) {
     const int64_t kv = h / (a.heads / a.kv_heads);
     for (int64_t i = 0; i < tokens; ++i) {
-      double largest = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j <= i; ++j) {
-        double dot = 0.0;
-        for (int64_t c = 0; c < d; ++c) dot += q[i * q_width + h * d + c] * k[j * kv_width + kv * d + c];
-        scores[j] = dot * scale;
-        largest = std::max(largest, scores[j]);
-      }
-      double sum = 0.0;
-      for (int64_t j = 0; j <= i; ++j) sum += scores[j] = std::exp(scores[j] - largest);
+      CausalProbabilitiesRow(q.data() + i * q_width + h * d, k.data() + kv * d, kv_width, d, i, scale,
+                             probabilities.data());
       for (int64_t j = 0; j <= i; ++j)
-        for (int64_t c = 0; c < d; ++c) out[i * q_width + h * d + c] += scores[j] / sum * v[j * kv_width + kv * d + c];
+        for (int64_t c = 0; c < d; ++c) out[i * q_width + h * d + c] += probabilities[j] * v[j * kv_width + kv * d + c];
     }
   }
   return out;
@@ -166,6 +159,20 @@ LayerArchitecture Llama(int64_t hidden, int64_t ffn, int64_t heads, int64_t kv_h
 }
 
 }  // namespace
+
+void CausalProbabilitiesRow(const double* q_row, const double* k, int64_t k_ld, int64_t head_dim, int64_t i,
+                            double scale, double* probabilities) {
+  double largest = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j <= i; ++j) {
+    double dot = 0.0;
+    for (int64_t c = 0; c < head_dim; ++c) dot += q_row[c] * k[j * k_ld + c];
+    probabilities[j] = dot * scale;
+    largest = std::max(largest, probabilities[j]);
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j <= i; ++j) sum += probabilities[j] = std::exp(probabilities[j] - largest);
+  for (int64_t j = 0; j <= i; ++j) probabilities[j] /= sum;
+}
 
 std::vector<ForwardCase> ForwardCheckCases() {
   const std::vector<int64_t> lengths = {1, 7, 129};
@@ -224,6 +231,8 @@ ReferenceLayerResult ReferenceLayerForward(const HostLayer& l, const std::vector
     Rope(k, a.kv_heads, a);
   }
   r.group_inputs[1] = Attention(q, k, v, tokens, a);
+  r.attention_q = q;
+  r.attention_k = k;
   AddInto(residual, Linear(r.group_inputs[1], a.q_width(), l.o));
   PostNorm(l, 0, residual);
 

@@ -36,6 +36,8 @@ std::vector<float> RandomHidden(int64_t tokens, int64_t hidden, std::mt19937_64&
 struct ReferenceLayerResult {
   std::vector<double> group_inputs[kLayerGroupCount];  // [tokens, GroupWidth(g)]
   std::vector<double> out;                             // [tokens, hidden]
+  // q [tokens, q_width] and k [tokens, kv_width] as the attention reads them (biases, RoPE).
+  std::vector<double> attention_q, attention_k;
 };
 
 // The layers and window lengths qshard_cuda_forward_check runs (and the CPU test with it):
@@ -54,6 +56,11 @@ std::vector<ForwardCase> ForwardCheckCases();
 // on the float32 weights and inputs. The one float32 step is RoPE's angle: HF (and the CPU path)
 // define it as the float32 product position · (float32 inverse frequency), so that is the model.
 ReferenceLayerResult ReferenceLayerForward(const HostLayer& layer, const std::vector<float>& hidden, int64_t tokens);
+
+// Row i of one head's causal softmax in float64: probabilities[j], j ≤ i, of the scores
+// scale·(q_row · k_j), k_j = k + j·k_ld (head_dim values each).
+void CausalProbabilitiesRow(const double* q_row, const double* k, int64_t k_ld, int64_t head_dim, int64_t i,
+                            double scale, double* probabilities);
 
 // How far a float32 result is from the reference: the largest element error over the
 // reference's root mean square, and the relative Frobenius error. Non-finite values count as

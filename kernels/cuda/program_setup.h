@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/solver_context.h"
@@ -100,6 +101,23 @@ int RunCheckCases(const Case (&cases)[kCount], uint64_t seed, bool passed, RunCa
   }
   std::printf("%s\n", passed ? "ALL PASSED" : "SOME CHECKS FAILED");
   return passed ? 0 : kExitFailed;
+}
+
+// The cases of a check that runs each case at several window lengths (`c.tokens`), in order:
+// run(case, tokens, seed + index, passed) for each, a line flushed after each; the first CUDA
+// error ends the run, naming the case (`c.name`) and the length.
+template <typename Case, typename Run>
+CudaStatus RunCaseLengths(const std::vector<Case>& cases, uint64_t seed, bool& passed, Run run) {
+  uint64_t index = 0;
+  for (const Case& c : cases) {
+    for (int64_t tokens : c.tokens) {
+      const CudaStatus status = run(c, tokens, seed + index++, passed);
+      if (!status.ok())
+        return CudaStatus::Error(std::string(c.name) + ", " + std::to_string(tokens) + " tokens: " + status.message());
+      std::fflush(stdout);
+    }
+  }
+  return CudaStatus();
 }
 
 // Runs `body` on a SolverContext bound to `stream`, then destroys the stream; returns body's

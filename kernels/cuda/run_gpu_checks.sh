@@ -11,7 +11,8 @@
 #   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
-#   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer)
+#   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer), and
+#            attention-stats-check.log (aespa's attention statistics on the device)
 # and all of them packed in all-results.tar.gz.
 # Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
@@ -30,7 +31,7 @@ case "$part" in
   kernels) targets=(--target qshard_cuda_check qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   w8a8) targets=(--target qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
-  forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench) ;;
+  forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench qshard_cuda_attention_stats_check) ;;
   *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job]" >&2; exit 2 ;;
 esac
 
@@ -101,6 +102,8 @@ if wants solver; then
 fi
 if wants forward; then
   run_step qshard_cuda_forward_check 300 "$results/forward-check.log" "$bin/qshard_cuda_forward_check"
+  run_step qshard_cuda_attention_stats_check 120 "$results/attention-stats-check.log" \
+    "$bin/qshard_cuda_attention_stats_check"
 fi
 if wants kernels; then
   run_bench qshard_cuda_bench 300 "$results/bench" "$bin/qshard_cuda_bench"

@@ -7,8 +7,9 @@
 # the same bytes. Prints the mean KL of each device and their ratio (issue 18: the GPU within
 # 1 % of the CPU). Results in $OUT (else build-gpu-bundle/results): job-summary.txt,
 # job-rows.jsonl (one quantize --json result per run), job.log (library check, every run's stderr).
-# QSHARD_JOB_METHOD=zfold runs the same comparison with Z-Fold (on cuda: calibration on the device,
-# the ζ search, folds and solves on the CPU; docs/cuda.md, "What runs where").
+# QSHARD_JOB_METHOD=zfold (or aespa) runs the same comparison with Z-Fold (on cuda: calibration on
+# the device, aespa's attention statistics included; the ζ search, folds, AdaRound and solves on
+# the CPU; docs/cuda.md, "What runs where").
 # Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program or
 # its CUDA plugin cannot be loaded (a library the machine lacks: job.log lists it).
 set -uo pipefail

@@ -4,6 +4,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/layer_forward.h"
+#include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_status_adapter.h"
@@ -122,7 +123,15 @@ TEST(DeviceGlueTest, LayerDeviceBytesCountWeightsScratchAndTheLargerOfStatistics
   const size_t statistics = 12 * (3 * h * h + f * f);
   ASSERT_GT(solve, statistics);
   const size_t scratch = gpu::LayerForwardScratchBytes(*arch, tokens), staging = 4 * tokens * h;
-  EXPECT_EQ(LayerDeviceBytes(opt, tokens), weights + scratch + staging + solve);
+  EXPECT_EQ(LayerDeviceBytes(opt, tokens, false), weights + scratch + staging + solve);
+
+  // aespa's attention statistics join the statistics: 32 hidden² float64 sums (1.07 GB) push
+  // them past the solve.
+  const size_t attention = AttentionStatsDeviceBytes(opt, tokens);
+  EXPECT_EQ(attention, 32 * (8 * h * h + 4 * h) + 2 * 32 * (8 * 64 * 64 + 4 * 64) + 4 * (h * h + 64 * 64) +
+                           4 * tokens * tokens + 4 * tokens * h + 4 * tokens * 64);
+  ASSERT_GT(statistics + attention, solve);
+  EXPECT_EQ(LayerDeviceBytes(opt, tokens, true), weights + scratch + staging + statistics + attention);
 }
 
 }  // namespace

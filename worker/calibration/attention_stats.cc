@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
+#include "worker/calibration/statistics_device.h"
 
 namespace qshard {
 namespace {
@@ -114,7 +116,31 @@ void AttentionStatsCollector::OnAttention(int layer, const Tensor& probs, const 
   }
 }
 
+AttentionStatsCollector::AttentionStatsCollector(int layer, const ModelConfig& config, ThreadPool* pool,
+                                                 Tensor* probabilities, StatisticsDevice* device)
+    : layer_(layer), config_(config), pool_(pool), shared_probs_(probabilities), device_(device) {}
+AttentionStatsCollector::~AttentionStatsCollector() = default;
+AttentionStatsCollector::AttentionStatsCollector(AttentionStatsCollector&&) noexcept = default;
+
+absl::StatusOr<OffHostAttentionStats*> AttentionStatsCollector::DeviceStats(int64_t seq) {
+  if (device_ == nullptr) return absl::InternalError("attention statistics: device statistics without a device");
+  if (device_stats_ == nullptr) {
+    QSHARD_ASSIGN_OR_RETURN(device_stats_, device_->NewAttentionStats(config_, seq));
+    device_seq_ = seq;
+  }
+  if (device_seq_ != seq)
+    return absl::InternalError(absl::StrCat("attention statistics: made for windows of ", device_seq_,
+                                            " tokens, asked for ", seq));
+  return device_stats_.get();
+}
+
 AttentionStats AttentionStatsCollector::Take() {
+  if (device_stats_ != nullptr) {  // a device's sums come back whole (both triangles)
+    AttentionStats host = AttentionStats::For(config_, device_seq_);
+    if (status_.ok()) status_ = device_stats_->Download(host);
+    device_stats_.reset();
+    return status_.ok() ? std::move(host) : AttentionStats();
+  }
   for (std::vector<HessianSum>* sums : {&stats_.values, &stats_.queries, &stats_.keys})
     for (HessianSum& sum : *sums) sum.MirrorUpper(pool_);
   AttentionStats out = std::move(stats_);

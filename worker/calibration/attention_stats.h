@@ -9,10 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "core/model_config.h"
 #include "worker/calibration/hessian.h"
 #include "worker/model/decoder_model.h"
@@ -39,8 +41,13 @@ struct AttentionStats {
   absl::Status Merge(const AttentionStats& other);
 };
 
+class OffHostAttentionStats;
+class StatisticsDevice;
+
 // Accumulates AttentionStats for one layer from DecoderModel::RunLayer. It keeps a copy of the
-// batch's attention input (the q/k/v projections' input) until the attention hook fires.
+// batch's attention input (the q/k/v projections' input) until the attention hook fires. Given
+// a StatisticsDevice, the statistics accumulate there instead, fed by the device's forward pass
+// (DeviceStats), and come back to the host when taken.
 class AttentionStatsCollector : public LayerObserver {
  public:
   // With a pool, a batch's KV-head groups are summed on its threads (one BLAS thread each).
@@ -48,8 +55,9 @@ class AttentionStatsCollector : public LayerObserver {
   // that run one after another (a worker's shards): one allocation of batch·heads·seq² floats
   // for all of them (67 MB for 8 windows of 512 tokens and 8 heads), not one each.
   AttentionStatsCollector(int layer, const ModelConfig& config, ThreadPool* pool = nullptr,
-                          Tensor* probabilities = nullptr)
-      : layer_(layer), config_(config), pool_(pool), shared_probs_(probabilities) {}
+                          Tensor* probabilities = nullptr, StatisticsDevice* device = nullptr);
+  ~AttentionStatsCollector() override;
+  AttentionStatsCollector(AttentionStatsCollector&&) noexcept;
 
   void OnLinearInput(int layer, const std::string& linear, const Tensor& x) override;
   bool WantsAttention(int layer) const override { return layer == layer_; }
@@ -59,6 +67,12 @@ class AttentionStatsCollector : public LayerObserver {
     if (layer != layer_) return nullptr;
     return shared_probs_ != nullptr ? shared_probs_ : &own_probs_;
   }
+
+  // With a device: its statistics for windows of `seq` tokens (made on first use), for the
+  // device's forward pass to add each window to.
+  absl::StatusOr<OffHostAttentionStats*> DeviceStats(int64_t seq);
+  // The first error of a device's download; Take's result must not be used when it is not OK.
+  const absl::Status& status() const { return status_; }
 
   // The sums so far (empty, with zero shapes, if no window was seen); the collector restarts.
   AttentionStats Take();
@@ -72,6 +86,10 @@ class AttentionStatsCollector : public LayerObserver {
   std::vector<HessianWorkspace> workspaces_;  // one per KV head: its sums' product scratch
   Tensor* shared_probs_;  // the shared probabilities scratch, or null
   Tensor own_probs_;      // the batches' probabilities without a shared scratch, until Take
+  StatisticsDevice* device_;
+  std::unique_ptr<OffHostAttentionStats> device_stats_;  // until Take downloads it
+  int64_t device_seq_ = 0;
+  absl::Status status_;
 };
 
 // The output weightings aespa's query/key losses tr(G·ΔW·H·ΔWᵀ) use per head, normalized like

@@ -6,9 +6,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/layer_forward.h"
+#include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_status_adapter.h"
 #include "worker/model/layer_spec.h"
 
@@ -54,13 +56,13 @@ std::vector<NormSlot> NormSlots(const LayerSpec& spec, bool llama) {
 class CudaForward final : public ForwardDevice {
  public:
   CudaForward(std::shared_ptr<CudaSession> session, const ModelConfig& config, const gpu::LayerArchitecture& arch,
-              int64_t seqlen)
+              int64_t seqlen, size_t reserve)
       : session_(std::move(session)),
         spec_(DecoderLayerSpec(config)),
         linears_(LinearSlots(spec_, arch.llama())),
         norms_(NormSlots(spec_, arch.llama())),
         seqlen_(seqlen),
-        reserve_(LayerDeviceBytes(config, seqlen)),
+        reserve_(reserve),
         what_(absl::StrCat("the forward pass on cuda:", session_->index())) {
     weights_.arch = arch;
   }
@@ -73,11 +75,7 @@ class CudaForward final : public ForwardDevice {
     held.rows = hidden.rows();
     if (hidden.size() == 0) return absl::OkStatus();
     const size_t bytes = hidden.size() * sizeof(float);
-    size_t free = 0, total = 0;
-    QSHARD_RETURN_IF_ERROR(Check([&]() -> gpu::CudaStatus {
-      QSHARD_CUDA_TRY(cudaMemGetInfo(&free, &total));
-      return gpu::CudaStatus();
-    }()));
+    QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes(what_.c_str()));
     // Spilled: kept in host memory when holding it would leave too little for a layer.
     if (bytes + reserve_ > free) {
       held.host.assign(hidden.data(), hidden.data() + hidden.size());
@@ -136,9 +134,12 @@ class CudaForward final : public ForwardDevice {
     return absl::OkStatus();
   }
 
-  absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums) override {
+  absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums,
+                   OffHostAttentionStats* attention) override {
     if ((pass.first != 0 && pass.first != 2) || pass.last < pass.first || pass.last > 3)
       return absl::InternalError(absl::StrCat(what_, ": no pass over groups ", pass.first, "..", pass.last));
+    if (attention != nullptr && pass.first != 0)
+      return absl::InternalError(absl::StrCat(what_, ": attention statistics from a pass without group 0"));
     QSHARD_ASSIGN_OR_RETURN(Held * held, Find(shard));
     bool changes = false;  // whether the pass adds an output to the residual
     for (int g = pass.first; g <= pass.last; ++g) changes |= AddsOutput(pass, g);
@@ -170,6 +171,18 @@ class CudaForward final : public ForwardDevice {
         // The sum's product is queued on the same stream, after the input it reads.
         if (sums[g] != nullptr)
           QSHARD_RETURN_IF_ERROR(sums[g]->AddResidentWindows(scratch_.group_input(group), seqlen_, seqlen_));
+        // aespa's statistics read group 0's input and the q/k of group 1's attention, computed
+        // here when the pass stops at group 0 (the attention output is then unused).
+        if (attention != nullptr && g == std::min(pass.last, 1)) {
+          if (g == 0) {
+            QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
+            QSHARD_RETURN_IF_ERROR(Check(gpu::ComputeGroupInputOnDevice(
+                session_->context(), weights_, gpu::LayerGroup::kOutInput, residual, seqlen_, scratch_)));
+          }
+          QSHARD_RETURN_IF_ERROR(attention->AddResidentWindow(scratch_.group_input(gpu::LayerGroup::kAttentionInput),
+                                                              scratch_.attention_queries(),
+                                                              scratch_.attention_keys()));
+        }
         if (AddsOutput(pass, g)) {
           QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
           QSHARD_RETURN_IF_ERROR(Check(
@@ -248,7 +261,7 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& c)
   return a;
 }
 
-size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen) {
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, bool attention_statistics) {
   const LayerSpec spec = DecoderLayerSpec(config);
   size_t weights = 0, solve = 0;
   for (const LinearSpec& l : spec.linears) {
@@ -262,6 +275,7 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen) {
   size_t statistics = 0;
   for (int64_t w : {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size, config.intermediate_size})
     statistics += 12 * static_cast<size_t>(w) * static_cast<size_t>(w);
+  if (attention_statistics) statistics += AttentionStatsDeviceBytes(config, seqlen);
   const auto arch = LayerArchitectureOf(config);
   const size_t scratch = arch.ok() ? gpu::LayerForwardScratchBytes(*arch, seqlen) : 0;
   const size_t staging = 4 * static_cast<size_t>(seqlen * config.hidden_size);
@@ -269,9 +283,22 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen) {
 }
 
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
-                                                             const ModelConfig& config, int64_t seqlen) {
+                                                             const ModelConfig& config, int64_t seqlen,
+                                                             bool attention_statistics) {
   QSHARD_ASSIGN_OR_RETURN(const gpu::LayerArchitecture arch, LayerArchitectureOf(config));
-  return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen);
+  const size_t reserve = LayerDeviceBytes(config, seqlen, attention_statistics);
+  if (attention_statistics) {  // the one job whose statistics alone may not fit at all: refused now
+    QSHARD_ASSIGN_OR_RETURN(auto lock, session->Enter());
+    QSHARD_ASSIGN_OR_RETURN(const size_t free, session->FreeBytes("the forward pass's memory"));
+    if (reserve > free)
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "aespa on cuda:%d: a layer needs %.2f GB of device memory besides the calibration hidden states, of which "
+          "%.2f GB are its attention statistics (a %d × %d float64 sum per key/value head, %d heads), and %.2f GB "
+          "are free: use --device cpu, or a device with more memory",
+          session->index(), reserve / 1e9, AttentionStatsDeviceBytes(config, seqlen) / 1e9, config.hidden_size,
+          config.hidden_size, config.num_kv_heads, free / 1e9));
+  }
+  return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen, reserve);
 }
 
 }  // namespace qshard

@@ -24,10 +24,14 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& co
 // Device bytes a layer needs besides the shards' hidden states, the bound a shard's states must
 // leave free to be held on the device: the layer's float32 weights, one window's forward scratch
 // and staging, and the larger of the four groups' statistics at once (12·width² each: parallel
-// propagation) and its largest GPTQ solve (max(20·in², 12·in² + 16·in·out)).
-size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen);
+// propagation), with aespa's attention statistics when `attention_statistics`
+// (AttentionStatsDeviceBytes), and its largest GPTQ solve (max(20·in², 12·in² + 16·in·out)).
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, bool attention_statistics);
 
+// With `attention_statistics`, RESOURCE_EXHAUSTED when that bound exceeds the device's free
+// memory now, before any work (aespa at OPT-175B: 116 GB of sums).
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
-                                                             const ModelConfig& config, int64_t seqlen);
+                                                             const ModelConfig& config, int64_t seqlen,
+                                                             bool attention_statistics);
 
 }  // namespace qshard

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
-#include "kernels/cuda/hessian_device.h"
 #include "worker/cuda/cuda_status_adapter.h"
 
 namespace qshard {
@@ -34,17 +33,7 @@ class CudaHessianSum final : public OffHostHessianSum {
 
   absl::Status Download(HessianSum& host) override {
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
-    const int64_t dim = sum_.dim();
-    if (host.sum.size() != static_cast<size_t>(dim * dim))
-      return absl::InternalError(absl::StrCat("statistics on the device: the host buffer holds ", host.sum.size(),
-                                              " values, not ", dim, "²"));
-    host.dim = dim;
-    host.tokens = sum_.tokens();
-    host.abs_max.resize(dim);
-    QSHARD_RETURN_IF_ERROR(session_->Copy(host.sum.data(), sum_.sum(), host.sum.size() * sizeof(double),
-                                          cudaMemcpyDeviceToHost, "statistics from the device"));
-    QSHARD_RETURN_IF_ERROR(session_->Copy(host.abs_max.data(), sum_.abs_max(), dim * sizeof(float),
-                                          cudaMemcpyDeviceToHost, "statistics from the device"));
+    QSHARD_RETURN_IF_ERROR(DownloadHessianSum(*session_, sum_, host));
     sum_ = gpu::DeviceHessianSum();
     return absl::OkStatus();
   }
@@ -55,6 +44,20 @@ class CudaHessianSum final : public OffHostHessianSum {
 };
 
 }  // namespace
+
+absl::Status DownloadHessianSum(CudaSession& session, const gpu::DeviceHessianSum& sum, HessianSum& host) {
+  const int64_t dim = sum.dim();
+  if (host.sum.size() != static_cast<size_t>(dim * dim))
+    return absl::InternalError(absl::StrCat("statistics on the device: the host buffer holds ", host.sum.size(),
+                                            " values, not ", dim, "²"));
+  host.dim = dim;
+  host.tokens = sum.tokens();
+  host.abs_max.resize(dim);
+  QSHARD_RETURN_IF_ERROR(session.Copy(host.sum.data(), sum.sum(), host.sum.size() * sizeof(double),
+                                      cudaMemcpyDeviceToHost, "statistics from the device"));
+  return session.Copy(host.abs_max.data(), sum.abs_max(), dim * sizeof(float), cudaMemcpyDeviceToHost,
+                      "statistics from the device");
+}
 
 absl::StatusOr<std::unique_ptr<OffHostHessianSum>> NewCudaHessianSum(std::shared_ptr<CudaSession> session,
                                                                       int64_t dim) {

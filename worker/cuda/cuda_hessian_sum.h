@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "kernels/cuda/hessian_device.h"
 #include "worker/calibration/statistics_device.h"
 #include "worker/cuda/cuda_session.h"
 
@@ -17,5 +18,9 @@ namespace qshard {
 // Device memory while it lives: 12·dim² bytes (sum and scratch).
 absl::StatusOr<std::unique_ptr<OffHostHessianSum>> NewCudaHessianSum(std::shared_ptr<CudaSession> session,
                                                                       int64_t dim);
+
+// Copies `sum` (both triangles), its token count and maxima into `host`, whose `sum` already
+// holds dim² elements; the caller has entered the session.
+absl::Status DownloadHessianSum(CudaSession& session, const gpu::DeviceHessianSum& sum, HessianSum& host);
 
 }  // namespace qshard

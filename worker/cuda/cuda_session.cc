@@ -68,4 +68,15 @@ absl::Status CudaSession::Copy(void* to, const void* from, size_t bytes, cudaMem
   return FromCudaStatus(status, what);
 }
 
+absl::StatusOr<size_t> CudaSession::FreeBytes(const char* what) const {
+  size_t free = 0, total = 0;
+  QSHARD_RETURN_IF_ERROR(FromCudaStatus(
+      [&]() -> gpu::CudaStatus {
+        QSHARD_CUDA_TRY(cudaMemGetInfo(&free, &total));
+        return gpu::CudaStatus();
+      }(),
+      what));
+  return free;
+}
+
 }  // namespace qshard

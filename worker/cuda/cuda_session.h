@@ -36,6 +36,8 @@ class CudaSession {
 
   // Copies `bytes` on the stream and waits for it (and for everything queued before it).
   absl::Status Copy(void* to, const void* from, size_t bytes, cudaMemcpyKind kind, const char* what);
+  // The device's free memory now (cudaMemGetInfo); the caller has entered.
+  absl::StatusOr<size_t> FreeBytes(const char* what) const;
 
  private:
   explicit CudaSession(int index) : index_(index) {}

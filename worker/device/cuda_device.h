@@ -26,8 +26,11 @@ class CudaDevice : public StatisticsDevice {
   // (codes, grids, g_idx, damping, objective; packed by worker/quant/gptq_pack like the CPU's).
   virtual absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) = 0;
   // The calibration forward pass of one job over `model`'s layers, windows of `seqlen` tokens;
-  // UNIMPLEMENTED for a layer the device cannot compute.
-  virtual absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) = 0;
+  // UNIMPLEMENTED for a layer the device cannot compute. `attention_statistics`: the job collects
+  // aespa's (NewAttentionStats), which the device must leave room for beside each layer;
+  // RESOURCE_EXHAUSTED, before any work, when a layer's needs cannot fit the device at all.
+  virtual absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
+                                                                    bool attention_statistics) = 0;
 };
 
 // Whether this build has the CUDA side (worker/cuda).

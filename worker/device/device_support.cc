@@ -10,26 +10,27 @@ namespace qshard {
 namespace {
 
 // What a CUDA worker does with each registered method. Its calibration (when the registry says
-// it has one) runs on the device unless the method is refused; a method without a row is refused.
+// it has one) runs on the device; a method without a row is refused.
 struct DeviceRule {
   std::string_view method;
-  bool runs = false;              // false: refused, `because` says why and what to use
   bool solves_on_device = false;  // GPTQ's solver on the device (kernels/cuda/gptq_solve_spec.h)
-  std::string_view because;       // why the solves stay on the CPU, or why it is refused
+  std::string_view because;       // why the solves stay on the CPU
 };
 
 constexpr DeviceRule kRules[] = {
-    {"gptq", true, true, ""},
+    {"gptq", true, ""},
     // The device GPTQ solver refuses fixed grids and column multipliers; the search is the CPU's.
-    {"zfold", true, false, "Z-Fold's ζ search, its folds and its GPTQ solves on the searched grids have no device code"},
-    {"rtn", true, false, "RTN needs no calibration: nothing for the device to do"},
-    {"finequant", true, false, "FineQuant needs no calibration: nothing for the device to do"},
-    {"aespa", false, false,
-     "it needs the attention probabilities (its refined q/k/v statistics), which the device forward pass does not "
-     "compute, and its AdaRound has no device code; use --device cpu, or --method zfold or gptq on the device"},
-    {"flattenquant", false, false,
-     "its channel split and activation scales come from the calibration inputs' per-channel maxima, and no device "
-     "job has been checked against the CPU's; use --device cpu"},
+    {"zfold", false, "Z-Fold's ζ search, its folds and its GPTQ solves on the searched grids have no device code"},
+    {"rtn", false, "RTN needs no calibration: nothing for the device to do"},
+    {"finequant", false, "FineQuant needs no calibration: nothing for the device to do"},
+    // The attention statistics are computed by the device forward pass (worker/cuda/cuda_forward.cc);
+    // AdaRound is the bulk of the solve (docs/cuda.md, "aespa and FlattenQuant on the device").
+    {"aespa", false,
+     "aespa's ζ search, its GPTQ starting points and its AdaRound, the bulk of its solve, have no device code"},
+    // Its calibration is Σ x xᵀ with the per-channel maxima, which the device sums carry down.
+    {"flattenquant", false,
+     "FlattenQuant's channel split, its activation scales and its GPTQ solves on the flattened weights have no "
+     "device code"},
 };
 
 const DeviceRule* RuleOf(std::string_view method) {
@@ -53,8 +54,6 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
   if (rule == nullptr)
     return absl::UnimplementedError(absl::StrCat(where, " has no plan for a CUDA device "
                                                         "(worker/device/device_support.cc); use --device cpu"));
-  if (!rule->runs)
-    return absl::UnimplementedError(absl::StrCat(where, " does not run on a CUDA device: ", std::string(rule->because)));
   plan.cpu_because = std::string(rule->because);
   if (rule->solves_on_device) {
     if (method.spec.mse_clip) {

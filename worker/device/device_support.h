@@ -26,9 +26,10 @@ struct DevicePlan {
 };
 
 // The plan for `method` on `device`. On the CPU everything runs there. On CUDA: GPTQ runs
-// whole on the device; GPTQ with --mse and Z-Fold calibrate on the device and solve on the CPU;
-// RTN and FineQuant have nothing for the device and run on the CPU; aespa and FlattenQuant are
-// UNIMPLEMENTED, saying why and what to use instead.
+// whole on the device; GPTQ with --mse, Z-Fold, aespa (its attention statistics included) and
+// FlattenQuant (its per-channel maxima included) calibrate on the device and solve on the CPU;
+// RTN and FineQuant have nothing for the device and run on the CPU. A method without a rule is
+// UNIMPLEMENTED, saying what to use instead.
 absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
 
 // A GPTQ spec the device solver can take (it checks again when made): not --mse.

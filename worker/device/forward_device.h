@@ -2,7 +2,8 @@
 // device"): each shard's hidden states held there from one layer to the next, the current layer's
 // weights in float32, and, window by window, the stages of worker/model/decoder_layers.h. A group
 // input the job collects is added into a device sum (statistics_device.h) where it was computed,
-// without a copy to the host. The CUDA implementation is worker/cuda/cuda_forward.
+// without a copy to the host, and so are aespa's attention statistics. The CUDA implementation
+// is worker/cuda/cuda_forward.
 #pragma once
 
 #include <array>
@@ -44,8 +45,12 @@ class ForwardDevice {
   // The named linears of the loaded layer replaced by `weights`' (a group's solution applied).
   virtual absl::Status UpdateLinears(const DecoderLayerWeights& weights, const std::vector<std::string>& linears) = 0;
   // Runs `pass` over every window of `shard` in window order; sums[g], where not null (a sum of
-  // this device's, made for group g's width), takes group g's input of each window.
-  virtual absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums) = 0;
+  // this device's, made for group g's width), takes group g's input of each window. `attention`,
+  // where not null (this device's, for a pass from group 0), takes each window's attention
+  // statistics from group 0's input and the q/k the pass's attention reads (computed for it when
+  // the pass stops at group 0); the weights are the loaded layer's, as on the CPU.
+  virtual absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums,
+                           OffHostAttentionStats* attention) = 0;
 };
 
 }  // namespace qshard

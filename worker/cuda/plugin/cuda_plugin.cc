@@ -1,7 +1,8 @@
 // The CUDA plugin's entry point (libqshard_cuda_plugin.so, worker/device/cuda_plugin.h): a
 // CudaDevice over one CudaSession, handing out the device forward pass, device sums for the
-// statistics and the device GPTQ solver. The program loads this only for --device cuda.
+// statistics (aespa's attention statistics too) and the device GPTQ solver. The program loads this only for --device cuda.
 #include "core/status.h"
+#include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_hessian_sum.h"
@@ -24,8 +25,13 @@ class OpenedCudaDevice final : public CudaDevice {
   absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
     return MakeCudaGptqSolver(session_, spec);
   }
-  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen) override {
-    return NewCudaForward(session_, model.config(), seqlen);
+  absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig& config,
+                                                                         int64_t seq) override {
+    return NewCudaAttentionStats(session_, config, seq);
+  }
+  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
+                                                            bool attention_statistics) override {
+    return NewCudaForward(session_, model.config(), seqlen, attention_statistics);
   }
 
  private:

@@ -1,0 +1,62 @@
+// aespa's attention statistics of one decoder layer on the device, the counterpart of
+// worker/calibration/attention_stats.h's collector: per key/value head g, float64 sums of
+// Σ (A_h X)ᵀ(A_h X) over its query heads h, Σ q_h q_hᵀ and Σ k_g k_gᵀ, from a window's attention
+// input X and its q/k after RoPE where the forward pass left them (LayerForwardScratch): no host
+// copy of the probabilities or the inputs. Per window and query head: the scores scale·Q_h K_gᵀ
+// (one cublasSgemm, T × T), the causal softmax (attention_device.h's kernel), A_h X by
+// cublasStrmm (the probabilities are lower triangular: half a GEMM's work), then
+// DeviceHessianSum's float32 syrk into a scratch shared by all heads and its one-writer float64
+// add; each sum takes its terms window by window, the group's heads in order, as on the CPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/hessian_device.h"
+#include "kernels/cuda/solver_context.h"
+
+namespace qshard::gpu {
+
+struct AttentionStatsDims {
+  int64_t hidden = 0;
+  int64_t heads = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// Device bytes DeviceAttentionStats holds for windows of `tokens`: the values' sums
+// kv_heads·(8·hidden² + 4·hidden) (the bulk: 8.4 GB at OPT-13B, 116 GB at OPT-175B), the
+// queries' and keys' 2·kv_heads·(8·head_dim² + 4·head_dim), the window products' scratch
+// 4·(hidden² + head_dim²), one head's probabilities 4·T², A_h X 4·T·hidden and a q/k slice
+// 4·T·head_dim.
+size_t DeviceAttentionStatsBytes(const AttentionStatsDims& dims, int64_t tokens);
+
+class DeviceAttentionStats {
+ public:
+  // Allocates and zeroes the sums and the product scratch (the window buffers come with the
+  // first window).
+  CudaStatus Reset(const AttentionStatsDims& dims, cudaStream_t stream);
+  // Adds one window of `tokens` tokens (device, row-major): x [tokens, hidden], q [tokens,
+  // heads·head_dim], k [tokens, kv_heads·head_dim], positions 0..tokens−1 (causal).
+  CudaStatus AddWindow(const SolverContext& context, const float* x, const float* q, const float* k, int64_t tokens);
+
+  const AttentionStatsDims& dims() const { return dims_; }
+  // Key/value head g's sums: dims hidden, head_dim, head_dim.
+  const DeviceHessianSum& values(int64_t g) const { return values_[g]; }
+  const DeviceHessianSum& queries(int64_t g) const { return queries_[g]; }
+  const DeviceHessianSum& keys(int64_t g) const { return keys_[g]; }
+
+ private:
+  AttentionStatsDims dims_;
+  std::vector<DeviceHessianSum> values_, queries_, keys_;
+  DeviceBuffer<float> product_;        // [hidden²]: one head's window product
+  DeviceBuffer<float> head_product_;   // [head_dim²]
+  DeviceBuffer<float> probabilities_;  // [T²]: one head's, row-major [query, key]
+  DeviceBuffer<float> mixed_;          // [T, hidden]: A_h X
+  DeviceBuffer<float> slice_;          // [T, head_dim]: one head of q or k, contiguous
+};
+
+}  // namespace qshard::gpu
