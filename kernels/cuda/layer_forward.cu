@@ -72,6 +72,10 @@ CudaStatus PostNorm(const DeviceLayerWeights& w, int index, float* residual, int
 
 CudaStatus Linear(const SolverContext& context, const DeviceLinear& linear, int64_t out, int64_t in, const float* x,
                   int64_t tokens, float* y, bool accumulate = false, Activation activation = Activation::kNone) {
+  if (linear.kernel != nullptr) {
+    QSHARD_CUDA_RETURN_IF_ERROR(linear.kernel->Apply(context, x, tokens, y, accumulate));
+    return BiasActivationRows(y, linear.bias, tokens, out, activation, context.stream());
+  }
   return LinearForward(context.blas(), context.stream(), linear.weight, linear.bias, out, in, x, tokens, y, accumulate,
                        activation);
 }
@@ -109,10 +113,12 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& w) {
   const LayerArchitecture& a = w.arch;
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateLayerArchitecture(a));
   const auto check = [](const DeviceLinear& linear, bool needed, bool biased, const char* name) {
-    if (!needed) return linear.weight == nullptr && linear.bias == nullptr
+    if (!needed) return linear.weight == nullptr && linear.bias == nullptr && linear.kernel == nullptr
                             ? CudaStatus()
                             : CudaStatus::Error(std::string("device layer: ") + name + " is set but unused");
-    if (linear.weight == nullptr) return CudaStatus::Error(std::string("device layer: ") + name + " has no weight");
+    if ((linear.weight == nullptr) == (linear.kernel == nullptr))
+      return CudaStatus::Error(std::string("device layer: ") + name +
+                               (linear.weight == nullptr ? " has no weight" : " has both a weight and a kernel"));
     if ((linear.bias != nullptr) != biased)
       return CudaStatus::Error(std::string("device layer: ") + name +
                                (biased ? " has no bias" : " has a bias the architecture does not"));

@@ -16,11 +16,24 @@
 
 namespace qshard::gpu {
 
+// A linear whose product the device computes from another form of W than a float32 matrix (a
+// quantized checkpoint's packed weights: quantized_linear_device.h), for evaluation.
+class DeviceLinearKernel {
+ public:
+  virtual ~DeviceLinearKernel() = default;
+  // y [tokens, out] = x [tokens, in] · Wᵀ (y += it when `accumulate`), float32 in and out,
+  // without bias, queued on the context's stream.
+  virtual CudaStatus Apply(const SolverContext& context, const float* x, int64_t tokens, float* y,
+                           bool accumulate) = 0;
+};
+
 // A linear's device weight [out, in] (row-major: torch's nn.Linear layout) and its bias [out]
-// (null when the architecture gives the linear none). Shapes come from the architecture.
+// (null when the architecture gives the linear none). Shapes come from the architecture. Instead
+// of `weight`, `kernel` may compute the product (never both); calibration always sets `weight`.
 struct DeviceLinear {
   const float* weight = nullptr;
   const float* bias = nullptr;
+  DeviceLinearKernel* kernel = nullptr;
 };
 
 // The device weights of one layer. The pointers are borrowed: the caller owns the memory.

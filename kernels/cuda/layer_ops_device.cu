@@ -122,10 +122,15 @@ CudaStatus LinearForward(cublasHandle_t blas, cudaStream_t stream, const float* 
   QSHARD_CUBLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_features), static_cast<int>(rows),
                                 static_cast<int>(in_features), &one, weight, static_cast<int>(in_features), x,
                                 static_cast<int>(in_features), &beta, y, static_cast<int>(out_features)));
+  return BiasActivationRows(y, bias, rows, out_features, activation, stream);
+}
+
+CudaStatus BiasActivationRows(float* y, const float* bias, int64_t rows, int64_t cols, Activation activation,
+                              cudaStream_t stream) {
   const bool relu = activation == Activation::kRelu;
-  if (bias == nullptr && !relu) return CudaStatus();
-  const int64_t count = rows * out_features;
-  BiasActivationKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(y, bias, count, out_features, relu);
+  if (rows <= 0 || (bias == nullptr && !relu)) return CudaStatus();
+  const int64_t count = rows * cols;
+  BiasActivationKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(y, bias, count, cols, relu);
   QSHARD_CUDA_CHECK_LAUNCH("BiasActivationKernel");
   return CudaStatus();
 }

@@ -30,6 +30,10 @@ enum class Activation { kNone, kRelu };
 CudaStatus LinearForward(cublasHandle_t blas, cudaStream_t stream, const float* weight, const float* bias,
                          int64_t out_features, int64_t in_features, const float* x, int64_t rows, float* y,
                          bool accumulate, Activation activation);
+// y [rows, cols] += bias [cols] (when not null), then the activation, in place: LinearForward's
+// epilogue, also run after linears computed by other kernels (layer_forward.h's DeviceLinearKernel).
+CudaStatus BiasActivationRows(float* y, const float* bias, int64_t rows, int64_t cols, Activation activation,
+                              cudaStream_t stream);
 
 // gate = silu(gate) · up, elementwise over `count` values.
 CudaStatus SiluMultiplyInPlace(float* gate, const float* up, int64_t count, cudaStream_t stream);
