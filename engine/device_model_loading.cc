@@ -72,15 +72,17 @@ absl::StatusOr<DeviceLoadedModel> LoadModelOnDevice(const std::string& dir, int 
   QSHARD_ASSIGN_OR_RETURN(
       std::unique_ptr<DeviceModel> model,
       device.NewModel(*decoder, kernels == GptqLinearMode::kInt8 ? PackedLinearKernels::kInt8Activations
-                                                                  : PackedLinearKernels::kWeightOnly));
+                                                                 : PackedLinearKernels::kWeightOnly));
   for (int layer = 0; layer < config.num_layers; ++layer) {
     DeviceModelLayer weights;
     if (packed) {
-      const std::string first = decoder->tensor_names().Layer(layer) + decoder->layer_spec().linears[0].name + ".weight";
+      const std::string first =
+          decoder->tensor_names().Layer(layer) + decoder->layer_spec().linears[0].name + ".weight";
       if (gptq->IsFlattened(first))
-        return absl::FailedPreconditionError(absl::StrCat(
-            dir, " is a FlattenQuant checkpoint: no CUDA kernel runs its split columns; use --device cpu, or "
-                 "--kernels dequantize on the device"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(dir,
+                         " is a FlattenQuant checkpoint: no CUDA kernel runs its split columns; use --device cpu, or "
+                         "--kernels dequantize on the device"));
       QSHARD_ASSIGN_OR_RETURN(weights, ReadPackedLayer(*decoder, *gptq, layer));
     } else {
       QSHARD_ASSIGN_OR_RETURN(weights.weights, decoder->LoadLayer(layer));

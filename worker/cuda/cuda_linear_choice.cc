@@ -31,8 +31,10 @@ absl::StatusOr<CudaLinearKernel> ChooseCudaLinear(const std::string& name, const
     std::vector<int8_t> codes(layout::Int8PaddedWidth(p.in_features) * layout::Int8PaddedWidth(p.out_features));
     std::vector<float> scales(layout::Int8PaddedWidth(p.out_features));
     if (const char* why = layout::Int8WeightsFromGptq(view, HalfToFloat, codes.data(), scales.data()))
-      return Refuse(name, p, absl::StrCat("--kernels int8 serves W8A8 (cuBLASLt) only from symmetric 8-bit "
-                                          "per-channel layers (quantize --bits 8 --sym --group-size -1): ", why),
+      return Refuse(name, p,
+                    absl::StrCat("--kernels int8 serves W8A8 (cuBLASLt) only from symmetric 8-bit "
+                                 "per-channel layers (quantize --bits 8 --sym --group-size -1): ",
+                                 why),
                     "use --device cpu (its int8 kernels take 2-8 bits and groups) or --kernels exact");
     return CudaLinearKernel::kW8A8;
   }

@@ -92,7 +92,7 @@ class CudaModel final : public DeviceModel {
       QSHARD_RETURN_IF_ERROR(LoadLinear(kernel, linear->second, packed, name, *spec, layer, device));
       if (spec->has_bias) {
         QSHARD_ASSIGN_OR_RETURN(device.bias, Upload(layer.tensors[slot.name + ".bias"], linear->second.bias,
-                                                     spec->out_features, name + ".bias"));
+                                                    spec->out_features, name + ".bias"));
       }
       used_[CudaLinearKernelName(kernel, packed != nullptr ? packed->bits : 32, 1)].insert(slot.name);
     }
@@ -100,8 +100,8 @@ class CudaModel final : public DeviceModel {
       const auto it = host.weights.norms.find(slot.name);
       if (it == host.weights.norms.end())
         return absl::InternalError(absl::StrCat(what_, ": layer ", index, " has no ", slot.name));
-      const auto norm = std::find_if(spec_.norms.begin(), spec_.norms.end(),
-                                     [&](const NormSpec& n) { return n.name == slot.name; });
+      const auto norm =
+          std::find_if(spec_.norms.begin(), spec_.norms.end(), [&](const NormSpec& n) { return n.name == slot.name; });
       QSHARD_ASSIGN_OR_RETURN(layer.weights.*slot.field,
                               Upload(layer.tensors[slot.name], it->second, norm->size, slot.name));
     }
@@ -111,7 +111,8 @@ class CudaModel final : public DeviceModel {
   absl::StatusOr<Tensor> Logits(const Tensor& hidden, int64_t rows) override {
     const int64_t tokens = hidden.rows();
     if (static_cast<int>(layers_.size()) != config_.num_layers || head_ == nullptr)
-      return absl::InternalError(absl::StrCat(what_, ": ", layers_.size(), " of ", config_.num_layers, " layers loaded"));
+      return absl::InternalError(
+          absl::StrCat(what_, ": ", layers_.size(), " of ", config_.num_layers, " layers loaded"));
     if (hidden.cols() != arch_.hidden || rows < 1 || rows > tokens)
       return absl::InternalError(absl::StrCat(what_, ": a window of the wrong shape"));
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
@@ -138,13 +139,14 @@ class CudaModel final : public DeviceModel {
       x = normed_.get();
     }
     if (project_out_ != nullptr) {
-      QSHARD_RETURN_IF_ERROR(Check(gpu::LinearForward(session_->context().blas(), stream, project_out_, nullptr,
-                                                      head_cols_, arch_.hidden, x, rows, projected_.get(), false,
-                                                      gpu::Activation::kNone)));
+      QSHARD_RETURN_IF_ERROR(
+          Check(gpu::LinearForward(session_->context().blas(), stream, project_out_, nullptr, head_cols_, arch_.hidden,
+                                   x, rows, projected_.get(), false, gpu::Activation::kNone)));
       x = projected_.get();
     }
-    QSHARD_RETURN_IF_ERROR(Check(gpu::LinearForward(session_->context().blas(), stream, head_, nullptr, head_rows_,
-                                                    head_cols_, x, rows, logits_.get(), false, gpu::Activation::kNone)));
+    QSHARD_RETURN_IF_ERROR(
+        Check(gpu::LinearForward(session_->context().blas(), stream, head_, nullptr, head_rows_, head_cols_, x, rows,
+                                 logits_.get(), false, gpu::Activation::kNone)));
     Tensor logits({rows, head_rows_});
     QSHARD_RETURN_IF_ERROR(session_->Copy(logits.data(), logits_.get(), logits.size() * sizeof(float),
                                           cudaMemcpyDeviceToHost, what_.c_str()));
@@ -156,7 +158,8 @@ class CudaModel final : public DeviceModel {
     for (const auto& [kernel, names] : used_) parts.push_back(absl::StrCat(absl::StrJoin(names, ","), ": ", kernel));
     std::string text = absl::StrJoin(parts, "; ");
     if (kernels_ == PackedLinearKernels::kWeightOnly && used_.size() > used_.count("fp32-cublas"))
-      absl::StrAppend(&text, " (windows over ", kFusedMaxTokens, " tokens: dequantized to fp16 on the device + cuBLAS)");
+      absl::StrAppend(&text, " (windows over ", kFusedMaxTokens,
+                      " tokens: dequantized to fp16 on the device + cuBLAS)");
     return text;
   }
 
