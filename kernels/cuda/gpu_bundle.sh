@@ -1,8 +1,13 @@
-# Sourced by run_gpu_job.sh and run_gpu_eval.sh on a GPU machine: unpacks the bundle carried from
-# a CUDA build machine (scripts/pack-gpu-bundle) into /tmp/qshard-gpu-$1 and points the dynamic
-# loader at its libraries and at this machine's CUDA ones. Sets q (the program), plugin, data and
-# work; writes what it found to $log. Exits 2 when the bundle is missing or a library is not found.
-# Usage: source kernels/cuda/gpu_bundle.sh NAME   (with $log set)
+# Sourced by run_gpu_job.sh and run_gpu_eval.sh on a GPU machine: makes the results folder ($OUT,
+# else build-gpu-bundle/results) and its log NAME.log, unpacks the bundle carried from a CUDA build
+# machine (scripts/pack-gpu-bundle) into /tmp/qshard-gpu-NAME and points the dynamic loader at its
+# libraries and at this machine's CUDA ones. Sets results, log, q (the program), plugin, data and
+# work. Exits 2 when the bundle is missing or a library is not found (the log says which).
+# Usage: source kernels/cuda/gpu_bundle.sh NAME
+results="${OUT:-build-gpu-bundle/results}"
+mkdir -p "$results"
+log="$results/$1.log"
+: >"$log"
 bundle="${QSHARD_BUNDLE:-build-gpu-bundle/qshard-gpu.tar.xz}"
 if [[ ! -f "$bundle" ]]; then
   echo "gpu_bundle: no $bundle (make it here with scripts/pack-gpu-bundle and carry build-gpu-bundle)" | tee -a "$log"

@@ -17,11 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-results="${OUT:-build-gpu-bundle/results}"
-mkdir -p "$results"
-log="$results/eval.log"
-: >"$log"
-source kernels/cuda/gpu_bundle.sh eval  # sets q, plugin, data, work; exits 2 if it cannot
+source kernels/cuda/gpu_bundle.sh eval  # sets results, log, q, plugin, data, work; exits 2 if it cannot
 
 status=0
 rows="$results/eval-rows.jsonl"

@@ -14,11 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-results="${OUT:-build-gpu-bundle/results}"
-mkdir -p "$results"
-log="$results/job.log"
-: >"$log"
-source kernels/cuda/gpu_bundle.sh job  # sets q, plugin, data, work; exits 2 if it cannot
+source kernels/cuda/gpu_bundle.sh job  # sets results, log, q, plugin, data, work; exits 2 if it cannot
 
 method="${QSHARD_JOB_METHOD:-gptq}"
 echo "method: $method" | tee -a "$log"
