@@ -8,31 +8,6 @@
 namespace qshard {
 namespace {
 
-// The host's half of a device model: it embeds each window and hands it to the device.
-class DeviceWindowLogits final : public WindowLogits {
- public:
-  DeviceWindowLogits(std::unique_ptr<DecoderModel> decoder, std::unique_ptr<DeviceModel> device)
-      : decoder_(std::move(decoder)), device_(std::move(device)) {}
-  const ModelConfig& config() const override { return decoder_->config(); }
-  ThreadPool& pool() override { return decoder_->pool(); }
-  absl::Status RunWindows(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) override {
-    tokens_.assign(tokens.begin(), tokens.end());
-    seq_ = seq;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<Tensor> Logits(int64_t window) override {
-    const auto span = absl::MakeConstSpan(tokens_).subspan(window * seq_, seq_);
-    QSHARD_ASSIGN_OR_RETURN(const Tensor hidden, decoder_->Embed(span, 1, seq_));
-    return device_->Logits(hidden, seq_ - 1);
-  }
-
- private:
-  std::unique_ptr<DecoderModel> decoder_;
-  std::unique_ptr<DeviceModel> device_;
-  std::vector<int32_t> tokens_;  // the last RunWindows's
-  int64_t seq_ = 0;
-};
-
 // Layer `layer` with its packed linears as the checkpoint stores them; biases, norms and the
 // linears stored as float weights (skipped modules) read as floats.
 absl::StatusOr<DeviceModelLayer> ReadPackedLayer(const DecoderModel& decoder, const GptqTensorSource& source,
@@ -58,6 +33,31 @@ absl::StatusOr<DeviceModelLayer> ReadPackedLayer(const DecoderModel& decoder, co
 }
 
 }  // namespace
+
+absl::Status DeviceLanguageModel::RunWindows(absl::Span<const int32_t> tokens, int64_t batch, int64_t seq) {
+  tokens_.assign(tokens.begin(), tokens.end());
+  seq_ = seq;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> DeviceLanguageModel::Logits(int64_t window) {
+  const auto span = absl::MakeConstSpan(tokens_).subspan(window * seq_, seq_);
+  QSHARD_ASSIGN_OR_RETURN(const Tensor hidden, decoder_->Embed(span, 1, seq_));
+  return device_->Logits(hidden, seq_ - 1);
+}
+
+void DeviceLanguageModel::Reset() {
+  device_->ResetCache();
+  positions_ = 0;
+}
+
+absl::StatusOr<Tensor> DeviceLanguageModel::Next(absl::Span<const int32_t> fresh) {
+  const int64_t count = static_cast<int64_t>(fresh.size());
+  QSHARD_ASSIGN_OR_RETURN(const Tensor hidden, decoder_->Embed(fresh, 1, count, positions_));
+  QSHARD_ASSIGN_OR_RETURN(Tensor logits, device_->NextLogits(hidden));
+  positions_ += count;
+  return logits;
+}
 
 absl::StatusOr<DeviceLoadedModel> LoadModelOnDevice(const std::string& dir, int threads, GptqLinearMode kernels,
                                                     CudaDevice& device) {
@@ -91,7 +91,7 @@ absl::StatusOr<DeviceLoadedModel> LoadModelOnDevice(const std::string& dir, int 
   }
   std::string described = model->Describe();
   QSHARD_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::FromModelDir(dir));
-  return DeviceLoadedModel{std::make_unique<DeviceWindowLogits>(std::move(decoder), std::move(model)),
+  return DeviceLoadedModel{std::make_unique<DeviceLanguageModel>(std::move(decoder), std::move(model)),
                            std::move(tokenizer), std::move(described)};
 }
 

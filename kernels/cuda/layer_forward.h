@@ -69,6 +69,8 @@ class LayerForwardScratch {
                                               const float*, int64_t, LayerForwardScratch&);
   friend CudaStatus AddGroupOutputOnDevice(const SolverContext&, const DeviceLayerWeights&, LayerGroup, float*,
                                            int64_t, LayerForwardScratch&);
+  friend CudaStatus RunLayerCachedOnDevice(const SolverContext&, const DeviceLayerWeights&, float*, int64_t, int64_t,
+                                           float*, float*, LayerForwardScratch&);
   CudaStatus Reserve(const LayerArchitecture& arch, int64_t tokens);
 
   int64_t computed_[kLayerGroupCount] = {};  // tokens of the window each group input was last computed for
@@ -102,6 +104,15 @@ CudaStatus ComputeGroupInputOnDevice(const SolverContext& context, const DeviceL
                                      const float* residual, int64_t tokens, LayerForwardScratch& scratch);
 CudaStatus AddGroupOutputOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, LayerGroup group,
                                   float* residual, int64_t tokens, LayerForwardScratch& scratch);
+
+// Decoding with a key/value cache: `hidden` [tokens, hidden] of positions first_position ..
+// first_position + tokens − 1 through the layer in place, their keys and values written into
+// rows first_position .. of k_cache and v_cache [positions, kv_heads·head_dim] (after RoPE), and
+// their queries attending to every cached position up to their own (CachedAttentionOnDevice).
+// The rest of the layer is the stages above (groups 2 and 3 and their outputs).
+CudaStatus RunLayerCachedOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, float* hidden,
+                                  int64_t tokens, int64_t first_position, float* k_cache, float* v_cache,
+                                  LayerForwardScratch& scratch);
 
 // FLOPs of one window: the linears' 2·tokens·in·out each and the causal attention's
 // (attention_plan.h); norms and elementwise work not counted.

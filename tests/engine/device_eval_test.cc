@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/synthetic_model.h"
 #include "core/tokenizer/text_tokens.h"
 #include "engine/device_model_loading.h"
 #include "engine/job_runner.h"
@@ -19,6 +20,8 @@
 #include "tests/core/scoped_temp_dir.h"
 #include "tests/engine/tiny_jobs.h"
 #include "worker/eval/evaluate.h"
+#include "worker/eval/generate.h"
+#include "worker/model/kv_cache.h"
 
 namespace qshard {
 namespace {
@@ -59,6 +62,13 @@ class CpuModel final : public DeviceModel {
     for (size_t i = 0; i < layers_.size(); ++i) model_.RunLayer(static_cast<int>(i), layers_[i], h, 1, h.rows());
     return model_.Logits(Tensor({rows, h.cols()}, std::vector<float>(h.row(0), h.row(rows))));
   }
+  absl::StatusOr<Tensor> NextLogits(const Tensor& hidden) override {
+    Tensor h = hidden;
+    for (size_t i = 0; i < layers_.size(); ++i) model_.RunLayerCached(static_cast<int>(i), layers_[i], h, cache_);
+    const int64_t last = h.rows() - 1;
+    return model_.Logits(Tensor({1, h.cols()}, std::vector<float>(h.row(last), h.row(last + 1))));
+  }
+  void ResetCache() override { cache_ = KvCache(model_.config()); }
   std::string Describe() const override { return "stand-in"; }
 
   bool refuse_packed = false;
@@ -67,6 +77,7 @@ class CpuModel final : public DeviceModel {
   const DecoderModel& model_;
   StandInLog* log_;
   std::vector<DecoderLayerWeights> layers_;
+  KvCache cache_{model_.config()};
 };
 
 class StandInDevice : public CudaDevice {
@@ -192,6 +203,41 @@ TEST_F(DeviceEvalTest, Int8AsksForW8A8AndDequantizeHandsOverFloats) {
   EXPECT_EQ(dequantize.log.packed, 0);
   EXPECT_EQ(dequantize.log.float_linears, 2 * kLinears);
   EXPECT_EQ(got.perplexity, CpuDequantized(Checkpoint()).perplexity);
+}
+
+TEST_F(DeviceEvalTest, GenerateThroughTheDeviceCacheGivesTheCpuIds) {
+  StandInDevice device;
+  auto on_device = LoadModelOnDevice(Checkpoint(), 2, GptqLinearMode::kExact, device);
+  auto cpu = LoadModelForInference(Checkpoint(), 2, GptqLinearMode::kDequantize);
+  ASSERT_TRUE(on_device.ok() && cpu.ok()) << on_device.status() << cpu.status();
+  const std::vector<int32_t> prompt = {1, 417, 29, 1203, 88};
+  auto expected = Generate(*cpu->model, prompt, 24, /*eos=*/-1);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  for (int run = 0; run < 2; ++run) {  // the second starts again from a reset cache
+    auto got = Generate(*on_device->model, prompt, 24, /*eos=*/-1);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, *expected) << "run " << run;
+  }
+}
+
+// OPT's learned positions are added on the host, so the host must count the decoded positions.
+TEST(DeviceGenerateTest, OptPositionsFollowTheSequence) {
+  testing::ScopedTempDir dir;
+  SyntheticSpec spec;
+  spec.preset = "opt-125m";
+  spec.num_layers = 1;
+  spec.out_dir = dir.Child("opt");
+  spec.dtype = DType::kF32;
+  ASSERT_TRUE(WriteSyntheticModel(spec).ok());
+  StandInDevice device;
+  auto on_device = LoadModelOnDevice(spec.out_dir, 2, GptqLinearMode::kExact, device);
+  auto cpu = LoadModelForInference(spec.out_dir, 2);
+  ASSERT_TRUE(on_device.ok() && cpu.ok()) << on_device.status() << cpu.status();
+  const std::vector<int32_t> prompt = {2, 100, 2000, 31000, 7};
+  auto expected = Generate(*cpu->model, prompt, 12, /*eos=*/-1);
+  auto got = Generate(*on_device->model, prompt, 12, /*eos=*/-1);
+  ASSERT_TRUE(expected.ok() && got.ok()) << expected.status() << got.status();
+  EXPECT_EQ(*got, *expected);
 }
 
 TEST_F(DeviceEvalTest, RefusalsReachTheCaller) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status.h"
+#include "kernels/cuda/attention_device.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/layer_forward.h"
 #include "kernels/cuda/layer_ops_device.h"
@@ -27,6 +28,7 @@ struct Layer {
   std::map<std::string, gpu::DeviceBuffer<float>> tensors;
   std::vector<std::unique_ptr<gpu::DeviceLinearKernel>> kernels;
   gpu::DeviceLayerWeights weights;
+  gpu::DeviceBuffer<float> k_cache, v_cache;  // decoding: [positions, kv_width] each, made on first use
 };
 
 class CudaModel final : public DeviceModel {
@@ -110,25 +112,70 @@ class CudaModel final : public DeviceModel {
 
   absl::StatusOr<Tensor> Logits(const Tensor& hidden, int64_t rows) override {
     const int64_t tokens = hidden.rows();
-    if (static_cast<int>(layers_.size()) != config_.num_layers || head_ == nullptr)
-      return absl::InternalError(
-          absl::StrCat(what_, ": ", layers_.size(), " of ", config_.num_layers, " layers loaded"));
-    if (hidden.cols() != arch_.hidden || rows < 1 || rows > tokens)
-      return absl::InternalError(absl::StrCat(what_, ": a window of the wrong shape"));
+    if (rows < 1 || rows > tokens) return absl::InternalError(absl::StrCat(what_, ": ", rows, " rows of logits"));
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
-    const cudaStream_t stream = session_->stream();
-    QSHARD_RETURN_IF_ERROR(Check(Grow(hidden_, hidden.size())));
-    QSHARD_RETURN_IF_ERROR(Check(Grow(normed_, rows * arch_.hidden)));
-    QSHARD_RETURN_IF_ERROR(Check(Grow(projected_, rows * head_cols_)));
-    QSHARD_RETURN_IF_ERROR(Check(Grow(logits_, rows * head_rows_)));
-    QSHARD_RETURN_IF_ERROR(session_->Copy(hidden_.get(), hidden.data(), hidden.size() * sizeof(float),
-                                          cudaMemcpyHostToDevice, what_.c_str()));
+    QSHARD_RETURN_IF_ERROR(UploadHidden(hidden));
     for (const Layer& layer : layers_)
       QSHARD_RETURN_IF_ERROR(Check(gpu::RunLayerForwardOnDevice(session_->context(), layer.weights, hidden_.get(),
                                                                 hidden_.get(), tokens, scratch_)));
-    // DecoderModel::Logits: the final norm (RMSNorm, or OPT's LayerNorm where it has one), OPT's
-    // project_out, the head; on the first `rows` positions only.
-    const float* x = hidden_.get();
+    return Head(hidden_.get(), rows);
+  }
+
+  absl::StatusOr<Tensor> NextLogits(const Tensor& hidden) override {
+    const int64_t tokens = hidden.rows();
+    const int64_t positions = std::min<int64_t>(config_.max_positions, gpu::kCachedAttentionMaxKeys);
+    if (cached_ + tokens > positions)
+      return absl::OutOfRangeError(
+          absl::StrCat(what_, ": ", cached_ + tokens, " positions exceed the cache's ", positions));
+    QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
+    const int64_t cache_floats = positions * arch_.kv_width();
+    QSHARD_RETURN_IF_ERROR(UploadHidden(hidden));
+    for (Layer& layer : layers_) {
+      QSHARD_RETURN_IF_ERROR(Check(Grow(layer.k_cache, cache_floats)));
+      QSHARD_RETURN_IF_ERROR(Check(Grow(layer.v_cache, cache_floats)));
+      QSHARD_RETURN_IF_ERROR(
+          Check(gpu::RunLayerCachedOnDevice(session_->context(), layer.weights, hidden_.get(), tokens, cached_,
+                                            layer.k_cache.get(), layer.v_cache.get(), scratch_)));
+    }
+    cached_ += tokens;
+    return Head(hidden_.get() + (tokens - 1) * arch_.hidden, 1);
+  }
+
+  void ResetCache() override { cached_ = 0; }
+
+  std::string Describe() const override {
+    std::vector<std::string> parts;
+    for (const auto& [kernel, names] : used_) parts.push_back(absl::StrCat(absl::StrJoin(names, ","), ": ", kernel));
+    std::string text = absl::StrJoin(parts, "; ");
+    if (kernels_ == PackedLinearKernels::kWeightOnly && used_.size() > used_.count("fp32-cublas"))
+      absl::StrAppend(&text, " (windows over ", kFusedMaxTokens,
+                      " tokens: dequantized to fp16 on the device + cuBLAS)");
+    return text;
+  }
+
+ private:
+  // Checks that every layer is loaded and `hidden` [tokens, hidden] is a model's input, then copies
+  // it into hidden_; the caller holds the session's lock.
+  absl::Status UploadHidden(const Tensor& hidden) {
+    if (static_cast<int>(layers_.size()) != config_.num_layers || head_ == nullptr)
+      return absl::InternalError(
+          absl::StrCat(what_, ": ", layers_.size(), " of ", config_.num_layers, " layers loaded"));
+    if (hidden.cols() != arch_.hidden || hidden.rows() < 1)
+      return absl::InternalError(absl::StrCat(what_, ": hidden states of the wrong shape"));
+    QSHARD_RETURN_IF_ERROR(Check(Grow(hidden_, hidden.size())));
+    return session_->Copy(hidden_.get(), hidden.data(), hidden.size() * sizeof(float), cudaMemcpyHostToDevice,
+                          what_.c_str());
+  }
+
+  // DecoderModel::Logits on `rows` hidden rows at `hidden` (device): the final norm (RMSNorm, or
+  // OPT's LayerNorm where it has one), OPT's project_out, the head; the logits to the host. The
+  // caller holds the session's lock.
+  absl::StatusOr<Tensor> Head(const float* hidden, int64_t rows) {
+    const cudaStream_t stream = session_->stream();
+    QSHARD_RETURN_IF_ERROR(Check(Grow(normed_, rows * arch_.hidden)));
+    QSHARD_RETURN_IF_ERROR(Check(Grow(projected_, rows * head_cols_)));
+    QSHARD_RETURN_IF_ERROR(Check(Grow(logits_, rows * head_rows_)));
+    const float* x = hidden;
     if (arch_.llama()) {
       QSHARD_RETURN_IF_ERROR(
           Check(gpu::RmsNormRows(x, final_norm_weight_, arch_.norm_eps, rows, arch_.hidden, normed_.get(), stream)));
@@ -153,17 +200,6 @@ class CudaModel final : public DeviceModel {
     return logits;
   }
 
-  std::string Describe() const override {
-    std::vector<std::string> parts;
-    for (const auto& [kernel, names] : used_) parts.push_back(absl::StrCat(absl::StrJoin(names, ","), ": ", kernel));
-    std::string text = absl::StrJoin(parts, "; ");
-    if (kernels_ == PackedLinearKernels::kWeightOnly && used_.size() > used_.count("fp32-cublas"))
-      absl::StrAppend(&text, " (windows over ", kFusedMaxTokens,
-                      " tokens: dequantized to fp16 on the device + cuBLAS)");
-    return text;
-  }
-
- private:
   absl::Status Check(const gpu::CudaStatus& status) const { return FromCudaStatus(status, what_); }
 
   static gpu::CudaStatus Grow(gpu::DeviceBuffer<float>& buffer, int64_t count) {
@@ -224,6 +260,7 @@ class CudaModel final : public DeviceModel {
   const float* project_out_ = nullptr;
   const float* head_ = nullptr;
   int64_t head_rows_ = 0, head_cols_ = 0;  // vocab, embed
+  int64_t cached_ = 0;                     // positions in the layers' key/value caches
   gpu::LayerForwardScratch scratch_;
   gpu::HalfLinearScratch half_scratch_;
   gpu::DeviceBuffer<float> hidden_, normed_, projected_, logits_;

@@ -1,7 +1,8 @@
 // A whole decoder model on a device, for evaluation (`qshard eval --device cuda`; docs/cuda.md,
 // "Evaluation on the device"): every layer's weights held there, each linear served by the device
 // kernel that fits it, and one call taking a window's embedded hidden states to next-token logits
-// (final norm and head on the device too), which come back to the host for the metrics. The CUDA
+// (final norm and head on the device too), which come back to the host for the metrics; and
+// greedy decoding with a key/value cache there (`qshard generate --device cuda`). The CUDA
 // implementation is worker/cuda/cuda_model.
 #pragma once
 
@@ -41,6 +42,13 @@ class DeviceModel {
   // every layer, the final norm and the head; the logits [rows, vocab] of its first `rows`
   // positions, on the host.
   virtual absl::StatusOr<Tensor> Logits(const Tensor& hidden, int64_t rows) = 0;
+  // Decoding with a key/value cache on the device: `hidden` [tokens, hidden] of the tokens after
+  // those run since the last ResetCache (embedded on the host at those positions), through every
+  // layer, their keys and values kept; the logits [1, vocab] of the last. Out of range past the
+  // model's max positions.
+  virtual absl::StatusOr<Tensor> NextLogits(const Tensor& hidden) = 0;
+  // Forgets the cached positions: the next NextLogits starts a sequence at position 0.
+  virtual void ResetCache() = 0;
   // Which kernel serves which linears, e.g. "q_proj,k_proj,...: w4a16-repacked (prefill >64
   // tokens: dequantize + fp16 cuBLAS)", for the log.
   virtual std::string Describe() const = 0;
