@@ -19,7 +19,7 @@ unsigned Blocks(int64_t count) {
 }
 
 // Rounds to nearest; values beyond fp16's range become ±inf (fp16 activations are the kernels'
-// contract: docs/cuda.md, "Evaluation on the device").
+// contract: docs/cuda.md, "Evaluation and generation on the device").
 __global__ void ToHalfKernel(const float* __restrict__ x, int64_t count, __half* __restrict__ out) {
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x)

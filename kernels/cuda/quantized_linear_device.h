@@ -3,7 +3,7 @@
 // w4a16/w8a16 kernels (the repacked tensor-core kernel for 4 bits where chosen), or, for long
 // inputs, dequantized to fp16 on the device and multiplied by cuBLAS; symmetric 8-bit per-channel
 // layers through cuBLASLt's W8A8. Float32 activations come in and go out: each call converts them
-// to fp16 and back around the kernel (docs/cuda.md, "Evaluation on the device").
+// to fp16 and back around the kernel (docs/cuda.md, "Evaluation and generation on the device").
 #pragma once
 
 #include <cuda_fp16.h>
