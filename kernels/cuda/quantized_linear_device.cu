@@ -114,7 +114,8 @@ CudaStatus GptqDeviceLinear::Apply(const SolverContext& context, const float* x,
   if (tokens > fused_max_tokens_) {
     QSHARD_CUDA_RETURN_IF_ERROR(Grow(s.weight, static_cast<int64_t>(in_) * out_));
     QSHARD_CUDA_RETURN_IF_ERROR(DequantizeGptq(View(), s.weight.get(), stream));
-    QSHARD_CUDA_RETURN_IF_ERROR(HalfMatmulCublas(context.blas(), s.x.get(), rows, s.weight.get(), in_, out_, s.y.get()));
+    QSHARD_CUDA_RETURN_IF_ERROR(
+        HalfMatmulCublas(context.blas(), s.x.get(), rows, s.weight.get(), in_, out_, s.y.get()));
   } else if (use_repacked_) {
     QSHARD_CUDA_RETURN_IF_ERROR(GptqMmaW4Matmul(repacked_.View(), s.x.get(), rows, s.y.get(), s.gptq, stream));
   } else {

@@ -35,7 +35,8 @@ class GptqDeviceLinear final : public DeviceLinearKernel {
   // Uploads `w` (host memory), repacked for GptqMmaW4Matmul when `repack_w4` (4 bits only).
   // Inputs of more than `fused_max_tokens` rows are dequantized into the scratch's fp16 weight
   // and multiplied by cuBLAS (cublasGemmEx, fp32 accumulation) instead of the fused kernels.
-  CudaStatus Load(const layout::GptqPackedView& w, bool repack_w4, int64_t fused_max_tokens, HalfLinearScratch* scratch);
+  CudaStatus Load(const layout::GptqPackedView& w, bool repack_w4, int64_t fused_max_tokens,
+                  HalfLinearScratch* scratch);
   CudaStatus Apply(const SolverContext& context, const float* x, int64_t tokens, float* y, bool accumulate) override;
 
  private:

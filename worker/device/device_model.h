@@ -1,8 +1,8 @@
-// A whole decoder model on a device, for evaluation (`qshard eval --device cuda`; docs/cuda.md,
-// "Evaluation and generation on the device"): every layer's weights held there, each linear served by the device
-// kernel that fits it, and one call taking a window's embedded hidden states to next-token logits
-// (final norm and head on the device too), which come back to the host for the metrics; and
-// greedy decoding with a key/value cache there (`qshard generate --device cuda`). The CUDA
+// A whole decoder model on a device, for evaluation and greedy decoding (`qshard eval|generate
+// --device cuda`; docs/cuda.md, "Evaluation and generation on the device"): every layer's weights
+// held there, each linear served by the device kernel that fits it, and one call taking a
+// window's embedded hidden states to next-token logits (final norm and head on the device too),
+// which come back to the host for the metrics; decoding keeps a key/value cache there. The CUDA
 // implementation is worker/cuda/cuda_model.
 #pragma once
 
