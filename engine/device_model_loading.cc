@@ -9,7 +9,8 @@ namespace qshard {
 namespace {
 
 // Layer `layer` with its packed linears as the checkpoint stores them; biases, norms and the
-// linears stored as float weights (skipped modules) read as floats.
+// linears stored as float weights (skipped modules) read as floats. FlattenQuant linears are
+// refused, naming the linear.
 absl::StatusOr<DeviceModelLayer> ReadPackedLayer(const DecoderModel& decoder, const GptqTensorSource& source,
                                                  int layer) {
   const std::string prefix = decoder.tensor_names().Layer(layer);
@@ -17,6 +18,10 @@ absl::StatusOr<DeviceModelLayer> ReadPackedLayer(const DecoderModel& decoder, co
   for (const LinearSpec& l : decoder.layer_spec().linears) {
     const std::string weight = prefix + l.name + ".weight";
     Linear& linear = out.weights.linears[l.name];
+    if (source.IsFlattened(weight))
+      return absl::FailedPreconditionError(absl::StrCat(
+          weight, " is a FlattenQuant linear: no CUDA kernel runs its split columns; use --device cpu, or "
+                  "--kernels dequantize on the device"));
     if (source.IsPacked(weight)) {
       QSHARD_ASSIGN_OR_RETURN(out.packed[l.name], source.ReadPacked(weight));
     } else {
@@ -76,13 +81,6 @@ absl::StatusOr<DeviceLoadedModel> LoadModelOnDevice(const std::string& dir, int 
   for (int layer = 0; layer < config.num_layers; ++layer) {
     DeviceModelLayer weights;
     if (packed) {
-      const std::string first =
-          decoder->tensor_names().Layer(layer) + decoder->layer_spec().linears[0].name + ".weight";
-      if (gptq->IsFlattened(first))
-        return absl::FailedPreconditionError(
-            absl::StrCat(dir,
-                         " is a FlattenQuant checkpoint: no CUDA kernel runs its split columns; use --device cpu, or "
-                         "--kernels dequantize on the device"));
       QSHARD_ASSIGN_OR_RETURN(weights, ReadPackedLayer(*decoder, *gptq, layer));
     } else {
       QSHARD_ASSIGN_OR_RETURN(weights.weights, decoder->LoadLayer(layer));

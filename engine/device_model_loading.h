@@ -46,8 +46,8 @@ struct DeviceLoadedModel {
   std::string kernels;  // which kernel serves which linears (DeviceModel::Describe)
 };
 
-// A FlattenQuant checkpoint is refused unless `kernels` is kDequantize (no device kernel runs its
-// split columns); a linear no device kernel serves is refused by name (DeviceModel::LoadLayer).
+// A FlattenQuant linear is refused by name unless `kernels` is kDequantize (no device kernel runs
+// its split columns); so is any linear no device kernel serves (DeviceModel::LoadLayer).
 absl::StatusOr<DeviceLoadedModel> LoadModelOnDevice(const std::string& dir, int threads, GptqLinearMode kernels,
                                                     CudaDevice& device);
 

@@ -26,6 +26,7 @@
 namespace qshard {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 struct StandInLog {
@@ -246,6 +247,17 @@ TEST_F(DeviceEvalTest, RefusalsReachTheCaller) {
   auto refused = LoadModelOnDevice(Checkpoint(), 2, GptqLinearMode::kExact, refusing);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("layer 0 "));
+
+  const std::string flattened = dir_->Child("flattenquant");
+  auto report = RunEmbeddedJob(tiny_jobs::Job("flattenquant", 8, flattened, /*nsamples=*/4, /*seqlen=*/64), JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  StandInDevice device;
+  auto split = LoadModelOnDevice(flattened, 2, GptqLinearMode::kExact, device);
+  ASSERT_FALSE(split.ok());
+  EXPECT_EQ(split.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(split.status().message()),
+              AllOf(HasSubstr("layers.0.self_attn.q_proj.weight is a FlattenQuant linear"), HasSubstr("--device cpu")));
+  EXPECT_TRUE(LoadModelOnDevice(flattened, 2, GptqLinearMode::kDequantize, device).ok());
 
   NoModelDevice none;
   auto unsupported = LoadModelOnDevice(tiny_jobs::kModel, 2, GptqLinearMode::kExact, none);
