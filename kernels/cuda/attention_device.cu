@@ -1,8 +1,10 @@
 // CausalAttentionOnDevice: attention_plan.h's plan executed with cublasSgemmStridedBatched and a
-// row-softmax kernel (one block per row, reductions in a fixed order).
+// row-softmax kernel (one block per row, reductions in a fixed order); CachedAttentionOnDevice:
+// one kernel, a block per query row and head, for decoding.
 #include "kernels/cuda/attention_device.h"
 
 #include <cmath>
+#include <string>
 
 #include "kernels/cuda/block_reduce.cuh"
 
@@ -31,6 +33,39 @@ __global__ void CausalSoftmaxKernel(float* scores, int64_t rows, int64_t keys, i
   for (int64_t j = visible + threadIdx.x; j < keys; j += blockDim.x) row[j] = 0.0f;
 }
 
+constexpr int kCachedThreads = 128;
+
+// Block (t, h): query row t, head h, against keys 0 .. first + t of key/value head h / group.
+__global__ void CachedAttentionKernel(const float* __restrict__ q, const float* __restrict__ k,
+                                      const float* __restrict__ v, int64_t first, int64_t heads, int64_t kv_heads,
+                                      int64_t head_dim, float scale, float* __restrict__ out) {
+  extern __shared__ float scores[];
+  __shared__ float shared[kReduceMaxWarps];
+  const int64_t t = blockIdx.x, h = blockIdx.y, kv = h / (heads / kv_heads);
+  const int64_t visible = first + t + 1, kv_width = kv_heads * head_dim;
+  const float* query = q + (t * heads + h) * head_dim;
+  float largest = -INFINITY;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
+    const float* key = k + j * kv_width + kv * head_dim;
+    float dot = 0.0f;
+    for (int64_t d = 0; d < head_dim; ++d) dot += query[d] * key[d];
+    scores[j] = dot * scale;
+    largest = fmaxf(largest, scores[j]);
+  }
+  largest = BlockReduce(largest, MaxOp(), shared);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
+    scores[j] = expf(scores[j] - largest);
+    sum += scores[j];
+  }
+  const float inverse_sum = 1.0f / BlockReduce(sum, SumOp(), shared);  // synchronizes: every score is written
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < visible; ++j) acc += scores[j] * v[j * kv_width + kv * head_dim + d];
+    out[(t * heads + h) * head_dim + d] = acc * inverse_sum;
+  }
+}
+
 }  // namespace
 
 CudaStatus CausalSoftmaxOnDevice(float* scores, int64_t rows, int64_t keys, int64_t first_row, int64_t heads,
@@ -41,6 +76,23 @@ CudaStatus CausalSoftmaxOnDevice(float* scores, int64_t rows, int64_t keys, int6
   CausalSoftmaxKernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kSoftmaxThreads, 0,
                         stream>>>(scores, rows, keys, first_row);
   QSHARD_CUDA_CHECK_LAUNCH("CausalSoftmaxKernel");
+  return CudaStatus();
+}
+
+CudaStatus CachedAttentionOnDevice(cudaStream_t stream, const AttentionDims& d, int64_t first_position,
+                                   const float* q, const float* k_cache, const float* v_cache, float scale,
+                                   float* out) {
+  if (d.tokens <= 0) return CudaStatus();
+  if (d.heads <= 0 || d.kv_heads <= 0 || d.head_dim <= 0 || d.heads % d.kv_heads != 0 || first_position < 0)
+    return CudaStatus::Error("CachedAttentionOnDevice: heads must be a positive multiple of kv_heads");
+  const int64_t keys = first_position + d.tokens;
+  if (keys > kCachedAttentionMaxKeys || d.heads > 65535)
+    return CudaStatus::Error("CachedAttentionOnDevice: more than " + std::to_string(kCachedAttentionMaxKeys) +
+                             " positions or 65535 heads");
+  const dim3 grid(static_cast<unsigned>(d.tokens), static_cast<unsigned>(d.heads));
+  CachedAttentionKernel<<<grid, kCachedThreads, sizeof(float) * keys, stream>>>(
+      q, k_cache, v_cache, first_position, d.heads, d.kv_heads, d.head_dim, scale, out);
+  QSHARD_CUDA_CHECK_LAUNCH("CachedAttentionKernel");
   return CudaStatus();
 }
 

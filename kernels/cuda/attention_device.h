@@ -32,4 +32,15 @@ CudaStatus CausalAttentionOnDevice(cublasHandle_t blas, cudaStream_t stream, con
 CudaStatus CausalSoftmaxOnDevice(float* scores, int64_t rows, int64_t keys, int64_t first_row, int64_t heads,
                                  cudaStream_t stream);
 
+// Decoding with a key/value cache: q [tokens, heads·head_dim] of positions first_position ..
+// first_position + tokens − 1, k_cache and v_cache [≥ first_position + tokens, kv_heads·head_dim]
+// holding every position up to the last query's -> out [tokens, heads·head_dim]; query t sees keys
+// 0 .. first_position + t. One block per query row and head (scores in shared memory: at most
+// kCachedAttentionMaxKeys keys), float32 with a fixed reduction order; meant for a few tokens
+// per call, not for prefill-sized windows (CausalAttentionOnDevice).
+inline constexpr int64_t kCachedAttentionMaxKeys = 8192;
+CudaStatus CachedAttentionOnDevice(cudaStream_t stream, const AttentionDims& dims, int64_t first_position,
+                                   const float* q, const float* k_cache, const float* v_cache, float scale,
+                                   float* out);
+
 }  // namespace qshard::gpu

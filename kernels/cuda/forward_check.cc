@@ -4,8 +4,10 @@
 // post-LN, biases or none; 1, 7, 129 and 300 tokens): the output and the four captured group
 // inputs within the reference's tolerances, identical bytes from a second run on a fresh
 // scratch, the in-place form, the device statistics (hessian_device.h) fed straight from the
-// captured inputs, and the stage-by-stage entry points (a group's input computed again after a
-// weight changed; stages out of order refused). Exit status: 0 all passed, 1 a check failed,
+// captured inputs, the stage-by-stage entry points (a group's input computed again after a
+// weight changed; stages out of order refused), and decoding with a key/value cache
+// (RunLayerCachedOnDevice: half the window as a prompt, then one token per call, against the same
+// reference output; a negative position refused). Exit status: 0 all passed, 1 a check failed,
 // 2 a CUDA error stopped the run, 77 no CUDA device (ctest reports the test as skipped).
 #include <cuda_runtime_api.h>
 
@@ -134,6 +136,28 @@ CudaStatus CheckStatistics(const SolverContext& context, const LayerArchitecture
   return CudaStatus();
 }
 
+// Decoding with a key/value cache (RunLayerCachedOnDevice): the first half of the window as the
+// prompt, then one token per call at its position; every row of the window, downloaded.
+CudaStatus DecodeWithCache(const SolverContext& context, const DeviceLayerWeights& w, const std::vector<float>& hidden,
+                           int64_t tokens, std::vector<float>& decoded) {
+  const LayerArchitecture& a = w.arch;
+  DeviceBuffer<float> k_cache, v_cache, rows;
+  QSHARD_CUDA_RETURN_IF_ERROR(k_cache.Allocate(static_cast<size_t>(tokens * a.kv_width())));
+  QSHARD_CUDA_RETURN_IF_ERROR(v_cache.Allocate(static_cast<size_t>(tokens * a.kv_width())));
+  QSHARD_CUDA_RETURN_IF_ERROR(rows.Upload(hidden));
+  LayerForwardScratch scratch;
+  for (int64_t first = 0; first < tokens;) {
+    const int64_t count = first == 0 ? (tokens + 1) / 2 : 1;
+    QSHARD_CUDA_RETURN_IF_ERROR(RunLayerCachedOnDevice(context, w, rows.get() + first * a.hidden, count, first,
+                                                       k_cache.get(), v_cache.get(), scratch));
+    first += count;
+  }
+  if (RunLayerCachedOnDevice(context, w, rows.get(), 1, -1, k_cache.get(), v_cache.get(), scratch).ok())
+    return CudaStatus::Error("RunLayerCachedOnDevice took a negative position");
+  QSHARD_CUDA_TRY(cudaStreamSynchronize(context.stream()));
+  return DownloadFloats(rows.get(), hidden.size(), decoded);
+}
+
 CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t tokens, uint64_t seed,
                    LayerForwardScratch& reused_scratch, bool& passed) {
   const LayerArchitecture& a = c.arch;
@@ -184,6 +208,14 @@ CudaStatus RunCase(const SolverContext& context, const ForwardCase& c, int64_t t
   expect(WithinForwardTolerance(Compare(attention_q, reference.attention_q)) &&
              WithinForwardTolerance(Compare(attention_k, reference.attention_k)),
          "the scratch's attention q or k is outside the tolerances");
+
+  std::vector<float> decoded;
+  QSHARD_CUDA_RETURN_IF_ERROR(DecodeWithCache(context, device.weights, hidden, tokens, decoded));
+  const Deviation cached = Compare(decoded, reference.out);
+  std::printf("  decoded with a key/value cache (half a prompt, then a token per call): max/rms %.2e  "
+              "relative Frobenius %.2e\n",
+              cached.max_over_rms, cached.relative_frobenius);
+  expect(WithinForwardTolerance(cached), "the output decoded with a key/value cache is outside the tolerances");
 
   double worst = 0.0;
   QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, a, tokens, fresh, third, worst));

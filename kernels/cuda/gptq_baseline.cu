@@ -61,7 +61,12 @@ CudaStatus CublasHandle::Create(cudaStream_t stream) {
 
 CudaStatus HalfMatmulCublas(const CublasHandle& handle, const __half* x, int tokens,
                             const __half* weight, int in_features, int out_features, __half* y) {
-  if (handle.get() == nullptr) return CudaStatus::Error("HalfMatmulCublas: handle not created");
+  return HalfMatmulCublas(handle.get(), x, tokens, weight, in_features, out_features, y);
+}
+
+CudaStatus HalfMatmulCublas(cublasHandle_t handle, const __half* x, int tokens, const __half* weight,
+                            int in_features, int out_features, __half* y) {
+  if (handle == nullptr) return CudaStatus::Error("HalfMatmulCublas: handle not created");
   if (tokens < 0 || in_features <= 0 || out_features <= 0) {
     return CudaStatus::Error("HalfMatmulCublas: bad shape");
   }
@@ -70,7 +75,7 @@ CudaStatus HalfMatmulCublas(const CublasHandle& handle, const __half* x, int tok
   // W[out, in] · xᵀ[in, tokens], and row-major W[out, in] is column-major Wᵀ, hence OP_T.
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  QSHARD_CUBLAS_TRY(cublasGemmEx(handle.get(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, tokens,
+  QSHARD_CUBLAS_TRY(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out_features, tokens,
                                  in_features, &alpha, weight, CUDA_R_16F, in_features, x,
                                  CUDA_R_16F, in_features, &beta, y, CUDA_R_16F, out_features,
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

@@ -34,5 +34,8 @@ class CublasHandle {
 // (cublasGemmEx with CUBLAS_COMPUTE_32F), queued on the handle's stream.
 CudaStatus HalfMatmulCublas(const CublasHandle& handle, const __half* x, int tokens,
                             const __half* weight, int in_features, int out_features, __half* y);
+// The same on a handle owned elsewhere (a SolverContext's), bound to the stream to queue on.
+CudaStatus HalfMatmulCublas(cublasHandle_t handle, const __half* x, int tokens, const __half* weight,
+                            int in_features, int out_features, __half* y);
 
 }  // namespace qshard::gpu

@@ -72,6 +72,10 @@ CudaStatus PostNorm(const DeviceLayerWeights& w, int index, float* residual, int
 
 CudaStatus Linear(const SolverContext& context, const DeviceLinear& linear, int64_t out, int64_t in, const float* x,
                   int64_t tokens, float* y, bool accumulate = false, Activation activation = Activation::kNone) {
+  if (linear.kernel != nullptr) {
+    QSHARD_CUDA_RETURN_IF_ERROR(linear.kernel->Apply(context, x, tokens, y, accumulate));
+    return BiasActivationRows(y, linear.bias, tokens, out, activation, context.stream());
+  }
   return LinearForward(context.blas(), context.stream(), linear.weight, linear.bias, out, in, x, tokens, y, accumulate,
                        activation);
 }
@@ -109,10 +113,12 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& w) {
   const LayerArchitecture& a = w.arch;
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateLayerArchitecture(a));
   const auto check = [](const DeviceLinear& linear, bool needed, bool biased, const char* name) {
-    if (!needed) return linear.weight == nullptr && linear.bias == nullptr
+    if (!needed) return linear.weight == nullptr && linear.bias == nullptr && linear.kernel == nullptr
                             ? CudaStatus()
                             : CudaStatus::Error(std::string("device layer: ") + name + " is set but unused");
-    if (linear.weight == nullptr) return CudaStatus::Error(std::string("device layer: ") + name + " has no weight");
+    if ((linear.weight == nullptr) == (linear.kernel == nullptr))
+      return CudaStatus::Error(std::string("device layer: ") + name +
+                               (linear.weight == nullptr ? " has no weight" : " has both a weight and a kernel"));
     if ((linear.bias != nullptr) != biased)
       return CudaStatus::Error(std::string("device layer: ") + name +
                                (biased ? " has no bias" : " has a bias the architecture does not"));
@@ -232,6 +238,40 @@ CudaStatus RunLayerForwardOnDevice(const SolverContext& context, const DeviceLay
     QSHARD_CUDA_RETURN_IF_ERROR(AddGroupOutputOnDevice(context, w, inner, hidden_out, tokens, s));
   }
   return CudaStatus();
+}
+
+CudaStatus RunLayerCachedOnDevice(const SolverContext& context, const DeviceLayerWeights& w, float* hidden,
+                                  int64_t tokens, int64_t first_position, float* k_cache, float* v_cache,
+                                  LayerForwardScratch& s) {
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckCall(context, w, tokens, "RunLayerCachedOnDevice"));
+  if (first_position < 0 || k_cache == nullptr || v_cache == nullptr)
+    return CudaStatus::Error("RunLayerCachedOnDevice: a negative position or no cache");
+  QSHARD_CUDA_RETURN_IF_ERROR(s.Reserve(w.arch, tokens));
+  const LayerArchitecture& a = w.arch;
+  const cudaStream_t stream = context.stream();
+  std::fill(std::begin(s.computed_), std::end(s.computed_), 0);
+  float* x = s.groups_[0].get();
+  float* k = k_cache + first_position * a.kv_width();
+  float* v = v_cache + first_position * a.kv_width();
+  QSHARD_CUDA_RETURN_IF_ERROR(NormInput(w, 0, hidden, tokens, x, stream));
+  QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.q, a.q_width(), a.hidden, x, tokens, s.q_.get()));
+  QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.k, a.kv_width(), a.hidden, x, tokens, k));
+  QSHARD_CUDA_RETURN_IF_ERROR(Linear(context, w.v, a.kv_width(), a.hidden, x, tokens, v));
+  if (a.llama()) {
+    float* cos = s.rope_cos_.get();
+    float* sin = s.rope_sin_.get();
+    QSHARD_CUDA_RETURN_IF_ERROR(RopeTable(tokens, first_position, a.head_dim, a.rope_theta, cos, sin, stream));
+    QSHARD_CUDA_RETURN_IF_ERROR(ApplyRope(s.q_.get(), tokens, a.heads, a.head_dim, cos, sin, stream));
+    QSHARD_CUDA_RETURN_IF_ERROR(ApplyRope(k, tokens, a.kv_heads, a.head_dim, cos, sin, stream));
+  }
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.head_dim)));
+  QSHARD_CUDA_RETURN_IF_ERROR(CachedAttentionOnDevice(stream, DimsOf(a, tokens), first_position, s.q_.get(), k_cache,
+                                                      v_cache, scale, s.groups_[1].get()));
+  s.computed_[0] = s.computed_[1] = tokens;
+  QSHARD_CUDA_RETURN_IF_ERROR(AddGroupOutputOnDevice(context, w, LayerGroup::kOutInput, hidden, tokens, s));
+  QSHARD_CUDA_RETURN_IF_ERROR(ComputeGroupInputOnDevice(context, w, LayerGroup::kMlpInput, hidden, tokens, s));
+  QSHARD_CUDA_RETURN_IF_ERROR(ComputeGroupInputOnDevice(context, w, LayerGroup::kDownInput, hidden, tokens, s));
+  return AddGroupOutputOnDevice(context, w, LayerGroup::kDownInput, hidden, tokens, s);
 }
 
 double LayerForwardFlops(const LayerArchitecture& a, int64_t tokens) {

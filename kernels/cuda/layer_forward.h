@@ -16,11 +16,24 @@
 
 namespace qshard::gpu {
 
+// A linear whose product the device computes from another form of W than a float32 matrix (a
+// quantized checkpoint's packed weights: quantized_linear_device.h), for evaluation.
+class DeviceLinearKernel {
+ public:
+  virtual ~DeviceLinearKernel() = default;
+  // y [tokens, out] = x [tokens, in] · Wᵀ (y += it when `accumulate`), float32 in and out,
+  // without bias, queued on the context's stream.
+  virtual CudaStatus Apply(const SolverContext& context, const float* x, int64_t tokens, float* y,
+                           bool accumulate) = 0;
+};
+
 // A linear's device weight [out, in] (row-major: torch's nn.Linear layout) and its bias [out]
-// (null when the architecture gives the linear none). Shapes come from the architecture.
+// (null when the architecture gives the linear none). Shapes come from the architecture. Instead
+// of `weight`, `kernel` may compute the product (never both); calibration always sets `weight`.
 struct DeviceLinear {
   const float* weight = nullptr;
   const float* bias = nullptr;
+  DeviceLinearKernel* kernel = nullptr;
 };
 
 // The device weights of one layer. The pointers are borrowed: the caller owns the memory.
@@ -61,6 +74,8 @@ class LayerForwardScratch {
                                               const float*, int64_t, LayerForwardScratch&);
   friend CudaStatus AddGroupOutputOnDevice(const SolverContext&, const DeviceLayerWeights&, LayerGroup, float*,
                                            int64_t, LayerForwardScratch&);
+  friend CudaStatus RunLayerCachedOnDevice(const SolverContext&, const DeviceLayerWeights&, float*, int64_t, int64_t,
+                                           float*, float*, LayerForwardScratch&);
   CudaStatus Reserve(const LayerArchitecture& arch, int64_t tokens);
 
   int64_t computed_[kLayerGroupCount] = {};  // tokens of the window each group input was last computed for
@@ -94,6 +109,15 @@ CudaStatus ComputeGroupInputOnDevice(const SolverContext& context, const DeviceL
                                      const float* residual, int64_t tokens, LayerForwardScratch& scratch);
 CudaStatus AddGroupOutputOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, LayerGroup group,
                                   float* residual, int64_t tokens, LayerForwardScratch& scratch);
+
+// Decoding with a key/value cache: `hidden` [tokens, hidden] of positions first_position ..
+// first_position + tokens − 1 through the layer in place, their keys and values written into
+// rows first_position .. of k_cache and v_cache [positions, kv_heads·head_dim] (after RoPE), and
+// their queries attending to every cached position up to their own (CachedAttentionOnDevice).
+// The rest of the layer is the stages above (groups 2 and 3 and their outputs).
+CudaStatus RunLayerCachedOnDevice(const SolverContext& context, const DeviceLayerWeights& weights, float* hidden,
+                                  int64_t tokens, int64_t first_position, float* k_cache, float* v_cache,
+                                  LayerForwardScratch& scratch);
 
 // FLOPs of one window: the linears' 2·tokens·in·out each and the causal attention's
 // (attention_plan.h); norms and elementwise work not counted.

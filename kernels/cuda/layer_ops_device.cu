@@ -65,7 +65,8 @@ __global__ void SiluMultiplyKernel(float* gate, const float* __restrict__ up, in
   }
 }
 
-__global__ void RopeTableKernel(int64_t tokens, int64_t head_dim, float base, float* cos_out, float* sin_out) {
+__global__ void RopeTableKernel(int64_t tokens, int64_t first, int64_t head_dim, float base, float* cos_out,
+                                float* sin_out) {
   const int64_t half = head_dim / 2, count = tokens * half;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -73,7 +74,7 @@ __global__ void RopeTableKernel(int64_t tokens, int64_t head_dim, float base, fl
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
     const float power = static_cast<float>(pow(static_cast<double>(base), static_cast<double>(exponent)));
     const float inv_freq = 1.0f / power;
-    const double angle = static_cast<float>(t) * inv_freq;  // the float32 product, as HF computes it
+    const double angle = static_cast<float>(first + t) * inv_freq;  // the float32 product, as HF computes it
     cos_out[e] = static_cast<float>(cos(angle));
     sin_out[e] = static_cast<float>(sin(angle));
   }
@@ -122,10 +123,15 @@ CudaStatus LinearForward(cublasHandle_t blas, cudaStream_t stream, const float* 
   QSHARD_CUBLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_features), static_cast<int>(rows),
                                 static_cast<int>(in_features), &one, weight, static_cast<int>(in_features), x,
                                 static_cast<int>(in_features), &beta, y, static_cast<int>(out_features)));
+  return BiasActivationRows(y, bias, rows, out_features, activation, stream);
+}
+
+CudaStatus BiasActivationRows(float* y, const float* bias, int64_t rows, int64_t cols, Activation activation,
+                              cudaStream_t stream) {
   const bool relu = activation == Activation::kRelu;
-  if (bias == nullptr && !relu) return CudaStatus();
-  const int64_t count = rows * out_features;
-  BiasActivationKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(y, bias, count, out_features, relu);
+  if (rows <= 0 || (bias == nullptr && !relu)) return CudaStatus();
+  const int64_t count = rows * cols;
+  BiasActivationKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(y, bias, count, cols, relu);
   QSHARD_CUDA_CHECK_LAUNCH("BiasActivationKernel");
   return CudaStatus();
 }
@@ -138,10 +144,15 @@ CudaStatus SiluMultiplyInPlace(float* gate, const float* up, int64_t count, cuda
 }
 
 CudaStatus RopeTable(int64_t tokens, int64_t head_dim, double theta, float* cos, float* sin, cudaStream_t stream) {
+  return RopeTable(tokens, 0, head_dim, theta, cos, sin, stream);
+}
+
+CudaStatus RopeTable(int64_t tokens, int64_t first_position, int64_t head_dim, double theta, float* cos, float* sin,
+                     cudaStream_t stream) {
   const int64_t count = tokens * (head_dim / 2);
   if (count <= 0) return CudaStatus();
-  RopeTableKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(tokens, head_dim, static_cast<float>(theta),
-                                                                         cos, sin);
+  RopeTableKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(tokens, first_position, head_dim,
+                                                                         static_cast<float>(theta), cos, sin);
   QSHARD_CUDA_CHECK_LAUNCH("RopeTableKernel");
   return CudaStatus();
 }

@@ -30,6 +30,10 @@ enum class Activation { kNone, kRelu };
 CudaStatus LinearForward(cublasHandle_t blas, cudaStream_t stream, const float* weight, const float* bias,
                          int64_t out_features, int64_t in_features, const float* x, int64_t rows, float* y,
                          bool accumulate, Activation activation);
+// y [rows, cols] += bias [cols] (when not null), then the activation, in place: LinearForward's
+// epilogue, also run after linears computed by other kernels (layer_forward.h's DeviceLinearKernel).
+CudaStatus BiasActivationRows(float* y, const float* bias, int64_t rows, int64_t cols, Activation activation,
+                              cudaStream_t stream);
 
 // gate = silu(gate) · up, elementwise over `count` values.
 CudaStatus SiluMultiplyInPlace(float* gate, const float* up, int64_t count, cudaStream_t stream);
@@ -38,6 +42,9 @@ CudaStatus SiluMultiplyInPlace(float* gate, const float* up, int64_t count, cuda
 // worker/model/rotary.cc does: float32 inverse frequencies 1 / theta^(2i/d), the float32 product
 // position · inv_freq, its cosine and sine in float64 rounded to float32.
 CudaStatus RopeTable(int64_t tokens, int64_t head_dim, double theta, float* cos, float* sin, cudaStream_t stream);
+// The same for positions first_position .. first_position + tokens − 1 (decoding with a cache).
+CudaStatus RopeTable(int64_t tokens, int64_t first_position, int64_t head_dim, double theta, float* cos, float* sin,
+                     cudaStream_t stream);
 // Rotates x [tokens, heads · head_dim] in place, dimension i of a head paired with i + head_dim/2
 // (Hugging Face's rotate_half layout).
 CudaStatus ApplyRope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,

@@ -13,8 +13,10 @@
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
 #   forward: forward-check.log, forward-bench.jsonl, forward-bench.txt (the decoder layer), and
 #            attention-stats-check.log (aespa's attention statistics on the device)
+#   eval:    `qshard eval --device cuda` against --device cpu with each --kernels (run_gpu_eval.sh),
+#            from the same bundle as job; part of `all` only when the bundle is there
 # and all of them packed in all-results.tar.gz.
-# Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job] (default all: kernels first). Each program
+# Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job|eval] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
@@ -22,8 +24,13 @@ cd "$(dirname "$0")/../.."
 
 part="${1:-all}"
 run_job() { OUT="${OUT:-build-gpu-bundle/results}" kernels/cuda/run_gpu_job.sh; }
+run_eval() { OUT="${OUT:-build-gpu-bundle/results}" kernels/cuda/run_gpu_eval.sh; }
 if [[ $part == job ]]; then
   run_job
+  exit $?
+fi
+if [[ $part == eval ]]; then
+  run_eval
   exit $?
 fi
 case "$part" in
@@ -32,7 +39,7 @@ case "$part" in
   w8a8) targets=(--target qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
   forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench qshard_cuda_attention_stats_check) ;;
-  *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job|eval]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -132,8 +139,9 @@ fi
 if [[ $part == all ]]; then
   if [[ -f build-gpu-bundle/qshard-gpu.tar.xz ]]; then
     run_job || status=1
+    run_eval || status=1
   else
-    echo "run_gpu_checks: no build-gpu-bundle/qshard-gpu.tar.xz: the end-to-end job did not run"
+    echo "run_gpu_checks: no build-gpu-bundle/qshard-gpu.tar.xz: the end-to-end job and eval did not run"
   fi
 fi
 # Everything in one file too: the device tool brings back only a few files per call.

@@ -15,42 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-bundle="${QSHARD_BUNDLE:-build-gpu-bundle/qshard-gpu.tar.xz}"
-results="${OUT:-build-gpu-bundle/results}"
-mkdir -p "$results"
-log="$results/job.log"
-: >"$log"
-if [[ ! -f "$bundle" ]]; then
-  echo "run_gpu_job: no $bundle (make it here with scripts/pack-gpu-bundle and carry build-gpu-bundle)" | tee -a "$log"
-  exit 2
-fi
-work=/tmp/qshard-gpu-job
-rm -rf "$work"
-mkdir -p "$work"
-tar -xJf "$bundle" -C "$work"
-q="$work/bin/qshard"
-plugin="$work/bin/libqshard_cuda_plugin.so"  # what --device cuda loads; it brings the CUDA libraries
-data="$work/data"
-echo "bundle: $(cat "$work/commit.txt")" | tee -a "$log"
-
-# The carried libraries first, then wherever this machine keeps the CUDA ones the bundle names.
-library_path="$work/lib"
-for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [[ -d $dir ]] && library_path+=":$dir"; done
-export LD_LIBRARY_PATH="$library_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-missing() { ldd "$q" "$plugin" | awk '/not found/ {print $1}' | sort -u; }
-for soname in $(missing); do
-  if [[ -f "$work/lib/fallback/$soname" ]]; then
-    LD_LIBRARY_PATH+=":$work/lib/fallback"
-  else
-    found="$(find /usr/local /opt /usr/lib -name "$soname" 2>/dev/null | head -n 1)"
-    [[ -n $found ]] && LD_LIBRARY_PATH+=":$(dirname "$found")"
-  fi
-done
-{ echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$q" "$plugin"; } >>"$log"
-if [[ -n "$(missing)" ]]; then
-  echo "run_gpu_job: this machine lacks $(missing | tr '\n' ' ')(the bundle needs: $(tr '\n' ' ' <"$work/cuda-libs.txt"))" | tee -a "$log"
-  exit 2
-fi
+source kernels/cuda/gpu_bundle.sh job  # sets results, log, q, plugin, data, work; exits 2 if it cannot
 
 method="${QSHARD_JOB_METHOD:-gptq}"
 echo "method: $method" | tee -a "$log"

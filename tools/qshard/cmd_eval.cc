@@ -1,13 +1,17 @@
 // qshard eval: perplexity by the reference protocol and, with --base, divergence from the
-// unquantized model on the same windows (worker/eval/evaluate.h).
+// unquantized model on the same windows (worker/eval/evaluate.h), on the CPU or, with --device
+// cuda[:N], on a CUDA device (engine/device_model_loading.h; both models there).
 #include <iostream>
 
 #include "absl/strings/str_format.h"
+#include "engine/device_model_loading.h"
 #include "engine/model_loading.h"
 #include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/kernels_flag.h"
+#include "worker/device/cuda_device.h"
+#include "worker/device/device.h"
 #include "worker/eval/evaluate.h"
 
 namespace qshard::cli {
@@ -20,6 +24,7 @@ struct EvalFlags {
   std::string lines;
   EvalOptions options;
   std::string kernels = "exact";
+  std::string device = "cpu";
   bool bos = false;
   bool json = false;
 };
@@ -31,6 +36,7 @@ nlohmann::json ResultJson(const EvalResult& r, const EvalFlags& flags) {
                       {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}};
   if (!flags.lines.empty()) j["lines"] = flags.lines;
   j["kernels"] = flags.kernels;
+  if (flags.device != "cpu") j["device"] = flags.device;  // the CPU's output keeps its keys
   if (r.has_base) {
     j["base"] = flags.base;
     j["base_perplexity"] = r.base_perplexity;
@@ -40,16 +46,50 @@ nlohmann::json ResultJson(const EvalResult& r, const EvalFlags& flags) {
   return j;
 }
 
+// The models Evaluate runs and the text's tokens, on the CPU or the device.
+struct EvalModels {
+  std::unique_ptr<ResidentModel> cpu_model, cpu_base;
+  std::unique_ptr<WindowLogits> model, base;
+  std::vector<int32_t> tokens;
+};
+
+absl::StatusOr<EvalModels> LoadCpu(const EvalFlags& flags, GptqLinearMode kernels, const LineRange& lines) {
+  EvalModels m;
+  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.options.threads, kernels));
+  QSHARD_ASSIGN_OR_RETURN(m.tokens, TokenizeTextFile(loaded.tokenizer, flags.text, lines, flags.bos));
+  m.cpu_model = std::move(loaded.model);
+  if (!flags.base.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded_base, LoadModelForInference(flags.base, flags.options.threads));
+    m.cpu_base = std::move(loaded_base.model);
+  }
+  return m;
+}
+
+// Both models on the device; the base's linears as float weights.
+absl::StatusOr<EvalModels> LoadOnDevice(const EvalFlags& flags, GptqLinearMode kernels, const LineRange& lines,
+                                        const Device& device) {
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaDevice> cuda, OpenDevice(device));
+  std::cerr << "eval on " << cuda->Describe() << "\n";
+  EvalModels m;
+  QSHARD_ASSIGN_OR_RETURN(DeviceLoadedModel loaded,
+                          LoadModelOnDevice(flags.model, flags.options.threads, kernels, *cuda));
+  std::cerr << "eval: linears on the device: " << loaded.kernels << "\n";
+  QSHARD_ASSIGN_OR_RETURN(m.tokens, TokenizeTextFile(loaded.tokenizer, flags.text, lines, flags.bos));
+  m.model = std::move(loaded.model);
+  if (!flags.base.empty()) {
+    QSHARD_ASSIGN_OR_RETURN(DeviceLoadedModel loaded_base, LoadModelOnDevice(flags.base, flags.options.threads,
+                                                                             GptqLinearMode::kDequantize, *cuda));
+    m.base = std::move(loaded_base.model);
+  }
+  return m;
+}
+
 absl::Status RunEval(EvalFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(LineRange lines, ParseLineRange(flags.lines, "--lines"));
   QSHARD_ASSIGN_OR_RETURN(const GptqLinearMode kernels, ParseGptqLinearMode(flags.kernels));
-  QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.options.threads, kernels));
-  QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, TokenizeTextFile(loaded.tokenizer, flags.text, lines, flags.bos));
-  std::unique_ptr<ResidentModel> base;
-  if (!flags.base.empty()) {
-    QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded_base, LoadModelForInference(flags.base, flags.options.threads));
-    base = std::move(loaded_base.model);
-  }
+  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(EvalModels m, device.kind == Device::Kind::kCpu ? LoadCpu(flags, kernels, lines)
+                                                                            : LoadOnDevice(flags, kernels, lines, device));
   int64_t reported = 0;
   const EvalProgress progress = [&reported](int64_t done, int64_t total) {
     if (done * 10 / total > reported || done == total) {
@@ -57,7 +97,10 @@ absl::Status RunEval(EvalFlags& flags) {
       std::cerr << absl::StrFormat("eval: %d/%d windows\r", done, total) << std::flush;
     }
   };
-  QSHARD_ASSIGN_OR_RETURN(EvalResult r, Evaluate(*loaded.model, tokens, flags.options, base.get(), progress));
+  const absl::StatusOr<EvalResult> result =
+      m.cpu_model ? Evaluate(*m.cpu_model, m.tokens, flags.options, m.cpu_base.get(), progress)
+                  : Evaluate(*m.model, m.tokens, flags.options, m.base.get(), progress);
+  QSHARD_ASSIGN_OR_RETURN(EvalResult r, result);
   std::cerr << std::endl;
   if (flags.json) {
     PrintJson(ResultJson(r, flags));
@@ -84,6 +127,10 @@ void RegisterEval(CLI::App& root, CommandList& commands) {
   app->add_option("--batch-windows", flags->options.batch_windows, "Windows per forward pass")->capture_default_str();
   app->add_option("--threads", flags->options.threads, "Threads (0 = all)")->capture_default_str();
   AddKernelsFlag(app, flags->kernels);
+  app->add_option("--device", flags->device,
+                  "Where the model runs: cpu, cuda (device 0) or cuda:N (with --base, both models there; "
+                  "--kernels then names the CUDA kernels)")
+      ->capture_default_str();
   app->add_flag("--bos", flags->bos, "Prepend the BOS token to the text");
   app->add_option("--base", flags->base, "Unquantized model: also report KL(base||model) and top-1 agreement");
   app->add_flag("--json", flags->json, "Print the result as one JSON object");

@@ -12,46 +12,13 @@
 #include "kernels/cuda/layer_forward.h"
 #include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_status_adapter.h"
+#include "worker/cuda/device_layer_slots.h"
 #include "worker/model/layer_spec.h"
 
 namespace qshard {
 namespace {
 
 using gpu::DeviceLayerWeights;
-
-// Where each linear and norm of the layer goes in DeviceLayerWeights, by the names the layer
-// spec gives them: groups [q,k,v], [o], [gate,up] (LLaMA) or [fc1] (OPT), [down]; norms in front
-// of the attention and of the MLP, with OPT's biases after each weight.
-struct LinearSlot {
-  std::string name;
-  gpu::DeviceLinear DeviceLayerWeights::*field;
-};
-struct NormSlot {
-  std::string name;
-  const float* DeviceLayerWeights::*field;
-};
-
-std::vector<LinearSlot> LinearSlots(const LayerSpec& spec, bool llama) {
-  const auto& g = spec.groups;
-  std::vector<LinearSlot> slots = {
-      {g[0][0], &DeviceLayerWeights::q}, {g[0][1], &DeviceLayerWeights::k}, {g[0][2], &DeviceLayerWeights::v},
-      {g[1][0], &DeviceLayerWeights::o}};
-  if (llama) {
-    slots.push_back({g[2][0], &DeviceLayerWeights::gate});
-    slots.push_back({g[2][1], &DeviceLayerWeights::up});
-  } else {
-    slots.push_back({g[2][0], &DeviceLayerWeights::up});
-  }
-  slots.push_back({g[3][0], &DeviceLayerWeights::down});
-  return slots;
-}
-
-std::vector<NormSlot> NormSlots(const LayerSpec& spec, bool llama) {
-  const auto& n = spec.norms;
-  if (llama) return {{n[0].name, &DeviceLayerWeights::norm1_weight}, {n[1].name, &DeviceLayerWeights::norm2_weight}};
-  return {{n[0].name, &DeviceLayerWeights::norm1_weight}, {n[1].name, &DeviceLayerWeights::norm1_bias},
-          {n[2].name, &DeviceLayerWeights::norm2_weight}, {n[3].name, &DeviceLayerWeights::norm2_bias}};
-}
 
 class CudaForward final : public ForwardDevice {
  public:

@@ -10,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "worker/calibration/statistics_device.h"
+#include "absl/strings/str_cat.h"
 #include "worker/device/device.h"
+#include "worker/device/device_model.h"
 #include "worker/device/forward_device.h"
 #include "worker/model/decoder_model.h"
 #include "worker/solvers/solver.h"
@@ -31,6 +33,11 @@ class CudaDevice : public StatisticsDevice {
   // RESOURCE_EXHAUSTED, before any work, when a layer's needs cannot fit the device at all.
   virtual absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
                                                                     bool attention_statistics) = 0;
+  // An empty model for evaluation with `model`'s configuration, final norm and head (uploaded
+  // now), to be filled layer by layer (device_model.h). UNIMPLEMENTED where the device has none.
+  virtual absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) {
+    return absl::UnimplementedError(absl::StrCat(DeviceName(device()), ": no evaluation model on this device"));
+  }
 };
 
 // Whether this build has the CUDA side (worker/cuda).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -10,11 +11,6 @@
 
 namespace qshard {
 namespace {
-
-// Rows [first, first + count) of a [tokens, features] tensor.
-Tensor Rows(const Tensor& x, int64_t first, int64_t count) {
-  return Tensor({count, x.cols()}, std::vector<float>(x.row(first), x.row(first + count)));
-}
 
 struct Totals {
   double nll = 0.0;
@@ -52,6 +48,18 @@ void AddWindow(const Tensor& logits, const Tensor* base_logits, const int32_t* t
 
 absl::StatusOr<EvalResult> Evaluate(ResidentModel& model, const std::vector<int32_t>& tokens, const EvalOptions& options,
                                     ResidentModel* base, const EvalProgress& progress) {
+  if (options.threads > 0) {
+    model.SetThreads(options.threads);
+    if (base != nullptr) base->SetThreads(options.threads);
+  }
+  ResidentWindowLogits model_logits(model);
+  std::optional<ResidentWindowLogits> base_logits;
+  if (base != nullptr) base_logits.emplace(*base);
+  return Evaluate(model_logits, tokens, options, base_logits ? &*base_logits : nullptr, progress);
+}
+
+absl::StatusOr<EvalResult> Evaluate(WindowLogits& model, const std::vector<int32_t>& tokens, const EvalOptions& options,
+                                    WindowLogits* base, const EvalProgress& progress) {
   const ModelConfig& config = model.config();
   if (options.seqlen < 0 || options.max_windows < 0)
     return absl::InvalidArgumentError("seqlen and max_windows must not be negative");
@@ -68,10 +76,6 @@ absl::StatusOr<EvalResult> Evaluate(ResidentModel& model, const std::vector<int3
   if (windows == 0)
     return absl::InvalidArgumentError(
         absl::StrCat(tokens.size(), " tokens do not fill one window of ", seqlen, " tokens"));
-  if (options.threads > 0) {
-    model.SetThreads(options.threads);
-    if (base != nullptr) base->SetThreads(options.threads);
-  }
   const int64_t batch = std::max<int64_t>(1, options.batch_windows);
 
   const auto start = std::chrono::steady_clock::now();
@@ -79,19 +83,15 @@ absl::StatusOr<EvalResult> Evaluate(ResidentModel& model, const std::vector<int3
   for (int64_t first = 0; first < windows; first += batch) {
     const int64_t n = std::min(batch, windows - first);
     const absl::Span<const int32_t> span = absl::MakeConstSpan(tokens).subspan(first * seqlen, n * seqlen);
-    QSHARD_ASSIGN_OR_RETURN(const Tensor hidden, model.Hidden(span, n, seqlen));
-    Tensor base_hidden;
-    if (base != nullptr) {
-      QSHARD_ASSIGN_OR_RETURN(base_hidden, base->Hidden(span, n, seqlen));
-    }
-    // One window's logits at a time: [seqlen, vocab] is the largest buffer (400 MB for a 50k
-    // vocabulary at seqlen 2048). The last position predicts nothing inside the window.
+    QSHARD_RETURN_IF_ERROR(model.RunWindows(span, n, seqlen));
+    if (base != nullptr) QSHARD_RETURN_IF_ERROR(base->RunWindows(span, n, seqlen));
     for (int64_t w = 0; w < n; ++w) {
-      const Tensor logits = model.decoder().Logits(Rows(hidden, w * seqlen, seqlen - 1));
+      QSHARD_ASSIGN_OR_RETURN(const Tensor logits, model.Logits(w));
       Tensor base_logits;
-      if (base != nullptr) base_logits = base->decoder().Logits(Rows(base_hidden, w * seqlen, seqlen - 1));
-      AddWindow(logits, base != nullptr ? &base_logits : nullptr, span.data() + w * seqlen + 1,
-                model.decoder().pool(), totals);
+      if (base != nullptr) {
+        QSHARD_ASSIGN_OR_RETURN(base_logits, base->Logits(w));
+      }
+      AddWindow(logits, base != nullptr ? &base_logits : nullptr, span.data() + w * seqlen + 1, model.pool(), totals);
     }
     if (progress) progress(first + n, windows);
   }

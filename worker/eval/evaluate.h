@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/eval/window_logits.h"
 #include "worker/model/resident_model.h"
 
 namespace qshard {
@@ -39,5 +40,9 @@ using EvalProgress = std::function<void(int64_t windows_done, int64_t windows_to
 
 absl::StatusOr<EvalResult> Evaluate(ResidentModel& model, const std::vector<int32_t>& tokens, const EvalOptions& options,
                                     ResidentModel* base = nullptr, const EvalProgress& progress = nullptr);
+// The same through any forward pass (a device's: engine/device_model_loading.h); options.threads
+// is the caller's to apply.
+absl::StatusOr<EvalResult> Evaluate(WindowLogits& model, const std::vector<int32_t>& tokens, const EvalOptions& options,
+                                    WindowLogits* base = nullptr, const EvalProgress& progress = nullptr);
 
 }  // namespace qshard

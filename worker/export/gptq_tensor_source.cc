@@ -153,10 +153,13 @@ absl::StatusOr<Tensor> GptqTensorSource::Read(const std::string& name) const {
   return weight->LayerWeight();
 }
 
+bool GptqTensorSource::IsPacked(const std::string& weight_name) const {
+  return !checkpoint_->Has(weight_name) && Has(weight_name);
+}
+
 absl::StatusOr<std::shared_ptr<const LinearKernel>> GptqTensorSource::ReadLinearKernel(
     const std::string& weight_name) const {
-  if (mode_ == GptqLinearMode::kDequantize || checkpoint_->Has(weight_name) || !Has(weight_name))
-    return std::shared_ptr<const LinearKernel>();
+  if (mode_ == GptqLinearMode::kDequantize || !IsPacked(weight_name)) return std::shared_ptr<const LinearKernel>();
   QSHARD_ASSIGN_OR_RETURN(GptqLinearTensors packed, ReadPacked(weight_name));
   if (Flattened(weight_name) != nullptr) {
     QSHARD_ASSIGN_OR_RETURN(std::vector<int32_t> channels, ReadInputChannels(weight_name));

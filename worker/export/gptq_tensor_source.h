@@ -53,6 +53,10 @@ class GptqTensorSource : public TensorSource {
   // "dynamic" entry, else "group_size"), so a checkpoint with per-module group sizes is read
   // only when its config records them.
   absl::StatusOr<GptqLinearTensors> ReadPacked(const std::string& weight_name) const;
+  // Whether the linear whose weight is `weight_name` is stored packed (not as a float weight),
+  // and whether it is a FlattenQuant linear (whose packed columns need their input map).
+  bool IsPacked(const std::string& weight_name) const;
+  bool IsFlattened(const std::string& weight_name) const { return Flattened(weight_name) != nullptr; }
 
  private:
   // A FlattenQuant linear's quantization_config "modules" entry.

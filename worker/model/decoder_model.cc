@@ -206,7 +206,7 @@ Tensor DecoderModel::Logits(const Tensor& hidden) const {
                                       : hidden;
     if (project_out_.weight.size() > 0) x = ApplyLinear(x, project_out_);
   }
-  const Tensor& head = lm_head_.size() > 0 ? lm_head_ : embed_tokens_;
+  const Tensor& head = this->head();
   Tensor logits({x.rows(), head.dim(0)});
   if (x.rows() == 1) {  // a decoding step (see ApplyLinear)
     kernels::Gemv(head.dim(0), x.cols(), head.data(), x.data(), logits.data());

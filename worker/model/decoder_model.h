@@ -101,6 +101,13 @@ class DecoderModel {
   // Final norm (and OPT's project_out), then the head: [tokens, hidden] -> [tokens, vocab]. Only
   // on a model loaded with ModelParts::kAll (the evaluation and generation paths).
   Tensor Logits(const Tensor& hidden) const;
+  // What Logits applies, for a device that runs it (worker/device/device_model.h): the final
+  // norm's weight (empty for an OPT model without one) and bias (OPT), OPT's project_out (empty
+  // weight when absent, no bias) and the head [vocab, embed] (lm_head, or the tied embeddings).
+  const Tensor& final_norm_weight() const { return final_norm_weight_; }
+  const Tensor& final_norm_bias() const { return final_norm_bias_; }
+  const Linear& project_out() const { return project_out_; }
+  const Tensor& head() const { return lm_head_.size() > 0 ? lm_head_ : embed_tokens_; }
 
   // Threads for attention and row-wise work, and for OpenBLAS (a process-wide setting).
   // 0 means one per hardware thread, the default.

@@ -1,11 +1,13 @@
 // The CUDA plugin's entry point (libqshard_cuda_plugin.so, worker/device/cuda_plugin.h): a
 // CudaDevice over one CudaSession, handing out the device forward pass, device sums for the
-// statistics (aespa's attention statistics too) and the device GPTQ solver. The program loads this only for --device cuda.
+// statistics (aespa's attention statistics too), the device GPTQ solver and the evaluation model.
+// The program loads this only for --device cuda.
 #include "core/status.h"
 #include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_forward.h"
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_hessian_sum.h"
+#include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_session.h"
 #include "worker/device/cuda_plugin.h"
 
@@ -32,6 +34,9 @@ class OpenedCudaDevice final : public CudaDevice {
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
                                                             bool attention_statistics) override {
     return NewCudaForward(session_, model.config(), seqlen, attention_statistics);
+  }
+  absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) override {
+    return NewCudaModel(session_, model, kernels);
   }
 
  private:

@@ -1,0 +1,273 @@
+// `qshard eval --device` on the host side, through a stand-in CudaDevice whose
+// evaluation model runs the CPU layers (packed linears dequantized by the
+// checkpoint's own unpacking): what LoadModelOnDevice hands the device per
+// --kernels (packed tensors or float weights, which PackedLinearKernels), that
+// Evaluate through the device's WindowLogits gives the CPU dequantized path's
+// numbers exactly, and that refusals reach the caller.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/synthetic_model.h"
+#include "core/tokenizer/text_tokens.h"
+#include "engine/device_model_loading.h"
+#include "engine/job_runner.h"
+#include "engine/model_loading.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/core/scoped_temp_dir.h"
+#include "tests/engine/tiny_jobs.h"
+#include "worker/eval/evaluate.h"
+#include "worker/eval/generate.h"
+#include "worker/model/kv_cache.h"
+
+namespace qshard {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+struct StandInLog {
+  std::vector<PackedLinearKernels> kernels;  // per NewModel
+  int layers = 0;
+  int packed = 0;  // packed linears handed over
+  int float_linears = 0;
+  std::map<int, int> packed_bits;  // count by bits
+};
+
+// The CPU layers over what the device was handed.
+class CpuModel final : public DeviceModel {
+ public:
+  CpuModel(const DecoderModel& model, StandInLog* log) : model_(model), log_(log) {}
+  absl::Status LoadLayer(int layer, const DeviceModelLayer& host) override {
+    if (layer != static_cast<int>(layers_.size())) return absl::InternalError("out of order");
+    DecoderLayerWeights w = host.weights;
+    for (const auto& [name, packed] : host.packed) {
+      ++log_->packed;
+      ++log_->packed_bits[packed.bits];
+      if (refuse_packed)
+        return absl::FailedPreconditionError("layer " + std::to_string(layer) + " " + name + " refused");
+      QSHARD_ASSIGN_OR_RETURN(QuantizedWeight q, UnpackGptq(packed));
+      w.linears[name].weight = q.Dequantized();
+    }
+    log_->float_linears += static_cast<int>(host.weights.linears.size() - host.packed.size());
+    QSHARD_RETURN_IF_ERROR(model_.ValidateLayer(w));
+    layers_.push_back(std::move(w));
+    ++log_->layers;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<Tensor> Logits(const Tensor& hidden, int64_t rows) override {
+    Tensor h = hidden;
+    for (size_t i = 0; i < layers_.size(); ++i) model_.RunLayer(static_cast<int>(i), layers_[i], h, 1, h.rows());
+    return model_.Logits(Tensor({rows, h.cols()}, std::vector<float>(h.row(0), h.row(rows))));
+  }
+  absl::StatusOr<Tensor> NextLogits(const Tensor& hidden) override {
+    Tensor h = hidden;
+    for (size_t i = 0; i < layers_.size(); ++i) model_.RunLayerCached(static_cast<int>(i), layers_[i], h, cache_);
+    const int64_t last = h.rows() - 1;
+    return model_.Logits(Tensor({1, h.cols()}, std::vector<float>(h.row(last), h.row(last + 1))));
+  }
+  void ResetCache() override { cache_ = KvCache(model_.config()); }
+  std::string Describe() const override { return "stand-in"; }
+
+  bool refuse_packed = false;
+
+ private:
+  const DecoderModel& model_;
+  StandInLog* log_;
+  std::vector<DecoderLayerWeights> layers_;
+  KvCache cache_{model_.config()};
+};
+
+class StandInDevice : public CudaDevice {
+ public:
+  const Device& device() const override { return device_; }
+  std::string Describe() const override { return "cuda:0 (stand-in)"; }
+  absl::StatusOr<std::unique_ptr<OffHostHessianSum>> NewHessianSum(int64_t) override {
+    return absl::UnimplementedError("no sums");
+  }
+  absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec&) override {
+    return absl::UnimplementedError("no solver");
+  }
+  absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig&, int64_t) override {
+    return absl::UnimplementedError("no attention statistics");
+  }
+  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel&, int64_t, bool) override {
+    return absl::UnimplementedError("no forward");
+  }
+  absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model,
+                                                        PackedLinearKernels kernels) override {
+    log.kernels.push_back(kernels);
+    auto made = std::make_unique<CpuModel>(model, &log);
+    made->refuse_packed = refuse_packed;
+    return std::unique_ptr<DeviceModel>(std::move(made));
+  }
+
+  StandInLog log;
+  bool refuse_packed = false;
+
+ private:
+  Device device_{Device::Kind::kCuda, 0};
+};
+
+// A device without an evaluation model (CudaDevice's default).
+class NoModelDevice : public StandInDevice {
+ public:
+  absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model,
+                                                        PackedLinearKernels kernels) override {
+    return CudaDevice::NewModel(model, kernels);
+  }
+};
+
+constexpr int64_t kWindows = 3;
+constexpr int kLayers = 2;             // TinyStories-656K's
+constexpr int kLinears = kLayers * 7;  // q, k, v, o, gate, up, down
+
+EvalOptions Options() {
+  EvalOptions options;
+  options.seqlen = 128;
+  options.max_windows = kWindows;
+  options.batch_windows = 1;  // the stand-in runs one window per call, as the device does
+  return options;
+}
+
+std::vector<int32_t> Tokens(const Tokenizer& tokenizer) {
+  auto tokens = TokenizeTextFile(tokenizer, tiny_jobs::kText, {2180, 2600});
+  EXPECT_TRUE(tokens.ok()) << tokens.status();
+  return tokens.ok() ? *tokens : std::vector<int32_t>();
+}
+
+// The CPU's --kernels dequantize evaluation of `dir` against the fp32 model.
+EvalResult CpuDequantized(const std::string& dir) {
+  auto model = LoadModelForInference(dir, 2, GptqLinearMode::kDequantize);
+  auto base = LoadModelForInference(tiny_jobs::kModel, 2);
+  EXPECT_TRUE(model.ok() && base.ok()) << model.status() << base.status();
+  if (!model.ok() || !base.ok()) return EvalResult();
+  auto result = Evaluate(*model->model, Tokens(model->tokenizer), Options(), base->model.get());
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *result : EvalResult();
+}
+
+EvalResult OnDevice(const std::string& dir, GptqLinearMode kernels, StandInDevice& device) {
+  auto model = LoadModelOnDevice(dir, 2, kernels, device);
+  auto base = LoadModelOnDevice(tiny_jobs::kModel, 2, GptqLinearMode::kDequantize, device);
+  EXPECT_TRUE(model.ok() && base.ok()) << model.status() << base.status();
+  if (!model.ok() || !base.ok()) return EvalResult();
+  EXPECT_EQ(model->kernels, "stand-in");
+  auto result = Evaluate(*model->model, Tokens(model->tokenizer), Options(), base->model.get());
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *result : EvalResult();
+}
+
+class DeviceEvalTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::ScopedTempDir();
+    auto report = RunEmbeddedJob(tiny_jobs::Job("rtn", 4, dir_->Child("rtn"),
+                                                /*nsamples=*/4, /*seqlen=*/64),
+                                 JobEvents());
+    ASSERT_TRUE(report.ok()) << report.status();
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string Checkpoint() { return dir_->Child("rtn"); }
+
+  static testing::ScopedTempDir* dir_;
+};
+testing::ScopedTempDir* DeviceEvalTest::dir_ = nullptr;
+
+TEST_F(DeviceEvalTest, ExactHandsOverEveryLinearPackedAndMatchesTheCpuDequantizedPath) {
+  StandInDevice device;
+  const EvalResult cpu = CpuDequantized(Checkpoint());
+  const EvalResult got = OnDevice(Checkpoint(), GptqLinearMode::kExact, device);
+  ASSERT_EQ(device.log.kernels.size(), 2u);
+  EXPECT_EQ(device.log.kernels[0], PackedLinearKernels::kWeightOnly);
+  EXPECT_EQ(device.log.layers, 2 * kLayers);  // the model's and its base's
+  EXPECT_EQ(device.log.packed,
+            kLinears);  // every linear of the quantized model, none of the base
+  EXPECT_EQ(device.log.packed_bits[4], kLinears);
+  EXPECT_EQ(device.log.float_linears, kLinears);
+  EXPECT_EQ(got.windows, kWindows);
+  EXPECT_EQ(got.perplexity, cpu.perplexity);
+  EXPECT_EQ(got.kl_divergence, cpu.kl_divergence);
+  EXPECT_EQ(got.top1_agreement, cpu.top1_agreement);
+  EXPECT_EQ(got.base_perplexity, cpu.base_perplexity);
+  EXPECT_GT(got.kl_divergence, 0.0);
+}
+
+TEST_F(DeviceEvalTest, Int8AsksForW8A8AndDequantizeHandsOverFloats) {
+  StandInDevice int8;
+  OnDevice(Checkpoint(), GptqLinearMode::kInt8, int8);
+  EXPECT_EQ(int8.log.kernels[0], PackedLinearKernels::kInt8Activations);
+  EXPECT_EQ(int8.log.packed, kLinears);
+
+  StandInDevice dequantize;
+  const EvalResult got = OnDevice(Checkpoint(), GptqLinearMode::kDequantize, dequantize);
+  EXPECT_EQ(dequantize.log.packed, 0);
+  EXPECT_EQ(dequantize.log.float_linears, 2 * kLinears);
+  EXPECT_EQ(got.perplexity, CpuDequantized(Checkpoint()).perplexity);
+}
+
+TEST_F(DeviceEvalTest, GenerateThroughTheDeviceCacheGivesTheCpuIds) {
+  StandInDevice device;
+  auto on_device = LoadModelOnDevice(Checkpoint(), 2, GptqLinearMode::kExact, device);
+  auto cpu = LoadModelForInference(Checkpoint(), 2, GptqLinearMode::kDequantize);
+  ASSERT_TRUE(on_device.ok() && cpu.ok()) << on_device.status() << cpu.status();
+  const std::vector<int32_t> prompt = {1, 417, 29, 1203, 88};
+  auto expected = Generate(*cpu->model, prompt, 24, /*eos=*/-1);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  for (int run = 0; run < 2; ++run) {  // the second starts again from a reset cache
+    auto got = Generate(*on_device->model, prompt, 24, /*eos=*/-1);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, *expected) << "run " << run;
+  }
+}
+
+// OPT's learned positions are added on the host, so the host must count the decoded positions.
+TEST(DeviceGenerateTest, OptPositionsFollowTheSequence) {
+  testing::ScopedTempDir dir;
+  SyntheticSpec spec;
+  spec.preset = "opt-125m";
+  spec.num_layers = 1;
+  spec.out_dir = dir.Child("opt");
+  spec.dtype = DType::kF32;
+  ASSERT_TRUE(WriteSyntheticModel(spec).ok());
+  StandInDevice device;
+  auto on_device = LoadModelOnDevice(spec.out_dir, 2, GptqLinearMode::kExact, device);
+  auto cpu = LoadModelForInference(spec.out_dir, 2);
+  ASSERT_TRUE(on_device.ok() && cpu.ok()) << on_device.status() << cpu.status();
+  const std::vector<int32_t> prompt = {2, 100, 2000, 31000, 7};
+  auto expected = Generate(*cpu->model, prompt, 12, /*eos=*/-1);
+  auto got = Generate(*on_device->model, prompt, 12, /*eos=*/-1);
+  ASSERT_TRUE(expected.ok() && got.ok()) << expected.status() << got.status();
+  EXPECT_EQ(*got, *expected);
+}
+
+TEST_F(DeviceEvalTest, RefusalsReachTheCaller) {
+  StandInDevice refusing;
+  refusing.refuse_packed = true;
+  auto refused = LoadModelOnDevice(Checkpoint(), 2, GptqLinearMode::kExact, refusing);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("layer 0 "));
+
+  const std::string flattened = dir_->Child("flattenquant");
+  auto report = RunEmbeddedJob(tiny_jobs::Job("flattenquant", 8, flattened, /*nsamples=*/4, /*seqlen=*/64), JobEvents());
+  ASSERT_TRUE(report.ok()) << report.status();
+  StandInDevice device;
+  auto split = LoadModelOnDevice(flattened, 2, GptqLinearMode::kExact, device);
+  ASSERT_FALSE(split.ok());
+  EXPECT_EQ(split.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(split.status().message()),
+              AllOf(HasSubstr("layers.0.self_attn.q_proj.weight is a FlattenQuant linear"), HasSubstr("--device cpu")));
+  EXPECT_TRUE(LoadModelOnDevice(flattened, 2, GptqLinearMode::kDequantize, device).ok());
+
+  NoModelDevice none;
+  auto unsupported = LoadModelOnDevice(tiny_jobs::kModel, 2, GptqLinearMode::kExact, none);
+  ASSERT_FALSE(unsupported.ok());
+  EXPECT_EQ(unsupported.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(unsupported.status().message()), HasSubstr("cuda:0: no evaluation model on this device"));
+}
+
+}  // namespace
+}  // namespace qshard
