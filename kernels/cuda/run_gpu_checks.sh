@@ -7,7 +7,10 @@
 #   w8a8:    w8a8-check.log, bench.jsonl, bench.txt: only the W8A8 check and benchmark rows (a
 #            subset of kernels, for a short session)
 #   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
-#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
+#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt; and
+#            adaround's
+#   adaround: adaround-check.log: aespa's AdaRound on the device against its host reference, then
+#            its time per linear at OPT-1.3B's and OPT-13B's shapes (--time; about half a minute)
 #   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
@@ -16,7 +19,7 @@
 #   eval:    `qshard eval --device cuda` against --device cpu with each --kernels (run_gpu_eval.sh),
 #            from the same bundle as job; part of `all` only when the bundle is there
 # and all of them packed in all-results.tar.gz.
-# Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job|eval] (default all: kernels first). Each program
+# Usage: run_gpu_checks.sh [all|kernels|w8a8|solver|adaround|forward|job|eval] (default all: kernels first). Each program
 # runs under a time limit so that one hang cannot eat a short GPU session. Exits non-zero if the
 # build, a check or a bench fails.
 set -uo pipefail
@@ -37,9 +40,10 @@ case "$part" in
   all) targets=() ;;  # everything
   kernels) targets=(--target qshard_cuda_check qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   w8a8) targets=(--target qshard_cuda_w8a8_check qshard_cuda_bench) ;;
-  solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
+  solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench qshard_cuda_adaround_check) ;;
+  adaround) targets=(--target qshard_cuda_adaround_check) ;;
   forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench qshard_cuda_attention_stats_check) ;;
-  *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job|eval]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kernels|w8a8|solver|adaround|forward|job|eval]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -106,6 +110,9 @@ if wants kernels || [[ $part == w8a8 ]]; then
 fi
 if wants solver; then
   run_step qshard_cuda_solver_check 300 "$results/solver-check.log" "$bin/qshard_cuda_solver_check"
+fi
+if wants solver || [[ $part == adaround ]]; then
+  run_step qshard_cuda_adaround_check 120 "$results/adaround-check.log" "$bin/qshard_cuda_adaround_check" --time
 fi
 if wants forward; then
   run_step qshard_cuda_forward_check 300 "$results/forward-check.log" "$bin/qshard_cuda_forward_check"
