@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -46,52 +47,46 @@ CudaStatus RunCase(const SolverContext& context, const AdaRoundCase& shape, uint
   return CudaStatus();
 }
 
-// A linear of OPT's shapes with synthetic values: the time of `iters` iterations, projected.
+// A linear of OPT's shapes with synthetic values (no reference): the time of 20 iterations, projected to 2000.
 CudaStatus TimeShape(const SolverContext& context, const char* name, int64_t rows, int64_t cols, int heads) {
+  AdaRoundCaseData d;
+  d.shape = {name, rows, cols, 4, cols, 1, heads, 20};
   const int64_t n = rows * cols;
-  std::vector<float> step(n, 0.05f), zero(n, 8.0f), floor_level(n), variables(n), weight(n);
-  std::vector<int32_t> codes(n);
+  d.step.assign(n, 0.05f);
+  d.zero.assign(n, 8.0f);
+  for (std::vector<float>* a : {&d.floor_level, &d.variables, &d.weight}) a->resize(n);
+  d.initial_codes.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     const float u = static_cast<float>((i * 2654435761u) % 1000) * 4e-4f - 0.2f;
-    weight[i] = u;
-    floor_level[i] = static_cast<float>(static_cast<int>(u / 0.05f + 8.0f));
-    variables[i] = static_cast<float>((i * 40503u) % 200) * 0.02f - 2.0f;
-    codes[i] = static_cast<int32_t>(floor_level[i]);
+    d.weight[i] = u;
+    d.floor_level[i] = std::floor(u / 0.05f) + 8.0f;
+    d.variables[i] = static_cast<float>((i * 40503u) % 200) * 0.02f - 2.0f;
+    d.initial_codes[i] = static_cast<int32_t>(d.floor_level[i]);
   }
-  std::vector<float> hessian(cols * cols, 0.0f);
+  std::vector<float>& hessian = d.hessians32.emplace_back(cols * cols, 0.0f);
   for (int64_t c = 0; c < cols; ++c) {
     hessian[c * cols + c] = 1.0f;
     if (c + 1 < cols) hessian[c * cols + c + 1] = hessian[(c + 1) * cols + c] = 0.3f;
   }
   const int64_t head_rows = heads > 0 ? rows / heads : 0;
-  std::vector<float> weighting(head_rows * head_rows, 0.0f);
-  for (int64_t r = 0; r < head_rows; ++r) weighting[r * head_rows + r] = 1.0f;
-  AdaRoundDeviceProblem p;
-  p.rows = rows;
-  p.cols = cols;
-  p.max_code = 15;
-  p.step = step.data();
-  p.zero = zero.data();
-  p.floor_level = floor_level.data();
-  p.variables = variables.data();
-  p.weight = weight.data();
-  p.initial_codes = codes.data();
-  p.hessians = {hessian.data()};
-  for (int h = 0; h < heads; ++h) p.weightings.push_back(weighting.data());
+  for (int h = 0; h < heads; ++h) {
+    std::vector<float>& weighting = d.weightings32.emplace_back(head_rows * head_rows, 0.0f);
+    for (int64_t r = 0; r < head_rows; ++r) weighting[r * head_rows + r] = 1.0f;
+  }
   AdaRoundDeviceOptions timed;
-  timed.iters = 20;
+  timed.iters = d.shape.iters;
   AdaRoundDeviceOptions none = timed;
   none.iters = 0;
   AdaRoundDeviceResult result;
   // The setup (uploads, bfloat16 Hessian, the initial loss) alone, then with the iterations.
   auto start = std::chrono::steady_clock::now();
-  QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), p, none, result));
+  QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), d.Problem(), none, result));
   const double setup = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   start = std::chrono::steady_clock::now();
-  QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), p, timed, result));
+  QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), d.Problem(), timed, result));
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double per_iteration = (total - setup) / timed.iters;
-  std::printf("time %-22s %6lldx%-6lld %s: setup %.3f s, %.2f ms/iteration, 2000 iterations %.1f s (%.0f TFLOP/s in E·H)\n",
+  std::printf("time %-18s %6lldx%-6lld %s: setup %.3f s, %.2f ms/iteration, 2000 iterations %.1f s (%.0f TFLOP/s in E·H)\n",
               name, static_cast<long long>(rows), static_cast<long long>(cols), heads > 0 ? "weighted" : "        ",
               setup, per_iteration * 1e3, setup + 2000 * per_iteration,
               2.0 * rows * cols * cols / per_iteration / 1e12);

@@ -4,6 +4,7 @@
 // reference's as the device's does (float32 sums in other orders, frozen weights). That grounds
 // qshard_cuda_adaround_check's tolerances without a GPU.
 #include <cstdio>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/adaround_reference.h"
@@ -100,6 +101,36 @@ TEST(AdaRoundReferenceTest, TheComparisonSeesAWrongRounding) {
   shifted.initial_losses[1] *= 1.0001;
   EXPECT_FALSE(gpu::CompareAdaRound(shifted, want).passed);
   EXPECT_TRUE(gpu::CompareAdaRound(want, want).passed);
+}
+
+TEST(AdaRoundReferenceTest, TheDeviceRefusesWhatItCannotTakeBeforeAnyDeviceCall) {
+  // Validation runs on the host: no GPU needed to refuse.
+  const gpu::AdaRoundCaseData d = gpu::MakeAdaRoundCase(gpu::AdaRoundCheckCases()[3], 5);
+  const gpu::AdaRoundDeviceOptions options = gpu::AdaRoundCaseOptions(d.shape);
+  EXPECT_TRUE(gpu::ValidateAdaRoundDeviceProblem(d.Problem(), options).ok());
+  gpu::AdaRoundDeviceProblem across = d.Problem();
+  across.weightings.resize(2);  // 2 heads of 18 rows over 3 blocks of 12
+  const gpu::CudaStatus refused = gpu::ValidateAdaRoundDeviceProblem(across, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("2 output weightings do not divide the 36 rows inside 3 Hessian blocks"),
+            std::string::npos)
+      << refused.message();
+  gpu::AdaRoundDeviceProblem no_hessian = d.Problem();
+  no_hessian.hessians.clear();
+  EXPECT_FALSE(gpu::ValidateAdaRoundDeviceProblem(no_hessian, options).ok());
+  gpu::AdaRoundDeviceOptions zero_rate = options;
+  zero_rate.learning_rate = 0.0;
+  EXPECT_FALSE(gpu::ValidateAdaRoundDeviceProblem(d.Problem(), zero_rate).ok());
+}
+
+TEST(AdaRoundReferenceTest, TheDeviceBytesAreTheDocumentedOnes) {
+  // docs/cuda.md, "aespa's AdaRound on the device": OPT-13B's fc2 and OPT-175B's fc2 and v_proj.
+  EXPECT_NEAR(gpu::AdaRoundDeviceBytes(5120, 20480, 1, 0) / 1e9, 6.92, 0.01);
+  EXPECT_NEAR(gpu::AdaRoundDeviceBytes(12288, 49152, 1, 0) / 1e9, 39.9, 0.1);
+  EXPECT_GT(gpu::AdaRoundDeviceBytes(12288, 12288, 96, 0), size_t{87} * 1000 * 1000 * 1000);
+  // Weightings add a product per weight and their matrices.
+  EXPECT_EQ(gpu::AdaRoundDeviceBytes(60, 66, 1, 5) - gpu::AdaRoundDeviceBytes(60, 66, 1, 0),
+            size_t{60 * 66 * 4 + 5 * 12 * 12 * 4});
 }
 
 }  // namespace
