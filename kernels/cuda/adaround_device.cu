@@ -42,12 +42,18 @@ __device__ float PowerOfFraction(float t_abs, float exponent) {
   return expf(fmaxf(exponent * logf(fmaxf(t_abs, 7.8886091e-31f)), -87.3f));
 }
 
+// To bfloat16 as the CPU's products round their inputs (kernels/cpu/bf16_gemm.h): to nearest
+// even, a float32 subnormal to a zero of its sign; so both descents multiply the same values.
+__device__ __nv_bfloat16 ToBf16(float x) {
+  return __float2bfloat16_rn(fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x);
+}
+
 // The soft weights' errors E, in bfloat16 for the gradient's product.
 __global__ void SoftErrorsKernel(int64_t n, const float* v, const float* floor_level, const float* step,
                                  const float* zero, const float* weight, float max_code, __nv_bfloat16* e) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    e[i] = __float2bfloat16_rn(SoftAt(v[i], floor_level[i], step[i], zero[i], weight[i], max_code).error);
+    e[i] = ToBf16(SoftAt(v[i], floor_level[i], step[i], zero[i], weight[i], max_code).error);
 }
 
 // The gradient d/dv from half = E·H (or G·E·H), then Adam's step t (ChainToVariables, AdamUpdate).
@@ -105,7 +111,7 @@ __global__ void RowDotKernel(int64_t cols, const float* product, const float* e,
 __global__ void ToBf16Kernel(int64_t n, const float* x, __nv_bfloat16* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = __float2bfloat16_rn(x[i]);
+    out[i] = ToBf16(x[i]);
 }
 
 CudaStatus Fail(const std::string& what) { return CudaStatus::Error("AdaRound on the device: " + what); }

@@ -12,9 +12,11 @@ namespace {
 constexpr float kGamma = -0.1f, kZeta = 1.1f;
 constexpr float kAdamBeta1 = 0.9f, kAdamBeta2 = 0.999f, kAdamEpsilon = 1e-8f;
 
-// Rounded to bfloat16, to nearest even (finite inputs), as __float2bfloat16_rn.
+// Rounded to bfloat16 as the device and the CPU round (finite inputs): to nearest even, a float32
+// subnormal to a zero of its sign.
 float Bf16(float x) {
   const uint32_t bits = std::bit_cast<uint32_t>(x);
+  if ((bits & 0x7fffffffu) < 0x00800000u) return std::bit_cast<float>(bits & 0x80000000u);
   return std::bit_cast<float>((bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u);
 }
 
