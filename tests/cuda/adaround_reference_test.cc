@@ -65,6 +65,18 @@ TEST(AdaRoundReferenceTest, TheCheckStartsWhereTheCpuStarts) {
   }
 }
 
+TEST(AdaRoundReferenceTest, TheStartCarriesZFoldsColumnMultipliers) {
+  // aespa's grids carry ζ (column_scale): the device's start must be the CPU descent's with it.
+  const gpu::AdaRoundCaseData d = gpu::MakeAdaRoundCase(gpu::AdaRoundCheckCases()[0], 9);
+  CpuProblem cpu(d);
+  for (int64_t c = 0; c < cpu.initial.cols; ++c) cpu.initial.column_scale.push_back(0.5f + 0.01f * static_cast<float>(c));
+  const RoundingStart start = RoundingStartOf(cpu.problem);
+  EXPECT_EQ(start.variables, SoftRoundingObjective(cpu.problem).InitialVariables());
+  const int64_t cols = cpu.initial.cols, last = cpu.initial.rows * cols - 1;
+  EXPECT_EQ(start.step[last], d.step[last] * cpu.initial.column_scale[cols - 1]);
+  EXPECT_NE(start.variables, d.variables);
+}
+
 TEST(AdaRoundReferenceTest, TheCpuDescentMeetsTheCheckTolerances) {
   for (const gpu::AdaRoundCase& shape : gpu::AdaRoundCheckCases()) {
     const gpu::AdaRoundCaseData d = gpu::MakeAdaRoundCase(shape, 11);
