@@ -163,6 +163,9 @@ class Job {
     report["devices"] = devices;
     report["device_roles"] = {{"calibration", PlaceName(device_plan.calibration, device)},
                               {"solves", PlaceName(device_plan.solves, device)}};
+    // aespa's AdaRound, which runs apart from the rest of its solve on a CUDA worker.
+    if (device_plan.rounding != DevicePlan::Place::kNone)
+      report["device_roles"]["rounding"] = PlaceName(device_plan.rounding, device);
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
     // Timed up to here: Finish writes the index, configs and this report after it is made.

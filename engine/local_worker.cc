@@ -33,6 +33,10 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   } else {
     QSHARD_ASSIGN_OR_RETURN(method_, registration_->make(spec.method));
   }
+  rounding_.reset();
+  if (plan.rounding == DevicePlan::Place::kDevice) {
+    QSHARD_ASSIGN_OR_RETURN(rounding_, device_->MakeRoundingLearner());
+  }
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
   if (plan.calibration == DevicePlan::Place::kDevice) {
@@ -418,6 +422,7 @@ absl::StatusOr<GroupProblem> LocalWorker::ProblemOf(int group, const GroupStatis
   problem.weights = &weights_;
   problem.quantized = &quantized_;
   problem.pool = &source_.model->pool();
+  problem.rounding = rounding_.get();
   return problem;
 }
 

@@ -7,7 +7,10 @@
 #   w8a8:    w8a8-check.log, bench.jsonl, bench.txt: only the W8A8 check and benchmark rows (a
 #            subset of kernels, for a short session)
 #   solver:  solver-check.log, solver-bench.jsonl, solver-bench.txt, and the PyTorch GPTQ
-#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt
+#            baseline on the same GPU (gptq_torch_cuda_bench.py) in torch-bench.jsonl/.txt; and
+#            adaround's
+#   adaround: adaround-check.log: aespa's AdaRound on the device against its host reference, then
+#            its time per linear at OPT-1.3B's and OPT-13B's shapes (--time; about half a minute)
 #   job:     the whole program on the device (run_gpu_job.sh: TinyStories GPTQ --device cpu
 #            against --device cuda), from a bundle built and packed on a CUDA build machine
 #            (scripts/pack-gpu-bundle) and carried here; part of `all` only when the bundle is there
@@ -16,8 +19,8 @@
 #   eval:    `qshard eval --device cuda` against --device cpu with each --kernels (run_gpu_eval.sh),
 #            from the same bundle as job; part of `all` only when the bundle is there
 # and all of them packed in all-results.tar.gz.
-# Usage: [QSHARD_GPU_SECONDS=S] run_gpu_checks.sh [all|kernels|w8a8|solver|forward|job|eval]
-# (default all: solver, kernels, job, eval, forward, in that order). Each program runs under a time
+# Usage: [QSHARD_GPU_SECONDS=S] run_gpu_checks.sh [all|kernels|w8a8|solver|adaround|forward|job|eval]
+# (default all: solver with adaround, kernels, job, eval, forward, then the job with aespa). Each program runs under a time
 # limit so that one hang cannot eat a short GPU session, and with QSHARD_GPU_SECONDS the whole call
 # keeps within S seconds (what does not fit is skipped and named in skipped.txt). Exits 1 if the
 # build, a check or a bench fails, else 3 if something was skipped.
@@ -39,9 +42,10 @@ case "$part" in
   all) targets=() ;;  # everything
   kernels) targets=(--target qshard_cuda_check qshard_cuda_w8a8_check qshard_cuda_bench) ;;
   w8a8) targets=(--target qshard_cuda_w8a8_check qshard_cuda_bench) ;;
-  solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench) ;;
+  solver) targets=(--target qshard_cuda_solver_check qshard_cuda_solver_bench qshard_cuda_adaround_check) ;;
+  adaround) targets=(--target qshard_cuda_adaround_check) ;;
   forward) targets=(--target qshard_cuda_forward_check qshard_cuda_forward_bench qshard_cuda_attention_stats_check) ;;
-  *) echo "usage: $0 [all|kernels|w8a8|solver|forward|job|eval]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kernels|w8a8|solver|adaround|forward|job|eval]" >&2; exit 2 ;;
 esac
 
 build_dir=build-cuda
@@ -117,9 +121,9 @@ run_bench() {
 wants() { [[ $part == all || $part == "$1" ]]; }
 
 # Each part's check, then its benchmark, parts in the order of what the open issues need measured
-# first: the solver (issue 18's GPTQ on the device against the authors' PyTorch), the kernels
-# (issue 16's 3x-cuBLAS target, W8A8), the end-to-end job and evaluation (from the bundle), then
-# the layer forward and aespa's statistics.
+# first: the solver (issue 18's GPTQ on the device against the authors' PyTorch, and aespa's
+# AdaRound), the kernels (issue 16's 3x-cuBLAS target, W8A8), the end-to-end GPTQ job and
+# evaluation (from the bundle), the layer forward and aespa's statistics, then aespa's job.
 bin="$build_dir/kernels/cuda"
 if wants solver; then
   run_step qshard_cuda_solver_check 300 "$results/solver-check.log" "$bin/qshard_cuda_solver_check"
@@ -137,6 +141,9 @@ if wants solver; then
   else
     echo "run_gpu_checks: no Python with torch; the PyTorch baseline did not run" | tee "$results/torch-bench.txt"
   fi
+fi
+if wants solver || [[ $part == adaround ]]; then
+  run_step qshard_cuda_adaround_check 120 "$results/adaround-check.log" "$bin/qshard_cuda_adaround_check" --time
 fi
 if wants kernels; then
   run_step qshard_cuda_check 300 "$results/check.log" "$bin/qshard_cuda_check"
@@ -162,6 +169,11 @@ if wants forward; then
   run_step qshard_cuda_attention_stats_check 120 "$results/attention-stats-check.log" \
     "$bin/qshard_cuda_attention_stats_check"
   run_bench qshard_cuda_forward_bench 300 "$results/forward-bench" "$bin/qshard_cuda_forward_bench"
+fi
+if [[ $part == all && -f build-gpu-bundle/qshard-gpu.tar.xz ]]; then  # aespa end to end, last
+  mkdir -p "$results/aespa-job"
+  run_step run_gpu_job_aespa 300 "$results/aespa-job/run-gpu-job.txt" \
+    env OUT="$results/aespa-job" QSHARD_JOB_METHOD=aespa kernels/cuda/run_gpu_job.sh
 fi
 if ((${#skipped[@]} > 0)); then
   printf '%s\n' "${skipped[@]}" >"$results/skipped.txt"

@@ -8,8 +8,9 @@
 # 1 % of the CPU). Results in $OUT (else build-gpu-bundle/results): job-summary.txt,
 # job-rows.jsonl (one quantize --json result per run), job.log (library check, every run's stderr).
 # QSHARD_JOB_METHOD=zfold (or aespa) runs the same comparison with Z-Fold (on cuda: calibration on
-# the device, aespa's attention statistics included; the ζ search, folds, AdaRound and solves on
-# the CPU; docs/cuda.md, "What runs where").
+# the device, aespa's attention statistics included; the ζ search, folds and solves on the CPU,
+# but aespa's AdaRound on the device; docs/cuda.md, "What runs where"). The summary prints each
+# device's device_roles, so an aespa run shows its AdaRound's place ("rounding": "cuda").
 # Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program or
 # its CUDA plugin cannot be loaded (a library the machine lacks: job.log lists it).
 set -uo pipefail
@@ -58,6 +59,8 @@ for device in ("cpu", "cuda"):
     forward = [{k: v for k, v in rows[f"{device}-{s}"]["summary"]["seconds_by_phase"].items()
                 if k in ("calibration", "propagation")} for s in range(3) if f"{device}-{s}" in rows]
     print(f"{device}: KL per seed {kls}, top-1 {top1}, solve s {solve}, forward phases s {forward}")
+    if f"{device}-0" in rows:
+        print(f"{device}: device_roles {json.dumps(rows[f'{device}-0'].get('device_roles'))}")
     if len(kls) == 3:
         means[device] = sum(kls) / 3
         print(f"{device}: mean KL {means[device]:.6f}, mean top-1 {sum(top1) / 3:.4f}")

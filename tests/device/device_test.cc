@@ -17,6 +17,7 @@ namespace qshard {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(DeviceTest, ParsesCpuCudaAndOrdinals) {
   struct Case {
@@ -101,12 +102,13 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
   struct Expected {
     Place calibration, solves;
     const char* because;  // in cpu_because, or in the refusal
+    Place rounding = Place::kNone;
   };
   const std::map<std::string, Expected> accepted = {
       {"zfold", {Place::kDevice, Place::kCpu, "ζ search"}},
       {"rtn", {Place::kNone, Place::kCpu, "no calibration"}},
       {"finequant", {Place::kNone, Place::kCpu, "no calibration"}},
-      {"aespa", {Place::kDevice, Place::kCpu, "AdaRound"}},
+      {"aespa", {Place::kDevice, Place::kCpu, "GPTQ starting points", Place::kDevice}},
       {"flattenquant", {Place::kDevice, Place::kCpu, "channel split"}},
   };
   const Device cuda{Device::Kind::kCuda, 0};
@@ -121,6 +123,7 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
       ASSERT_TRUE(plan.ok()) << name << ": " << plan.status();
       EXPECT_EQ(plan->calibration, it->second.calibration) << name;
       EXPECT_EQ(plan->solves, it->second.solves) << name;
+      EXPECT_EQ(plan->rounding, it->second.rounding) << name;
       EXPECT_THAT(plan->cpu_because, HasSubstr(it->second.because)) << name;
       EXPECT_THAT(DescribePlan(*plan), HasSubstr("solves on the CPU (")) << name;
     } else {
@@ -140,6 +143,32 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
   rtn.method = "rtn";
   EXPECT_EQ(DescribePlan(*PlanOnDevice(rtn, cuda)),
             "no calibration, solves on the CPU (RTN needs no calibration: nothing for the device to do)");
+}
+
+TEST(DeviceTest, AespaRoundsOnTheDeviceAndSaysSo) {
+  // A CUDA worker splits aespa's solve: AdaRound on the device, the rest on the CPU; on the CPU
+  // and without AdaRound iterations there is nothing to split.
+  MethodOptions aespa;
+  aespa.method = "aespa";
+  const Device cuda{Device::Kind::kCuda, 0};
+  auto plan = PlanOnDevice(aespa, cuda);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->rounding, Place::kDevice);
+  EXPECT_EQ(PlaceName(plan->rounding, cuda), "cuda");
+  EXPECT_EQ(DescribePlan(*plan),
+            "calibration (forward passes, statistics) on the device, solves on the CPU (aespa's ζ search and its "
+            "GPTQ starting points have no device code) but AdaRound on the device");
+  auto on_cpu = PlanOnDevice(aespa, Device{});
+  ASSERT_TRUE(on_cpu.ok());
+  EXPECT_EQ(on_cpu->rounding, Place::kCpu);
+  EXPECT_EQ(PlaceName(on_cpu->rounding, Device{}), "cpu");
+  aespa.aespa_adaround_iters = 0;
+  auto without = PlanOnDevice(aespa, cuda);
+  ASSERT_TRUE(without.ok());
+  EXPECT_EQ(without->rounding, Place::kNone);
+  EXPECT_THAT(DescribePlan(*without), Not(HasSubstr("AdaRound")));
+  MethodOptions gptq;
+  EXPECT_EQ(PlanOnDevice(gptq, cuda)->rounding, Place::kNone);
 }
 
 TEST(DeviceTest, OpeningTheCpuOpensNothing) {

@@ -3,7 +3,8 @@
 // the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
 // travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
 // whole; Z-Fold, GPTQ --mse, aespa (its attention statistics included) and FlattenQuant (its
-// channel maxima) calibrate there and solve on the CPU; RTN and FineQuant never touch it),
+// channel maxima) calibrate there and solve on the CPU, but for aespa's AdaRound, which the
+// stand-in runs with the CPU's learner behind the device seam; RTN and FineQuant never touch it),
 // device errors fail the job with their context, a model the device cannot compute or a device
 // that cannot open is refused before any output, and a job never mixes device kinds.
 #include <filesystem>
@@ -30,6 +31,8 @@ using testing::ReadFileBytes;
 struct StandInLog {
   int forwards = 0, sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
   int attention_stats = 0, attention_windows = 0;  // NewAttentionStats, AddResidentWindow calls
+  int learners = 0, roundings = 0;                 // MakeRoundingLearner, Learn calls
+  int fail_rounding_at = 0;
   int fail_windows_at = 0, fail_run_at = 0, fail_attention_at = 0;
   bool fail_attention_download = false;
   bool forward_for_attention = false;  // what NewForward was told
@@ -174,6 +177,20 @@ class CpuForward : public ForwardDevice {
   DecoderLayerWeights weights_;
 };
 
+// AdaRound behind the device seam: the CPU's learner, counted, failing at its call.
+class CountingLearner : public RoundingLearner {
+ public:
+  explicit CountingLearner(StandInLog* log) : log_(log) {}
+  absl::StatusOr<RoundingCandidates> Learn(const RoundingProblem& problem, const AdaRoundOptions& options) const override {
+    if (++log_->roundings == log_->fail_rounding_at)
+      return absl::ResourceExhaustedError("stand-in device: no room for AdaRound");
+    return CpuRoundingLearner().Learn(problem, options);
+  }
+
+ private:
+  StandInLog* log_;
+};
+
 class StandInDevice : public CudaDevice {
  public:
   const Device& device() const override { return device_; }
@@ -185,6 +202,10 @@ class StandInDevice : public CudaDevice {
   absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
     ++log.solvers;
     return MakeSolver("gptq", spec);
+  }
+  absl::StatusOr<std::unique_ptr<RoundingLearner>> MakeRoundingLearner() override {
+    ++log.learners;
+    return std::make_unique<CountingLearner>(&log);
   }
   absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig& config,
                                                                          int64_t seq) override {
@@ -223,9 +244,11 @@ JobSpec Small(const std::string& method, const std::string& out) {
 // 2, 3, then the MLP's output added), 4 in the last layer (its output read by nobody).
 constexpr int kSequentialRuns = 4 * (5 + 4);
 
-// quant_report.json's device_roles.
-nlohmann::json Roles(const char* calibration, const char* solves) {
-  return {{"calibration", calibration}, {"solves", solves}};
+// quant_report.json's device_roles (`rounding` only for aespa with AdaRound).
+nlohmann::json Roles(const char* calibration, const char* solves, const char* rounding = nullptr) {
+  nlohmann::json roles = {{"calibration", calibration}, {"solves", solves}};
+  if (rounding != nullptr) roles["rounding"] = rounding;
+  return roles;
 }
 
 // Runs `spec` on the CPU (out_dir + "-cpu") and on one worker with a stand-in device (out_dir):
@@ -298,12 +321,14 @@ TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
     auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
     ASSERT_TRUE(report.ok()) << method << ": " << report.status();
     const bool folds = method != "gptq";
-    EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda")) << method;
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda", method == "aespa" ? "cuda" : nullptr))
+        << method;
     for (const StandInDevice* device : {first.get(), second.get()}) {
       EXPECT_EQ(device->log.reads, 2 * 2) << method;  // 2 layers × its 2 shards
       // Each layer, then (Z-Fold, aespa) after each norm fold.
       EXPECT_EQ(device->log.loads, 2 * (folds ? 3 : 1)) << method;
       EXPECT_EQ(device->log.attention_stats, method == "aespa" ? 2 * 2 : 0) << method;
+      EXPECT_EQ(device->log.learners, method == "aespa" ? 1 : 0) << method;
     }
     EXPECT_TRUE(ReadFileBytes(dir.Child(method + "-cpu") + "/model.safetensors") ==
                 ReadFileBytes(dir.Child(method) + "/model.safetensors"))
@@ -415,9 +440,10 @@ TEST(DeviceJobTest, GptqWithMseCalibratesOnTheDeviceAndSolvesOnTheCpuWithTheCpuB
   EXPECT_EQ(device->log.runs, kSequentialRuns);
 }
 
-TEST(DeviceJobTest, AespaCalibratesOnTheDeviceWithItsAttentionStatisticsAndSolvesOnTheCpuWithTheCpuBytes) {
+TEST(DeviceJobTest, AespaCalibratesAndRoundsOnTheDeviceAndSolvesTheRestOnTheCpuWithTheCpuBytes) {
   // The attention statistics come from the pass that computes group 0's input (sequential: the
   // layer's first; parallel: its only one), each shard's made once per layer, fed every window.
+  // AdaRound goes through the device's learner (here the CPU's behind the seam), once per linear.
   testing::ScopedTempDir dir;
   for (const Propagation propagation : {Propagation::kSequential, Propagation::kParallel}) {
     const bool sequential = propagation == Propagation::kSequential;
@@ -426,9 +452,11 @@ TEST(DeviceJobTest, AespaCalibratesOnTheDeviceWithItsAttentionStatisticsAndSolve
     spec.calibration.propagation = propagation;
     auto report = RunBothWays(spec, device);
     ASSERT_TRUE(report.ok()) << report.status().ToString();
-    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu", "cuda"));
     const StandInLog& log = device->log;
     EXPECT_TRUE(log.forward_for_attention);
+    EXPECT_EQ(log.learners, 1);
+    EXPECT_EQ(log.roundings, 2 * 7);  // 2 layers × 7 linears
     EXPECT_EQ(log.solvers, 0);
     EXPECT_EQ(log.sums, 2 * 4 * 4);
     EXPECT_EQ(log.attention_stats, 2 * 4);     // 2 layers × 4 shards
@@ -460,6 +488,28 @@ TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard)
   EXPECT_THAT(report.status().message(),
               HasSubstr("layer 0 shard 0: stand-in device: the attention statistics did not come back"));
   EXPECT_FALSE(std::filesystem::exists(dir.Child("failed_download") + "/model.safetensors"));
+}
+
+TEST(DeviceJobTest, AnAdaRoundErrorFailsTheJobNamingItsLayerAndLinear) {
+  testing::ScopedTempDir dir;
+  auto device = std::make_shared<StandInDevice>();
+  device->log.fail_rounding_at = 9;  // the 9th linear: layer 1's second, k_proj
+  LocalWorker worker(0, false, device);
+  auto report = RunJob(Small("aespa", dir.Child("failed")), {&worker}, JobEvents());
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(report.status().message(),
+              HasSubstr("layer 1 self_attn.k_proj: AdaRound: stand-in device: no room for AdaRound"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Child("failed") + "/model.safetensors"));
+
+  // Without AdaRound iterations the plan rounds nowhere: the device makes no learner.
+  auto without = std::make_shared<StandInDevice>();
+  JobSpec spec = Small("aespa", dir.Child("without"));
+  spec.method.aespa_adaround_iters = 0;
+  auto plain = RunBothWays(spec, without);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(without->log.learners + without->log.roundings, 0);
 }
 
 TEST(DeviceJobTest, FlattenQuantCalibratesOnTheDeviceWithItsChannelMaximaAndSolvesOnTheCpuWithTheCpuBytes) {

@@ -5,8 +5,9 @@ namespace qshard::cli {
 void AddDeviceFlag(CLI::App& app, std::string& device) {
   app.add_option("--device", device,
                  "Where this worker calibrates and solves: cpu, cuda (device 0) or cuda:N. On CUDA, gptq runs "
-                 "whole on the device; zfold and gptq --mse calibrate there and solve on the CPU; rtn and "
-                 "finequant run on the CPU; aespa and flattenquant are refused (docs/cuda.md)")
+                 "whole on the device; zfold, gptq --mse, aespa and flattenquant calibrate there and solve on the "
+                 "CPU, but for aespa's AdaRound, which runs on the device; rtn and finequant run on the CPU "
+                 "(docs/cuda.md)")
       ->capture_default_str();
 }
 

@@ -1,6 +1,6 @@
 // A CUDA device opened by a worker (`--device cuda[:N]`): it runs the worker's calibration
 // forward passes over the shards it holds, accumulates their statistics and runs its GPTQ
-// solves, as each job's DevicePlan (device_support.h) says. The implementation is worker/cuda,
+// solves and aespa's AdaRound, as each job's DevicePlan (device_support.h) says. The implementation is worker/cuda,
 // built when nvcc is found into the CUDA plugin that worker/device/plugin loads (cuda_plugin.h);
 // a build without CUDA has only worker/device/no_cuda, whose OpenCudaDevice says so.
 #pragma once
@@ -14,6 +14,7 @@
 #include "worker/device/device.h"
 #include "worker/device/device_model.h"
 #include "worker/device/forward_device.h"
+#include "worker/methods/rounding_learner.h"
 #include "worker/model/decoder_model.h"
 #include "worker/solvers/solver.h"
 
@@ -27,6 +28,11 @@ class CudaDevice : public StatisticsDevice {
   // GPTQ on the device for a job whose DevicePlan solves there, with the CPU solver's results
   // (codes, grids, g_idx, damping, objective; packed by worker/quant/gptq_pack like the CPU's).
   virtual absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) = 0;
+  // aespa's AdaRound on the device for a job whose DevicePlan rounds there: LearnRoundingCandidates'
+  // algorithm and options, its codes up to float summation orders (kernels/cuda/adaround_device.h).
+  virtual absl::StatusOr<std::unique_ptr<RoundingLearner>> MakeRoundingLearner() {
+    return absl::UnimplementedError(absl::StrCat(DeviceName(device()), ": no AdaRound on this device"));
+  }
   // The calibration forward pass of one job over `model`'s layers, windows of `seqlen` tokens;
   // UNIMPLEMENTED for a layer the device cannot compute. `attention_statistics`: the job collects
   // aespa's (NewAttentionStats), which the device must leave room for beside each layer;

@@ -15,6 +15,7 @@ struct DeviceRule {
   std::string_view method;
   bool solves_on_device = false;  // GPTQ's solver on the device (kernels/cuda/gptq_solve_spec.h)
   std::string_view because;       // why the solves stay on the CPU
+  bool rounding_on_device = false;  // aespa's AdaRound on the device (kernels/cuda/adaround_device.h)
 };
 
 constexpr DeviceRule kRules[] = {
@@ -24,9 +25,9 @@ constexpr DeviceRule kRules[] = {
     {"rtn", false, "RTN needs no calibration: nothing for the device to do"},
     {"finequant", false, "FineQuant needs no calibration: nothing for the device to do"},
     // The attention statistics are computed by the device forward pass (worker/cuda/cuda_forward.cc);
-    // AdaRound is the bulk of the solve (docs/cuda.md, "aespa and FlattenQuant on the device").
-    {"aespa", false,
-     "aespa's ζ search, its GPTQ starting points and its AdaRound, the bulk of its solve, have no device code"},
+    // AdaRound, the bulk of the solve (docs/cuda.md, "aespa's attention statistics on the device"),
+    // runs on the device; the rest is cheap beside it.
+    {"aespa", false, "aespa's ζ search and its GPTQ starting points have no device code", true},
     // Its calibration is Σ x xᵀ with the per-channel maxima, which the device sums carry down.
     {"flattenquant", false,
      "FlattenQuant's channel split, its activation scales and its GPTQ solves on the flattened weights have no "
@@ -47,6 +48,8 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
   const bool on_device = device.kind != Device::Kind::kCpu;
   const DevicePlan::Place calibration_place = on_device ? DevicePlan::Place::kDevice : DevicePlan::Place::kCpu;
   plan.calibration = registration->needs.input_stats ? calibration_place : DevicePlan::Place::kNone;
+  const bool rounds = method.method == "aespa" && method.aespa_adaround_iters > 0;
+  if (rounds) plan.rounding = DevicePlan::Place::kCpu;
   if (!on_device) return plan;
 
   const std::string where = absl::StrCat("--device ", DeviceName(device), ": method ", method.method);
@@ -55,6 +58,7 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
     return absl::UnimplementedError(absl::StrCat(where, " has no plan for a CUDA device "
                                                         "(worker/device/device_support.cc); use --device cpu"));
   plan.cpu_because = std::string(rule->because);
+  if (rounds && rule->rounding_on_device) plan.rounding = DevicePlan::Place::kDevice;
   if (rule->solves_on_device) {
     if (method.spec.mse_clip) {
       plan.cpu_because = "--mse: the grids' MSE clipping search is the CPU solver's";
@@ -90,6 +94,8 @@ std::string DescribePlan(const DevicePlan& plan) {
                          : absl::StrCat("calibration (forward passes, statistics) on ", where(plan.calibration));
   absl::StrAppend(&line, ", solves on ", where(plan.solves));
   if (!plan.cpu_because.empty()) absl::StrAppend(&line, " (", plan.cpu_because, ")");
+  if (plan.rounding != DevicePlan::Place::kNone && plan.rounding != plan.solves)
+    absl::StrAppend(&line, " but AdaRound on ", where(plan.rounding));
   return line;
 }
 

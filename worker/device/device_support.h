@@ -21,14 +21,18 @@ struct DevicePlan {
   Place calibration = Place::kNone;
   // The solves (and, for Z-Fold, the ζ search and the folds).
   Place solves = Place::kCpu;
+  // Of the solves, aespa's AdaRound, which can run apart from the rest: kNone for a method
+  // without it (every method but aespa, and aespa without AdaRound iterations).
+  Place rounding = Place::kNone;
   // On a CUDA device: why what runs on the CPU runs there; empty when nothing does, or on the CPU.
   std::string cpu_because;
 };
 
 // The plan for `method` on `device`. On the CPU everything runs there. On CUDA: GPTQ runs
 // whole on the device; GPTQ with --mse, Z-Fold, aespa (its attention statistics included) and
-// FlattenQuant (its per-channel maxima included) calibrate on the device and solve on the CPU;
-// RTN and FineQuant have nothing for the device and run on the CPU. A method without a rule is
+// FlattenQuant (its per-channel maxima included) calibrate on the device and solve on the CPU,
+// but for aespa's AdaRound, which runs on the device; RTN and FineQuant have nothing for the
+// device and run on the CPU. A method without a rule is
 // UNIMPLEMENTED, saying what to use instead.
 absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
 
@@ -39,7 +43,7 @@ absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& devi
 std::string PlaceName(DevicePlan::Place place, const Device& device);
 
 // One line for the log: "calibration (forward passes, statistics) on the device, solves on the
-// CPU (--mse: ...)".
+// CPU (--mse: ...)"; aespa's: "..., solves on the CPU (...) but AdaRound on the device".
 std::string DescribePlan(const DevicePlan& plan);
 
 }  // namespace qshard

@@ -327,6 +327,16 @@ constexpr int64_t kRepackShare = 4;
 // slower: docs/performance.md).
 constexpr double kLiveProductShare = 0.25;
 
+// v at which the soft weight of unrounded value u on a grid of step s equals u.
+float InitialVariable(float unrounded, float step) {
+  const float scaled = unrounded / step;
+  const float rest = std::clamp(scaled - std::floor(scaled), 0.0f, 1.0f);
+  return -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
+}
+
+// The level below u: ⌊u/s⌋ + z.
+float FloorLevel(float unrounded, float step, float zero) { return std::floor(unrounded / step) + zero; }
+
 }  // namespace
 
 struct SoftRoundingObjective::State {
@@ -346,7 +356,7 @@ struct SoftRoundingObjective::State {
     const int64_t n = static_cast<int64_t>(grids.step.size());
     for (std::vector<float>* buffer : {&floor_level, &offset, &h, &dh_dv, &step_in_range, &e}) buffer->resize(n);
     for (int64_t i = 0; i < n; ++i) {
-      floor_level[i] = std::floor(unrounded(i) / grids.step[i]) + grids.zero[i];
+      floor_level[i] = FloorLevel(unrounded(i), grids.step[i], grids.zero[i]);
       offset[i] = grids.step[i] * grids.zero[i] + weight(i);
     }
   }
@@ -527,12 +537,25 @@ SoftRoundingObjective::~SoftRoundingObjective() = default;
 std::vector<float> SoftRoundingObjective::InitialVariables() const {
   const State& s = *state_;
   std::vector<float> v(s.grids.step.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const float scaled = s.unrounded(static_cast<int64_t>(i)) / s.grids.step[i];
-    const float rest = std::clamp(scaled - std::floor(scaled), 0.0f, 1.0f);
-    v[i] = -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0f);  // h(v) = rest
-  }
+  for (size_t i = 0; i < v.size(); ++i) v[i] = InitialVariable(s.unrounded(static_cast<int64_t>(i)), s.grids.step[i]);
   return v;
+}
+
+RoundingStart RoundingStartOf(const RoundingProblem& problem) {
+  // From the grids alone: an objective would also copy the Hessians (gigabytes at OPT-175B).
+  ElementGrids grids(*problem.initial, {0, problem.weight->dim(0)});
+  RoundingStart start;
+  start.max_code = grids.max_code;
+  start.floor_level.resize(grids.step.size());
+  start.variables.resize(grids.step.size());
+  for (size_t i = 0; i < grids.step.size(); ++i) {
+    const float u = (*problem.unrounded)[static_cast<int64_t>(i)];
+    start.floor_level[i] = FloorLevel(u, grids.step[i], grids.zero[i]);
+    start.variables[i] = InitialVariable(u, grids.step[i]);
+  }
+  start.step = std::move(grids.step);
+  start.zero = std::move(grids.zero);
+  return start;
 }
 
 double SoftRoundingObjective::Evaluate(std::span<const float> v, float lambda, float beta, std::span<float> grad) {

@@ -92,6 +92,15 @@ double TotalLoss(std::span<const double> unit_losses);
 // The choice LearnRounding makes: the learned codes only if their loss is lower.
 bool KeepLearned(std::span<const double> initial_losses, std::span<const double> learned_losses);
 
+// What the descent starts from, per weight of the whole problem, flattened [out, in]: its grid
+// step s (scale·ζ), zero point z, the level below u (⌊u/s⌋ + z) and v (InitialVariables()). A
+// device learner uploads these, so that its descent starts from the CPU's values bit for bit.
+struct RoundingStart {
+  std::vector<float> step, zero, floor_level, variables;
+  int32_t max_code = 0;
+};
+RoundingStart RoundingStartOf(const RoundingProblem& problem);
+
 // The reconstruction loss of `codes` on the problem's grids.
 double ReconstructionLoss(const RoundingProblem& problem, std::span<const int32_t> codes);
 

@@ -84,7 +84,7 @@ class AespaMethod : public FoldedGroupMethod {
     FoldedLinears folded;
     if (!attention) {
       for (const std::string& name : group.linears) {
-        QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(folded.solvers, kRoundingWeight, {}));
+        QSHARD_ASSIGN_OR_RETURN(const Solver* solver, Add(group, folded.solvers, kRoundingWeight, {}));
         folded.linears.push_back({name, {group.input_stats}, solver});
       }
       return folded;
@@ -114,7 +114,8 @@ class AespaMethod : public FoldedGroupMethod {
       }
       const Solver* solver = nullptr;
       if (solving(name)) {
-        QSHARD_ASSIGN_OR_RETURN(solver, Add(folded.solvers, kAttentionRoundingWeight, std::move(head_weightings)));
+        QSHARD_ASSIGN_OR_RETURN(solver,
+                                Add(group, folded.solvers, kAttentionRoundingWeight, std::move(head_weightings)));
       }
       folded.linears.push_back({name, std::move(hessians), solver});
     }
@@ -122,14 +123,15 @@ class AespaMethod : public FoldedGroupMethod {
   }
 
  private:
-  absl::StatusOr<const Solver*> Add(std::vector<std::unique_ptr<Solver>>& solvers, double lambda,
-                                    std::vector<std::vector<double>> head_weightings) const {
+  // A solver whose AdaRound runs on the group's learner (the worker's device, as the job's plan says).
+  absl::StatusOr<const Solver*> Add(const GroupProblem& group, std::vector<std::unique_ptr<Solver>>& solvers,
+                                    double lambda, std::vector<std::vector<double>> head_weightings) const {
     AdaRoundOptions rounding;
     rounding.iters = options().aespa_adaround_iters;
     rounding.learning_rate = options().aespa_learning_rate;
     rounding.lambda = lambda;
     QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver,
-                            MakeAespaSolver(options().spec, rounding, std::move(head_weightings)));
+                            MakeAespaSolver(options().spec, rounding, std::move(head_weightings), group.rounding));
     solvers.push_back(std::move(solver));
     return solvers.back().get();
   }

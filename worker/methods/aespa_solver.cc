@@ -14,8 +14,10 @@ namespace {
 
 class AespaSolver final : public Solver {
  public:
-  AespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding, std::vector<std::vector<double>> weightings)
-      : spec_(spec), rounding_(rounding), weightings_(std::move(weightings)), gptq_(MakeGptqSolver(spec)) {}
+  AespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding, std::vector<std::vector<double>> weightings,
+              const RoundingLearner& learner)
+      : spec_(spec), rounding_(rounding), weightings_(std::move(weightings)), learner_(learner),
+        gptq_(MakeGptqSolver(spec)) {}
 
   std::string_view method() const override { return "aespa"; }
   bool needs_hessian() const override { return true; }
@@ -26,8 +28,10 @@ class AespaSolver final : public Solver {
     if (rounding_.iters <= 0) return std::move(result);
     Rows all;
     RoundingOf(start, 0, problem.weight->dim(0), {}, all);
-    const RoundingResult learned = LearnRounding(all.problem, rounding_);
-    result.weight.codes = learned.codes;
+    QSHARD_ASSIGN_OR_RETURN(RoundingCandidates candidates, Learn(problem, all.problem));
+    // LearnRounding's choice: the learned codes only if their loss is lower.
+    if (KeepLearned(candidates.initial_losses, candidates.learned_losses))
+      result.weight.codes = std::move(candidates.learned);
     result.dequantized = result.weight.Dequantized();
     result.proxy_error = ProxyError(*problem.weight, result.dequantized, problem.hessians);
     result.unrounded = Tensor();
@@ -48,7 +52,7 @@ class AespaSolver final : public Solver {
     Rows rows;
     RoundingOf(start, first * head_rows, count * head_rows, {first, count}, rows);
     AespaHeads part;
-    part.candidates = LearnRoundingCandidates(rows.problem, rounding_);
+    QSHARD_ASSIGN_OR_RETURN(part.candidates, Learn(problem, rows.problem));
     part.rows = std::move(rows.initial);
     part.gptq = std::move(start.gptq);
     part.gptq.unrounded = Tensor();
@@ -56,6 +60,13 @@ class AespaSolver final : public Solver {
   }
 
  private:
+  // AdaRound on the learner, its errors (a device's) named with the linear.
+  absl::StatusOr<RoundingCandidates> Learn(const LayerProblem& linear, const RoundingProblem& rows) const {
+    absl::StatusOr<RoundingCandidates> candidates = learner_.Learn(rows, rounding_);
+    if (!candidates.ok()) return WithContext(candidates.status(), absl::StrCat(std::string(linear.name), ": AdaRound"));
+    return candidates;
+  }
+
   // The GPTQ start and the AdaRound problem's pieces for the whole linear.
   struct Start {
     QuantizedLinear gptq;             // unrounded kept
@@ -123,13 +134,15 @@ class AespaSolver final : public Solver {
   QuantSpec spec_;
   AdaRoundOptions rounding_;
   std::vector<std::vector<double>> weightings_;
+  const RoundingLearner& learner_;
   std::unique_ptr<Solver> gptq_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding,
-                                                        std::vector<std::vector<double>> output_weightings) {
+                                                        std::vector<std::vector<double>> output_weightings,
+                                                        const RoundingLearner* learner) {
   QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(spec));
   if (!(rounding.learning_rate > 0.0 && std::isfinite(rounding.learning_rate)))
     return absl::InvalidArgumentError(absl::StrCat("aespa learning rate: ", rounding.learning_rate, " must be > 0"));
@@ -139,7 +152,8 @@ absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, c
     if (d * d != static_cast<int64_t>(g.size()) || g.size() != output_weightings.front().size())
       return absl::InvalidArgumentError("aespa output weightings: not square matrices of one size");
   }
-  return std::unique_ptr<Solver>(new AespaSolver(spec, rounding, std::move(output_weightings)));
+  return std::unique_ptr<Solver>(new AespaSolver(spec, rounding, std::move(output_weightings),
+                                                 learner != nullptr ? *learner : CpuRoundingLearner()));
 }
 
 absl::StatusOr<AespaHeads> SolveAespaHeads(const Solver& solver, const LayerProblem& problem, int heads, int first,

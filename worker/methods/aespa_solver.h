@@ -3,7 +3,8 @@
 // starting rounding and the error-compensated values AdaRound starts from, then AdaRound
 // refines the rounding on the refined loss — tr(ΔW H ΔWᵀ) per row block, or for the query and
 // key projections Σ_heads tr(G_h ΔW_h H ΔW_hᵀ) with the heads' output weightings G_h.
-// A Solver, so the shared group flow (zfold_group.h) runs it like GPTQ.
+// A Solver, so the shared group flow (zfold_group.h) runs it like GPTQ. AdaRound runs where its
+// RoundingLearner does (rounding_learner.h): the CPU's unless the job's plan gives a device's.
 #pragma once
 
 #include <memory>
@@ -11,14 +12,17 @@
 
 #include "absl/status/statusor.h"
 #include "worker/methods/adaround_rounding.h"
+#include "worker/methods/rounding_learner.h"
 #include "worker/solvers/solver.h"
 
 namespace qshard {
 
 // output_weightings: empty, or one [d, d] matrix per block of d consecutive output rows.
-// rounding.iters == 0 is aespa "without AdaRound": the GPTQ result as it is.
+// rounding.iters == 0 is aespa "without AdaRound": the GPTQ result as it is. learner: where
+// AdaRound runs (it must outlive the solver); null: the CPU.
 absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding,
-                                                        std::vector<std::vector<double>> output_weightings);
+                                                        std::vector<std::vector<double>> output_weightings,
+                                                        const RoundingLearner* learner = nullptr);
 
 // Heads [first, first + count) of a linear whose rows are `heads` equal blocks (its output
 // weightings, if any, one per head; one Hessian for all rows or one per head): the GPTQ start

@@ -29,6 +29,7 @@
 namespace qshard {
 
 struct AttentionStats;  // aespa's refined statistics (worker/calibration/attention_stats.h)
+class RoundingLearner;  // where aespa's AdaRound runs (worker/methods/rounding_learner.h)
 
 // What the report says about one quantized linear.
 struct LinearReport {
@@ -122,6 +123,7 @@ struct GroupProblem {
   const DecoderLayerWeights* weights = nullptr;  // the layer with the earlier groups' solutions applied
   const QuantizedLayer* quantized = nullptr;     // the earlier groups' results
   ThreadPool* pool = nullptr;                    // optional: the worker's threads, for the solvers
+  const RoundingLearner* rounding = nullptr;     // optional: aespa's AdaRound on a device; null: the CPU
 };
 
 // Installs a solution: the rewrites, then each linear's dequantized GPTQ form into `weights`

@@ -1,6 +1,7 @@
 // The CUDA plugin's entry point (libqshard_cuda_plugin.so, worker/device/cuda_plugin.h): a
 // CudaDevice over one CudaSession, handing out the device forward pass, device sums for the
-// statistics (aespa's attention statistics too), the device GPTQ solver and the evaluation model.
+// statistics (aespa's attention statistics too), the device GPTQ solver, aespa's AdaRound and the
+// evaluation model.
 // The program loads this only for --device cuda.
 #include "core/status.h"
 #include "worker/cuda/cuda_attention_stats.h"
@@ -8,6 +9,7 @@
 #include "worker/cuda/cuda_gptq_solver.h"
 #include "worker/cuda/cuda_hessian_sum.h"
 #include "worker/cuda/cuda_model.h"
+#include "worker/cuda/cuda_rounding_learner.h"
 #include "worker/cuda/cuda_session.h"
 #include "worker/device/cuda_plugin.h"
 
@@ -26,6 +28,9 @@ class OpenedCudaDevice final : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
     return MakeCudaGptqSolver(session_, spec);
+  }
+  absl::StatusOr<std::unique_ptr<RoundingLearner>> MakeRoundingLearner() override {
+    return MakeCudaRoundingLearner(session_);
   }
   absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig& config,
                                                                          int64_t seq) override {

@@ -1,0 +1,84 @@
+#include "worker/cuda/cuda_rounding_learner.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status.h"
+#include "kernels/cuda/adaround_device.h"
+#include "worker/cuda/cuda_status_adapter.h"
+
+namespace qshard {
+namespace {
+
+// Float copies of float64 matrices, as the CPU's descent makes them (adaround_rounding.cc).
+std::vector<std::vector<float>> FloatCopies(const std::vector<const std::vector<double>*>& matrices) {
+  std::vector<std::vector<float>> copies;
+  for (const std::vector<double>* m : matrices) copies.emplace_back(m->begin(), m->end());
+  return copies;
+}
+
+class CudaRoundingLearner final : public RoundingLearner {
+ public:
+  explicit CudaRoundingLearner(std::shared_ptr<CudaSession> session) : session_(std::move(session)) {}
+
+  absl::StatusOr<RoundingCandidates> Learn(const RoundingProblem& problem, const AdaRoundOptions& options) const override {
+    const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
+    const int64_t blocks = static_cast<int64_t>(problem.hessians.size());
+    const int64_t heads = static_cast<int64_t>(problem.output_weightings.size());
+    gpu::AdaRoundDeviceOptions device_options;
+    device_options.iters = options.iters;
+    device_options.learning_rate = options.learning_rate;
+    device_options.lambda = options.lambda;
+    device_options.warmup = options.warmup;
+    device_options.beta_start = options.beta_start;
+    device_options.beta_end = options.beta_end;
+
+    const RoundingStart start = RoundingStartOf(problem);
+    const std::vector<std::vector<float>> hessians = FloatCopies(problem.hessians);
+    const std::vector<std::vector<float>> weightings = FloatCopies(problem.output_weightings);
+    gpu::AdaRoundDeviceProblem device;
+    device.rows = out;
+    device.cols = in;
+    device.max_code = start.max_code;
+    device.step = start.step.data();
+    device.zero = start.zero.data();
+    device.floor_level = start.floor_level.data();
+    device.variables = start.variables.data();
+    device.weight = problem.weight->data();
+    device.initial_codes = problem.initial->codes.data();
+    for (const std::vector<float>& h : hessians) device.hessians.push_back(h.data());
+    for (const std::vector<float>& g : weightings) device.weightings.push_back(g.data());
+    if (const gpu::CudaStatus valid = gpu::ValidateAdaRoundDeviceProblem(device, device_options); !valid.ok())
+      return absl::InvalidArgumentError(valid.message());
+
+    QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
+    const size_t needed = gpu::AdaRoundDeviceBytes(out, in, blocks, heads);
+    QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes("AdaRound on the device"));
+    if (needed > free)
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "AdaRound needs %.2f GB on cuda:%d (a %d × %d weight's state, %d Hessian block(s) of %d × %d, %d output "
+          "weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
+          needed / 1e9, session_->index(), out, in, blocks, in, in, heads, free / 1e9));
+    gpu::AdaRoundDeviceResult learned;
+    QSHARD_RETURN_IF_ERROR(FromCudaStatus(
+        gpu::LearnRoundingOnDevice(session_->context().blas(), session_->stream(), device, device_options, learned),
+        absl::StrCat("AdaRound on ", session_->description())));
+    RoundingCandidates candidates;
+    candidates.learned = std::move(learned.learned);
+    candidates.initial_losses = std::move(learned.initial_losses);
+    candidates.learned_losses = std::move(learned.learned_losses);
+    return candidates;
+  }
+
+ private:
+  std::shared_ptr<CudaSession> session_;
+};
+
+}  // namespace
+
+std::unique_ptr<RoundingLearner> MakeCudaRoundingLearner(std::shared_ptr<CudaSession> session) {
+  return std::make_unique<CudaRoundingLearner>(std::move(session));
+}
+
+}  // namespace qshard
