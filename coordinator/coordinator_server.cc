@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/job_admission.h"
 #include "core/status.h"
+#include "worker/device/cuda_device.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -36,15 +37,21 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   pool_options.require_client_certificate = !options.tls.ca.empty();
   c->pool_ = std::make_unique<WorkerPool>(pool_options);
   c->metrics_ = std::make_unique<CoordinatorMetrics>(*c->journal_, *c->pool_);
+  auto validator = OpenDevice(options.validation_device);
+  if (!validator.ok()) return WithContext(validator.status(), "--validate-device");
   JobExecutor executor = options.executor;
   if (options.workers > 0)
-    executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait](
+    executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait, validator = *validator](
                    const JobSpec& spec, const JobEvents& events) -> absl::StatusOr<nlohmann::json> {
       QSHARD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<WorkerClient>> workers, pool->AwaitWorkers(count, wait));
       QSHARD_RETURN_IF_ERROR(AdmitJob(spec, count, pool->Workers()));  // the budgets of the workers it got
       std::vector<WorkerClient*> clients;
       for (auto& worker : workers) clients.push_back(worker.get());
-      return RunJob(spec, clients, events);
+      return RunJob(spec, clients, events, validator.get());
+    };
+  else if (*validator != nullptr)
+    executor = [device = options.validation_device](const JobSpec& spec, const JobEvents& events) {
+      return RunEmbeddedJob(spec, events, Device{}, device);
     };
   c->scheduler_ = std::make_unique<JobScheduler>(*c->journal_, *c->roots_, options.state_dir + "/finished-layers",
                                                  executor, options.log, c->metrics_.get());

@@ -45,6 +45,10 @@ struct CoordinatorOptions {
   std::chrono::seconds worker_wait{60};
   // host:port serving /metrics (coordinator_metrics.h); empty: not served.
   std::string metrics_listen;
+  // Where jobs' final validations run, in this process (engine/validation.h). A CUDA device is
+  // opened at Start, which fails naming --validate-device when it cannot be; with workers > 0
+  // it stays open, with 0 each job opens it again (RunEmbeddedJob) and the executor is that.
+  Device validation_device;
   JobExecutor executor = RunCoordinatorJob;
   JobScheduler::Log log = [](const std::string&) {};
 };

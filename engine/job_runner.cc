@@ -48,8 +48,9 @@ GptqExportSpec ExportSpecOf(const JobSpec& spec) {
 
 class Job {
  public:
-  Job(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events)
-      : spec_(spec), workers_(workers), events_(events) {}
+  Job(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events,
+      CudaDevice* validation_device)
+      : spec_(spec), workers_(workers), events_(events), validation_device_(validation_device) {}
 
   absl::StatusOr<json> Run() {
     const auto start = Clock::now();
@@ -172,8 +173,9 @@ class Job {
     report["summary"] = Summary(modules, SecondsSince(start), seconds_solve, phases_);
     QSHARD_RETURN_IF_ERROR(writer->Finish(report));
     if (!spec_.validation.text.empty()) {
-      events_.log(absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels"));
-      QSHARD_ASSIGN_OR_RETURN(report["validation"], ValidateCheckpoint(spec_));
+      events_.log(absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels of ",
+                               validation_device_ == nullptr ? "the CPU" : validation_device_->Describe()));
+      QSHARD_ASSIGN_OR_RETURN(report["validation"], ValidateCheckpoint(spec_, validation_device_));
       QSHARD_RETURN_IF_ERROR(WriteFileAtomically(spec_.out_dir + "/quant_report.json", report.dump(2) + "\n"));
     }
     return report;
@@ -519,6 +521,7 @@ class Job {
   const std::vector<WorkerClient*>& workers_;
   JobPhases phases_;
   const JobEvents& events_;
+  CudaDevice* const validation_device_;  // null: the CPU
   const MethodRegistration* method_ = nullptr;
   MethodNeeds needs_;
   SourceModel source_model_;
@@ -537,11 +540,13 @@ class Job {
 
 }  // namespace
 
-absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events) {
-  return Job(spec, workers, events).Run();
+absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events,
+                            CudaDevice* validation_device) {
+  return Job(spec, workers, events, validation_device).Run();
 }
 
-absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events, const Device& device) {
+absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events, const Device& device,
+                                    std::optional<Device> validation_device) {
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
   QSHARD_ASSIGN_OR_RETURN(const DevicePlan device_plan, PlanOnDevice(spec.method, device));
   QSHARD_ASSIGN_OR_RETURN(const JobPlan plan, PlanJobForModel(spec, 1));
@@ -549,8 +554,16 @@ absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events
   QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaDevice> opened, OpenDevice(device));
   if (opened != nullptr)
     events.log(absl::StrCat(spec.method.method, " on ", opened->Describe(), ": ", DescribePlan(device_plan)));
+  // The validation's device, opened before any work too; the job's own when it is the same.
+  std::shared_ptr<CudaDevice> validator = opened;
+  if (!spec.validation.text.empty() && validation_device.has_value() &&
+      DeviceName(*validation_device) != DeviceName(device)) {
+    auto other = OpenDevice(*validation_device);
+    if (!other.ok()) return WithContext(other.status(), "--validate-device");
+    validator = *std::move(other);
+  }
   LocalWorker worker(/*threads=*/0, /*restartable=*/false, std::move(opened));
-  return RunJob(spec, {&worker}, events);
+  return RunJob(spec, {&worker}, events, validator.get());
 }
 
 }  // namespace qshard

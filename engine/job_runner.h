@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "engine/job_spec.h"
 #include "engine/worker_client.h"
 #include "nlohmann/json.hpp"
+#include "worker/device/cuda_device.h"
 #include "worker/device/device.h"
 
 namespace qshard {
@@ -61,13 +63,18 @@ struct JobEvents {
 
 // Runs the job on `workers` (at least one) and returns its report, also written as
 // quant_report.json beside the checkpoint. Every error names the flag, field or file at fault.
+// The spec's validation, if any, runs in this process on `validation_device` (null: the CPU;
+// validation.h); when it fails the job fails, its checkpoint written but its report without
+// "validation".
 absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers,
-                                      const JobEvents& events);
+                                      const JobEvents& events, CudaDevice* validation_device = nullptr);
 
 // RunJob with one LocalWorker on `device`: `qshard quantize`. Refuses, before any work, a job
 // whose plan (job_plan.h) does not fit this machine's memory, a job the device cannot run
-// (PlanOnDevice) and a device that cannot be opened (OpenDevice).
+// (PlanOnDevice) and a device that cannot be opened (OpenDevice), the validation's among them
+// (named as --validate-device). The validation runs on `validation_device`, by default `device`.
 absl::StatusOr<nlohmann::json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events,
-                                              const Device& device = Device{});
+                                              const Device& device = Device{},
+                                              std::optional<Device> validation_device = std::nullopt);
 
 }  // namespace qshard

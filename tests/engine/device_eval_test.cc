@@ -3,7 +3,9 @@
 // checkpoint's own unpacking): what LoadModelOnDevice hands the device per
 // --kernels (packed tensors or float weights, which PackedLinearKernels), that
 // Evaluate through the device's WindowLogits gives the CPU dequantized path's
-// numbers exactly, and that refusals reach the caller.
+// numbers exactly, and that refusals reach the caller. Also a job's final
+// validation on such a device (--validate-device): recorded, refused, defaulted.
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +16,8 @@
 #include "core/tokenizer/text_tokens.h"
 #include "engine/device_model_loading.h"
 #include "engine/job_runner.h"
+#include "engine/local_worker.h"
+#include "engine/validation.h"
 #include "engine/model_loading.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -267,6 +271,83 @@ TEST_F(DeviceEvalTest, RefusalsReachTheCaller) {
   ASSERT_FALSE(unsupported.ok());
   EXPECT_EQ(unsupported.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(std::string(unsupported.status().message()), HasSubstr("cuda:0: no evaluation model on this device"));
+}
+
+// The fixture's job again, validated on the windows the eval tests use.
+JobSpec ValidatedJob(const std::string& out) {
+  JobSpec spec = tiny_jobs::Job("rtn", 4, out, /*nsamples=*/4, /*seqlen=*/64);
+  spec.validation.text = tiny_jobs::kText;
+  spec.validation.lines = {2180, 2600};
+  spec.validation.seqlen = Options().seqlen;
+  spec.validation.max_windows = kWindows;
+  return spec;
+}
+
+nlohmann::json StoredReport(const std::string& dir) {
+  return nlohmann::json::parse(testing::ReadFileBytes(dir + "/quant_report.json"));
+}
+
+TEST_F(DeviceEvalTest, AJobValidatesOnTheDeviceItIsGivenAndRecordsIt) {
+  const std::string out = dir_->Child("validated-on-device");
+  StandInDevice device;
+  LocalWorker worker(/*threads=*/2);  // the job itself on the CPU
+  auto report = RunJob(ValidatedJob(out), {&worker}, JobEvents(), &device);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const nlohmann::json& v = (*report)["validation"];
+  EXPECT_EQ(v["device"], "cuda:0");
+  EXPECT_EQ(v["device_kernels"], "stand-in");
+  EXPECT_EQ(v["kernels"], "exact");
+  ASSERT_EQ(device.log.kernels.size(), 2u);  // the checkpoint under the exact kernels, then the base
+  EXPECT_EQ(device.log.kernels[0], PackedLinearKernels::kWeightOnly);
+  EXPECT_EQ(device.log.packed, kLinears);
+  EXPECT_EQ(device.log.float_linears, kLinears);
+  // The stand-in computes the dequantized model: the CPU's dequantize path, to the bit.
+  const EvalResult cpu = CpuDequantized(out);
+  EXPECT_EQ(v["windows"], kWindows);
+  EXPECT_EQ(v["perplexity"].get<double>(), cpu.perplexity);
+  EXPECT_EQ(v["base_perplexity"].get<double>(), cpu.base_perplexity);
+  EXPECT_EQ(v["kl_divergence"].get<double>(), cpu.kl_divergence);
+  EXPECT_EQ(v["top1_agreement"].get<double>(), cpu.top1_agreement);
+  EXPECT_EQ(StoredReport(out)["validation"], v);
+
+  // Without a device the same checkpoint validates on the CPU's exact kernels, keys as before.
+  auto on_cpu = ValidateCheckpoint(ValidatedJob(out));
+  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : on_cpu->items()) keys.push_back(key);
+  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("text", "lines", "seqlen", "windows", "kernels", "perplexity",
+                                                   "base_perplexity", "kl_divergence", "top1_agreement"));
+  EXPECT_NEAR((*on_cpu)["perplexity"].get<double>(), cpu.perplexity, 1e-5 * cpu.perplexity);
+  EXPECT_EQ((*on_cpu)["base_perplexity"].get<double>(), cpu.base_perplexity);
+}
+
+TEST_F(DeviceEvalTest, AValidationTheDeviceRefusesFailsTheJobNamingTheDevice) {
+  StandInDevice refusing;
+  refusing.refuse_packed = true;
+  LocalWorker worker(/*threads=*/2);
+  const std::string out = dir_->Child("refused-validation");
+  auto refused = RunJob(ValidatedJob(out), {&worker}, JobEvents(), &refusing);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("validation on cuda:0: layer 0 "));
+  // The checkpoint is written, its report without a validation.
+  EXPECT_FALSE(StoredReport(out).contains("validation"));
+
+  NoModelDevice none;
+  LocalWorker other(/*threads=*/2);
+  auto unsupported = RunJob(ValidatedJob(dir_->Child("no-model")), {&other}, JobEvents(), &none);
+  ASSERT_FALSE(unsupported.ok());
+  EXPECT_THAT(std::string(unsupported.status().message()),
+              HasSubstr("validation on cuda:0: cuda:0: no evaluation model on this device"));
+}
+
+// A validation device that cannot be opened is refused before any work, as --validate-device.
+TEST_F(DeviceEvalTest, AnUnopenableValidationDeviceIsRefusedBeforeAnyOutput) {
+  const std::string out = dir_->Child("unopenable");
+  auto refused = RunEmbeddedJob(ValidatedJob(out), JobEvents(), Device{}, Device{Device::Kind::kCuda, 99});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), AllOf(HasSubstr("--validate-device"), HasSubstr("cuda:99")));
+  EXPECT_FALSE(std::filesystem::exists(out));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "coordinator/coordinator_server.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/device_flag.h"
 #include "tools/qshard/security_flags.h"
 
 namespace qshard::cli {
@@ -18,6 +19,7 @@ namespace {
 struct CoordinatorFlags {
   CoordinatorOptions options;
   int worker_wait_seconds = 60;
+  std::string validate_device = "cpu";
   bool json = false;
 };
 
@@ -40,6 +42,7 @@ absl::Status RunCoordinator(CoordinatorFlags& flags) {
 
   flags.options.log = LogLine;
   flags.options.worker_wait = std::chrono::seconds(flags.worker_wait_seconds);
+  QSHARD_ASSIGN_OR_RETURN(flags.options.validation_device, ParseDevice(flags.validate_device, "--validate-device"));
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(flags.options));
   if (flags.json) {
     nlohmann::json started = {{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}};
@@ -74,6 +77,7 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
   app->add_option("--worker-wait-seconds", flags->worker_wait_seconds,
                   "How long a job waits for its workers to register")
       ->capture_default_str();
+  AddValidateDeviceFlag(*app, flags->validate_device, "cpu (a coordinator seldom has a GPU)");
   app->add_option("--metrics-listen", o.metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
   AddSecurityFlags(*app, TlsRole::kServer, o.tls, o.insecure);
   app->add_option("--token-file", o.access.token_file,

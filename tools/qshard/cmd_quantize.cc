@@ -15,15 +15,18 @@ namespace {
 struct QuantizeFlags {
   JobFlags job;
   std::string device = "cpu";
+  std::string validate_device;  // empty: `device`
   bool json = false;
 };
 
 absl::Status RunQuantize(const QuantizeFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(const JobSpec spec, JobSpecOfFlags(flags.job));
   QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(const Device validation_device,
+                          flags.validate_device.empty() ? device : ParseDevice(flags.validate_device, "--validate-device"));
   JobEvents events;
   events.log = [](const std::string& line) { std::cerr << line << std::endl; };
-  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events, device));
+  QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events, device, validation_device));
   const nlohmann::json& summary = report["summary"];
   if (flags.json) {
     nlohmann::json result = {{"out", spec.out_dir},
@@ -49,7 +52,8 @@ absl::Status RunQuantize(const QuantizeFlags& flags) {
     std::cout << "\n";
     if (report.contains("validation")) {
       const nlohmann::json& v = report["validation"];
-      std::cout << "validation (" << v["windows"] << " windows of " << v["seqlen"] << ", integer kernels): perplexity "
+      std::cout << "validation (" << v["windows"] << " windows of " << v["seqlen"] << ", integer kernels on "
+                << v.value("device", "cpu") << "): perplexity "
                 << v["perplexity"] << " (base " << v["base_perplexity"] << "), KL " << v["kl_divergence"]
                 << ", top-1 agreement " << v["top1_agreement"] << "\n";
     }
@@ -64,6 +68,7 @@ void RegisterQuantize(CLI::App& root, CommandList& commands) {
   CLI::App* app = root.add_subcommand("quantize", "Calibrate and quantize a model, write a GPTQ checkpoint");
   AddJobFlags(*app, flags->job);
   AddDeviceFlag(*app, flags->device);
+  AddValidateDeviceFlag(*app, flags->validate_device, "--device's");
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunQuantize(*flags); }});
 }

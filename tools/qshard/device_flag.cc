@@ -11,4 +11,11 @@ void AddDeviceFlag(CLI::App& app, std::string& device) {
       ->capture_default_str();
 }
 
+void AddValidateDeviceFlag(CLI::App& app, std::string& device, const std::string& when_empty) {
+  app.add_option("--validate-device", device,
+                 "Where the final validation (--validate-text) runs, in this process: cpu (the exact CPU kernels) "
+                 "or cuda[:N] (the quantized model under the device's exact kernels, fp16 activations, the base "
+                 "in fp32 there; docs/cuda.md). Default: " + when_empty);
+}
+
 }  // namespace qshard::cli
