@@ -28,6 +28,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (ec)
     return absl::InvalidArgumentError(absl::StrCat("--state-dir: cannot create ", options.state_dir, ": ", ec.message()));
 
+  // Opened before anything starts, so that a coordinator that cannot validate never takes a job.
+  auto validator = OpenDevice(options.validation_device);
+  if (!validator.ok()) return WithContext(validator.status(), "--validate-device");
+
   std::unique_ptr<Coordinator> c(new Coordinator());
   QSHARD_ASSIGN_OR_RETURN(AllowedRoots roots, AllowedRoots::Create(options.allowed_roots));
   c->roots_ = std::make_unique<AllowedRoots>(std::move(roots));
@@ -37,8 +41,6 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   pool_options.require_client_certificate = !options.tls.ca.empty();
   c->pool_ = std::make_unique<WorkerPool>(pool_options);
   c->metrics_ = std::make_unique<CoordinatorMetrics>(*c->journal_, *c->pool_);
-  auto validator = OpenDevice(options.validation_device);
-  if (!validator.ok()) return WithContext(validator.status(), "--validate-device");
   JobExecutor executor = options.executor;
   if (options.workers > 0)
     executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait, validator = *validator](

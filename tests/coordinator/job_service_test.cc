@@ -495,5 +495,20 @@ TEST(CoordinatorTest, PlaintextOnlyOnLoopback) {
   EXPECT_NE(Coordinator::Start(options).status().message().find("--allowed-root"), std::string::npos);
 }
 
+// A validation device the coordinator cannot open (no such ordinal on any machine) stops it at
+// the start, not at a job's end.
+TEST(CoordinatorTest, AValidationDeviceThatCannotBeOpenedIsRefusedAtStart) {
+  ScopedTempDir root, state;
+  CoordinatorOptions options;
+  options.listen = "127.0.0.1:0";
+  options.state_dir = state.path();
+  options.allowed_roots = {root.path()};
+  options.validation_device = Device{Device::Kind::kCuda, 99};
+  auto refused = Coordinator::Start(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--validate-device"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("cuda:99"), std::string::npos) << refused.status();
+}
+
 }  // namespace
 }  // namespace qshard
