@@ -351,4 +351,18 @@ double ProxyError(const std::vector<float>& weight, const std::vector<double>& d
   return total * normalizer;
 }
 
+double ProblemProxyError(const ReferenceGptqProblem& problem, const std::vector<double>& dequantized) {
+  const int64_t blocks = static_cast<int64_t>(problem.hessians.size()), rows = problem.out / blocks;
+  const int64_t block_elements = rows * problem.in;
+  double total = 0.0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const std::vector<float> weight(problem.weight->begin() + b * block_elements,
+                                    problem.weight->begin() + (b + 1) * block_elements);
+    const std::vector<double> values(dequantized.begin() + b * block_elements,
+                                     dequantized.begin() + (b + 1) * block_elements);
+    total += ProxyError(weight, values, rows, problem.in, *problem.hessians[b].sum, problem.hessians[b].tokens);
+  }
+  return total;
+}
+
 }  // namespace qshard::gpu

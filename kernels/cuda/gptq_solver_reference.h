@@ -96,4 +96,7 @@ std::vector<double> DequantizeCodes(const std::vector<int32_t>& codes, const std
 double ProxyError(const std::vector<float>& weight, const std::vector<double>& dequantized, int64_t out, int64_t in,
                   const std::vector<double>& sum, int64_t tokens);
 
+// ProxyError of a problem's rows, each block of rows against its own Hessian, summed.
+double ProblemProxyError(const ReferenceGptqProblem& problem, const std::vector<double>& dequantized);
+
 }  // namespace qshard::gpu

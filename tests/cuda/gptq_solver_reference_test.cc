@@ -123,20 +123,13 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
   EXPECT_LT(followed.follow.flips, 1e-3 * c.out * c.in);
   EXPECT_LT(followed.follow.grids_adopted, 1e-2 * static_cast<double>(cpu_scales.size()));
   const std::vector<float>* column_scale = c.zeta ? &zeta : nullptr;
-  const auto proxy = [&](const ReferenceGptqResult& r, const std::vector<double>& scales,
-                         const std::vector<int32_t>& codes, const std::vector<int32_t>& zeros) {
-    double total = 0.0;
-    for (int h = 0; h < c.heads; ++h) {  // each block of rows against its own Hessian
-      const int64_t rows = c.out / c.heads;
-      std::vector<float> w_block(weight.begin() + h * rows * c.in, weight.begin() + (h + 1) * rows * c.in);
-      const std::vector<double> all = DequantizeCodes(codes, scales, zeros, r.g_idx, c.out, c.in, column_scale);
-      const std::vector<double> block(all.begin() + h * rows * c.in, all.begin() + (h + 1) * rows * c.in);
-      total += ProxyError(w_block, block, rows, c.in, sums[h], cpu_sums[h].tokens);
-    }
-    return total;
+  const auto proxy = [&](const std::vector<double>& scales, const std::vector<int32_t>& codes,
+                         const std::vector<int32_t>& zeros) {
+    return ProblemProxyError(reference_problem,
+                             DequantizeCodes(codes, scales, zeros, reference.g_idx, c.out, c.in, column_scale));
   };
-  const double proxy_reference = proxy(reference, reference.scales, reference.codes, reference.zeros);
-  const double proxy_cpu = proxy(reference, cpu_scales, cpu->weight.codes, cpu->weight.zeros);
+  const double proxy_reference = proxy(reference.scales, reference.codes, reference.zeros);
+  const double proxy_cpu = proxy(cpu_scales, cpu->weight.codes, cpu->weight.zeros);
   EXPECT_NEAR(proxy_cpu, proxy_reference, 1e-2 * proxy_reference);
   EXPECT_NEAR(cpu->proxy_error, proxy_cpu, 1e-3 * proxy_cpu);
 
