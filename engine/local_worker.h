@@ -115,6 +115,7 @@ class LocalWorker : public WorkerClient {
   std::shared_ptr<CudaDevice> device_;
   std::unique_ptr<ForwardDevice> forward_;  // the job's calibration on device_; null: on the CPU, or none
   std::unique_ptr<RoundingLearner> rounding_;  // the job's AdaRound on device_; null: on the CPU, or none
+  std::unique_ptr<Solver> gptq_;  // Z-Fold's and aespa's GPTQ solves on device_; null: the methods' own
   JobSpec spec_;
   int64_t seqlen_ = 0;
   std::vector<int32_t> windows_;  // token ids of every calibration window of the job
