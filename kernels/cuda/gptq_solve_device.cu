@@ -395,12 +395,18 @@ CudaStatus SolveGptqOnDevice(const SolverContext& context, const float* weight, 
 }
 
 CudaStatus SolveGptqRowBlocksOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
-                                      const std::vector<const DeviceHessianSum*>& hessians, const GptqSolveSpec& spec,
+                                      const std::vector<HostHessianSum>& hessians, const GptqSolveSpec& spec,
                                       const DeviceGptqExtras& extras, DeviceGptqResult& result) {
   const int64_t blocks = static_cast<int64_t>(hessians.size());
   if (blocks < 1 || rows % blocks != 0)
     return CudaStatus::Error("gptq: " + std::to_string(blocks) + " Hessians for " + std::to_string(rows) + " rows");
-  if (blocks == 1) return SolveGptqOnDevice(context, weight, rows, cols, *hessians[0], spec, result, extras);
+  const auto solve_block = [&](int64_t b, const float* block_weight, int64_t block_rows,
+                               const DeviceGptqExtras& block_extras, DeviceGptqResult& block) -> CudaStatus {
+    DeviceHessianSum hessian;
+    QSHARD_CUDA_RETURN_IF_ERROR(hessian.Load(hessians[b].sum, hessians[b].dim, hessians[b].tokens, context.stream()));
+    return SolveGptqOnDevice(context, block_weight, block_rows, cols, hessian, spec, block, block_extras);
+  };
+  if (blocks == 1) return solve_block(0, weight, rows, extras, result);
   const GptqSolveSpec swept = extras.fixed_scales != nullptr ? WithFixedGrids(spec) : spec;
   if (DynamicGroups(swept) && swept.act_order)
     return CudaStatus::Error("gptq: act-order with dynamic groups needs one Hessian for all rows");
@@ -427,8 +433,7 @@ CudaStatus SolveGptqRowBlocksOnDevice(const SolverContext& context, const float*
       block_extras.fixed_stride = fixed_stride;
     }
     DeviceGptqResult block;
-    QSHARD_CUDA_RETURN_IF_ERROR(SolveGptqOnDevice(context, weight + b * block_elements, block_rows, cols, *hessians[b],
-                                                  spec, block, block_extras));
+    QSHARD_CUDA_RETURN_IF_ERROR(solve_block(b, weight + b * block_elements, block_rows, block_extras, block));
     const auto copy_rows = [&](void* dst, const void* src, size_t bytes) -> CudaStatus {
       QSHARD_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
       return CudaStatus();

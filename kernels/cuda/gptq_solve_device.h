@@ -63,12 +63,21 @@ CudaStatus SolveGptqOnDevice(const SolverContext& context, const float* weight, 
                              const DeviceHessianSum& hessian, const GptqSolveSpec& spec, DeviceGptqResult& result,
                              const DeviceGptqExtras& extras = DeviceGptqExtras());
 
+// A reduced statistics sum in host memory: sum [dim, dim] (float64, row-major) over `tokens`.
+struct HostHessianSum {
+  const double* sum = nullptr;
+  int64_t dim = 0;
+  int64_t tokens = 0;
+};
+
 // One Hessian per equal consecutive block of rows (aespa's per-head value projections): rows
 // [h·rows/n, (h+1)·rows/n) are solved with hessians[h], one block after another, into one
-// result. One Hessian is SolveGptqOnDevice. Act-order with dynamic groups needs one Hessian
-// (its g_idx follows the order), as the CPU solver's validation says.
+// result. Each sum goes up just before its block is solved and is freed after it, so device
+// memory holds one sum at a time (OPT-175B's v_proj: 96 heads of 12288² float64 would be
+// 116 GB at once). Act-order with dynamic groups needs one Hessian (its g_idx follows the
+// order), as the CPU solver's validation says.
 CudaStatus SolveGptqRowBlocksOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
-                                      const std::vector<const DeviceHessianSum*>& hessians, const GptqSolveSpec& spec,
+                                      const std::vector<HostHessianSum>& hessians, const GptqSolveSpec& spec,
                                       const DeviceGptqExtras& extras, DeviceGptqResult& result);
 
 }  // namespace qshard::gpu

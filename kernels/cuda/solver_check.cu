@@ -190,7 +190,7 @@ CudaStatus MakeExtras(const Case& c, ReferenceGptqProblem problem, std::mt19937_
 }
 
 CudaStatus Solve(const SolverContext& context, const DeviceBuffer<float>& weight, const Case& c,
-                 const std::vector<const DeviceHessianSum*>& hessians, const Extras& extras, DeviceGptqResult& result,
+                 const std::vector<HostHessianSum>& hessians, const Extras& extras, DeviceGptqResult& result,
                  HostResult& host) {
   QSHARD_CUDA_RETURN_IF_ERROR(
       SolveGptqRowBlocksOnDevice(context, weight.get(), c.out, c.in, hessians, SpecOf(c), extras.Device(c), result));
@@ -244,15 +244,12 @@ CudaStatus CheckStatistics(const SolverContext& context, const Case& c,
 // Sets input `column`'s normalized diagonal to −5% of the others' mean (its off-diagonal
 // entries are 0): not a Gram matrix, but it makes the damping 0.01 fail and 0.1 succeed on any
 // machine, so the retry path runs deterministically.
-CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& sum, DeviceHessianSum& hessian) {
+void ForceNegativeDiagonal(const Case& c, std::vector<double>& sum) {
   const int64_t column = c.in / 2;
   double mean = 0.0;
   for (int64_t i = 0; i < c.in; ++i) mean += sum[i * c.in + i];
   mean /= static_cast<double>(c.in - 1);
-  const double value = -0.05 * mean;
-  sum[column * c.in + column] = value;
-  QSHARD_CUDA_TRY(cudaMemcpy(hessian.mutable_sum() + column * (c.in + 1), &value, sizeof(double), cudaMemcpyHostToDevice));
-  return CudaStatus();
+  sum[column * c.in + column] = -0.05 * mean;
 }
 
 CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, bool& passed) {
@@ -265,19 +262,19 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   const auto start = std::chrono::steady_clock::now();
 
   // GPTQ is compared on the device's statistics, so that both solvers see the same H (a
-  // float32-level difference could swap two nearly equal diagonals in the act-order).
-  std::vector<DeviceHessianSum> hessians(c.heads);
+  // float32-level difference could swap two nearly equal diagonals in the act-order): the
+  // device's sums as they came down, which the solver takes up again block by block.
   std::vector<std::vector<double>> sums(c.heads);
-  std::vector<const DeviceHessianSum*> hessian_pointers;
+  std::vector<HostHessianSum> host_hessians;
   ReferenceGptqProblem problem;
   for (int h = 0; h < c.heads; ++h) {
     const std::vector<std::vector<float>> windows = RandomCalibrationWindows(c.in, c.windows, c.window_rows, silent, rng);
     std::vector<double> reference_sum(c.in * c.in, 0.0);
     for (const auto& x : windows) ReferenceAddWindow(x.data(), c.window_rows, c.in, reference_sum);
-    QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessians[h], sums[h], passed));
-    if (c.negative_column) QSHARD_CUDA_RETURN_IF_ERROR(ForceNegativeDiagonal(c, sums[h], hessians[h]));
-    hessians[h].ReleaseScratch();
-    hessian_pointers.push_back(&hessians[h]);
+    DeviceHessianSum hessian;
+    QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, sums[h], passed));
+    if (c.negative_column) ForceNegativeDiagonal(c, sums[h]);
+    host_hessians.push_back(HostHessianSum{sums[h].data(), c.in, tokens});
   }
   const std::vector<float> weight = RandomLayerWeight(c.out, c.in, rng);
   problem.weight = &weight;
@@ -292,8 +289,8 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   QSHARD_CUDA_RETURN_IF_ERROR(device_weight.Upload(weight));
   DeviceGptqResult result, second;
   HostResult host, host_again;
-  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian_pointers, extras, result, host));
-  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian_pointers, extras, second, host_again));
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, host_hessians, extras, result, host));
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, host_hessians, extras, second, host_again));
   passed &= Expect(SameBytes(host.codes, host_again.codes) && SameBytes(host.scales, host_again.scales) &&
                        SameBytes(host.zeros, host_again.zeros) && SameBytes(host.unrounded, host_again.unrounded) &&
                        std::memcmp(&host.proxy_error, &host_again.proxy_error, sizeof(double)) == 0,
@@ -388,14 +385,14 @@ bool CheckContracts() {
   half_grids.fixed_scales = &dummy;
   checks.ExpectError("fixed scales without zeros",
                      SweepGptqOnDevice(unused, &dummy, 4, 8, factor, GptqSolveSpec(), result, half_grids));
-  DeviceHessianSum none;
-  checks.ExpectError("3 Hessians for 4 rows", SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {&none, &none, &none},
+  const HostHessianSum none;
+  checks.ExpectError("3 Hessians for 4 rows", SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {none, none, none},
                                                                          GptqSolveSpec(), DeviceGptqExtras(), result));
   spec = GptqSolveSpec();
   spec.group_size = 4;
   spec.act_order = true;
   checks.ExpectError("dynamic act-order groups with 2 Hessians",
-                     SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {&none, &none}, spec, DeviceGptqExtras(), result));
+                     SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {none, none}, spec, DeviceGptqExtras(), result));
   return checks.passed();
 }
 

@@ -36,20 +36,14 @@ class CudaGptqSolver final : public Solver {
     gpu::DeviceGptqResult solved;
     {
       gpu::DeviceBuffer<float> weight;
-      // One per block of rows (aespa's per-head value projections); all loaded before the
-      // solves, which factor them one after another.
-      std::vector<gpu::DeviceHessianSum> device_hessians(problem.hessians.size());
-      std::vector<const gpu::DeviceHessianSum*> hessians;
+      // One per block of rows (aespa's per-head value projections), each uploaded as its block is solved.
+      std::vector<gpu::HostHessianSum> hessians;
+      for (const HessianSum* hessian : problem.hessians)
+        hessians.push_back(gpu::HostHessianSum{hessian->sum.data(), hessian->dim, hessian->tokens});
       const gpu::CudaStatus status = [&]() -> gpu::CudaStatus {
         QSHARD_CUDA_RETURN_IF_ERROR(weight.Allocate(static_cast<size_t>(out) * in));
         QSHARD_CUDA_TRY(cudaMemcpyAsync(weight.get(), problem.weight->data(), weight.bytes(), cudaMemcpyHostToDevice,
                                         session_->stream()));
-        for (size_t b = 0; b < problem.hessians.size(); ++b) {
-          const HessianSum& hessian = *problem.hessians[b];
-          QSHARD_CUDA_RETURN_IF_ERROR(device_hessians[b].Load(hessian.sum.data(), hessian.dim, hessian.tokens,
-                                                              session_->stream()));
-          hessians.push_back(&device_hessians[b]);
-        }
         return gpu::SolveGptqRowBlocksOnDevice(session_->context(), weight.get(), out, in, hessians, device_spec_,
                                                extras, solved);
       }();
