@@ -106,12 +106,12 @@ std::string DescribePlan(const DevicePlan& plan) {
   if (!plan.cpu_because.empty()) absl::StrAppend(&line, " (", plan.cpu_because, ")");
   const bool gptq_apart = plan.gptq_solves != DevicePlan::Place::kNone && plan.gptq_solves != plan.solves;
   const bool rounding_apart = plan.rounding != DevicePlan::Place::kNone && plan.rounding != plan.solves;
-  if (gptq_apart && rounding_apart && plan.rounding == plan.gptq_solves)
+  if (gptq_apart && rounding_apart && plan.rounding == plan.gptq_solves) {
     absl::StrAppend(&line, " but GPTQ's and AdaRound on ", where(plan.rounding));
-  else if (gptq_apart)
-    absl::StrAppend(&line, " but GPTQ's on ", where(plan.gptq_solves));
-  else if (rounding_apart)
-    absl::StrAppend(&line, " but AdaRound on ", where(plan.rounding));
+    return line;
+  }
+  if (gptq_apart) absl::StrAppend(&line, " but GPTQ's on ", where(plan.gptq_solves));
+  if (rounding_apart) absl::StrAppend(&line, gptq_apart ? " and AdaRound on " : " but AdaRound on ", where(plan.rounding));
   return line;
 }
 
