@@ -164,9 +164,12 @@ class Job {
     report["devices"] = devices;
     report["device_roles"] = {{"calibration", PlaceName(device_plan.calibration, device)},
                               {"solves", PlaceName(device_plan.solves, device)}};
-    // aespa's AdaRound, which runs apart from the rest of its solve on a CUDA worker.
+    // The parts of a solve that run apart from the rest of it on a CUDA worker: aespa's AdaRound,
+    // and Z-Fold's and aespa's GPTQ solves.
     if (device_plan.rounding != DevicePlan::Place::kNone)
       report["device_roles"]["rounding"] = PlaceName(device_plan.rounding, device);
+    if (device_plan.gptq_solves != DevicePlan::Place::kNone)
+      report["device_roles"]["gptq_solves"] = PlaceName(device_plan.gptq_solves, device);
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
     // Timed up to here: Finish writes the index, configs and this report after it is made.

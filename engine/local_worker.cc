@@ -37,6 +37,10 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   if (plan.rounding == DevicePlan::Place::kDevice) {
     QSHARD_ASSIGN_OR_RETURN(rounding_, device_->MakeRoundingLearner());
   }
+  gptq_.reset();
+  if (plan.gptq_solves == DevicePlan::Place::kDevice) {
+    QSHARD_ASSIGN_OR_RETURN(gptq_, device_->MakeGptqSolver(spec.method.spec));
+  }
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
   if (plan.calibration == DevicePlan::Place::kDevice) {
@@ -423,6 +427,7 @@ absl::StatusOr<GroupProblem> LocalWorker::ProblemOf(int group, const GroupStatis
   problem.quantized = &quantized_;
   problem.pool = &source_.model->pool();
   problem.rounding = rounding_.get();
+  problem.gptq = gptq_.get();
   return problem;
 }
 

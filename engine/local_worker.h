@@ -8,7 +8,8 @@
 // there is the job's DevicePlan (worker/device/device_support.h): for a method with calibration,
 // the shards' hidden states live there, the same stages run there window by window (recomputing
 // the cached activation instead of keeping it) and their statistics accumulate there; GPTQ's
-// solves (without --mse) run there too, every other solve on the CPU.
+// solves (without --mse) run there too — Z-Fold's and aespa's included (GroupProblem::gptq), and
+// aespa's AdaRound — every other solve on the CPU.
 #pragma once
 
 #include <functional>
@@ -115,6 +116,7 @@ class LocalWorker : public WorkerClient {
   std::shared_ptr<CudaDevice> device_;
   std::unique_ptr<ForwardDevice> forward_;  // the job's calibration on device_; null: on the CPU, or none
   std::unique_ptr<RoundingLearner> rounding_;  // the job's AdaRound on device_; null: on the CPU, or none
+  std::unique_ptr<Solver> gptq_;  // Z-Fold's and aespa's GPTQ solves on device_; null: the methods' own
   JobSpec spec_;
   int64_t seqlen_ = 0;
   std::vector<int32_t> windows_;  // token ids of every calibration window of the job

@@ -77,10 +77,12 @@ struct SweepPointers {
   const float* updates;   // [cols, cols] R·diag(R)⁻¹
   const float* diagonal;  // [cols] R_jj
   const int32_t* group_of;  // [cols] by sweep position
+  const float* multipliers; // [cols] by sweep position: Z-Fold's ζ; null: 1
   const float* scales;    // [groups, rows]
   const int32_t* zeros;   // [groups, rows]
   float* shifts;          // [block_size, rows]: q − w of the current block's columns
   int32_t* codes;         // [cols, rows] sweep order
+  float* unrounded;       // [cols, rows] sweep order: the values before rounding; null: not kept
   double* error_sq;       // [rows]: Σ err², the damped objective per row
   int64_t rows, cols;
   int32_t max_code;
@@ -101,8 +103,10 @@ __global__ void __launch_bounds__(kRowThreads) QuantizeSubBlockKernel(SweepPoint
   for (int t = 0; t < kSubBlock; ++t) {
     if (t < width) {
       const int64_t j = sub_begin + t, at = j * p.rows + r, grid = p.group_of[j] * p.rows + r;
-      const float step = p.scales[grid];
+      // scale · ζ in float32, as QuantizeToGrids forms the step.
+      const float step = p.multipliers != nullptr ? p.scales[grid] * p.multipliers[j] : p.scales[grid];
       const int32_t zero = p.zeros[grid];
+      if (p.unrounded != nullptr) p.unrounded[at] = held[t];
       const int32_t code = QuantizeToCode(held[t], step, zero, p.max_code);
       const float value = DequantizeCode(code, step, zero);
       const float shift = value - p.original[at];
@@ -136,9 +140,17 @@ __global__ void DeltaSquaredKernel(const float* __restrict__ original, const flo
 
 class DeviceSweep {
  public:
+  // Fixed grids are swept as static groups (WithFixedGrids), never fitted.
   DeviceSweep(const SolverContext& context, const DeviceInverseHessianFactor& factor, const GptqSolveSpec& spec,
-              int64_t rows, int64_t cols)
-      : context_(context), factor_(factor), spec_(spec), rows_(rows), cols_(cols), dynamic_(DynamicGroups(spec)) {
+              const DeviceGptqExtras& extras, int64_t rows, int64_t cols)
+      : context_(context),
+        factor_(factor),
+        extras_(extras),
+        fixed_(extras.fixed_scales != nullptr),
+        spec_(fixed_ ? WithFixedGrids(spec) : spec),
+        rows_(rows),
+        cols_(cols),
+        dynamic_(DynamicGroups(spec_)) {
     params_.max_code = (1 << spec.bits) - 1;
     params_.sym = spec.sym;
     params_.fp16_scales = spec.fp16_scales;
@@ -161,15 +173,23 @@ class DeviceSweep {
 
     std::vector<int64_t> position(cols_), dead_positions;
     std::vector<int32_t> group_of(cols_);
+    std::vector<float> multipliers(extras_.column_scale != nullptr ? cols_ : 0);
     for (int64_t j = 0; j < cols_; ++j) {
       const int64_t column = plan.order[j];
       position[column] = j;
+      if (!multipliers.empty()) multipliers[j] = extras_.column_scale[column];
       group_of[j] = dynamic_ ? static_cast<int32_t>(j / spec_.group_size) : result.g_idx[column];
       if (plan.dead[column]) dead_positions.push_back(j);
     }
     DeviceBuffer<int64_t> order_device, position_device, dead_device;
     DeviceBuffer<int32_t> group_of_device, codes_sweep;
+    DeviceBuffer<float> multipliers_device, unrounded_sweep;
     DeviceBuffer<double> error_sq, delta_sq;
+    if (!multipliers.empty()) QSHARD_CUDA_RETURN_IF_ERROR(multipliers_device.Upload(multipliers));
+    if (extras_.keep_unrounded) {
+      QSHARD_CUDA_RETURN_IF_ERROR(unrounded_sweep.Allocate(elements));
+      QSHARD_CUDA_RETURN_IF_ERROR(result.unrounded.Allocate(elements));
+    }
     QSHARD_CUDA_RETURN_IF_ERROR(order_device.Upload(plan.order));
     QSHARD_CUDA_RETURN_IF_ERROR(position_device.Upload(position));
     QSHARD_CUDA_RETURN_IF_ERROR(group_of_device.Upload(group_of));
@@ -186,9 +206,13 @@ class DeviceSweep {
     SweepTransposeKernel<true><<<tiles, dim3(kTile, kTileRows), 0, stream>>>(weight, order_device.get(), rows_, cols_,
                                                                               w_.get());
     QSHARD_CUDA_CHECK_LAUNCH("SweepTransposeKernel<true>");
-    // Grids known before the sweep, as the CPU fits them: per channel on W before dead
-    // columns are zeroed, static groups (in original column order) after.
-    if (spec_.group_size <= 0) QSHARD_CUDA_RETURN_IF_ERROR(FitGrids(w_.get(), nullptr, nullptr, cols_, cols_, 0));
+    // Grids known before the sweep, as the CPU has them: fixed ones, per channel fitted on W
+    // before dead columns are zeroed, static groups (in original column order) after.
+    if (fixed_) {
+      QSHARD_CUDA_RETURN_IF_ERROR(UploadFixedGrids(result.groups));
+    } else if (spec_.group_size <= 0) {
+      QSHARD_CUDA_RETURN_IF_ERROR(FitGrids(w_.get(), nullptr, nullptr, cols_, cols_, 0));
+    }
     if (!dead_positions.empty()) {
       QSHARD_CUDA_RETURN_IF_ERROR(dead_device.Upload(dead_positions));
       ZeroColumnsKernel<<<dim3(RowGrid(rows_), static_cast<unsigned>(dead_positions.size())), kRowThreads, 0, stream>>>(
@@ -196,12 +220,14 @@ class DeviceSweep {
       QSHARD_CUDA_CHECK_LAUNCH("ZeroColumnsKernel");
     }
     QSHARD_CUDA_TRY(cudaMemcpyAsync(original_.get(), w_.get(), elements * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-    if (spec_.group_size > 0 && spec_.static_groups)
+    if (!fixed_ && spec_.group_size > 0 && spec_.static_groups)
       QSHARD_CUDA_RETURN_IF_ERROR(FitGrids(w_.get(), nullptr, position_device.get(), cols_, spec_.group_size, 0));
 
-    pointers_ = SweepPointers{w_.get(), original_.get(), factor_.updates.get(), factor_.diagonal.get(),
-                              group_of_device.get(), scales_, zeros_, shifts_.get(), codes_sweep.get(),
-                              error_sq.get(), rows_, cols_, params_.max_code};
+    pointers_ = SweepPointers{w_.get(),          original_.get(),         factor_.updates.get(),
+                              factor_.diagonal.get(), group_of_device.get(), multipliers_device.get(),
+                              scales_,           zeros_,                  shifts_.get(),
+                              codes_sweep.get(), unrounded_sweep.get(),   error_sq.get(),
+                              rows_,             cols_,                   params_.max_code};
     QSHARD_CUDA_RETURN_IF_ERROR(Sweep());
 
     DeltaSquaredKernel<<<RowGrid(rows_), kRowThreads, 0, stream>>>(original_.get(), w_.get(), rows_, cols_,
@@ -210,6 +236,11 @@ class DeviceSweep {
     SweepTransposeKernel<false><<<tiles, dim3(kTile, kTileRows), 0, stream>>>(codes_sweep.get(), order_device.get(),
                                                                                rows_, cols_, result.codes.get());
     QSHARD_CUDA_CHECK_LAUNCH("SweepTransposeKernel<false>");
+    if (extras_.keep_unrounded) {
+      SweepTransposeKernel<false><<<tiles, dim3(kTile, kTileRows), 0, stream>>>(
+          unrounded_sweep.get(), order_device.get(), rows_, cols_, result.unrounded.get());
+      QSHARD_CUDA_CHECK_LAUNCH("SweepTransposeKernel<false> (unrounded)");
+    }
 
     // tr(ΔW H_damped ΔWᵀ) = Σ err² (gptq.cc); removing λ‖ΔW‖² leaves the undamped objective.
     // Summed on the host in row order, so the value does not depend on launch shapes.
@@ -229,6 +260,21 @@ class DeviceSweep {
   }
 
  private:
+  // The fixed grids of these rows into the result's [groups, rows] tables.
+  CudaStatus UploadFixedGrids(int64_t groups) {
+    const int64_t stride = extras_.fixed_stride > 0 ? extras_.fixed_stride : rows_;
+    const auto copy = [&](void* dst, const void* src, size_t element) -> CudaStatus {
+      QSHARD_CUDA_TRY(cudaMemcpy2DAsync(dst, rows_ * element, src, stride * element, rows_ * element, groups,
+                                        cudaMemcpyHostToDevice, context_.stream()));
+      return CudaStatus();
+    };
+    QSHARD_CUDA_RETURN_IF_ERROR(copy(scales_, extras_.fixed_scales, sizeof(float)));
+    QSHARD_CUDA_RETURN_IF_ERROR(copy(zeros_, extras_.fixed_zeros, sizeof(int32_t)));
+    // The host arrays are the caller's: done with them before returning.
+    QSHARD_CUDA_TRY(cudaStreamSynchronize(context_.stream()));
+    return CudaStatus();
+  }
+
   // Grids for the groups of `group_size` among `count` columns of `values` (see
   // FitGroupGridsKernel), written from group `first_group` on.
   CudaStatus FitGrids(const float* values, const float* offset, const int64_t* position, int64_t count,
@@ -306,7 +352,9 @@ class DeviceSweep {
 
   const SolverContext& context_;
   const DeviceInverseHessianFactor& factor_;
-  const GptqSolveSpec& spec_;
+  const DeviceGptqExtras& extras_;
+  const bool fixed_;
+  const GptqSolveSpec spec_;
   const int64_t rows_, cols_;
   const bool dynamic_;
   DeviceGridParams params_;
@@ -320,7 +368,7 @@ class DeviceSweep {
 
 CudaStatus SweepGptqOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
                              const DeviceInverseHessianFactor& factor, const GptqSolveSpec& spec,
-                             DeviceGptqResult& result) {
+                             DeviceGptqResult& result, const DeviceGptqExtras& extras) {
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateGptqSolveSpec(spec));
   if (weight == nullptr || rows <= 0 || cols <= 0) return CudaStatus::Error("gptq: empty weight");
   if (cols != factor.dim) {
@@ -329,15 +377,87 @@ CudaStatus SweepGptqOnDevice(const SolverContext& context, const float* weight, 
   }
   if (rows > (int64_t{1} << 31) - 1 || cols > (int64_t{1} << 31) - 1)
     return CudaStatus::Error("gptq: dimensions beyond cuBLAS's int range");
-  DeviceSweep sweep(context, factor, spec, rows, cols);
+  if ((extras.fixed_scales == nullptr) != (extras.fixed_zeros == nullptr))
+    return CudaStatus::Error("gptq: fixed grids need both scales and zeros");
+  if (extras.fixed_stride != 0 && extras.fixed_stride < rows)
+    return CudaStatus::Error("gptq: fixed grids' row stride " + std::to_string(extras.fixed_stride) + " < " +
+                             std::to_string(rows) + " rows");
+  DeviceSweep sweep(context, factor, spec, extras, rows, cols);
   return sweep.Run(weight, result);
 }
 
 CudaStatus SolveGptqOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
-                             const DeviceHessianSum& hessian, const GptqSolveSpec& spec, DeviceGptqResult& result) {
+                             const DeviceHessianSum& hessian, const GptqSolveSpec& spec, DeviceGptqResult& result,
+                             const DeviceGptqExtras& extras) {
   DeviceInverseHessianFactor factor;
   QSHARD_CUDA_RETURN_IF_ERROR(FactorInverseHessianOnDevice(context, hessian, spec, factor));
-  return SweepGptqOnDevice(context, weight, rows, cols, factor, spec, result);
+  return SweepGptqOnDevice(context, weight, rows, cols, factor, spec, result, extras);
+}
+
+CudaStatus SolveGptqRowBlocksOnDevice(const SolverContext& context, const float* weight, int64_t rows, int64_t cols,
+                                      const std::vector<HostHessianSum>& hessians, const GptqSolveSpec& spec,
+                                      const DeviceGptqExtras& extras, DeviceGptqResult& result) {
+  const int64_t blocks = static_cast<int64_t>(hessians.size());
+  if (blocks < 1 || rows % blocks != 0)
+    return CudaStatus::Error("gptq: " + std::to_string(blocks) + " Hessians for " + std::to_string(rows) + " rows");
+  const auto solve_block = [&](int64_t b, const float* block_weight, int64_t block_rows,
+                               const DeviceGptqExtras& block_extras, DeviceGptqResult& block) -> CudaStatus {
+    DeviceHessianSum hessian;
+    QSHARD_CUDA_RETURN_IF_ERROR(hessian.Load(hessians[b].sum, hessians[b].dim, hessians[b].tokens, context.stream()));
+    return SolveGptqOnDevice(context, block_weight, block_rows, cols, hessian, spec, block, block_extras);
+  };
+  if (blocks == 1) return solve_block(0, weight, rows, extras, result);
+  const GptqSolveSpec swept = extras.fixed_scales != nullptr ? WithFixedGrids(spec) : spec;
+  if (DynamicGroups(swept) && swept.act_order)
+    return CudaStatus::Error("gptq: act-order with dynamic groups needs one Hessian for all rows");
+
+  // Each block into its own result, then into the layer's: codes and unrounded values are
+  // consecutive rows, grids a column range of the [groups, rows] tables.
+  const int64_t block_rows = rows / blocks, groups = GroupCount(cols, spec.group_size);
+  const size_t block_elements = static_cast<size_t>(block_rows) * cols;
+  const cudaStream_t stream = context.stream();
+  result = DeviceGptqResult();
+  result.rows = rows;
+  result.cols = cols;
+  result.groups = groups;
+  QSHARD_CUDA_RETURN_IF_ERROR(result.codes.Allocate(block_elements * blocks));
+  QSHARD_CUDA_RETURN_IF_ERROR(result.scales.Allocate(static_cast<size_t>(groups) * rows));
+  QSHARD_CUDA_RETURN_IF_ERROR(result.zeros.Allocate(static_cast<size_t>(groups) * rows));
+  if (extras.keep_unrounded) QSHARD_CUDA_RETURN_IF_ERROR(result.unrounded.Allocate(block_elements * blocks));
+  const int64_t fixed_stride = extras.fixed_stride > 0 ? extras.fixed_stride : rows;
+  for (int64_t b = 0; b < blocks; ++b) {
+    DeviceGptqExtras block_extras = extras;
+    if (extras.fixed_scales != nullptr) {
+      block_extras.fixed_scales = extras.fixed_scales + b * block_rows;
+      block_extras.fixed_zeros = extras.fixed_zeros + b * block_rows;
+      block_extras.fixed_stride = fixed_stride;
+    }
+    DeviceGptqResult block;
+    QSHARD_CUDA_RETURN_IF_ERROR(solve_block(b, weight + b * block_elements, block_rows, block_extras, block));
+    const auto copy_rows = [&](void* dst, const void* src, size_t bytes) -> CudaStatus {
+      QSHARD_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+      return CudaStatus();
+    };
+    const auto copy_grids = [&](void* dst, const void* src, size_t element) -> CudaStatus {
+      QSHARD_CUDA_TRY(cudaMemcpy2DAsync(static_cast<char*>(dst) + b * block_rows * element, rows * element, src,
+                                        block_rows * element, block_rows * element, groups, cudaMemcpyDeviceToDevice,
+                                        stream));
+      return CudaStatus();
+    };
+    QSHARD_CUDA_RETURN_IF_ERROR(copy_rows(result.codes.get() + b * block_elements, block.codes.get(), block.codes.bytes()));
+    if (extras.keep_unrounded)
+      QSHARD_CUDA_RETURN_IF_ERROR(
+          copy_rows(result.unrounded.get() + b * block_elements, block.unrounded.get(), block.unrounded.bytes()));
+    QSHARD_CUDA_RETURN_IF_ERROR(copy_grids(result.scales.get(), block.scales.get(), sizeof(float)));
+    QSHARD_CUDA_RETURN_IF_ERROR(copy_grids(result.zeros.get(), block.zeros.get(), sizeof(int32_t)));
+    // The block's buffers are freed when it goes out of scope: the copies must be done.
+    QSHARD_CUDA_TRY(cudaStreamSynchronize(stream));
+    if (b == 0) result.g_idx = block.g_idx;
+    result.proxy_error += block.proxy_error;
+    result.damp_used = std::max(result.damp_used, block.damp_used);
+    result.damp_retries = std::max(result.damp_retries, block.damp_retries);
+  }
+  return CudaStatus();
 }
 
 }  // namespace qshard::gpu

@@ -1,6 +1,6 @@
 // What the device GPTQ solver (gptq_solve_device.h) and its float64 host reference take: the
 // subset of worker/solvers/solver.h's QuantSpec they implement, same meanings and defaults
-// (no MSE clipping, no fixed grids, no Z-Fold multipliers). A separate struct because the
+// (no MSE clipping). A separate struct because the
 // CUDA-only build cannot include the worker's Abseil headers; whoever wires the device solver
 // into the worker converts one into the other. Also the host-side planning both share.
 #pragma once
@@ -30,6 +30,12 @@ struct GptqSolveSpec {
 CudaStatus ValidateGptqSolveSpec(const GptqSolveSpec& spec);
 
 inline bool DynamicGroups(const GptqSolveSpec& spec) { return spec.group_size > 0 && !spec.static_groups; }
+// Fixed grids (Z-Fold's searched ones, solver.h's FixedGrids) are indexed like static groups:
+// the spec a sweep onto them runs under, so that group indices and block ends follow.
+inline GptqSolveSpec WithFixedGrids(GptqSolveSpec spec) {
+  spec.static_groups = spec.group_size > 0;
+  return spec;
+}
 inline int64_t GroupCount(int64_t in, int group_size) {
   return group_size > 0 ? (in + group_size - 1) / group_size : 1;
 }

@@ -97,9 +97,68 @@ Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
   return grid;
 }
 
-int32_t Quantize(double x, const Grid& grid, int32_t max_code) {
-  return static_cast<int32_t>(
-      std::clamp(std::nearbyint(x / grid.scale) + grid.zero, 0.0, static_cast<double>(max_code)));
+int32_t Quantize(double x, double step, int32_t zero, int32_t max_code) {
+  return static_cast<int32_t>(std::clamp(std::nearbyint(x / step) + zero, 0.0, static_cast<double>(max_code)));
+}
+
+// One Hessian's part of the sweep: its diagonal plan and U, the upper Cholesky factor of the
+// damped H⁻¹ in sweep order (row-major), damping retried until H's Cholesky succeeds.
+struct ReferenceFactor {
+  DiagonalPlan plan;
+  std::vector<double> u_rows;  // [in, in]
+  double damp = 0.0;
+  int retries = 0;
+};
+
+CudaStatus FactorReference(const ReferenceHessian& hessian, int64_t in, const GptqSolveSpec& spec,
+                           ReferenceFactor& result) {
+  const std::vector<double>& sum = *hessian.sum;
+  if (static_cast<int64_t>(sum.size()) != in * in) return CudaStatus::Error("reference: a Hessian is not [in, in]");
+  std::vector<double> sum_diagonal(in);
+  for (int64_t i = 0; i < in; ++i) sum_diagonal[i] = sum[i * in + i];
+  DiagonalPlan& plan = result.plan;
+  QSHARD_CUDA_RETURN_IF_ERROR(PlanDiagonal(sum_diagonal, hessian.tokens, spec, plan));
+  const std::vector<int64_t>& order = plan.order;
+
+  std::vector<double> factor;
+  bool factored = false;
+  for (int retry = 0; retry <= spec.max_damp_retries && !factored; ++retry) {
+    result.damp = spec.damp * std::pow(spec.damp_growth, retry);
+    result.retries = retry;
+    factor.assign(in * in, 0.0);
+    for (int64_t i = 0; i < in; ++i) {
+      for (int64_t j = 0; j < in; ++j) factor[i * in + j] = sum[order[i] * in + order[j]] * plan.normalizer;
+      factor[i * in + i] = plan.diag[order[i]] + result.damp * plan.mean_diag;
+    }
+    factored = CholeskyLower(in, factor);
+  }
+  if (!factored) return CudaStatus::Error("reference: H not positive definite at the largest damping");
+  // Held as its transpose, a lower factor.
+  std::vector<double> lower_u = InverseFromCholesky(in, factor);
+  if (!CholeskyLower(in, lower_u)) return CudaStatus::Error("reference: H⁻¹ not positive definite");
+  result.u_rows.assign(in * in, 0.0);  // U row-major, for the sweep's contiguous inner loop
+  for (int64_t j = 0; j < in; ++j)
+    for (int64_t k = j; k < in; ++k) result.u_rows[j * in + k] = lower_u[k * in + j];
+  return CudaStatus();
+}
+
+CudaStatus CheckProblem(const ReferenceGptqProblem& problem, const GptqSolveSpec& spec) {
+  const int64_t blocks = static_cast<int64_t>(problem.hessians.size());
+  const size_t elements = static_cast<size_t>(problem.out * problem.in);
+  if (problem.weight == nullptr || problem.weight->size() != elements || problem.out <= 0 || problem.in <= 0)
+    return CudaStatus::Error("reference: the weight is not [out, in]");
+  if (blocks < 1 || problem.out % blocks != 0)
+    return CudaStatus::Error("reference: " + std::to_string(blocks) + " Hessians for " + std::to_string(problem.out) +
+                             " rows");
+  if (blocks > 1 && DynamicGroups(spec) && spec.act_order)
+    return CudaStatus::Error("reference: act-order with dynamic groups needs one Hessian for all rows");
+  const size_t grids = static_cast<size_t>(GroupCount(problem.in, spec.group_size) * problem.out);
+  if ((problem.fixed_scales == nullptr) != (problem.fixed_zeros == nullptr) ||
+      (problem.fixed_scales != nullptr && (problem.fixed_scales->size() != grids || problem.fixed_zeros->size() != grids)))
+    return CudaStatus::Error("reference: fixed grids need scales and zeros, [groups, out] each");
+  if (problem.column_scale != nullptr && problem.column_scale->size() != static_cast<size_t>(problem.in))
+    return CudaStatus::Error("reference: column_scale is not [in]");
+  return CudaStatus();
 }
 
 }  // namespace
@@ -151,44 +210,27 @@ void ReferenceAddWindow(const float* x, int64_t rows, int64_t dim, std::vector<d
     for (int64_t j = 0; j < i; ++j) sum[i * dim + j] = sum[j * dim + i];
 }
 
-CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t in, const std::vector<double>& sum,
-                         int64_t tokens, const GptqSolveSpec& spec, ReferenceGptqResult& result,
-                         const FollowedSolution* follow, double tie_margin) {
+CudaStatus ReferenceGptq(const ReferenceGptqProblem& problem, const GptqSolveSpec& given_spec,
+                         ReferenceGptqResult& result, const FollowedSolution* follow, double tie_margin) {
+  const bool fixed = problem.fixed_scales != nullptr;
+  const GptqSolveSpec spec = fixed ? WithFixedGrids(given_spec) : given_spec;
   QSHARD_CUDA_RETURN_IF_ERROR(ValidateGptqSolveSpec(spec));
-  std::vector<double> sum_diagonal(in);
-  for (int64_t i = 0; i < in; ++i) sum_diagonal[i] = sum[i * in + i];
-  DiagonalPlan plan;
-  QSHARD_CUDA_RETURN_IF_ERROR(PlanDiagonal(sum_diagonal, tokens, spec, plan));
-  const std::vector<int64_t>& order = plan.order;
-
-  // H in sweep order, damped, retried with more damping until its Cholesky succeeds.
-  std::vector<double> factor;
-  bool factored = false;
-  for (int retry = 0; retry <= spec.max_damp_retries && !factored; ++retry) {
-    result.damp = spec.damp * std::pow(spec.damp_growth, retry);
-    result.retries = retry;
-    factor.assign(in * in, 0.0);
-    for (int64_t i = 0; i < in; ++i) {
-      for (int64_t j = 0; j < in; ++j) factor[i * in + j] = sum[order[i] * in + order[j]] * plan.normalizer;
-      factor[i * in + i] = plan.diag[order[i]] + result.damp * plan.mean_diag;
-    }
-    factored = CholeskyLower(in, factor);
-  }
-  if (!factored) return CudaStatus::Error("reference: H not positive definite at the largest damping");
-  // U: upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), held as its transpose, a lower factor.
-  std::vector<double> lower_u = InverseFromCholesky(in, factor);
-  if (!CholeskyLower(in, lower_u)) return CudaStatus::Error("reference: H⁻¹ not positive definite");
-  const auto u = [&](int64_t j, int64_t k) { return lower_u[k * in + j]; };
-  std::vector<double> u_rows(in * in);  // U row-major, for the sweep's contiguous inner loop
-  for (int64_t j = 0; j < in; ++j)
-    for (int64_t k = j; k < in; ++k) u_rows[j * in + k] = u(j, k);
+  QSHARD_CUDA_RETURN_IF_ERROR(CheckProblem(problem, spec));
+  const std::vector<float>& weight = *problem.weight;
+  const int64_t out = problem.out, in = problem.in;
+  const int64_t blocks = static_cast<int64_t>(problem.hessians.size()), block_rows = out / blocks;
+  const auto zeta = [&](int64_t column) {
+    return problem.column_scale == nullptr ? 1.0 : static_cast<double>((*problem.column_scale)[column]);
+  };
 
   const int32_t max_code = (1 << spec.bits) - 1;
   const int64_t groups = GroupCount(in, spec.group_size);
-  result.g_idx = GroupIndex(spec, order);
   result.codes.assign(out * in, 0);
   result.scales.assign(groups * out, 0.0);
   result.zeros.assign(groups * out, 0);
+  result.unrounded.assign(problem.keep_unrounded ? out * in : 0, 0.0);
+  result.damp = 0.0;
+  result.retries = 0;
   result.follow = FollowReport();
   // The followed solution's grid where it differs from the one just fitted.
   const auto adopt_grid = [&](int64_t g, int64_t r, Grid& grid) {
@@ -200,12 +242,12 @@ CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t 
   };
   // The followed solution's code where it differs, with the distance of the value from the
   // tie between the two codes, in steps.
-  const auto adopt_code = [&](int64_t r, int64_t column, double value, const Grid& grid, int32_t& code) {
+  const auto adopt_code = [&](int64_t r, int64_t column, double value, double step, int32_t zero, int32_t& code) {
     if (follow == nullptr) return;
     const int32_t theirs = (*follow->codes)[r * in + column];
     if (theirs == code) return;
-    const double tie = std::min(theirs, code) + 0.5 - grid.zero;
-    const double distance = std::fabs(value / grid.scale - tie);
+    const double tie = std::min(theirs, code) + 0.5 - zero;
+    const double distance = std::fabs(value / step - tie);
     ++result.follow.flips;
     result.follow.far_flips += std::abs(theirs - code) > 1 || distance > tie_margin;
     result.follow.worst_distance = std::max(result.follow.worst_distance, distance);
@@ -213,50 +255,80 @@ CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t 
   };
 
   std::vector<double> row(in), swept(in);
-  for (int64_t r = 0; r < out; ++r) {
-    std::vector<Grid> grids(groups);
-    for (int64_t c = 0; c < in; ++c) row[c] = weight[r * in + c];
-    if (spec.group_size <= 0) grids[0] = FitGrid(spec, row.data(), in);  // before dead columns are zeroed
-    for (int64_t c = 0; c < in; ++c)
-      if (plan.dead[c]) row[c] = 0.0;
-    if (spec.group_size > 0 && spec.static_groups) {
-      for (int64_t g = 0; g < groups; ++g)
-        grids[g] = FitGrid(spec, row.data() + g * spec.group_size, std::min<int64_t>(spec.group_size, in - g * spec.group_size));
-    }
-    if (!DynamicGroups(spec))
-      for (int64_t g = 0; g < groups; ++g) adopt_grid(g, r, grids[g]);
-    for (int64_t j = 0; j < in; ++j) swept[j] = row[order[j]];
-    for (int64_t j = 0; j < in; ++j) {
-      if (DynamicGroups(spec) && j % spec.group_size == 0) {
-        const int64_t g = j / spec.group_size;
-        grids[g] = FitGrid(spec, swept.data() + j, std::min<int64_t>(spec.group_size, in - j));
-        adopt_grid(g, r, grids[g]);
+  for (int64_t b = 0; b < blocks; ++b) {
+    ReferenceFactor factor;
+    QSHARD_CUDA_RETURN_IF_ERROR(FactorReference(problem.hessians[b], in, spec, factor));
+    const DiagonalPlan& plan = factor.plan;
+    const std::vector<int64_t>& order = plan.order;
+    result.damp = std::max(result.damp, factor.damp);
+    result.retries = std::max(result.retries, factor.retries);
+    // Dynamic groups under act-order (the one case where g_idx follows the order) have one block.
+    if (b == 0) result.g_idx = GroupIndex(spec, order);
+    const auto u = [&](int64_t j, int64_t k) { return factor.u_rows[j * in + k]; };
+
+    for (int64_t r = b * block_rows; r < (b + 1) * block_rows; ++r) {
+      std::vector<Grid> grids(groups);
+      for (int64_t c = 0; c < in; ++c) row[c] = weight[r * in + c];
+      if (fixed) {
+        for (int64_t g = 0; g < groups; ++g) grids[g] = Grid{(*problem.fixed_scales)[g * out + r], (*problem.fixed_zeros)[g * out + r]};
+      } else if (spec.group_size <= 0) {
+        grids[0] = FitGrid(spec, row.data(), in);  // before dead columns are zeroed
       }
-      const int64_t column = order[j];
-      const Grid& grid = grids[DynamicGroups(spec) ? j / spec.group_size : result.g_idx[column]];
-      int32_t code = Quantize(swept[j], grid, max_code);
-      adopt_code(r, column, swept[j], grid, code);
-      result.codes[r * in + column] = code;
-      const double e = (swept[j] - grid.scale * (code - grid.zero)) / u(j, j);
-      const double* u_j = u_rows.data() + j * in;
-      for (int64_t k = j + 1; k < in; ++k) swept[k] -= e * u_j[k];
-    }
-    for (int64_t g = 0; g < groups; ++g) {
-      result.scales[g * out + r] = grids[g].scale;
-      result.zeros[g * out + r] = grids[g].zero;
+      for (int64_t c = 0; c < in; ++c)
+        if (plan.dead[c]) row[c] = 0.0;
+      if (!fixed && spec.group_size > 0 && spec.static_groups) {
+        for (int64_t g = 0; g < groups; ++g)
+          grids[g] = FitGrid(spec, row.data() + g * spec.group_size, std::min<int64_t>(spec.group_size, in - g * spec.group_size));
+      }
+      if (!DynamicGroups(spec))
+        for (int64_t g = 0; g < groups; ++g) adopt_grid(g, r, grids[g]);
+      for (int64_t j = 0; j < in; ++j) swept[j] = row[order[j]];
+      for (int64_t j = 0; j < in; ++j) {
+        if (DynamicGroups(spec) && j % spec.group_size == 0) {
+          const int64_t g = j / spec.group_size;
+          grids[g] = FitGrid(spec, swept.data() + j, std::min<int64_t>(spec.group_size, in - j));
+          adopt_grid(g, r, grids[g]);
+        }
+        const int64_t column = order[j];
+        const Grid& grid = grids[DynamicGroups(spec) ? j / spec.group_size : result.g_idx[column]];
+        const double step = grid.scale * zeta(column);
+        if (problem.keep_unrounded) result.unrounded[r * in + column] = swept[j];
+        int32_t code = Quantize(swept[j], step, grid.zero, max_code);
+        adopt_code(r, column, swept[j], step, grid.zero, code);
+        result.codes[r * in + column] = code;
+        const double e = (swept[j] - step * (code - grid.zero)) / u(j, j);
+        const double* u_j = factor.u_rows.data() + j * in;
+        for (int64_t k = j + 1; k < in; ++k) swept[k] -= e * u_j[k];
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        result.scales[g * out + r] = grids[g].scale;
+        result.zeros[g * out + r] = grids[g].zero;
+      }
     }
   }
   return CudaStatus();
 }
 
+CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t in, const std::vector<double>& sum,
+                         int64_t tokens, const GptqSolveSpec& spec, ReferenceGptqResult& result,
+                         const FollowedSolution* follow, double tie_margin) {
+  ReferenceGptqProblem problem;
+  problem.weight = &weight;
+  problem.out = out;
+  problem.in = in;
+  problem.hessians = {ReferenceHessian{&sum, tokens}};
+  return ReferenceGptq(problem, spec, result, follow, tie_margin);
+}
+
 std::vector<double> DequantizeCodes(const std::vector<int32_t>& codes, const std::vector<double>& scales,
                                     const std::vector<int32_t>& zeros, const std::vector<int32_t>& g_idx, int64_t out,
-                                    int64_t in) {
+                                    int64_t in, const std::vector<float>* column_scale) {
   std::vector<double> values(out * in);
   for (int64_t r = 0; r < out; ++r) {
     for (int64_t c = 0; c < in; ++c) {
       const int64_t grid = static_cast<int64_t>(g_idx[c]) * out + r;
-      values[r * in + c] = scales[grid] * (codes[r * in + c] - zeros[grid]);
+      const double zeta = column_scale == nullptr ? 1.0 : static_cast<double>((*column_scale)[c]);
+      values[r * in + c] = scales[grid] * zeta * (codes[r * in + c] - zeros[grid]);
     }
   }
   return values;
@@ -277,6 +349,20 @@ double ProxyError(const std::vector<float>& weight, const std::vector<double>& d
     }
   }
   return total * normalizer;
+}
+
+double ProblemProxyError(const ReferenceGptqProblem& problem, const std::vector<double>& dequantized) {
+  const int64_t blocks = static_cast<int64_t>(problem.hessians.size()), rows = problem.out / blocks;
+  const int64_t block_elements = rows * problem.in;
+  double total = 0.0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const std::vector<float> weight(problem.weight->begin() + b * block_elements,
+                                    problem.weight->begin() + (b + 1) * block_elements);
+    const std::vector<double> values(dequantized.begin() + b * block_elements,
+                                     dequantized.begin() + (b + 1) * block_elements);
+    total += ProxyError(weight, values, rows, problem.in, *problem.hessians[b].sum, problem.hessians[b].tokens);
+  }
+  return total;
 }
 
 }  // namespace qshard::gpu

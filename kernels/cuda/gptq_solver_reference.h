@@ -50,24 +50,53 @@ struct ReferenceGptqResult {
   std::vector<double> scales;   // [groups, out]
   std::vector<int32_t> zeros;   // [groups, out]
   std::vector<int32_t> g_idx;   // [in]
-  double damp = 0.0;
-  int retries = 0;
+  double damp = 0.0;            // the largest over row blocks
+  int retries = 0;              // the most over row blocks
   FollowReport follow;  // when a solution was followed
+  std::vector<double> unrounded;  // [out, in], when asked: each value just before it was rounded
 };
 
-// GPTQ on weight [out, in] with the statistics sum [in, in] over `tokens` tokens; following
-// `follow` when given (flips within `tie_margin` steps of a tie count as near).
+// Un-normalized statistics [in, in] (float64) over `tokens` tokens.
+struct ReferenceHessian {
+  const std::vector<double>* sum = nullptr;
+  int64_t tokens = 0;
+};
+
+// A GPTQ problem with what Z-Fold and aespa add to it (worker/solvers/solver.h's LayerProblem).
+struct ReferenceGptqProblem {
+  const std::vector<float>* weight = nullptr;  // [out, in]
+  int64_t out = 0, in = 0;
+  // One Hessian for all rows, or one per equal consecutive block of rows (aespa's heads):
+  // rows [h·out/n, (h+1)·out/n) use hessians[h].
+  std::vector<ReferenceHessian> hessians;
+  // Z-Fold's grids [groups, out], indexed like static groups: quantized onto, never fitted.
+  const std::vector<double>* fixed_scales = nullptr;
+  const std::vector<int32_t>* fixed_zeros = nullptr;
+  // Z-Fold's per-column step multipliers ζ [in]: step(r, c) = scale(r, c) · ζ_c. Null: 1.
+  const std::vector<float>* column_scale = nullptr;
+  bool keep_unrounded = false;  // fill ReferenceGptqResult::unrounded (aespa's AdaRound)
+};
+
+// GPTQ on the problem, following `follow` when given (flips within `tie_margin` steps of a
+// tie count as near).
+CudaStatus ReferenceGptq(const ReferenceGptqProblem& problem, const GptqSolveSpec& spec, ReferenceGptqResult& result,
+                         const FollowedSolution* follow = nullptr, double tie_margin = 0.0);
+
+// GPTQ on weight [out, in] with the statistics sum [in, in] over `tokens` tokens.
 CudaStatus ReferenceGptq(const std::vector<float>& weight, int64_t out, int64_t in, const std::vector<double>& sum,
                          int64_t tokens, const GptqSolveSpec& spec, ReferenceGptqResult& result,
                          const FollowedSolution* follow = nullptr, double tie_margin = 0.0);
 
-// scale · (code − zero) per element, [out, in].
+// scale · ζ_c · (code − zero) per element, [out, in] (ζ = 1 without column_scale).
 std::vector<double> DequantizeCodes(const std::vector<int32_t>& codes, const std::vector<double>& scales,
                                     const std::vector<int32_t>& zeros, const std::vector<int32_t>& g_idx, int64_t out,
-                                    int64_t in);
+                                    int64_t in, const std::vector<float>* column_scale = nullptr);
 
 // tr((W − Q) H (W − Q)ᵀ) with the undamped H = 2·sum/tokens: GPTQ's objective, computed directly.
 double ProxyError(const std::vector<float>& weight, const std::vector<double>& dequantized, int64_t out, int64_t in,
                   const std::vector<double>& sum, int64_t tokens);
+
+// ProxyError of a problem's rows, each block of rows against its own Hessian, summed.
+double ProblemProxyError(const ReferenceGptqProblem& problem, const std::vector<double>& dequantized);
 
 }  // namespace qshard::gpu

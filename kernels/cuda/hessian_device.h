@@ -33,8 +33,6 @@ class DeviceHessianSum {
   int64_t dim() const { return dim_; }
   int64_t tokens() const { return tokens_; }
   const double* sum() const { return sum_.get(); }   // [dim, dim], symmetric, full square
-  // For adding partial sums made elsewhere (other shards), and the check's forced cases.
-  double* mutable_sum() { return sum_.get(); }
   const float* abs_max() const { return abs_max_.get(); }  // [dim]
 
  private:

@@ -8,8 +8,8 @@
 # 1 % of the CPU). Results in $OUT (else build-gpu-bundle/results): job-summary.txt,
 # job-rows.jsonl (one quantize --json result per run), job.log (library check, every run's stderr).
 # QSHARD_JOB_METHOD=zfold (or aespa) runs the same comparison with Z-Fold (on cuda: calibration on
-# the device, aespa's attention statistics included; the ζ search, folds and solves on the CPU,
-# but aespa's AdaRound on the device; docs/cuda.md, "What runs where"). The summary prints each
+# the device, aespa's attention statistics included; the ζ search and folds on the CPU, the GPTQ
+# solves and aespa's AdaRound on the device; docs/cuda.md, "What runs where"). The summary prints each
 # device's device_roles, so an aespa run shows its AdaRound's place ("rounding": "cuda").
 # Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program or
 # its CUDA plugin cannot be loaded (a library the machine lacks: job.log lists it).

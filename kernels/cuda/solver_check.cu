@@ -1,9 +1,11 @@
 // qshard_cuda_solver_check: checks the device calibration statistics and GPTQ solver against
 // the float64 host references (gptq_solver_reference.h) on random layers of awkward sizes
 // (inputs and outputs not multiples of 16, 32 or 128; groups of 32, 40, 128, 256 and per
-// channel; act-order, static groups, symmetric grids, a dead input, a forced damping retry),
-// and that two runs give identical bytes. Exit status: 0 all passed, 1 a check failed, 2 a
+// channel; act-order, static groups, symmetric grids, a dead input, a forced damping retry;
+// what Z-Fold and aespa add: fixed grids, column multipliers, one Hessian per block of rows,
+// the values before rounding), and that two runs give identical bytes. Exit status: 0 all passed, 1 a check failed, 2 a
 // CUDA error stopped the run, 77 no CUDA device (ctest reports the test as skipped).
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -46,7 +48,8 @@ namespace {
 //    codes may differ by cascades, under 1%. The objective tr(ΔW H ΔWᵀ) of the device codes
 //    must be within 1% of the reference's (flips are near-ties and barely change it; measured
 //    gaps ≤ 2e-4 for the CPU solver), and the device's own running value of it (Σ err² less
-//    the damping term) within 0.1% of the direct computation.
+//    the damping term) within 0.1% of the direct computation. On the device's history the
+//    values before rounding must agree to within kTieMargin steps as well.
 constexpr double kStatElementTolerance = 1e-5;
 constexpr double kStatFrobeniusTolerance = 5e-6;
 constexpr double kTieMargin = 1e-2;
@@ -67,6 +70,11 @@ struct Case {
   int block_size;
   bool dead_column;      // input in/3 never fires
   bool negative_column;  // input in/2 gets a negative diagonal: the first damping must fail
+  // What Z-Fold and aespa hand the solver (worker/solvers/solver.h's LayerProblem).
+  int heads = 1;           // Hessians, one per equal block of rows, each from its own windows
+  bool fixed = false;      // grids decided beforehand: the reference's own, steps shrunk to 85%
+  bool zeta = false;       // per-column step multipliers in [0.6, 1.6]
+  bool unrounded = false;  // the values before rounding, returned
 };
 
 constexpr Case kCases[] = {
@@ -78,11 +86,20 @@ constexpr Case kCases[] = {
     {"g256 act-order 8-bit", 900, 170, 3, 400, 8, 256, false, true, false, 128, true, false},
     {"damping retry", 333, 129, 2, 300, 4, 128, false, true, false, 128, false, true},
     {"per-channel sym 2-bit", 1024, 256, 2, 1024, 2, -1, true, false, false, 128, false, false},
+    {"z-fold g128 act-order", 1000, 300, 3, 512, 4, 128, false, true, false, 128, true, false, 1, true, true},
+    {"z-fold per-channel 3-bit", 777, 513, 2, 600, 3, -1, false, false, false, 128, false, false, 1, true, true},
+    {"column scale only g40", 600, 250, 2, 400, 4, 40, false, false, false, 64, false, false, 1, false, true},
+    {"aespa 4 heads per-channel act-order", 640, 512, 2, 700, 4, -1, false, true, false, 128, true, false, 4, false,
+     false, true},
+    {"aespa 3 heads g64", 500, 189, 2, 500, 4, 64, false, false, false, 128, false, false, 3, false, false, true},
+    {"2 heads, fixed g128 grids, zeta, unrounded", 600, 202, 2, 500, 4, 128, false, true, false, 128, true, false, 2,
+     true, true, true},
 };
 
 std::string Describe(const Case& c) {
   return std::string(c.name) + " (in " + std::to_string(c.in) + ", out " + std::to_string(c.out) + ", " +
-         std::to_string(c.windows) + "x" + std::to_string(c.window_rows) + " tokens)";
+         std::to_string(c.windows) + "x" + std::to_string(c.window_rows) + " tokens" +
+         (c.heads > 1 ? " per head" : "") + ")";
 }
 
 GptqSolveSpec SpecOf(const Case& c) {
@@ -126,16 +143,61 @@ CudaStatus Download(const double* device, size_t count, std::vector<double>& hos
 
 struct HostResult {
   std::vector<int32_t> codes, zeros;
-  std::vector<float> scales;
+  std::vector<float> scales, unrounded;
   double proxy_error = 0.0;
 };
 
+// The case's extras, in the device solver's form and the reference's.
+struct Extras {
+  std::vector<float> fixed_scales, zeta;
+  std::vector<int32_t> fixed_zeros;
+  std::vector<double> fixed_scales_reference;
+
+  DeviceGptqExtras Device(const Case& c) const {
+    DeviceGptqExtras extras;
+    if (c.fixed) {
+      extras.fixed_scales = fixed_scales.data();
+      extras.fixed_zeros = fixed_zeros.data();
+    }
+    if (c.zeta) extras.column_scale = zeta.data();
+    extras.keep_unrounded = c.unrounded;
+    return extras;
+  }
+  void Into(const Case& c, ReferenceGptqProblem& problem) const {
+    problem.fixed_scales = c.fixed ? &fixed_scales_reference : nullptr;
+    problem.fixed_zeros = c.fixed ? &fixed_zeros : nullptr;
+    problem.column_scale = c.zeta ? &zeta : nullptr;
+    problem.keep_unrounded = c.unrounded;
+  }
+};
+
+// Fixed grids a search might have chosen: the reference's plain solution's grids, steps shrunk
+// to 85% and stored as fp16 (as solver.cc's validation requires of fixed grids).
+CudaStatus MakeExtras(const Case& c, ReferenceGptqProblem problem, std::mt19937_64& rng, Extras& extras) {
+  std::uniform_real_distribution<float> multiplier(0.6f, 1.6f);
+  if (c.zeta)
+    for (int64_t k = 0; k < c.in; ++k) extras.zeta.push_back(multiplier(rng));
+  if (!c.fixed) return CudaStatus();
+  ReferenceGptqResult plain;  // indexed like the fixed grids it becomes
+  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(problem, WithFixedGrids(SpecOf(c)), plain));
+  for (double scale : plain.scales) {
+    const float shrunk = __half2float(__float2half_rn(0.85f * static_cast<float>(scale)));
+    extras.fixed_scales.push_back(shrunk > 0.0f ? shrunk : 5.9604644775390625e-8f);
+    extras.fixed_scales_reference.push_back(extras.fixed_scales.back());
+  }
+  extras.fixed_zeros = plain.zeros;
+  return CudaStatus();
+}
+
 CudaStatus Solve(const SolverContext& context, const DeviceBuffer<float>& weight, const Case& c,
-                 const DeviceHessianSum& hessian, DeviceGptqResult& result, HostResult& host) {
-  QSHARD_CUDA_RETURN_IF_ERROR(SolveGptqOnDevice(context, weight.get(), c.out, c.in, hessian, SpecOf(c), result));
+                 const std::vector<HostHessianSum>& hessians, const Extras& extras, DeviceGptqResult& result,
+                 HostResult& host) {
+  QSHARD_CUDA_RETURN_IF_ERROR(
+      SolveGptqRowBlocksOnDevice(context, weight.get(), c.out, c.in, hessians, SpecOf(c), extras.Device(c), result));
   QSHARD_CUDA_RETURN_IF_ERROR(result.codes.Download(host.codes));
   QSHARD_CUDA_RETURN_IF_ERROR(result.scales.Download(host.scales));
   QSHARD_CUDA_RETURN_IF_ERROR(result.zeros.Download(host.zeros));
+  if (c.unrounded) QSHARD_CUDA_RETURN_IF_ERROR(result.unrounded.Download(host.unrounded));
   host.proxy_error = result.proxy_error;
   return CudaStatus();
 }
@@ -182,15 +244,12 @@ CudaStatus CheckStatistics(const SolverContext& context, const Case& c,
 // Sets input `column`'s normalized diagonal to −5% of the others' mean (its off-diagonal
 // entries are 0): not a Gram matrix, but it makes the damping 0.01 fail and 0.1 succeed on any
 // machine, so the retry path runs deterministically.
-CudaStatus ForceNegativeDiagonal(const Case& c, std::vector<double>& sum, DeviceHessianSum& hessian) {
+void ForceNegativeDiagonal(const Case& c, std::vector<double>& sum) {
   const int64_t column = c.in / 2;
   double mean = 0.0;
   for (int64_t i = 0; i < c.in; ++i) mean += sum[i * c.in + i];
   mean /= static_cast<double>(c.in - 1);
-  const double value = -0.05 * mean;
-  sum[column * c.in + column] = value;
-  QSHARD_CUDA_TRY(cudaMemcpy(hessian.mutable_sum() + column * (c.in + 1), &value, sizeof(double), cudaMemcpyHostToDevice));
-  return CudaStatus();
+  sum[column * c.in + column] = -0.05 * mean;
 }
 
 CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, bool& passed) {
@@ -198,41 +257,51 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   std::vector<int64_t> silent;
   if (c.dead_column) silent.push_back(c.in / 3);
   if (c.negative_column) silent.push_back(c.in / 2);
-  const std::vector<std::vector<float>> windows = RandomCalibrationWindows(c.in, c.windows, c.window_rows, silent, rng);
-  const std::vector<float> weight = RandomLayerWeight(c.out, c.in, rng);
   const int64_t tokens = c.windows * c.window_rows;
   std::printf("%s\n", Describe(c).c_str());
-
   const auto start = std::chrono::steady_clock::now();
-  std::vector<double> reference_sum(c.in * c.in, 0.0);
-  for (const auto& x : windows) ReferenceAddWindow(x.data(), c.window_rows, c.in, reference_sum);
 
   // GPTQ is compared on the device's statistics, so that both solvers see the same H (a
-  // float32-level difference could swap two nearly equal diagonals in the act-order).
-  DeviceHessianSum hessian;
-  std::vector<double> sum;
-  QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, sum, passed));
-  if (c.negative_column) QSHARD_CUDA_RETURN_IF_ERROR(ForceNegativeDiagonal(c, sum, hessian));
-  hessian.ReleaseScratch();
+  // float32-level difference could swap two nearly equal diagonals in the act-order): the
+  // device's sums as they came down, which the solver takes up again block by block.
+  std::vector<std::vector<double>> sums(c.heads);
+  std::vector<HostHessianSum> host_hessians;
+  ReferenceGptqProblem problem;
+  for (int h = 0; h < c.heads; ++h) {
+    const std::vector<std::vector<float>> windows = RandomCalibrationWindows(c.in, c.windows, c.window_rows, silent, rng);
+    std::vector<double> reference_sum(c.in * c.in, 0.0);
+    for (const auto& x : windows) ReferenceAddWindow(x.data(), c.window_rows, c.in, reference_sum);
+    DeviceHessianSum hessian;
+    QSHARD_CUDA_RETURN_IF_ERROR(CheckStatistics(context, c, windows, reference_sum, hessian, sums[h], passed));
+    if (c.negative_column) ForceNegativeDiagonal(c, sums[h]);
+    host_hessians.push_back(HostHessianSum{sums[h].data(), c.in, tokens});
+  }
+  const std::vector<float> weight = RandomLayerWeight(c.out, c.in, rng);
+  problem.weight = &weight;
+  problem.out = c.out;
+  problem.in = c.in;
+  for (const std::vector<double>& sum : sums) problem.hessians.push_back(ReferenceHessian{&sum, tokens});
+  Extras extras;
+  QSHARD_CUDA_RETURN_IF_ERROR(MakeExtras(c, problem, rng, extras));
+  extras.Into(c, problem);
 
   DeviceBuffer<float> device_weight;
   QSHARD_CUDA_RETURN_IF_ERROR(device_weight.Upload(weight));
   DeviceGptqResult result, second;
   HostResult host, host_again;
-  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian, result, host));
-  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, hessian, second, host_again));
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, host_hessians, extras, result, host));
+  QSHARD_CUDA_RETURN_IF_ERROR(Solve(context, device_weight, c, host_hessians, extras, second, host_again));
   passed &= Expect(SameBytes(host.codes, host_again.codes) && SameBytes(host.scales, host_again.scales) &&
-                       SameBytes(host.zeros, host_again.zeros) &&
+                       SameBytes(host.zeros, host_again.zeros) && SameBytes(host.unrounded, host_again.unrounded) &&
                        std::memcmp(&host.proxy_error, &host_again.proxy_error, sizeof(double)) == 0,
                    c, "GPTQ results differ between two runs");
 
   const GptqSolveSpec spec = SpecOf(c);
   ReferenceGptqResult reference, followed;
-  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, reference));
+  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(problem, spec, reference));
   const std::vector<double> device_scales(host.scales.begin(), host.scales.end());
   const FollowedSolution device_solution{&host.codes, &device_scales, &host.zeros};
-  QSHARD_CUDA_RETURN_IF_ERROR(
-      ReferenceGptq(weight, c.out, c.in, sum, tokens, spec, followed, &device_solution, kTieMargin));
+  QSHARD_CUDA_RETURN_IF_ERROR(ReferenceGptq(problem, spec, followed, &device_solution, kTieMargin));
 
   const int32_t max_code = (1 << c.bits) - 1;
   int64_t code_mismatches = 0, out_of_range = 0;
@@ -245,20 +314,30 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   const double flip_fraction = followed.follow.flips / codes;
   const double grid_fraction = followed.follow.grids_adopted / grids;
 
-  const double proxy_reference = ProxyError(
-      weight, DequantizeCodes(reference.codes, reference.scales, reference.zeros, reference.g_idx, c.out, c.in), c.out,
-      c.in, sum, tokens);
-  const double proxy_device = ProxyError(
-      weight, DequantizeCodes(host.codes, device_scales, host.zeros, result.g_idx, c.out, c.in), c.out, c.in,
-      sum, tokens);
+  const double proxy_reference = ProblemProxyError(
+      problem, DequantizeCodes(reference.codes, reference.scales, reference.zeros, reference.g_idx, c.out, c.in,
+                               problem.column_scale));
+  const double proxy_device = ProblemProxyError(
+      problem, DequantizeCodes(host.codes, device_scales, host.zeros, result.g_idx, c.out, c.in, problem.column_scale));
+  // On the device's history, the values before rounding differ by float32 noise, in steps.
+  double worst_unrounded = 0.0;
+  if (c.unrounded) {
+    for (int64_t r = 0; r < c.out; ++r) {
+      for (int64_t k = 0; k < c.in; ++k) {
+        const double step = device_scales[result.g_idx[k] * c.out + r] * (c.zeta ? extras.zeta[k] : 1.0);
+        worst_unrounded = std::max(worst_unrounded,
+                                   std::fabs(followed.unrounded[r * c.in + k] - host.unrounded[r * c.in + k]) / step);
+      }
+    }
+  }
   const double proxy_gap = std::fabs(proxy_device - proxy_reference) / proxy_reference;
   const double reported_gap = std::fabs(result.proxy_error - proxy_device) / proxy_device;
   std::printf("  gptq: codes differing %.4f%%; on the device's history %.4f%% flips (%lld far, worst %.2e steps "
               "from a tie), %.3f%% grids; proxy error device %.6g reference %.6g (gap %.2e), reported %.6g "
-              "(gap %.2e); damp %g retries %d; %.1f s\n",
+              "(gap %.2e); unrounded within %.2e steps; damp %g retries %d; %.1f s\n",
               100.0 * cascade_fraction, 100.0 * flip_fraction, static_cast<long long>(followed.follow.far_flips),
               followed.follow.worst_distance, 100.0 * grid_fraction, proxy_device, proxy_reference, proxy_gap,
-              result.proxy_error, reported_gap, result.damp_used, result.damp_retries,
+              result.proxy_error, reported_gap, worst_unrounded, result.damp_used, result.damp_retries,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   passed &= Expect(out_of_range == 0, c, std::to_string(out_of_range) + " codes outside [0, 2^bits - 1]");
   passed &= Expect(result.g_idx == reference.g_idx, c, "g_idx differs");
@@ -271,6 +350,10 @@ CudaStatus RunCase(const SolverContext& context, const Case& c, uint64_t seed, b
   passed &= Expect(cascade_fraction < kCascadeTolerance, c, "too many codes differ");
   passed &= Expect(proxy_gap <= kProxyTolerance, c, "proxy error differs from the reference's");
   passed &= Expect(reported_gap <= kReportedProxyTolerance, c, "reported proxy error differs from its codes'");
+  passed &= Expect(worst_unrounded <= kTieMargin, c, "values before rounding differ from the reference's");
+  passed &= Expect(!c.unrounded || host.unrounded.size() == host.codes.size(), c, "no values before rounding");
+  passed &= Expect(!c.fixed || SameBytes(host.scales, extras.fixed_scales), c, "fixed scales were not kept");
+  passed &= Expect(!c.fixed || SameBytes(host.zeros, extras.fixed_zeros), c, "fixed zeros were not kept");
   return CudaStatus();
 }
 
@@ -298,6 +381,18 @@ bool CheckContracts() {
   float dummy = 0.0f;
   SolverContext unused;
   checks.ExpectError("weight columns != Hessian dim", SweepGptqOnDevice(unused, &dummy, 4, 7, factor, GptqSolveSpec(), result));
+  DeviceGptqExtras half_grids;
+  half_grids.fixed_scales = &dummy;
+  checks.ExpectError("fixed scales without zeros",
+                     SweepGptqOnDevice(unused, &dummy, 4, 8, factor, GptqSolveSpec(), result, half_grids));
+  const HostHessianSum none;
+  checks.ExpectError("3 Hessians for 4 rows", SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {none, none, none},
+                                                                         GptqSolveSpec(), DeviceGptqExtras(), result));
+  spec = GptqSolveSpec();
+  spec.group_size = 4;
+  spec.act_order = true;
+  checks.ExpectError("dynamic act-order groups with 2 Hessians",
+                     SolveGptqRowBlocksOnDevice(unused, &dummy, 4, 8, {none, none}, spec, DeviceGptqExtras(), result));
   return checks.passed();
 }
 

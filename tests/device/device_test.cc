@@ -103,12 +103,13 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
     Place calibration, solves;
     const char* because;  // in cpu_because, or in the refusal
     Place rounding = Place::kNone;
+    Place gptq_solves = Place::kNone;
   };
   const std::map<std::string, Expected> accepted = {
-      {"zfold", {Place::kDevice, Place::kCpu, "ζ search"}},
+      {"zfold", {Place::kDevice, Place::kCpu, "ζ search and its folds", Place::kNone, Place::kDevice}},
       {"rtn", {Place::kNone, Place::kCpu, "no calibration"}},
       {"finequant", {Place::kNone, Place::kCpu, "no calibration"}},
-      {"aespa", {Place::kDevice, Place::kCpu, "GPTQ starting points", Place::kDevice}},
+      {"aespa", {Place::kDevice, Place::kCpu, "ζ search", Place::kDevice, Place::kDevice}},
       {"flattenquant", {Place::kDevice, Place::kCpu, "channel split"}},
   };
   const Device cuda{Device::Kind::kCuda, 0};
@@ -124,6 +125,7 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
       EXPECT_EQ(plan->calibration, it->second.calibration) << name;
       EXPECT_EQ(plan->solves, it->second.solves) << name;
       EXPECT_EQ(plan->rounding, it->second.rounding) << name;
+      EXPECT_EQ(plan->gptq_solves, it->second.gptq_solves) << name;
       EXPECT_THAT(plan->cpu_because, HasSubstr(it->second.because)) << name;
       EXPECT_THAT(DescribePlan(*plan), HasSubstr("solves on the CPU (")) << name;
     } else {
@@ -145,9 +147,10 @@ TEST(DeviceTest, CudaHasAPlanOrAReasonForEveryRegisteredMethod) {
             "no calibration, solves on the CPU (RTN needs no calibration: nothing for the device to do)");
 }
 
-TEST(DeviceTest, AespaRoundsOnTheDeviceAndSaysSo) {
-  // A CUDA worker splits aespa's solve: AdaRound on the device, the rest on the CPU; on the CPU
-  // and without AdaRound iterations there is nothing to split.
+TEST(DeviceTest, AespaSolvesGptqAndRoundsOnTheDeviceAndSaysSo) {
+  // A CUDA worker splits aespa's solve: its GPTQ starting points and AdaRound on the device,
+  // the ζ search on the CPU; on the CPU and without AdaRound iterations there is no AdaRound to
+  // split.
   MethodOptions aespa;
   aespa.method = "aespa";
   const Device cuda{Device::Kind::kCuda, 0};
@@ -155,9 +158,10 @@ TEST(DeviceTest, AespaRoundsOnTheDeviceAndSaysSo) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->rounding, Place::kDevice);
   EXPECT_EQ(PlaceName(plan->rounding, cuda), "cuda");
+  EXPECT_EQ(plan->gptq_solves, Place::kDevice);
   EXPECT_EQ(DescribePlan(*plan),
-            "calibration (forward passes, statistics) on the device, solves on the CPU (aespa's ζ search and its "
-            "GPTQ starting points have no device code) but AdaRound on the device");
+            "calibration (forward passes, statistics) on the device, solves on the CPU (aespa's ζ search has no "
+            "device code) but GPTQ's and AdaRound on the device");
   auto on_cpu = PlanOnDevice(aespa, Device{});
   ASSERT_TRUE(on_cpu.ok());
   EXPECT_EQ(on_cpu->rounding, Place::kCpu);
@@ -167,8 +171,31 @@ TEST(DeviceTest, AespaRoundsOnTheDeviceAndSaysSo) {
   ASSERT_TRUE(without.ok());
   EXPECT_EQ(without->rounding, Place::kNone);
   EXPECT_THAT(DescribePlan(*without), Not(HasSubstr("AdaRound")));
+  EXPECT_THAT(DescribePlan(*without), HasSubstr("but GPTQ's on the device"));
   MethodOptions gptq;
   EXPECT_EQ(PlanOnDevice(gptq, cuda)->rounding, Place::kNone);
+  EXPECT_EQ(PlanOnDevice(gptq, cuda)->gptq_solves, Place::kNone);  // its solves are `solves`
+}
+
+TEST(DeviceTest, ZfoldAndAespaKeepTheirGptqSolvesOnTheCpuUnderMse) {
+  const Device cuda{Device::Kind::kCuda, 0};
+  for (const char* method : {"zfold", "aespa"}) {
+    MethodOptions options;
+    options.method = method;
+    options.spec.mse_clip = true;
+    auto plan = PlanOnDevice(options, cuda);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_EQ(plan->solves, Place::kCpu) << method;
+    EXPECT_EQ(plan->gptq_solves, Place::kNone) << method;
+    EXPECT_THAT(plan->cpu_because, HasSubstr("its GPTQ solves stay there: --mse")) << method;
+    EXPECT_THAT(DescribePlan(*plan), Not(HasSubstr("GPTQ's"))) << method;
+  }
+  MethodOptions zfold;
+  zfold.method = "zfold";
+  EXPECT_EQ(DescribePlan(*PlanOnDevice(zfold, cuda)),
+            "calibration (forward passes, statistics) on the device, solves on the CPU (Z-Fold's ζ search and its "
+            "folds have no device code) but GPTQ's on the device");
+  EXPECT_EQ(PlanOnDevice(zfold, Device{})->gptq_solves, Place::kNone);
 }
 
 TEST(DeviceTest, OpeningTheCpuOpensNothing) {

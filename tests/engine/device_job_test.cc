@@ -3,10 +3,12 @@
 // the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
 // travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
 // whole; Z-Fold, GPTQ --mse, aespa (its attention statistics included) and FlattenQuant (its
-// channel maxima) calibrate there and solve on the CPU, but for aespa's AdaRound, which the
-// stand-in runs with the CPU's learner behind the device seam; RTN and FineQuant never touch it),
+// channel maxima) calibrate there and solve on the CPU, but for Z-Fold's and aespa's GPTQ solves
+// and aespa's AdaRound, which the stand-in runs with the CPU's solver and learner behind the
+// device seam; RTN and FineQuant never touch it),
 // device errors fail the job with their context, a model the device cannot compute or a device
 // that cannot open is refused before any output, and a job never mixes device kinds.
+#include <atomic>
 #include <filesystem>
 #include <map>
 
@@ -30,6 +32,9 @@ using testing::ReadFileBytes;
 // What the stand-in device did, and the call at which it fails (0: never).
 struct StandInLog {
   int forwards = 0, sums = 0, solvers = 0, windows_calls = 0, runs = 0, held = 0, reads = 0, loads = 0, updates = 0;
+  // Solve calls on the device's GPTQ solver, and those with what Z-Fold and aespa add (fixed
+  // grids, ζ, Hessians per block of rows, the values before rounding kept).
+  std::atomic<int> solves = 0, solves_with_extras = 0;
   int attention_stats = 0, attention_windows = 0;  // NewAttentionStats, AddResidentWindow calls
   int learners = 0, roundings = 0;                 // MakeRoundingLearner, Learn calls
   int fail_rounding_at = 0;
@@ -191,6 +196,25 @@ class CountingLearner : public RoundingLearner {
   StandInLog* log_;
 };
 
+// GPTQ behind the device seam: the CPU's solver, its calls counted.
+class CountingSolver : public Solver {
+ public:
+  CountingSolver(std::unique_ptr<Solver> solver, StandInLog* log) : solver_(std::move(solver)), log_(log) {}
+  std::string_view method() const override { return solver_->method(); }
+  bool needs_hessian() const override { return solver_->needs_hessian(); }
+  absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
+    ++log_->solves;
+    if (problem.fixed_grids != nullptr || !problem.column_scale.empty() || problem.hessians.size() > 1 ||
+        problem.keep_unrounded)
+      ++log_->solves_with_extras;
+    return solver_->Solve(problem);
+  }
+
+ private:
+  std::unique_ptr<Solver> solver_;
+  StandInLog* log_;
+};
+
 class StandInDevice : public CudaDevice {
  public:
   const Device& device() const override { return device_; }
@@ -201,7 +225,8 @@ class StandInDevice : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<Solver>> MakeGptqSolver(const QuantSpec& spec) override {
     ++log.solvers;
-    return MakeSolver("gptq", spec);
+    QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver, MakeSolver("gptq", spec));
+    return std::unique_ptr<Solver>(new CountingSolver(std::move(solver), &log));
   }
   absl::StatusOr<std::unique_ptr<RoundingLearner>> MakeRoundingLearner() override {
     ++log.learners;
@@ -244,10 +269,13 @@ JobSpec Small(const std::string& method, const std::string& out) {
 // 2, 3, then the MLP's output added), 4 in the last layer (its output read by nobody).
 constexpr int kSequentialRuns = 4 * (5 + 4);
 
-// quant_report.json's device_roles (`rounding` only for aespa with AdaRound).
-nlohmann::json Roles(const char* calibration, const char* solves, const char* rounding = nullptr) {
+// quant_report.json's device_roles (`rounding` only for aespa with AdaRound, `gptq_solves` only
+// where Z-Fold's or aespa's GPTQ solves run apart from the rest of the solve).
+nlohmann::json Roles(const char* calibration, const char* solves, const char* rounding = nullptr,
+                     const char* gptq_solves = nullptr) {
   nlohmann::json roles = {{"calibration", calibration}, {"solves", solves}};
   if (rounding != nullptr) roles["rounding"] = rounding;
+  if (gptq_solves != nullptr) roles["gptq_solves"] = gptq_solves;
   return roles;
 }
 
@@ -321,9 +349,13 @@ TEST(DeviceJobTest, RestartableDeviceWorkersGiveTheCpuBytes) {
     auto report = RunJob(Small(method, dir.Child(method)), {&a, &b}, JobEvents());
     ASSERT_TRUE(report.ok()) << method << ": " << report.status();
     const bool folds = method != "gptq";
-    EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda", method == "aespa" ? "cuda" : nullptr))
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", folds ? "cpu" : "cuda", method == "aespa" ? "cuda" : nullptr,
+                                               folds ? "cuda" : nullptr))
         << method;
+    // Every linear's GPTQ solve (aespa: once per head part its worker solves) went to a device.
+    EXPECT_GE(first->log.solves + second->log.solves, 2 * 7) << method;
     for (const StandInDevice* device : {first.get(), second.get()}) {
+      EXPECT_EQ(device->log.solvers, 1) << method;
       EXPECT_EQ(device->log.reads, 2 * 2) << method;  // 2 layers × its 2 shards
       // Each layer, then (Z-Fold, aespa) after each norm fold.
       EXPECT_EQ(device->log.loads, 2 * (folds ? 3 : 1)) << method;
@@ -398,7 +430,7 @@ TEST(DeviceJobTest, ADeviceErrorFailsTheJobNamingItsLayerAndShard) {
   EXPECT_THAT(report.status().message(), HasSubstr("layer 1 shard 2: stand-in device: no room for the layer"));
 }
 
-TEST(DeviceJobTest, ZfoldCalibratesOnTheDeviceAndSolvesAndFoldsOnTheCpuWithTheCpuBytes) {
+TEST(DeviceJobTest, ZfoldSearchesAndFoldsOnTheCpuAndSolvesGptqOnTheDeviceWithTheCpuBytes) {
   testing::ScopedTempDir dir;
   // Z-Fold on the whole model: ζ folded into both norms (the device reloads the layer) and into
   // the quantized v_proj's and up_proj's scales (their weights go up again with o_proj's and
@@ -406,9 +438,12 @@ TEST(DeviceJobTest, ZfoldCalibratesOnTheDeviceAndSolvesAndFoldsOnTheCpuWithTheCp
   auto device = std::make_shared<StandInDevice>();
   auto report = RunBothWays(Small("zfold", dir.Child("zfold")), device);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu", nullptr, "cuda"));
   EXPECT_EQ(device->log.forwards, 1);
-  EXPECT_EQ(device->log.solvers, 0);  // the device GPTQ solver takes no fixed grids or column multipliers
+  // Its GPTQ solves, on the searched grids with ζ, on the device's solver.
+  EXPECT_EQ(device->log.solvers, 1);
+  EXPECT_EQ(device->log.solves, 2 * 7);
+  EXPECT_EQ(device->log.solves_with_extras, 2 * 7);
   EXPECT_EQ(device->log.sums, 2 * 4 * 4);
   EXPECT_EQ(device->log.loads, 2 * 3);        // each layer, then after each norm fold
   EXPECT_EQ(device->log.updates, 2 * (2 + 2));  // o_proj + v_proj, down_proj + up_proj
@@ -440,7 +475,7 @@ TEST(DeviceJobTest, GptqWithMseCalibratesOnTheDeviceAndSolvesOnTheCpuWithTheCpuB
   EXPECT_EQ(device->log.runs, kSequentialRuns);
 }
 
-TEST(DeviceJobTest, AespaCalibratesAndRoundsOnTheDeviceAndSolvesTheRestOnTheCpuWithTheCpuBytes) {
+TEST(DeviceJobTest, AespaCalibratesSolvesGptqAndRoundsOnTheDeviceWithTheCpuBytes) {
   // The attention statistics come from the pass that computes group 0's input (sequential: the
   // layer's first; parallel: its only one), each shard's made once per layer, fed every window.
   // AdaRound goes through the device's learner (here the CPU's behind the seam), once per linear.
@@ -452,12 +487,15 @@ TEST(DeviceJobTest, AespaCalibratesAndRoundsOnTheDeviceAndSolvesTheRestOnTheCpuW
     spec.calibration.propagation = propagation;
     auto report = RunBothWays(spec, device);
     ASSERT_TRUE(report.ok()) << report.status().ToString();
-    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu", "cuda"));
+    EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu", "cuda", "cuda"));
     const StandInLog& log = device->log;
     EXPECT_TRUE(log.forward_for_attention);
     EXPECT_EQ(log.learners, 1);
     EXPECT_EQ(log.roundings, 2 * 7);  // 2 layers × 7 linears
-    EXPECT_EQ(log.solvers, 0);
+    // Their GPTQ starting points (the unrounded values kept) on the device's solver.
+    EXPECT_EQ(log.solvers, 1);
+    EXPECT_EQ(log.solves, 2 * 7);
+    EXPECT_EQ(log.solves_with_extras, 2 * 7);
     EXPECT_EQ(log.sums, 2 * 4 * 4);
     EXPECT_EQ(log.attention_stats, 2 * 4);     // 2 layers × 4 shards
     EXPECT_EQ(log.attention_windows, 2 * 6);  // each of the 6 windows once per layer
@@ -508,8 +546,9 @@ TEST(DeviceJobTest, AnAdaRoundErrorFailsTheJobNamingItsLayerAndLinear) {
   spec.method.aespa_adaround_iters = 0;
   auto plain = RunBothWays(spec, without);
   ASSERT_TRUE(plain.ok()) << plain.status();
-  EXPECT_EQ((*plain)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ((*plain)["device_roles"], Roles("cuda", "cpu", nullptr, "cuda"));
   EXPECT_EQ(without->log.learners + without->log.roundings, 0);
+  EXPECT_EQ(without->log.solves, 2 * 7);  // GPTQ's solves still on the device
 }
 
 TEST(DeviceJobTest, FlattenQuantCalibratesOnTheDeviceWithItsChannelMaximaAndSolvesOnTheCpuWithTheCpuBytes) {

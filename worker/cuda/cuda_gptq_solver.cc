@@ -22,30 +22,30 @@ class CudaGptqSolver final : public Solver {
   absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
     QSHARD_RETURN_IF_ERROR(ValidateLayerProblem(problem, spec_, /*needs_hessian=*/true));
     const std::string name(problem.name.empty() ? "layer" : problem.name);
-    // What other methods hand the GPTQ solver; PlanOnDevice gives those methods the CPU's solver
-    // when a job starts, so reaching one of these is a caller's error, still named.
-    const auto unimplemented = [&](std::string_view feature) {
-      return absl::UnimplementedError(absl::StrCat(name, ": ", std::string(feature), " not implemented on a CUDA device"));
-    };
-    if (problem.hessians.size() != 1) return unimplemented("one Hessian per block of rows (aespa's heads) is");
-    if (!problem.column_scale.empty()) return unimplemented("Z-Fold's column multipliers are");
-    if (problem.fixed_grids != nullptr) return unimplemented("fixed grids (Z-Fold's searched grids) are");
-    if (problem.keep_unrounded) return unimplemented("keeping the unrounded weights (aespa's AdaRound) is");
-
-    const HessianSum& hessian = *problem.hessians[0];
     const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
+    // What Z-Fold and aespa add (validated above), as the device solver takes it.
+    gpu::DeviceGptqExtras extras;
+    if (problem.fixed_grids != nullptr) {
+      extras.fixed_scales = problem.fixed_grids->scales.data();
+      extras.fixed_zeros = problem.fixed_grids->zeros.data();
+    }
+    if (!problem.column_scale.empty()) extras.column_scale = problem.column_scale.data();
+    extras.keep_unrounded = problem.keep_unrounded;
+
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
     gpu::DeviceGptqResult solved;
     {
       gpu::DeviceBuffer<float> weight;
-      gpu::DeviceHessianSum device_hessian;
+      // One per block of rows (aespa's per-head value projections), each uploaded as its block is solved.
+      std::vector<gpu::HostHessianSum> hessians;
+      for (const HessianSum* hessian : problem.hessians)
+        hessians.push_back(gpu::HostHessianSum{hessian->sum.data(), hessian->dim, hessian->tokens});
       const gpu::CudaStatus status = [&]() -> gpu::CudaStatus {
         QSHARD_CUDA_RETURN_IF_ERROR(weight.Allocate(static_cast<size_t>(out) * in));
         QSHARD_CUDA_TRY(cudaMemcpyAsync(weight.get(), problem.weight->data(), weight.bytes(), cudaMemcpyHostToDevice,
                                         session_->stream()));
-        QSHARD_CUDA_RETURN_IF_ERROR(device_hessian.Load(hessian.sum.data(), hessian.dim, hessian.tokens,
-                                                        session_->stream()));
-        return gpu::SolveGptqOnDevice(session_->context(), weight.get(), out, in, device_hessian, device_spec_, solved);
+        return gpu::SolveGptqRowBlocksOnDevice(session_->context(), weight.get(), out, in, hessians, device_spec_,
+                                               extras, solved);
       }();
       QSHARD_RETURN_IF_ERROR(FromCudaStatus(status, absl::StrCat(name, ": GPTQ on ", session_->description())));
     }
@@ -63,6 +63,7 @@ class CudaGptqSolver final : public Solver {
     q.scales = Tensor({solved.groups, out});
     q.zeros.resize(q.scales.size());
     q.g_idx = solved.g_idx;
+    q.column_scale.assign(problem.column_scale.begin(), problem.column_scale.end());
     const std::string from = absl::StrCat(name, ": results from the device");
     QSHARD_RETURN_IF_ERROR(
         session_->Copy(q.codes.data(), solved.codes.get(), q.codes.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, from.c_str()));
@@ -73,6 +74,14 @@ class CudaGptqSolver final : public Solver {
     result.damp_used = solved.damp_used;
     result.damp_retries = solved.damp_retries;
     result.proxy_error = solved.proxy_error;
+    if (problem.keep_unrounded) {
+      if (solved.unrounded.size() != static_cast<size_t>(out * in))
+        return absl::InternalError(absl::StrCat(name, ": the device solver returned no values before rounding"));
+      result.unrounded = Tensor({out, in});
+      QSHARD_RETURN_IF_ERROR(session_->Copy(result.unrounded.data(), solved.unrounded.get(),
+                                            result.unrounded.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                            from.c_str()));
+    }
     solved = gpu::DeviceGptqResult();  // freed on the session's device, under its lock
     QSHARD_RETURN_IF_ERROR(WithContext(q.Validate(), from));
     // The CPU sweep's values are these codes' values on their grids (DequantizeCode), bit for bit.

@@ -1,6 +1,8 @@
 // GPTQ behind the Solver interface (worker/solvers/solver.h) on a CUDA device: the layer's
-// weight and its reduced statistics go to the device, gpu::SolveGptqOnDevice factors and
-// sweeps there, and codes, grids and g_idx come back as the same QuantizedLinear the CPU
+// weight and its reduced statistics (one per block of rows) go to the device, with Z-Fold's
+// fixed grids and ζ; gpu::SolveGptqRowBlocksOnDevice factors and
+// sweeps there, and codes, grids, g_idx (and the values before rounding, for aespa) come back
+// as the same QuantizedLinear the CPU
 // solver returns, for the one packing path (worker/quant/gptq_pack).
 #pragma once
 

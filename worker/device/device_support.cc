@@ -16,18 +16,20 @@ struct DeviceRule {
   bool solves_on_device = false;  // GPTQ's solver on the device (kernels/cuda/gptq_solve_spec.h)
   std::string_view because;       // why the solves stay on the CPU
   bool rounding_on_device = false;  // aespa's AdaRound on the device (kernels/cuda/adaround_device.h)
+  bool gptq_solves_on_device = false;  // the method's inner GPTQ solves on the device's GPTQ solver
 };
 
 constexpr DeviceRule kRules[] = {
     {"gptq", true, ""},
-    // The device GPTQ solver refuses fixed grids and column multipliers; the search is the CPU's.
-    {"zfold", false, "Z-Fold's ζ search, its folds and its GPTQ solves on the searched grids have no device code"},
+    // The device GPTQ solver takes the searched grids and ζ (gptq_solve_device.h); the search is the CPU's.
+    {"zfold", false, "Z-Fold's ζ search and its folds have no device code", false, true},
     {"rtn", false, "RTN needs no calibration: nothing for the device to do"},
     {"finequant", false, "FineQuant needs no calibration: nothing for the device to do"},
     // The attention statistics are computed by the device forward pass (worker/cuda/cuda_forward.cc);
     // AdaRound, the bulk of the solve (docs/cuda.md, "aespa's attention statistics on the device"),
-    // runs on the device; the rest is cheap beside it.
-    {"aespa", false, "aespa's ζ search and its GPTQ starting points have no device code", true},
+    // runs on the device, and so do its GPTQ starting points (per-head v_proj Hessians and the
+    // unrounded values included); the ζ search is cheap beside them.
+    {"aespa", false, "aespa's ζ search has no device code", true, true},
     // Its calibration is Σ x xᵀ with the per-channel maxima, which the device sums carry down.
     {"flattenquant", false,
      "FlattenQuant's channel split, its activation scales and its GPTQ solves on the flattened weights have no "
@@ -59,11 +61,19 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
                                                         "(worker/device/device_support.cc); use --device cpu"));
   plan.cpu_because = std::string(rule->because);
   if (rounds && rule->rounding_on_device) plan.rounding = DevicePlan::Place::kDevice;
+  constexpr const char* kMse = "--mse: the grids' MSE clipping search is the CPU solver's";
   if (rule->solves_on_device) {
     if (method.spec.mse_clip) {
-      plan.cpu_because = "--mse: the grids' MSE clipping search is the CPU solver's";
+      plan.cpu_because = kMse;
     } else {
       plan.solves = DevicePlan::Place::kDevice;
+    }
+  }
+  if (rule->gptq_solves_on_device) {
+    if (method.spec.mse_clip) {
+      absl::StrAppend(&plan.cpu_because, ", and its GPTQ solves stay there: ", kMse);
+    } else {
+      plan.gptq_solves = DevicePlan::Place::kDevice;
     }
   }
   return plan;
@@ -94,8 +104,14 @@ std::string DescribePlan(const DevicePlan& plan) {
                          : absl::StrCat("calibration (forward passes, statistics) on ", where(plan.calibration));
   absl::StrAppend(&line, ", solves on ", where(plan.solves));
   if (!plan.cpu_because.empty()) absl::StrAppend(&line, " (", plan.cpu_because, ")");
-  if (plan.rounding != DevicePlan::Place::kNone && plan.rounding != plan.solves)
-    absl::StrAppend(&line, " but AdaRound on ", where(plan.rounding));
+  const bool gptq_apart = plan.gptq_solves != DevicePlan::Place::kNone && plan.gptq_solves != plan.solves;
+  const bool rounding_apart = plan.rounding != DevicePlan::Place::kNone && plan.rounding != plan.solves;
+  if (gptq_apart && rounding_apart && plan.rounding == plan.gptq_solves) {
+    absl::StrAppend(&line, " but GPTQ's and AdaRound on ", where(plan.rounding));
+    return line;
+  }
+  if (gptq_apart) absl::StrAppend(&line, " but GPTQ's on ", where(plan.gptq_solves));
+  if (rounding_apart) absl::StrAppend(&line, gptq_apart ? " and AdaRound on " : " but AdaRound on ", where(plan.rounding));
   return line;
 }
 

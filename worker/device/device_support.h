@@ -24,6 +24,10 @@ struct DevicePlan {
   // Of the solves, aespa's AdaRound, which can run apart from the rest: kNone for a method
   // without it (every method but aespa, and aespa without AdaRound iterations).
   Place rounding = Place::kNone;
+  // Of the solves, the GPTQ solves inside Z-Fold (on its searched grids) and aespa (its
+  // starting points): kDevice where they run on the device while the rest of the solves stays
+  // on the CPU; kNone: they run wherever `solves` does.
+  Place gptq_solves = Place::kNone;
   // On a CUDA device: why what runs on the CPU runs there; empty when nothing does, or on the CPU.
   std::string cpu_because;
 };
@@ -31,9 +35,9 @@ struct DevicePlan {
 // The plan for `method` on `device`. On the CPU everything runs there. On CUDA: GPTQ runs
 // whole on the device; GPTQ with --mse, Z-Fold, aespa (its attention statistics included) and
 // FlattenQuant (its per-channel maxima included) calibrate on the device and solve on the CPU,
-// but for aespa's AdaRound, which runs on the device; RTN and FineQuant have nothing for the
-// device and run on the CPU. A method without a rule is
-// UNIMPLEMENTED, saying what to use instead.
+// but for Z-Fold's and aespa's GPTQ solves (not with --mse) and aespa's AdaRound, which run on
+// the device; RTN and FineQuant have nothing for the device and run on the CPU. A method
+// without a rule is UNIMPLEMENTED, saying what to use instead.
 absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
 
 // A GPTQ spec the device solver can take (it checks again when made): not --mse.
@@ -43,7 +47,7 @@ absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& devi
 std::string PlaceName(DevicePlan::Place place, const Device& device);
 
 // One line for the log: "calibration (forward passes, statistics) on the device, solves on the
-// CPU (--mse: ...)"; aespa's: "..., solves on the CPU (...) but AdaRound on the device".
+// CPU (--mse: ...)"; aespa's: "..., solves on the CPU (...) but GPTQ's and AdaRound on the device".
 std::string DescribePlan(const DevicePlan& plan);
 
 }  // namespace qshard

@@ -131,7 +131,8 @@ class AespaMethod : public FoldedGroupMethod {
     rounding.learning_rate = options().aespa_learning_rate;
     rounding.lambda = lambda;
     QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Solver> solver,
-                            MakeAespaSolver(options().spec, rounding, std::move(head_weightings), group.rounding));
+                            MakeAespaSolver(options().spec, rounding, std::move(head_weightings), group.rounding,
+                                            group.gptq));
     solvers.push_back(std::move(solver));
     return solvers.back().get();
   }

@@ -15,9 +15,9 @@ namespace {
 class AespaSolver final : public Solver {
  public:
   AespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding, std::vector<std::vector<double>> weightings,
-              const RoundingLearner& learner)
+              const RoundingLearner& learner, const Solver* gptq)
       : spec_(spec), rounding_(rounding), weightings_(std::move(weightings)), learner_(learner),
-        gptq_(MakeGptqSolver(spec)) {}
+        own_gptq_(gptq != nullptr ? nullptr : MakeGptqSolver(spec)), gptq_(gptq != nullptr ? *gptq : *own_gptq_) {}
 
   std::string_view method() const override { return "aespa"; }
   bool needs_hessian() const override { return true; }
@@ -80,7 +80,7 @@ class AespaSolver final : public Solver {
     initial_problem.keep_unrounded = rounding_.iters > 0;
     Start start;
     start.pool = problem.pool;
-    QSHARD_ASSIGN_OR_RETURN(start.gptq, gptq_->Solve(initial_problem));
+    QSHARD_ASSIGN_OR_RETURN(start.gptq, gptq_.Solve(initial_problem));
     if (rounding_.iters <= 0) return start;
     const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
     if (!weightings_.empty()) {
@@ -135,14 +135,15 @@ class AespaSolver final : public Solver {
   AdaRoundOptions rounding_;
   std::vector<std::vector<double>> weightings_;
   const RoundingLearner& learner_;
-  std::unique_ptr<Solver> gptq_;
+  std::unique_ptr<Solver> own_gptq_;  // the CPU's, when none was given
+  const Solver& gptq_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding,
                                                         std::vector<std::vector<double>> output_weightings,
-                                                        const RoundingLearner* learner) {
+                                                        const RoundingLearner* learner, const Solver* gptq) {
   QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(spec));
   if (!(rounding.learning_rate > 0.0 && std::isfinite(rounding.learning_rate)))
     return absl::InvalidArgumentError(absl::StrCat("aespa learning rate: ", rounding.learning_rate, " must be > 0"));
@@ -153,7 +154,7 @@ absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, c
       return absl::InvalidArgumentError("aespa output weightings: not square matrices of one size");
   }
   return std::unique_ptr<Solver>(new AespaSolver(spec, rounding, std::move(output_weightings),
-                                                 learner != nullptr ? *learner : CpuRoundingLearner()));
+                                                 learner != nullptr ? *learner : CpuRoundingLearner(), gptq));
 }
 
 absl::StatusOr<AespaHeads> SolveAespaHeads(const Solver& solver, const LayerProblem& problem, int heads, int first,

@@ -19,10 +19,12 @@ namespace qshard {
 
 // output_weightings: empty, or one [d, d] matrix per block of d consecutive output rows.
 // rounding.iters == 0 is aespa "without AdaRound": the GPTQ result as it is. learner: where
-// AdaRound runs (it must outlive the solver); null: the CPU.
+// AdaRound runs, gptq: the GPTQ solver its starting points come from, for the same spec (both
+// must outlive the solver); null: the CPU.
 absl::StatusOr<std::unique_ptr<Solver>> MakeAespaSolver(const QuantSpec& spec, const AdaRoundOptions& rounding,
                                                         std::vector<std::vector<double>> output_weightings,
-                                                        const RoundingLearner* learner = nullptr);
+                                                        const RoundingLearner* learner = nullptr,
+                                                        const Solver* gptq = nullptr);
 
 // Heads [first, first + count) of a linear whose rows are `heads` equal blocks (its output
 // weightings, if any, one per head; one Hessian for all rows or one per head): the GPTQ start

@@ -124,6 +124,9 @@ struct GroupProblem {
   const QuantizedLayer* quantized = nullptr;     // the earlier groups' results
   ThreadPool* pool = nullptr;                    // optional: the worker's threads, for the solvers
   const RoundingLearner* rounding = nullptr;     // optional: aespa's AdaRound on a device; null: the CPU
+  // Optional: the GPTQ solver of the methods that solve with GPTQ inside (Z-Fold on its searched
+  // grids, aespa's starting points) — a device's; null: each method's own on the CPU.
+  const Solver* gptq = nullptr;
 };
 
 // Installs a solution: the rewrites, then each linear's dequantized GPTQ form into `weights`

@@ -18,7 +18,8 @@ class ZfoldMethod : public FoldedGroupMethod {
       return absl::FailedPreconditionError(
           absl::StrCat("layer ", group.layer, ": zfold needs the group's input statistics"));
     FoldedLinears folded;
-    for (const std::string& name : group.linears) folded.linears.push_back({name, {group.input_stats}, gptq_.get()});
+    const Solver* gptq = group.gptq != nullptr ? group.gptq : gptq_.get();
+    for (const std::string& name : group.linears) folded.linears.push_back({name, {group.input_stats}, gptq});
     return folded;
   }
 
