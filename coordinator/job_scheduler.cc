@@ -28,6 +28,19 @@ void AddLinears(const json& report, v1::JobStatus& status) {
   }
 }
 
+// The report's "validation", when the job validated its checkpoint.
+void AddValidation(const json& report, v1::JobStatus& status) {
+  if (!report.contains("validation") || !report["validation"].is_object()) return;
+  const json& v = report["validation"];
+  v1::ValidationResult& result = *status.mutable_validation();
+  result.set_perplexity(v.value("perplexity", 0.0));
+  result.set_base_perplexity(v.value("base_perplexity", 0.0));
+  result.set_kl_divergence(v.value("kl_divergence", 0.0));
+  result.set_top1_agreement(v.value("top1_agreement", 0.0));
+  result.set_device(v.value("device", "cpu"));
+  result.set_kernels(v.value("kernels", ""));
+}
+
 v1::JobModule ModuleOf(const ModuleProgress& progress) {
   v1::JobModule module;
   module.set_layer(progress.layer);
@@ -266,6 +279,7 @@ v1::JobStatus JobScheduler::StatusOfLocked(const JobRecord& job) {
     const json report = json::parse(job.report_json, nullptr, /*allow_exceptions=*/false);
     if (report.is_object()) {
       AddLinears(report, status);
+      AddValidation(report, status);
       if (report.contains("summary")) status.set_seconds(report["summary"].value("seconds_total", 0.0));
     }
   }

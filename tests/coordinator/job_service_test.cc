@@ -49,7 +49,13 @@ class GatedExecutor {
     events.module_started({1, 2, {"mlp.down_proj"}, JobPhase::kSolving});
     events.layer_done({1, 2, 0.1, 0.2});
     return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
-                          {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}}};
+                          {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}},
+                          {"validation", {{"perplexity", 21.5},
+                                          {"base_perplexity", 20.25},
+                                          {"kl_divergence", 0.125},
+                                          {"top1_agreement", 0.875},
+                                          {"kernels", "exact"},
+                                          {"device", "cuda:1"}}}};
   }
   void Open() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -172,6 +178,15 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
   EXPECT_DOUBLE_EQ(seen.back().seconds(), 0.25);
   ASSERT_EQ(seen.back().linears_size(), 1);
   EXPECT_EQ(seen.back().linears(0).name(), "mlp.up_proj");
+  // The report's validation, with where it ran.
+  const v1::ValidationResult& validation = seen.back().validation();
+  EXPECT_DOUBLE_EQ(validation.perplexity(), 21.5);
+  EXPECT_DOUBLE_EQ(validation.base_perplexity(), 20.25);
+  EXPECT_DOUBLE_EQ(validation.kl_divergence(), 0.125);
+  EXPECT_DOUBLE_EQ(validation.top1_agreement(), 0.875);
+  EXPECT_EQ(validation.device(), "cuda:1");
+  EXPECT_EQ(validation.kernels(), "exact");
+  EXPECT_FALSE(seen.front().has_validation());  // not before the job has finished
   for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].layers_done(), seen[i - 1].layers_done());
   // The module being worked on: the current one first (as GetJob has it), then the later ones
   // in order (a slow watcher may skip some), none once the job has finished.
