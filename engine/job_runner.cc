@@ -60,6 +60,8 @@ class Job {
     // What runs on the workers' device: refused here, before any output, when nothing may.
     QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(devices.front().get<std::string>(), "a worker's device"));
     QSHARD_ASSIGN_OR_RETURN(const DevicePlan device_plan, PlanOnDevice(spec_.method, device));
+    if (validation_device_ != nullptr && !spec_.validation.text.empty())
+      QSHARD_RETURN_IF_ERROR(CheckValidationRunsOnDevice(spec_.method, validation_device_->device()));
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     method_ = method;
     needs_ = method->needs;

@@ -26,9 +26,8 @@ struct GptqMatrixView {
   int groups = 0;
 };
 
-// Bit widths the kernels read (a subset of layout::IsGptqBits). Widths that do not divide 32
-// (3 bits) pack across words and would need their own unpacking.
-inline bool IsSupportedGptqBits(int bits) { return layout::IsGptqBits(bits) && (bits == 4 || bits == 8); }
+// Bit widths the kernels read (layout::IsCudaKernelGptqBits, a subset of layout::IsGptqBits).
+inline bool IsSupportedGptqBits(int bits) { return layout::IsGptqBits(bits) && layout::IsCudaKernelGptqBits(bits); }
 
 // Checks the shape fields of `w` (not the pointers): a supported width, inputs and outputs that
 // fill whole words, outputs in multiples of 4 (each thread reads four columns as one 16-byte

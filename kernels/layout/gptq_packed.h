@@ -28,6 +28,10 @@ inline constexpr int kGptqZeroOffset = 1;
 inline constexpr int kGptqWordBits = 32;
 
 QSHARD_LAYOUT_FN bool IsGptqBits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+// The widths the CUDA fused kernels read (kernels/cuda/gptq_layout.h), here so that code built
+// without CUDA can refuse what the device would (a job validating on a device, before it starts).
+// Widths that do not divide 32 (3 bits) pack across words and would need their own unpacking.
+QSHARD_LAYOUT_FN bool IsCudaKernelGptqBits(int bits) { return bits == 4 || bits == 8; }
 
 // Codes whose bits exactly fill whole words: 32 / gcd(32, bits) codes in bits / gcd words.
 QSHARD_LAYOUT_FN int GptqUnitCodes(int bits) { return bits == 3 ? 32 : kGptqWordBits / bits; }

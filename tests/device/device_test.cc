@@ -16,6 +16,7 @@
 namespace qshard {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -196,6 +197,28 @@ TEST(DeviceTest, ZfoldAndAespaKeepTheirGptqSolvesOnTheCpuUnderMse) {
             "calibration (forward passes, statistics) on the device, solves on the CPU (Z-Fold's ζ search and its "
             "folds have no device code) but GPTQ's on the device");
   EXPECT_EQ(PlanOnDevice(zfold, Device{})->gptq_solves, Place::kNone);
+}
+
+TEST(DeviceTest, AValidationOnTheDeviceNeedsCheckpointsItsKernelsRead) {
+  const Device cuda{Device::Kind::kCuda, 1};
+  MethodOptions method;
+  for (const int bits : {2, 3, 4, 8}) {
+    method.spec.bits = bits;
+    EXPECT_TRUE(CheckValidationRunsOnDevice(method, Device{}).ok()) << bits;  // the CPU reads every width
+    const absl::Status on_device = CheckValidationRunsOnDevice(method, cuda);
+    if (bits == 4 || bits == 8) {
+      EXPECT_TRUE(on_device.ok()) << bits << ": " << on_device;
+    } else {
+      EXPECT_EQ(on_device.code(), absl::StatusCode::kFailedPrecondition) << bits;
+      EXPECT_THAT(std::string(on_device.message()),
+                  AllOf(HasSubstr("--validate-device cuda:1"), HasSubstr(absl::StrCat(bits, "-bit")),
+                        HasSubstr("--validate-device cpu")));
+    }
+  }
+  method.method = "flattenquant";
+  method.spec.bits = 8;
+  EXPECT_THAT(std::string(CheckValidationRunsOnDevice(method, cuda).message()), HasSubstr("FlattenQuant"));
+  EXPECT_TRUE(CheckValidationRunsOnDevice(method, Device{}).ok());
 }
 
 TEST(DeviceTest, OpeningTheCpuOpensNothing) {

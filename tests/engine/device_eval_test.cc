@@ -341,6 +341,22 @@ TEST_F(DeviceEvalTest, AValidationTheDeviceRefusesFailsTheJobNamingTheDevice) {
               HasSubstr("validation on cuda:0: cuda:0: no evaluation model on this device"));
 }
 
+// A checkpoint the device's kernels would refuse (3 bits) is refused before the job starts, not
+// after its quantization (CheckValidationRunsOnDevice).
+TEST_F(DeviceEvalTest, AJobTheValidationDeviceCannotReadIsRefusedBeforeAnyOutput) {
+  StandInDevice device;
+  LocalWorker worker(/*threads=*/2);
+  const std::string out = dir_->Child("three-bits");
+  JobSpec spec = ValidatedJob(out);
+  spec.method.spec.bits = 3;
+  auto refused = RunJob(spec, {&worker}, JobEvents(), &device);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--validate-device cpu"));
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_TRUE(device.log.kernels.empty());  // no model was loaded for it
+}
+
 // A validation device that cannot be opened is refused before any work, as --validate-device.
 TEST_F(DeviceEvalTest, AnUnopenableValidationDeviceIsRefusedBeforeAnyOutput) {
   const std::string out = dir_->Child("unopenable");

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "kernels/layout/gptq_packed.h"
 #include "worker/methods/method_registry.h"
 
 namespace qshard {
@@ -84,6 +85,20 @@ absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& devi
   return absl::UnimplementedError(absl::StrCat("--device ", DeviceName(device),
                                                ": --mse (the grids' MSE clipping search) is not implemented on a "
                                                "CUDA device"));
+}
+
+absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device) {
+  if (device.kind == Device::Kind::kCpu) return absl::OkStatus();
+  const std::string where = absl::StrCat("--validate-device ", DeviceName(device), ": ");
+  if (method.method == "flattenquant")
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, "no CUDA kernel runs FlattenQuant's split columns; validate with --validate-device cpu"));
+  if (!layout::IsCudaKernelGptqBits(method.spec.bits))
+    return absl::FailedPreconditionError(absl::StrCat(where, "the device's exact kernels read 4- and 8-bit GPTQ "
+                                                             "linears and this job writes ",
+                                                      method.spec.bits, "-bit ones; validate with "
+                                                                        "--validate-device cpu"));
+  return absl::OkStatus();
 }
 
 std::string PlaceName(DevicePlan::Place place, const Device& device) {

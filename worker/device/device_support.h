@@ -43,6 +43,12 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
 // A GPTQ spec the device solver can take (it checks again when made): not --mse.
 absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& device);
 
+// Whether a job with `method` can validate its checkpoint on `device` (--validate-device), checked
+// before the job starts: the device's exact kernels read 4- and 8-bit GPTQ linears, and no kernel
+// runs FlattenQuant's split columns (docs/cuda.md, "Which kernel serves a linear"). On the CPU
+// every checkpoint validates. FAILED_PRECONDITION saying to validate on the CPU otherwise.
+absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device);
+
 // "none", "cpu" or "cuda": where `place` is on a worker of `device`'s kind (the report's words).
 std::string PlaceName(DevicePlan::Place place, const Device& device);
 
