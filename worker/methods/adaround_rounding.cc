@@ -706,7 +706,10 @@ RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const
 }
 
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options) {
-  RoundingCandidates candidates = LearnRoundingCandidates(problem, options);
+  return ChooseRounding(LearnRoundingCandidates(problem, options), problem.initial->codes);
+}
+
+RoundingResult ChooseRounding(RoundingCandidates candidates, const std::vector<int32_t>& initial_codes) {
   RoundingResult result;
   result.initial_loss = result.loss = TotalLoss(candidates.initial_losses);
   result.learned = KeepLearned(candidates.initial_losses, candidates.learned_losses);
@@ -714,7 +717,7 @@ RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptio
     result.codes = std::move(candidates.learned);
     result.loss = TotalLoss(candidates.learned_losses);
   } else {
-    result.codes = problem.initial->codes;
+    result.codes = initial_codes;
   }
   return result;
 }

@@ -78,6 +78,9 @@ struct RoundingCandidates {
 
 RoundingCandidates LearnRoundingCandidates(const RoundingProblem& problem, const AdaRoundOptions& options);
 RoundingResult LearnRounding(const RoundingProblem& problem, const AdaRoundOptions& options);
+// The choice between `candidates` and the initial codes LearnRounding makes (KeepLearned), for
+// candidates learned elsewhere (a device's learner, rounding_learner.h).
+RoundingResult ChooseRounding(RoundingCandidates candidates, const std::vector<int32_t>& initial_codes);
 
 // The rows of one unit of the loss: a head's with output weightings, else a Hessian block's.
 int64_t UnitRows(const RoundingProblem& problem);

@@ -29,9 +29,7 @@ class AespaSolver final : public Solver {
     Rows all;
     RoundingOf(start, 0, problem.weight->dim(0), {}, all);
     QSHARD_ASSIGN_OR_RETURN(RoundingCandidates candidates, Learn(problem, all.problem));
-    // LearnRounding's choice: the learned codes only if their loss is lower.
-    if (KeepLearned(candidates.initial_losses, candidates.learned_losses))
-      result.weight.codes = std::move(candidates.learned);
+    result.weight.codes = ChooseRounding(std::move(candidates), result.weight.codes).codes;
     result.dequantized = result.weight.Dequantized();
     result.proxy_error = ProxyError(*problem.weight, result.dequantized, problem.hessians);
     result.unrounded = Tensor();
