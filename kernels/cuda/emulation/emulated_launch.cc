@@ -1,0 +1,202 @@
+// Kernel launches in the host emulation of CUDA: every block in order, its threads as fibers
+// (ucontext) on the launching thread, switched at block and warp barriers. A barrier that can
+// never be passed (some threads wait at __syncthreads while others wait at a warp operation)
+// is the hang it would be on a device: the emulation reports the kernel and aborts.
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "kernels/cuda/emulation/emulated_cuda.h"
+#include "kernels/cuda/emulation/emulated_state.h"
+
+namespace qshard_emu {
+namespace {
+
+constexpr size_t kStackBytes = size_t{256} << 10;
+constexpr int kMaxBlockThreads = 1024;
+constexpr size_t kDefaultDynamicShared = 48 << 10;
+constexpr size_t kOptInDynamicShared = 227 << 10;  // an H100's opt-in limit
+
+enum class FiberState { kRunnable, kAtBlockBarrier, kAtWarpBarrier, kDone };
+
+struct Fiber {
+  ucontext_t context;
+  ThreadIds ids;
+  int linear = 0;
+  FiberState state = FiberState::kRunnable;
+};
+
+struct Launcher {
+  std::mutex mutex;  // one launch at a time: `__shared__` statics belong to the running block
+  std::vector<void*> stacks;
+  std::vector<Fiber> fibers;
+  std::vector<unsigned char> dynamic_shared;
+  std::vector<unsigned char> warp_slots;  // 32 lanes × 16 bytes per warp
+  std::map<const void*, size_t> max_dynamic_shared;
+  ucontext_t scheduler;
+  Fiber* current = nullptr;
+  const std::function<void()>* body = nullptr;
+};
+
+Launcher& TheLauncher() {
+  static Launcher* launcher = new Launcher;
+  return *launcher;
+}
+
+void Yield(FiberState state) {
+  Launcher& l = TheLauncher();
+  l.current->state = state;
+  swapcontext(&l.current->context, &l.scheduler);
+}
+
+void RunThread() {
+  Launcher& l = TheLauncher();
+  (*l.body)();
+  l.current->state = FiberState::kDone;  // uc_link returns to the scheduler
+}
+
+void EnsureStacks(Launcher& l, size_t count) {
+  while (l.stacks.size() < count) {
+    void* stack = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED) {
+      std::fprintf(stderr, "cuda emulation: cannot map a fiber stack\n");
+      std::abort();
+    }
+    l.stacks.push_back(stack);
+  }
+}
+
+[[noreturn]] void Hang(const char* why, const dim3& block) {
+  std::fprintf(stderr, "cuda emulation: block (%u, %u, %u) would hang on a device: %s\n", block.x, block.y, block.z,
+               why);
+  std::abort();
+}
+
+// Releases the barrier every live thread waits at, or every warp whose live lanes all wait at
+// a warp barrier; false when no waiting thread can go on.
+bool ReleaseBarriers(std::vector<Fiber>& fibers) {
+  size_t live = 0, at_block = 0;
+  for (const Fiber& f : fibers) {
+    if (f.state == FiberState::kDone) continue;
+    ++live;
+    if (f.state == FiberState::kAtBlockBarrier) ++at_block;
+  }
+  if (live > 0 && at_block == live) {
+    for (Fiber& f : fibers)
+      if (f.state == FiberState::kAtBlockBarrier) f.state = FiberState::kRunnable;
+    return true;
+  }
+  bool released = false;
+  for (size_t warp_begin = 0; warp_begin < fibers.size(); warp_begin += 32) {
+    const size_t warp_end = std::min(fibers.size(), warp_begin + 32);
+    bool all_waiting = true, any_waiting = false;
+    for (size_t i = warp_begin; i < warp_end; ++i) {
+      if (fibers[i].state == FiberState::kDone) continue;
+      all_waiting &= fibers[i].state == FiberState::kAtWarpBarrier;
+      any_waiting |= fibers[i].state == FiberState::kAtWarpBarrier;
+    }
+    if (!all_waiting || !any_waiting) continue;
+    for (size_t i = warp_begin; i < warp_end; ++i)
+      if (fibers[i].state == FiberState::kAtWarpBarrier) fibers[i].state = FiberState::kRunnable;
+    released = true;
+  }
+  return released;
+}
+
+void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
+  const unsigned threads = config.block.x * config.block.y * config.block.z;
+  l.fibers.assign(threads, Fiber{});
+  for (unsigned t = 0; t < threads; ++t) {
+    Fiber& f = l.fibers[t];
+    f.linear = static_cast<int>(t);
+    f.ids.thread_idx = {t % config.block.x, t / config.block.x % config.block.y, t / (config.block.x * config.block.y)};
+    f.ids.block_idx = block_idx;
+    f.ids.block_dim = config.block;
+    f.ids.grid_dim = config.grid;
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = l.stacks[t];
+    f.context.uc_stack.ss_size = kStackBytes;
+    f.context.uc_link = &l.scheduler;
+    makecontext(&f.context, RunThread, 0);
+  }
+  for (;;) {
+    bool ran = false;
+    for (Fiber& f : l.fibers) {
+      if (f.state != FiberState::kRunnable) continue;
+      l.current = &f;
+      swapcontext(&l.scheduler, &f.context);
+      ran = true;
+    }
+    if (std::all_of(l.fibers.begin(), l.fibers.end(), [](const Fiber& f) { return f.state == FiberState::kDone; }))
+      return;
+    if (!ran && !ReleaseBarriers(l.fibers))
+      Hang("some threads wait at __syncthreads and others at a warp operation", dim3(block_idx));
+    if (ran) ReleaseBarriers(l.fibers);
+  }
+}
+
+cudaError_t CheckConfig(const Launcher& l, const LaunchConfig& c, const void* kernel) {
+  const uint64_t threads = uint64_t{c.block.x} * c.block.y * c.block.z;
+  if (threads == 0 || threads > kMaxBlockThreads || c.block.z > 64) return cudaErrorInvalidConfiguration;
+  if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || c.grid.y > 65535 || c.grid.z > 65535)
+    return cudaErrorInvalidConfiguration;
+  const auto raised = l.max_dynamic_shared.find(kernel);
+  const size_t limit = raised == l.max_dynamic_shared.end() ? kDefaultDynamicShared : raised->second;
+  if (c.shared_bytes > limit) return cudaErrorInvalidValue;  // what a device says for too much shared memory
+  return cudaSuccess;
+}
+
+}  // namespace
+
+const ThreadIds& CurrentIds() { return TheLauncher().current->ids; }
+void BlockBarrier() { Yield(FiberState::kAtBlockBarrier); }
+void WarpBarrier() { Yield(FiberState::kAtWarpBarrier); }
+void* DynamicShared() { return TheLauncher().dynamic_shared.data(); }
+int LaneId() { return TheLauncher().current->linear % 32; }
+void* WarpSlot(int lane) {
+  Launcher& l = TheLauncher();
+  const size_t warp = static_cast<size_t>(l.current->linear / 32);
+  return l.warp_slots.data() + (warp * 32 + static_cast<size_t>(lane)) * 16;
+}
+
+cudaError_t SetFunctionMaxDynamicShared(const void* function, int bytes) {
+  if (bytes < 0 || static_cast<size_t>(bytes) > kOptInDynamicShared) return cudaErrorInvalidValue;
+  Launcher& l = TheLauncher();
+  std::lock_guard lock(l.mutex);
+  l.max_dynamic_shared[function] = static_cast<size_t>(bytes);
+  return cudaSuccess;
+}
+
+int OccupancyBlocks(const void*, int block_threads, size_t dynamic_shared) {
+  if (block_threads <= 0 || block_threads > kMaxBlockThreads || dynamic_shared > kOptInDynamicShared) return 0;
+  const size_t by_threads = 2048 / static_cast<size_t>(block_threads);
+  const size_t by_shared = kOptInDynamicShared / (dynamic_shared + 1024);
+  return static_cast<int>(std::max<size_t>(1, std::min({by_threads, by_shared, size_t{32}})));
+}
+
+void Launch(const LaunchConfig& config, const void* kernel, const std::function<void()>& body) {
+  Launcher& l = TheLauncher();
+  std::lock_guard lock(l.mutex);
+  if (const cudaError_t error = CheckConfig(l, config, kernel); error != cudaSuccess) {
+    SetLastError(error);
+    return;
+  }
+  const unsigned threads = config.block.x * config.block.y * config.block.z;
+  EnsureStacks(l, threads);
+  // Fresh shared memory is garbage on a device: fill it with a NaN pattern, not zeros.
+  l.dynamic_shared.assign(std::max<size_t>(config.shared_bytes, 16), 0xff);
+  l.warp_slots.assign((threads + 31) / 32 * 32 * 16, 0);
+  l.body = &body;
+  for (unsigned z = 0; z < config.grid.z; ++z)
+    for (unsigned y = 0; y < config.grid.y; ++y)
+      for (unsigned x = 0; x < config.grid.x; ++x) RunBlock(l, config, uint3{x, y, z});
+  l.current = nullptr;
+  l.body = nullptr;
+}
+
+}  // namespace qshard_emu
