@@ -44,8 +44,9 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
   if (plan.calibration == DevicePlan::Place::kDevice) {
-    QSHARD_ASSIGN_OR_RETURN(forward_,
-                            device_->NewForward(*source_.model, seqlen, registration_->needs.attention_stats));
+    const ForwardStatistics statistics{.all_groups = spec.calibration.propagation == Propagation::kParallel,
+                                       .attention = registration_->needs.attention_stats};
+    QSHARD_ASSIGN_OR_RETURN(forward_, device_->NewForward(*source_.model, seqlen, statistics));
   }
   group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());

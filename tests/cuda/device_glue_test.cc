@@ -1,6 +1,11 @@
 // The worker's CUDA glue that needs the CUDA headers but no GPU (built with CUDA only): the
 // QuantSpec → GptqSolveSpec conversion the device solver runs on, ModelConfig → the device
-// layer's architecture and the device bytes a layer needs, and CudaStatus → absl::Status.
+// layer's architecture, the device bytes a layer needs under each propagation and the refusal of
+// a layer that cannot fit, and CudaStatus → absl::Status.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/layer_forward.h"
@@ -108,30 +113,140 @@ TEST(DeviceGlueTest, ModelConfigBecomesTheDeviceLayer) {
   EXPECT_EQ(LayerArchitectureOf(llama).status().code(), absl::StatusCode::kUnimplemented);
 }
 
-TEST(DeviceGlueTest, LayerDeviceBytesCountWeightsScratchAndTheLargerOfStatisticsAndSolve) {
-  ModelConfig opt;  // OPT-1.3B's layer
-  opt.arch = Architecture::kOpt;
-  opt.hidden_size = 2048;
-  opt.intermediate_size = 8192;
-  opt.num_heads = opt.num_kv_heads = 32;
-  opt.head_dim = 64;
-  const size_t h = 2048, f = 8192, tokens = 2048;
-  const auto arch = LayerArchitectureOf(opt);
-  ASSERT_TRUE(arch.ok());
-  const size_t weights = 4 * (4 * h * h + 4 * h + 2 * h * f + f + h) + 4 * 4 * h;
-  const size_t solve = 20 * f * f;  // fc2's factorization, the largest
-  const size_t statistics = 12 * (3 * h * h + f * f);
-  ASSERT_GT(solve, statistics);
-  const size_t scratch = gpu::LayerForwardScratchBytes(*arch, tokens), staging = 4 * tokens * h;
-  EXPECT_EQ(LayerDeviceBytes(opt, tokens, false), weights + scratch + staging + solve);
+// Layers at real models' shapes, and their device bound written out from docs/cuda.md's
+// formulas term by term (sharing only the forward scratch with the code under test).
+ModelConfig LayerOf(Architecture arch, int64_t hidden, int64_t ffn, int64_t heads, int64_t kv_heads,
+                    int64_t head_dim) {
+  ModelConfig c;  // OPT with biases, LLaMA without (the defaults)
+  c.arch = arch;
+  c.hidden_size = hidden;
+  c.intermediate_size = ffn;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  return c;
+}
+const ModelConfig kOpt1p3b = LayerOf(Architecture::kOpt, 2048, 8192, 32, 32, 64);
+const ModelConfig kOpt175b = LayerOf(Architecture::kOpt, 12288, 49152, 96, 96, 128);
+const ModelConfig kLlama70b = LayerOf(Architecture::kLlama, 8192, 28672, 64, 8, 128);  // GQA 8:1
 
-  // aespa's attention statistics join the statistics: 32 hidden² float64 sums (1.07 GB) push
-  // them past the solve.
-  const size_t attention = AttentionStatsDeviceBytes(opt, tokens);
-  EXPECT_EQ(attention, 32 * (8 * h * h + 4 * h) + 2 * 32 * (8 * 64 * 64 + 4 * 64) + 4 * (h * h + 64 * 64) +
-                           4 * tokens * tokens + 4 * tokens * h + 4 * tokens * 64);
-  ASSERT_GT(statistics + attention, solve);
-  EXPECT_EQ(LayerDeviceBytes(opt, tokens, true), weights + scratch + staging + statistics + attention);
+struct ExpectedBound {
+  size_t rest = 0;       // weights 4·P, the forward scratch, one window's staging
+  size_t solve = 0;      // the largest GPTQ solve, max(20·in², 12·in² + 16·in·out)
+  size_t attention = 0;  // aespa's attention statistics
+  size_t sums[4] = {};   // 12·width² per group: q/k/v, o, the MLP's input, down's
+
+  size_t Sequential(bool aespa) const {
+    size_t largest = 0;
+    for (int g = 0; g < 4; ++g) largest = std::max(largest, sums[g] + (g == 0 && aespa ? attention : 0));
+    return rest + std::max(largest, solve);
+  }
+  size_t Parallel(bool aespa) const {
+    return rest + std::max(sums[0] + sums[1] + sums[2] + sums[3] + (aespa ? attention : 0), solve);
+  }
+};
+
+ExpectedBound ExpectedOf(const ModelConfig& c, size_t tokens) {
+  const size_t d = c.hidden_size, f = c.intermediate_size, q = c.num_heads * c.head_dim,
+               kv = c.num_kv_heads * c.head_dim, hd = c.head_dim, kv_heads = c.num_kv_heads;
+  const auto solve = [](size_t in, size_t out) { return std::max(20 * in * in, 12 * in * in + 16 * in * out); };
+  ExpectedBound e;
+  size_t parameters = 0;
+  if (c.arch == Architecture::kOpt) {  // q, k, v, out_proj, fc1, fc2 with biases; two LayerNorms
+    parameters = 4 * d * d + 4 * d + d * f + f + f * d + d + 2 * 2 * d;
+    e.solve = std::max({solve(d, d), solve(d, f), solve(f, d)});
+  } else {  // q, k, v, o, gate, up, down without biases; two RMSNorms
+    parameters = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
+    e.solve = std::max({solve(d, q), solve(d, kv), solve(q, d), solve(d, f), solve(f, d)});
+  }
+  const auto arch = LayerArchitectureOf(c);
+  EXPECT_TRUE(arch.ok()) << arch.status();
+  e.rest = 4 * parameters + gpu::LayerForwardScratchBytes(*arch, tokens) + 4 * tokens * d;
+  // Per key/value head a hidden² float64 sum (and maxima) and two head_dim² ones for q and k; one
+  // product scratch of each size; one head's probabilities, A_h X and a q/k slice.
+  e.attention = kv_heads * (8 * d * d + 4 * d) + 2 * kv_heads * (8 * hd * hd + 4 * hd) + 4 * (d * d + hd * hd) +
+                4 * tokens * tokens + 4 * tokens * d + 4 * tokens * hd;
+  const size_t widths[4] = {d, q, d, f};
+  for (int g = 0; g < 4; ++g) e.sums[g] = 12 * widths[g] * widths[g];
+  return e;
+}
+
+constexpr int64_t kTokens = 2048;
+constexpr ForwardStatistics kSequential{.all_groups = false, .attention = false};
+constexpr ForwardStatistics kParallel{.all_groups = true, .attention = false};
+constexpr ForwardStatistics kSequentialAespa{.all_groups = false, .attention = true};
+constexpr ForwardStatistics kParallelAespa{.all_groups = true, .attention = true};
+
+void ExpectBoundsPerMode(const ModelConfig& c, const ExpectedBound& e) {
+  EXPECT_EQ(AttentionStatsDeviceBytes(c, kTokens), e.attention);
+  EXPECT_EQ(LayerDeviceBytes(c, kTokens, kSequential), e.Sequential(false));
+  EXPECT_EQ(LayerDeviceBytes(c, kTokens, kParallel), e.Parallel(false));
+  EXPECT_EQ(LayerDeviceBytes(c, kTokens, kSequentialAespa), e.Sequential(true));
+  EXPECT_EQ(LayerDeviceBytes(c, kTokens, kParallelAespa), e.Parallel(true));
+}
+
+TEST(DeviceGlueTest, TheLayerBoundCountsTheStatisticsThePropagationKeepsAtOnce) {
+  // OPT-1.3B: fc2's solve (20·8192², 1.34 GB) outweighs every group's sums at once (1.0 GB), so
+  // without aespa both modes give the same bound; aespa's 1.13 GB of attention statistics beside
+  // group 0's sums stay under it (sequential), beside all four's do not (parallel).
+  const ExpectedBound small = ExpectedOf(kOpt1p3b, kTokens);
+  ExpectBoundsPerMode(kOpt1p3b, small);
+  EXPECT_EQ(LayerDeviceBytes(kOpt1p3b, kTokens, kSequential), small.rest + small.solve);
+  EXPECT_EQ(LayerDeviceBytes(kOpt1p3b, kTokens, kParallel), small.rest + small.solve);
+  EXPECT_EQ(LayerDeviceBytes(kOpt1p3b, kTokens, kSequentialAespa), small.rest + small.solve);
+  EXPECT_GT(LayerDeviceBytes(kOpt1p3b, kTokens, kParallelAespa), small.rest + small.solve);
+
+  // OPT-175B: the attention statistics (96 × 12288² float64, 116.7 GB) decide aespa's bound in
+  // both modes; sequential adds group 0's 1.8 GB to them, parallel all four groups' 34.4 GB.
+  const ExpectedBound large = ExpectedOf(kOpt175b, kTokens);
+  ExpectBoundsPerMode(kOpt175b, large);
+  EXPECT_NEAR(large.attention / 1e9, 116.72, 0.01);
+  EXPECT_EQ(LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa), large.rest + large.sums[0] + large.attention);
+  EXPECT_EQ(LayerDeviceBytes(kOpt175b, kTokens, kParallelAespa),
+            LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa) + large.sums[1] + large.sums[2] + large.sums[3]);
+
+  // LLaMA-2-70B (GQA 8:1): 8 key/value heads' statistics (4.65 GB) and group 0's sums stay under
+  // down's solve (16.4 GB) and its own sums under sequential propagation; all four groups' sums
+  // with them pass it under parallel.
+  const ExpectedBound gqa = ExpectedOf(kLlama70b, kTokens);
+  ExpectBoundsPerMode(kLlama70b, gqa);
+  EXPECT_EQ(LayerDeviceBytes(kLlama70b, kTokens, kSequentialAespa), gqa.rest + gqa.solve);
+  EXPECT_GT(LayerDeviceBytes(kLlama70b, kTokens, kParallelAespa), gqa.rest + gqa.solve);
+}
+
+TEST(DeviceGlueTest, AespaAtOpt175bFitsA141GbCardUnderSequentialPropagationOnly) {
+  const ExpectedBound e = ExpectedOf(kOpt175b, kTokens);
+  const size_t sequential = e.Sequential(true), parallel = e.Parallel(true);
+  const auto gb = [](size_t bytes) { return absl::StrFormat("%.2f GB", bytes / 1e9); };
+  // The cards' nominal sizes, and the free memory the device tool reports on them (78 and 139 GiB).
+  for (const size_t free : {size_t{141'000'000'000}, size_t{139} << 30})
+    EXPECT_TRUE(CheckLayerFitsDevice(kOpt175b, kTokens, kSequentialAespa, 0, free).ok()) << gb(free);
+  for (const size_t free : {size_t{80'000'000'000}, size_t{78} << 30}) {
+    const absl::Status refused = CheckLayerFitsDevice(kOpt175b, kTokens, kSequentialAespa, 1, free);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(refused.message(),
+                HasSubstr(absl::StrCat("aespa on cuda:1: a layer needs ", gb(sequential),
+                                       " of device memory under sequential propagation")));
+    EXPECT_THAT(refused.message(), HasSubstr(absl::StrCat("of which ", gb(e.attention),
+                                                          " are its attention statistics (a 12288 × 12288 float64 "
+                                                          "sum per key/value head, 96 heads)")));
+    EXPECT_THAT(refused.message(), HasSubstr(absl::StrCat(gb(free), " are free: use --device cpu, or a device")));
+  }
+
+  // Parallel propagation keeps today's bound: refused on both, and told that sequential fits the larger.
+  const absl::Status on_141 = CheckLayerFitsDevice(kOpt175b, kTokens, kParallelAespa, 0, 141'000'000'000);
+  EXPECT_EQ(on_141.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(on_141.message(), HasSubstr(absl::StrCat("a layer needs ", gb(parallel),
+                                                       " of device memory under parallel propagation")));
+  EXPECT_THAT(on_141.message(), HasSubstr(absl::StrCat("use --device cpu, --propagation sequential (",
+                                                       gb(sequential), "), or a device")));
+  const absl::Status on_80 = CheckLayerFitsDevice(kOpt175b, kTokens, kParallelAespa, 0, 80'000'000'000);
+  EXPECT_EQ(on_80.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(on_80.message(), HasSubstr("are free: use --device cpu, or a device with more memory"));
+
+  // Without attention statistics nothing is refused here (shards spill; a solve that cannot fit
+  // fails when it allocates).
+  EXPECT_TRUE(CheckLayerFitsDevice(kOpt175b, kTokens, kParallel, 0, 1'000'000'000).ok());
 }
 
 }  // namespace

@@ -98,7 +98,8 @@ class StandInDevice : public CudaDevice {
   absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig&, int64_t) override {
     return absl::UnimplementedError("no attention statistics");
   }
-  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel&, int64_t, bool) override {
+  absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel&, int64_t,
+                                                            const ForwardStatistics&) override {
     return absl::UnimplementedError("no forward");
   }
   absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model,

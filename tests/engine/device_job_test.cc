@@ -40,13 +40,31 @@ struct StandInLog {
   int fail_rounding_at = 0;
   int fail_windows_at = 0, fail_run_at = 0, fail_attention_at = 0;
   bool fail_attention_download = false;
-  bool forward_for_attention = false;  // what NewForward was told
+  ForwardStatistics forward_statistics;  // what NewForward was told
+  ModelConfig forward_config;            // and of which model
+  // The stand-in's "device memory" for statistics: the sums' elements alive now and at most (dim²
+  // each), those alive when attention statistics were made or beside them (-1: never), and the
+  // device solves and roundings that found any statistics alive.
+  std::atomic<int64_t> live_sum_elements = 0;
+  int64_t peak_sum_elements = 0, peak_sum_elements_beside_attention = -1;
+  std::atomic<int> live_attention = 0, solves_beside_statistics = 0;
 };
+
+// Counts a device solve or rounding that runs while statistics are alive on the device.
+void NoteSolve(StandInLog* log) {
+  if (log->live_sum_elements > 0 || log->live_attention > 0) ++log->solves_beside_statistics;
+}
 
 // A sum kept on the host as the CPU collector would keep it; its "device memory" is the host's.
 class HostSum : public OffHostHessianSum {
  public:
-  HostSum(int64_t dim, StandInLog* log) : sum_(dim), log_(log) {}
+  HostSum(int64_t dim, StandInLog* log) : sum_(dim), log_(log) {
+    const int64_t live = log_->live_sum_elements += dim * dim;
+    log_->peak_sum_elements = std::max(log_->peak_sum_elements, live);
+    if (log_->live_attention > 0)
+      log_->peak_sum_elements_beside_attention = std::max(log_->peak_sum_elements_beside_attention, live);
+  }
+  ~HostSum() override { log_->live_sum_elements -= sum_.dim * sum_.dim; }
   int64_t dim() const override { return sum_.dim; }
   absl::Status AddResidentWindows(const float* x, int64_t rows, int64_t window) override {
     if (++log_->windows_calls == log_->fail_windows_at)
@@ -74,7 +92,12 @@ class HostSum : public OffHostHessianSum {
 class HostAttention : public OffHostAttentionStats {
  public:
   HostAttention(const DecoderModel& model, int64_t seq, StandInLog* log)
-      : model_(model), seq_(seq), log_(log), collector_(0, model.config(), &model.pool()) {}
+      : model_(model), seq_(seq), log_(log), collector_(0, model.config(), &model.pool()) {
+    ++log_->live_attention;
+    log_->peak_sum_elements_beside_attention =
+        std::max(log_->peak_sum_elements_beside_attention, log_->live_sum_elements.load());
+  }
+  ~HostAttention() override { --log_->live_attention; }
   absl::Status AddResidentWindow(const float* x, const float* q, const float* k) override {
     if (++log_->attention_windows == log_->fail_attention_at)
       return absl::ResourceExhaustedError("stand-in device: no room for the attention statistics");
@@ -189,6 +212,7 @@ class CountingLearner : public RoundingLearner {
   absl::StatusOr<RoundingCandidates> Learn(const RoundingProblem& problem, const AdaRoundOptions& options) const override {
     if (++log_->roundings == log_->fail_rounding_at)
       return absl::ResourceExhaustedError("stand-in device: no room for AdaRound");
+    NoteSolve(log_);
     return CpuRoundingLearner().Learn(problem, options);
   }
 
@@ -204,6 +228,7 @@ class CountingSolver : public Solver {
   bool needs_hessian() const override { return solver_->needs_hessian(); }
   absl::StatusOr<QuantizedLinear> Solve(const LayerProblem& problem) const override {
     ++log_->solves;
+    NoteSolve(log_);
     if (problem.fixed_grids != nullptr || !problem.column_scale.empty() || problem.hessians.size() > 1 ||
         problem.keep_unrounded)
       ++log_->solves_with_extras;
@@ -240,9 +265,10 @@ class StandInDevice : public CudaDevice {
     return std::make_unique<HostAttention>(*model_, seq, &log);
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
-                                                            bool attention_statistics) override {
+                                                            const ForwardStatistics& statistics) override {
     ++log.forwards;
-    log.forward_for_attention = attention_statistics;
+    log.forward_statistics = statistics;
+    log.forward_config = model.config();
     if (!forward_refusal.ok()) return forward_refusal;
     model_ = &model;
     return std::make_unique<CpuForward>(model, seqlen, &log);
@@ -277,6 +303,20 @@ nlohmann::json Roles(const char* calibration, const char* solves, const char* ro
   if (rounding != nullptr) roles["rounding"] = rounding;
   if (gptq_solves != nullptr) roles["gptq_solves"] = gptq_solves;
   return roles;
+}
+
+// The square of each calibration group's input width (q/k/v, o, the MLP's, its down projection):
+// the largest, and their total.
+struct GroupSquares {
+  int64_t widest = 0, total = 0;
+};
+GroupSquares GroupSquaresOf(const ModelConfig& c) {
+  GroupSquares squares;
+  for (const int64_t w : {c.hidden_size, c.num_heads * c.head_dim, c.hidden_size, c.intermediate_size}) {
+    squares.widest = std::max(squares.widest, w * w);
+    squares.total += w * w;
+  }
+  return squares;
 }
 
 // Runs `spec` on the CPU (out_dir + "-cpu") and on one worker with a stand-in device (out_dir):
@@ -329,6 +369,16 @@ TEST(DeviceJobTest, TheDeviceRouteGivesTheCpuBytes) {
     EXPECT_EQ(log.loads, 2);
     EXPECT_EQ(log.updates, sequential ? 2 * 7 : 0);
     EXPECT_EQ(log.runs, sequential ? kSequentialRuns : 2 * 4);
+    // What the device bound (LayerDeviceBytes) rests on: NewForward knows the propagation; one
+    // shard's sums are alive at a time, of one group under sequential propagation and of all four
+    // under parallel; none is alive while a solve runs.
+    EXPECT_EQ(log.forward_statistics.all_groups, !sequential);
+    EXPECT_FALSE(log.forward_statistics.attention);
+    const GroupSquares squares = GroupSquaresOf(log.forward_config);
+    ASSERT_LT(squares.widest, squares.total);
+    EXPECT_EQ(log.peak_sum_elements, sequential ? squares.widest : squares.total);
+    EXPECT_EQ(log.live_sum_elements, 0);
+    EXPECT_EQ(log.solves_beside_statistics, 0);
     const std::string bytes = ReadFileBytes(cpu_dir + "/model.safetensors");
     ASSERT_FALSE(bytes.empty());
     EXPECT_TRUE(bytes == ReadFileBytes(device_dir + "/model.safetensors"));
@@ -489,7 +539,17 @@ TEST(DeviceJobTest, AespaCalibratesSolvesGptqAndRoundsOnTheDeviceWithTheCpuBytes
     ASSERT_TRUE(report.ok()) << report.status().ToString();
     EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu", "cuda", "cuda"));
     const StandInLog& log = device->log;
-    EXPECT_TRUE(log.forward_for_attention);
+    // The attention statistics live beside group 0's sums alone under sequential propagation,
+    // beside all four under parallel, and neither lives while a GPTQ solve or AdaRound runs.
+    EXPECT_TRUE(log.forward_statistics.attention);
+    EXPECT_EQ(log.forward_statistics.all_groups, !sequential);
+    const GroupSquares squares = GroupSquaresOf(log.forward_config);
+    const int64_t hidden = log.forward_config.hidden_size;
+    ASSERT_LT(hidden * hidden, squares.widest);
+    EXPECT_EQ(log.peak_sum_elements, sequential ? squares.widest : squares.total);
+    EXPECT_EQ(log.peak_sum_elements_beside_attention, sequential ? hidden * hidden : squares.total);
+    EXPECT_EQ(log.live_attention, 0);
+    EXPECT_EQ(log.solves_beside_statistics, 0);
     EXPECT_EQ(log.learners, 1);
     EXPECT_EQ(log.roundings, 2 * 7);  // 2 layers × 7 linears
     // Their GPTQ starting points (the unrounded values kept) on the device's solver.

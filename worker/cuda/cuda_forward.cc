@@ -1,6 +1,7 @@
 #include "worker/cuda/cuda_forward.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -228,7 +229,7 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& c)
   return a;
 }
 
-size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, bool attention_statistics) {
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics) {
   const LayerSpec spec = DecoderLayerSpec(config);
   size_t weights = 0, solve = 0;
   for (const LinearSpec& l : spec.linears) {
@@ -239,32 +240,55 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, bool attentio
     solve = std::max({solve, 20 * in * in, 12 * in * in + 16 * in * out});
   }
   for (const NormSpec& n : spec.norms) weights += 4 * static_cast<size_t>(n.size);
-  size_t statistics = 0;
-  for (int64_t w : {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size, config.intermediate_size})
-    statistics += 12 * static_cast<size_t>(w) * static_cast<size_t>(w);
-  if (attention_statistics) statistics += AttentionStatsDeviceBytes(config, seqlen);
+  // A group's sum and its window product's scratch (cuda_hessian_sum.h), per group in order.
+  const int64_t widths[] = {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size,
+                            config.intermediate_size};
+  size_t sums = 0;
+  for (size_t g = 0; g < std::size(widths); ++g) {
+    size_t group = 12 * static_cast<size_t>(widths[g]) * static_cast<size_t>(widths[g]);
+    if (g == 0 && statistics.attention) group += AttentionStatsDeviceBytes(config, seqlen);
+    sums = statistics.all_groups ? sums + group : std::max(sums, group);
+  }
   const auto arch = LayerArchitectureOf(config);
   const size_t scratch = arch.ok() ? gpu::LayerForwardScratchBytes(*arch, seqlen) : 0;
   const size_t staging = 4 * static_cast<size_t>(seqlen * config.hidden_size);
-  return weights + scratch + staging + std::max(statistics, solve);
+  return weights + scratch + staging + std::max(sums, solve);
+}
+
+absl::Status CheckLayerFitsDevice(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
+                                  int index, size_t free) {
+  // The one job whose statistics alone may not fit at all: refused before any work.
+  if (!statistics.attention) return absl::OkStatus();
+  const size_t needed = LayerDeviceBytes(config, seqlen, statistics);
+  if (needed <= free) return absl::OkStatus();
+  std::string instead = "use --device cpu, ";
+  if (statistics.all_groups) {
+    ForwardStatistics sequential = statistics;
+    sequential.all_groups = false;
+    if (const size_t one_group = LayerDeviceBytes(config, seqlen, sequential); one_group <= free)
+      absl::StrAppendFormat(&instead, "--propagation sequential (%.2f GB), ", one_group / 1e9);
+  }
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "aespa on cuda:%d: a layer needs %.2f GB of device memory under %s besides the calibration hidden states, "
+      "of which %.2f GB are its attention statistics (a %d × %d float64 sum per key/value head, %d heads), and "
+      "%.2f GB are free: %sor a device with more memory",
+      index, needed / 1e9,
+      statistics.all_groups ? "parallel propagation (every group's statistics at once)"
+                            : "sequential propagation (one group's statistics at a time)",
+      AttentionStatsDeviceBytes(config, seqlen) / 1e9, config.hidden_size, config.hidden_size, config.num_kv_heads,
+      free / 1e9, instead));
 }
 
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             bool attention_statistics) {
+                                                             const ForwardStatistics& statistics) {
   QSHARD_ASSIGN_OR_RETURN(const gpu::LayerArchitecture arch, LayerArchitectureOf(config));
-  const size_t reserve = LayerDeviceBytes(config, seqlen, attention_statistics);
-  if (attention_statistics) {  // the one job whose statistics alone may not fit at all: refused now
+  if (statistics.attention) {
     QSHARD_ASSIGN_OR_RETURN(auto lock, session->Enter());
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session->FreeBytes("the forward pass's memory"));
-    if (reserve > free)
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "aespa on cuda:%d: a layer needs %.2f GB of device memory besides the calibration hidden states, of which "
-          "%.2f GB are its attention statistics (a %d × %d float64 sum per key/value head, %d heads), and %.2f GB "
-          "are free: use --device cpu, or a device with more memory",
-          session->index(), reserve / 1e9, AttentionStatsDeviceBytes(config, seqlen) / 1e9, config.hidden_size,
-          config.hidden_size, config.num_kv_heads, free / 1e9));
+    QSHARD_RETURN_IF_ERROR(CheckLayerFitsDevice(config, seqlen, statistics, session->index(), free));
   }
+  const size_t reserve = LayerDeviceBytes(config, seqlen, statistics);
   return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen, reserve);
 }
 

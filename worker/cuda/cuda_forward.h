@@ -23,15 +23,24 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& co
 
 // Device bytes a layer needs besides the shards' hidden states, the bound a shard's states must
 // leave free to be held on the device: the layer's float32 weights, one window's forward scratch
-// and staging, and the larger of the four groups' statistics at once (12·width² each: parallel
-// propagation), with aespa's attention statistics when `attention_statistics`
-// (AttentionStatsDeviceBytes), and its largest GPTQ solve (max(20·in², 12·in² + 16·in·out)).
-size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, bool attention_statistics);
+// and staging, and the larger of the statistics alive at once and its largest GPTQ solve
+// (max(20·in², 12·in² + 16·in·out)), which never overlap (a layer's solves start once its last
+// shard's sums are downloaded and freed). The statistics are one shard's sums of the groups a
+// pass collects, 12·width² each: all four groups' under parallel propagation (`all_groups`), the
+// widest group's under sequential; aespa's attention statistics (AttentionStatsDeviceBytes)
+// live beside group 0's.
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics);
 
-// With `attention_statistics`, RESOURCE_EXHAUSTED when that bound exceeds the device's free
-// memory now, before any work (aespa at OPT-175B: 116 GB of sums).
+// NewCudaForward's refusal on device `index` with `free` bytes free: RESOURCE_EXHAUSTED, naming
+// the bound, the attention statistics' share, the propagation and `free`, when the job collects
+// aespa's attention statistics and a layer's bound exceeds `free` (aespa at OPT-175B: 116 GB of
+// sums); OK otherwise.
+absl::Status CheckLayerFitsDevice(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
+                                  int index, size_t free);
+
+// CheckLayerFitsDevice with the device's free memory now, before any work.
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             bool attention_statistics);
+                                                             const ForwardStatistics& statistics);
 
 }  // namespace qshard

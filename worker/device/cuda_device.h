@@ -34,11 +34,12 @@ class CudaDevice : public StatisticsDevice {
     return absl::UnimplementedError(absl::StrCat(DeviceName(device()), ": no AdaRound on this device"));
   }
   // The calibration forward pass of one job over `model`'s layers, windows of `seqlen` tokens;
-  // UNIMPLEMENTED for a layer the device cannot compute. `attention_statistics`: the job collects
-  // aespa's (NewAttentionStats), which the device must leave room for beside each layer;
-  // RESOURCE_EXHAUSTED, before any work, when a layer's needs cannot fit the device at all.
+  // UNIMPLEMENTED for a layer the device cannot compute. `statistics`: the sums the job's passes
+  // collect at once (its propagation; aespa's attention statistics), which the device must leave
+  // room for beside each layer; RESOURCE_EXHAUSTED, before any work, when a layer's needs cannot
+  // fit the device at all.
   virtual absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
-                                                                    bool attention_statistics) = 0;
+                                                                    const ForwardStatistics& statistics) = 0;
   // An empty model for evaluation with `model`'s configuration, final norm and head (uploaded
   // now), to be filled layer by layer (device_model.h). UNIMPLEMENTED where the device has none.
   virtual absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) {

@@ -33,6 +33,17 @@ struct ForwardPass {
 // Whether `pass` adds group g's output to the residual after computing g's input.
 inline bool AddsOutput(const ForwardPass& pass, int g) { return g % 2 == 1 && (g < pass.last || pass.add_last); }
 
+// What a job's passes collect into device sums, which the device leaves room for beside each
+// layer (worker/cuda/cuda_forward.h, LayerDeviceBytes). Each shard's sums are made for its pass
+// and downloaded and freed before the next shard's pass, and a layer's solves start after its
+// last shard's: so the sums alive at once are one shard's of the groups one pass collects.
+struct ForwardStatistics {
+  // Parallel propagation: every group's sums from one pass. Sequential: one group's per pass.
+  bool all_groups = false;
+  // aespa's attention statistics (StatisticsDevice::NewAttentionStats), made beside group 0's sums.
+  bool attention = false;
+};
+
 class ForwardDevice {
  public:
   virtual ~ForwardDevice() = default;

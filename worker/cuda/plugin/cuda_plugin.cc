@@ -37,8 +37,8 @@ class OpenedCudaDevice final : public CudaDevice {
     return NewCudaAttentionStats(session_, config, seq);
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
-                                                            bool attention_statistics) override {
-    return NewCudaForward(session_, model.config(), seqlen, attention_statistics);
+                                                            const ForwardStatistics& statistics) override {
+    return NewCudaForward(session_, model.config(), seqlen, statistics);
   }
   absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) override {
     return NewCudaModel(session_, model, kernels);
