@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/gptq_kernels.cuh"
 #include "kernels/cuda/gptq_mma_w4.h"
+#include "kernels/cuda/ptx.cuh"
 
 namespace qshard::gpu {
 namespace {
@@ -57,14 +58,6 @@ __host__ __device__ size_t XBytes(int tokens, int tiles) {
 }
 size_t SharedBytes(const lay::MmaW4Shape& s, int tokens, int tiles) {
   return XBytes(tokens, tiles) + size_t{kWarps} * ParamGroups(s, tiles) * kParamBytesPerGroup;
-}
-
-__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // One group's constants for a lane: the scales of its columns row and row + 8, and the zero
@@ -220,7 +213,7 @@ __global__ void __launch_bounds__(kThreads) GptqMmaW4Kernel(KernelArgs args) {
           uint32_t a[4];
           Unpack(words[step], terms, a);
 #pragma unroll
-          for (int tt = 0; tt < kTokenTiles; ++tt) Mma(group_sums[tt], a, b[tt][2 * step], b[tt][2 * step + 1]);
+          for (int tt = 0; tt < kTokenTiles; ++tt) ptx::MmaM16N8K16(group_sums[tt], a, b[tt][2 * step], b[tt][2 * step + 1]);
           if (--steps_left == 0) next_group();
         }
       }

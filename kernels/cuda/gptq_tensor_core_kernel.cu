@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/gptq_kernels.cuh"
+#include "kernels/cuda/ptx.cuh"
 
 namespace qshard::gpu::internal {
 namespace {
@@ -67,28 +68,6 @@ struct Layout {
 template <int kBits>
 __device__ __forceinline__ constexpr int PairInput(int i) {
   return kBits == 4 ? i % 2 * 4 + i / 2 : i / 4 * 4 + i % 2 * 2 + i % 4 / 2;
-}
-
-// 16 bytes global → shared without passing through registers; zero-fills when !valid.
-__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void CommitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void WaitAsync() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-// d += a · b for one 16×16 (A, row-major) by 16×8 (B, column-major) fp16 product.
-__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                    uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // Per-group constants of one column for Unpack: (1024 + zero) and −(64 + zero) in both halves.
@@ -296,17 +275,17 @@ __global__ void __launch_bounds__(kThreads)
       for (int pass = 0; pass < kWeightPasses; ++pass) {
         const int row = stage_row + pass * kRowsPerPass;
         const bool valid = row_begin + copy_row + row < row_end && copy_col < out;
-        CopyAsync16(weights + pass * kRowsPerPass * L::kWordStride,
+        ptx::CopyAsync16(weights + pass * kRowsPerPass * L::kWordStride,
                     valid ? weight_source + static_cast<size_t>(row) * out : w.qweight, valid);
       }
       if (x_copier) {
         const int input = stage * kStageInputs;
         const bool valid = x_token < tokens && x_input + input < input_end;
-        CopyAsync16(x_tiles + buffer * L::kTokens * kXStride + x_target,
+        ptx::CopyAsync16(x_tiles + buffer * L::kTokens * kXStride + x_target,
                     valid ? x_source + input : x, valid);
       }
     }
-    CommitAsync();  // one group per stage, empty ones too, so that the wait counts line up
+    ptx::CommitAsync();  // one group per stage, empty ones too, so that the wait counts line up
   };
 #pragma unroll
   for (int stage = 0; stage < kStages - 1; ++stage) load_stage(stage);
@@ -380,7 +359,7 @@ __global__ void __launch_bounds__(kThreads)
   };
 
   for (int stage = 0; stage < stages; ++stage) {
-    WaitAsync<kStages - 2>();
+    ptx::WaitAsync<kStages - 2>();
     __syncthreads();  // the stage has landed for all threads; the buffer refilled next is free
     load_stage(stage + kStages - 1);
     const uint32_t* weights = weight_tiles + (stage % kStages) * L::kStageRows * L::kWordStride;
@@ -413,8 +392,8 @@ __global__ void __launch_bounds__(kThreads)
         Unpack<kBits>(first1, second1, constants.zero[1], pairs[1]);
 #pragma unroll
         for (int tile = 0; tile < kTokenTiles; ++tile) {
-          Mma(group_sums[tile], pairs[0][0], pairs[1][0], pairs[0][1], pairs[1][1], b[tile][0], b[tile][1]);
-          Mma(group_sums[tile], pairs[0][2], pairs[1][2], pairs[0][3], pairs[1][3], b[tile][2], b[tile][3]);
+          ptx::MmaM16N8K16(group_sums[tile], {pairs[0][0], pairs[1][0], pairs[0][1], pairs[1][1]}, b[tile][0], b[tile][1]);
+          ptx::MmaM16N8K16(group_sums[tile], {pairs[0][2], pairs[1][2], pairs[0][3], pairs[1][3]}, b[tile][2], b[tile][3]);
         }
       } else {
         const StepPairs rounded = RoundedStepPairs<kBits>(
@@ -422,15 +401,17 @@ __global__ void __launch_bounds__(kThreads)
             input_begin + (stage * kStepsPerStage + step) * kStepInputs + 8 * part, col0, col1);
 #pragma unroll
         for (int tile = 0; tile < kTokenTiles; ++tile) {
-          Mma(rounded_sums[tile], rounded.pairs[0][0], rounded.pairs[1][0], rounded.pairs[0][1],
-              rounded.pairs[1][1], b[tile][0], b[tile][1]);
-          Mma(rounded_sums[tile], rounded.pairs[0][2], rounded.pairs[1][2], rounded.pairs[0][3],
-              rounded.pairs[1][3], b[tile][2], b[tile][3]);
+          ptx::MmaM16N8K16(rounded_sums[tile],
+                           {rounded.pairs[0][0], rounded.pairs[1][0], rounded.pairs[0][1], rounded.pairs[1][1]},
+                           b[tile][0], b[tile][1]);
+          ptx::MmaM16N8K16(rounded_sums[tile],
+                           {rounded.pairs[0][2], rounded.pairs[1][2], rounded.pairs[0][3], rounded.pairs[1][3]},
+                           b[tile][2], b[tile][3]);
         }
       }
     }
   }
-  WaitAsync<0>();
+  ptx::WaitAsync<0>();
   flush_group();
 
   const bool single_split = gridDim.y == 1;

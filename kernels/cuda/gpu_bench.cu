@@ -29,6 +29,7 @@
 #include "kernels/cuda/w8a8_matmul.h"
 #include "kernels/layout/int8_channel_weights.h"
 #include "kernels/cuda/gptq_mma_w4.h"
+#include "kernels/cuda/ptx.cuh"
 
 namespace qshard::gpu {
 namespace {
@@ -113,13 +114,10 @@ __global__ void FillIdentityPerm(int32_t* perm, int64_t padded_inputs, int64_t i
 // Holds the stream busy so that the host can queue every timed launch before the first runs:
 // the events then time back-to-back device work instead of the host's launch latency.
 __global__ void Spin(uint64_t nanoseconds) {
-  uint64_t start = 0;
-  uint64_t now = 0;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  const uint64_t start = ptx::GlobalTimerNanoseconds();
   do {
     __nanosleep(1000);
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-  } while (now - start < nanoseconds);
+  } while (ptx::GlobalTimerNanoseconds() - start < nanoseconds);
 }
 
 constexpr int kFillBlocks = 1024;

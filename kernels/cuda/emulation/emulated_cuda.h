@@ -25,6 +25,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 // Blocks run one at a time and all launches are serialized, so a function-local static is
@@ -42,13 +43,14 @@ const ThreadIds& CurrentIds();
 void BlockBarrier();
 void WarpBarrier();
 void* DynamicShared();
-// The calling lane's 16-byte slot in its warp's exchange area, and lane `lane`'s.
+// Lane `lane`'s slot in the calling thread's warp's exchange area.
+inline constexpr size_t kWarpSlotBytes = 32;
 void* WarpSlot(int lane);
 int LaneId();
 
 template <typename T>
 T ShuffleFrom(T value, int source_lane, bool in_range) {
-  static_assert(sizeof(T) <= 16 && std::is_trivially_copyable_v<T>);
+  static_assert(sizeof(T) <= kWarpSlotBytes && std::is_trivially_copyable_v<T>);
   std::memcpy(WarpSlot(LaneId()), &value, sizeof(T));
   WarpBarrier();
   T result = value;
@@ -68,6 +70,8 @@ inline constexpr int warpSize = 32;
 inline void __syncthreads() { qshard_emu::BlockBarrier(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { qshard_emu::WarpBarrier(); }
 inline void __threadfence() {}
+// cp.async's shared-window address; the emulated copy takes the generic pointer itself.
+inline size_t __cvta_generic_to_shared(const void* pointer) { return reinterpret_cast<size_t>(pointer); }
 inline void __nanosleep(unsigned) {}
 
 template <typename T>
@@ -102,6 +106,12 @@ template <typename T>
 T atomicMax(T* address, T value) {
   const T old = *address;
   *address = std::max(old, value);
+  return old;
+}
+template <typename T>
+T atomicMin(T* address, T value) {
+  const T old = *address;
+  *address = std::min(old, value);
   return old;
 }
 template <typename T>

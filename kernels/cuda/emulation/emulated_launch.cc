@@ -1,9 +1,8 @@
-// Kernel launches in the host emulation of CUDA: every block in order, its threads as fibers
-// (ucontext) on the launching thread, switched at block and warp barriers. A barrier that can
+// Kernel launches in the host emulation of CUDA: every block in order, its threads as fibers on
+// the launching thread, switched at block and warp barriers. A barrier that can
 // never be passed (some threads wait at __syncthreads while others wait at a warp operation)
 // is the hang it would be on a device: the emulation reports the kernel and aborts.
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +12,37 @@
 
 #include "kernels/cuda/emulation/emulated_cuda.h"
 #include "kernels/cuda/emulation/emulated_state.h"
+
+#if !defined(__x86_64__)
+#error "the host emulation of CUDA switches fibers with x86-64 code"
+#endif
+
+// Saves the callee-saved registers on the current stack, stores its pointer in *save, and
+// resumes the stack at `load` (its registers, then its return address). ucontext's swapcontext
+// would also save the signal mask, a system call per switch: most of an emulated kernel's time.
+extern "C" void qshard_emu_switch(void** save, void* load);
+asm(R"(
+  .text
+  .p2align 4
+  .type qshard_emu_switch, @function
+qshard_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size qshard_emu_switch, .-qshard_emu_switch
+)");
 
 namespace qshard_emu {
 namespace {
@@ -24,11 +54,19 @@ constexpr size_t kOptInDynamicShared = 227 << 10;  // an H100's opt-in limit
 
 enum class FiberState { kRunnable, kAtBlockBarrier, kAtWarpBarrier, kDone };
 
+struct PendingCopy {
+  void* shared;
+  const void* global;
+  bool valid;
+};
+
 struct Fiber {
-  ucontext_t context;
+  void* stack_pointer = nullptr;  // where qshard_emu_switch resumes it
   ThreadIds ids;
   int linear = 0;
   FiberState state = FiberState::kRunnable;
+  std::vector<PendingCopy> copies;   // cp.async copies not yet made, oldest first
+  std::vector<size_t> group_ends;    // the end in `copies` of each committed group
 };
 
 struct Launcher {
@@ -36,9 +74,9 @@ struct Launcher {
   std::vector<void*> stacks;
   std::vector<Fiber> fibers;
   std::vector<unsigned char> dynamic_shared;
-  std::vector<unsigned char> warp_slots;  // 32 lanes × 16 bytes per warp
+  std::vector<unsigned char> warp_slots;  // 32 lanes × kWarpSlotBytes per warp
   std::map<const void*, size_t> max_dynamic_shared;
-  ucontext_t scheduler;
+  void* scheduler = nullptr;
   Fiber* current = nullptr;
   const std::function<void()>* body = nullptr;
 };
@@ -51,13 +89,29 @@ Launcher& TheLauncher() {
 void Yield(FiberState state) {
   Launcher& l = TheLauncher();
   l.current->state = state;
-  swapcontext(&l.current->context, &l.scheduler);
+  qshard_emu_switch(&l.current->stack_pointer, l.scheduler);
 }
 
-void RunThread() {
+// A fiber's first frame: runs the kernel body for its thread and never returns.
+[[noreturn]] void RunThread() {
   Launcher& l = TheLauncher();
   (*l.body)();
-  l.current->state = FiberState::kDone;  // uc_link returns to the scheduler
+  l.current->state = FiberState::kDone;
+  void* finished = nullptr;
+  qshard_emu_switch(&finished, l.scheduler);
+  __builtin_unreachable();
+}
+
+// A new fiber's stack as qshard_emu_switch leaves a suspended one: six registers, then the
+// address `ret` jumps to, so that RunThread starts with the stack aligned as after a call.
+void* NewFiberStack(void* stack) {
+  auto top = reinterpret_cast<uintptr_t>(stack) + kStackBytes;
+  top &= ~uintptr_t{15};
+  auto* frame = reinterpret_cast<void**>(top - 8 * sizeof(void*));
+  for (int r = 0; r < 6; ++r) frame[r] = nullptr;
+  frame[6] = reinterpret_cast<void*>(&RunThread);
+  frame[7] = nullptr;
+  return frame;
 }
 
 void EnsureStacks(Launcher& l, size_t count) {
@@ -118,18 +172,14 @@ void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
     f.ids.block_idx = block_idx;
     f.ids.block_dim = config.block;
     f.ids.grid_dim = config.grid;
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = l.stacks[t];
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = &l.scheduler;
-    makecontext(&f.context, RunThread, 0);
+    f.stack_pointer = NewFiberStack(l.stacks[t]);
   }
   for (;;) {
     bool ran = false;
     for (Fiber& f : l.fibers) {
       if (f.state != FiberState::kRunnable) continue;
       l.current = &f;
-      swapcontext(&l.scheduler, &f.context);
+      qshard_emu_switch(&l.scheduler, f.stack_pointer);
       ran = true;
     }
     if (std::all_of(l.fibers.begin(), l.fibers.end(), [](const Fiber& f) { return f.state == FiberState::kDone; }))
@@ -161,7 +211,34 @@ int LaneId() { return TheLauncher().current->linear % 32; }
 void* WarpSlot(int lane) {
   Launcher& l = TheLauncher();
   const size_t warp = static_cast<size_t>(l.current->linear / 32);
-  return l.warp_slots.data() + (warp * 32 + static_cast<size_t>(lane)) * 16;
+  return l.warp_slots.data() + (warp * 32 + static_cast<size_t>(lane)) * kWarpSlotBytes;
+}
+
+void CopyAsync16(void* shared, const void* global, bool valid) {
+  TheLauncher().current->copies.push_back({shared, global, valid});
+}
+
+void CommitAsync() {
+  Fiber& f = *TheLauncher().current;
+  f.group_ends.push_back(f.copies.size());
+}
+
+void WaitAsync(int pending) {
+  Fiber& f = *TheLauncher().current;
+  if (static_cast<int>(f.group_ends.size()) <= pending) return;
+  const size_t completed_groups = f.group_ends.size() - static_cast<size_t>(pending);
+  const size_t completed = f.group_ends[completed_groups - 1];
+  for (size_t i = 0; i < completed; ++i) {
+    const PendingCopy& c = f.copies[i];
+    if (c.valid) {
+      std::memcpy(c.shared, c.global, 16);
+    } else {
+      std::memset(c.shared, 0, 16);
+    }
+  }
+  f.copies.erase(f.copies.begin(), f.copies.begin() + static_cast<std::ptrdiff_t>(completed));
+  f.group_ends.erase(f.group_ends.begin(), f.group_ends.begin() + static_cast<std::ptrdiff_t>(completed_groups));
+  for (size_t& end : f.group_ends) end -= completed;
 }
 
 cudaError_t SetFunctionMaxDynamicShared(const void* function, int bytes) {
@@ -190,7 +267,7 @@ void Launch(const LaunchConfig& config, const void* kernel, const std::function<
   EnsureStacks(l, threads);
   // Fresh shared memory is garbage on a device: fill it with a NaN pattern, not zeros.
   l.dynamic_shared.assign(std::max<size_t>(config.shared_bytes, 16), 0xff);
-  l.warp_slots.assign((threads + 31) / 32 * 32 * 16, 0);
+  l.warp_slots.assign((threads + 31) / 32 * 32 * kWarpSlotBytes, 0);
   l.body = &body;
   for (unsigned z = 0; z < config.grid.z; ++z)
     for (unsigned y = 0; y < config.grid.y; ++y)
