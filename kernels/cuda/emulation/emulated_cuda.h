@@ -134,6 +134,8 @@ inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
+inline float cospif(float x) { return static_cast<float>(std::cos(M_PI * static_cast<double>(x))); }
+inline float sinpif(float x) { return static_cast<float>(std::sin(M_PI * static_cast<double>(x))); }
 inline float __fdividef(float a, float b) { return a / b; }
 // PRMT in its default mode: byte i of the result is byte selector[4i..4i+3] of {y, x}.
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned selector) {
