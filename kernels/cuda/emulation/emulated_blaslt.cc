@@ -7,6 +7,7 @@
 #include "kernels/cuda/emulation/emulated_blaslt.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@ constexpr uint32_t kDefaultMinAlignment = 256;
 // Its contents are overwritten on every call, as such an algorithm would.
 constexpr uint64_t kAlgoWorkspaceBytes = uint64_t{1} << 20;
 
+// Each attribute's field has the attribute's documented type.
 struct LayoutState {
   uint64_t magic;
   uint32_t type;
@@ -83,18 +85,64 @@ cublasStatus_t Refuse(const char* f, cublasStatus_t status, const std::string& w
   return status;
 }
 
-// "CUBLAS_STATUS_INVALID_VALUE if buf is NULL or sizeInBytes doesn't match size of internal
-// storage for selected attribute" (every *SetAttribute).
-template <typename T, typename Field>
-cublasStatus_t Assign(const char* f, const char* attribute, const void* buffer, size_t bytes, Field& field) {
-  if (buffer == nullptr || bytes != sizeof(T)) {
+// Where an attribute lives in a descriptor's state: the field, of the attribute's documented
+// type ("uint32_t", "int64_t", ...), so a value is copied in byte for byte.
+struct Slot {
+  int attribute;
+  const char* name;
+  size_t offset, bytes;
+};
+#define QSHARD_LT_SLOT(State, attribute, field) Slot{attribute, #attribute, offsetof(State, field), sizeof(State::field)}
+// The attributes emulated; setting any other is refused (NOT_SUPPORTED), naming it, rather
+// than silently ignored.
+constexpr Slot kDescSlots[] = {
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_COMPUTE_TYPE, compute),
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_SCALE_TYPE, scale),
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_POINTER_MODE, pointer_mode),
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_TRANSA, transa),
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_TRANSB, transb),
+    QSHARD_LT_SLOT(DescState, CUBLASLT_MATMUL_DESC_TRANSC, transc),
+};
+constexpr Slot kLayoutSlots[] = {
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_TYPE, type),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_ORDER, order),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_ROWS, rows),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_COLS, cols),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_LD, ld),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, batch_count),
+    QSHARD_LT_SLOT(LayoutState, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, batch_stride),
+};
+constexpr Slot kPreferenceSlots[] = {
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_SEARCH_MODE, search_mode),
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, max_workspace),
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, min_alignment[0]),
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, min_alignment[1]),
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, min_alignment[2]),
+    QSHARD_LT_SLOT(PreferenceState, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, min_alignment[3]),
+};
+#undef QSHARD_LT_SLOT
+
+// What every *SetAttribute does: the descriptor's state loaded, the value copied into the
+// attribute's slot, `check` run on the result, the state stored back. "CUBLAS_STATUS_INVALID_VALUE
+// if buf is NULL or sizeInBytes doesn't match size of internal storage for selected attribute".
+template <typename State, typename Opaque, size_t kSlots, typename Check>
+cublasStatus_t SetAttribute(const char* f, Opaque* opaque, uint64_t magic, const Slot (&slots)[kSlots], int attribute,
+                            const void* buffer, size_t bytes, Check check) {
+  if (opaque == nullptr) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "NULL descriptor");
+  State state = Load<State>(opaque);
+  if (state.magic != magic) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "descriptor not initialized by its *Init");
+  const Slot* slot = std::find_if(slots, slots + kSlots, [&](const Slot& s) { return s.attribute == attribute; });
+  if (slot == slots + kSlots) {
+    return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED, "attribute " + std::to_string(attribute) + ": not emulated");
+  }
+  if (buffer == nullptr || bytes != slot->bytes) {
     return Refuse(f, CUBLAS_STATUS_INVALID_VALUE,
-                  std::string(attribute) + ": a value of " + std::to_string(sizeof(T)) + " bytes is expected, got " +
+                  std::string(slot->name) + ": a value of " + std::to_string(slot->bytes) + " bytes is expected, got " +
                       std::to_string(bytes) + (buffer == nullptr ? " at NULL" : ""));
   }
-  T value;
-  std::memcpy(&value, buffer, sizeof(T));
-  field = static_cast<Field>(value);
+  std::memcpy(reinterpret_cast<char*>(&state) + slot->offset, buffer, bytes);
+  if (const cublasStatus_t status = check(state); status != CUBLAS_STATUS_SUCCESS) return status;
+  Store(state, opaque);
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -331,35 +379,19 @@ cublasStatus_t cublasLtMatmulDescInit_internal(cublasLtMatmulDesc_t desc, size_t
   if (desc == nullptr || size < sizeof(cublasLtMatmulDescOpaque_t)) return CUBLAS_STATUS_ALLOC_FAILED;
   // Defaults: "CUBLASLT_MATMUL_DESC_POINTER_MODE ... default: CUBLASLT_POINTER_MODE_HOST",
   // "CUBLASLT_MATMUL_DESC_TRANSA ... default: CUBLAS_OP_N" (likewise TRANSB, TRANSC).
-  Store(DescState{kDescMagic, static_cast<int32_t>(compute), static_cast<int32_t>(scale), CUBLASLT_POINTER_MODE_HOST, CUBLAS_OP_N, CUBLAS_OP_N, CUBLAS_OP_N}, desc);
+  Store(DescState{kDescMagic, static_cast<int32_t>(compute), static_cast<int32_t>(scale), CUBLASLT_POINTER_MODE_HOST,
+                  CUBLAS_OP_N, CUBLAS_OP_N, CUBLAS_OP_N},
+        desc);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute,
                                               const void* buffer, size_t bytes) {
   const char* f = "cublasLtMatmulDescSetAttribute";
-  if (desc == nullptr) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "NULL descriptor");
-  DescState s = Load<DescState>(desc);
-  if (s.magic != kDescMagic) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "descriptor not initialized");
-  cublasStatus_t status;
-  switch (attribute) {
-    case CUBLASLT_MATMUL_DESC_COMPUTE_TYPE: status = Assign<int32_t>(f, "COMPUTE_TYPE", buffer, bytes, s.compute); break;
-    case CUBLASLT_MATMUL_DESC_SCALE_TYPE: status = Assign<int32_t>(f, "SCALE_TYPE", buffer, bytes, s.scale); break;
-    case CUBLASLT_MATMUL_DESC_POINTER_MODE:
-      status = Assign<int32_t>(f, "POINTER_MODE", buffer, bytes, s.pointer_mode);
-      break;
-    case CUBLASLT_MATMUL_DESC_TRANSA: status = Assign<int32_t>(f, "TRANSA", buffer, bytes, s.transa); break;
-    case CUBLASLT_MATMUL_DESC_TRANSB: status = Assign<int32_t>(f, "TRANSB", buffer, bytes, s.transb); break;
-    case CUBLASLT_MATMUL_DESC_TRANSC: status = Assign<int32_t>(f, "TRANSC", buffer, bytes, s.transc); break;
-    default:
-      return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED, "attribute " + std::to_string(attribute) + ": not emulated");
-  }
-  if (status != CUBLAS_STATUS_SUCCESS) return status;
-  if (!IsOperation(s.transa) || !IsOperation(s.transb) || !IsOperation(s.transc)) {
+  return SetAttribute<DescState>(f, desc, kDescMagic, kDescSlots, attribute, buffer, bytes, [&](const DescState& s) {
+    if (IsOperation(s.transa) && IsOperation(s.transb) && IsOperation(s.transc)) return CUBLAS_STATUS_SUCCESS;
     return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "a transpose that is not a cublasOperation_t");
-  }
-  Store(s, desc);
-  return CUBLAS_STATUS_SUCCESS;
+  });
 }
 
 cublasStatus_t cublasLtMatrixLayoutInit_internal(cublasLtMatrixLayout_t layout, size_t size, cudaDataType type,
@@ -377,31 +409,12 @@ cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t layout,
                                                 cublasLtMatrixLayoutAttribute_t attribute, const void* buffer,
                                                 size_t bytes) {
   const char* f = "cublasLtMatrixLayoutSetAttribute";
-  if (layout == nullptr) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "NULL layout");
-  LayoutState s = Load<LayoutState>(layout);
-  if (s.magic != kLayoutMagic) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "layout not initialized");
-  cublasStatus_t status;
-  switch (attribute) {
-    case CUBLASLT_MATRIX_LAYOUT_TYPE: status = Assign<uint32_t>(f, "TYPE", buffer, bytes, s.type); break;
-    case CUBLASLT_MATRIX_LAYOUT_ORDER: status = Assign<int32_t>(f, "ORDER", buffer, bytes, s.order); break;
-    case CUBLASLT_MATRIX_LAYOUT_ROWS: status = Assign<uint64_t>(f, "ROWS", buffer, bytes, s.rows); break;
-    case CUBLASLT_MATRIX_LAYOUT_COLS: status = Assign<uint64_t>(f, "COLS", buffer, bytes, s.cols); break;
-    case CUBLASLT_MATRIX_LAYOUT_LD: status = Assign<int64_t>(f, "LD", buffer, bytes, s.ld); break;
-    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT:
-      status = Assign<int32_t>(f, "BATCH_COUNT", buffer, bytes, s.batch_count);
-      break;
-    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET:
-      status = Assign<int64_t>(f, "STRIDED_BATCH_OFFSET", buffer, bytes, s.batch_stride);
-      break;
-    default:
-      return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED, "attribute " + std::to_string(attribute) + ": not emulated");
-  }
-  if (status != CUBLAS_STATUS_SUCCESS) return status;
-  if (s.ld < 0 || s.batch_count < 1) {
-    return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "negative leading dimension or batch count below 1");
-  }
-  Store(s, layout);
-  return CUBLAS_STATUS_SUCCESS;
+  return SetAttribute<LayoutState>(f, layout, kLayoutMagic, kLayoutSlots, attribute, buffer, bytes,
+                                   [&](const LayoutState& s) {
+                                     if (s.ld >= 0 && s.batch_count >= 1) return CUBLAS_STATUS_SUCCESS;
+                                     return Refuse(f, CUBLAS_STATUS_INVALID_VALUE,
+                                                   "negative leading dimension or batch count below 1");
+                                   });
 }
 
 cublasStatus_t cublasLtMatmulPreferenceInit_internal(cublasLtMatmulPreference_t preference, size_t size) {
@@ -417,33 +430,12 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     cublasLtMatmulPreferenceAttributes_t attribute,
                                                     const void* buffer, size_t bytes) {
   const char* f = "cublasLtMatmulPreferenceSetAttribute";
-  if (preference == nullptr) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "NULL preference");
-  PreferenceState s = Load<PreferenceState>(preference);
-  if (s.magic != kPreferenceMagic) return Refuse(f, CUBLAS_STATUS_INVALID_VALUE, "preference not initialized");
-  cublasStatus_t status;
-  switch (attribute) {
-    case CUBLASLT_MATMUL_PREF_SEARCH_MODE:
-      status = Assign<uint32_t>(f, "SEARCH_MODE", buffer, bytes, s.search_mode);
-      break;
-    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
-      status = Assign<uint64_t>(f, "MAX_WORKSPACE_BYTES", buffer, bytes, s.max_workspace);
-      break;
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES:
-      status = Assign<uint32_t>(f, "MIN_ALIGNMENT", buffer, bytes,
-                                s.min_alignment[attribute - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES]);
-      break;
-    default:
-      return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED, "attribute " + std::to_string(attribute) + ": not emulated");
-  }
-  if (status != CUBLAS_STATUS_SUCCESS) return status;
-  if (s.search_mode != CUBLASLT_SEARCH_BEST_FIT) {
-    return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED, "search modes other than BEST_FIT: not emulated");
-  }
-  Store(s, preference);
-  return CUBLAS_STATUS_SUCCESS;
+  return SetAttribute<PreferenceState>(f, preference, kPreferenceMagic, kPreferenceSlots, attribute, buffer, bytes,
+                                       [&](const PreferenceState& s) {
+                                         if (s.search_mode == CUBLASLT_SEARCH_BEST_FIT) return CUBLAS_STATUS_SUCCESS;
+                                         return Refuse(f, CUBLAS_STATUS_NOT_SUPPORTED,
+                                                       "search modes other than BEST_FIT: not emulated");
+                                       });
 }
 
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,

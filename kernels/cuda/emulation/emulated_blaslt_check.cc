@@ -136,63 +136,54 @@ Outcome Run(const Gemm& g, std::mt19937& rng) {
   return out;
 }
 
+// A change to the valid call, and the status it must bring.
+struct Case {
+  const char* what;
+  void (*change)(Gemm&);
+  cublasStatus_t expected;
+};
+
+constexpr Case kCases[] = {
+    {"TN, padded leading dimensions", [](Gemm&) {}, CUBLAS_STATUS_SUCCESS},
+    {"alpha 3, beta -2, C out of place with its own ld",
+     [](Gemm& g) { g.in_place = false, g.ldc = 20, g.alpha = 3, g.beta = -2; }, CUBLAS_STATUS_SUCCESS},
+    {"row-major C and D, a strided batch of 3",
+     [](Gemm& g) { g.in_place = false, g.alpha = 3, g.beta = -2, g.cd_order = CUBLASLT_ORDER_ROW, g.ldc = 8, g.ldd = 12, g.batch = 3; },
+     CUBLAS_STATUS_SUCCESS},
+    {"A 16-byte aligned, as the preference says", [](Gemm& g) { g.a_offset = 16, g.pref_alignment_a = 16; },
+     CUBLAS_STATUS_SUCCESS},
+    {"refused: NN (int8 takes only TN)", [](Gemm& g) { g.transa = CUBLAS_OP_N, g.lda = 12; }, CUBLAS_STATUS_NOT_SUPPORTED},
+    {"refused: lda not a multiple of 4", [](Gemm& g) { g.lda = 22; }, CUBLAS_STATUS_NOT_SUPPORTED},
+    {"refused: m not a multiple of 4", [](Gemm& g) { g.m = 10, g.ldd = 12; }, CUBLAS_STATUS_NOT_SUPPORTED},
+    {"refused: lda below k", [](Gemm& g) { g.lda = 16; }, CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: less workspace than the algorithm asked for", [](Gemm& g) { g.pass_workspace = false; },
+     CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: A less aligned than the preference's default 256", [](Gemm& g) { g.a_offset = 16; },
+     CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: A not 4-byte aligned", [](Gemm& g) { g.a_offset = 2, g.pref_alignment_a = 2; },
+     CUBLAS_STATUS_NOT_SUPPORTED},
+    {"refused: A's last element outside its allocation", [](Gemm& g) { g.a_bytes_short = 1; },
+     CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: B's layout never initialized", [](Gemm& g) { g.init_b_layout = false; }, CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: TRANSA set with 8 bytes", [](Gemm& g) { g.transa_bytes = sizeof(int64_t); }, CUBLAS_STATUS_INVALID_VALUE},
+    {"refused: compute type 32F with int8 operands and int32 scale", [](Gemm& g) { g.compute = CUBLAS_COMPUTE_32F; },
+     CUBLAS_STATUS_NOT_SUPPORTED},
+};
+
 }  // namespace
 
 int main() {
   std::mt19937 rng(20261206);
   bool passed = true;
-  const auto expect = [&](const char* what, Gemm g, cublasStatus_t status) {
+  for (const Case& c : kCases) {
+    Gemm g;
+    c.change(g);
     const Outcome o = Run(g, rng);
-    const bool ok = o.status == status && (status != CUBLAS_STATUS_SUCCESS || o.matches);
-    std::printf("%s %s: %s%s\n", ok ? "PASS" : "FAIL", what, cublasGetStatusString(o.status),
+    const bool ok = o.status == c.expected && (c.expected != CUBLAS_STATUS_SUCCESS || o.matches);
+    std::printf("%s %s: %s%s\n", ok ? "PASS" : "FAIL", c.what, cublasGetStatusString(o.status),
                 o.status == CUBLAS_STATUS_SUCCESS ? (o.matches ? ", product exact" : ", product WRONG") : "");
     passed &= ok;
-  };
-  const Gemm valid;
-  expect("TN, padded leading dimensions", valid, CUBLAS_STATUS_SUCCESS);
-  Gemm scaled = valid;
-  scaled.in_place = false, scaled.ldc = 20, scaled.alpha = 3, scaled.beta = -2;
-  expect("alpha 3, beta -2, C out of place with its own ld", scaled, CUBLAS_STATUS_SUCCESS);
-  Gemm rows = scaled;
-  rows.cd_order = CUBLASLT_ORDER_ROW, rows.ldc = 8, rows.ldd = 12, rows.batch = 3;
-  expect("row-major C and D, a strided batch of 3", rows, CUBLAS_STATUS_SUCCESS);
-  Gemm shifted = valid;
-  shifted.a_offset = 16, shifted.pref_alignment_a = 16;
-  expect("A 16-byte aligned, as the preference says", shifted, CUBLAS_STATUS_SUCCESS);
-
-  Gemm nn = valid;
-  nn.transa = CUBLAS_OP_N, nn.lda = 12;
-  expect("refused: NN (int8 takes only TN)", nn, CUBLAS_STATUS_NOT_SUPPORTED);
-  Gemm odd_ld = valid;
-  odd_ld.lda = 22;
-  expect("refused: lda not a multiple of 4", odd_ld, CUBLAS_STATUS_NOT_SUPPORTED);
-  Gemm odd_m = valid;
-  odd_m.m = 10, odd_m.ldd = 12;
-  expect("refused: m not a multiple of 4", odd_m, CUBLAS_STATUS_NOT_SUPPORTED);
-  Gemm short_ld = valid;
-  short_ld.lda = 16;
-  expect("refused: lda below k", short_ld, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm no_workspace = valid;
-  no_workspace.pass_workspace = false;
-  expect("refused: less workspace than the algorithm asked for", no_workspace, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm promised = valid;
-  promised.a_offset = 16;
-  expect("refused: A less aligned than the preference's default 256", promised, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm unaligned = valid;
-  unaligned.a_offset = 2, unaligned.pref_alignment_a = 2;
-  expect("refused: A not 4-byte aligned", unaligned, CUBLAS_STATUS_NOT_SUPPORTED);
-  Gemm outside = valid;
-  outside.a_bytes_short = 1;
-  expect("refused: A's last element outside its allocation", outside, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm uninitialized = valid;
-  uninitialized.init_b_layout = false;
-  expect("refused: B's layout never initialized", uninitialized, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm wide = valid;
-  wide.transa_bytes = sizeof(int64_t);
-  expect("refused: TRANSA set with 8 bytes", wide, CUBLAS_STATUS_INVALID_VALUE);
-  Gemm floating = valid;
-  floating.compute = CUBLAS_COMPUTE_32F;
-  expect("refused: compute type 32F with int8 operands and int32 scale", floating, CUBLAS_STATUS_NOT_SUPPORTED);
+  }
   std::printf("%s\n", passed ? "ALL PASSED" : "SOME FAILED");
   return passed ? 0 : 1;
 }
