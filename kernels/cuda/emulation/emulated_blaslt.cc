@@ -325,8 +325,13 @@ bool ReadScalar(const char* f, const char* name, int32_t pointer_mode, const voi
     ReportInvalidCall(f, (std::string(name) + " is NULL").c_str());
     return false;
   }
-  if (pointer_mode == CUBLASLT_POINTER_MODE_DEVICE && !qshard_emu::IsDeviceRange(pointer, sizeof(int32_t))) {
-    ReportInvalidCall(f, (std::string(name) + " is not in device memory, as pointer mode DEVICE says").c_str());
+  // Host and device memory are one here, so a scalar on the wrong side would read fine: refuse
+  // it, as on a GPU it would fault or read garbage.
+  const bool on_device = qshard_emu::IsDeviceRange(pointer, sizeof(int32_t));
+  if (on_device != (pointer_mode == CUBLASLT_POINTER_MODE_DEVICE)) {
+    ReportInvalidCall(f, (std::string(name) + (on_device ? " is in device memory, but pointer mode is HOST"
+                                                         : " is not in device memory, but pointer mode is DEVICE"))
+                             .c_str());
     return false;
   }
   std::memcpy(&value, pointer, sizeof(int32_t));
@@ -489,7 +494,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                    p.desc.compute, p.desc.scale, static_cast<int32_t>(p.a.type), static_cast<int32_t>(p.d.type)};
   if (algo != nullptr) {
     chosen = Load<AlgoState>(algo);
-    // Stricter than the library, which cannot tell: an algorithm must come from the heuristic,
+    // Stricter than the library: an algorithm must come from the heuristic,
     // for the same types (algorithm ids are per type combination, cublasLtMatmulAlgoInit()).
     if (chosen.magic != kAlgoMagic || chosen.compute != p.desc.compute || chosen.scale != p.desc.scale ||
         chosen.ab_type != static_cast<int32_t>(p.a.type) || chosen.cd_type != static_cast<int32_t>(p.d.type)) {
