@@ -32,6 +32,9 @@ struct Case {
   int in_features;
   int out_features;
   bool gptq = false;  // weights from a symmetric 8-bit per-channel GPTQ layer (LoadGptq)
+  // The codes copied 16 bytes into an allocation: aligned as Int8ChannelWeightsView promises,
+  // not as cudaMalloc aligns (256 bytes).
+  bool shifted_codes = false;
 };
 
 // Widths off 4 and 16 in both directions, widths below one padded unit, and the token counts of
@@ -40,12 +43,12 @@ struct Case {
 constexpr Case kCases[] = {
     {1, 4096, 4100}, {3, 771, 1003},   {16, 4100, 4096}, {77, 1283, 2047}, {512, 1000, 1032},
     {1, 12288, 4100},  {16, 5, 3},     {3, 2050, 777},   {512, 2052, 515}, {77, 17, 4096},
-    {16, 1028, 772, true}, {128, 4096, 1028, true},
+    {16, 1028, 772, true}, {128, 4096, 1028, true}, {16, 1000, 1032, false, true},
 };
 
 std::string Describe(const Case& c) {
   return std::string(c.gptq ? "w8a8 (from GPTQ)" : "w8a8") + " in=" + std::to_string(c.in_features) + " out=" + std::to_string(c.out_features) +
-         " tokens=" + std::to_string(c.tokens);
+         " tokens=" + std::to_string(c.tokens) + (c.shifted_codes ? " (codes 16-byte aligned only)" : "");
 }
 
 // The host's side of one case: inputs, and the references computed from them.
@@ -217,7 +220,13 @@ CudaStatus RunCase(const Case& c, uint64_t seed, W8A8Workspace& workspace, bool&
   DeviceInt8ChannelWeights weights;
   QSHARD_CUDA_RETURN_IF_ERROR(c.gptq ? weights.LoadGptq(h.GptqView(c))
                                      : weights.Load(h.weight.data(), c.in_features, c.out_features));
-  const Int8ChannelWeightsView view = weights.view();
+  Int8ChannelWeightsView view = weights.view();
+  DeviceBuffer<int8_t> shifted;
+  if (c.shifted_codes) {
+    QSHARD_CUDA_RETURN_IF_ERROR(shifted.Allocate(h.codes.size() + 16));
+    QSHARD_CUDA_TRY(cudaMemcpy(shifted.get() + 16, view.codes, h.codes.size(), cudaMemcpyDeviceToDevice));
+    view.codes = shifted.get() + 16;
+  }
   std::vector<int8_t> codes;
   QSHARD_CUDA_RETURN_IF_ERROR(DownloadPrefix(view.codes, h.codes.size(), codes));
   passed &= ReportExact(name + " weight codes (load)", CountDifferentBits(codes, h.codes), codes.size());

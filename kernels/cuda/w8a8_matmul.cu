@@ -177,6 +177,12 @@ CudaStatus W8A8Workspace::MakePlan(int tokens, int in_padded, int out_padded, Pl
   const size_t workspace_bytes = cublas_workspace_.bytes();
   QSHARD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(&preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                          &workspace_bytes, sizeof(workspace_bytes)));
+  // The preference assumes 256-byte aligned operands unless told otherwise, and the heuristic may
+  // then pick an algorithm that needs that; the codes are only promised 16 (the view's contract).
+  // The other operands are this workspace's own cudaMalloc buffers (256).
+  const uint32_t codes_alignment = 16;
+  QSHARD_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(&preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                         &codes_alignment, sizeof(codes_alignment)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   QSHARD_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(handle_, &desc_, &made.a, &made.b, &made.d, &made.d, &preference,

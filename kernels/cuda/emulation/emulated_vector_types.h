@@ -10,6 +10,9 @@ struct dim3 {
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}  // NOLINT
   constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}  // NOLINT
 };
+struct alignas(4) char4 {
+  signed char x, y, z, w;
+};
 struct alignas(8) uint2 {
   unsigned x, y;
 };
@@ -32,6 +35,7 @@ struct alignas(16) float4 {
   float x, y, z, w;
 };
 
+inline char4 make_char4(signed char x, signed char y, signed char z, signed char w) { return {x, y, z, w}; }
 inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 inline int2 make_int2(int x, int y) { return {x, y}; }
