@@ -25,7 +25,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __noinline__ __attribute__((noinline))
+#define __noinline__  // a code-size hint; as an attribute it would clash with headers that spell __attribute__((__noinline__))
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 // Blocks run one at a time and all launches are serialized, so a function-local static is
