@@ -96,29 +96,29 @@ T __ldg(const T* address) {
 }
 
 // Fibers of one launch run on one host thread: a read-modify-write cannot be interleaved.
+namespace qshard_emu {
+template <typename T, typename Update>
+T AtomicUpdate(T* address, Update update) {
+  const T old = *address;
+  *address = update(old);
+  return old;
+}
+}  // namespace qshard_emu
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
+  return qshard_emu::AtomicUpdate(address, [value](T old) { return old + value; });
 }
 template <typename T>
 T atomicMax(T* address, T value) {
-  const T old = *address;
-  *address = std::max(old, value);
-  return old;
+  return qshard_emu::AtomicUpdate(address, [value](T old) { return std::max(old, value); });
 }
 template <typename T>
 T atomicMin(T* address, T value) {
-  const T old = *address;
-  *address = std::min(old, value);
-  return old;
+  return qshard_emu::AtomicUpdate(address, [value](T old) { return std::min(old, value); });
 }
 template <typename T>
 T atomicExch(T* address, T value) {
-  const T old = *address;
-  *address = value;
-  return old;
+  return qshard_emu::AtomicUpdate(address, [value](T) { return value; });
 }
 template <typename T>
 T atomicCAS(T* address, T compare, T value) {
