@@ -43,19 +43,23 @@ const ThreadIds& CurrentIds();
 void BlockBarrier();
 void WarpBarrier();
 void* DynamicShared();
-// Lane `lane`'s slot in the calling thread's warp's exchange area.
+// A warp exchange: every lane writes its slot in the bank NextExchangeBank gives (the banks
+// alternate, the same for every lane since warp operations are warp-uniform), passes one warp
+// barrier and reads. The next exchange writes the other bank, and the one after can overwrite
+// this bank only past the next barrier, when every lane has read it: one barrier per exchange.
 inline constexpr size_t kWarpSlotBytes = 32;
-void* WarpSlot(int lane);
+int NextExchangeBank();
+void* WarpSlot(int bank, int lane);
 int LaneId();
 
 template <typename T>
 T ShuffleFrom(T value, int source_lane, bool in_range) {
   static_assert(sizeof(T) <= kWarpSlotBytes && std::is_trivially_copyable_v<T>);
-  std::memcpy(WarpSlot(LaneId()), &value, sizeof(T));
+  const int bank = NextExchangeBank();
+  std::memcpy(WarpSlot(bank, LaneId()), &value, sizeof(T));
   WarpBarrier();
   T result = value;
-  if (in_range) std::memcpy(&result, WarpSlot(source_lane), sizeof(T));
-  WarpBarrier();  // every lane has read before any slot is written again
+  if (in_range) std::memcpy(&result, WarpSlot(bank, source_lane), sizeof(T));
   return result;
 }
 

@@ -65,6 +65,8 @@ struct Fiber {
   ThreadIds ids;
   int linear = 0;
   FiberState state = FiberState::kRunnable;
+  void* stack = nullptr;             // taken from the launcher's free stacks when it first runs
+  unsigned exchanges = 0;            // warp exchanges made: the slot bank of the next is its parity
   std::vector<PendingCopy> copies;   // cp.async copies not yet made, oldest first
   std::vector<size_t> group_ends;    // the end in `copies` of each committed group
 };
@@ -72,9 +74,10 @@ struct Fiber {
 struct Launcher {
   std::mutex mutex;  // one launch at a time: `__shared__` statics belong to the running block
   std::vector<void*> stacks;
+  std::vector<void*> free_stacks;  // a finished thread's stack goes to the next: one hot stack for kernels without barriers
   std::vector<Fiber> fibers;
   std::vector<unsigned char> dynamic_shared;
-  std::vector<unsigned char> warp_slots;  // 32 lanes × kWarpSlotBytes per warp
+  std::vector<unsigned char> warp_slots;  // two banks of 32 lanes × kWarpSlotBytes per warp
   std::map<const void*, size_t> max_dynamic_shared;
   void* scheduler = nullptr;
   Fiber* current = nullptr;
@@ -172,14 +175,20 @@ void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
     f.ids.block_idx = block_idx;
     f.ids.block_dim = config.block;
     f.ids.grid_dim = config.grid;
-    f.stack_pointer = NewFiberStack(l.stacks[t]);
   }
+  l.free_stacks.assign(l.stacks.rbegin(), l.stacks.rend());
   for (;;) {
     bool ran = false;
     for (Fiber& f : l.fibers) {
       if (f.state != FiberState::kRunnable) continue;
+      if (f.stack == nullptr) {
+        f.stack = l.free_stacks.back();
+        l.free_stacks.pop_back();
+        f.stack_pointer = NewFiberStack(f.stack);
+      }
       l.current = &f;
       qshard_emu_switch(&l.scheduler, f.stack_pointer);
+      if (f.state == FiberState::kDone) l.free_stacks.push_back(f.stack);
       ran = true;
     }
     if (std::all_of(l.fibers.begin(), l.fibers.end(), [](const Fiber& f) { return f.state == FiberState::kDone; }))
@@ -208,10 +217,11 @@ void BlockBarrier() { Yield(FiberState::kAtBlockBarrier); }
 void WarpBarrier() { Yield(FiberState::kAtWarpBarrier); }
 void* DynamicShared() { return TheLauncher().dynamic_shared.data(); }
 int LaneId() { return TheLauncher().current->linear % 32; }
-void* WarpSlot(int lane) {
+int NextExchangeBank() { return static_cast<int>(TheLauncher().current->exchanges++ % 2); }
+void* WarpSlot(int bank, int lane) {
   Launcher& l = TheLauncher();
   const size_t warp = static_cast<size_t>(l.current->linear / 32);
-  return l.warp_slots.data() + (warp * 32 + static_cast<size_t>(lane)) * kWarpSlotBytes;
+  return l.warp_slots.data() + ((warp * 2 + static_cast<size_t>(bank)) * 32 + static_cast<size_t>(lane)) * kWarpSlotBytes;
 }
 
 void CopyAsync16(void* shared, const void* global, bool valid) {
@@ -267,7 +277,7 @@ void Launch(const LaunchConfig& config, const void* kernel, const std::function<
   EnsureStacks(l, threads);
   // Fresh shared memory is garbage on a device: fill it with a NaN pattern, not zeros.
   l.dynamic_shared.assign(std::max<size_t>(config.shared_bytes, 16), 0xff);
-  l.warp_slots.assign((threads + 31) / 32 * 32 * kWarpSlotBytes, 0);
+  l.warp_slots.assign((threads + 31) / 32 * 2 * 32 * kWarpSlotBytes, 0);
   l.body = &body;
   for (unsigned z = 0; z < config.grid.z; ++z)
     for (unsigned y = 0; y < config.grid.y; ++y)

@@ -31,16 +31,16 @@ inline void MmaM16N8K16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint
     uint32_t b[2];
   };
   static_assert(sizeof(Fragments) <= qshard_emu::kWarpSlotBytes);
-  const int lane = qshard_emu::LaneId();
+  const int lane = qshard_emu::LaneId(), bank = qshard_emu::NextExchangeBank();
   const Fragments mine{{a[0], a[1], a[2], a[3]}, {b0, b1}};
-  std::memcpy(qshard_emu::WarpSlot(lane), &mine, sizeof(mine));
+  std::memcpy(qshard_emu::WarpSlot(bank, lane), &mine, sizeof(mine));
   qshard_emu::WarpBarrier();
   const auto half_at = [](uint32_t reg, int k) {
     return static_cast<double>(float(__ushort_as_half(static_cast<unsigned short>(reg >> (16 * (k % 2))))));
   };
-  const auto fragments = [](int l) {
+  const auto fragments = [bank](int l) {
     Fragments f;
-    std::memcpy(&f, qshard_emu::WarpSlot(l), sizeof(f));
+    std::memcpy(&f, qshard_emu::WarpSlot(bank, l), sizeof(f));
     return f;
   };
   const auto a_at = [&](int row, int k) {
@@ -48,15 +48,12 @@ inline void MmaM16N8K16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint
   };
   const auto b_at = [&](int k, int col) { return half_at(fragments(col * 4 + k % 8 / 2).b[k >= 8], k); };
   const int g = lane / 4, t = lane % 4;
-  float result[4];
   for (int e = 0; e < 4; ++e) {
     const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
     double sum = 0.0;
     for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
-    result[e] = static_cast<float>(sum + d[e]);
+    d[e] = static_cast<float>(sum + d[e]);
   }
-  qshard_emu::WarpBarrier();  // every lane has read the slots before any is written again
-  for (int e = 0; e < 4; ++e) d[e] = result[e];
 }
 
 inline void CopyAsync16(void* shared, const void* global, bool valid) { qshard_emu::CopyAsync16(shared, global, valid); }
