@@ -134,6 +134,16 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
   const double proxy_cpu = proxy(cpu_scales, cpu->weight.codes, cpu->weight.zeros);
   EXPECT_NEAR(proxy_cpu, proxy_reference, 1e-2 * proxy_reference);
   EXPECT_NEAR(cpu->proxy_error, proxy_cpu, 1e-3 * proxy_cpu);
+  if (c.mse) {
+    // The search must have something to decide here: most grids are clipped ones.
+    ReferenceGptqResult min_max;
+    GptqSolveSpec plain = reference_spec;
+    plain.mse_clip = false;
+    ASSERT_TRUE(ReferenceGptq(reference_problem, plain, min_max).ok());
+    int64_t clipped = 0;
+    for (size_t i = 0; i < cpu_scales.size(); ++i) clipped += min_max.scales[i] != cpu_scales[i];
+    EXPECT_GT(clipped, cpu_scales.size() / 2);
+  }
 
   // On the followed history, each value before rounding differs from the CPU's by float32
   // noise only: a small fraction of its step (a wrong update moves it by whole steps).
