@@ -622,9 +622,8 @@ TEST(DeviceJobTest, FlattenQuantCalibratesOnTheDeviceWithItsChannelMaximaAndSolv
   spec.method.flatten_threshold = "auto";  // split the channels above the threshold
   auto report = RunBothWays(spec, device);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cuda"));
-  EXPECT_EQ(device->log.solvers, 1);
-  EXPECT_EQ(device->log.solves, 2 * 7);  // 2 layers × 7 linears
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
+  EXPECT_EQ(device->log.solvers, 0);
   EXPECT_EQ(device->log.sums, 2 * 4 * 4);
   EXPECT_EQ(device->log.runs, kSequentialRuns);
   int64_t added = 0;
