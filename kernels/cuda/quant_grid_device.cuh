@@ -16,7 +16,7 @@ struct DeviceGridParams {
   bool sym = false;
   bool fp16_scales = true;
   bool nonzero_zero_point = true;
-  // The MSE search (GptqSolveSpec::mse): 0 candidates without it.
+  // The MSE search (GptqSolveSpec::mse_clip): 0 candidates without it.
   int mse_candidates = 0;
   int mse_grid = 100;
   float mse_norm = 2.4f;  // float, as quant_grid.cc raises to it
