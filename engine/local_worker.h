@@ -8,7 +8,7 @@
 // there is the job's DevicePlan (worker/device/device_support.h): for a method with calibration,
 // the shards' hidden states live there, the same stages run there window by window (recomputing
 // the cached activation instead of keeping it) and their statistics accumulate there; GPTQ's
-// solves (without --mse) run there too — Z-Fold's and aespa's included (GroupProblem::gptq), and
+// solves run there too (with --mse's clipping search) — Z-Fold's and aespa's included (GroupProblem::gptq), and
 // aespa's AdaRound — every other solve on the CPU.
 #pragma once
 

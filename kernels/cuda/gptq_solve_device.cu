@@ -4,6 +4,7 @@
 #include "kernels/cuda/gptq_solve_device.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/cuda/quant_grid_device.cuh"
 
@@ -44,7 +45,9 @@ __global__ void ZeroColumnsKernel(float* __restrict__ wt, const int64_t* __restr
 
 // FitGroupGrids: one grid per row r for group g = blockIdx.y, the columns [g·size, (g+1)·size)
 // ∩ [0, count); column k is sweep position position[k] (k itself when position is null) of
-// values, plus offset at the same place when given (x = held − original + original).
+// values, plus offset at the same place when given (x = held − original + original). With the
+// MSE search (quant_grid.cc's FitGrids) the group's values are read again per candidate and
+// each candidate's error summed in column order, as on the CPU.
 __global__ void FitGroupGridsKernel(const float* __restrict__ values, const float* __restrict__ offset,
                                     const int64_t* __restrict__ position, int64_t rows, int64_t count,
                                     int64_t group_size, DeviceGridParams params, float* __restrict__ scales,
@@ -52,14 +55,37 @@ __global__ void FitGroupGridsKernel(const float* __restrict__ values, const floa
   const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (r >= rows) return;
   const int64_t g = blockIdx.y, begin = g * group_size, end = min(begin + group_size, count);
+  const auto value = [&](int64_t k) {
+    const int64_t at = (position != nullptr ? position[k] : k) * rows + r;
+    return offset != nullptr ? values[at] + offset[at] : values[at];
+  };
   float xmin = 0.0f, xmax = 0.0f;  // find_params: the range always includes 0
   for (int64_t k = begin; k < end; ++k) {
-    const int64_t at = (position != nullptr ? position[k] : k) * rows + r;
-    const float x = offset != nullptr ? values[at] + offset[at] : values[at];
+    const float x = value(k);
     xmin = fminf(xmin, x);
     xmax = fmaxf(xmax, x);
   }
-  GridForRange(params, xmin, xmax, scales[g * rows + r], zeros[g * rows + r]);
+  NormalizeRange(params, xmin, xmax);
+  float scale;
+  int32_t zero;
+  GridForRange(params, xmin, xmax, scale, zero);
+  // Candidate 0 is the min-max grid; only a strictly lower error replaces the incumbent.
+  double best = INFINITY;
+  for (int i = 0; i < params.mse_candidates; ++i) {
+    const float shrink = MseShrink(params, i);
+    float trial_scale;
+    int32_t trial_zero;
+    GridForRange(params, RoundedProduct(shrink, xmin), RoundedProduct(shrink, xmax), trial_scale, trial_zero);
+    double error = 0.0;
+    for (int64_t k = begin; k < end; ++k) error += MseTerm(params, value(k), trial_scale, trial_zero);
+    if (error < best) {
+      best = error;
+      scale = trial_scale;
+      zero = trial_zero;
+    }
+  }
+  scales[g * rows + r] = scale;
+  zeros[g * rows + r] = zero;
 }
 
 // difference[i] = held[i] − original[i].
@@ -155,6 +181,9 @@ class DeviceSweep {
     params_.sym = spec.sym;
     params_.fp16_scales = spec.fp16_scales;
     params_.nonzero_zero_point = spec.nonzero_zero_point;
+    params_.mse_candidates = MseCandidates(spec);
+    params_.mse_grid = spec.mse_grid;
+    params_.mse_norm = static_cast<float>(spec.mse_norm);
   }
 
   CudaStatus Run(const float* weight, DeviceGptqResult& result) {

@@ -18,6 +18,12 @@ CudaStatus ValidateGptqSolveSpec(const GptqSolveSpec& spec) {
   if (spec.block_size < 1) return CudaStatus::Error("block_size: must be >= 1");
   if (!(std::isfinite(spec.damp_growth) && spec.damp_growth > 1.0)) return CudaStatus::Error("damp_growth: must be > 1");
   if (spec.max_damp_retries < 0) return CudaStatus::Error("max_damp_retries: is negative");
+  if (spec.mse_clip) {
+    if (!(spec.mse_norm > 0.0)) return CudaStatus::Error("mse_norm: " + std::to_string(spec.mse_norm) + " must be > 0");
+    if (spec.mse_grid < 1) return CudaStatus::Error("mse_grid: " + std::to_string(spec.mse_grid) + " must be >= 1");
+    if (!(spec.mse_max_shrink > 0.0 && spec.mse_max_shrink < 1.0))
+      return CudaStatus::Error("mse_max_shrink: " + std::to_string(spec.mse_max_shrink) + " must be in (0, 1)");
+  }
   return CudaStatus();
 }
 

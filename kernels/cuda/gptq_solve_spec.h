@@ -1,6 +1,6 @@
 // What the device GPTQ solver (gptq_solve_device.h) and its float64 host reference take: the
-// subset of worker/solvers/solver.h's QuantSpec they implement, same meanings and defaults
-// (no MSE clipping). A separate struct because the
+// subset of worker/solvers/solver.h's QuantSpec they implement (with the grid options of
+// worker/quant/quant_grid.h's GridOptions), same meanings and defaults. A separate struct because the
 // CUDA-only build cannot include the worker's Abseil headers; whoever wires the device solver
 // into the worker converts one into the other. Also the host-side planning both share.
 #pragma once
@@ -24,10 +24,21 @@ struct GptqSolveSpec {
   int block_size = 128;            // lazy-batch width
   double damp_growth = 10.0;       // each failed Cholesky retries with damp × damp_growth
   int max_damp_retries = 4;
+  // GPTQ's --mse (GridOptions): each grid is the best of the ranges shrunk by
+  // p = 1 − i/mse_grid, i < MseCandidates, in Σ|q(x) − x|^mse_norm over its values.
+  bool mse_clip = false;
+  double mse_norm = 2.4;
+  int mse_grid = 100;
+  double mse_max_shrink = 0.8;
 };
 
-// The same rules as QuantSpec's validation (MSE clipping aside).
+// The same rules as QuantSpec's validation (ValidateGridOptions' for the MSE options).
 CudaStatus ValidateGptqSolveSpec(const GptqSolveSpec& spec);
+
+// How many shrink factors the MSE search tries, i = 0 (the min-max grid) first: quant_grid.cc's count.
+inline int MseCandidates(const GptqSolveSpec& spec) {
+  return spec.mse_clip ? static_cast<int>(spec.mse_max_shrink * spec.mse_grid) : 0;
+}
 
 inline bool DynamicGroups(const GptqSolveSpec& spec) { return spec.group_size > 0 && !spec.static_groups; }
 // Fixed grids (Z-Fold's searched ones, solver.h's FixedGrids) are indexed like static groups:

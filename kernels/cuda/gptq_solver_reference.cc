@@ -67,14 +67,8 @@ double StoredScale(const GptqSolveSpec& spec, double scale) {
   return std::min(rounded, 65504.0);
 }
 
-// GPTQ's find_params on the values' range (which always includes 0).
-Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
-  const int32_t max_code = (1 << spec.bits) - 1;
-  double xmin = 0.0, xmax = 0.0;
-  for (int64_t k = 0; k < count; ++k) {
-    xmin = std::min(xmin, values[k]);
-    xmax = std::max(xmax, values[k]);
-  }
+// A range [xmin, xmax] (xmin ≤ 0 ≤ xmax) mirrored when symmetric, ±1 when all zero.
+void NormalizeRange(const GptqSolveSpec& spec, double& xmin, double& xmax) {
   if (spec.sym) {
     xmax = std::max(-xmin, xmax);
     xmin = -xmax;
@@ -83,6 +77,11 @@ Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
     xmin = -1.0;
     xmax = 1.0;
   }
+}
+
+Grid GridForRange(const GptqSolveSpec& spec, double xmin, double xmax) {
+  const int32_t max_code = (1 << spec.bits) - 1;
+  NormalizeRange(spec, xmin, xmax);
   Grid grid;
   grid.scale = StoredScale(spec, (xmax - xmin) / max_code);
   if (spec.sym) {
@@ -99,6 +98,35 @@ Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
 
 int32_t Quantize(double x, double step, int32_t zero, int32_t max_code) {
   return static_cast<int32_t>(std::clamp(std::nearbyint(x / step) + zero, 0.0, static_cast<double>(max_code)));
+}
+
+// GPTQ's find_params on the values' range (which always includes 0); with --mse, the range
+// shrunk by p = 1 − i/grid (i < MseCandidates) whose grid has the least Σ|q(x) − x|^norm, the
+// first of equals (the min-max grid is i = 0).
+Grid FitGrid(const GptqSolveSpec& spec, const double* values, int64_t count) {
+  double xmin = 0.0, xmax = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    xmin = std::min(xmin, values[k]);
+    xmax = std::max(xmax, values[k]);
+  }
+  NormalizeRange(spec, xmin, xmax);  // before shrinking, as quant_grid.cc does
+  Grid grid = GridForRange(spec, xmin, xmax);
+  const int32_t max_code = (1 << spec.bits) - 1;
+  double best = INFINITY;
+  for (int i = 0; i < MseCandidates(spec); ++i) {
+    const double p = 1.0 - static_cast<double>(i) / spec.mse_grid;
+    const Grid trial = GridForRange(spec, p * xmin, p * xmax);
+    double error = 0.0;
+    for (int64_t k = 0; k < count; ++k)
+      error += std::pow(std::fabs(trial.scale * (Quantize(values[k], trial.scale, trial.zero, max_code) - trial.zero) -
+                                  values[k]),
+                        spec.mse_norm);
+    if (error < best) {
+      best = error;
+      grid = trial;
+    }
+  }
+  return grid;
 }
 
 // One Hessian's part of the sweep: its diagonal plan and U, the upper Cholesky factor of the

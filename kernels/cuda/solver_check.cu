@@ -1,10 +1,11 @@
 // qshard_cuda_solver_check: checks the device calibration statistics and GPTQ solver against
 // the float64 host references (gptq_solver_reference.h) on random layers of awkward sizes
 // (inputs and outputs not multiples of 16, 32 or 128; groups of 32, 40, 128, 256 and per
-// channel; act-order, static groups, symmetric grids, a dead input, a forced damping retry;
-// what Z-Fold and aespa add: fixed grids, column multipliers, one Hessian per block of rows,
-// the values before rounding), and that two runs give identical bytes. Exit status: 0 all passed, 1 a check failed, 2 a
-// CUDA error stopped the run, 77 no CUDA device (ctest reports the test as skipped).
+// channel; act-order, static groups, symmetric grids, a dead input, a forced damping retry,
+// --mse's clipping search; what Z-Fold and aespa add: fixed grids, column multipliers, one
+// Hessian per block of rows, the values before rounding), and that two runs give identical
+// bytes. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error stopped the run, 77 no
+// CUDA device (ctest reports the test as skipped).
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
@@ -75,6 +76,7 @@ struct Case {
   bool fixed = false;      // grids decided beforehand: the reference's own, steps shrunk to 85%
   bool zeta = false;       // per-column step multipliers in [0.6, 1.6]
   bool unrounded = false;  // the values before rounding, returned
+  bool mse = false;        // GPTQ's --mse: every grid the best of 80 clipped ranges
 };
 
 constexpr Case kCases[] = {
@@ -94,6 +96,13 @@ constexpr Case kCases[] = {
     {"aespa 3 heads g64", 500, 189, 2, 500, 4, 64, false, false, false, 128, false, false, 3, false, false, true},
     {"2 heads, fixed g128 grids, zeta, unrounded", 600, 202, 2, 500, 4, 128, false, true, false, 128, true, false, 2,
      true, true, true},
+    // --mse: grids fitted before the sweep (per channel, static groups) and during it (dynamic groups).
+    {"mse per-channel 3-bit", 777, 257, 2, 600, 3, -1, false, false, false, 128, true, false, 1, false, false, false,
+     true},
+    {"mse g40 act-order block 64", 600, 250, 2, 400, 4, 40, false, true, false, 64, false, false, 1, false, false, false,
+     true},
+    {"mse g128 static act-order sym", 1100, 200, 3, 500, 4, 128, true, true, true, 128, true, false, 1, false, false,
+     false, true},
 };
 
 std::string Describe(const Case& c) {
@@ -110,6 +119,7 @@ GptqSolveSpec SpecOf(const Case& c) {
   spec.act_order = c.act_order;
   spec.static_groups = c.static_groups;
   spec.block_size = c.block_size;
+  spec.mse_clip = c.mse;
   return spec;
 }
 

@@ -19,8 +19,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const Device kCuda{Device::Kind::kCuda, 0};
-
 TEST(DeviceGlueTest, DeviceSpecCarriesEveryField) {
   QuantSpec spec;  // every field away from its default
   spec.bits = 3;
@@ -34,7 +32,8 @@ TEST(DeviceGlueTest, DeviceSpecCarriesEveryField) {
   spec.block_size = 64;
   spec.damp_growth = 4.0;
   spec.max_damp_retries = 2;
-  auto device = DeviceGptqSpec(spec, kCuda);
+  spec.mse_clip = true;
+  auto device = DeviceGptqSpec(spec);
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ(device->bits, 3);
   EXPECT_EQ(device->group_size, 48);
@@ -47,15 +46,18 @@ TEST(DeviceGlueTest, DeviceSpecCarriesEveryField) {
   EXPECT_EQ(device->block_size, 64);
   EXPECT_EQ(device->damp_growth, 4.0);
   EXPECT_EQ(device->max_damp_retries, 2);
+  // --mse's search, with the options QuantSpec fits its grids with.
+  const GridOptions grid = spec.grid_options();
+  EXPECT_TRUE(device->mse_clip);
+  EXPECT_EQ(device->mse_norm, grid.mse_norm);
+  EXPECT_EQ(device->mse_grid, grid.mse_grid);
+  EXPECT_EQ(device->mse_max_shrink, grid.mse_max_shrink);
 }
 
-TEST(DeviceGlueTest, DeviceSpecRefusesWhatTheDeviceLacksAndWhatIsInvalid) {
-  QuantSpec mse;
-  mse.mse_clip = true;
-  EXPECT_EQ(DeviceGptqSpec(mse, kCuda).status().code(), absl::StatusCode::kUnimplemented);
+TEST(DeviceGlueTest, DeviceSpecRefusesWhatIsInvalid) {
   QuantSpec bad;
   bad.block_size = 0;
-  auto refused = DeviceGptqSpec(bad, kCuda);
+  auto refused = DeviceGptqSpec(bad);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("block_size"));
 }

@@ -26,6 +26,7 @@ struct Case {
   bool fixed = false;      // grids decided beforehand (0.85× the min-max ones)
   bool zeta = false;       // per-column step multipliers in [0.6, 1.6]
   bool unrounded = false;  // the values before rounding, returned
+  bool mse = false;        // GPTQ's --mse clipping search for the grids
 };
 
 // QuantSpec and GptqSolveSpec name these fields alike.
@@ -37,6 +38,7 @@ Spec SpecFor(const Case& c) {
   spec.sym = c.sym;
   spec.act_order = c.act_order;
   spec.static_groups = c.static_groups;
+  spec.mse_clip = c.mse;
   return spec;
 }
 
@@ -132,6 +134,16 @@ TEST_P(ReferenceAgainstCpuSolver, SameCodesUpToNearTieFlips) {
   const double proxy_cpu = proxy(cpu_scales, cpu->weight.codes, cpu->weight.zeros);
   EXPECT_NEAR(proxy_cpu, proxy_reference, 1e-2 * proxy_reference);
   EXPECT_NEAR(cpu->proxy_error, proxy_cpu, 1e-3 * proxy_cpu);
+  if (c.mse) {
+    // The search must have something to decide here: most grids are clipped ones.
+    ReferenceGptqResult min_max;
+    GptqSolveSpec plain = reference_spec;
+    plain.mse_clip = false;
+    ASSERT_TRUE(ReferenceGptq(reference_problem, plain, min_max).ok());
+    int64_t clipped = 0;
+    for (size_t i = 0; i < cpu_scales.size(); ++i) clipped += min_max.scales[i] != cpu_scales[i];
+    EXPECT_GT(clipped, cpu_scales.size() / 2);
+  }
 
   // On the followed history, each value before rounding differs from the CPU's by float32
   // noise only: a small fraction of its step (a wrong update moves it by whole steps).
@@ -159,7 +171,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"ColumnScaleOnlyG40", 200, 70, 4, 40, false, false, false, 1, false, true},
                       // aespa: per-head Hessians of v_proj and GPTQ's values before rounding.
                       Case{"AespaThreeHeadsPerChannel", 210, 96, 4, -1, false, true, false, 3, false, false, true},
-                      Case{"AespaTwoHeadsG48", 200, 70, 4, 48, false, false, false, 2, false, false, true}),
+                      Case{"AespaTwoHeadsG48", 200, 70, 4, 48, false, false, false, 2, false, false, true},
+                      // --mse: per channel, dynamic groups under act-order, static groups.
+                      Case{"MsePerChannel3Bit", 257, 90, 3, -1, false, false, false, 1, false, false, false, true},
+                      Case{"MseG40ActOrder", 200, 70, 4, 40, false, true, false, 1, false, false, false, true},
+                      Case{"MseStaticG64ActOrderSym", 300, 100, 4, 64, true, true, true, 1, false, false, false, true}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 }  // namespace

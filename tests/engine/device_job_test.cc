@@ -2,7 +2,7 @@
 // and solver are the CPU's own gives a job the bytes of the CPU path (so windows, tokens, shards,
 // the true-sequential passes, the weights swapped in — Z-Fold's folds included — and the solves
 // travel the device route intact), each method uses the device as its DevicePlan says (GPTQ
-// whole; Z-Fold, GPTQ --mse, aespa (its attention statistics included) and FlattenQuant (its
+// whole, --mse too; Z-Fold, aespa (its attention statistics included) and FlattenQuant (its
 // channel maxima) calibrate there and solve on the CPU, but for Z-Fold's and aespa's GPTQ solves
 // and aespa's AdaRound, which the stand-in runs with the CPU's solver and learner behind the
 // device seam; RTN and FineQuant never touch it),
@@ -512,15 +512,16 @@ TEST(DeviceJobTest, ZfoldSearchesAndFoldsOnTheCpuAndSolvesGptqOnTheDeviceWithThe
   EXPECT_EQ(skipping->log.runs, kSequentialRuns);
 }
 
-TEST(DeviceJobTest, GptqWithMseCalibratesOnTheDeviceAndSolvesOnTheCpuWithTheCpuBytes) {
+TEST(DeviceJobTest, GptqWithMseRunsWholeOnTheDeviceWithTheCpuBytes) {
   testing::ScopedTempDir dir;
   auto device = std::make_shared<StandInDevice>();
   JobSpec mse = Small("gptq", dir.Child("mse"));
   mse.method.spec.mse_clip = true;
   auto report = RunBothWays(mse, device);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cpu"));
-  EXPECT_EQ(device->log.solvers, 0);
+  EXPECT_EQ((*report)["device_roles"], Roles("cuda", "cuda"));
+  EXPECT_EQ(device->log.solvers, 1);
+  EXPECT_EQ(device->log.solves, 2 * 7);  // 2 layers × 7 linears
   EXPECT_EQ(device->log.sums, 2 * 4 * 4);
   EXPECT_EQ(device->log.runs, kSequentialRuns);
 }

@@ -5,9 +5,9 @@ namespace qshard::cli {
 void AddDeviceFlag(CLI::App& app, std::string& device) {
   app.add_option("--device", device,
                  "Where this worker calibrates and solves: cpu, cuda (device 0) or cuda:N. On CUDA, gptq runs "
-                 "whole on the device; zfold, gptq --mse, aespa and flattenquant calibrate there and solve on the "
-                 "CPU, but for zfold's and aespa's GPTQ solves (not with --mse) and aespa's AdaRound, which run on "
-                 "the device; rtn and finequant run on the CPU (docs/cuda.md)")
+                 "whole on the device (with --mse too); zfold, aespa and flattenquant calibrate there and solve on "
+                 "the CPU, but for zfold's and aespa's GPTQ solves and aespa's AdaRound, which run on the device; "
+                 "rtn and finequant run on the CPU (docs/cuda.md)")
       ->capture_default_str();
 }
 

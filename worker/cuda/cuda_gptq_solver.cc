@@ -6,7 +6,6 @@
 #include "core/status.h"
 #include "kernels/cuda/gptq_solve_device.h"
 #include "worker/cuda/cuda_status_adapter.h"
-#include "worker/device/device_support.h"
 
 namespace qshard {
 namespace {
@@ -97,8 +96,7 @@ class CudaGptqSolver final : public Solver {
 
 }  // namespace
 
-absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const Device& device) {
-  QSHARD_RETURN_IF_ERROR(CheckGptqSpecRunsOnDevice(spec, device));
+absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec) {
   gpu::GptqSolveSpec converted;
   converted.bits = spec.bits;
   converted.group_size = spec.group_size;
@@ -111,6 +109,11 @@ absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const D
   converted.block_size = spec.block_size;
   converted.damp_growth = spec.damp_growth;
   converted.max_damp_retries = spec.max_damp_retries;
+  const GridOptions grid = spec.grid_options();
+  converted.mse_clip = grid.mse_clip;
+  converted.mse_norm = grid.mse_norm;
+  converted.mse_grid = grid.mse_grid;
+  converted.mse_max_shrink = grid.mse_max_shrink;
   const gpu::CudaStatus valid = gpu::ValidateGptqSolveSpec(converted);
   if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("GPTQ on a CUDA device: ", valid.message()));
   return converted;
@@ -118,8 +121,7 @@ absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const D
 
 absl::StatusOr<std::unique_ptr<Solver>> MakeCudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec) {
   QSHARD_RETURN_IF_ERROR(ValidateQuantSpec(spec));
-  QSHARD_ASSIGN_OR_RETURN(const gpu::GptqSolveSpec device_spec,
-                          DeviceGptqSpec(spec, Device{Device::Kind::kCuda, session->index()}));
+  QSHARD_ASSIGN_OR_RETURN(const gpu::GptqSolveSpec device_spec, DeviceGptqSpec(spec));
   return std::unique_ptr<Solver>(new CudaGptqSolver(std::move(session), spec, device_spec));
 }
 

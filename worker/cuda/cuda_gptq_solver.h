@@ -11,15 +11,13 @@
 #include "absl/status/statusor.h"
 #include "kernels/cuda/gptq_solve_spec.h"
 #include "worker/cuda/cuda_session.h"
-#include "worker/device/device.h"
 #include "worker/solvers/solver.h"
 
 namespace qshard {
 
-// The device solver's spec for a QuantSpec: the same fields, refused with UNIMPLEMENTED where
-// the device lacks one (CheckGptqSpecRunsOnDevice), INVALID_ARGUMENT where the spec itself is
-// invalid.
-absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec, const Device& device);
+// The device solver's spec for a QuantSpec: the same fields (--mse's search options from
+// QuantSpec::grid_options), INVALID_ARGUMENT where the spec itself is invalid.
+absl::StatusOr<gpu::GptqSolveSpec> DeviceGptqSpec(const QuantSpec& spec);
 
 absl::StatusOr<std::unique_ptr<Solver>> MakeCudaGptqSolver(std::shared_ptr<CudaSession> session, const QuantSpec& spec);
 

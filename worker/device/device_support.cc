@@ -62,29 +62,10 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
                                                         "(worker/device/device_support.cc); use --device cpu"));
   plan.cpu_because = std::string(rule->because);
   if (rounds && rule->rounding_on_device) plan.rounding = DevicePlan::Place::kDevice;
-  constexpr const char* kMse = "--mse: the grids' MSE clipping search is the CPU solver's";
-  if (rule->solves_on_device) {
-    if (method.spec.mse_clip) {
-      plan.cpu_because = kMse;
-    } else {
-      plan.solves = DevicePlan::Place::kDevice;
-    }
-  }
-  if (rule->gptq_solves_on_device) {
-    if (method.spec.mse_clip) {
-      absl::StrAppend(&plan.cpu_because, ", and its GPTQ solves stay there: ", kMse);
-    } else {
-      plan.gptq_solves = DevicePlan::Place::kDevice;
-    }
-  }
+  // --mse changes nothing here: the device solver fits its grids with the same search.
+  if (rule->solves_on_device) plan.solves = DevicePlan::Place::kDevice;
+  if (rule->gptq_solves_on_device) plan.gptq_solves = DevicePlan::Place::kDevice;
   return plan;
-}
-
-absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& device) {
-  if (device.kind == Device::Kind::kCpu || !spec.mse_clip) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat("--device ", DeviceName(device),
-                                               ": --mse (the grids' MSE clipping search) is not implemented on a "
-                                               "CUDA device"));
 }
 
 absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device) {

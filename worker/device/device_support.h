@@ -33,15 +33,11 @@ struct DevicePlan {
 };
 
 // The plan for `method` on `device`. On the CPU everything runs there. On CUDA: GPTQ runs
-// whole on the device; GPTQ with --mse, Z-Fold, aespa (its attention statistics included) and
+// whole on the device (with --mse too); Z-Fold, aespa (its attention statistics included) and
 // FlattenQuant (its per-channel maxima included) calibrate on the device and solve on the CPU,
-// but for Z-Fold's and aespa's GPTQ solves (not with --mse) and aespa's AdaRound, which run on
-// the device; RTN and FineQuant have nothing for the device and run on the CPU. A method
+// but for Z-Fold's and aespa's GPTQ solves and aespa's AdaRound, which run on the device; RTN and FineQuant have nothing for the device and run on the CPU. A method
 // without a rule is UNIMPLEMENTED, saying what to use instead.
 absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
-
-// A GPTQ spec the device solver can take (it checks again when made): not --mse.
-absl::Status CheckGptqSpecRunsOnDevice(const QuantSpec& spec, const Device& device);
 
 // Whether a job with `method` can validate its checkpoint on `device` (--validate-device), checked
 // before the job starts: the device's exact kernels read 4- and 8-bit GPTQ linears, and no kernel
@@ -53,7 +49,7 @@ absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Devi
 std::string PlaceName(DevicePlan::Place place, const Device& device);
 
 // One line for the log: "calibration (forward passes, statistics) on the device, solves on the
-// CPU (--mse: ...)"; aespa's: "..., solves on the CPU (...) but GPTQ's and AdaRound on the device".
+// CPU (Z-Fold's ζ search ...) but GPTQ's on the device"; aespa's: "... but GPTQ's and AdaRound on the device".
 std::string DescribePlan(const DevicePlan& plan);
 
 }  // namespace qshard
