@@ -525,5 +525,19 @@ TEST(CoordinatorTest, AValidationDeviceThatCannotBeOpenedIsRefusedAtStart) {
   EXPECT_NE(refused.status().message().find("cuda:99"), std::string::npos) << refused.status();
 }
 
+// Validating on a worker needs workers: with none, jobs run in the coordinator's process.
+TEST(CoordinatorTest, ValidatingOnAWorkerWithoutWorkersIsRefusedAtStart) {
+  ScopedTempDir root, state;
+  CoordinatorOptions options;
+  options.listen = "127.0.0.1:0";
+  options.state_dir = state.path();
+  options.allowed_roots = {root.path()};
+  options.validate_on_worker = true;
+  auto refused = Coordinator::Start(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--validate-on worker"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("--workers"), std::string::npos) << refused.status();
+}
+
 }  // namespace
 }  // namespace qshard
