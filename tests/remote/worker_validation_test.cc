@@ -66,6 +66,22 @@ struct Workers {
   std::vector<WorkerClient*> clients;
 };
 
+// Two workers over loopback gRPC, wrapped to count and to lose their validations.
+class WorkerValidationTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(workers_.clients.size(), 2u); }
+  // The job on the workers, validated on the runner's CPU.
+  json OnTheCoordinator(const std::string& out) {
+    auto report = RunJob(ValidatedJob(dir_.Child(out)), workers_.clients, JobEvents());
+    EXPECT_TRUE(report.ok()) << report.status();
+    return report.ok() ? (*report)["validation"] : json();
+  }
+
+  testing::ScopedTempDir dir_;
+  Cluster cluster_{2};
+  Workers workers_{cluster_, 2};
+};
+
 bool Logged(const std::vector<std::string>& log, const std::string& part) {
   for (const std::string& line : log)
     if (line.find(part) != std::string::npos) return true;
@@ -74,19 +90,13 @@ bool Logged(const std::vector<std::string>& log, const std::string& part) {
 
 // The validation numbers of the same checkpoint, on the coordinator and on a worker, both on
 // the CPU: every field equal, doubles to the bit (JSON carries them in round-trip digits).
-TEST(WorkerValidationTest, OnAWorkerEqualsOnTheCoordinator) {
-  testing::ScopedTempDir dir;
-  Cluster cluster(2);
-  Workers workers(cluster, 2);
-  ASSERT_EQ(workers.clients.size(), 2u);
-  auto on_coordinator = RunJob(ValidatedJob(dir.Child("coordinator")), workers.clients, JobEvents());
-  ASSERT_TRUE(on_coordinator.ok()) << on_coordinator.status();
+TEST_F(WorkerValidationTest, OnAWorkerEqualsOnTheCoordinator) {
+  const json expected = OnTheCoordinator("coordinator");
   JobEvents events;
   std::vector<std::string> log;
   events.log = [&](const std::string& line) { log.push_back(line); };
-  auto on_worker = RunJob(ValidatedJob(dir.Child("worker")), workers.clients, events, ValidationSite::OnWorker());
+  auto on_worker = RunJob(ValidatedJob(dir_.Child("worker")), workers_.clients, events, ValidationSite::OnWorker());
   ASSERT_TRUE(on_worker.ok()) << on_worker.status();
-  const json& expected = (*on_coordinator)["validation"];
   const json& got = (*on_worker)["validation"];
   ASSERT_TRUE(expected.is_object());
   for (const char* field : {"perplexity", "base_perplexity", "kl_divergence", "top1_agreement"}) {
@@ -95,29 +105,25 @@ TEST(WorkerValidationTest, OnAWorkerEqualsOnTheCoordinator) {
   }
   EXPECT_EQ(got, expected);  // text, lines, seqlen, windows, kernels too
   EXPECT_TRUE(Logged(log, "through the integer kernels of worker 0 (cpu)"));
-  EXPECT_EQ(workers.wrapped[0]->validations, 1);
-  EXPECT_EQ(workers.wrapped[1]->validations, 0);
+  EXPECT_EQ(workers_.wrapped[0]->validations, 1);
+  EXPECT_EQ(workers_.wrapped[1]->validations, 0);
   // The stored report has it as the returned one.
-  EXPECT_EQ(json::parse(testing::ReadFileBytes(dir.Child("worker") + "/quant_report.json"))["validation"], expected);
+  EXPECT_EQ(json::parse(testing::ReadFileBytes(dir_.Child("worker") + "/quant_report.json"))["validation"], expected);
 }
 
 // Workers on the CPU cannot validate where CUDA is asked for: refused before the job starts —
 // nothing solved, no output written.
-TEST(WorkerValidationTest, NoWorkerWithTheDeviceIsRefusedBeforeTheJobStarts) {
-  testing::ScopedTempDir dir;
-  Cluster cluster(2);
-  Workers workers(cluster, 2);
-  ASSERT_EQ(workers.clients.size(), 2u);
-  auto refused = RunJob(ValidatedJob(dir.Child("out")), workers.clients, JobEvents(),
+TEST_F(WorkerValidationTest, NoWorkerWithTheDeviceIsRefusedBeforeTheJobStarts) {
+  auto refused = RunJob(ValidatedJob(dir_.Child("out")), workers_.clients, JobEvents(),
                         ValidationSite::OnWorker(Device::Kind::kCuda));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("--validate-device cuda"), std::string::npos) << refused.status();
   EXPECT_NE(refused.status().message().find("[\"cpu\",\"cpu\"]"), std::string::npos) << refused.status();
-  EXPECT_FALSE(std::filesystem::exists(dir.Child("out")));
-  EXPECT_EQ(workers.wrapped[0]->solves + workers.wrapped[1]->solves, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Child("out")));
+  EXPECT_EQ(workers_.wrapped[0]->solves + workers_.wrapped[1]->solves, 0);
   // Asking for the kind they have is fine.
-  auto accepted = RunJob(ValidatedJob(dir.Child("cpu")), workers.clients, JobEvents(),
+  auto accepted = RunJob(ValidatedJob(dir_.Child("cpu")), workers_.clients, JobEvents(),
                          ValidationSite::OnWorker(Device::Kind::kCpu));
   ASSERT_TRUE(accepted.ok()) << accepted.status();
   EXPECT_TRUE((*accepted)["validation"].is_object());
@@ -126,45 +132,41 @@ TEST(WorkerValidationTest, NoWorkerWithTheDeviceIsRefusedBeforeTheJobStarts) {
 // The first worker is lost while validating: the second validates, with the same numbers. With
 // every worker lost the job fails UNAVAILABLE, its checkpoint written; rerun with the kept
 // layers (a coordinator restart) it solves nothing again and validates.
-TEST(WorkerValidationTest, AWorkerLostWhileValidatingHandsItOnAndARestartOnlyValidatesAgain) {
-  testing::ScopedTempDir dir;
-  Cluster cluster(2);
-  Workers workers(cluster, 2);
-  ASSERT_EQ(workers.clients.size(), 2u);
-  auto reference = RunJob(ValidatedJob(dir.Child("reference")), workers.clients, JobEvents());
-  ASSERT_TRUE(reference.ok()) << reference.status();
+TEST_F(WorkerValidationTest, AWorkerLostWhileValidatingHandsItOnAndARestartOnlyValidatesAgain) {
+  const json reference = OnTheCoordinator("reference");
+  ASSERT_TRUE(reference.is_object());
 
-  workers.wrapped[0]->lost_in_validation = true;
+  workers_.wrapped[0]->lost_in_validation = true;
   JobEvents events;
   std::vector<std::string> log;
   events.log = [&](const std::string& line) { log.push_back(line); };
-  auto handed_on = RunJob(ValidatedJob(dir.Child("handed-on")), workers.clients, events, ValidationSite::OnWorker());
+  auto handed_on = RunJob(ValidatedJob(dir_.Child("handed-on")), workers_.clients, events, ValidationSite::OnWorker());
   ASSERT_TRUE(handed_on.ok()) << handed_on.status();
-  EXPECT_EQ((*handed_on)["validation"], (*reference)["validation"]);
-  EXPECT_EQ(workers.wrapped[0]->validations, 1);
-  EXPECT_EQ(workers.wrapped[1]->validations, 1);
+  EXPECT_EQ((*handed_on)["validation"], reference);
+  EXPECT_EQ(workers_.wrapped[0]->validations, 1);
+  EXPECT_EQ(workers_.wrapped[1]->validations, 1);
   EXPECT_TRUE(Logged(log, "validation: worker 0 (cpu) lost: worker lost"));
 
   // Every worker lost: the kept layers outlive the failed run, as they outlive a crash.
-  workers.wrapped[1]->lost_in_validation = true;
+  workers_.wrapped[1]->lost_in_validation = true;
   FinishedLayersInMemory kept;
   JobEvents keeping;
   keeping.finished_layers = &kept;
-  auto failed = RunJob(ValidatedJob(dir.Child("restarted")), workers.clients, keeping, ValidationSite::OnWorker());
+  auto failed = RunJob(ValidatedJob(dir_.Child("restarted")), workers_.clients, keeping, ValidationSite::OnWorker());
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(failed.status().message().find("every worker of the job was lost"), std::string::npos) << failed.status();
 
   // The restarted coordinator's run (the scheduler clears the output first): fresh workers.
-  std::filesystem::remove_all(dir.Child("restarted"));
-  Workers fresh(cluster, 2);
+  std::filesystem::remove_all(dir_.Child("restarted"));
+  Workers fresh(cluster_, 2);
   ASSERT_EQ(fresh.clients.size(), 2u);
-  auto restarted = RunJob(ValidatedJob(dir.Child("restarted")), fresh.clients, keeping, ValidationSite::OnWorker());
+  auto restarted = RunJob(ValidatedJob(dir_.Child("restarted")), fresh.clients, keeping, ValidationSite::OnWorker());
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   EXPECT_EQ(fresh.wrapped[0]->solves + fresh.wrapped[1]->solves, 0);  // every layer restored
-  EXPECT_EQ((*restarted)["validation"], (*reference)["validation"]);
-  EXPECT_TRUE(testing::ReadFileBytes(dir.Child("reference") + "/model.safetensors") ==
-              testing::ReadFileBytes(dir.Child("restarted") + "/model.safetensors"));
+  EXPECT_EQ((*restarted)["validation"], reference);
+  EXPECT_TRUE(testing::ReadFileBytes(dir_.Child("reference") + "/model.safetensors") ==
+              testing::ReadFileBytes(dir_.Child("restarted") + "/model.safetensors"));
 }
 
 }  // namespace
