@@ -32,8 +32,8 @@ JobSpec ValidatedJob(const std::string& out) {
   return spec;
 }
 
-// A worker whose Validate (and, once lost, every call) fails as a lost worker's; it counts the
-// validations and solves it is asked for.
+// A worker whose Validate fails as a lost worker's when told to; it counts the validations and
+// solves it is asked for.
 class LosingWorker : public testing::ForwardingWorker {
  public:
   using ForwardingWorker::ForwardingWorker;
