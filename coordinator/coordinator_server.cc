@@ -28,8 +28,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   if (ec)
     return absl::InvalidArgumentError(absl::StrCat("--state-dir: cannot create ", options.state_dir, ": ", ec.message()));
 
+  if (options.validate_on_worker && options.workers == 0)
+    return absl::InvalidArgumentError("--validate-on worker: needs --workers > 0 (with 0, jobs run in this process)");
   // Opened before anything starts, so that a coordinator that cannot validate never takes a job.
-  auto validator = OpenDevice(options.validation_device);
+  auto validator = OpenDevice(options.validate_on_worker ? Device{} : options.validation_device);
   if (!validator.ok()) return WithContext(validator.status(), "--validate-device");
 
   std::unique_ptr<Coordinator> c(new Coordinator());
@@ -43,13 +45,14 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   c->metrics_ = std::make_unique<CoordinatorMetrics>(*c->journal_, *c->pool_);
   JobExecutor executor = options.executor;
   if (options.workers > 0)
-    executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait, validator = *validator](
+    executor = [pool = c->pool_.get(), count = options.workers, wait = options.worker_wait, validator = *validator,
+                on_worker = options.validate_on_worker, kind = options.validation_worker_kind](
                    const JobSpec& spec, const JobEvents& events) -> absl::StatusOr<nlohmann::json> {
       QSHARD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<WorkerClient>> workers, pool->AwaitWorkers(count, wait));
       QSHARD_RETURN_IF_ERROR(AdmitJob(spec, count, pool->Workers()));  // the budgets of the workers it got
       std::vector<WorkerClient*> clients;
       for (auto& worker : workers) clients.push_back(worker.get());
-      return RunJob(spec, clients, events, validator.get());
+      return RunJob(spec, clients, events, on_worker ? ValidationSite::OnWorker(kind) : ValidationSite(validator.get()));
     };
   else if (*validator != nullptr)
     executor = [device = options.validation_device](const JobSpec& spec, const JobEvents& events) {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ struct CoordinatorOptions {
   // opened at Start, which fails naming --validate-device when it cannot be; with workers > 0
   // it stays open, with 0 each job opens it again (RunEmbeddedJob) and the executor is that.
   Device validation_device;
+  // --validate-on worker (workers > 0): instead on one of each job's workers, on its own device
+  // (engine/job_runner.h, ValidationSite), one of `validation_worker_kind` (--validate-device's
+  // kind; unset: whatever the workers have); `validation_device` is then unused.
+  bool validate_on_worker = false;
+  std::optional<Device::Kind> validation_worker_kind;
   JobExecutor executor = RunCoordinatorJob;
   JobScheduler::Log log = [](const std::string&) {};
 };

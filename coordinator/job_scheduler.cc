@@ -148,6 +148,8 @@ void JobScheduler::RunOne(const std::string& job_id) {
     absl::Status usable = parsed.status();
     if (usable.ok()) usable = roots_.Check(parsed->model_dir, "model_path");  // again: links may have moved
     if (usable.ok()) usable = roots_.Check(parsed->out_dir, "output_path");
+    if (usable.ok() && !parsed->validation.text.empty())  // read by a worker too (--validate-on worker)
+      usable = roots_.Check(parsed->validation.text, "validation.text_path");
     if (usable.ok()) usable = CheckOutputIsFree(parsed->out_dir);  // another job may have written there
     if (!TransitionLocked(job_id, {v1::JOB_STATE_RUNNING, "started"}).ok()) return;
     if (!usable.ok()) {

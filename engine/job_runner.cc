@@ -49,8 +49,8 @@ GptqExportSpec ExportSpecOf(const JobSpec& spec) {
 class Job {
  public:
   Job(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events,
-      CudaDevice* validation_device)
-      : spec_(spec), workers_(workers), events_(events), validation_device_(validation_device) {}
+      const ValidationSite& validation)
+      : spec_(spec), workers_(workers), events_(events), validation_(validation) {}
 
   absl::StatusOr<json> Run() {
     const auto start = Clock::now();
@@ -60,8 +60,7 @@ class Job {
     // What runs on the workers' device: refused here, before any output, when nothing may.
     QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(devices.front().get<std::string>(), "a worker's device"));
     QSHARD_ASSIGN_OR_RETURN(const DevicePlan device_plan, PlanOnDevice(spec_.method, device));
-    if (validation_device_ != nullptr && !spec_.validation.text.empty())
-      QSHARD_RETURN_IF_ERROR(CheckValidationRunsOnDevice(spec_.method, validation_device_->device()));
+    if (!spec_.validation.text.empty()) QSHARD_RETURN_IF_ERROR(CheckValidationSite(device, devices));
     QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec_.method.method));
     method_ = method;
     needs_ = method->needs;
@@ -178,9 +177,7 @@ class Job {
     report["summary"] = Summary(modules, SecondsSince(start), seconds_solve, phases_);
     QSHARD_RETURN_IF_ERROR(writer->Finish(report));
     if (!spec_.validation.text.empty()) {
-      events_.log(absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels of ",
-                               validation_device_ == nullptr ? "the CPU" : validation_device_->Describe()));
-      QSHARD_ASSIGN_OR_RETURN(report["validation"], ValidateCheckpoint(spec_, validation_device_));
+      QSHARD_ASSIGN_OR_RETURN(report["validation"], Validate());
       QSHARD_RETURN_IF_ERROR(WriteFileAtomically(spec_.out_dir + "/quant_report.json", report.dump(2) + "\n"));
     }
     return report;
@@ -203,6 +200,42 @@ class Job {
                                                         devices.dump(), "): its checkpoint would depend on which "
                                                         "worker solved what; give a job workers of one kind"));
     return devices;
+  }
+
+  // The validation's device, refused before any work when it cannot run the checkpoint or, on
+  // a worker, when the job's workers (`device`, all of one kind) are not of the kind asked for.
+  absl::Status CheckValidationSite(const Device& device, const json& devices) const {
+    if (!validation_.on_worker)
+      return validation_.device == nullptr ? absl::OkStatus()
+                                           : CheckValidationRunsOnDevice(spec_.method, validation_.device->device());
+    if (validation_.worker_kind.has_value() && *validation_.worker_kind != device.kind) {
+      const std::string kind = *validation_.worker_kind == Device::Kind::kCpu ? "cpu" : "cuda";
+      return absl::FailedPreconditionError(
+          absl::StrCat("--validate-device ", kind, ": no worker of the job runs on ", kind, " (its workers' devices: ",
+                       devices.dump(), "); give the job workers of that kind or validate on the coordinator"));
+    }
+    return WithContext(CheckValidationRunsOnDevice(spec_.method, device), "--validate-on worker");
+  }
+
+  // The spec's validation where `validation_` says. On the workers: the first live one, and
+  // each next live one in turn while they are lost on the way (UNAVAILABLE); any other error is
+  // the job's. A coordinator restart redoes it: the kept layers are restored, not solved again.
+  absl::StatusOr<json> Validate() {
+    const std::string through = absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels of ");
+    if (!validation_.on_worker) {
+      events_.log(through + (validation_.device == nullptr ? "the CPU" : validation_.device->Describe()));
+      return ValidateCheckpoint(spec_, validation_.device);
+    }
+    for (size_t i : Alive()) {
+      const std::string who = absl::StrCat("worker ", i, " (", workers_[i]->DeviceName(), ")");
+      events_.log(through + who);
+      absl::StatusOr<json> validated = workers_[i]->Validate(spec_);
+      if (validated.ok()) return validated;
+      if (!absl::IsUnavailable(validated.status())) return WithContext(validated.status(), who);
+      MarkLost(i);
+      events_.log(absl::StrCat("validation: ", who, " lost: ", validated.status().message()));
+    }
+    return absl::UnavailableError("validation: every worker of the job was lost");
   }
 
   // Gives each worker its shards. After a restart, workers start empty, adopt their shards and
@@ -526,7 +559,7 @@ class Job {
   const std::vector<WorkerClient*>& workers_;
   JobPhases phases_;
   const JobEvents& events_;
-  CudaDevice* const validation_device_;  // null: the CPU
+  const ValidationSite validation_;
   const MethodRegistration* method_ = nullptr;
   MethodNeeds needs_;
   SourceModel source_model_;
@@ -546,8 +579,8 @@ class Job {
 }  // namespace
 
 absl::StatusOr<json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers, const JobEvents& events,
-                            CudaDevice* validation_device) {
-  return Job(spec, workers, events, validation_device).Run();
+                            const ValidationSite& validation) {
+  return Job(spec, workers, events, validation).Run();
 }
 
 absl::StatusOr<json> RunEmbeddedJob(const JobSpec& spec, const JobEvents& events, const Device& device,

@@ -61,13 +61,33 @@ struct JobEvents {
   JobObserver* observer = nullptr;
 };
 
+// Where a job's final validation (validation.h) runs: in the runner's process on `device`
+// (null: the CPU), or on one of the job's workers, on that worker's own device
+// (WorkerClient::Validate) — for a coordinator without the GPUs its workers have.
+struct ValidationSite {
+  ValidationSite(CudaDevice* device = nullptr) : device(device) {}  // NOLINT: a device is a site
+  // `kind`: the device kind it must run on, refused before the job starts when the job's
+  // workers (all of one kind) are of another; unset: whatever the workers have.
+  static ValidationSite OnWorker(std::optional<Device::Kind> kind = std::nullopt) {
+    ValidationSite site;
+    site.on_worker = true;
+    site.worker_kind = kind;
+    return site;
+  }
+
+  CudaDevice* device = nullptr;
+  bool on_worker = false;
+  std::optional<Device::Kind> worker_kind;
+};
+
 // Runs the job on `workers` (at least one) and returns its report, also written as
 // quant_report.json beside the checkpoint. Every error names the flag, field or file at fault.
-// The spec's validation, if any, runs in this process on `validation_device` (null: the CPU;
-// validation.h); when it fails the job fails, its checkpoint written but its report without
-// "validation".
+// The spec's validation, if any, runs at `validation`: a device that cannot run the checkpoint
+// (CheckValidationRunsOnDevice) is refused before any work. On a worker, one lost while
+// validating (UNAVAILABLE) hands it to the next live worker; when it fails the job fails, its
+// checkpoint written but its report without "validation".
 absl::StatusOr<nlohmann::json> RunJob(const JobSpec& spec, const std::vector<WorkerClient*>& workers,
-                                      const JobEvents& events, CudaDevice* validation_device = nullptr);
+                                      const JobEvents& events, const ValidationSite& validation = {});
 
 // RunJob with one LocalWorker on `device`: `qshard quantize`. Refuses, before any work, a job
 // whose plan (job_plan.h) does not fit this machine's memory, a job the device cannot run

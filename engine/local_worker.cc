@@ -11,6 +11,7 @@
 #include "engine/calibration_windows.h"
 #include "engine/job_plan.h"
 #include "engine/statistics_tree.h"
+#include "engine/validation.h"
 #include "worker/calibration/input_stats_collector.h"
 #include "worker/calibration/observer_fanout.h"
 #include "worker/device/device_support.h"
@@ -499,6 +500,22 @@ absl::Status LocalWorker::Apply(int group, const GroupSolution& solution) {
   return WithContext(norm_rewritten ? forward_->LoadLayer(layer_, weights_)
                                     : forward_->UpdateLinears(weights_, {linears.begin(), linears.end()}),
                      absl::StrCat("layer ", layer_));
+}
+
+absl::StatusOr<nlohmann::json> LocalWorker::Validate(const JobSpec& spec) {
+  // The job is over: its hidden states and layer leave the device's memory to the two models.
+  shards_.clear();
+  windows_.clear();
+  forward_.reset();
+  rounding_.reset();
+  gptq_.reset();
+  weights_ = DecoderLayerWeights();
+  quantized_ = QuantizedLayer();
+  source_ = SourceModel();
+  layer_ = -1;
+  JobSpec here = spec;
+  if (threads_ > 0) here.execution.threads = threads_;  // this machine's own --threads
+  return ValidateCheckpoint(here, device_.get());
 }
 
 std::string LocalWorker::DeviceName() {

@@ -52,6 +52,7 @@ class LocalWorker : public WorkerClient {
                                                     const SharedGroupPart& shared) override;
   absl::Status Apply(int group, const GroupSolution& solution) override;
   absl::Status FinishLayer() override;
+  absl::StatusOr<nlohmann::json> Validate(const JobSpec& spec) override;
   std::string DeviceName() override;
 
  private:

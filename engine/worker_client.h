@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/job_spec.h"
+#include "nlohmann/json.hpp"
 #include "worker/calibration/attention_stats.h"
 #include "worker/calibration/hessian.h"
 #include "worker/methods/layer_method.h"
@@ -126,6 +127,14 @@ class WorkerClient {
   // Runs the rest of the quantized layer over the shards: the next layer's inputs (none after
   // the model's last layer, whose rest is not computed).
   virtual absl::Status FinishLayer() = 0;
+
+  // The job's final validation (validation.h) on this worker's own device (DeviceName()): the
+  // report's "validation" object. It reads the finished checkpoint at spec.out_dir, the model
+  // and the validation text by the paths the coordinator uses (storage shared with it); it
+  // needs no StartJob. UNAVAILABLE: this worker is lost, another may take it over.
+  virtual absl::StatusOr<nlohmann::json> Validate(const JobSpec& spec) {
+    return absl::UnimplementedError("this worker cannot validate checkpoints");
+  }
 };
 
 }  // namespace qshard

@@ -331,6 +331,17 @@ class RemoteWorker : public WorkerClient {
     return Run(task).status();
   }
 
+  absl::StatusOr<nlohmann::json> Validate(const JobSpec& spec) override {
+    v1::WorkerTask task;
+    *task.mutable_validate()->mutable_spec() = JobSpecToProto(spec);
+    QSHARD_ASSIGN_OR_RETURN(v1::WorkerTaskResult result, Run(task));
+    nlohmann::json validation = nlohmann::json::parse(result.validation_json(), nullptr, /*allow_exceptions=*/false);
+    if (!validation.is_object())  // not UNAVAILABLE: the worker answered, wrongly
+      return absl::DataLossError(absl::StrCat("worker ", connection_->hello().name(),
+                                              ": its validation result is not a JSON object"));
+    return validation;
+  }
+
  private:
   // Statistics reach a remote worker only through the data plane: the task names their owner.
   static absl::Status SolveTaskOf(int group, const GroupStatistics* statistics, v1::SolveTask& out) {

@@ -182,6 +182,13 @@ void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const
     case v1::WorkerTask::kFinishLayer:
       status = worker.FinishLayer();
       break;
+    case v1::WorkerTask::kValidate: {
+      auto spec = JobSpecFromProto(task.validate().spec());
+      auto validation = spec.ok() ? worker.Validate(*spec) : spec.status();
+      status = validation.status();
+      if (validation.ok()) result.set_validation_json(validation->dump());
+      break;
+    }
     default:
       status = absl::InvalidArgumentError("unknown task");
   }

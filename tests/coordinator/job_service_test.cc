@@ -510,9 +510,9 @@ TEST(CoordinatorTest, PlaintextOnlyOnLoopback) {
   EXPECT_NE(Coordinator::Start(options).status().message().find("--allowed-root"), std::string::npos);
 }
 
-// A validation device the coordinator cannot open (no such ordinal on any machine) stops it at
-// the start, not at a job's end.
-TEST(CoordinatorTest, AValidationDeviceThatCannotBeOpenedIsRefusedAtStart) {
+// A validation device the coordinator cannot open (no such ordinal on any machine), or
+// validation on workers it will not have, stops it at the start, not at a job's end.
+TEST(CoordinatorTest, AValidationItCannotRunIsRefusedAtStart) {
   ScopedTempDir root, state;
   CoordinatorOptions options;
   options.listen = "127.0.0.1:0";
@@ -523,6 +523,13 @@ TEST(CoordinatorTest, AValidationDeviceThatCannotBeOpenedIsRefusedAtStart) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("--validate-device"), std::string::npos) << refused.status();
   EXPECT_NE(refused.status().message().find("cuda:99"), std::string::npos) << refused.status();
+  // Validating on a worker needs workers: with none, jobs run in the coordinator's process.
+  options.validation_device = Device{};
+  options.validate_on_worker = true;
+  refused = Coordinator::Start(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--validate-on worker"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("--workers"), std::string::npos) << refused.status();
 }
 
 }  // namespace

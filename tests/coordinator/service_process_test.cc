@@ -43,13 +43,13 @@ class ServiceProcessTest : public ::testing::Test {
   }
 
   // Starts a coordinator on `listen` (running jobs on `workers` worker processes, or in
-  // itself) and returns the address it serves.
-  std::string StartCoordinator(const std::string& listen, int workers = 0) {
-    coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{"coordinator", "--listen", listen, "--state-dir", dir_.Child("state"),
-                                 "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json",
-                                 "--workers", std::to_string(workers), "--worker-wait-seconds", "60"},
-        dir_.Child(absl::StrCat("coordinator-", ++starts_)));
+  // itself; `more` flags) and returns the address it serves.
+  std::string StartCoordinator(const std::string& listen, int workers = 0, const std::vector<std::string>& more = {}) {
+    std::vector<std::string> args = {"coordinator", "--listen", listen, "--state-dir", dir_.Child("state"),
+                                     "--allowed-root", data_, "--allowed-root", dir_.Child("outputs"), "--json",
+                                     "--workers", std::to_string(workers), "--worker-wait-seconds", "60"};
+    args.insert(args.end(), more.begin(), more.end());
+    coordinator_ = std::make_unique<Process>(args, dir_.Child(absl::StrCat("coordinator-", ++starts_)));
     const std::string address = testing::AwaitListening(*coordinator_);
     if (!address.empty())
       stub_ = v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -136,20 +136,24 @@ class ServiceProcessTest : public ::testing::Test {
 };
 
 // The whole service: a coordinator whose jobs run on three `qshard worker` processes, on
-// TinyStories-656K (GPTQ, Z-Fold, aespa) and a synthetic OPT (GPTQ).
+// TinyStories-656K (GPTQ, Z-Fold, aespa) and a synthetic OPT (GPTQ). The GPTQ job is validated,
+// on a worker (--validate-on worker), into its JobStatus.
 TEST_F(ServiceProcessTest, JobsRunOnWorkerProcessesWithTheEmbeddedBytes) {
   fs::create_directories(dir_.Child("outputs"));
-  const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/3);
+  const std::string address = StartCoordinator("127.0.0.1:0", /*workers=*/3, {"--validate-on", "worker"});
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < 3; ++i)
     workers.push_back(std::make_unique<Process>(
         std::vector<std::string>{"worker", "--coordinator", address, "--name", absl::StrCat("w", i), "--threads", "1",
                                  "--retry-seconds", "5"},
         dir_.Child(absl::StrCat("worker-", i))));
-  const auto run = [&](const std::string& method, const std::string& out) {
+  const auto run = [&](const std::string& method, const std::string& out, bool validated = false) {
     std::vector<std::string> args = {"submit", "--coordinator", address, "--wait", "--json"};
     const std::vector<std::string> job = JobFlags(method, out);
     args.insert(args.end(), job.begin(), job.end());
+    if (validated)
+      args.insert(args.end(), {"--validate-text", data_ + "/wikitext-2-raw/wiki.test.raw", "--validate-lines",
+                               "2180-2400", "--validate-seqlen", "96", "--validate-windows", "2"});
     Process submit(args, dir_.Child("submit-" + out));
     ASSERT_EQ(submit.Wait(std::chrono::seconds(120)), 0) << ReadFileBytes(dir_.Child("submit-" + out + ".err"));
     EXPECT_EQ(nlohmann::json::parse(submit.Stdout())["state"], "SUCCEEDED");
@@ -157,7 +161,16 @@ TEST_F(ServiceProcessTest, JobsRunOnWorkerProcessesWithTheEmbeddedBytes) {
   };
   // Z-Fold and aespa solve their q/k/v and gate/up groups in two steps, the linears on
   // different worker processes.
-  for (const char* method : {"gptq", "zfold", "aespa"}) run(method, method);
+  run("gptq", "gptq", /*validated=*/true);
+  const v1::ValidationResult validation = Get("job-1").validation();
+  EXPECT_GT(validation.perplexity(), 1.0);
+  EXPECT_GT(validation.base_perplexity(), 1.0);
+  EXPECT_GT(validation.top1_agreement(), 0.0);
+  EXPECT_EQ(validation.device(), "cpu");
+  EXPECT_EQ(validation.kernels(), "exact");
+  EXPECT_NE(ReadFileBytes(dir_.Child("coordinator-1.err")).find("through the integer kernels of worker 0 (cpu)"),
+            std::string::npos);
+  for (const char* method : {"zfold", "aespa"}) run(method, method);
   model_ = WriteSyntheticOpt(2);
   run("gptq", "synthetic-opt-gptq");
   coordinator_->Kill(SIGTERM);

@@ -210,6 +210,15 @@ class GpuTest(OverlayChecks, unittest.TestCase):
         coordinator = self.one("StatefulSet", "qshard-coordinator")
         self.assertNotIn("nvidia.com/gpu", yaml.safe_dump(coordinator), "the coordinator needs no GPU")
 
+    def test_workers_run_on_their_gpu_and_validate_there(self):
+        config = self.config()["data"]
+        (worker,) = self.one("Deployment", "qshard-worker")["spec"]["template"]["spec"]["containers"]
+        self.assertIn("--device=$(QSHARD_WORKER_DEVICE)", worker["args"])
+        self.assertEqual(config["QSHARD_WORKER_DEVICE"], "cuda")
+        (coordinator,) = self.one("StatefulSet", "qshard-coordinator")["spec"]["template"]["spec"]["containers"]
+        self.assertIn("--validate-on=$(QSHARD_VALIDATE_ON)", coordinator["args"])
+        self.assertEqual(config["QSHARD_VALIDATE_ON"], "worker", "a coordinator without a GPU validates on a worker")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

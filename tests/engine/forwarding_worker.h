@@ -41,6 +41,7 @@ class ForwardingWorker : public WorkerClient {
   }
   absl::Status Apply(int group, const GroupSolution& solution) override { return inner_.Apply(group, solution); }
   absl::Status FinishLayer() override { return inner_.FinishLayer(); }
+  absl::StatusOr<nlohmann::json> Validate(const JobSpec& spec) override { return inner_.Validate(spec); }
   std::string DeviceName() override { return inner_.DeviceName(); }
 
  protected:

@@ -2,7 +2,8 @@
 // of them while the job runs. The survivors adopt the lost shards, replay the finished layers,
 // redo the current one, and the checkpoint's bytes equal the embedded job's; the engine reports each
 // lost worker once to its JobObserver (the coordinator's metrics). Also a worker killed as a
-// group's owner comes to pull its partials (the owner-reduction path).
+// group's owner comes to pull its partials (the owner-reduction path), and a worker killed while
+// it validates the finished checkpoint (--validate-on worker): the next worker validates.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -209,6 +210,44 @@ TEST(WorkerLossTest, OwnerKilledAsAHeadRunSolverReadsItsStatisticsSameBytes) {
 
 TEST(WorkerLossTest, OneOfThreeKilledMidJobSameBytes) { RunKillingWorkers(1); }
 TEST(WorkerLossTest, TwoOfThreeKilledMidJobSameBytes) { RunKillingWorkers(2); }
+
+}  // namespace
+}  // namespace qshard
+
+namespace qshard {
+namespace {
+
+// The first worker process is SIGKILLed as it is asked to validate: the next one validates,
+// with the numbers the coordinator's own validation has.
+TEST(WorkerLossTest, KilledAsItValidatesTheNextWorkerValidates) {
+  testing::ScopedTempDir dir;
+  const auto validated = [&](const std::string& out) {
+    JobSpec spec = SmallJob(dir.Child(out));
+    spec.validation.text = tiny_jobs::kText;
+    spec.validation.lines = {2180, 2400};
+    spec.validation.seqlen = 96;
+    spec.validation.max_windows = 3;
+    return spec;
+  };
+  ThreeWorkerProcesses cluster;
+  ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
+  auto on_coordinator = RunJob(validated("coordinator"), cluster.clients, JobEvents());
+  ASSERT_TRUE(on_coordinator.ok()) << on_coordinator.status();
+
+  JobEvents events;
+  std::vector<std::string> log;
+  events.log = [&](const std::string& line) {
+    log.push_back(line);
+    // Logged just before its validate task goes out (a tiny model validates in milliseconds).
+    if (line.find("through the integer kernels of worker 0") != std::string::npos) cluster.Kill(cluster.pids[0]);
+  };
+  auto on_worker = RunJob(validated("worker"), cluster.clients, events, ValidationSite::OnWorker());
+  ASSERT_TRUE(on_worker.ok()) << on_worker.status();
+  EXPECT_EQ((*on_worker)["validation"], (*on_coordinator)["validation"]);
+  bool handed_on = false;
+  for (const std::string& line : log) handed_on = handed_on || line.find("validation: worker 0 (cpu) lost") == 0;
+  EXPECT_TRUE(handed_on);
+}
 
 }  // namespace
 }  // namespace qshard

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/coordinator_server.h"
 #include "core/status.h"
@@ -19,7 +20,8 @@ namespace {
 struct CoordinatorFlags {
   CoordinatorOptions options;
   int worker_wait_seconds = 60;
-  std::string validate_device = "cpu";
+  std::string validate_on = "coordinator";
+  std::string validate_device;
   bool json = false;
 };
 
@@ -32,6 +34,26 @@ void LogLine(const std::string& line) {
   std::cerr << stamp << " " << line << std::endl;
 }
 
+// --validate-device names the coordinator's own device, or with --validate-on worker the kind
+// of device a worker must validate on: that worker's --device picks its ordinal.
+absl::Status ApplyValidationFlags(CoordinatorFlags& flags) {
+  CoordinatorOptions& o = flags.options;
+  o.validate_on_worker = flags.validate_on == "worker";
+  if (!o.validate_on_worker) {
+    QSHARD_ASSIGN_OR_RETURN(o.validation_device,
+                            ParseDevice(flags.validate_device.empty() ? "cpu" : flags.validate_device, "--validate-device"));
+    return absl::OkStatus();
+  }
+  if (flags.validate_device.empty()) return absl::OkStatus();  // whatever device the job's workers have
+  QSHARD_ASSIGN_OR_RETURN(const Device kind, ParseDevice(flags.validate_device, "--validate-device"));
+  if (flags.validate_device.find(':') != std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat("--validate-device ", flags.validate_device,
+                                                   ": with --validate-on worker it names a device kind (cpu or "
+                                                   "cuda); the worker's own --device picks its GPU"));
+  o.validation_worker_kind = kind.kind;
+  return absl::OkStatus();
+}
+
 absl::Status RunCoordinator(CoordinatorFlags& flags) {
   // Signals are taken by sigwait below; the mask is inherited by every thread started after it.
   sigset_t signals;
@@ -42,7 +64,7 @@ absl::Status RunCoordinator(CoordinatorFlags& flags) {
 
   flags.options.log = LogLine;
   flags.options.worker_wait = std::chrono::seconds(flags.worker_wait_seconds);
-  QSHARD_ASSIGN_OR_RETURN(flags.options.validation_device, ParseDevice(flags.validate_device, "--validate-device"));
+  QSHARD_RETURN_IF_ERROR(ApplyValidationFlags(flags));
   QSHARD_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(flags.options));
   if (flags.json) {
     nlohmann::json started = {{"listening", coordinator->address()}, {"state_dir", flags.options.state_dir}};
@@ -77,7 +99,16 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
   app->add_option("--worker-wait-seconds", flags->worker_wait_seconds,
                   "How long a job waits for its workers to register")
       ->capture_default_str();
-  AddValidateDeviceFlag(*app, flags->validate_device, "cpu (a coordinator seldom has a GPU)");
+  app->add_option("--validate-on", flags->validate_on,
+                  "Where the final validation (--validate-text) runs: coordinator (this process, on "
+                  "--validate-device) or worker (one of the job's workers, on its own --device; needs --workers > 0; "
+                  "the next worker takes over from one lost on the way; docs/distributed.md)")
+      ->check(CLI::IsMember({"coordinator", "worker"}))
+      ->capture_default_str();
+  AddValidateDeviceFlag(*app, flags->validate_device,
+                        "cpu (a coordinator seldom has a GPU). With --validate-on worker: the device kind, cpu or "
+                        "cuda, a job's workers must have (refused before the job starts otherwise); default there: "
+                        "whatever they have");
   app->add_option("--metrics-listen", o.metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
   AddSecurityFlags(*app, TlsRole::kServer, o.tls, o.insecure);
   app->add_option("--token-file", o.access.token_file,
