@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <set>
 
 #include "engine/job_runner.h"
@@ -77,6 +76,13 @@ struct ThreeWorkerProcesses {
     WorkerPoolOptions options;
     options.lease = std::chrono::milliseconds(3000);
     return options;
+  }
+  // The process of the worker serving data at `address` (clients come in the order the workers
+  // connected, not w0, w1, w2); 0 if none does.
+  pid_t PidOfAddress(const std::string& address) {
+    for (const v1::WorkerHello& hello : pool.Workers())
+      if (hello.data_address() == address) return pids[hello.name().back() - '0'];
+    return 0;
   }
   // SIGKILLs `pid` and reaps it (once).
   void Kill(pid_t pid) {
@@ -167,17 +173,14 @@ void RunKillingAHolder(KillingAHolder::When when, const std::string& method = "g
   ASSERT_TRUE(RunEmbeddedJob(SmallJob(dir.Child("embedded"), method), JobEvents()).ok());
   ThreeWorkerProcesses cluster;
   ASSERT_TRUE(cluster.workers.ok()) << cluster.workers.status();
-  std::map<std::string, pid_t> pid_of;  // by data address
-  for (const v1::WorkerHello& hello : cluster.pool.Workers())
-    pid_of[hello.data_address()] = cluster.pids[hello.name().back() - '0'];
-  ASSERT_EQ(pid_of.size(), 3u);
+  for (WorkerClient* w : cluster.clients) ASSERT_NE(cluster.PidOfAddress(w->DataAddress()), 0);
   std::atomic<bool> armed = false;
   std::atomic<int> killed = 0;
   std::vector<std::unique_ptr<KillingAHolder>> wrapped;
   std::vector<WorkerClient*> clients;
   for (WorkerClient* w : cluster.clients)
     clients.push_back(wrapped.emplace_back(std::make_unique<KillingAHolder>(*w, when, armed, [&](const std::string& address) {
-      cluster.Kill(pid_of.at(address));
+      cluster.Kill(cluster.PidOfAddress(address));
       ++killed;
     })).get());
 
@@ -239,7 +242,8 @@ TEST(WorkerLossTest, KilledAsItValidatesTheNextWorkerValidates) {
   events.log = [&](const std::string& line) {
     log.push_back(line);
     // Logged just before its validate task goes out (a tiny model validates in milliseconds).
-    if (line.find("through the integer kernels of worker 0") != std::string::npos) cluster.Kill(cluster.pids[0]);
+    if (line.find("through the integer kernels of worker 0") != std::string::npos)
+      cluster.Kill(cluster.PidOfAddress(cluster.clients[0]->DataAddress()));
   };
   auto on_worker = RunJob(validated("worker"), cluster.clients, events, ValidationSite::OnWorker());
   ASSERT_TRUE(on_worker.ok()) << on_worker.status();
