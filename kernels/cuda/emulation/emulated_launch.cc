@@ -3,6 +3,9 @@
 // never be passed (some threads wait at __syncthreads while others wait at a warp operation)
 // is the hang it would be on a device: the emulation reports the kernel and aborts.
 #include <sys/mman.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -108,6 +111,11 @@ void Yield(FiberState state) {
 // A new fiber's stack as qshard_emu_switch leaves a suspended one: six registers, then the
 // address `ret` jumps to, so that RunThread starts with the stack aligned as after a call.
 void* NewFiberStack(void* stack) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The thread that ran here last never returned from RunThread: its frames' redzones are
+  // still poisoned, and AddressSanitizer would report this thread's frames inside them.
+  ASAN_UNPOISON_MEMORY_REGION(stack, kStackBytes);
+#endif
   auto top = reinterpret_cast<uintptr_t>(stack) + kStackBytes;
   top &= ~uintptr_t{15};
   auto* frame = reinterpret_cast<void**>(top - 8 * sizeof(void*));

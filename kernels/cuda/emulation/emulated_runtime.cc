@@ -179,8 +179,10 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   std::lock_guard lock(m.mutex);
   *pointer = nullptr;
   if (m.allocated + bytes > m.capacity) return cudaErrorMemoryAllocation;
-  void* memory = std::aligned_alloc(256, std::max<size_t>((bytes + 255) / 256 * 256, 256));
-  if (memory == nullptr) return cudaErrorMemoryAllocation;
+  // cudaMalloc's alignment, and exactly `bytes`, so that AddressSanitizer (an emulated build with
+  // -fsanitize=address) sees a kernel reading past the size asked for.
+  void* memory = nullptr;
+  if (posix_memalign(&memory, 256, std::max<size_t>(bytes, 1)) != 0) return cudaErrorMemoryAllocation;
   std::memset(memory, 0xff, bytes);
   m.allocations[reinterpret_cast<uintptr_t>(memory)] = bytes;
   m.allocated += bytes;
