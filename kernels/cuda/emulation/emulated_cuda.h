@@ -29,8 +29,10 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 // Blocks run one at a time and all launches are serialized, so a function-local static is
-// exactly one block's shared memory.
-#define __shared__ static
+// exactly one block's shared memory. They all live in one section, which the launcher fills with
+// a NaN pattern before each block: a thread reading shared memory no thread of its block wrote
+// reads garbage here as on a device, not the zeros of a static or the last block's values.
+#define __shared__ static __attribute__((section("qshard_emu_shared")))
 
 namespace qshard_emu {
 

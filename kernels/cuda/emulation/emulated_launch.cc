@@ -47,6 +47,11 @@ qshard_emu_switch:
   .size qshard_emu_switch, .-qshard_emu_switch
 )");
 
+// The bounds of the `__shared__` statics' section (emulated_cuda.h), which the linker defines
+// in every program or library that has one; weak, for one that has none.
+extern "C" unsigned char __start_qshard_emu_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" unsigned char __stop_qshard_emu_shared[] __attribute__((weak, visibility("hidden")));
+
 namespace qshard_emu {
 namespace {
 
@@ -173,7 +178,15 @@ bool ReleaseBarriers(std::vector<Fiber>& fibers) {
   return released;
 }
 
+// A block's shared memory starts as garbage on a device: a NaN pattern here, static and dynamic.
+void PoisonSharedMemory(Launcher& l) {
+  if (__start_qshard_emu_shared != nullptr)
+    std::memset(__start_qshard_emu_shared, 0xff, static_cast<size_t>(__stop_qshard_emu_shared - __start_qshard_emu_shared));
+  std::fill(l.dynamic_shared.begin(), l.dynamic_shared.end(), 0xff);
+}
+
 void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
+  PoisonSharedMemory(l);
   const unsigned threads = config.block.x * config.block.y * config.block.z;
   l.fibers.assign(threads, Fiber{});
   for (unsigned t = 0; t < threads; ++t) {
@@ -283,8 +296,7 @@ void Launch(const LaunchConfig& config, const void* kernel, const std::function<
   }
   const unsigned threads = config.block.x * config.block.y * config.block.z;
   EnsureStacks(l, threads);
-  // Fresh shared memory is garbage on a device: fill it with a NaN pattern, not zeros.
-  l.dynamic_shared.assign(std::max<size_t>(config.shared_bytes, 16), 0xff);
+  l.dynamic_shared.resize(std::max<size_t>(config.shared_bytes, 16));
   l.warp_slots.assign((threads + 31) / 32 * 2 * 32 * kWarpSlotBytes, 0);
   l.body = &body;
   for (unsigned z = 0; z < config.grid.z; ++z)
