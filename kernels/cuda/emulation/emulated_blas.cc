@@ -15,15 +15,10 @@
 
 extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 
-struct cublasContext {
-  cudaStream_t stream = nullptr;
-};
-struct cusolverDnContext {
-  cudaStream_t stream = nullptr;
-};
-struct cusolverDnParams {
-  int unused = 0;
-};
+// Streams are synchronous in the emulation: a handle keeps nothing.
+struct cublasContext {};
+struct cusolverDnContext {};
+struct cusolverDnParams {};
 
 namespace {
 
@@ -143,10 +138,7 @@ cublasStatus_t cublasDestroy(cublasHandle_t handle) {
   delete handle;
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
-  handle->stream = stream;
-  return CUBLAS_STATUS_SUCCESS;
-}
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetWorkspace(cublasHandle_t, void* workspace, size_t bytes) {
   if (bytes > 0 && !qshard_emu::IsDeviceRange(workspace, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
@@ -289,10 +281,7 @@ cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle) {
   delete handle;
   return CUSOLVER_STATUS_SUCCESS;
 }
-cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t stream) {
-  handle->stream = stream;
-  return CUSOLVER_STATUS_SUCCESS;
-}
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t, cudaStream_t) { return CUSOLVER_STATUS_SUCCESS; }
 cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t* params) {
   *params = new cusolverDnParams;
   return CUSOLVER_STATUS_SUCCESS;

@@ -74,7 +74,6 @@ T ShuffleFrom(T value, int source_lane, bool in_range) {
 inline constexpr int warpSize = 32;
 
 inline void __syncthreads() { qshard_emu::BlockBarrier(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { qshard_emu::WarpBarrier(); }
 inline void __threadfence() {}
 // cp.async's shared-window address; the emulated copy takes the generic pointer itself.
 inline size_t __cvta_generic_to_shared(const void* pointer) { return reinterpret_cast<size_t>(pointer); }
@@ -84,16 +83,6 @@ template <typename T>
 T __shfl_down_sync(unsigned, T value, unsigned delta, int width = 32) {
   const int lane = qshard_emu::LaneId(), in_segment = lane % width;
   return qshard_emu::ShuffleFrom(value, lane + static_cast<int>(delta), in_segment + static_cast<int>(delta) < width);
-}
-template <typename T>
-T __shfl_xor_sync(unsigned, T value, int mask, int width = 32) {
-  const int lane = qshard_emu::LaneId(), source = lane ^ mask;
-  return qshard_emu::ShuffleFrom(value, source, source / width == lane / width);
-}
-template <typename T>
-T __shfl_sync(unsigned, T value, int source, int width = 32) {
-  const int lane = qshard_emu::LaneId();
-  return qshard_emu::ShuffleFrom(value, lane / width * width + source % width, true);
 }
 
 template <typename T>
@@ -126,23 +115,10 @@ template <typename T>
 T atomicExch(T* address, T value) {
   return qshard_emu::AtomicUpdate(address, [value](T) { return value; });
 }
-template <typename T>
-T atomicCAS(T* address, T compare, T value) {
-  const T old = *address;
-  if (old == compare) *address = value;
-  return old;
-}
 
 inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
-inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
-inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
-inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
-inline float __expf(float x) { return std::exp(x); }
 inline float cospif(float x) { return static_cast<float>(std::cos(M_PI * static_cast<double>(x))); }
-inline float sinpif(float x) { return static_cast<float>(std::sin(M_PI * static_cast<double>(x))); }
-inline float __fdividef(float a, float b) { return a / b; }
 // PRMT in its default mode: byte i of the result is byte selector[4i..4i+3] of {y, x}.
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned selector) {
   const uint64_t bytes = (static_cast<uint64_t>(y) << 32) | x;
@@ -222,7 +198,6 @@ cudaError_t cudaDriverGetVersion(int* version);
 cudaError_t cudaRuntimeGetVersion(int* version);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
-cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorName(cudaError_t error);
 const char* cudaGetErrorString(cudaError_t error);
 
@@ -241,7 +216,6 @@ cudaError_t cudaMemset(void* pointer, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* pointer, int value, size_t bytes, cudaStream_t stream = nullptr);
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaEventCreate(cudaEvent_t* event);

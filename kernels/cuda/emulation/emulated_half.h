@@ -60,4 +60,3 @@ struct __nv_bfloat16 {
 };
 
 inline __nv_bfloat16 __float2bfloat16_rn(float value) { return __nv_bfloat16(value); }
-inline float __bfloat162float(__nv_bfloat16 value) { return static_cast<float>(value); }

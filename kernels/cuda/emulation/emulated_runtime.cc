@@ -11,9 +11,7 @@
 
 #include "kernels/cuda/emulation/emulated_state.h"
 
-struct CUstream_st {
-  int unused = 0;
-};
+struct CUstream_st {};
 struct CUevent_st {
   std::chrono::steady_clock::time_point when;
 };
@@ -149,7 +147,6 @@ cudaError_t cudaGetLastError() {
   qshard_emu::last_error = cudaSuccess;
   return error;
 }
-cudaError_t cudaPeekAtLastError() { return qshard_emu::last_error; }
 
 const char* cudaGetErrorName(cudaError_t error) {
   switch (error) {
@@ -244,7 +241,6 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   *stream = new CUstream_st;
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) { return cudaStreamCreate(stream); }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;

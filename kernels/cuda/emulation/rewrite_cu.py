@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\s*(\d+)\s*\)\s+)?([A-Za-z_][\w:\s]*?)\s+(\w+)\s*\[\s*\]\s*;")
+SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([A-Za-z_][\w:\s]*?)\s+(\w+)\s*\[\s*\]\s*;")
 
 
 def matching(text, start, opening, closing, step):
@@ -107,8 +107,7 @@ def rewrite_launches(text, templates):
 
 def rewrite_shared(text):
     def pointer(match):
-        alignment, element, name = match.group(1), match.group(2).strip(), match.group(3)
-        del alignment  # the launch's buffer is aligned for any type
+        element, name = match.group(1).strip(), match.group(2)  # the launch's buffer suits any alignment
         return f"{element}* const {name} = reinterpret_cast<{element}*>(::qshard_emu::DynamicShared());"
     return SHARED.sub(pointer, text)
 
