@@ -3,7 +3,8 @@
 // on random windows of awkward shapes (AttentionStatsCheckCases: OPT-like and LLaMA-like GQA 2:1
 // and 4:1, widths not multiples of 32, 1 to 640 tokens), two windows per case and length: every
 // sum within the reference's tolerances, the token counts exact, and a second run on fresh
-// statistics giving the same bytes. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error
+// statistics giving the same bytes, and the values' sums taken in slices of the key/value heads
+// (one pass over the windows per slice) giving those bytes too. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error
 // stopped the run, 77 no CUDA device (ctest reports the test as skipped).
 #include <cuda_runtime_api.h>
 
@@ -24,15 +25,37 @@
 namespace qshard::gpu {
 namespace {
 
-// Every sum of `stats` on the host, values then queries then keys, head by head.
+CudaStatus Download(const DeviceHessianSum& sum, std::vector<double>& host) {
+  host.resize(static_cast<size_t>(sum.dim()) * sum.dim());
+  QSHARD_CUDA_TRY(cudaMemcpy(host.data(), sum.sum(), host.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  return CudaStatus();
+}
+
+// The sums of `stats` on the host, values then queries then keys, head by head, into `sums`
+// (3·kv_heads of them): the values' of the heads held only.
 CudaStatus DownloadSums(const DeviceAttentionStats& stats, std::vector<std::vector<double>>& sums) {
-  sums.clear();
   const AttentionStatsDims& d = stats.dims();
+  sums.resize(3 * d.kv_heads);
+  const KvHeadRange& held = stats.value_heads();
+  for (int64_t g = held.first; g < held.first + held.count; ++g)
+    QSHARD_CUDA_RETURN_IF_ERROR(Download(stats.values(g), sums[g * 3]));
   for (int64_t g = 0; g < d.kv_heads; ++g) {
-    for (const DeviceHessianSum* sum : {&stats.values(g), &stats.queries(g), &stats.keys(g)}) {
-      std::vector<double>& host = sums.emplace_back(static_cast<size_t>(sum->dim()) * sum->dim());
-      QSHARD_CUDA_TRY(cudaMemcpy(host.data(), sum->sum(), host.size() * sizeof(double), cudaMemcpyDeviceToHost));
-    }
+    QSHARD_CUDA_RETURN_IF_ERROR(Download(stats.queries(g), sums[g * 3 + 1]));
+    QSHARD_CUDA_RETURN_IF_ERROR(Download(stats.keys(g), sums[g * 3 + 2]));
+  }
+  return CudaStatus();
+}
+
+// Both windows into `stats` (made for them), as `sums` say.
+CudaStatus AddWindows(const SolverContext& context, int64_t tokens, const std::vector<AttentionStatsWindow>& windows,
+                      WindowSums sums, DeviceAttentionStats& stats) {
+  for (const AttentionStatsWindow& w : windows) {
+    DeviceBuffer<float> x, q, k;
+    QSHARD_CUDA_RETURN_IF_ERROR(x.Upload(w.x));
+    QSHARD_CUDA_RETURN_IF_ERROR(q.Upload(w.q));
+    QSHARD_CUDA_RETURN_IF_ERROR(k.Upload(w.k));
+    QSHARD_CUDA_RETURN_IF_ERROR(stats.AddWindow(context, x.get(), q.get(), k.get(), tokens, sums));
+    QSHARD_CUDA_TRY(cudaStreamSynchronize(context.stream()));  // before the inputs are freed
   }
   return CudaStatus();
 }
@@ -41,15 +64,32 @@ CudaStatus DownloadSums(const DeviceAttentionStats& stats, std::vector<std::vect
 CudaStatus RunWindows(const SolverContext& context, const AttentionStatsDims& d, int64_t tokens,
                       const std::vector<AttentionStatsWindow>& windows, DeviceAttentionStats& stats) {
   QSHARD_CUDA_RETURN_IF_ERROR(stats.Reset(d, context.stream()));
-  for (const AttentionStatsWindow& w : windows) {
-    DeviceBuffer<float> x, q, k;
-    QSHARD_CUDA_RETURN_IF_ERROR(x.Upload(w.x));
-    QSHARD_CUDA_RETURN_IF_ERROR(q.Upload(w.q));
-    QSHARD_CUDA_RETURN_IF_ERROR(k.Upload(w.k));
-    QSHARD_CUDA_RETURN_IF_ERROR(stats.AddWindow(context, x.get(), q.get(), k.get(), tokens));
-    QSHARD_CUDA_TRY(cudaStreamSynchronize(context.stream()));  // before the inputs are freed
+  return AddWindows(context, tokens, windows, WindowSums::kAll, stats);
+}
+
+// Every sum as DownloadSums gives it, the values' taken `per_slice` key/value heads at a time: the
+// first slice with the queries and keys, each later one in a pass of its own over the windows.
+CudaStatus RunInSlices(const SolverContext& context, const AttentionStatsDims& d, int64_t tokens,
+                       const std::vector<AttentionStatsWindow>& windows, int64_t per_slice,
+                       std::vector<std::vector<double>>& sums) {
+  DeviceAttentionStats stats;
+  QSHARD_CUDA_RETURN_IF_ERROR(stats.Reset(d, {0, std::min(per_slice, d.kv_heads)}, context.stream()));
+  QSHARD_CUDA_RETURN_IF_ERROR(AddWindows(context, tokens, windows, WindowSums::kAll, stats));
+  QSHARD_CUDA_RETURN_IF_ERROR(DownloadSums(stats, sums));
+  for (int64_t first = per_slice; first < d.kv_heads; first += per_slice) {
+    QSHARD_CUDA_RETURN_IF_ERROR(stats.ResetValues({first, std::min(per_slice, d.kv_heads - first)}, context.stream()));
+    QSHARD_CUDA_RETURN_IF_ERROR(AddWindows(context, tokens, windows, WindowSums::kValuesOnly, stats));
+    for (int64_t g = first; g < first + stats.value_heads().count; ++g)
+      QSHARD_CUDA_RETURN_IF_ERROR(Download(stats.values(g), sums[g * 3]));
   }
   return CudaStatus();
+}
+
+bool SameBytes(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
+  bool same = a.size() == b.size();
+  for (size_t s = 0; same && s < a.size(); ++s)
+    same = a[s].size() == b[s].size() && std::memcmp(a[s].data(), b[s].data(), a[s].size() * sizeof(double)) == 0;
+  return same;
 }
 
 CudaStatus RunCase(const SolverContext& context, const AttentionStatsCase& c, int64_t tokens, uint64_t seed,
@@ -90,10 +130,15 @@ CudaStatus RunCase(const SolverContext& context, const AttentionStatsCase& c, in
                first.keys(g).tokens() == reference.key_tokens,
            "token counts of key/value head " + std::to_string(g));
   }
-  bool same = sums.size() == again.size();
-  for (size_t s = 0; same && s < sums.size(); ++s)
-    same = std::memcmp(sums[s].data(), again[s].data(), sums[s].size() * sizeof(double)) == 0;
-  expect(same, "a second run on fresh statistics gave different bytes");
+  expect(SameBytes(sums, again), "a second run on fresh statistics gave different bytes");
+  // One head per slice, and slices of about half the heads (an uneven last slice where odd).
+  for (const int64_t per_slice : {int64_t{1}, (d.kv_heads + 1) / 2}) {
+    if (per_slice >= d.kv_heads) continue;
+    std::vector<std::vector<double>> sliced;
+    QSHARD_CUDA_RETURN_IF_ERROR(RunInSlices(context, d, tokens, windows, per_slice, sliced));
+    expect(SameBytes(sums, sliced), "the values' sums in slices of " + std::to_string(per_slice) +
+                                        " key/value head(s) differ from the whole's");
+  }
   std::printf("%s: worst element %.2e of sqrt(R_ii R_jj), relative Frobenius %.2e\n", label.c_str(),
               worst.worst_scaled, worst.relative_frobenius);
   return CudaStatus();
@@ -108,6 +153,9 @@ bool CheckContracts() {
   SolverContext unused;
   float dummy = 0.0f;
   checks.ExpectError("a window before Reset", stats.AddWindow(unused, &dummy, &dummy, &dummy, 1));
+  checks.ExpectError("values' heads before Reset", stats.ResetValues({0, 1}, nullptr));
+  checks.ExpectError("an empty range of values' heads", stats.Reset({64, 4, 2, 16}, {0, 0}, nullptr));
+  checks.ExpectError("values' heads past the last", stats.Reset({64, 4, 2, 16}, {1, 2}, nullptr));
   return checks.passed();
 }
 
