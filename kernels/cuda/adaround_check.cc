@@ -2,7 +2,10 @@
 // the host reference (adaround_reference.h) on small awkward shapes (AdaRoundCheckCases: one
 // Hessian, per-head Hessians, output weightings; 2–4 bits): codes and losses within the
 // reference's tolerances (CompareAdaRound, grounded by tests/cuda/adaround_reference_test.cc on
-// the CPU), and a second run giving the same codes and losses bit for bit. `--time` then times
+// the CPU), and a second run giving the same codes and losses bit for bit; then the cases with
+// several units learned whole and in slices (adaround_slices.h): within the same tolerances of the
+// whole, and bit for bit with `--exact-slices` (the host emulation's ctest run: on a GPU cuBLAS
+// may pick other kernels for a slice's batch, so the line only says whether the bits differ). `--time` then times
 // 20 iterations at OPT-1.3B's and OPT-13B's linear shapes (synthetic data, no reference) and
 // projects aespa's 2000. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error stopped the
 // run, 77 no CUDA device (ctest reports the test as skipped).
@@ -91,26 +94,28 @@ std::vector<std::vector<AdaRoundSlice>> Slicings(const AdaRoundDeviceProblem& pr
 }
 
 // The same problem learned whole and in slices (adaround_slices.h): the same codes and unit
-// losses, bit for bit.
-CudaStatus RunSlicedCase(const SolverContext& context, const AdaRoundCase& shape, uint64_t seed, bool& passed) {
+// losses, bit for bit if `exact`, else within CompareAdaRound's tolerances of the whole.
+CudaStatus RunSlicedCase(const SolverContext& context, const AdaRoundCase& shape, uint64_t seed, bool exact,
+                         bool& passed) {
   const AdaRoundCaseData data = MakeAdaRoundCase(shape, seed);
   const AdaRoundDeviceProblem problem = data.Problem();
   const AdaRoundDeviceOptions options = AdaRoundCaseOptions(shape);
   AdaRoundDeviceResult whole;
   QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), problem, options, whole));
   std::string plans;
-  bool same = true;
+  bool ok = true;
   for (const std::vector<AdaRoundSlice>& slices : Slicings(problem)) {
     AdaRoundDeviceResult sliced;
     QSHARD_CUDA_RETURN_IF_ERROR(
         LearnRoundingInSlices(context.blas(), context.stream(), problem, slices, options, sliced));
-    const bool equal = SameResult(sliced, whole);
-    plans += " " + PlanSizes(slices) + (equal ? "" : " DIFFERS");
-    same = same && equal;
+    const AdaRoundDeviation deviation = CompareAdaRound(sliced, whole);
+    const bool same = SameResult(sliced, whole);
+    plans += (plans.empty() ? " " : "; ") + PlanSizes(slices) + (same ? " identical" : " DIFFERS (" + deviation.ToString() + ")");
+    ok = ok && (same || (!exact && deviation.passed));
   }
-  std::printf("%s %-48s %dx%d in slices of units%s: %s\n", same ? "ok  " : "FAIL", shape.name,
-              static_cast<int>(shape.rows), static_cast<int>(shape.cols), plans.c_str(), same ? "identical" : "DIFFERS");
-  passed = passed && same;
+  std::printf("%s %-48s %dx%d in slices of units:%s\n", ok ? "ok  " : "FAIL", shape.name,
+              static_cast<int>(shape.rows), static_cast<int>(shape.cols), plans.c_str());
+  passed = passed && ok;
   return CudaStatus();
 }
 
@@ -173,11 +178,13 @@ CudaStatus TimeOptShapes(const SolverContext& context) {
 }
 
 int Main(int argc, char** argv) {
-  bool time = false;
+  bool time = false, exact_slices = false;
   std::vector<char*> rest = {argv[0]};
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--time") == 0) {
       time = true;
+    } else if (std::strcmp(argv[a], "--exact-slices") == 0) {
+      exact_slices = true;
     } else {
       rest.push_back(argv[a]);
     }
@@ -221,7 +228,7 @@ int Main(int argc, char** argv) {
                              std::fflush(stdout);
                            }
                            for (const AdaRoundCase& shape : SlicedCases()) {
-                             const CudaStatus status = RunSlicedCase(context, shape, s + index++, passed);
+                             const CudaStatus status = RunSlicedCase(context, shape, s + index++, exact_slices, passed);
                              if (!status.ok()) return CudaStatus::Error(std::string(shape.name) + ": " + status.message());
                              std::fflush(stdout);
                            }

@@ -28,6 +28,17 @@ std::vector<AdaRoundSlice> EvenSlices(int64_t units, int64_t n) {
   return slices;
 }
 
+// The rows of the slice's Hessian blocks: the greatest common divisor of the rows it has in each
+// block it meets (the blocks' rows where it holds whole blocks or lies in one).
+int64_t SliceBlockRows(const AdaRoundDeviceProblem& p, const AdaRoundSlice& slice) {
+  const int64_t block_rows = p.rows / static_cast<int64_t>(p.hessians.size());
+  const int64_t begin = slice.first_unit * UnitRows(p), end = begin + slice.units * UnitRows(p);
+  int64_t piece_rows = 0;
+  for (int64_t b = begin / block_rows; b * block_rows < end; ++b)
+    piece_rows = std::gcd(piece_rows, std::min(end, (b + 1) * block_rows) - std::max(begin, b * block_rows));
+  return piece_rows;
+}
+
 }  // namespace
 
 int64_t AdaRoundUnits(const AdaRoundDeviceProblem& p) {
@@ -35,8 +46,7 @@ int64_t AdaRoundUnits(const AdaRoundDeviceProblem& p) {
 }
 
 AdaRoundDeviceProblem AdaRoundSliceProblem(const AdaRoundDeviceProblem& p, const AdaRoundSlice& slice) {
-  const int64_t unit_rows = UnitRows(p), begin = slice.first_unit * unit_rows;
-  const int64_t end = begin + slice.units * unit_rows;
+  const int64_t begin = slice.first_unit * UnitRows(p), end = begin + slice.units * UnitRows(p);
   const size_t offset = static_cast<size_t>(begin * p.cols);
   AdaRoundDeviceProblem s = p;
   s.rows = end - begin;
@@ -49,20 +59,15 @@ AdaRoundDeviceProblem AdaRoundSliceProblem(const AdaRoundDeviceProblem& p, const
   if (!p.weightings.empty())
     s.weightings.assign(p.weightings.begin() + slice.first_unit,
                         p.weightings.begin() + slice.first_unit + slice.units);
-  // The rows the slice has in each block it meets, and their common block size.
-  const int64_t block_rows = p.rows / static_cast<int64_t>(p.hessians.size());
-  int64_t piece_rows = 0;
-  for (int64_t b = begin / block_rows; b * block_rows < end; ++b)
-    piece_rows = std::gcd(piece_rows, std::min(end, (b + 1) * block_rows) - std::max(begin, b * block_rows));
+  const int64_t block_rows = p.rows / static_cast<int64_t>(p.hessians.size()), piece_rows = SliceBlockRows(p, slice);
   s.hessians.clear();
   for (int64_t row = begin; row < end; row += piece_rows) s.hessians.push_back(p.hessians[row / block_rows]);
   return s;
 }
 
 size_t AdaRoundSliceBytes(const AdaRoundDeviceProblem& p, const AdaRoundSlice& slice) {
-  const AdaRoundDeviceProblem s = AdaRoundSliceProblem(p, slice);
-  return AdaRoundDeviceBytes(s.rows, s.cols, static_cast<int64_t>(s.hessians.size()),
-                             static_cast<int64_t>(s.weightings.size()));
+  const int64_t rows = slice.units * UnitRows(p);
+  return AdaRoundDeviceBytes(rows, p.cols, rows / SliceBlockRows(p, slice), p.weightings.empty() ? 0 : slice.units);
 }
 
 CudaStatus PlanAdaRoundSlices(const AdaRoundDeviceProblem& p, size_t budget, std::vector<AdaRoundSlice>& slices) {

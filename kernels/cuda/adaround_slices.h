@@ -44,7 +44,7 @@ size_t AdaRoundSliceBytes(const AdaRoundDeviceProblem& problem, const AdaRoundSl
 // Cuts a valid problem into the fewest slices of consecutive units, the units spread evenly
 // (sizes differing by one at most, the larger ones last), whose AdaRoundSliceBytes are at most
 // `budget`: one slice, the whole problem, when it fits. An error when one unit alone does not
-// fit. Computes only; no device call.
+// fit. Reads the shapes only (the arrays may be null); no device call.
 CudaStatus PlanAdaRoundSlices(const AdaRoundDeviceProblem& problem, size_t budget, std::vector<AdaRoundSlice>& slices);
 
 // LearnRoundingOnDevice on each slice in turn (each frees its device memory before the next):
