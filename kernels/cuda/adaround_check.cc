@@ -2,7 +2,10 @@
 // the host reference (adaround_reference.h) on small awkward shapes (AdaRoundCheckCases: one
 // Hessian, per-head Hessians, output weightings; 2–4 bits): codes and losses within the
 // reference's tolerances (CompareAdaRound, grounded by tests/cuda/adaround_reference_test.cc on
-// the CPU), and a second run giving the same codes and losses bit for bit. `--time` then times
+// the CPU), and a second run giving the same codes and losses bit for bit; then the cases with
+// several units learned whole and in slices (adaround_slices.h): within the same tolerances of the
+// whole, and bit for bit with `--exact-slices` (the host emulation's ctest run: on a GPU cuBLAS
+// may pick other kernels for a slice's batch, so the line only says whether the bits differ). `--time` then times
 // 20 iterations at OPT-1.3B's and OPT-13B's linear shapes (synthetic data, no reference) and
 // projects aespa's 2000. Exit status: 0 all passed, 1 a check failed, 2 a CUDA error stopped the
 // run, 77 no CUDA device (ctest reports the test as skipped).
@@ -18,6 +21,7 @@
 
 #include "kernels/cuda/adaround_device.h"
 #include "kernels/cuda/adaround_reference.h"
+#include "kernels/cuda/adaround_slices.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/program_setup.h"
 #include "kernels/cuda/solver_context.h"
@@ -44,6 +48,74 @@ CudaStatus RunCase(const SolverContext& context, const AdaRoundCase& shape, uint
               shape.name, static_cast<int>(shape.rows), static_cast<int>(shape.cols), shape.iters,
               deviation.ToString().c_str(), rerun ? "identical" : "DIFFERS", seconds);
   passed = passed && deviation.passed && rerun;
+  return CudaStatus();
+}
+
+// The check cases with several units, and three output weightings per Hessian block (slices then
+// cut inside blocks and across them).
+std::vector<AdaRoundCase> SlicedCases() {
+  std::vector<AdaRoundCase> cases = AdaRoundCheckCases();
+  cases.erase(cases.begin());
+  cases.push_back({"output weightings, 3 per Hessian block, 3 bits", 48, 37, 3, 37, 2, 6, 200});
+  return cases;
+}
+
+// The slices' sizes in units, "2+3".
+std::string PlanSizes(const std::vector<AdaRoundSlice>& slices) {
+  std::string sizes;
+  for (const AdaRoundSlice& s : slices) sizes += (sizes.empty() ? "" : "+") + std::to_string(s.units);
+  return sizes;
+}
+
+// An error unless PlanAdaRoundSlices cuts `problem` under the budget of `fit` units' slice into `want`.
+CudaStatus ExpectPlan(const AdaRoundDeviceProblem& problem, int64_t fit, const std::string& want) {
+  std::vector<AdaRoundSlice> slices;
+  QSHARD_CUDA_RETURN_IF_ERROR(PlanAdaRoundSlices(problem, AdaRoundSliceBytes(problem, {0, fit}), slices));
+  if (PlanSizes(slices) == want) return CudaStatus();
+  return CudaStatus::Error("planned " + PlanSizes(slices) + ", not " + want);
+}
+
+// Slicings of `problem` to learn: the plans under every budget from one unit's slice to all but
+// one unit's, less those that keep it whole or repeat the last; with 6 heads in 2 blocks also slices across the
+// blocks' boundary, meeting them equally (heads 2-3) and unequally (2-4: blocks of one head's rows).
+std::vector<std::vector<AdaRoundSlice>> Slicings(const AdaRoundDeviceProblem& problem) {
+  std::vector<std::vector<AdaRoundSlice>> slicings;
+  for (int64_t fit = 1; fit < AdaRoundUnits(problem); ++fit) {
+    std::vector<AdaRoundSlice> slices;
+    if (PlanAdaRoundSlices(problem, AdaRoundSliceBytes(problem, {0, fit}), slices).ok() && slices.size() > 1 &&
+        (slicings.empty() || PlanSizes(slicings.back()) != PlanSizes(slices)))
+      slicings.push_back(slices);
+  }
+  if (problem.weightings.size() == 6 && problem.hessians.size() == 2) {
+    slicings.push_back({{0, 2}, {2, 2}, {4, 2}});
+    slicings.push_back({{0, 2}, {2, 3}, {5, 1}});
+  }
+  return slicings;
+}
+
+// The same problem learned whole and in slices (adaround_slices.h): the same codes and unit
+// losses, bit for bit if `exact`, else within CompareAdaRound's tolerances of the whole.
+CudaStatus RunSlicedCase(const SolverContext& context, const AdaRoundCase& shape, uint64_t seed, bool exact,
+                         bool& passed) {
+  const AdaRoundCaseData data = MakeAdaRoundCase(shape, seed);
+  const AdaRoundDeviceProblem problem = data.Problem();
+  const AdaRoundDeviceOptions options = AdaRoundCaseOptions(shape);
+  AdaRoundDeviceResult whole;
+  QSHARD_CUDA_RETURN_IF_ERROR(LearnRoundingOnDevice(context.blas(), context.stream(), problem, options, whole));
+  std::string plans;
+  bool ok = true;
+  for (const std::vector<AdaRoundSlice>& slices : Slicings(problem)) {
+    AdaRoundDeviceResult sliced;
+    QSHARD_CUDA_RETURN_IF_ERROR(
+        LearnRoundingInSlices(context.blas(), context.stream(), problem, slices, options, sliced));
+    const AdaRoundDeviation deviation = CompareAdaRound(sliced, whole);
+    const bool same = SameResult(sliced, whole);
+    plans += (plans.empty() ? " " : "; ") + PlanSizes(slices) + (same ? " identical" : " DIFFERS (" + deviation.ToString() + ")");
+    ok = ok && (same || (!exact && deviation.passed));
+  }
+  std::printf("%s %-48s %dx%d in slices of units:%s\n", ok ? "ok  " : "FAIL", shape.name,
+              static_cast<int>(shape.rows), static_cast<int>(shape.cols), plans.c_str());
+  passed = passed && ok;
   return CudaStatus();
 }
 
@@ -106,11 +178,13 @@ CudaStatus TimeOptShapes(const SolverContext& context) {
 }
 
 int Main(int argc, char** argv) {
-  bool time = false;
+  bool time = false, exact_slices = false;
   std::vector<char*> rest = {argv[0]};
   for (int a = 1; a < argc; ++a) {
     if (std::strcmp(argv[a], "--time") == 0) {
       time = true;
+    } else if (std::strcmp(argv[a], "--exact-slices") == 0) {
+      exact_slices = true;
     } else {
       rest.push_back(argv[a]);
     }
@@ -130,12 +204,31 @@ int Main(int argc, char** argv) {
   AdaRoundDeviceOptions negative = options;
   negative.iters = -1;
   contract.ExpectError("negative iterations", ValidateAdaRoundDeviceProblem(data.Problem(), negative));
+  // The planner: fewest slices, units spread evenly, a refusal when one unit does not fit.
+  const AdaRoundCaseData five = MakeAdaRoundCase(AdaRoundCheckCases()[2], 1);
+  contract.ExpectOk("five heads under the whole's budget", ExpectPlan(five.Problem(), 5, "5"));
+  contract.ExpectOk("five heads under two's budget", ExpectPlan(five.Problem(), 2, "1+2+2"));
+  contract.ExpectOk("five heads under three's budget", ExpectPlan(five.Problem(), 3, "2+3"));
+  contract.ExpectOk("five heads under one's budget", ExpectPlan(five.Problem(), 1, "1+1+1+1+1"));
+  // Six heads in two blocks: the middle of 2+2+2 or 1+1+2+2 would meet both blocks and carry both
+  // Hessians, over two heads' budget.
+  const AdaRoundCaseData six = MakeAdaRoundCase(SlicedCases().back(), 1);
+  contract.ExpectOk("six heads in two blocks under two's budget", ExpectPlan(six.Problem(), 2, "1+1+1+1+2"));
+  contract.ExpectOk("six heads in two blocks under four's budget", ExpectPlan(six.Problem(), 4, "3+3"));
+  std::vector<AdaRoundSlice> slices;
+  contract.ExpectError("a budget under one unit's bytes",
+                       PlanAdaRoundSlices(six.Problem(), AdaRoundSliceBytes(six.Problem(), {0, 1}) - 1, slices));
   uint64_t seed = 1;
   return RunContextCheck(static_cast<int>(rest.size()), rest.data(), contract.passed(), seed,
                          [&](const SolverContext& context, uint64_t s, bool& passed) -> CudaStatus {
                            uint64_t index = 0;
                            for (const AdaRoundCase& shape : AdaRoundCheckCases()) {
                              const CudaStatus status = RunCase(context, shape, s + index++, passed);
+                             if (!status.ok()) return CudaStatus::Error(std::string(shape.name) + ": " + status.message());
+                             std::fflush(stdout);
+                           }
+                           for (const AdaRoundCase& shape : SlicedCases()) {
+                             const CudaStatus status = RunSlicedCase(context, shape, s + index++, exact_slices, passed);
                              if (!status.ok()) return CudaStatus::Error(std::string(shape.name) + ": " + status.message());
                              std::fflush(stdout);
                            }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "kernels/cuda/adaround_device.h"
+#include "kernels/cuda/adaround_slices.h"
 #include "worker/cuda/cuda_status_adapter.h"
 
 namespace qshard {
@@ -53,17 +54,20 @@ class CudaRoundingLearner final : public RoundingLearner {
       return absl::InvalidArgumentError(valid.message());
 
     QSHARD_ASSIGN_OR_RETURN(auto lock, session_->Enter());
-    const size_t needed = gpu::AdaRoundDeviceBytes(out, in, blocks, heads);
+    // The whole problem where it fits the free memory, else the fewest slices of heads or blocks
+    // that do (kernels/cuda/adaround_slices.h: on a GPU another slicing may change bits).
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes("AdaRound on the device"));
-    if (needed > free)
+    std::vector<gpu::AdaRoundSlice> slices;
+    if (!gpu::PlanAdaRoundSlices(device, free, slices).ok())
       return absl::ResourceExhaustedError(absl::StrFormat(
-          "AdaRound needs %.2f GB on cuda:%d (a %d × %d weight's state, %d Hessian block(s) of %d × %d, %d output "
-          "weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
-          needed / 1e9, session_->index(), out, in, blocks, in, in, heads, free / 1e9));
+          "AdaRound needs %.2f GB on cuda:%d for one %s (%d of a %d × %d weight's rows, %d Hessian block(s) of %d × "
+          "%d, %d output weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
+          gpu::AdaRoundSliceBytes(device, {0, 1}) / 1e9, session_->index(), heads > 0 ? "head" : "Hessian block",
+          out / gpu::AdaRoundUnits(device), out, in, blocks, in, in, heads, free / 1e9));
     gpu::AdaRoundDeviceResult learned;
-    QSHARD_RETURN_IF_ERROR(FromCudaStatus(
-        gpu::LearnRoundingOnDevice(session_->context().blas(), session_->stream(), device, device_options, learned),
-        absl::StrCat("AdaRound on ", session_->description())));
+    QSHARD_RETURN_IF_ERROR(FromCudaStatus(gpu::LearnRoundingInSlices(session_->context().blas(), session_->stream(),
+                                                                     device, slices, device_options, learned),
+                                          absl::StrCat("AdaRound on ", session_->description())));
     RoundingCandidates candidates;
     candidates.learned = std::move(learned.learned);
     candidates.initial_losses = std::move(learned.initial_losses);
