@@ -1,7 +1,7 @@
 // The worker's CUDA glue that needs the CUDA headers but no GPU (built with CUDA only): the
 // QuantSpec → GptqSolveSpec conversion the device solver runs on, ModelConfig → the device
-// layer's architecture, the device bytes a layer needs under each propagation and the refusal of
-// a layer that cannot fit, and CudaStatus → absl::Status.
+// layer's architecture, the device bytes a layer needs under each propagation, the attention
+// statistics' slices and the refusal of a layer that cannot fit, and CudaStatus → absl::Status.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -216,39 +216,53 @@ TEST(DeviceGlueTest, TheLayerBoundCountsTheStatisticsThePropagationKeepsAtOnce) 
   EXPECT_GT(LayerDeviceBytes(kLlama70b, kTokens, kParallelAespa), gqa.rest + gqa.solve);
 }
 
-TEST(DeviceGlueTest, AespaAtOpt175bFitsA141GbCardUnderSequentialPropagationOnly) {
+TEST(DeviceGlueTest, AespaAtOpt175bTakesItsAttentionStatisticsInSlicesWhereTheyDoNotFitWhole) {
   const ExpectedBound e = ExpectedOf(kOpt175b, kTokens);
-  const size_t sequential = e.Sequential(true), parallel = e.Parallel(true);
   const auto gb = [](size_t bytes) { return absl::StrFormat("%.2f GB", bytes / 1e9); };
   // The cards' nominal sizes, and the free memory the device tool reports on them (78 and 139 GiB).
-  for (const size_t free : {size_t{141'000'000'000}, size_t{139} << 30})
-    EXPECT_TRUE(CheckLayerFitsDevice(kOpt175b, kTokens, kSequentialAespa, 0, free).ok()) << gb(free);
-  for (const size_t free : {size_t{80'000'000'000}, size_t{78} << 30}) {
-    const absl::Status refused = CheckLayerFitsDevice(kOpt175b, kTokens, kSequentialAespa, 1, free);
-    EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
-    EXPECT_THAT(refused.message(),
-                HasSubstr(absl::StrCat("aespa on cuda:1: a layer needs ", gb(sequential),
-                                       " of device memory under sequential propagation")));
-    EXPECT_THAT(refused.message(), HasSubstr(absl::StrCat("of which ", gb(e.attention),
-                                                          " are its attention statistics (a 12288 × 12288 float64 "
-                                                          "sum per key/value head, 96 heads)")));
-    EXPECT_THAT(refused.message(), HasSubstr(absl::StrCat(gb(free), " are free: use --device cpu, or a device")));
-  }
+  const size_t h200[] = {141'000'000'000, size_t{139} << 30}, h100[] = {80'000'000'000, size_t{78} << 30};
 
-  // Parallel propagation keeps today's bound: refused on both, and told that sequential fits the larger.
-  const absl::Status on_141 = CheckLayerFitsDevice(kOpt175b, kTokens, kParallelAespa, 0, 141'000'000'000);
-  EXPECT_EQ(on_141.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(on_141.message(), HasSubstr(absl::StrCat("a layer needs ", gb(parallel),
-                                                       " of device memory under parallel propagation")));
-  EXPECT_THAT(on_141.message(), HasSubstr(absl::StrCat("use --device cpu, --propagation sequential (",
-                                                       gb(sequential), "), or a device")));
-  const absl::Status on_80 = CheckLayerFitsDevice(kOpt175b, kTokens, kParallelAespa, 0, 80'000'000'000);
-  EXPECT_EQ(on_80.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(on_80.message(), HasSubstr("are free: use --device cpu, or a device with more memory"));
+  // Sequential propagation: all 96 heads' values at once on a 141 GB card (127.0 GB).
+  for (const size_t free : h200)
+    EXPECT_EQ(ValueHeadsPerPass(kOpt175b, kTokens, kSequentialAespa, 0, free).value_or(-1), 96) << gb(free);
+  // An 80 GB card holds 56 heads' beside the rest (59 with 78 GiB free): two slices, so the forward
+  // pass leaves room for 48 heads' at a time, one window's copy for the later slices included.
+  const size_t window = 4 * kTokens * (12288 + 96 * 128 + 96 * 128);  // x, q and k
+  const size_t per_head = 8 * 12288 * 12288 + 4 * 12288;
+  for (const size_t free : h100) {
+    const absl::StatusOr<int64_t> heads = ValueHeadsPerPass(kOpt175b, kTokens, kSequentialAespa, 0, free);
+    ASSERT_TRUE(heads.ok()) << heads.status();
+    EXPECT_EQ(*heads, 48) << gb(free);
+    EXPECT_EQ(LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa, 48),
+              e.rest + e.sums[0] + e.attention - 48 * per_head + window);
+    EXPECT_LE(LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa, 56), free);
+  }
+  EXPECT_GT(LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa, 57), h100[0]);
+  // Parallel propagation (all four groups' sums at once, 159.6 GB whole) is sliced on both: two
+  // slices of 48 on 141 GB (80 fit), four of 24 on 80 GB (29 fit).
+  EXPECT_EQ(ValueHeadsPerPass(kOpt175b, kTokens, kParallelAespa, 0, h200[0]).value_or(-1), 48);
+  EXPECT_EQ(ValueHeadsPerPass(kOpt175b, kTokens, kParallelAespa, 0, h100[0]).value_or(-1), 24);
+
+  // Refused only when one head's beside the rest does not fit. The bound with up to 37 heads is the
+  // largest solve's (fc2: 48.3 GB) and the rest's: three slices of 32 there.
+  const size_t one_head = LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa, 1);
+  EXPECT_EQ(one_head, e.rest + e.solve);
+  EXPECT_EQ(LayerDeviceBytes(kOpt175b, kTokens, kSequentialAespa, 37), one_head);
+  EXPECT_EQ(ValueHeadsPerPass(kOpt175b, kTokens, kSequentialAespa, 0, one_head).value_or(-1), 32);
+  const absl::StatusOr<int64_t> refused = ValueHeadsPerPass(kOpt175b, kTokens, kSequentialAespa, 1, one_head - 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("aespa on cuda:1: a layer needs ", gb(one_head),
+                                     " of device memory under sequential propagation")));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("with one key/value head's attention statistics at a time (a 12288 × 12288 "
+                                     "float64 sum per head; all 96 heads' at once would take ",
+                                     gb(e.attention), ")")));
+  EXPECT_THAT(refused.status().message(), HasSubstr(absl::StrCat(gb(one_head - 1), " are free: use --device cpu")));
 
   // Without attention statistics nothing is refused here (shards spill; a solve that cannot fit
   // fails when it allocates).
-  EXPECT_TRUE(CheckLayerFitsDevice(kOpt175b, kTokens, kParallel, 0, 1'000'000'000).ok());
+  EXPECT_EQ(ValueHeadsPerPass(kOpt175b, kTokens, kParallel, 0, 1'000'000'000).value_or(-1), 96);
 }
 
 }  // namespace

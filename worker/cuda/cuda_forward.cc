@@ -229,7 +229,8 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& c)
   return a;
 }
 
-size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics) {
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
+                        int64_t value_heads) {
   const LayerSpec spec = DecoderLayerSpec(config);
   size_t weights = 0, solve = 0;
   for (const LinearSpec& l : spec.linears) {
@@ -246,7 +247,7 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
   size_t sums = 0;
   for (size_t g = 0; g < std::size(widths); ++g) {
     size_t group = 12 * static_cast<size_t>(widths[g]) * static_cast<size_t>(widths[g]);
-    if (g == 0 && statistics.attention) group += AttentionStatsDeviceBytes(config, seqlen);
+    if (g == 0 && statistics.attention) group += AttentionStatsDeviceBytes(config, seqlen, value_heads);
     sums = statistics.all_groups ? sums + group : std::max(sums, group);
   }
   const auto arch = LayerArchitectureOf(config);
@@ -255,40 +256,53 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
   return weights + scratch + staging + std::max(sums, solve);
 }
 
-absl::Status CheckLayerFitsDevice(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
-                                  int index, size_t free) {
-  // The one job whose statistics alone may not fit at all: refused before any work.
-  if (!statistics.attention) return absl::OkStatus();
-  const size_t needed = LayerDeviceBytes(config, seqlen, statistics);
-  if (needed <= free) return absl::OkStatus();
-  std::string instead = "use --device cpu, ";
-  if (statistics.all_groups) {
-    ForwardStatistics sequential = statistics;
-    sequential.all_groups = false;
-    if (const size_t one_group = LayerDeviceBytes(config, seqlen, sequential); one_group <= free)
-      absl::StrAppendFormat(&instead, "--propagation sequential (%.2f GB), ", one_group / 1e9);
-  }
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics) {
+  return LayerDeviceBytes(config, seqlen, statistics, config.num_kv_heads);
+}
+
+namespace {
+
+// Key/value heads per slice when at most `fitting` (≥ 1) of `all` fit at once: the fewest slices,
+// as even as they go (96 heads with 56 fitting: two slices of 48).
+int64_t EvenSlice(int64_t all, int64_t fitting) {
+  const int64_t slices = (all + fitting - 1) / fitting;
+  return (all + slices - 1) / slices;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
+                                          const ForwardStatistics& statistics, int index, size_t free) {
+  const int64_t all = config.num_kv_heads;
+  if (!statistics.attention || LayerDeviceBytes(config, seqlen, statistics) <= free) return all;
+  // The bound grows with the heads held at once. Room for the slices' even size, not for the most
+  // that fit, leaves the rest to hidden states at no extra slice.
+  for (int64_t heads = all - 1; heads > 0; --heads)
+    if (LayerDeviceBytes(config, seqlen, statistics, heads) <= free) return EvenSlice(all, heads);
+  // Not even one head's beside the layer's largest solve or sums: refused before any work.
   return absl::ResourceExhaustedError(absl::StrFormat(
-      "aespa on cuda:%d: a layer needs %.2f GB of device memory under %s besides the calibration hidden states, "
-      "of which %.2f GB are its attention statistics (a %d × %d float64 sum per key/value head, %d heads), and "
-      "%.2f GB are free: %sor a device with more memory",
-      index, needed / 1e9,
+      "aespa on cuda:%d: a layer needs %.2f GB of device memory under %s besides the calibration hidden states "
+      "with one key/value head's attention statistics at a time (a %d × %d float64 sum per head; all %d heads' at "
+      "once would take %.2f GB), and %.2f GB are free: use --device cpu, or a device with more memory",
+      index, LayerDeviceBytes(config, seqlen, statistics, 1) / 1e9,
       statistics.all_groups ? "parallel propagation (every group's statistics at once)"
                             : "sequential propagation (one group's statistics at a time)",
-      AttentionStatsDeviceBytes(config, seqlen) / 1e9, config.hidden_size, config.hidden_size, config.num_kv_heads,
-      free / 1e9, instead));
+      config.hidden_size, config.hidden_size, all, AttentionStatsDeviceBytes(config, seqlen) / 1e9, free / 1e9));
+}
+
+absl::StatusOr<int64_t> ValueHeadsPerPassNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
+                                             const ForwardStatistics& statistics) {
+  if (!statistics.attention) return config.num_kv_heads;
+  QSHARD_ASSIGN_OR_RETURN(auto lock, session.Enter());
+  QSHARD_ASSIGN_OR_RETURN(const size_t free, session.FreeBytes("the forward pass's memory"));
+  return ValueHeadsPerPass(config, seqlen, statistics, session.index(), free);
 }
 
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             const ForwardStatistics& statistics) {
+                                                             const ForwardStatistics& statistics, int64_t value_heads) {
   QSHARD_ASSIGN_OR_RETURN(const gpu::LayerArchitecture arch, LayerArchitectureOf(config));
-  if (statistics.attention) {
-    QSHARD_ASSIGN_OR_RETURN(auto lock, session->Enter());
-    QSHARD_ASSIGN_OR_RETURN(const size_t free, session->FreeBytes("the forward pass's memory"));
-    QSHARD_RETURN_IF_ERROR(CheckLayerFitsDevice(config, seqlen, statistics, session->index(), free));
-  }
-  const size_t reserve = LayerDeviceBytes(config, seqlen, statistics);
+  const size_t reserve = LayerDeviceBytes(config, seqlen, statistics, value_heads);
   return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen, reserve);
 }
 

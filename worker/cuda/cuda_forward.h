@@ -27,20 +27,30 @@ absl::StatusOr<gpu::LayerArchitecture> LayerArchitectureOf(const ModelConfig& co
 // (max(20·in², 12·in² + 16·in·out)), which never overlap (a layer's solves start once its last
 // shard's sums are downloaded and freed). The statistics are one shard's sums of the groups a
 // pass collects, 12·width² each: all four groups' under parallel propagation (`all_groups`), the
-// widest group's under sequential; aespa's attention statistics (AttentionStatsDeviceBytes)
-// live beside group 0's.
+// widest group's under sequential; aespa's attention statistics, with the values' sums of
+// `value_heads` key/value heads at once (AttentionStatsDeviceBytes), live beside group 0's.
+size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
+                        int64_t value_heads);
+// The same with every key/value head's values' sums at once.
 size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics);
 
-// NewCudaForward's refusal on device `index` with `free` bytes free: RESOURCE_EXHAUSTED, naming
-// the bound, the attention statistics' share, the propagation and `free`, when the job collects
-// aespa's attention statistics and a layer's bound exceeds `free` (aespa at OPT-175B: 116 GB of
-// sums); OK otherwise.
-absl::Status CheckLayerFitsDevice(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
-                                  int index, size_t free);
+// The key/value heads whose attention statistics' values' sums a layer's bound makes room for on
+// device `index` with `free` bytes free: all of them when the bound with all fits (and when the job
+// collects no attention statistics), else as many as the fewest slices that fit need, spread
+// evenly (ValueHeadsPerSlice; the rest of each pass is taken in later slices,
+// cuda_attention_stats.h). RESOURCE_EXHAUSTED, naming the bound with one head at a time, the
+// attention statistics' share, the propagation and `free`, when not even one head's fit.
+absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
+                                          const ForwardStatistics& statistics, int index, size_t free);
 
-// CheckLayerFitsDevice with the device's free memory now, before any work.
+// ValueHeadsPerPass with the device's free memory now: at a job's start, before any work.
+absl::StatusOr<int64_t> ValueHeadsPerPassNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
+                                             const ForwardStatistics& statistics);
+
+// The forward pass, whose bound (LayerDeviceBytes) makes room for `value_heads` key/value heads'
+// attention statistics at a time (the number the job's NewCudaAttentionStats are then given).
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             const ForwardStatistics& statistics);
+                                                             const ForwardStatistics& statistics, int64_t value_heads);
 
 }  // namespace qshard

@@ -3,6 +3,9 @@
 // statistics (aespa's attention statistics too), the device GPTQ solver, aespa's AdaRound and the
 // evaluation model.
 // The program loads this only for --device cuda.
+#include <atomic>
+#include <limits>
+
 #include "core/status.h"
 #include "worker/cuda/cuda_attention_stats.h"
 #include "worker/cuda/cuda_forward.h"
@@ -34,11 +37,13 @@ class OpenedCudaDevice final : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewAttentionStats(const ModelConfig& config,
                                                                          int64_t seq) override {
-    return NewCudaAttentionStats(session_, config, seq);
+    return NewCudaAttentionStats(session_, config, seq, value_heads_per_pass_);
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
                                                             const ForwardStatistics& statistics) override {
-    return NewCudaForward(session_, model.config(), seqlen, statistics);
+    QSHARD_ASSIGN_OR_RETURN(const int64_t heads, ValueHeadsPerPassNow(*session_, model.config(), seqlen, statistics));
+    value_heads_per_pass_ = heads;
+    return NewCudaForward(session_, model.config(), seqlen, statistics, heads);
   }
   absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) override {
     return NewCudaModel(session_, model, kernels);
@@ -47,6 +52,9 @@ class OpenedCudaDevice final : public CudaDevice {
  private:
   std::shared_ptr<CudaSession> session_;
   Device device_;
+  // The job's attention statistics hold the values' sums of this many key/value heads at a time,
+  // the number its forward pass's bound made room for at the job's start (one job at a time).
+  std::atomic<int64_t> value_heads_per_pass_ = std::numeric_limits<int64_t>::max();
 };
 
 absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index) {
