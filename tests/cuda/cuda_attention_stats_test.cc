@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/attention_stats_reference.h"
 #include "kernels/cuda/device_buffer.h"
+#include "tests/cuda/free_memory.h"
 #include "worker/cuda/cuda_attention_stats.h"
 
 namespace qshard {
@@ -19,19 +20,7 @@ namespace {
 
 #ifdef QSHARD_CUDA_EMULATED
 
-// Leaves `free` bytes of the device free while it lives.
-class FreeMemory {
- public:
-  explicit FreeMemory(size_t free) {
-    size_t now = 0, total = 0;
-    EXPECT_EQ(cudaMemGetInfo(&now, &total), cudaSuccess);
-    EXPECT_GE(now, free);
-    EXPECT_TRUE(filler_.Allocate(now - free).ok());
-  }
-
- private:
-  gpu::DeviceBuffer<char> filler_;
-};
+using testing::FreeMemory;
 
 bool SameSum(const HessianSum& a, const HessianSum& b) {
   return a.dim == b.dim && a.tokens == b.tokens && a.sum.size() == b.sum.size() &&

@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/adaround_slices.h"
-#include "kernels/cuda/device_buffer.h"
+#include "tests/cuda/free_memory.h"
 #include "tests/cuda/adaround_cpu_problem.h"
 #include "worker/cuda/cuda_rounding_learner.h"
 
@@ -18,19 +18,7 @@ namespace {
 
 #ifdef QSHARD_CUDA_EMULATED
 
-// Leaves `free` bytes of the device free while it lives.
-class FreeMemory {
- public:
-  explicit FreeMemory(size_t free) {
-    size_t now = 0, total = 0;
-    EXPECT_EQ(cudaMemGetInfo(&now, &total), cudaSuccess);
-    EXPECT_GE(now, free);
-    EXPECT_TRUE(filler_.Allocate(now - free).ok());
-  }
-
- private:
-  gpu::DeviceBuffer<char> filler_;
-};
+using testing::FreeMemory;
 
 TEST(CudaRoundingLearnerTest, LearnsInSlicesWhatDoesNotFitWholeAndRefusesWhatOneHeadDoesNot) {
   // A 10 MB device (read at the emulation's first call; each test runs in its own process).
