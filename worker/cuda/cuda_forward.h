@@ -37,8 +37,8 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
 // The key/value heads whose attention statistics' values' sums a layer's bound makes room for on
 // device `index` with `free` bytes free: all of them when the bound with all fits (and when the job
 // collects no attention statistics), else as many as the fewest slices that fit need, spread
-// evenly (ValueHeadsPerSlice; the rest of each pass is taken in later slices,
-// cuda_attention_stats.h). RESOURCE_EXHAUSTED, naming the bound with one head at a time, the
+// evenly (96 heads with 56 fitting: two slices of 48; each later slice is a pass over the
+// shard's kept windows, cuda_attention_stats.h). RESOURCE_EXHAUSTED, naming the bound with one head at a time, the
 // attention statistics' share, the propagation and `free`, when not even one head's fit.
 absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
                                           const ForwardStatistics& statistics, int index, size_t free);
