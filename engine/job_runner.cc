@@ -156,6 +156,7 @@ class Job {
         unwritten.emplace_back(std::move(weights), std::move(quantized));
       }
     }
+    Started(layers, JobPhase::kWriting, {}, {});
     if (!writer) {
       const auto write_start = Clock::now();
       QSHARD_ASSIGN_OR_RETURN(writer, WriteHeldLayers(unwritten));
@@ -221,6 +222,7 @@ class Job {
   // each next live one in turn while they are lost on the way (UNAVAILABLE); any other error is
   // the job's. A coordinator restart redoes it: the kept layers are restored, not solved again.
   absl::StatusOr<json> Validate() {
+    Started(source_->config().num_layers, JobPhase::kValidating, {}, {});
     const std::string through = absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels of ");
     if (!validation_.on_worker) {
       events_.log(through + (validation_.device == nullptr ? "the CPU" : validation_.device->Describe()));
@@ -377,7 +379,7 @@ class Job {
   }
 
   // Tells the watchers that `phase` starts on the quantized linears of `layer`'s groups `of`
-  // (none: the whole layer).
+  // (none: the whole layer; `layer` past the last: the whole checkpoint).
   void Started(int layer, JobPhase phase, const std::vector<std::vector<std::string>>& groups,
                const std::vector<int>& of) {
     ModuleProgress progress{layer, static_cast<int>(source_->config().num_layers), {}, phase};
