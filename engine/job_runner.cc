@@ -215,7 +215,7 @@ class Job {
           absl::StrCat("--validate-device ", kind, ": no worker of the job runs on ", kind, " (its workers' devices: ",
                        devices.dump(), "); give the job workers of that kind or validate on the coordinator"));
     }
-    return WithContext(CheckValidationRunsOnDevice(spec_.method, device), "--validate-on worker");
+    return CheckValidationRunsOnDevice(spec_.method, device, ValidationAt::kWorker);
   }
 
   // The spec's validation where `validation_` says. On the workers: the first live one, and
