@@ -50,6 +50,8 @@ v1::JobModule ModuleOf(const ModuleProgress& progress) {
     case JobPhase::kSolving: module.set_phase(v1::JOB_PHASE_SOLVING); break;
     case JobPhase::kPropagating: module.set_phase(v1::JOB_PHASE_PROPAGATING); break;
     case JobPhase::kRestoring: module.set_phase(v1::JOB_PHASE_RESTORING); break;
+    case JobPhase::kWriting: module.set_phase(v1::JOB_PHASE_WRITING); break;
+    case JobPhase::kValidating: module.set_phase(v1::JOB_PHASE_VALIDATING); break;
   }
   return module;
 }

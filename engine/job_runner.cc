@@ -156,6 +156,7 @@ class Job {
         unwritten.emplace_back(std::move(weights), std::move(quantized));
       }
     }
+    Started(layers, JobPhase::kWriting, {}, {});
     if (!writer) {
       const auto write_start = Clock::now();
       QSHARD_ASSIGN_OR_RETURN(writer, WriteHeldLayers(unwritten));
@@ -214,13 +215,14 @@ class Job {
           absl::StrCat("--validate-device ", kind, ": no worker of the job runs on ", kind, " (its workers' devices: ",
                        devices.dump(), "); give the job workers of that kind or validate on the coordinator"));
     }
-    return WithContext(CheckValidationRunsOnDevice(spec_.method, device), "--validate-on worker");
+    return CheckValidationRunsOnDevice(spec_.method, device, ValidationAt::kWorker);
   }
 
   // The spec's validation where `validation_` says. On the workers: the first live one, and
   // each next live one in turn while they are lost on the way (UNAVAILABLE); any other error is
   // the job's. A coordinator restart redoes it: the kept layers are restored, not solved again.
   absl::StatusOr<json> Validate() {
+    Started(source_->config().num_layers, JobPhase::kValidating, {}, {});
     const std::string through = absl::StrCat("validating on ", spec_.validation.text, " through the integer kernels of ");
     if (!validation_.on_worker) {
       events_.log(through + (validation_.device == nullptr ? "the CPU" : validation_.device->Describe()));
@@ -377,7 +379,7 @@ class Job {
   }
 
   // Tells the watchers that `phase` starts on the quantized linears of `layer`'s groups `of`
-  // (none: the whole layer).
+  // (none: the whole layer; `layer` past the last: the whole checkpoint).
   void Started(int layer, JobPhase phase, const std::vector<std::vector<std::string>>& groups,
                const std::vector<int>& of) {
     ModuleProgress progress{layer, static_cast<int>(source_->config().num_layers), {}, phase};

@@ -38,9 +38,12 @@ struct LayerProgress {
 // What the job works on now, for the service's WatchJob: one step of a layer's group (or of
 // the whole layer). Steps come in the model's order: per group calibrating, solving,
 // propagating (sequential propagation), then the layer's propagation to the next layer's inputs.
-enum class JobPhase { kCalibrating, kSolving, kPropagating, kRestoring };
+// After the last layer, steps of the whole checkpoint (layer == layers, no linears): writing
+// (what was not streamed with the layers: for FlattenQuant every layer; the configs, index and
+// last shard put in place) and, when the spec asks, validating (on the runner or a worker).
+enum class JobPhase { kCalibrating, kSolving, kPropagating, kRestoring, kWriting, kValidating };
 struct ModuleProgress {
-  int layer = 0;  // 0-based
+  int layer = 0;  // 0-based; the layer count for the checkpoint's steps
   int layers = 0;
   std::vector<std::string> linears;  // the quantized linears worked on; empty: the whole layer
   JobPhase phase = JobPhase::kCalibrating;

@@ -9,6 +9,8 @@
 #include <future>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "coordinator/coordinator_server.h"
 #include "remote/job_spec_proto.h"
 #include "grpcpp/create_channel.h"
@@ -29,25 +31,25 @@ using testing::HealthOf;
 using testing::ScopedTempDir;
 
 // A job that reports two layers and the modules it works on (layer 1's up_proj before the
-// gate, its down_proj after), writes a file into its output, and then waits until the test
-// opens the gate or the job is cancelled.
+// gate, its down_proj after, then the checkpoint written and validated), writes a file into its
+// output, and waits at the gate (while solving, or with `gated_in_validation` while validating)
+// until the test opens it or the job is cancelled.
 class GatedExecutor {
  public:
+  bool gated_in_validation = false;
+
   absl::StatusOr<nlohmann::json> Run(const JobSpec& spec, const JobEvents& events) {
     fs::create_directories(spec.out_dir);
     std::ofstream(spec.out_dir + "/model.safetensors") << "partial";
     events.layer_done({0, 2, 0.1, 0.1});
     events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kCalibrating});
     events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kSolving});
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      ++started_;
-      changed_.notify_all();
-      while (!open_ && !events.cancelled->load()) changed_.wait_for(lock, std::chrono::milliseconds(5));
-    }
-    if (events.cancelled->load()) return absl::CancelledError("job cancelled");
+    if (!gated_in_validation && !PassGate(events)) return absl::CancelledError("job cancelled");
     events.module_started({1, 2, {"mlp.down_proj"}, JobPhase::kSolving});
     events.layer_done({1, 2, 0.1, 0.2});
+    events.module_started({2, 2, {}, JobPhase::kWriting});
+    events.module_started({2, 2, {}, JobPhase::kValidating});
+    if (gated_in_validation && !PassGate(events)) return absl::CancelledError("job cancelled");
     return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
                           {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}},
                           {"validation", {{"perplexity", 21.5},
@@ -56,6 +58,14 @@ class GatedExecutor {
                                           {"top1_agreement", 0.875},
                                           {"kernels", "exact"},
                                           {"device", "cuda:1"}}}};
+  }
+  // Waits at the gate; false: the job was cancelled.
+  bool PassGate(const JobEvents& events) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++started_;
+    changed_.notify_all();
+    while (!open_ && !events.cancelled->load()) changed_.wait_for(lock, std::chrono::milliseconds(5));
+    return !events.cancelled->load();
   }
   void Open() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -198,18 +208,47 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
     EXPECT_EQ(status->module().phase(), v1::JOB_PHASE_SOLVING);
   }
   EXPECT_FALSE(seen.back().has_module());
-  std::vector<std::string> modules;
-  for (const v1::JobStatus& status : seen)
-    if (status.has_module() && (modules.empty() || modules.back() != status.module().linears(0)))
-      modules.push_back(status.module().linears(0));
-  EXPECT_TRUE(modules == std::vector<std::string>({"mlp.gate_proj"}) ||
-              modules == std::vector<std::string>({"mlp.gate_proj", "mlp.down_proj"}));
+  // The steps seen, in the order the job took them (a slow watcher skips some after the first).
+  const std::vector<std::string> steps = {"SOLVING mlp.gate_proj", "SOLVING mlp.down_proj", "WRITING ",
+                                          "VALIDATING "};
+  size_t next = 0;
+  for (const v1::JobStatus& status : seen) {
+    if (!status.has_module()) continue;
+    const std::string step = absl::StrCat(absl::StripPrefix(v1::JobPhase_Name(status.module().phase()), "JOB_PHASE_"),
+                                          " ", status.module().linears().empty() ? "" : status.module().linears(0));
+    while (next < steps.size() && steps[next] != step) ++next;
+    ASSERT_LT(next, steps.size()) << step << " out of order";
+  }
 
   grpc::Status end;
   const std::vector<v1::JobStatus> late = Watch(submitted.job_id(), &end);  // after the end
   EXPECT_TRUE(end.ok()) << end.error_message();
   ASSERT_EQ(late.size(), 1u);
   EXPECT_EQ(late.front().state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// A job validating its checkpoint says so: every layer done, the step the whole checkpoint's
+// (the layer count, no linears), until the job ends.
+TEST_F(JobServiceTest, AJobValidatingItsCheckpointShowsTheValidatingPhase) {
+  GatedExecutor& executor = NewExecutor();
+  executor.gated_in_validation = true;
+  StartCoordinator(executor);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit(Spec("out"), &submitted).ok());
+  executor.WaitStarted(1);
+  const v1::JobStatus validating = Get(submitted.job_id());
+  EXPECT_EQ(validating.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(validating.layers_done(), 2);
+  ASSERT_TRUE(validating.has_module());
+  EXPECT_EQ(validating.module().phase(), v1::JOB_PHASE_VALIDATING);
+  EXPECT_EQ(validating.module().layer(), 2);
+  EXPECT_TRUE(validating.module().linears().empty());
+  EXPECT_FALSE(validating.has_validation());  // not before it has finished
+  executor.Open();
+  const v1::JobStatus finished = WaitFinal(submitted.job_id());
+  EXPECT_EQ(finished.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(finished.has_module());
+  EXPECT_DOUBLE_EQ(finished.validation().perplexity(), 21.5);
 }
 
 TEST_F(JobServiceTest, SubmitIsIdempotentOnTheRequestId) {

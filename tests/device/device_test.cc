@@ -202,11 +202,19 @@ TEST(DeviceTest, AValidationOnTheDeviceNeedsCheckpointsItsKernelsRead) {
       EXPECT_THAT(std::string(on_device.message()),
                   AllOf(HasSubstr("--validate-device cuda:1"), HasSubstr(absl::StrCat(bits, "-bit")),
                         HasSubstr("--validate-device cpu")));
+      // On a worker the way out is the coordinator: --validate-device cpu would ask for CPU workers.
+      const absl::Status on_worker = CheckValidationRunsOnDevice(method, cuda, ValidationAt::kWorker);
+      EXPECT_EQ(on_worker.code(), absl::StatusCode::kFailedPrecondition) << bits;
+      EXPECT_THAT(std::string(on_worker.message()),
+                  AllOf(HasSubstr("--validate-on worker: the workers' device cuda:1"),
+                        HasSubstr("--validate-on coordinator"), Not(HasSubstr("--validate-device"))));
     }
   }
   method.method = "flattenquant";
   method.spec.bits = 8;
   EXPECT_THAT(std::string(CheckValidationRunsOnDevice(method, cuda).message()), HasSubstr("FlattenQuant"));
+  EXPECT_THAT(std::string(CheckValidationRunsOnDevice(method, cuda, ValidationAt::kWorker).message()),
+              AllOf(HasSubstr("FlattenQuant"), HasSubstr("--validate-on coordinator")));
   EXPECT_TRUE(CheckValidationRunsOnDevice(method, Device{}).ok());
 }
 

@@ -343,7 +343,7 @@ TEST_F(DeviceEvalTest, AValidationTheDeviceRefusesFailsTheJobNamingTheDevice) {
 }
 
 // A checkpoint the device's kernels would refuse (3 bits) is refused before the job starts, not
-// after its quantization (CheckValidationRunsOnDevice).
+// after its quantization (CheckValidationRunsOnDevice), on the runner's device or a worker's.
 TEST_F(DeviceEvalTest, AJobTheValidationDeviceCannotReadIsRefusedBeforeAnyOutput) {
   StandInDevice device;
   LocalWorker worker(/*threads=*/2);
@@ -356,6 +356,18 @@ TEST_F(DeviceEvalTest, AJobTheValidationDeviceCannotReadIsRefusedBeforeAnyOutput
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--validate-device cpu"));
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_TRUE(device.log.kernels.empty());  // no model was loaded for it
+
+  // The same on the job's worker (--validate-on worker), which points to the coordinator instead.
+  auto on_device = std::make_shared<StandInDevice>();
+  LocalWorker device_worker(/*threads=*/2, /*restartable=*/false, on_device);
+  auto refused_on_worker = RunJob(spec, {&device_worker}, JobEvents(), ValidationSite::OnWorker());
+  ASSERT_FALSE(refused_on_worker.ok());
+  EXPECT_EQ(refused_on_worker.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused_on_worker.status().message()),
+              AllOf(HasSubstr("--validate-on worker: the workers' device cuda:0"), HasSubstr("3-bit"),
+                    HasSubstr("--validate-on coordinator")));
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_TRUE(on_device->log.kernels.empty());
 }
 
 // A validation device that cannot be opened is refused before any work, as --validate-device.

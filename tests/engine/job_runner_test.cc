@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "engine/local_worker.h"
 
 #include "tests/engine/tiny_jobs.h"
@@ -66,8 +67,21 @@ TEST(JobRunnerTest, ValidationRunsThroughTheKernelsAndLandsInTheReport) {
   spec.validation.lines = {2180, 4358};
   spec.validation.seqlen = 256;
   spec.validation.max_windows = 2;
-  auto report = RunEmbeddedJob(spec, kQuiet);
+  // WatchJob's last steps: the checkpoint written, then validated (what the job works on while
+  // it logs that it validates).
+  JobEvents events;
+  std::vector<std::string> steps;
+  std::string step_while_validating;
+  tiny_jobs::RecordSteps(events, steps);
+  events.log = [&](const std::string& line) {
+    if (absl::StartsWith(line, "validating on ") && !steps.empty()) step_while_validating = steps.back();
+  };
+  auto report = RunEmbeddedJob(spec, events);
   ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_GE(steps.size(), 2u);
+  EXPECT_EQ(std::vector<std::string>(steps.end() - 2, steps.end()),
+            (std::vector<std::string>{"2/2 writing ", "2/2 validating "}));
+  EXPECT_EQ(step_while_validating, "2/2 validating ");
   const nlohmann::json& v = (*report)["validation"];
   EXPECT_EQ(v["kernels"], "exact");
   EXPECT_EQ(v["windows"], 2);
@@ -127,7 +141,8 @@ TEST(JobRunnerTest, SkippedLinearsStayInFullPrecision) {
 
 // What WatchJob shows comes from these steps: each group's quantized linears, named as in the
 // model, in the model's order, each calibrated, solved and propagated (sequential), or the
-// layer's statistics and solves all at once (parallel); then the layer's own propagation.
+// layer's statistics and solves all at once (parallel); then the layer's own propagation; after
+// the last layer the checkpoint's writing.
 TEST(JobRunnerTest, ModuleStepsFollowTheModelsGroupsInOrder) {
   testing::ScopedTempDir dir;
   const std::vector<std::string> groups = {"self_attn.q_proj,self_attn.v_proj", "self_attn.o_proj",
@@ -157,6 +172,7 @@ TEST(JobRunnerTest, ModuleStepsFollowTheModelsGroupsInOrder) {
       }
       expected.push_back(at + "propagating ");
     }
+    expected.push_back("2/2 writing ");  // the checkpoint's last files; no validation asked for
     EXPECT_EQ(steps, expected);
   }
 }
@@ -173,7 +189,7 @@ TEST(JobRunnerTest, KeptLayersShowAsRestoring) {
   tiny_jobs::RecordSteps(events, steps);
   LocalWorker again;
   ASSERT_TRUE(RunJob(tiny_jobs::Job("rtn", 4, dir.Child("again"), 4, 64), {&again}, events).ok());
-  EXPECT_EQ(steps, (std::vector<std::string>{"0/2 restoring ", "1/2 restoring "}));
+  EXPECT_EQ(steps, (std::vector<std::string>{"0/2 restoring ", "1/2 restoring ", "2/2 writing "}));
 }
 
 TEST(JobRunnerTest, ImpossibleSpecsFailBeforeAnyWorkNamingTheFlag) {

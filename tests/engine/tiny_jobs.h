@@ -37,7 +37,7 @@ inline JobSpec Job(const std::string& method, int bits, const std::string& out, 
 
 // A job's steps as JobEvents::module_started reports them, one "layer phase linears" line each.
 inline std::string StepLine(const ModuleProgress& m) {
-  static const char* const kPhases[] = {"calibrating", "solving", "propagating", "restoring"};
+  static const char* const kPhases[] = {"calibrating", "solving", "propagating", "restoring", "writing", "validating"};
   return absl::StrCat(m.layer, "/", m.layers, " ", kPhases[static_cast<int>(m.phase)], " ", absl::StrJoin(m.linears, ","));
 }
 inline void RecordSteps(JobEvents& events, std::vector<std::string>& steps) {

@@ -33,15 +33,18 @@ JobSpec ValidatedJob(const std::string& out) {
 }
 
 // A worker whose Validate fails as a lost worker's when told to; it counts the validations and
-// solves it is asked for.
+// solves it is asked for, and notes the job's step (`steps`' last) while it validates.
 class LosingWorker : public testing::ForwardingWorker {
  public:
   using ForwardingWorker::ForwardingWorker;
   bool lost_in_validation = false;
   int validations = 0, solves = 0;
+  const std::vector<std::string>* steps = nullptr;
+  std::string step_while_validating;
 
   absl::StatusOr<json> Validate(const JobSpec& spec) override {
     ++validations;
+    if (steps != nullptr && !steps->empty()) step_while_validating = steps->back();
     if (lost_in_validation) return absl::UnavailableError("worker lost");
     return inner_.Validate(spec);
   }
@@ -93,10 +96,16 @@ bool Logged(const std::vector<std::string>& log, const std::string& part) {
 TEST_F(WorkerValidationTest, OnAWorkerEqualsOnTheCoordinator) {
   const json expected = OnTheCoordinator("coordinator");
   JobEvents events;
-  std::vector<std::string> log;
+  std::vector<std::string> log, steps;
   events.log = [&](const std::string& line) { log.push_back(line); };
+  tiny_jobs::RecordSteps(events, steps);
+  workers_.wrapped[0]->steps = &steps;
   auto on_worker = RunJob(ValidatedJob(dir_.Child("worker")), workers_.clients, events, ValidationSite::OnWorker());
   ASSERT_TRUE(on_worker.ok()) << on_worker.status();
+  // WatchJob shows the job validating while the worker validates, after writing the checkpoint.
+  EXPECT_EQ(workers_.wrapped[0]->step_while_validating, "2/2 validating ");
+  ASSERT_GE(steps.size(), 2u);
+  EXPECT_EQ(steps[steps.size() - 2], "2/2 writing ");
   const json& got = (*on_worker)["validation"];
   ASSERT_TRUE(expected.is_object());
   for (const char* field : {"perplexity", "base_perplexity", "kl_divergence", "top1_agreement"}) {

@@ -28,8 +28,11 @@ std::string PhaseName(v1::JobPhase phase) {
   return absl::AsciiStrToLower(absl::StripPrefix(v1::JobPhase_Name(phase), "JOB_PHASE_"));
 }
 
-// "solving self_attn.q_proj,self_attn.k_proj of layer 3" (1-based, as the engine's log).
+// "solving self_attn.q_proj,self_attn.k_proj of layer 3" (1-based, as the engine's log), or
+// after the last layer "writing the checkpoint", "validating the checkpoint".
 std::string ModuleText(const v1::JobModule& m) {
+  if (m.phase() == v1::JOB_PHASE_WRITING || m.phase() == v1::JOB_PHASE_VALIDATING)
+    return absl::StrCat(PhaseName(m.phase()), " the checkpoint");
   return absl::StrCat(PhaseName(m.phase()), m.linears().empty() ? "" : " ", absl::StrJoin(m.linears(), ","),
                       m.linears().empty() ? " layer " : " of layer ", m.layer() + 1);
 }

@@ -68,17 +68,21 @@ absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Devic
   return plan;
 }
 
-absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device) {
+absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device, ValidationAt at) {
   if (device.kind == Device::Kind::kCpu) return absl::OkStatus();
-  const std::string where = absl::StrCat("--validate-device ", DeviceName(device), ": ");
+  const bool on_worker = at == ValidationAt::kWorker;
+  const std::string where = absl::StrCat(on_worker ? "--validate-on worker: the workers' device " : "--validate-device ",
+                                         DeviceName(device), ": ");
+  // On a worker, --validate-device cpu would ask for CPU workers, which the job does not have.
+  const std::string instead = on_worker ? "; validate on the coordinator (--validate-on coordinator)"
+                                        : "; validate with --validate-device cpu";
   if (method.method == "flattenquant")
-    return absl::FailedPreconditionError(absl::StrCat(
-        where, "no CUDA kernel runs FlattenQuant's split columns; validate with --validate-device cpu"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, "no CUDA kernel runs FlattenQuant's split columns", instead));
   if (!layout::IsCudaKernelGptqBits(method.spec.bits))
     return absl::FailedPreconditionError(absl::StrCat(where, "the device's exact kernels read 4- and 8-bit GPTQ "
                                                              "linears and this job writes ",
-                                                      method.spec.bits, "-bit ones; validate with "
-                                                                        "--validate-device cpu"));
+                                                      method.spec.bits, "-bit ones", instead));
   return absl::OkStatus();
 }
 

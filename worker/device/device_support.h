@@ -39,11 +39,16 @@ struct DevicePlan {
 // without a rule is UNIMPLEMENTED, saying what to use instead.
 absl::StatusOr<DevicePlan> PlanOnDevice(const MethodOptions& method, const Device& device);
 
+// Where a validation runs, for a refusal's wording: on the runner's --validate-device, or on a
+// worker's own device (--validate-on worker), where the way out is the coordinator's CPU.
+enum class ValidationAt { kRunner, kWorker };
+
 // Whether a job with `method` can validate its checkpoint on `device` (--validate-device), checked
 // before the job starts: the device's exact kernels read 4- and 8-bit GPTQ linears, and no kernel
 // runs FlattenQuant's split columns (docs/cuda.md, "Which kernel serves a linear"). On the CPU
 // every checkpoint validates. FAILED_PRECONDITION saying to validate on the CPU otherwise.
-absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device);
+absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Device& device,
+                                         ValidationAt at = ValidationAt::kRunner);
 
 // "none", "cpu" or "cuda": where `place` is on a worker of `device`'s kind (the report's words).
 std::string PlaceName(DevicePlan::Place place, const Device& device);
