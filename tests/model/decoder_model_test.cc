@@ -80,7 +80,12 @@ TEST_P(ModelDirTest, LayerAtATimeEqualsResidentModel) {
     const Tensor logits = l.model->Logits(hidden[w]);
     Tensor expected_window({seq, c.vocab_size},
                            std::vector<float>(expected->row(w * seq), expected->row((w + 1) * seq)));
-    EXPECT_LT(MaxAbsDiff(logits, expected_window), 1e-5) << "window " << w;
+    // The batched forward's GEMMs have 3× the rows, so BLAS may block and sum them in another
+    // order: float32 rounding, bounded by 8 ulps of the largest logit (not an absolute 1e-5, which
+    // OpenBLAS's kernels for one Xeon exceeded by 1 %).
+    double largest = 0.0;
+    for (float v : expected_window.values()) largest = std::max(largest, std::abs(static_cast<double>(v)));
+    EXPECT_LT(MaxAbsDiff(logits, expected_window), 8 * 0x1p-23 * largest) << "window " << w << ", largest logit " << largest;
   }
 }
 
