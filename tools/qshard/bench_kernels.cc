@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/blas_core.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_cpu_gemm.h"
 #include "kernels/cpu/huge_page_allocator.h"
@@ -127,6 +128,7 @@ absl::StatusOr<std::vector<nlohmann::json>> RunKernelBench(const KernelBenchOpti
   for (nlohmann::json& row : rows) {
     row["cpu"] = CpuModelName();
     row["cpu_features"] = kernels::GetCpuFeatures().ToString();
+    row["blas_core"] = kernels::BlasCoreName();  // the fp32 baseline's kernels
     row["threads"] = threads;
     row["group_size"] = options.group_size;
   }

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "kernels/cpu/blas_core.h"
 
 extern char** environ;
 
@@ -180,7 +181,7 @@ void PrintBenchRows(const std::vector<nlohmann::json>& rows, const std::vector<B
   }
   if (rows.empty()) return;
   std::cout << "cpu: " << rows[0].value("cpu", std::string("?")) << ", threads: " << rows[0].value("threads", 0)
-            << "\n";
+            << ", blas: OpenBLAS " << kernels::BlasCoreName() << "\n";
   std::vector<std::vector<std::string>> cells(1);
   for (const BenchColumn& column : columns) cells[0].push_back(column.header);
   for (const nlohmann::json& row : rows) {
