@@ -17,12 +17,12 @@ using ::testing::HasSubstr;
 using testing::ChildProcess;
 using testing::ScopedTempDir;
 
-struct Run {
+struct Exited {
   int code;
   std::string err;
 };
 
-Run RunQshard(const ScopedTempDir& dir, const std::vector<std::string>& args) {
+Exited RunQshard(const ScopedTempDir& dir, const std::vector<std::string>& args) {
   ChildProcess process(args, dir.Child(args[0]));
   const int code = process.Wait(std::chrono::seconds(60));
   return {code, process.Stderr()};
@@ -42,7 +42,7 @@ TEST(DeviceMemoryFlagTest, EveryCommandRefusesItOnTheCpu) {
   };
   for (std::vector<std::string> args : commands) {
     args.insert(args.end(), {"--device-memory", "65000000"});
-    const Run run = RunQshard(dir, args);
+    const Exited run = RunQshard(dir, args);
     EXPECT_EQ(run.code, 1) << args[0] << ": " << run.err;
     EXPECT_THAT(run.err, HasSubstr("--device-memory 65000000: caps a CUDA device's memory")) << args[0];
   }
@@ -50,7 +50,7 @@ TEST(DeviceMemoryFlagTest, EveryCommandRefusesItOnTheCpu) {
 
 TEST(DeviceMemoryFlagTest, TakesOnlyAByteCount) {
   ScopedTempDir dir;
-  const Run run = RunQshard(dir, {"worker", "--coordinator", "127.0.0.1:1", "--device", "cuda", "--device-memory", "65MB"});
+  const Exited run = RunQshard(dir, {"worker", "--coordinator", "127.0.0.1:1", "--device", "cuda", "--device-memory", "65MB"});
   EXPECT_NE(run.code, 0);
   EXPECT_THAT(run.err, HasSubstr("--device-memory"));
 }
