@@ -15,7 +15,7 @@ void AddDeviceMemoryFlag(CLI::App& app, uint64_t& bytes) {
   app.add_option("--device-memory", bytes,
                  "Bytes of the CUDA device's memory this process may use (0 = the whole device): what it takes "
                  "after opening the device counts against them; spills to the host, slices and refusals follow "
-                 "(docs/cuda.md). Not with a CPU device")
+                 "(docs/cuda.md). Refused where the command opens no CUDA device")
       ->capture_default_str();
 }
 

@@ -50,6 +50,7 @@ absl::StatusOr<std::shared_ptr<CudaSession>> CudaSession::Open(int index, size_t
   session->memory_.budget = budget;
   if (budget != 0)
     absl::StrAppend(&session->description_, ", at most ", budget, " bytes of it for this process (--device-memory)");
+  // Read before the stream and the handles are made, so that they count against the budget.
   if (const cudaError_t error = FreeNow(session->memory_.free_at_open); error != cudaSuccess)
     return NoDevice(index, "cudaMemGetInfo", error);
   if (const cudaError_t error = cudaStreamCreate(&session->stream_); error != cudaSuccess)

@@ -36,8 +36,8 @@ struct DeviceMemoryBudget {
 class CudaSession {
  public:
   // FAILED_PRECONDITION "no CUDA device ..." (with the CUDA error) when `index` cannot be used;
-  // INVALID_ARGUMENT when `budget` (DeviceMemoryBudget; 0: none) is below what the session's
-  // stream and handles take on opening.
+  // INVALID_ARGUMENT when the session's stream and handles take all of `budget`
+  // (DeviceMemoryBudget; 0: none) on opening.
   static absl::StatusOr<std::shared_ptr<CudaSession>> Open(int index, size_t budget = 0);
   ~CudaSession();
   CudaSession(const CudaSession&) = delete;
