@@ -11,6 +11,9 @@
 # the device, aespa's attention statistics included; the ζ search and folds on the CPU, the GPTQ
 # solves and aespa's AdaRound on the device; docs/cuda.md, "What runs where"). The summary prints each
 # device's device_roles, so an aespa run shows its AdaRound's place ("rounding": "cuda").
+# QSHARD_JOB_DEVICE_MEMORY=BYTES makes the second seed-0 cuda run `--device-memory BYTES`
+# (docs/cuda.md, "A cap on the device memory"): below an aespa layer's bound its attention
+# statistics and AdaRound run in slices of heads, which must leave the bytes as they are.
 # Exits 1 if a run fails, the bytes differ or the KL is off by more than 1 %; 2 if the program or
 # its CUDA plugin cannot be loaded (a library the machine lacks: job.log lists it).
 set -uo pipefail
@@ -22,14 +25,15 @@ method="${QSHARD_JOB_METHOD:-gptq}"
 echo "method: $method" | tee -a "$log"
 status=0
 : >"$results/job-rows.jsonl"
-# run DEVICE SEED NAME: one quantize, its JSON result appended to job-rows.jsonl.
+# run DEVICE SEED NAME [FLAG...]: one quantize, its JSON result appended to job-rows.jsonl.
 run() {
   local device=$1 seed=$2 name=$3
-  echo "== $name: --device $device --seed $seed" >>"$log"
+  shift 3
+  echo "== $name: --device $device --seed $seed $*" >>"$log"
   if timeout 300 "$q" quantize --model "$data/tinystories-656k" --out "$work/out/$name" --method "$method" --bits 4 \
       --group-size 32 --calib-text "$data/wiki.test.raw" --calib-lines 1-2179 --nsamples 128 --seqlen 512 \
       --seed "$seed" --device "$device" --validate-text "$data/wiki.test.raw" --validate-lines 2180-4358 \
-      --validate-seqlen 512 --validate-windows 64 --json >"$work/$name.json" 2>>"$log"; then
+      --validate-seqlen 512 --validate-windows 64 "$@" --json >"$work/$name.json" 2>>"$log"; then
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["run"]=sys.argv[2]; r["seed"]=int(sys.argv[3]); print(json.dumps(r))' \
       "$work/$name.json" "$name" "$seed" >>"$results/job-rows.jsonl"
   else
@@ -41,7 +45,7 @@ for seed in 0 1 2; do
   run cpu "$seed" "cpu-$seed"
   run cuda "$seed" "cuda-$seed"
 done
-run cuda 0 cuda-0-again
+run cuda 0 cuda-0-again ${QSHARD_JOB_DEVICE_MEMORY:+--device-memory "$QSHARD_JOB_DEVICE_MEMORY"}
 
 python3 - "$results/job-rows.jsonl" "$work/out" >"$results/job-summary.txt" <<'PY' || status=1
 import hashlib, json, os, sys
@@ -74,7 +78,9 @@ for s in range(3):
     print(f"seed {s}: checkpoint sha256 cpu {digest(f'cpu-{s}')}, cuda {digest(f'cuda-{s}')}")
 again = digest("cuda-0-again")
 same = again == digest("cuda-0") and again != "missing"
-print(f"cuda seed 0 run twice: {'identical' if same else 'DIFFERENT'} bytes ({again})")
+budget = os.environ.get("QSHARD_JOB_DEVICE_MEMORY")
+print(f"cuda seed 0 run twice{f' (again under --device-memory {budget})' if budget else ''}: "
+      f"{'identical' if same else 'DIFFERENT'} bytes ({again})")
 ok &= same
 print("run_gpu_job:", "passed" if ok else "FAILED")
 sys.exit(0 if ok else 1)

@@ -117,6 +117,9 @@ TEST(CudaPluginTest, ThePluginBesideTheProgramLoadsAndSmallThreadStacksStillWork
     EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(opened.status().message(), HasSubstr("--device cuda:0: no CUDA device"));
   }
+  // --device-memory crosses the plugin's entry point (kCudaPluginAbi 8) into the session.
+  if (auto budgeted = OpenCudaDevice(0, 65000000); budgeted.ok())
+    EXPECT_THAT((*budgeted)->Describe(), HasSubstr(", at most 65000000 bytes of it for this process (--device-memory)"));
   // civetweb (the Prometheus exposer's HTTP server) asks for 100 KB stacks; glibc refused such
   // threads (EINVAL) when the program linked cuBLASLt and its 94 KB of static TLS.
   pthread_attr_t attr;

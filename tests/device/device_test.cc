@@ -51,6 +51,23 @@ TEST(DeviceTest, RefusesAnythingElseNamingTheFlagAndTheValue) {
 
 using Place = DevicePlan::Place;
 
+TEST(DeviceTest, DeviceMemoryGoesToTheCudaDevicesAndIsRefusedWithoutOne) {
+  Device cpu, cuda{Device::Kind::kCuda, 1};
+  ASSERT_TRUE(ApplyDeviceMemory(0, {&cpu}).ok());  // 0: no cap, on any device
+  ASSERT_TRUE(ApplyDeviceMemory(65000000, {&cpu, &cuda}).ok());  // quantize --device cpu --validate-device cuda:1
+  EXPECT_EQ(cuda.memory_bytes, 65000000u);
+  EXPECT_EQ(cpu.memory_bytes, 0u);
+  EXPECT_EQ(DeviceName(cuda), "cuda:1");  // what a worker's hello carries: no budget
+
+  // --device cpu; the coordinator's --validate-on worker, which opens no device.
+  for (const absl::Status& refused : {ApplyDeviceMemory(1000, {&cpu}), ApplyDeviceMemory(1000, {})}) {
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.message(), AllOf(HasSubstr("--device-memory 1000: "), HasSubstr("--device cuda"),
+                                         HasSubstr("the CPU has no device memory")));
+  }
+  EXPECT_EQ(cpu.memory_bytes, 0u);
+}
+
 TEST(DeviceTest, CpuRunsEveryMethodAndOptionThere) {
   for (const MethodRegistration& method : RegisteredMethods()) {
     MethodOptions options;

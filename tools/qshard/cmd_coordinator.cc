@@ -22,6 +22,7 @@ struct CoordinatorFlags {
   int worker_wait_seconds = 60;
   std::string validate_on = "coordinator";
   std::string validate_device;
+  uint64_t device_memory = 0;
   bool json = false;
 };
 
@@ -35,15 +36,17 @@ void LogLine(const std::string& line) {
 }
 
 // --validate-device names the coordinator's own device, or with --validate-on worker the kind
-// of device a worker must validate on: that worker's --device picks its ordinal.
+// of device a worker must validate on: that worker's --device picks its ordinal. --device-memory
+// caps the coordinator's own device; a worker's is its own flag.
 absl::Status ApplyValidationFlags(CoordinatorFlags& flags) {
   CoordinatorOptions& o = flags.options;
   o.validate_on_worker = flags.validate_on == "worker";
   if (!o.validate_on_worker) {
     QSHARD_ASSIGN_OR_RETURN(o.validation_device,
                             ParseDevice(flags.validate_device.empty() ? "cpu" : flags.validate_device, "--validate-device"));
-    return absl::OkStatus();
+    return ApplyDeviceMemory(flags.device_memory, {&o.validation_device});
   }
+  QSHARD_RETURN_IF_ERROR(ApplyDeviceMemory(flags.device_memory, {}));
   if (flags.validate_device.empty()) return absl::OkStatus();  // whatever device the job's workers have
   QSHARD_ASSIGN_OR_RETURN(const Device kind, ParseDevice(flags.validate_device, "--validate-device"));
   if (flags.validate_device.find(':') != std::string::npos)
@@ -109,6 +112,7 @@ void RegisterCoordinator(CLI::App& root, CommandList& commands) {
                         "cpu (a coordinator seldom has a GPU). With --validate-on worker: the device kind, cpu or "
                         "cuda, a job's workers must have (refused before the job starts otherwise); default there: "
                         "whatever they have");
+  AddDeviceMemoryFlag(*app, flags->device_memory);
   app->add_option("--metrics-listen", o.metrics_listen, "host:port serving Prometheus /metrics (port 0: any)");
   AddSecurityFlags(*app, TlsRole::kServer, o.tls, o.insecure);
   app->add_option("--token-file", o.access.token_file,

@@ -9,6 +9,7 @@
 #include "core/tokenizer/text_tokens.h"
 #include "core/status.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/device_flag.h"
 #include "tools/qshard/kernels_flag.h"
 #include "worker/device/cuda_device.h"
 #include "worker/device/device.h"
@@ -25,6 +26,7 @@ struct EvalFlags {
   EvalOptions options;
   std::string kernels = "exact";
   std::string device = "cpu";
+  uint64_t device_memory = 0;
   bool bos = false;
   bool json = false;
 };
@@ -87,7 +89,8 @@ absl::StatusOr<EvalModels> LoadOnDevice(const EvalFlags& flags, GptqLinearMode k
 absl::Status RunEval(EvalFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(LineRange lines, ParseLineRange(flags.lines, "--lines"));
   QSHARD_ASSIGN_OR_RETURN(const GptqLinearMode kernels, ParseGptqLinearMode(flags.kernels));
-  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(Device device, ParseDevice(flags.device));
+  QSHARD_RETURN_IF_ERROR(ApplyDeviceMemory(flags.device_memory, {&device}));
   QSHARD_ASSIGN_OR_RETURN(EvalModels m, device.kind == Device::Kind::kCpu ? LoadCpu(flags, kernels, lines)
                                                                             : LoadOnDevice(flags, kernels, lines, device));
   int64_t reported = 0;
@@ -131,6 +134,7 @@ void RegisterEval(CLI::App& root, CommandList& commands) {
                   "Where the model runs: cpu, cuda (device 0) or cuda:N (with --base, both models there; "
                   "--kernels then names the CUDA kernels)")
       ->capture_default_str();
+  AddDeviceMemoryFlag(*app, flags->device_memory);
   app->add_flag("--bos", flags->bos, "Prepend the BOS token to the text");
   app->add_option("--base", flags->base, "Unquantized model: also report KL(base||model) and top-1 agreement");
   app->add_flag("--json", flags->json, "Print the result as one JSON object");

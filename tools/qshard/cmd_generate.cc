@@ -7,6 +7,7 @@
 #include "engine/device_model_loading.h"
 #include "engine/model_loading.h"
 #include "tools/qshard/command.h"
+#include "tools/qshard/device_flag.h"
 #include "tools/qshard/kernels_flag.h"
 #include "worker/device/cuda_device.h"
 #include "worker/device/device.h"
@@ -23,6 +24,7 @@ struct GenerateFlags {
   int threads = 0;
   std::string kernels = "exact";
   std::string device = "cpu";
+  uint64_t device_memory = 0;
   bool json = false;
   bool no_kv_cache = false;
 };
@@ -35,7 +37,8 @@ struct GenerateModel {
 };
 
 absl::StatusOr<GenerateModel> Load(const GenerateFlags& flags, GptqLinearMode kernels) {
-  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(Device device, ParseDevice(flags.device));
+  QSHARD_RETURN_IF_ERROR(ApplyDeviceMemory(flags.device_memory, {&device}));
   if (device.kind == Device::Kind::kCpu) {
     QSHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelForInference(flags.model, flags.threads, kernels));
     return GenerateModel{std::move(loaded.model), nullptr, std::move(loaded.tokenizer)};
@@ -96,6 +99,7 @@ void RegisterGenerate(CLI::App& root, CommandList& commands) {
                   "Where the model runs: cpu, cuda (device 0) or cuda:N, with its key/value cache there (--kernels "
                   "then names the CUDA kernels, as for eval)")
       ->capture_default_str();
+  AddDeviceMemoryFlag(*app, flags->device_memory);
   app->add_flag("--json", flags->json, "Print the result as one JSON object (with the decoding time)");
   app->add_flag("--no-kv-cache", flags->no_kv_cache, "Re-run the whole context every step (the reference path)");
   commands.push_back({app, [flags] { return RunGenerate(*flags); }});

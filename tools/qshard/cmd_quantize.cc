@@ -16,14 +16,16 @@ struct QuantizeFlags {
   JobFlags job;
   std::string device = "cpu";
   std::string validate_device;  // empty: `device`
+  uint64_t device_memory = 0;
   bool json = false;
 };
 
 absl::Status RunQuantize(const QuantizeFlags& flags) {
   QSHARD_ASSIGN_OR_RETURN(const JobSpec spec, JobSpecOfFlags(flags.job));
-  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
-  QSHARD_ASSIGN_OR_RETURN(const Device validation_device,
+  QSHARD_ASSIGN_OR_RETURN(Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(Device validation_device,
                           flags.validate_device.empty() ? device : ParseDevice(flags.validate_device, "--validate-device"));
+  QSHARD_RETURN_IF_ERROR(ApplyDeviceMemory(flags.device_memory, {&device, &validation_device}));
   JobEvents events;
   events.log = [](const std::string& line) { std::cerr << line << std::endl; };
   QSHARD_ASSIGN_OR_RETURN(nlohmann::json report, RunEmbeddedJob(spec, events, device, validation_device));
@@ -69,6 +71,7 @@ void RegisterQuantize(CLI::App& root, CommandList& commands) {
   AddJobFlags(*app, flags->job);
   AddDeviceFlag(*app, flags->device);
   AddValidateDeviceFlag(*app, flags->validate_device, "--device's");
+  AddDeviceMemoryFlag(*app, flags->device_memory);
   app->add_flag("--json", flags->json, "Print the result as one JSON object");
   commands.push_back({app, [flags] { return RunQuantize(*flags); }});
 }

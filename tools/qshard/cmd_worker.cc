@@ -25,6 +25,7 @@ struct WorkerFlags {
   std::string name;
   int threads = 0;
   std::string device = "cpu";
+  uint64_t device_memory = 0;
   uint64_t memory_budget = 0;
   int retry_seconds = 30;
   std::string metrics_listen;
@@ -43,7 +44,8 @@ absl::Status RunWorker(const WorkerFlags& flags) {
   WorkerSessionOptions options;
   options.hello.set_name(flags.name.empty() ? absl::StrCat("pid-", getpid()) : flags.name);
   // Opened before dialing: a worker whose device cannot run exits at once instead of registering.
-  QSHARD_ASSIGN_OR_RETURN(const Device device, ParseDevice(flags.device));
+  QSHARD_ASSIGN_OR_RETURN(Device device, ParseDevice(flags.device));
+  QSHARD_RETURN_IF_ERROR(ApplyDeviceMemory(flags.device_memory, {&device}));
   QSHARD_ASSIGN_OR_RETURN(options.device, OpenDevice(device));
   options.hello.set_device(DeviceName(device));
   if (options.device != nullptr)
@@ -101,6 +103,7 @@ void RegisterWorker(CLI::App& root, CommandList& commands) {
   app->add_option("--name", flags->name, "Worker name in the coordinator's list (default pid-N)");
   app->add_option("--threads", flags->threads, "Threads (0 = all)")->capture_default_str();
   AddDeviceFlag(*app, flags->device);
+  AddDeviceMemoryFlag(*app, flags->device_memory);
   app->add_option("--memory-budget", flags->memory_budget, "Bytes of memory the worker may use (0 = undeclared)")
       ->capture_default_str();
   app->add_option("--retry-seconds", flags->retry_seconds, "Give up after this long without a coordinator")

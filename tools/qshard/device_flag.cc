@@ -11,6 +11,14 @@ void AddDeviceFlag(CLI::App& app, std::string& device) {
       ->capture_default_str();
 }
 
+void AddDeviceMemoryFlag(CLI::App& app, uint64_t& bytes) {
+  app.add_option("--device-memory", bytes,
+                 "Bytes of the CUDA device's memory this process may use (0 = the whole device): what it takes "
+                 "after opening the device counts against them; spills to the host, slices and refusals follow "
+                 "(docs/cuda.md). Refused where the command opens no CUDA device")
+      ->capture_default_str();
+}
+
 void AddValidateDeviceFlag(CLI::App& app, std::string& device, const std::string& when_empty) {
   app.add_option("--validate-device", device,
                  "Where the final validation (--validate-text) runs, in this process: cpu (the exact CPU kernels) "

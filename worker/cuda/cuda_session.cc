@@ -1,5 +1,7 @@
 #include "worker/cuda/cuda_session.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status.h"
@@ -13,9 +15,20 @@ absl::Status NoDevice(int index, const char* what, cudaError_t error) {
                                                     gpu::DescribeCudaError(error)));
 }
 
+cudaError_t FreeNow(size_t& free) {
+  size_t total = 0;
+  return cudaMemGetInfo(&free, &total);
+}
+
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<CudaSession>> CudaSession::Open(int index) {
+size_t DeviceMemoryBudget::Free(size_t free_now) const {
+  if (budget == 0) return free_now;
+  const size_t taken = Taken(free_now);
+  return std::min(free_now, budget > taken ? budget - taken : 0);
+}
+
+absl::StatusOr<std::shared_ptr<CudaSession>> CudaSession::Open(int index, size_t budget) {
   int count = 0;
   if (const cudaError_t error = cudaGetDeviceCount(&count); error != cudaSuccess)
     return NoDevice(index, "cudaGetDeviceCount", error);
@@ -34,11 +47,24 @@ absl::StatusOr<std::shared_ptr<CudaSession>> CudaSession::Open(int index) {
   session->description_ =
       absl::StrFormat("cuda:%d (%s, %.1f GiB, compute %d.%d, CUDA runtime %d, driver %d)", index, props.name,
                       static_cast<double>(props.totalGlobalMem) / (1 << 30), props.major, props.minor, runtime, driver);
+  session->memory_.budget = budget;
+  if (budget != 0)
+    absl::StrAppend(&session->description_, ", at most ", budget, " bytes of it for this process (--device-memory)");
+  // Read before the stream and the handles are made, so that they count against the budget.
+  if (const cudaError_t error = FreeNow(session->memory_.free_at_open); error != cudaSuccess)
+    return NoDevice(index, "cudaMemGetInfo", error);
   if (const cudaError_t error = cudaStreamCreate(&session->stream_); error != cudaSuccess)
     return NoDevice(index, "cudaStreamCreate", error);
   session->context_ = std::make_unique<gpu::SolverContext>();
   QSHARD_RETURN_IF_ERROR(FromCudaStatus(session->context_->Init(session->stream_),
                                         absl::StrCat("--device cuda:", index, ": cuBLAS/cuSOLVER handles")));
+  size_t free = 0;
+  if (const cudaError_t error = FreeNow(free); error != cudaSuccess) return NoDevice(index, "cudaMemGetInfo", error);
+  const size_t held = session->memory_.Taken(free);
+  if (budget != 0 && held >= budget)
+    return absl::InvalidArgumentError(absl::StrCat("--device-memory ", budget, ": cuda:", index, "'s session holds ",
+                                                   held, " bytes once open (its stream, cuBLAS and cuSOLVER handles), ",
+                                                   "all of the budget"));
   return session;
 }
 
@@ -69,14 +95,15 @@ absl::Status CudaSession::Copy(void* to, const void* from, size_t bytes, cudaMem
 }
 
 absl::StatusOr<size_t> CudaSession::FreeBytes(const char* what) const {
-  size_t free = 0, total = 0;
+  size_t free = 0;
   QSHARD_RETURN_IF_ERROR(FromCudaStatus(
       [&]() -> gpu::CudaStatus {
+        size_t total = 0;
         QSHARD_CUDA_TRY(cudaMemGetInfo(&free, &total));
         return gpu::CudaStatus();
       }(),
       what));
-  return free;
+  return memory_.Free(free);
 }
 
 }  // namespace qshard

@@ -50,13 +50,15 @@ class CudaDevice : public StatisticsDevice {
 // Whether this build has the CUDA side (worker/cuda).
 bool BuiltWithCuda();
 
-// Opens CUDA device `index` for this process. Without CUDA in the build: UNIMPLEMENTED "this
-// build has no CUDA support"; the CUDA plugin missing or not loadable: FAILED_PRECONDITION naming
-// it and why; no such device (no GPU, no driver, ordinal too large): FAILED_PRECONDITION "no
-// CUDA device ..." with the CUDA error's name and text.
-absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index);
+// Opens CUDA device `index` for this process, which may use `memory_bytes` of its memory (0: all;
+// Device::memory_bytes). Without CUDA in the build: UNIMPLEMENTED "this build has no CUDA
+// support"; the CUDA plugin missing or not loadable: FAILED_PRECONDITION naming it and why; no
+// such device (no GPU, no driver, ordinal too large): FAILED_PRECONDITION "no CUDA device ..."
+// with the CUDA error's name and text; a budget the device's session takes whole on opening:
+// INVALID_ARGUMENT naming --device-memory.
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t memory_bytes = 0);
 
-// The worker's device opened: null on the CPU.
+// The worker's device opened (with its memory_bytes): null on the CPU.
 absl::StatusOr<std::shared_ptr<CudaDevice>> OpenDevice(const Device& device);
 
 }  // namespace qshard

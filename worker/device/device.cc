@@ -29,6 +29,21 @@ absl::StatusOr<Device> ParseDevice(std::string_view text, std::string_view flag)
   return Device{Device::Kind::kCuda, static_cast<int>(index)};
 }
 
+absl::Status ApplyDeviceMemory(uint64_t bytes, std::initializer_list<Device*> devices) {
+  if (bytes == 0) return absl::OkStatus();
+  bool cuda = false;
+  for (Device* device : devices) {
+    if (device->kind != Device::Kind::kCuda) continue;
+    device->memory_bytes = bytes;
+    cuda = true;
+  }
+  if (!cuda)
+    return absl::InvalidArgumentError(absl::StrCat("--device-memory ", bytes,
+                                                   ": caps a CUDA device's memory (--device cuda[:N]); this command "
+                                                   "opens none, the CPU has no device memory to cap"));
+  return absl::OkStatus();
+}
+
 std::string DeviceName(const Device& device) {
   return device.kind == Device::Kind::kCpu ? "cpu" : absl::StrCat("cuda:", device.index);
 }

@@ -57,8 +57,8 @@ class OpenedCudaDevice final : public CudaDevice {
   std::atomic<int64_t> value_heads_per_pass_ = std::numeric_limits<int64_t>::max();
 };
 
-absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index) {
-  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaSession> session, CudaSession::Open(index));
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index, uint64_t memory_bytes) {
+  QSHARD_ASSIGN_OR_RETURN(std::shared_ptr<CudaSession> session, CudaSession::Open(index, memory_bytes));
   return std::shared_ptr<CudaDevice>(new OpenedCudaDevice(std::move(session)));
 }
 

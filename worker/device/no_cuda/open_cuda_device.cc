@@ -7,7 +7,7 @@ namespace qshard {
 
 bool BuiltWithCuda() { return false; }
 
-absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index) {
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t) {
   return absl::UnimplementedError(absl::StrCat("--device cuda:", index,
                                                ": this build has no CUDA support (rebuild with -DQSHARD_CUDA=ON and "
                                                "the CUDA toolkit installed)"));

@@ -63,10 +63,10 @@ absl::StatusOr<const CudaPluginV1*> LoadPlugin() {
 
 bool BuiltWithCuda() { return true; }
 
-absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index) {
+absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t memory_bytes) {
   absl::StatusOr<const CudaPluginV1*> plugin = LoadPlugin();
   if (!plugin.ok()) return WithContext(plugin.status(), absl::StrCat("--device cuda:", index));
-  return (*plugin)->open_device(index);
+  return (*plugin)->open_device(index, memory_bytes);
 }
 
 }  // namespace qshard
