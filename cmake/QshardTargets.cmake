@@ -14,14 +14,15 @@ function(qshard_library name dir)
   endif()
 endfunction()
 
-# qshard_tests(DIR DEPS...): one GoogleTest executable per DIR/*_test.cc, registered with ctest.
-# Tests run from the source tree root so they find ../shared and tests/reference.
+# qshard_tests(DIR DEPS...): one GoogleTest executable per DIR/*_test.cc, registered with ctest,
+# with tests/test_main.cc's main. Tests run from the source tree root so they find ../shared and
+# tests/reference.
 function(qshard_tests dir)
   file(GLOB tests CONFIGURE_DEPENDS ${dir}/*_test.cc)
   foreach(test_source ${tests})
     get_filename_component(test_name ${test_source} NAME_WE)
     add_executable(${test_name} ${test_source})
-    target_link_libraries(${test_name} PRIVATE ${ARGN} GTest::gtest GTest::gmock GTest::gtest_main)
+    target_link_libraries(${test_name} PRIVATE ${ARGN} qshard_test_main)
     gtest_discover_tests(${test_name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
                          DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 900)
   endforeach()

@@ -1,5 +1,7 @@
 #include "kernels/cpu/blas_core.h"
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdlib>
 
@@ -27,6 +29,13 @@ std::string BlasCoreFor(std::string_view chosen, const CpuFeatures& cpu) {
 std::string BlasCoreToRequest() {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";
   return BlasCoreFor(BlasCoreName(), GetCpuFeatures());
+}
+
+void RestartWithBlasKernelsForThisCpu(char** argv) {
+  const std::string core = BlasCoreToRequest();
+  if (core.empty()) return;
+  setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  execv("/proc/self/exe", argv);
 }
 
 }  // namespace qshard::kernels

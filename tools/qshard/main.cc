@@ -1,7 +1,4 @@
 // qshard: one program with subcommands (conventions.md, "Command line").
-#include <unistd.h>
-
-#include <cstdlib>
 #include <iostream>
 
 #include "core/large_buffers.h"
@@ -17,11 +14,8 @@ void PrintJson(const nlohmann::json& result) { std::cout << result.dump() << std
 int main(int argc, char** argv) {
   using namespace qshard::cli;
   // OpenBLAS chose its kernels as it loaded; where it fell back below this CPU, start again with
-  // the right ones (kernels/cpu/blas_core.h). Should the exec fail, the fallback kernels still work.
-  if (const std::string core = qshard::kernels::BlasCoreToRequest(); !core.empty()) {
-    setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-    execv("/proc/self/exe", argv);
-  }
+  // the right ones (kernels/cpu/blas_core.h).
+  qshard::kernels::RestartWithBlasKernelsForThisCpu(argv);
   qshard::KeepFreedBuffersForReuse();
   CLI::App app{"qshard: calibration and quantization of large language models"};
   app.require_subcommand(1);
