@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/attention_stats_reference.h"
@@ -107,6 +108,17 @@ TEST_F(CudaAttentionStatsTest, RefusesASliceThatDoesNotFit) {
   EXPECT_THAT(std::string(refused.status().message()),
               ::testing::HasSubstr("(the values' sums of 2 of 5 key/value heads at a time, a 160 × 160 float64 "
                                    "sum each)"));
+}
+
+TEST_F(CudaAttentionStatsTest, ARefusalUnderADeviceMemoryBudgetNamesIt) {
+  const size_t two = AttentionStatsDeviceBytes(config_, kSeq, 2);
+  absl::StatusOr<std::shared_ptr<CudaSession>> budgeted = CudaSession::Open(0, two - 1);
+  ASSERT_TRUE(budgeted.ok()) << budgeted.status();
+  const absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> refused =
+      NewCudaAttentionStats(*budgeted, config_, kSeq, 2);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::StartsWith(absl::StrCat("--device-memory ", two - 1, ": aespa's attention statistics need")));
 }
 
 #else

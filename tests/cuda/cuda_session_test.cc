@@ -58,6 +58,12 @@ TEST(CudaSessionTest, ABudgetBoundsTheFreeMemoryAndWhatThisProcessAllocatesCount
     EXPECT_EQ(FreeBytes(**budgeted).value(), 0u);
   }
   EXPECT_EQ(FreeBytes(**budgeted).value(), 10'000'000u);
+
+  // A refusal made from the budget's free memory names the flag; the whole device's does not.
+  const absl::Status refusal = absl::ResourceExhaustedError("X needs 1 GB and 0.01 GB are free");
+  EXPECT_EQ((*budgeted)->WithBudget(refusal).message(), "--device-memory 10000000: X needs 1 GB and 0.01 GB are free");
+  EXPECT_EQ((*budgeted)->WithBudget(refusal).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ((*whole)->WithBudget(refusal), refusal);
 }
 
 #else

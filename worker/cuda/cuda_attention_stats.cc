@@ -36,11 +36,11 @@ class CudaAttentionStats final : public OffHostAttentionStats {
     const size_t needed = AttentionStatsDeviceBytes(config, seq_, per_slice);
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes(kWhat));
     if (needed > free)
-      return absl::ResourceExhaustedError(absl::StrFormat(
+      return session_->WithBudget(absl::ResourceExhaustedError(absl::StrFormat(
           "aespa's attention statistics need %.2f GB on cuda:%d (the values' sums of %d of %d key/value heads at a "
           "time, a %d × %d float64 sum each) and %.2f GB are free: use --device cpu, or a device with more memory",
           needed / 1e9, session_->index(), per_slice, config.num_kv_heads, config.hidden_size, config.hidden_size,
-          free / 1e9));
+          free / 1e9)));
     dims_ = DimsOf(config);
     per_slice_ = per_slice;
     return FromCudaStatus(stats_.Reset(dims_, {0, per_slice_}, session_->stream()), kWhat);

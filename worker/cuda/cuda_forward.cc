@@ -295,7 +295,9 @@ absl::StatusOr<int64_t> ValueHeadsPerPassNow(CudaSession& session, const ModelCo
   if (!statistics.attention) return config.num_kv_heads;
   QSHARD_ASSIGN_OR_RETURN(auto lock, session.Enter());
   QSHARD_ASSIGN_OR_RETURN(const size_t free, session.FreeBytes("the forward pass's memory"));
-  return ValueHeadsPerPass(config, seqlen, statistics, session.index(), free);
+  absl::StatusOr<int64_t> heads = ValueHeadsPerPass(config, seqlen, statistics, session.index(), free);
+  if (!heads.ok()) return session.WithBudget(heads.status());
+  return heads;
 }
 
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,

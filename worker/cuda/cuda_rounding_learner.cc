@@ -59,11 +59,11 @@ class CudaRoundingLearner final : public RoundingLearner {
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes("AdaRound on the device"));
     std::vector<gpu::AdaRoundSlice> slices;
     if (!gpu::PlanAdaRoundSlices(device, free, slices).ok())
-      return absl::ResourceExhaustedError(absl::StrFormat(
+      return session_->WithBudget(absl::ResourceExhaustedError(absl::StrFormat(
           "AdaRound needs %.2f GB on cuda:%d for one %s (%d of a %d × %d weight's rows, %d Hessian block(s) of %d × "
           "%d, %d output weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
           gpu::AdaRoundSliceBytes(device, {0, 1}) / 1e9, session_->index(), heads > 0 ? "head" : "Hessian block",
-          out / gpu::AdaRoundUnits(device), out, in, blocks, in, in, heads, free / 1e9));
+          out / gpu::AdaRoundUnits(device), out, in, blocks, in, in, heads, free / 1e9)));
     gpu::AdaRoundDeviceResult learned;
     QSHARD_RETURN_IF_ERROR(FromCudaStatus(gpu::LearnRoundingInSlices(session_->context().blas(), session_->stream(),
                                                                      device, slices, device_options, learned),

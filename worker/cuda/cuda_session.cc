@@ -94,6 +94,11 @@ absl::Status CudaSession::Copy(void* to, const void* from, size_t bytes, cudaMem
   return FromCudaStatus(status, what);
 }
 
+absl::Status CudaSession::WithBudget(const absl::Status& refusal) const {
+  if (memory_.budget == 0) return refusal;
+  return WithContext(refusal, absl::StrCat("--device-memory ", memory_.budget));
+}
+
 absl::StatusOr<size_t> CudaSession::FreeBytes(const char* what) const {
   size_t free = 0;
   QSHARD_RETURN_IF_ERROR(FromCudaStatus(

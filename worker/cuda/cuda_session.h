@@ -58,6 +58,9 @@ class CudaSession {
   // The device's free memory now (cudaMemGetInfo), within the budget if there is one; the caller
   // has entered.
   absl::StatusOr<size_t> FreeBytes(const char* what) const;
+  // A refusal made from FreeBytes, with "--device-memory B: " in front where there is a budget, so
+  // that the free memory it names is not taken for the device's.
+  absl::Status WithBudget(const absl::Status& refusal) const;
 
  private:
   explicit CudaSession(int index) : index_(index) {}
