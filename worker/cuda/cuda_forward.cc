@@ -21,6 +21,13 @@ namespace {
 
 using gpu::DeviceLayerWeights;
 
+// Key/value heads per slice when at most `fitting` (≥ 1) of `all` fit at once: the fewest slices,
+// as even as they go (96 heads with 56 fitting: two slices of 48).
+int64_t EvenSlice(int64_t all, int64_t fitting) {
+  const int64_t slices = (all + fitting - 1) / fitting;
+  return (all + slices - 1) / slices;
+}
+
 class CudaForward final : public ForwardDevice {
  public:
   CudaForward(std::shared_ptr<CudaSession> session, const ModelConfig& config, const gpu::LayerArchitecture& arch,
@@ -259,17 +266,6 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
 size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics) {
   return LayerDeviceBytes(config, seqlen, statistics, config.num_kv_heads);
 }
-
-namespace {
-
-// Key/value heads per slice when at most `fitting` (≥ 1) of `all` fit at once: the fewest slices,
-// as even as they go (96 heads with 56 fitting: two slices of 48).
-int64_t EvenSlice(int64_t all, int64_t fitting) {
-  const int64_t slices = (all + fitting - 1) / fitting;
-  return (all + slices - 1) / slices;
-}
-
-}  // namespace
 
 absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
                                           const ForwardStatistics& statistics, int index, size_t free) {
