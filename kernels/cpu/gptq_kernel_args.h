@@ -28,8 +28,9 @@ struct FloatActView {
 
 // Activations quantized per token to int8 in the tiled input order.
 struct Int8ActView {
-  const int8_t* q = nullptr;          // [tokens, padded_inputs]
-  const int32_t* pairs = nullptr;     // [tokens, padded_inputs / 2]: (a0|a2<<16, a1|a3<<16) per 4
+  const int32_t* quads = nullptr;     // [tokens, padded_inputs / 4]: 4 int8 inputs in each
+  const int32_t* pairs = nullptr;     // [tokens, padded_inputs / 2]: (a0|a2<<16, a1|a3<<16) per 4;
+                                      // only for Int8TilesAvx2 (null for the others)
   const float* scale = nullptr;       // [tokens]: x ≈ scale · q
   const int32_t* group_sum = nullptr; // [tokens, groups]: Σ q over the group's inputs
 };

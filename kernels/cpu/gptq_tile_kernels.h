@@ -6,7 +6,8 @@
 // kMaxExactTokens, kMaxInt8Tokens,
 // LoadI(bytes), SetI(int), And, Srl(n), Add, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
 // SetF, LoadF, Fma, AddF, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
-// Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane.
+// Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane
+// (quad is an lvalue in the activations, so that a Dot may read it as a memory operand).
 // Optionally Permute(I index, F table) = table[index & 15] per lane (AVX-512 vpermps), which
 // the fp32 kernel then uses to decode codes of up to 4 bits.
 #pragma once
@@ -159,11 +160,9 @@ void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0
       const int chain = (kSub * kFields + f) % kChains;
       for (int t = 0; t < kTokens; ++t) {
         const int64_t token = t0 + t;
-        int32_t packed;
-        __builtin_memcpy(&packed, a.q + token * w.padded_inputs + quad * layout::kLaneBytes, sizeof(packed));
         const int32_t* pairs = a.pairs + (token * quads + quad) * 2;
         for (int v = 0; v < kV; ++v)
-          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], packed, pairs[0], pairs[1]);
+          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], a.quads[token * quads + quad], pairs[0], pairs[1]);
       }
     }
   };

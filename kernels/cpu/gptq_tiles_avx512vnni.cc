@@ -10,8 +10,12 @@ namespace {
 struct Avx512Vnni : Avx512 {
   using W = __m512i;
   static W Prep(I w) { return w; }
-  static I Dot(I acc, W w, int32_t packed, int32_t, int32_t) {
-    return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(packed));
+  // In assembly because GCC 12 keeps each token's sum in two registers across the unrolled loop
+  // and copies between them (16 vmovdqa per 16 vpdpbusd), and does not fold the broadcast:
+  // accumulating in place with a {1to16} memory operand makes W8A8 ~7 % faster at 512 tokens.
+  static I Dot(I acc, W w, const int32_t& quad, int32_t, int32_t) {
+    asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(quad));
+    return acc;
   }
 };
 

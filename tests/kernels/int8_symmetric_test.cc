@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -37,6 +39,40 @@ TEST(Int8SymmetricTest, RoundsHalfToEvenAndClamps) {
   EXPECT_EQ(Int8Code(300.0f, 1.0f, 127), 127);
   EXPECT_EQ(Int8Code(-300.0f, 1.0f, 127), -127);  // never −128
   EXPECT_EQ(Int8Code(9.0f, 1.0f, 7), 7);          // FlattenQuant's 4-bit grid
+}
+
+// RoundHalfEven replaces std::nearbyint on the host: the same value for every float of
+// magnitude below 2^24 taken with a stride through the bit patterns (every one near the small
+// integers and their halves), for the ties k + 0.5, the floats beside them, the limit of its
+// shortcut (2^23) and the non-finite values.
+TEST(Int8SymmetricTest, RoundHalfEvenIsNearbyint) {
+  const auto same = [](float v) {
+    const float want = std::nearbyint(v);
+    const float got = RoundHalfEven(v);
+    return (std::isnan(want) && std::isnan(got)) || want == got;
+  };
+  const auto from_bits = [](uint32_t bits) {
+    float v;
+    std::memcpy(&v, &bits, sizeof(v));
+    return v;
+  };
+  int64_t checked = 0;
+  for (uint32_t bits = 0; bits <= 0x4B800000u; bits += bits < 0x43800000u ? 61u : 4099u) {  // up to 2^24
+    for (const float v : {from_bits(bits), -from_bits(bits)}) {
+      ASSERT_TRUE(same(v)) << v;
+      ++checked;
+    }
+  }
+  for (int k = -300; k <= 300; ++k) {
+    const float tie = static_cast<float>(k) + 0.5f;
+    for (const float v : {tie, std::nextafter(tie, 1e9f), std::nextafter(tie, -1e9f)}) ASSERT_TRUE(same(v)) << v;
+  }
+  for (const float v : {4194303.5f, 4194304.5f, 6291456.5f, 8388607.5f, 8388608.0f, 8388609.0f, 1e30f,
+                        std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    ASSERT_TRUE(same(v)) << v;
+    ASSERT_TRUE(same(-v)) << -v;
+  }
+  EXPECT_GT(checked, 1000000);
 }
 
 TEST(Int8SymmetricTest, RowCodesAreWithinHalfAStepAndReachTheEnds) {
