@@ -98,6 +98,32 @@ void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
   });
 }
 
+// The fp32 kernel's tokens per call, which sets its activations' blocks (FloatActView).
+int ExactTokensPerCall(CpuVariant v) {
+  switch (v) {
+    case CpuVariant::kAvx2: return internal::kExactTokensAvx2;
+    case CpuVariant::kAvx512: return internal::kExactTokensAvx512;
+    case CpuVariant::kGeneric:
+    case CpuVariant::kAvxVnni:  // no fp32 kernel (ExactFn)
+    case CpuVariant::kAvx512Vnni: return internal::kExactTokensGeneric;
+  }
+  return internal::kExactTokensGeneric;
+}
+
+// x [tokens, in] gathered into the tiled order in blocks of `block` tokens (FloatActView), and
+// each token's group sums.
+void GatherFloatActivations(const GptqTiledWeights& w, const float* x, int64_t tokens, int block, float* xp,
+                            float* group_sum) {
+  std::vector<float> row(w.padded_inputs);
+  for (int64_t t = 0; t < tokens; ++t) {
+    GatherActivations(w, x + t * w.in_features, 1, row.data());
+    SumGroups(w, row.data(), group_sum + t * w.groups);
+    const int64_t b0 = t / block * block, width = std::min<int64_t>(block, tokens - b0);
+    float* out = xp + b0 * w.padded_inputs + (t - b0);
+    for (int64_t j = 0; j < w.padded_inputs; ++j) out[j * width] = row[j];
+  }
+}
+
 internal::ExactTilesFn ExactFn(CpuVariant v) {
   switch (v) {
     case CpuVariant::kGeneric: return internal::ExactTilesGeneric;
@@ -182,8 +208,7 @@ void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, 
   if (activations == GptqActivations::kFp32) {
     const internal::ExactTilesFn exact = ExactFn(variant);
     std::vector<float> xp(tokens * w.padded_inputs), group_sum(tokens * w.groups);
-    GatherActivations(w, x, tokens, xp.data());
-    for (int64_t t = 0; t < tokens; ++t) SumGroups(w, xp.data() + t * w.padded_inputs, group_sum.data() + t * w.groups);
+    GatherFloatActivations(w, x, tokens, ExactTokensPerCall(variant), xp.data(), group_sum.data());
     const internal::FloatActView act{xp.data(), group_sum.data()};
     ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
     return;

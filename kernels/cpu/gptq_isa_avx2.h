@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/gptq_kernel_args.h"
 #include "kernels/layout/gptq_tiled.h"
 
 namespace qshard::kernels::internal {
@@ -21,7 +22,7 @@ struct Avx2 {
   };
   static constexpr int kLanes = 8;
   static constexpr int kVectors = layout::kTileColumns / kLanes;
-  static constexpr int kMaxExactTokens = 3;  // 2 · 3 accumulators + scales, biases, codes: 16 ymm
+  static constexpr int kMaxExactTokens = kExactTokensAvx2;  // 2 · 3 accumulators + scales, biases, codes: 16 ymm
   static constexpr int kMaxInt8Tokens = 2;
   static I LoadI(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I SetI(int32_t v) { return _mm256_set1_epi32(v); }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/gptq_kernel_args.h"
 #include "kernels/layout/gptq_tiled.h"
 
 namespace qshard::kernels::internal {
@@ -16,7 +17,7 @@ struct Avx512 {
   using I = __m512i;
   static constexpr int kLanes = 16;
   static constexpr int kVectors = layout::kTileColumns / kLanes;
-  static constexpr int kMaxExactTokens = 8;
+  static constexpr int kMaxExactTokens = kExactTokensAvx512;
   static constexpr int kMaxInt8Tokens = 8;
   static I LoadI(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static I SetI(int32_t v) { return _mm512_set1_epi32(v); }

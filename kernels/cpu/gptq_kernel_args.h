@@ -20,9 +20,18 @@ struct TiledView {
   const int32_t* zero = nullptr;
 };
 
-// Fp32 activations gathered into the tiled input order.
+// Tokens per call of each variant's fp32 kernel (what its registers hold, gptq_isa_*.h).
+inline constexpr int kExactTokensGeneric = 4;
+inline constexpr int kExactTokensAvx2 = 3;
+inline constexpr int kExactTokensAvx512 = 8;
+
+// Fp32 activations gathered into the tiled input order, in blocks of the variant's tokens per
+// call (the last block holds the rest): the element of input j and token b0 + t, in the block of
+// `width` tokens that starts at token b0, is x[b0 · padded_inputs + j · width + t]. So a call
+// reads its tokens' activations through one pointer at constant offsets (row-major, each token a
+// pointer of its own: GCC 12 spilled them and the AVX-512 loop did two loads per FMA).
 struct FloatActView {
-  const float* x = nullptr;          // [tokens, padded_inputs]
+  const float* x = nullptr;
   const float* group_sum = nullptr;  // [tokens, groups]: Σ x over the group's inputs
 };
 

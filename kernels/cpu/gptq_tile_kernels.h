@@ -78,7 +78,7 @@ void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t 
   const I mask = S::SetI(static_cast<int32_t>((1u << kBits) - 1u));
   F table{};
   if constexpr (kTableDecode<S, kBits>) table = CodeTable<S, kBits>();
-  const float* xp = a.x + t0 * w.padded_inputs;
+  const float* xp = a.x + t0 * w.padded_inputs;  // this call's block (FloatActView): kTokens wide
   F acc[kTokens][kV];
   for (int t = 0; t < kTokens; ++t)
     for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
@@ -95,7 +95,7 @@ void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t 
       PrefetchCodes<8192, 2>(codes);  // the fp32 loop is slower per byte: 4 % less at 12288² with this
       I lanes[kV];
       for (int v = 0; v < kV; ++v) lanes[v] = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
-      const float* x = xp + block * kRows;
+      const float* x = xp + block * kRows * kTokens;
 #pragma GCC unroll 16
       for (int r = 0; r < kRows; ++r) {
         for (int v = 0; v < kV; ++v) {
@@ -107,7 +107,7 @@ void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t 
             q = S::Cvt(S::And(shifted, mask));
           }
           for (int t = 0; t < kTokens; ++t)
-            part[r % kChains][t][v] = S::Fma(q, S::SetF(x[t * w.padded_inputs + r]), part[r % kChains][t][v]);
+            part[r % kChains][t][v] = S::Fma(q, S::SetF(x[r * kTokens + t]), part[r % kChains][t][v]);
         }
       }
     }

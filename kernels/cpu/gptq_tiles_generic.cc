@@ -14,7 +14,7 @@ struct Scalar {
   using W = int32_t;
   static constexpr int kLanes = 1;
   static constexpr int kVectors = layout::kTileColumns;
-  static constexpr int kMaxExactTokens = 4;
+  static constexpr int kMaxExactTokens = kExactTokensGeneric;
   static constexpr int kMaxInt8Tokens = 4;
   static I LoadI(const uint8_t* p) {
     I v;
