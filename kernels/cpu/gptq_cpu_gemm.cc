@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/large_buffers.h"
 #include "core/status.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gptq_kernel_args.h"
@@ -98,14 +99,17 @@ void ForTileChunks(int64_t tiles, ThreadPool* pool, const Fn& fn) {
   });
 }
 
-// The fp32 kernel's tokens per call, which sets its activations' blocks (FloatActView).
-int ExactTokensPerCall(CpuVariant v) {
+// The fp32 kernel's tokens per call for `tokens` tokens, which sets its activations' blocks
+// (FloatActView), and whether it multiplies panels (gptq_kernel_args.h).
+bool UsesPanels(CpuVariant v, int64_t tokens) { return v == CpuVariant::kAvx2 && tokens >= internal::kPanelMinTokens; }
+
+int ExactTokensPerCall(CpuVariant v, int64_t tokens) {
   switch (v) {
-    case CpuVariant::kAvx2: return internal::kExactTokensAvx2;
+    case CpuVariant::kAvx2: return UsesPanels(v, tokens) ? internal::kPanelTokensAvx2 : internal::kExactTokensAvx2;
     case CpuVariant::kAvx512: return internal::kExactTokensAvx512;
     case CpuVariant::kGeneric:
     case CpuVariant::kAvxVnni:  // no fp32 kernel (ExactFn)
-    case CpuVariant::kAvx512Vnni: return internal::kExactTokensGeneric;
+    case CpuVariant::kAvx512Vnni: break;
   }
   return internal::kExactTokensGeneric;
 }
@@ -208,9 +212,13 @@ void GptqGemmChecked(const GptqTiledWeights& w, const float* x, int64_t tokens, 
   if (activations == GptqActivations::kFp32) {
     const internal::ExactTilesFn exact = ExactFn(variant);
     std::vector<float> xp(tokens * w.padded_inputs), group_sum(tokens * w.groups);
-    GatherFloatActivations(w, x, tokens, ExactTokensPerCall(variant), xp.data(), group_sum.data());
+    GatherFloatActivations(w, x, tokens, ExactTokensPerCall(variant, tokens), xp.data(), group_sum.data());
     const internal::FloatActView act{xp.data(), group_sum.data()};
-    ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) { exact(view, act, tokens, y, begin, end); });
+    const size_t panel_floats = UsesPanels(variant, tokens) ? w.padded_inputs * layout::kTileColumns : 0;
+    ForTileChunks(w.tiles, pool, [&](int64_t begin, int64_t end) {
+      UninitializedVector<float> panel(panel_floats);
+      exact(view, act, tokens, y, begin, end, panel.data());
+    });
     return;
   }
   internal::GptqGemmInt8With(Int8Fn(variant), w, x, tokens, y, nullptr, pool);

@@ -23,6 +23,7 @@ struct Avx2 {
   static constexpr int kLanes = 8;
   static constexpr int kVectors = layout::kTileColumns / kLanes;
   static constexpr int kMaxExactTokens = kExactTokensAvx2;  // 2 · 3 accumulators + scales, biases, codes: 16 ymm
+  static constexpr int kPanelTokens = kPanelTokensAvx2;
   static constexpr int kMaxInt8Tokens = 2;
   static I LoadI(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I SetI(int32_t v) { return _mm256_set1_epi32(v); }

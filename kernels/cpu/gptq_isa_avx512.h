@@ -18,6 +18,7 @@ struct Avx512 {
   static constexpr int kLanes = 16;
   static constexpr int kVectors = layout::kTileColumns / kLanes;
   static constexpr int kMaxExactTokens = kExactTokensAvx512;
+  static constexpr int kPanelTokens = 0;
   static constexpr int kMaxInt8Tokens = 8;
   static I LoadI(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static I SetI(int32_t v) { return _mm512_set1_epi32(v); }

@@ -20,14 +20,20 @@ struct TiledView {
   const int32_t* zero = nullptr;
 };
 
-// Tokens per call of each variant's fp32 kernel (what its registers hold, gptq_isa_*.h).
+// Tokens per call of each variant's fp32 kernels (what their registers hold, gptq_isa_*.h):
+// decoding codes in registers (ExactTile), and, on AVX2 from kPanelMinTokens tokens on,
+// multiplying a tile dequantized once into a panel (PanelTile), which holds no per-group sums
+// and so takes more tokens. AVX2's decode (shift, mask, convert per 8 weights) costs as much as
+// its 3 tokens' FMAs; on AVX-512 a panel was no faster than ExactTile (docs/kernels.md).
 inline constexpr int kExactTokensGeneric = 4;
 inline constexpr int kExactTokensAvx2 = 3;
 inline constexpr int kExactTokensAvx512 = 8;
+inline constexpr int kPanelTokensAvx2 = 6;
+inline constexpr int64_t kPanelMinTokens = 64;
 
 // Fp32 activations gathered into the tiled input order, in blocks of the variant's tokens per
-// call (the last block holds the rest): the element of input j and token b0 + t, in the block of
-// `width` tokens that starts at token b0, is x[b0 · padded_inputs + j · width + t]. So a call
+// call: the element of input j and token b0 + t, in the block of `width` tokens that starts at
+// token b0, is x[b0 · padded_inputs + j · width + t]; the last block holds the rest. So a call
 // reads its tokens' activations through one pointer at constant offsets (row-major, each token a
 // pointer of its own: GCC 12 spilled them and the AVX-512 loop did two loads per FMA).
 struct FloatActView {
@@ -45,14 +51,16 @@ struct Int8ActView {
 };
 
 // y[t, o] for the outputs of tiles [tile_begin, tile_end) and every token. y is [tokens, out].
+// `panel`: null, or padded_inputs × kTileColumns floats of the caller's for the panel kernel,
+// which the caller chooses (UsesPanels in gptq_cpu_gemm.cc) and lays the activations out for.
 using ExactTilesFn = void (*)(const TiledView& w, const FloatActView& a, int64_t tokens, float* y,
-                              int64_t tile_begin, int64_t tile_end);
+                              int64_t tile_begin, int64_t tile_end, float* panel);
 using Int8TilesFn = void (*)(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
                              int64_t tile_end);
 
-void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
-void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
-void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t);
+void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
+void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
+void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
 void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvxVnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);

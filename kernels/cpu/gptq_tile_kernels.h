@@ -3,7 +3,7 @@
 // S. Everything is in an anonymous namespace so that each unit keeps its own copies.
 //
 // S provides: F (fp32 vector), I (int32 vector), kLanes, kVectors (= kTileColumns / kLanes),
-// kMaxExactTokens, kMaxInt8Tokens,
+// kMaxExactTokens, kPanelTokens (0: no panel kernel), kMaxInt8Tokens,
 // LoadI(bytes), SetI(int), And, Srl(n), Add, Sub, Mul (int32 low), Cvt (int32 → fp32), ZeroF, ZeroI,
 // SetF, LoadF, Fma, AddF, MulF, StoreF(p, v, n) (first n lanes), and for int8: W (prepared weights),
 // Prep(I) and Dot(acc, W, quad, pair_even, pair_odd) = acc + Σ of 4 u8 × s8 products per lane
@@ -127,6 +127,66 @@ void ExactTile(const TiledView& w, int64_t tile, const FloatActView& a, int64_t 
     StoreTile<S>(acc[t], y + (t0 + t) * w.out_features + tile * layout::kTileColumns, columns);
 }
 
+// One tile dequantized into panel[padded_inputs][kTileColumns]: row j = scale·q + bias of the
+// tiled input j (padding rows hold the bias; their activations are 0).
+template <class S, int kBits>
+void DequantizeTile(const TiledView& w, int64_t tile, float* panel) {
+  using F = typename S::F;
+  using I = typename S::I;
+  constexpr int kRows = layout::RowsPerBlock(kBits);
+  constexpr int kV = S::kVectors;
+  const I mask = S::SetI(static_cast<int32_t>((1u << kBits) - 1u));
+  for (int64_t g = 0; g < w.groups; ++g) {
+    const int64_t at = (tile * w.groups + g) * layout::kTileColumns;
+    F scale[kV], bias[kV];
+    for (int v = 0; v < kV; ++v) {
+      scale[v] = S::LoadF(w.scale + at + v * S::kLanes);
+      bias[v] = S::LoadF(w.bias + at + v * S::kLanes);
+    }
+    for (int64_t block = w.group_blocks[g]; block < w.group_blocks[g + 1]; ++block) {
+      const uint8_t* codes = w.codes + (tile * w.blocks + block) * layout::kBlockBytes;
+      float* rows = panel + block * kRows * layout::kTileColumns;
+      for (int v = 0; v < kV; ++v) {
+        const I lanes = S::LoadI(codes + v * S::kLanes * layout::kLaneBytes);
+        for (int r = 0; r < kRows; ++r) {
+          const F q = S::Cvt(S::And(S::Srl(lanes, layout::RowShift(kBits, r)), mask));
+          S::StoreF(rows + r * layout::kTileColumns + v * S::kLanes, S::Fma(q, scale[v], bias[v]), S::kLanes);
+        }
+      }
+    }
+  }
+}
+
+// kTokens tokens × one dequantized tile (DequantizeTile): one FMA per weight and token as in
+// ExactTile, without the decode, with the panel read from L1/L2 once per kTokens tokens.
+template <class S, int kTokens>
+void PanelTile(const TiledView& w, int64_t tile, const float* panel, const FloatActView& a, int64_t t0, float* y) {
+  using F = typename S::F;
+  constexpr int kV = S::kVectors;
+  const float* x = a.x + t0 * w.padded_inputs;  // this call's block (FloatActView): kTokens wide
+  F acc[kTokens][kV];
+  for (int t = 0; t < kTokens; ++t)
+    for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
+  for (int64_t j = 0; j < w.padded_inputs; ++j, x += kTokens) {
+    F row[kV];
+    for (int v = 0; v < kV; ++v) row[v] = S::LoadF(panel + j * layout::kTileColumns + v * S::kLanes);
+    for (int t = 0; t < kTokens; ++t)
+      for (int v = 0; v < kV; ++v) acc[t][v] = S::Fma(row[v], S::SetF(x[t]), acc[t][v]);
+  }
+  const int64_t columns = MinI64(layout::kTileColumns, w.out_features - tile * layout::kTileColumns);
+  for (int t = 0; t < kTokens; ++t)
+    StoreTile<S>(acc[t], y + (t0 + t) * w.out_features + tile * layout::kTileColumns, columns);
+}
+
+template <class S, int kTokens = S::kPanelTokens>
+void PanelTokens(const TiledView& w, int64_t tile, const float* panel, const FloatActView& a, int64_t t0,
+                 int64_t tokens, float* y) {
+  if constexpr (kTokens > 0) {
+    for (; tokens >= kTokens; tokens -= kTokens, t0 += kTokens) PanelTile<S, kTokens>(w, tile, panel, a, t0, y);
+    PanelTokens<S, kTokens - 1>(w, tile, panel, a, t0, tokens, y);
+  }
+}
+
 // kTokens tokens × one tile of the int8 path: per group, exact int32 sums Σ q·a, minus
 // zero · Σ a, then scaled and added in fp32; the token's activation scale is applied last.
 // With few tokens the dot products rotate over kChains sums (fields, then blocks taken kStep at
@@ -229,9 +289,15 @@ void ForTilesByWidth(const TiledView& w, int64_t tile_begin, int64_t tile_end, c
 
 template <class S>
 void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
-                int64_t tile_end) {
-  ForTilesByWidth(w, tile_begin, tile_end,
-                  [&]<int kBits>(int64_t tile) { ExactTokens<S, kBits>(w, tile, a, 0, tokens, y); });
+                int64_t tile_end, float* panel) {
+  ForTilesByWidth(w, tile_begin, tile_end, [&]<int kBits>(int64_t tile) {
+    if (S::kPanelTokens == 0 || panel == nullptr) {
+      ExactTokens<S, kBits>(w, tile, a, 0, tokens, y);
+      return;
+    }
+    DequantizeTile<S, kBits>(w, tile, panel);
+    PanelTokens<S>(w, tile, panel, a, 0, tokens, y);
+  });
 }
 
 template <class S>

@@ -7,8 +7,8 @@
 namespace qshard::kernels::internal {
 
 void ExactTilesAvx2(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
-                    int64_t tile_end) {
-  ExactTiles<Avx2>(w, a, tokens, y, tile_begin, tile_end);
+                    int64_t tile_end, float* panel) {
+  ExactTiles<Avx2>(w, a, tokens, y, tile_begin, tile_end, panel);
 }
 
 void Int8TilesAvx2(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,

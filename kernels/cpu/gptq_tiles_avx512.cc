@@ -7,8 +7,8 @@
 namespace qshard::kernels::internal {
 
 void ExactTilesAvx512(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
-                      int64_t tile_end) {
-  ExactTiles<Avx512>(w, a, tokens, y, tile_begin, tile_end);
+                      int64_t tile_end, float* panel) {
+  ExactTiles<Avx512>(w, a, tokens, y, tile_begin, tile_end, panel);
 }
 
 }  // namespace qshard::kernels::internal

@@ -15,6 +15,7 @@ struct Scalar {
   static constexpr int kLanes = 1;
   static constexpr int kVectors = layout::kTileColumns;
   static constexpr int kMaxExactTokens = kExactTokensGeneric;
+  static constexpr int kPanelTokens = 0;
   static constexpr int kMaxInt8Tokens = 4;
   static I LoadI(const uint8_t* p) {
     I v;
@@ -48,8 +49,8 @@ struct Scalar {
 }  // namespace
 
 void ExactTilesGeneric(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
-                       int64_t tile_end) {
-  ExactTiles<Scalar>(w, a, tokens, y, tile_begin, tile_end);
+                       int64_t tile_end, float* panel) {
+  ExactTiles<Scalar>(w, a, tokens, y, tile_begin, tile_end, panel);
 }
 
 void Int8TilesGeneric(const TiledView& w, const Int8ActView& a, int64_t tokens, float* y, int64_t tile_begin,
