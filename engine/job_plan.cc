@@ -66,11 +66,6 @@ uint64_t MemoryPlan::total() const {
   return sum;
 }
 
-std::string FormatBytes(uint64_t bytes) {
-  if (bytes >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GB", bytes / 1e9);
-  return absl::StrFormat("%.1f MB", bytes / 1e6);
-}
-
 absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers) {
   if (workers < 1) return absl::InvalidArgumentError("a plan needs at least one worker");
   const LayerSpec layer = DecoderLayerSpec(config);

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/format_bytes.h"
 #include "core/model_config.h"
 #include "engine/job_spec.h"
 #include "nlohmann/json.hpp"
@@ -71,8 +72,5 @@ absl::Status CheckEmbeddedPlanFits(const JobPlan& plan, uint64_t memory);
 
 // This machine's physical memory in bytes.
 uint64_t PhysicalMemoryBytes();
-
-// "1.23 GB"
-std::string FormatBytes(uint64_t bytes);
 
 }  // namespace qshard

@@ -16,7 +16,7 @@ namespace qshard {
 
 // Raise it whenever CudaDevice, ForwardDevice, DeviceModel, StatisticsDevice, Solver, RoundingLearner or a type they pass
 // changes shape, so that a plugin left from an older build is refused rather than called.
-inline constexpr uint32_t kCudaPluginAbi = 8;  // 2: aespa's attention statistics (NewAttentionStats, Run's sink); 3: CudaDevice::NewModel (evaluation); 4: CudaDevice::MakeRoundingLearner (aespa's AdaRound); 5: its GPTQ solver takes fixed grids, ζ, row blocks, keep_unrounded (an older plugin would refuse them mid-job); 6: NewForward takes ForwardStatistics (the propagation, for the device bound per mode); 7: its GPTQ solver takes --mse (an older plugin would refuse it mid-job); 8: open_device takes --device-memory's budget
+inline constexpr uint32_t kCudaPluginAbi = 9;  // 2: aespa's attention statistics (NewAttentionStats, Run's sink); 3: CudaDevice::NewModel (evaluation); 4: CudaDevice::MakeRoundingLearner (aespa's AdaRound); 5: its GPTQ solver takes fixed grids, ζ, row blocks, keep_unrounded (an older plugin would refuse them mid-job); 6: NewForward takes ForwardStatistics (the propagation, for the device bound per mode); 7: its GPTQ solver takes --mse (an older plugin would refuse it mid-job); 8: open_device takes --device-memory's budget; 9: ForwardDevice::MemoryPlan (the device plan in the log and report)
 
 // Where the program looks for the plugin instead of next to itself (/proc/self/exe's directory).
 inline constexpr char kCudaPluginEnv[] = "QSHARD_CUDA_PLUGIN";

@@ -41,9 +41,9 @@ class OpenedCudaDevice final : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
                                                             const ForwardStatistics& statistics) override {
-    QSHARD_ASSIGN_OR_RETURN(const int64_t heads, ValueHeadsPerPassNow(*session_, model.config(), seqlen, statistics));
-    value_heads_per_pass_ = heads;
-    return NewCudaForward(session_, model.config(), seqlen, statistics, heads);
+    QSHARD_ASSIGN_OR_RETURN(const DeviceMemoryPlan plan, PlanForwardNow(*session_, model.config(), seqlen, statistics));
+    value_heads_per_pass_ = plan.value_heads;
+    return NewCudaForward(session_, model.config(), seqlen, plan);
   }
   absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) override {
     return NewCudaModel(session_, model, kernels);
