@@ -41,6 +41,13 @@ void AddValidation(const json& report, v1::JobStatus& status) {
   result.set_kernels(v.value("kernels", ""));
 }
 
+// The report's device_plan lines, when the job ran on CUDA workers.
+void AddDevicePlan(const json& report, v1::JobStatus& status) {
+  if (!report.contains("device_plan") || !report["device_plan"].is_array()) return;
+  for (const json& plan : report["device_plan"])
+    if (plan.is_object()) status.add_device_plan(plan.value("summary", ""));
+}
+
 v1::JobModule ModuleOf(const ModuleProgress& progress) {
   v1::JobModule module;
   module.set_layer(progress.layer);
@@ -284,6 +291,7 @@ v1::JobStatus JobScheduler::StatusOfLocked(const JobRecord& job) {
     if (report.is_object()) {
       AddLinears(report, status);
       AddValidation(report, status);
+      AddDevicePlan(report, status);
       if (report.contains("summary")) status.set_seconds(report["summary"].value("seconds_total", 0.0));
     }
   }

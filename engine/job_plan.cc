@@ -13,6 +13,7 @@
 #include "engine/calibration_shards.h"
 #include "engine/owner_solves.h"
 #include "engine/statistics_tree.h"
+#include "worker/calibration/attention_stats.h"
 #include "worker/methods/method_registry.h"
 #include "worker/model/layer_spec.h"
 
@@ -64,11 +65,6 @@ uint64_t MemoryPlan::total() const {
   uint64_t sum = 0;
   for (const MemoryTerm& term : terms) sum += term.bytes;
   return sum;
-}
-
-std::string FormatBytes(uint64_t bytes) {
-  if (bytes >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GB", bytes / 1e9);
-  return absl::StrFormat("%.1f MB", bytes / 1e6);
 }
 
 absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers) {
@@ -216,6 +212,16 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   plan.statistics_bytes = static_cast<uint64_t>(std::llround(statistics));
   plan.solution_bytes = solution * (1 + workers) + learned_codes + shared;
   return plan;
+}
+
+uint64_t AddKeptAttentionWindows(JobPlan& plan, const JobSpec& spec, const ModelConfig& config, int64_t value_heads) {
+  if (value_heads >= config.num_kv_heads) return 0;
+  int64_t windows = 0;  // the largest shard's
+  for (int s = 0; s < spec.calibration.shards; ++s)
+    windows = std::max(windows, ShardWindows(spec.calibration.nsamples, spec.calibration.shards, s).count);
+  const uint64_t bytes = windows * AttentionWindowBytes(config, plan.seqlen);
+  if (bytes > 0) plan.worker.terms.push_back({"kept attention windows", bytes});
+  return bytes;
 }
 
 int64_t ForwardBatchWindows(const JobSpec& spec, const ModelConfig& config, int64_t seqlen,

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/format_bytes.h"
 #include "core/model_config.h"
 #include "engine/job_spec.h"
 #include "nlohmann/json.hpp"
@@ -52,6 +53,13 @@ struct JobPlan {
 // The plan of `spec` on `config` with `workers` workers (the spec must be valid for the model).
 absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers);
 
+// The worker's term for aespa on CUDA workers whose attention statistics take `value_heads` of the
+// model's key/value heads per pass (the device's choice, CudaValueHeadsPerPass): fewer than all,
+// each shard's windows' x, q and k wait in host memory for the later passes (AttentionWindowBytes;
+// one shard at a time, the largest counted: 38.7 GB for 128 windows of 2048 tokens at OPT-175B).
+// Returns the bytes added; 0, and no term, when nothing is sliced.
+uint64_t AddKeptAttentionWindows(JobPlan& plan, const JobSpec& spec, const ModelConfig& config, int64_t value_heads);
+
 // Windows per calibration forward batch: `spec.execution.batch_windows`, or when that is 0, as
 // many as keep one batch's activations through a layer (the plan's "forward batch" term, with
 // aespa's attention probabilities when `attention_probabilities`) within 512 MiB, 1 to 64.
@@ -71,8 +79,5 @@ absl::Status CheckEmbeddedPlanFits(const JobPlan& plan, uint64_t memory);
 
 // This machine's physical memory in bytes.
 uint64_t PhysicalMemoryBytes();
-
-// "1.23 GB"
-std::string FormatBytes(uint64_t bytes);
 
 }  // namespace qshard

@@ -99,6 +99,7 @@ class Job {
                                               model.config().num_layers));
     phases_.setup = SecondsSince(start);
     QSHARD_RETURN_IF_ERROR(Timed(phases_.start_workers, [&] { return StartWorkers(seqlen, restored); }));
+    const json device_plans = DevicePlans();
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,
@@ -172,6 +173,7 @@ class Job {
       report["device_roles"]["rounding"] = PlaceName(device_plan.rounding, device);
     if (device_plan.gptq_solves != DevicePlan::Place::kNone)
       report["device_roles"]["gptq_solves"] = PlaceName(device_plan.gptq_solves, device);
+    if (!device_plans.empty()) report["device_plan"] = device_plans;
     report["plan"] = plan.ToJson();
     report["modules"] = modules;
     // Timed up to here: Finish writes the index, configs and this report after it is made.
@@ -255,6 +257,20 @@ class Job {
     events_.log(absl::StrCat("resuming: layers 1-", restored, " were finished by an earlier run",
                              replay ? "; the workers replay them over their shards" : ""));
     return replay ? AdoptAndReplay(shards_of_) : absl::OkStatus();
+  }
+
+  // What each worker keeps on its device (worker order, as `devices`), each logged: empty on the CPU.
+  json DevicePlans() {
+    json plans = json::array();
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      json plan = workers_[i]->DeviceMemory();
+      if (plan.is_null()) continue;
+      const std::string line = plan.value("summary", "");
+      events_.log(workers_.size() == 1 ? line : absl::StrCat("worker ", i, " (", workers_[i]->DeviceName(), "): ", line));
+      plan["worker"] = i;
+      plans.push_back(std::move(plan));
+    }
+    return plans;
   }
 
   // Worker i takes `adopted[i]` and replays the finished layers over them, one layer read from

@@ -522,6 +522,10 @@ std::string LocalWorker::DeviceName() {
   return device_ != nullptr ? qshard::DeviceName(device_->device()) : "cpu";
 }
 
+nlohmann::json LocalWorker::DeviceMemory() {
+  return forward_ != nullptr ? DeviceMemoryPlanJson(forward_->MemoryPlan()) : nlohmann::json();
+}
+
 absl::Status LocalWorker::FinishLayer() {
   // The model's last layer has no next layer to make inputs for: nothing reads its output (in a
   // one-layer job that is its whole MLP output, fc2's product at OPT sizes).

@@ -54,6 +54,7 @@ class LocalWorker : public WorkerClient {
   absl::Status FinishLayer() override;
   absl::StatusOr<nlohmann::json> Validate(const JobSpec& spec) override;
   std::string DeviceName() override;
+  nlohmann::json DeviceMemory() override;
 
  private:
   // Where the shards' hidden states stand inside the current layer.

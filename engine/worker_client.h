@@ -89,6 +89,11 @@ class WorkerClient {
   // A checkpoint's bytes depend on the device kind, so a job runs on workers of one kind.
   virtual std::string DeviceName() { return "cpu"; }
 
+  // What the current job keeps on this worker's device, as of its StartJob and AdoptShards
+  // (worker/device/device_memory_plan.h's DeviceMemoryPlanJson): null on the CPU and for a job
+  // without a device forward pass.
+  virtual nlohmann::json DeviceMemory() { return nullptr; }
+
   // Owner reduction (a worker with a DataAddress): pulls `group`'s partials from `sources` and
   // adds them along the tree of `shards` shards (statistics_tree.h) as they stream in; the
   // worker then holds the reduced statistics until the group is applied or the next layer.

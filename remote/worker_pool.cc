@@ -220,7 +220,12 @@ class RemoteWorker : public WorkerClient {
     *start.mutable_spec() = JobSpecToProto(spec);
     start.set_seqlen(seqlen);
     for (int shard : shards) start.add_shards(shard);
-    return Run(task).status();
+    QSHARD_ASSIGN_OR_RETURN(const v1::WorkerTaskResult result, Run(task));
+    device_plan_ = result.device_plan_json().empty()
+                       ? nlohmann::json()
+                       : nlohmann::json::parse(result.device_plan_json(), nullptr, /*allow_exceptions=*/false);
+    if (device_plan_.is_discarded()) device_plan_ = nullptr;  // a damaged report entry is left out, not fatal
+    return absl::OkStatus();
   }
 
   absl::Status BeginLayer(int layer) override {
@@ -247,6 +252,8 @@ class RemoteWorker : public WorkerClient {
     task.mutable_replay_layer()->set_groups(static_cast<int32_t>(solutions.size()));
     return Run(task).status();
   }
+
+  nlohmann::json DeviceMemory() override { return device_plan_; }
 
   std::string DataAddress() override { return connection_->hello().data_address(); }
   // Workers from before --device announced none.
@@ -369,6 +376,7 @@ class RemoteWorker : public WorkerClient {
   }
 
   std::shared_ptr<WorkerConnection> connection_;
+  nlohmann::json device_plan_;  // the current job's, from its StartJob
 };
 
 // A Connect refused before it registers anything.

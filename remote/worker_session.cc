@@ -95,6 +95,10 @@ void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const
       status = spec.ok() ? worker.StartJob(*spec, task.start_job().seqlen(),
                                            {task.start_job().shards().begin(), task.start_job().shards().end()})
                          : spec.status();
+      if (const nlohmann::json plan = worker.DeviceMemory(); status.ok() && !plan.is_null()) {
+        std::cerr << plan.value("summary", "") << std::endl;
+        result.set_device_plan_json(plan.dump());
+      }
       break;
     }
     case v1::WorkerTask::kBeginLayer:

@@ -5,6 +5,7 @@
 #include "engine/job_plan.h"
 #include "gtest/gtest.h"
 #include "tests/engine/tiny_jobs.h"
+#include "worker/calibration/attention_stats.h"
 
 namespace qshard {
 namespace {
@@ -79,6 +80,39 @@ TEST(JobPlanTest, TermsFollowTheFormulaOfTheArchitectureDoc) {
   auto held = PlanJob(flattened, *config, 1);
   ASSERT_TRUE(held.ok()) << held.status();
   EXPECT_EQ(term(held->coordinator, "quantized layers held to the end"), 2 * 4 * (layer - 2 * 128));  // 2 layers
+}
+
+// aespa on CUDA workers whose attention statistics are taken in slices of heads: each worker keeps a
+// shard's windows' x, q and k in host memory for the later slices (docs/cuda.md's OPT-175B
+// figures: 302 MB a window of 2048 tokens, 38.7 GB for 128 windows); nothing when not sliced.
+TEST(JobPlanTest, AespaSlicedOnADeviceKeepsTheLargestShardsWindowsInHostMemory) {
+  auto tiny = LoadModelConfig(tiny_jobs::kModel);
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  ModelConfig opt175b = *tiny;  // OPT-175B's attention widths
+  opt175b.hidden_size = 12288;
+  opt175b.intermediate_size = 49152;
+  opt175b.num_heads = opt175b.num_kv_heads = 96;
+  opt175b.head_dim = 128;
+  opt175b.max_positions = 2048;
+  EXPECT_NEAR(AttentionWindowBytes(opt175b, 2048) / 1e6, 302.0, 0.1);
+  JobSpec spec = tiny_jobs::Job("aespa", 4, "/tmp/unused", /*nsamples=*/128, /*seqlen=*/2048);
+  spec.calibration.shards = 1;
+  auto plan = PlanJob(spec, opt175b, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const uint64_t before = plan->worker.total();
+  const size_t terms = plan->worker.terms.size();
+  EXPECT_EQ(AddKeptAttentionWindows(*plan, spec, opt175b, 96), 0u);  // all heads at once: none kept
+  EXPECT_EQ(plan->worker.terms.size(), terms);
+  const uint64_t kept = AddKeptAttentionWindows(*plan, spec, opt175b, 48);
+  EXPECT_EQ(kept, 128 * AttentionWindowBytes(opt175b, 2048));
+  EXPECT_NEAR(kept / 1e9, 38.7, 0.05);
+  EXPECT_EQ(plan->worker.total(), before + kept);
+  EXPECT_EQ(plan->worker.terms.back().name, "kept attention windows");
+  // 8 shards of 16 windows: one shard's at a time.
+  spec.calibration.shards = 8;
+  auto sharded = PlanJob(spec, opt175b, 2);
+  ASSERT_TRUE(sharded.ok()) << sharded.status();
+  EXPECT_EQ(AddKeptAttentionWindows(*sharded, spec, opt175b, 48), 16 * AttentionWindowBytes(opt175b, 2048));
 }
 
 // --batch-windows 0 (the default): as many windows as keep a batch's activations within

@@ -51,6 +51,7 @@ class GatedExecutor {
     events.module_started({2, 2, {}, JobPhase::kValidating});
     if (gated_in_validation && !PassGate(events)) return absl::CancelledError("job cancelled");
     return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
+                          {"device_plan", {{{"worker", 0}, {"summary", "device plan: a layer's bound 1.0 GB"}}}},
                           {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}},
                           {"validation", {{"perplexity", 21.5},
                                           {"base_perplexity", 20.25},
@@ -197,6 +198,10 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
   EXPECT_EQ(validation.device(), "cuda:1");
   EXPECT_EQ(validation.kernels(), "exact");
   EXPECT_FALSE(seen.front().has_validation());  // not before the job has finished
+  // The report's device plan lines, one per worker.
+  ASSERT_EQ(seen.back().device_plan_size(), 1);
+  EXPECT_EQ(seen.back().device_plan(0), "device plan: a layer's bound 1.0 GB");
+  EXPECT_EQ(seen.front().device_plan_size(), 0);
   for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].layers_done(), seen[i - 1].layers_done());
   // The module being worked on: the current one first (as GetJob has it), then the later ones
   // in order (a slow watcher may skip some), none once the job has finished.

@@ -228,6 +228,8 @@ TEST(DeviceGlueTest, AespaAtOpt175bTakesItsAttentionStatisticsInSlicesWhereTheyD
   // An 80 GB card holds 56 heads' beside the rest (59 with 78 GiB free): two slices, so the forward
   // pass leaves room for 48 heads' at a time, one window's copy for the later slices included.
   const size_t window = 4 * kTokens * (12288 + 96 * 128 + 96 * 128);  // x, q and k
+  EXPECT_EQ(AttentionWindowBytes(kOpt175b, kTokens), window);         // what `qshard plan` counts per kept window
+  EXPECT_NEAR(window / 1e6, 302.0, 0.1);
   const size_t per_head = 8 * 12288 * 12288 + 4 * 12288;
   for (const size_t free : h100) {
     const absl::StatusOr<int64_t> heads = ValueHeadsPerPass(kOpt175b, kTokens, kSequentialAespa, 0, free);

@@ -145,7 +145,8 @@ struct QueryKeyCapture : LayerObserver {
 // as the CUDA one runs, each group input handed to its sum where it was computed.
 class CpuForward : public ForwardDevice {
  public:
-  CpuForward(const DecoderModel& model, int64_t seqlen, StandInLog* log) : model_(model), seqlen_(seqlen), log_(log) {}
+  CpuForward(const DecoderModel& model, int64_t seqlen, StandInLog* log, const DeviceMemoryPlan& plan)
+      : model_(model), seqlen_(seqlen), log_(log), plan_(plan) {}
 
   absl::Status HoldShard(int shard, const Tensor& hidden) override {
     ++log_->held;
@@ -195,11 +196,17 @@ class CpuForward : public ForwardDevice {
     }
     return absl::OkStatus();
   }
+  DeviceMemoryPlan MemoryPlan() const override {
+    DeviceMemoryPlan plan = plan_;
+    plan.shards_on_device = static_cast<int>(shards_.size());  // the stand-in never spills
+    return plan;
+  }
 
  private:
   const DecoderModel& model_;
   int64_t seqlen_;
   StandInLog* log_;
+  DeviceMemoryPlan plan_;
   std::map<int, Tensor> shards_;
   int layer_ = -1;
   DecoderLayerWeights weights_;
@@ -271,10 +278,11 @@ class StandInDevice : public CudaDevice {
     log.forward_config = model.config();
     if (!forward_refusal.ok()) return forward_refusal;
     model_ = &model;
-    return std::make_unique<CpuForward>(model, seqlen, &log);
+    return std::make_unique<CpuForward>(model, seqlen, &log, plan);
   }
 
   StandInLog log;
+  DeviceMemoryPlan plan;  // what its forward pass says it chose
   absl::Status forward_refusal;  // what NewForward answers instead of a forward pass
 
  private:
@@ -562,6 +570,59 @@ TEST(DeviceJobTest, AespaCalibratesSolvesGptqAndRoundsOnTheDeviceWithTheCpuBytes
     EXPECT_EQ(log.attention_windows, 2 * 6);  // each of the 6 windows once per layer
     EXPECT_EQ(log.runs, sequential ? kSequentialRuns : 2 * 4);
   }
+}
+
+TEST(DeviceJobTest, TheDevicePlanIsLoggedOnceAndReportedPerWorkerButNotOnTheCpu) {
+  testing::ScopedTempDir dir;
+  const DeviceMemoryPlan sliced{.free_bytes = 80'000'000'000, .layer_bytes = 69'300'000'000, .kv_heads = 96,
+                                .value_heads = 48};
+  std::vector<std::string> lines;
+  JobEvents events;
+  events.log = [&](const std::string& line) { lines.push_back(line); };
+  const auto plan_lines = [&] {
+    std::vector<std::string> found;
+    for (const std::string& line : lines)
+      if (line.find("device plan: ") != std::string::npos) found.push_back(line);
+    lines.clear();
+    return found;
+  };
+  auto cpu = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), events);
+  ASSERT_TRUE(cpu.ok()) << cpu.status() << " (needs " << tiny_jobs::kModel << ")";
+  EXPECT_FALSE(cpu->contains("device_plan"));
+  EXPECT_TRUE(plan_lines().empty());
+
+  auto device = std::make_shared<StandInDevice>();
+  device->plan = sliced;
+  LocalWorker worker(0, false, device);
+  auto report = RunJob(Small("gptq", dir.Child("one")), {&worker}, events);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(plan_lines(), ::testing::ElementsAre(
+                                "device plan: attention statistics in 2 passes of 48 of 96 key/value heads (the later "
+                                "passes replay windows kept in host memory); a layer's bound 69.30 GB of 80.00 GB free; "
+                                "hidden states on the device"));
+  ASSERT_EQ((*report)["device_plan"].size(), 1u);
+  const nlohmann::json& entry = (*report)["device_plan"][0];
+  EXPECT_EQ(entry["worker"], 0);
+  EXPECT_EQ(entry["shards_on_device"], 4);
+  EXPECT_EQ(entry["shards_in_host"], 0);
+  EXPECT_EQ(entry["attention_statistics"]["passes"], 2);
+  EXPECT_EQ(entry["free_bytes"], sliced.free_bytes);
+
+  // Two workers: one line each, named; each holds its own 2 shards.
+  auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
+  first->plan = second->plan = DeviceMemoryPlan{.free_bytes = 4'000'000'000, .layer_bytes = 2'000'000'000};
+  LocalWorker a(0, true, first), b(0, true, second);
+  report = RunJob(Small("gptq", dir.Child("two")), {&a, &b}, events);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(plan_lines(),
+              ::testing::ElementsAre("worker 0 (cuda:0): device plan: a layer's bound 2.00 GB of 4.00 GB free; hidden "
+                                   "states on the device",
+                                   "worker 1 (cuda:0): device plan: a layer's bound 2.00 GB of 4.00 GB free; hidden "
+                                   "states on the device"));
+  ASSERT_EQ((*report)["device_plan"].size(), 2u);
+  EXPECT_EQ((*report)["device_plan"][1]["worker"], 1);
+  EXPECT_EQ((*report)["device_plan"][1]["shards_on_device"], 2);
+  EXPECT_FALSE((*report)["device_plan"][1].contains("attention_statistics"));
 }
 
 TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard) {

@@ -90,6 +90,8 @@ nlohmann::json JobStatusJson(const v1::JobStatus& s) {
                          {"client_request_id", s.client_request_id()},
                          {"created_unix_ms", s.created_unix_ms()}};
   if (!s.error().empty()) json["error"] = s.error();
+  if (s.device_plan_size() > 0)
+    json["device_plan"] = std::vector<std::string>(s.device_plan().begin(), s.device_plan().end());
   if (s.has_module())
     json["module"] = {{"layer", s.module().layer()},
                       {"linears", std::vector<std::string>(s.module().linears().begin(), s.module().linears().end())},
@@ -102,6 +104,7 @@ void PrintJobStatus(const v1::JobStatus& status, bool json) {
     PrintJson(JobStatusJson(status));
   } else {
     std::cout << StatusLine(status) << std::endl;
+    for (const std::string& line : status.device_plan()) std::cout << "  " << line << std::endl;
   }
 }
 

@@ -50,6 +50,11 @@ void CausalProduct(const float* a, int64_t seq, const float* x, int64_t hidden, 
 
 }  // namespace
 
+uint64_t AttentionWindowBytes(const ModelConfig& config, int64_t seq) {
+  return sizeof(float) * static_cast<uint64_t>(seq) *
+         (config.hidden_size + (config.num_heads + config.num_kv_heads) * config.head_dim);
+}
+
 AttentionStats AttentionStats::For(const ModelConfig& config, int64_t seq) {
   AttentionStats stats;
   stats.heads = config.num_heads;

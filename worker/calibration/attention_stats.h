@@ -41,6 +41,12 @@ struct AttentionStats {
   absl::Status Merge(const AttentionStats& other);
 };
 
+// One window's attention input x [seq, hidden] and rotated q [seq, heads·head_dim] and k [seq,
+// kv_heads·head_dim] in float32: what a device that takes the values' sums in slices of heads keeps
+// in host memory per window for its later slices (worker/cuda/cuda_attention_stats.h; 302 MB at
+// OPT-175B with 2048 tokens), and what `qshard plan` counts for them.
+uint64_t AttentionWindowBytes(const ModelConfig& config, int64_t seq);
+
 class OffHostAttentionStats;
 class StatisticsDevice;
 

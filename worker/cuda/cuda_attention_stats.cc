@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "kernels/cuda/attention_stats_device.h"
 #include "kernels/cuda/device_buffer.h"
+#include "worker/calibration/attention_stats.h"
 #include "worker/cuda/cuda_hessian_sum.h"
 #include "worker/cuda/cuda_status_adapter.h"
 
@@ -20,10 +21,6 @@ gpu::AttentionStatsDims DimsOf(const ModelConfig& c) {
   return {c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim};
 }
 
-// Floats of one window's x, q and k, kept in that order.
-size_t WindowFloats(const gpu::AttentionStatsDims& d, int64_t seq) {
-  return static_cast<size_t>(seq) * (d.hidden + d.heads * d.head_dim + d.kv_heads * d.head_dim);
-}
 
 class CudaAttentionStats final : public OffHostAttentionStats {
  public:
@@ -42,6 +39,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
           needed / 1e9, session_->index(), per_slice, config.num_kv_heads, config.hidden_size, config.hidden_size,
           free / 1e9)));
     dims_ = DimsOf(config);
+    window_floats_ = AttentionWindowBytes(config, seq_) / sizeof(float);
     per_slice_ = per_slice;
     return FromCudaStatus(stats_.Reset(dims_, {0, per_slice_}, session_->stream()), kWhat);
   }
@@ -51,7 +49,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
     QSHARD_RETURN_IF_ERROR(FromCudaStatus(stats_.AddWindow(session_->context(), x, q, k, seq_), kWhat));
     if (per_slice_ == dims_.kv_heads) return absl::OkStatus();
     // Kept for the later slices' passes (Download).
-    std::vector<float>& kept = kept_.emplace_back(WindowFloats(dims_, seq_));
+    std::vector<float>& kept = kept_.emplace_back(window_floats_);
     const size_t x_floats = seq_ * dims_.hidden, q_floats = seq_ * dims_.heads * dims_.head_dim;
     QSHARD_RETURN_IF_ERROR(
         session_->Copy(kept.data(), x, x_floats * sizeof(float), cudaMemcpyDeviceToHost, kWhat));
@@ -95,7 +93,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
   // entered.
   absl::Status AddKeptWindows(gpu::KvHeadRange heads) {
     QSHARD_RETURN_IF_ERROR(FromCudaStatus(stats_.ResetValues(heads, session_->stream()), kWhat));
-    if (window_.size() == 0) QSHARD_RETURN_IF_ERROR(FromCudaStatus(window_.Allocate(WindowFloats(dims_, seq_)), kWhat));
+    if (window_.size() == 0) QSHARD_RETURN_IF_ERROR(FromCudaStatus(window_.Allocate(window_floats_), kWhat));
     const float* x = window_.get();
     const float* q = x + seq_ * dims_.hidden;
     const float* k = q + seq_ * dims_.heads * dims_.head_dim;
@@ -112,6 +110,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
   std::shared_ptr<CudaSession> session_;
   int64_t seq_;
   gpu::AttentionStatsDims dims_;
+  size_t window_floats_ = 0;  // one window's x, q and k, kept in that order
   int64_t per_slice_ = 0;  // key/value heads whose values' sums are held at once
   gpu::DeviceAttentionStats stats_;
   std::vector<std::vector<float>> kept_;  // sliced: each window's x, q and k, in window order
@@ -122,7 +121,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
 
 size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq, int64_t value_heads) {
   const gpu::AttentionStatsDims d = DimsOf(config);
-  const size_t window = value_heads < d.kv_heads ? 4 * WindowFloats(d, seq) : 0;
+  const size_t window = value_heads < d.kv_heads ? AttentionWindowBytes(config, seq) : 0;
   return gpu::DeviceAttentionStatsBytes(d, seq, value_heads) + window;
 }
 

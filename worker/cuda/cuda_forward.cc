@@ -31,13 +31,13 @@ int64_t EvenSlice(int64_t all, int64_t fitting) {
 class CudaForward final : public ForwardDevice {
  public:
   CudaForward(std::shared_ptr<CudaSession> session, const ModelConfig& config, const gpu::LayerArchitecture& arch,
-              int64_t seqlen, size_t reserve)
+              int64_t seqlen, const DeviceMemoryPlan& plan)
       : session_(std::move(session)),
         spec_(DecoderLayerSpec(config)),
         linears_(LinearSlots(spec_, arch.llama())),
         norms_(NormSlots(spec_, arch.llama())),
         seqlen_(seqlen),
-        reserve_(reserve),
+        plan_(plan),
         what_(absl::StrCat("the forward pass on cuda:", session_->index())) {
     weights_.arch = arch;
   }
@@ -52,7 +52,7 @@ class CudaForward final : public ForwardDevice {
     const size_t bytes = hidden.size() * sizeof(float);
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes(what_.c_str()));
     // Spilled: kept in host memory when holding it would leave too little for a layer.
-    if (bytes + reserve_ > free) {
+    if (bytes + plan_.layer_bytes > free) {
       held.host.assign(hidden.data(), hidden.data() + hidden.size());
       return absl::OkStatus();
     }
@@ -173,6 +173,15 @@ class CudaForward final : public ForwardDevice {
     return absl::OkStatus();
   }
 
+  DeviceMemoryPlan MemoryPlan() const override {
+    DeviceMemoryPlan plan = plan_;
+    for (const auto& [shard, held] : shards_) {
+      if (held.rows == 0) continue;
+      ++(held.host.empty() ? plan.shards_on_device : plan.shards_in_host);
+    }
+    return plan;
+  }
+
  private:
   // A shard's hidden states [rows, hidden]: on the device, or (spilled) in host memory.
   struct Held {
@@ -205,7 +214,7 @@ class CudaForward final : public ForwardDevice {
   std::vector<LinearSlot> linears_;
   std::vector<NormSlot> norms_;
   int64_t seqlen_;
-  size_t reserve_;
+  DeviceMemoryPlan plan_;  // made at the job's start; layer_bytes is what held shards leave free
   std::string what_;
   std::map<std::string, gpu::DeviceBuffer<float>> tensors_;  // the layer's weights, by name
   DeviceLayerWeights weights_;                                // pointers into tensors_
@@ -286,22 +295,25 @@ absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seq
       config.hidden_size, config.hidden_size, all, AttentionStatsDeviceBytes(config, seqlen) / 1e9, free / 1e9));
 }
 
-absl::StatusOr<int64_t> ValueHeadsPerPassNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
-                                             const ForwardStatistics& statistics) {
-  if (!statistics.attention) return config.num_kv_heads;
+absl::StatusOr<DeviceMemoryPlan> PlanForwardNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
+                                                const ForwardStatistics& statistics) {
   QSHARD_ASSIGN_OR_RETURN(auto lock, session.Enter());
   QSHARD_ASSIGN_OR_RETURN(const size_t free, session.FreeBytes("the forward pass's memory"));
   absl::StatusOr<int64_t> heads = ValueHeadsPerPass(config, seqlen, statistics, session.index(), free);
   if (!heads.ok()) return session.WithBudget(heads.status());
-  return heads;
+  DeviceMemoryPlan plan;
+  plan.free_bytes = free;
+  plan.layer_bytes = LayerDeviceBytes(config, seqlen, statistics, *heads);
+  plan.kv_heads = statistics.attention ? config.num_kv_heads : 0;
+  plan.value_heads = *heads;
+  return plan;
 }
 
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             const ForwardStatistics& statistics, int64_t value_heads) {
+                                                             const DeviceMemoryPlan& plan) {
   QSHARD_ASSIGN_OR_RETURN(const gpu::LayerArchitecture arch, LayerArchitectureOf(config));
-  const size_t reserve = LayerDeviceBytes(config, seqlen, statistics, value_heads);
-  return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen, reserve);
+  return std::make_unique<CudaForward>(std::move(session), config, arch, seqlen, plan);
 }
 
 }  // namespace qshard

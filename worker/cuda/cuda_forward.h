@@ -43,14 +43,16 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
 absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
                                           const ForwardStatistics& statistics, int index, size_t free);
 
-// ValueHeadsPerPass with the device's free memory now: at a job's start, before any work.
-absl::StatusOr<int64_t> ValueHeadsPerPassNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
-                                             const ForwardStatistics& statistics);
+// The job's device plan at its start, before any work: ValueHeadsPerPass with the device's free
+// memory now, and the layer's bound with that many heads (the shards are not held yet).
+absl::StatusOr<DeviceMemoryPlan> PlanForwardNow(CudaSession& session, const ModelConfig& config, int64_t seqlen,
+                                                const ForwardStatistics& statistics);
 
-// The forward pass, whose bound (LayerDeviceBytes) makes room for `value_heads` key/value heads'
-// attention statistics at a time (the number the job's NewCudaAttentionStats are then given).
+// The forward pass, whose bound (`plan.layer_bytes`, LayerDeviceBytes) makes room for
+// `plan.value_heads` key/value heads' attention statistics at a time (the number the job's
+// NewCudaAttentionStats are then given).
 absl::StatusOr<std::unique_ptr<ForwardDevice>> NewCudaForward(std::shared_ptr<CudaSession> session,
                                                              const ModelConfig& config, int64_t seqlen,
-                                                             const ForwardStatistics& statistics, int64_t value_heads);
+                                                             const DeviceMemoryPlan& plan);
 
 }  // namespace qshard

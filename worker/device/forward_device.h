@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "core/tensor.h"
+#include "worker/device/device_memory_plan.h"
 #include "worker/calibration/statistics_device.h"
 #include "worker/model/layer_weights.h"
 
@@ -62,6 +63,9 @@ class ForwardDevice {
   // the pass stops at group 0); the weights are the loaded layer's, as on the CPU.
   virtual absl::Status Run(int shard, const ForwardPass& pass, const std::array<OffHostHessianSum*, 4>& sums,
                            OffHostAttentionStats* attention) = 0;
+  // What it keeps on the device: the choices made at the job's start and where the shards it holds
+  // lie now (device_memory_plan.h).
+  virtual DeviceMemoryPlan MemoryPlan() const = 0;
 };
 
 }  // namespace qshard

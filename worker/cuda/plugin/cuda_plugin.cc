@@ -41,9 +41,9 @@ class OpenedCudaDevice final : public CudaDevice {
   }
   absl::StatusOr<std::unique_ptr<ForwardDevice>> NewForward(const DecoderModel& model, int64_t seqlen,
                                                             const ForwardStatistics& statistics) override {
-    QSHARD_ASSIGN_OR_RETURN(const int64_t heads, ValueHeadsPerPassNow(*session_, model.config(), seqlen, statistics));
-    value_heads_per_pass_ = heads;
-    return NewCudaForward(session_, model.config(), seqlen, statistics, heads);
+    QSHARD_ASSIGN_OR_RETURN(const DeviceMemoryPlan plan, PlanForwardNow(*session_, model.config(), seqlen, statistics));
+    value_heads_per_pass_ = plan.value_heads;
+    return NewCudaForward(session_, model.config(), seqlen, plan);
   }
   absl::StatusOr<std::unique_ptr<DeviceModel>> NewModel(const DecoderModel& model, PackedLinearKernels kernels) override {
     return NewCudaModel(session_, model, kernels);
@@ -62,12 +62,18 @@ absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index, uint64_
   return std::shared_ptr<CudaDevice>(new OpenedCudaDevice(std::move(session)));
 }
 
+absl::StatusOr<int64_t> PlannedValueHeads(const ModelConfig& config, int64_t seqlen,
+                                          const ForwardStatistics& statistics, uint64_t free) {
+  return ValueHeadsPerPass(config, seqlen, statistics, /*index=*/0, free);
+}
+
 }  // namespace
 }  // namespace qshard
 
 // This file is compiled with hidden visibility (tools/qshard/CMakeLists.txt) and the static
 // libraries' symbols are kept local: this is the only symbol the plugin exports.
 extern "C" __attribute__((visibility("default"))) const qshard::CudaPluginV1* qshard_cuda_plugin_v1() {
-  static const qshard::CudaPluginV1 plugin{qshard::kCudaPluginAbi, __VERSION__, &qshard::OpenSessionDevice};
+  static const qshard::CudaPluginV1 plugin{qshard::kCudaPluginAbi, __VERSION__, &qshard::OpenSessionDevice,
+                                           &qshard::PlannedValueHeads};
   return &plugin;
 }

@@ -1,0 +1,35 @@
+// What a job keeps on its CUDA device, chosen once at its start from the device's free memory
+// (docs/cuda.md, "The worker's device"): how many key/value heads' attention statistics one pass
+// sums (aespa; the rest in later passes over windows kept in host memory), the bound a layer needs
+// with them, and which shards' hidden states stay on the device. The CUDA forward pass fills it
+// (ForwardDevice::MemoryPlan); the job's log and quant_report.json's `device_plan` show it, so a
+// job that runs slower on a small card (or under --device-memory) says why.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "nlohmann/json.hpp"
+
+namespace qshard {
+
+struct DeviceMemoryPlan {
+  uint64_t free_bytes = 0;   // the device's free memory at the job's start (within --device-memory)
+  uint64_t layer_bytes = 0;  // what a layer needs there besides the hidden states (LayerDeviceBytes)
+  int64_t kv_heads = 0;      // aespa: the model's key/value heads; 0: no attention statistics
+  int64_t value_heads = 0;   // of them, those whose values' sums one pass holds
+  int shards_on_device = 0;  // shards whose hidden states the device holds
+  int shards_in_host = 0;    // spilled: in host memory, each window copied up for each pass
+
+  // Passes over a shard's windows for its attention statistics (0 without them).
+  int64_t attention_passes() const;
+};
+
+// The one line for the log: "device plan: attention statistics in 2 passes of 48 of 96 key/value
+// heads (...); a layer's bound 69.30 GB of 80.00 GB free; hidden states on the device".
+std::string DescribeDeviceMemoryPlan(const DeviceMemoryPlan& plan);
+
+// quant_report.json's entry: the numbers, and the line under "summary".
+nlohmann::json DeviceMemoryPlanJson(const DeviceMemoryPlan& plan);
+
+}  // namespace qshard
