@@ -40,7 +40,7 @@ const Case kCases[] = {
     {4, 136, 264, 128, true, 13}, {8, 52, 132, 31, true, 4},
     // From kPanelMinTokens (64) tokens the fp32 path multiplies dequantized panels instead.
     {4, 40, 56, 7, true, 64},    {3, 96, 96, 24, false, 75}, {8, 20, 36, 5, true, 70},
-    {2, 48, 80, 16, true, 67},
+    {2, 48, 80, 16, true, 67},   {4, 40, 1064, 37, true, 66},
 };
 
 struct Layer {
