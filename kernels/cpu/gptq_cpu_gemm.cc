@@ -249,7 +249,7 @@ namespace internal {
 
 void GptqGemmInt8With(Int8TilesFn tiles, const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                       const StaticActivationQuant* quant, ThreadPool* pool) {
-  const Int8Activations a = QuantizeActivations(w, x, tokens, quant, tiles == Int8TilesAvx2, pool);
+  const Int8Activations a = QuantizeActivations(w, x, tokens, quant, tiles == Int8TilesAvx2 && w.bits == kAvx2PairedBits, pool);
   Int8ActView act;
   act.quads = a.quads.data();
   act.pairs = a.pairs.data();

@@ -45,7 +45,7 @@ struct FloatActView {
 struct Int8ActView {
   const int32_t* quads = nullptr;     // [tokens, padded_inputs / 4]: 4 int8 inputs in each
   const int32_t* pairs = nullptr;     // [tokens, padded_inputs / 2]: (a0|a2<<16, a1|a3<<16) per 4;
-                                      // only for Int8TilesAvx2 (null for the others)
+                                      // only for Int8TilesAvx2 on 8-bit codes (null otherwise)
   const float* scale = nullptr;       // [tokens]: x ≈ scale · q
   const int32_t* group_sum = nullptr; // [tokens, groups]: Σ q over the group's inputs
 };
@@ -61,6 +61,10 @@ using Int8TilesFn = void (*)(const TiledView& w, const Int8ActView& a, int64_t t
 void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
 void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
 void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
+// The code width that Int8TilesAvx2 multiplies on 16-bit halves, with the activations' pairs:
+// 8-bit codes would saturate vpmaddubsw (2 · 255 · 127 > 32767); narrower ones go straight in.
+inline constexpr int kAvx2PairedBits = 8;
+
 void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvxVnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
