@@ -249,7 +249,8 @@ namespace internal {
 
 void GptqGemmInt8With(Int8TilesFn tiles, const GptqTiledWeights& w, const float* x, int64_t tokens, float* y,
                       const StaticActivationQuant* quant, ThreadPool* pool) {
-  const Int8Activations a = QuantizeActivations(w, x, tokens, quant, tiles == Int8TilesAvx2 && w.bits == kAvx2PairedBits, pool);
+  const bool pairs = tiles == Int8TilesAvx2 && w.bits == kAvx2PairedBits;  // what that kernel multiplies by
+  const Int8Activations a = QuantizeActivations(w, x, tokens, quant, pairs, pool);
   Int8ActView act;
   act.quads = a.quads.data();
   act.pairs = a.pairs.data();

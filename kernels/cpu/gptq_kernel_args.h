@@ -41,6 +41,10 @@ struct FloatActView {
   const float* group_sum = nullptr;  // [tokens, groups]: Σ x over the group's inputs
 };
 
+// The code width that Int8TilesAvx2 multiplies on 16-bit halves, with the activations' pairs:
+// 8-bit codes would saturate vpmaddubsw (2 · 255 · 127 > 32767); narrower ones go straight in.
+inline constexpr int kAvx2PairedBits = 8;
+
 // Activations quantized per token to int8 in the tiled input order.
 struct Int8ActView {
   const int32_t* quads = nullptr;     // [tokens, padded_inputs / 4]: 4 int8 inputs in each
@@ -61,10 +65,6 @@ using Int8TilesFn = void (*)(const TiledView& w, const Int8ActView& a, int64_t t
 void ExactTilesGeneric(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
 void ExactTilesAvx2(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
 void ExactTilesAvx512(const TiledView&, const FloatActView&, int64_t, float*, int64_t, int64_t, float*);
-// The code width that Int8TilesAvx2 multiplies on 16-bit halves, with the activations' pairs:
-// 8-bit codes would saturate vpmaddubsw (2 · 255 · 127 > 32767); narrower ones go straight in.
-inline constexpr int kAvx2PairedBits = 8;
-
 void Int8TilesGeneric(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvx2(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);
 void Int8TilesAvxVnni(const TiledView&, const Int8ActView&, int64_t, float*, int64_t, int64_t);

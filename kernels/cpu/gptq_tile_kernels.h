@@ -201,7 +201,7 @@ void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0
   constexpr int kChains = kTokens * kV >= 4 ? 1 : 4 / (kTokens * kV);
   constexpr int kStep = kChains > kFields ? kChains / kFields : 1;
   const I mask = S::SetI(FieldMask(kBits));
-  const int64_t quads = w.padded_inputs / layout::kLaneBytes;
+  const int64_t quads_per_token = w.padded_inputs / layout::kLaneBytes;
   F acc[kTokens][kV];
   for (int t = 0; t < kTokens; ++t)
     for (int v = 0; v < kV; ++v) acc[t][v] = S::ZeroF();
@@ -220,9 +220,10 @@ void Int8Tile(const TiledView& w, int64_t tile, const Int8ActView& a, int64_t t0
       const int chain = (kSub * kFields + f) % kChains;
       for (int t = 0; t < kTokens; ++t) {
         const int64_t token = t0 + t;
-        const int32_t* pairs = a.pairs + (token * quads + quad) * 2;
+        const int64_t at = token * quads_per_token + quad;
+        const int32_t* pairs = a.pairs + at * 2;
         for (int v = 0; v < kV; ++v)
-          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], a.quads[token * quads + quad], pairs[0], pairs[1]);
+          sums[chain][t][v] = S::Dot(sums[chain][t][v], weights[v], a.quads[at], pairs[0], pairs[1]);
       }
     }
   };

@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "engine/job_plan.h"
 #include "worker/device/cuda_device.h"
+#include "worker/device/device_memory_plan.h"
 #include "worker/methods/method_registry.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/job_flags.h"
@@ -33,14 +34,12 @@ absl::StatusOr<std::string> PlanDevice(const JobSpec& spec, const ModelConfig& c
   const ForwardStatistics statistics{.all_groups = spec.calibration.propagation == Propagation::kParallel,
                                      .attention = true};
   QSHARD_ASSIGN_OR_RETURN(const int64_t heads, CudaValueHeadsPerPass(config, plan.seqlen, statistics, free));
-  const std::string where = absl::StrCat("on CUDA workers with ", FormatBytes(free), " free: ");
   const uint64_t kept = AddKeptAttentionWindows(plan, spec, config, heads);
-  if (kept == 0) return absl::StrCat(where, "aespa's attention statistics of all ", config.num_kv_heads,
-                                     " key/value heads in one pass");
-  const DeviceMemoryPlan sliced{.kv_heads = config.num_kv_heads, .value_heads = heads};
-  return absl::StrCat(where, "aespa's attention statistics in ", sliced.attention_passes(), " passes of ", heads, " of ", config.num_kv_heads,
-                      " key/value heads; each worker keeps a shard's windows' x, q and k in host memory for the "
-                      "later passes (",
+  const std::string line =
+      absl::StrCat("on CUDA workers with ", FormatBytes(free), " free: aespa's ",
+                   DescribeAttentionPasses({.kv_heads = config.num_kv_heads, .value_heads = heads}));
+  if (kept == 0) return line;
+  return absl::StrCat(line, "; each worker keeps a shard's windows' x, q and k in host memory for the later passes (",
                       FormatBytes(kept), ", counted above)");
 }
 

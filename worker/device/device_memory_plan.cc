@@ -8,10 +8,8 @@ namespace {
 
 std::string Attention(const DeviceMemoryPlan& p) {
   if (p.kv_heads == 0) return "";
-  if (p.attention_passes() == 1)
-    return absl::StrCat("attention statistics of all ", p.kv_heads, " key/value heads in one pass; ");
-  return absl::StrCat("attention statistics in ", p.attention_passes(), " passes of ", p.value_heads, " of ",
-                      p.kv_heads, " key/value heads (the later passes replay windows kept in host memory); ");
+  return absl::StrCat(DescribeAttentionPasses(p),
+                      p.attention_passes() > 1 ? " (the later passes replay windows kept in host memory)" : "", "; ");
 }
 
 std::string HiddenStates(const DeviceMemoryPlan& p) {
@@ -26,6 +24,14 @@ std::string HiddenStates(const DeviceMemoryPlan& p) {
 
 int64_t DeviceMemoryPlan::attention_passes() const {
   return kv_heads == 0 || value_heads <= 0 ? 0 : (kv_heads + value_heads - 1) / value_heads;
+}
+
+std::string DescribeAttentionPasses(const DeviceMemoryPlan& p) {
+  if (p.kv_heads == 0) return "";
+  if (p.attention_passes() == 1)
+    return absl::StrCat("attention statistics of all ", p.kv_heads, " key/value heads in one pass");
+  return absl::StrCat("attention statistics in ", p.attention_passes(), " passes of ", p.value_heads, " of ",
+                      p.kv_heads, " key/value heads");
 }
 
 std::string DescribeDeviceMemoryPlan(const DeviceMemoryPlan& p) {

@@ -25,6 +25,10 @@ struct DeviceMemoryPlan {
   int64_t attention_passes() const;
 };
 
+// "attention statistics in 2 passes of 48 of 96 key/value heads", or "... of all 96 key/value
+// heads in one pass"; empty without attention statistics. The log line's and `qshard plan`'s.
+std::string DescribeAttentionPasses(const DeviceMemoryPlan& plan);
+
 // The one line for the log: "device plan: attention statistics in 2 passes of 48 of 96 key/value
 // heads (...); a layer's bound 69.30 GB of 80.00 GB free; hidden states on the device".
 std::string DescribeDeviceMemoryPlan(const DeviceMemoryPlan& plan);
