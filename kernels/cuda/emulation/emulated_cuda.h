@@ -238,9 +238,10 @@ struct LaunchConfig {
 
 // `kernel<<<config>>>(args)` as rewrite_cu.py writes it: runs body once per thread of every
 // block (blocks in order, a block's threads as fibers). `kernel` is the kernel's address, for
-// the shared-memory limit cudaFuncSetAttribute raised, or nullptr. Configuration errors become
-// the sticky error cudaGetLastError reports, as on a device.
-void Launch(const LaunchConfig& config, const void* kernel, const std::function<void()>& body);
+// the shared-memory limit cudaFuncSetAttribute raised, or nullptr; `name` is its expression in
+// the source, for messages. Configuration errors become the sticky error cudaGetLastError
+// reports, as on a device.
+void Launch(const LaunchConfig& config, const void* kernel, const char* name, const std::function<void()>& body);
 
 // Whether [pointer, pointer + bytes) lies inside one live device allocation; the cuBLAS and
 // cuSOLVER emulations check every matrix they touch with it.

@@ -1,5 +1,6 @@
-// Kernel launches in the host emulation of CUDA: every block in order, its threads as fibers on
-// the launching thread, switched at block and warp barriers. A barrier that can
+// Kernel launches in the host emulation of CUDA: every block in order (or in the order
+// QSHARD_EMULATED_SCHEDULE says: emulated_schedule.h), its threads as fibers on the launching
+// thread, switched at block and warp barriers. A barrier that can
 // never be passed (some threads wait at __syncthreads while others wait at a warp operation)
 // is the hang it would be on a device: the emulation reports the kernel and aborts.
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cuda/emulation/emulated_cuda.h"
+#include "kernels/cuda/emulation/emulated_schedule.h"
 #include "kernels/cuda/emulation/emulated_state.h"
 
 #if !defined(__x86_64__)
@@ -185,7 +187,8 @@ void PoisonSharedMemory(Launcher& l) {
   std::fill(l.dynamic_shared.begin(), l.dynamic_shared.end(), 0xff);
 }
 
-void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
+// Runs one block; `reverse`: its threads resume in reverse index order at every barrier.
+void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx, bool reverse) {
   PoisonSharedMemory(l);
   const unsigned threads = config.block.x * config.block.y * config.block.z;
   l.fibers.assign(threads, Fiber{});
@@ -200,7 +203,8 @@ void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
   l.free_stacks.assign(l.stacks.rbegin(), l.stacks.rend());
   for (;;) {
     bool ran = false;
-    for (Fiber& f : l.fibers) {
+    for (size_t i = 0; i < l.fibers.size(); ++i) {
+      Fiber& f = l.fibers[reverse ? l.fibers.size() - 1 - i : i];
       if (f.state != FiberState::kRunnable) continue;
       if (f.stack == nullptr) {
         f.stack = l.free_stacks.back();
@@ -217,6 +221,18 @@ void RunBlock(Launcher& l, const LaunchConfig& config, const uint3& block_idx) {
     if (!ran && !ReleaseBarriers(l.fibers))
       Hang("some threads wait at __syncthreads and others at a warp operation", dim3(block_idx));
     if (ran) ReleaseBarriers(l.fibers);
+  }
+}
+
+// Runs every block of the grid, in index order (x fastest) or in reverse, as `reverse` says.
+void RunGrid(Launcher& l, const LaunchConfig& config, bool reverse) {
+  const dim3& g = config.grid;
+  const uint64_t blocks = uint64_t{g.x} * g.y * g.z;
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t b = reverse ? blocks - 1 - i : i;
+    RunBlock(l, config, uint3{static_cast<unsigned>(b % g.x), static_cast<unsigned>(b / g.x % g.y),
+                              static_cast<unsigned>(b / (uint64_t{g.x} * g.y))},
+             reverse);
   }
 }
 
@@ -287,7 +303,7 @@ int OccupancyBlocks(const void*, int block_threads, size_t dynamic_shared) {
   return static_cast<int>(std::max<size_t>(1, std::min({by_threads, by_shared, size_t{32}})));
 }
 
-void Launch(const LaunchConfig& config, const void* kernel, const std::function<void()>& body) {
+void Launch(const LaunchConfig& config, const void* kernel, const char* name, const std::function<void()>& body) {
   Launcher& l = TheLauncher();
   std::lock_guard lock(l.mutex);
   if (const cudaError_t error = CheckConfig(l, config, kernel); error != cudaSuccess) {
@@ -299,9 +315,17 @@ void Launch(const LaunchConfig& config, const void* kernel, const std::function<
   l.dynamic_shared.resize(std::max<size_t>(config.shared_bytes, 16));
   l.warp_slots.assign((threads + 31) / 32 * 2 * 32 * kWarpSlotBytes, 0);
   l.body = &body;
-  for (unsigned z = 0; z < config.grid.z; ++z)
-    for (unsigned y = 0; y < config.grid.y; ++y)
-      for (unsigned x = 0; x < config.grid.x; ++x) RunBlock(l, config, uint3{x, y, z});
+  switch (TheSchedule()) {
+    case Schedule::kForward: RunGrid(l, config, false); break;
+    case Schedule::kReverse: RunGrid(l, config, true); break;
+    case Schedule::kCompare: {
+      char launch[512];
+      std::snprintf(launch, sizeof(launch), "%s<<<(%u, %u, %u), (%u, %u, %u), %zu>>>", name, config.grid.x,
+                    config.grid.y, config.grid.z, config.block.x, config.block.y, config.block.z, config.shared_bytes);
+      RunInBothOrders(launch, [&](bool reverse) { RunGrid(l, config, reverse); });
+      break;
+    }
+  }
   l.current = nullptr;
   l.body = nullptr;
 }

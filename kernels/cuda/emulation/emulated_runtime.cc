@@ -2,6 +2,11 @@
 // is tracked (every copy and library call is checked against the live allocations), poisoned
 // when allocated (a NaN pattern, as a device's memory is not zeroed) and bounded by
 // QSHARD_EMULATED_DEVICE_GB (default 80). Streams and events are synchronous.
+#include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +14,7 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/cuda/emulation/emulated_schedule.h"
 #include "kernels/cuda/emulation/emulated_state.h"
 
 struct CUstream_st {};
@@ -38,14 +44,18 @@ DeviceMemory& Memory() {
 
 thread_local cudaError_t last_error = cudaSuccess;
 
+// The allocation that starts at or before `start` and is closest to it, if any; m.mutex held.
+std::map<uintptr_t, size_t>::const_iterator AllocationAtOrBefore(const DeviceMemory& m, uintptr_t start) {
+  auto it = m.allocations.upper_bound(start);
+  return it == m.allocations.begin() ? m.allocations.end() : std::prev(it);
+}
+
 bool IsDevice(const void* pointer, size_t bytes) {
   DeviceMemory& m = Memory();
   std::lock_guard lock(m.mutex);
   const auto start = reinterpret_cast<uintptr_t>(pointer);
-  auto it = m.allocations.upper_bound(start);
-  if (it == m.allocations.begin()) return false;
-  --it;
-  return start >= it->first && start + bytes <= it->first + it->second;
+  const auto it = AllocationAtOrBefore(m, start);
+  return it != m.allocations.end() && start + bytes <= it->first + it->second;
 }
 
 // A copy's two sides must be where its kind says; cudaMemcpyDefault accepts either.
@@ -73,6 +83,21 @@ cudaError_t CheckCopy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k
 void SetLastError(cudaError_t error) { last_error = error; }
 
 bool IsDeviceRange(const void* pointer, size_t bytes) { return IsDevice(pointer, bytes); }
+
+std::vector<std::pair<uintptr_t, size_t>> DeviceAllocations() {
+  DeviceMemory& m = Memory();
+  std::lock_guard lock(m.mutex);
+  return {m.allocations.begin(), m.allocations.end()};
+}
+
+std::pair<uintptr_t, size_t> DeviceAllocationOf(const void* pointer) {
+  DeviceMemory& m = Memory();
+  std::lock_guard lock(m.mutex);
+  const auto start = reinterpret_cast<uintptr_t>(pointer);
+  const auto it = AllocationAtOrBefore(m, start);
+  if (it == m.allocations.end() || start >= it->first + it->second) return {0, 0};
+  return *it;
+}
 
 void ReportInvalidCall(const char* function, const char* why) {
   std::fprintf(stderr, "cuda emulation: %s: %s\n", function, why);
@@ -177,9 +202,16 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   *pointer = nullptr;
   if (m.allocated + bytes > m.capacity) return cudaErrorMemoryAllocation;
   // cudaMalloc's alignment, and exactly `bytes`, so that AddressSanitizer (an emulated build with
-  // -fsanitize=address) sees a kernel reading past the size asked for.
+  // -fsanitize=address) sees a kernel reading past the size asked for; whole pages when launches
+  // run in both orders, which protects them page by page (emulated_schedule.h).
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const bool whole_pages = qshard_emu::TheSchedule() == qshard_emu::Schedule::kCompare;
+  const size_t reserved = whole_pages ? (std::max<size_t>(bytes, 1) + page - 1) / page * page : std::max<size_t>(bytes, 1);
   void* memory = nullptr;
-  if (posix_memalign(&memory, 256, std::max<size_t>(bytes, 1)) != 0) return cudaErrorMemoryAllocation;
+  if (posix_memalign(&memory, whole_pages ? page : 256, reserved) != 0) return cudaErrorMemoryAllocation;
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_POISON_MEMORY_REGION(static_cast<unsigned char*>(memory) + bytes, reserved - bytes);
+#endif
   std::memset(memory, 0xff, bytes);
   m.allocations[reinterpret_cast<uintptr_t>(memory)] = bytes;
   m.allocated += bytes;

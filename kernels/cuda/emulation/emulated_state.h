@@ -1,6 +1,10 @@
 // State shared by the host emulation's runtime, launcher and library files (not for kernels).
 #pragma once
 
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "kernels/cuda/emulation/emulated_cuda.h"
 
 namespace qshard_emu {
@@ -16,5 +20,10 @@ void ReportInvalidCall(const char* function, const char* why);
 // bytes, lies in device memory; reports the call when it does not.
 bool CheckDeviceMatrix(const char* function, const char* name, const void* pointer, int64_t rows, int64_t cols,
                        int64_t ld, size_t element);
+
+// The live device allocations as (start, bytes), in address order.
+std::vector<std::pair<uintptr_t, size_t>> DeviceAllocations();
+// The live device allocation holding `pointer`, as (start, bytes); (0, 0) when none does.
+std::pair<uintptr_t, size_t> DeviceAllocationOf(const void* pointer);
 
 }  // namespace qshard_emu

@@ -2,16 +2,18 @@
 """Turns a CUDA source into C++ for the host emulation of CUDA (emulated_cuda.h).
 
 Two constructs are not C++: launches, `kernel<<<grid, block[, shared[, stream]]>>>(args)`, become
-`::qshard_emu::Launch(::qshard_emu::LaunchConfig(grid, block, ...), ADDRESS, [&] { kernel(args); })`
+`::qshard_emu::Launch(::qshard_emu::LaunchConfig(grid, block, ...), ADDRESS, "kernel", [&] { kernel(args); })`
 (each thread evaluates the arguments into its own parameters; ADDRESS is the kernel's address,
 for the shared-memory limit cudaFuncSetAttribute raised, or nullptr for a template kernel whose
-arguments deduce part of its specialization, which has no address to take); and
+arguments deduce part of its specialization, which has no address to take; "kernel", the
+expression as a string, names it in messages); and
 dynamic shared memory, `extern __shared__ [__align__(n)] T name[];`, becomes a pointer to the
 launch's buffer. Line breaks are kept and a #line directive names the original file, so the
 compiler's messages and __FILE__/__LINE__ point into the .cu source.
 
 usage: rewrite_cu.py SOURCE.cu OUTPUT.cc DISPLAY_PATH
 """
+import json
 import os
 import re
 import sys
@@ -99,7 +101,9 @@ def rewrite_launches(text, templates):
         arguments = text[paren + 1:end]
         between = text[close + 3:paren]
         address = kernel_address(kernel, templates)
-        call = f"::qshard_emu::Launch(::qshard_emu::LaunchConfig({config}), {address}, [&] {{ {kernel}{between}({arguments}); }})"
+        name = json.dumps(" ".join(kernel.split()))  # a C string literal of the expression
+        call = (f"::qshard_emu::Launch(::qshard_emu::LaunchConfig({config}), {address}, {name}, "
+                f"[&] {{ {kernel}{between}({arguments}); }})")
         out.append(text[position:start])
         out.append(call)
         position = end + 1
