@@ -6,7 +6,8 @@
 //
 // The values' sums (a hidden² float64 sum per key/value head: 116 GB at OPT-175B) may not all fit
 // on the device. Then they are taken in slices of heads (the job's forward pass decides how many
-// heads a slice holds from the device's free memory at its start, cuda_forward.h), and the
+// heads a slice holds from the device's free memory at its start, ValueHeadsPerPass in
+// worker/device/cuda_device_memory.h), and the
 // shard's pass fills the first slice
 // (and every head's query and key sums) and keeps each window's x, q and k in host memory; when
 // the shard is done, each later slice's sums are made by a pass over the kept windows. A head's
