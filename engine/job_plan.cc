@@ -109,14 +109,14 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   // The busiest worker, and the tree nodes each worker holds per group.
   uint64_t windows = 0, nodes = 0;
   std::vector<uint64_t> nodes_of(workers, 0);
-  int busiest_shards = 0;
+  std::vector<int> busiest;
   for (int w = 0; w < workers && calibrated; ++w) {
     const std::vector<int> held = ShardsOfWorker(shards, workers, w);
     uint64_t held_windows = 0;
     for (int s : held) held_windows += ShardWindows(spec.calibration.nsamples, shards, s).count;
     if (held_windows > windows) {
       windows = held_windows;
-      busiest_shards = static_cast<int>(held.size());
+      busiest = held;
     }
     nodes_of[w] = held.empty() ? 0 : HeldTreeNodes(held).size();
     nodes += nodes_of[w];
@@ -144,6 +144,7 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
   plan.workers = workers;
   plan.layers = static_cast<int>(config.num_layers);
   plan.seqlen = seqlen;
+  plan.busiest_shards = busiest;
   const uint64_t copies = workers > 1 ? 2 : 1;  // a restartable worker keeps its layer inputs
   plan.worker.terms = {
       {"calibration hidden states", 4 * windows * L * d * copies},
@@ -154,7 +155,8 @@ absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, 
        calibrated ? std::min(B, windows) * ForwardBytesPerWindow(config, seqlen, method->needs.attention_stats) : 0},
       {"layer weights (fp32)", 4 * layer_params},
       {"embeddings (fp32)", embeddings},
-      {"partial statistics", calibrated ? (8 * squares_at_once + attention) * PartialsAlive(busiest_shards) : 0},
+      {"partial statistics",
+       calibrated ? (8 * squares_at_once + attention) * PartialsAlive(static_cast<int>(busiest.size())) : 0},
       {"solve workspace", calibrated ? 20 * Square(widest) : 4 * Square(widest)},
       // As a group's owner (or a solver of part of it), the reduced statistics, and while
       // reducing, one slice of each node pulled (remote/statistics_slices.h).

@@ -36,6 +36,7 @@ struct JobPlan {
   int layers = 0;
   int64_t seqlen = 0;
   MemoryPlan worker;       // the worker holding the most calibration windows
+  std::vector<int> busiest_shards;  // that worker's calibration shards, in the order it holds them
   MemoryPlan coordinator;  // runner + stitcher; embedded mode runs both in one process
   // Per layer, over the network (zero in embedded mode, where nothing crosses one):
   // between workers (the data plane): partial sums to each group's owner, reduced sums from it
@@ -54,7 +55,7 @@ struct JobPlan {
 absl::StatusOr<JobPlan> PlanJob(const JobSpec& spec, const ModelConfig& config, int workers);
 
 // The worker's term for aespa on CUDA workers whose attention statistics take `value_heads` of the
-// model's key/value heads per pass (the device's choice, CudaValueHeadsPerPass): fewer than all,
+// model's key/value heads per pass (the device's choice, ValueHeadsPerPass): fewer than all,
 // each shard's windows' x, q and k wait in host memory for the later passes (AttentionWindowBytes;
 // one shard at a time, the largest counted: 38.7 GB for 128 windows of 2048 tokens at OPT-175B).
 // Returns the bytes added; 0, and no term, when nothing is sliced.

@@ -165,14 +165,7 @@ class Job {
     }
     json report = JobSpecJson(spec_, seqlen);
     report["devices"] = devices;
-    report["device_roles"] = {{"calibration", PlaceName(device_plan.calibration, device)},
-                              {"solves", PlaceName(device_plan.solves, device)}};
-    // The parts of a solve that run apart from the rest of it on a CUDA worker: aespa's AdaRound,
-    // and Z-Fold's and aespa's GPTQ solves.
-    if (device_plan.rounding != DevicePlan::Place::kNone)
-      report["device_roles"]["rounding"] = PlaceName(device_plan.rounding, device);
-    if (device_plan.gptq_solves != DevicePlan::Place::kNone)
-      report["device_roles"]["gptq_solves"] = PlaceName(device_plan.gptq_solves, device);
+    report["device_roles"] = DeviceRolesJson(device_plan, device);
     if (!device_plans.empty()) report["device_plan"] = device_plans;
     report["plan"] = plan.ToJson();
     report["modules"] = modules;

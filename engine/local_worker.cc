@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "engine/calibration_shards.h"
 #include "engine/calibration_windows.h"
+#include "engine/device_job_plan.h"
 #include "engine/job_plan.h"
 #include "engine/statistics_tree.h"
 #include "engine/validation.h"
@@ -45,9 +46,8 @@ absl::Status LocalWorker::StartJob(const JobSpec& spec, int64_t seqlen, std::vec
   QSHARD_ASSIGN_OR_RETURN(source_, OpenSourceModel(spec.model_dir, threads_ > 0 ? threads_ : spec.execution.threads));
   forward_.reset();
   if (plan.calibration == DevicePlan::Place::kDevice) {
-    const ForwardStatistics statistics{.all_groups = spec.calibration.propagation == Propagation::kParallel,
-                                       .attention = registration_->needs.attention_stats};
-    QSHARD_ASSIGN_OR_RETURN(forward_, device_->NewForward(*source_.model, seqlen, statistics));
+    QSHARD_ASSIGN_OR_RETURN(forward_,
+                            device_->NewForward(*source_.model, seqlen, ForwardStatisticsOf(spec, *registration_)));
   }
   group_names_.clear();
   for (const auto& group : source_.model->LinearGroups()) group_names_.push_back(group.front());

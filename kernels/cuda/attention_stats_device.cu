@@ -37,12 +37,6 @@ CudaStatus Gather(const float* x, int64_t ld, int64_t first, int64_t width, int6
 
 }  // namespace
 
-size_t DeviceAttentionStatsBytes(const AttentionStatsDims& d, int64_t tokens, int64_t value_heads) {
-  const size_t h = d.hidden, hd = d.head_dim, kv = d.kv_heads, t = tokens, v = value_heads;
-  return v * (8 * h * h + 4 * h) + 2 * kv * (8 * hd * hd + 4 * hd) + 4 * (h * h + hd * hd) + 4 * t * t + 4 * t * h +
-         4 * t * hd;
-}
-
 CudaStatus DeviceAttentionStats::Reset(const AttentionStatsDims& d, cudaStream_t stream) {
   return Reset(d, {0, d.kv_heads}, stream);
 }

@@ -16,17 +16,11 @@
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/device_memory_bytes.h"  // AttentionStatsDims, DeviceAttentionStatsBytes
 #include "kernels/cuda/hessian_device.h"
 #include "kernels/cuda/solver_context.h"
 
 namespace qshard::gpu {
-
-struct AttentionStatsDims {
-  int64_t hidden = 0;
-  int64_t heads = 0;
-  int64_t kv_heads = 0;
-  int64_t head_dim = 0;
-};
 
 // The key/value heads whose values' sums a DeviceAttentionStats holds: [first, first + count).
 // The values' sums are the bulk (8·hidden² bytes per head: 116 GB at OPT-175B); a device too small
@@ -37,13 +31,6 @@ struct KvHeadRange {
   int64_t first = 0;
   int64_t count = 0;
 };
-
-// Device bytes DeviceAttentionStats holds for windows of `tokens` with `value_heads` values' sums
-// (dims.kv_heads when not sliced): those sums value_heads·(8·hidden² + 4·hidden) (the bulk: 8.4 GB
-// at OPT-13B, 116 GB at OPT-175B), every head's queries' and keys' 2·kv_heads·(8·head_dim² +
-// 4·head_dim), the window products' scratch 4·(hidden² + head_dim²), one head's probabilities
-// 4·T², A_h X 4·T·hidden and a q/k slice 4·T·head_dim.
-size_t DeviceAttentionStatsBytes(const AttentionStatsDims& dims, int64_t tokens, int64_t value_heads);
 
 // Which sums a window goes into: the first pass over the windows adds to every head's queries' and
 // keys' sums and the held values' sums; each later pass (a later slice of heads) to the held

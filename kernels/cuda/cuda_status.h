@@ -1,6 +1,7 @@
 // Error values for the CUDA kernels: every public function returns a CudaStatus instead of
 // throwing or aborting. It is kept free of Abseil so that the CUDA-only build (GPU machines
-// without the Debian packages) needs nothing but the CUDA toolkit.
+// without the Debian packages) needs nothing but the CUDA toolkit. CudaStatus itself is in
+// cuda_status_plain.h; this adds what names CUDA's errors.
 #pragma once
 
 #include <cublas_api.h>
@@ -8,25 +9,10 @@
 #include <cusolver_common.h>
 
 #include <string>
-#include <utility>
+
+#include "kernels/cuda/cuda_status_plain.h"
 
 namespace qshard::gpu {
-
-class CudaStatus {
- public:
-  CudaStatus() = default;  // success
-  static CudaStatus Error(std::string message) {
-    CudaStatus status;
-    status.message_ = message.empty() ? "unknown error" : std::move(message);
-    return status;
-  }
-
-  bool ok() const { return message_.empty(); }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;  // empty on success
-};
 
 // "file:line: what failed: why", the form every macro below produces.
 inline CudaStatus CallSiteError(const char* file, int line, const char* what, const std::string& why) {

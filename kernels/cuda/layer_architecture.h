@@ -1,12 +1,14 @@
 // The shape and hyper-parameters of one decoder layer as the device forward pass and its host
 // reference see them (the subset of core/model_config.h a layer needs, kept free of Abseil for
-// the CUDA-only build), and the four linear groups whose inputs calibration collects.
+// the CUDA-only build and of the CUDA headers for the builds without CUDA, which plan a device's
+// memory with it: device_memory_bytes.h), and the four linear groups whose inputs calibration
+// collects.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/cuda_status_plain.h"
 
 namespace qshard::gpu {
 

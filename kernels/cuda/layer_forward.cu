@@ -15,8 +15,6 @@
 namespace qshard::gpu {
 namespace {
 
-AttentionDims DimsOf(const LayerArchitecture& a, int64_t tokens) { return {tokens, a.heads, a.kv_heads, a.head_dim}; }
-
 // Reallocates `buffer` when it holds fewer than `count` floats, and says so in `moved`.
 CudaStatus Grow(DeviceBuffer<float>& buffer, int64_t count, bool& moved) {
   if (static_cast<int64_t>(buffer.size()) >= count) return CudaStatus();
@@ -30,23 +28,6 @@ CudaStatus CheckCall(const SolverContext& context, const DeviceLayerWeights& w, 
   if (tokens <= 0) return CudaStatus::Error(std::string(who) + ": tokens must be positive");
   if (context.blas() == nullptr) return CudaStatus::Error(std::string(who) + ": the context has no cuBLAS handle");
   return CudaStatus();
-}
-
-// Floats of each scratch buffer, in the order LayerForwardScratch declares them.
-struct ScratchSizes {
-  int64_t groups[kLayerGroupCount];
-  int64_t q, kv, up, scores, rope;
-};
-
-ScratchSizes SizesOf(const LayerArchitecture& a, int64_t tokens) {
-  ScratchSizes s{};
-  for (int g = 0; g < kLayerGroupCount; ++g) s.groups[g] = tokens * GroupWidth(a, static_cast<LayerGroup>(g));
-  s.q = tokens * a.q_width();
-  s.kv = tokens * a.kv_width();
-  s.up = a.llama() ? tokens * a.ffn : 0;
-  s.scores = AttentionScratchFloats(DimsOf(a, tokens));
-  s.rope = a.llama() ? tokens * (a.head_dim / 2) : 0;
-  return s;
 }
 
 // The norm in front of block `index` (0 attention, 1 MLP) from `residual` into `out`; OPT
@@ -94,7 +75,7 @@ CudaStatus AttentionBlock(const SolverContext& context, const DeviceLayerWeights
     QSHARD_CUDA_RETURN_IF_ERROR(ApplyRope(k, tokens, a.kv_heads, a.head_dim, rope_cos, rope_sin, stream));
   }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.head_dim)));
-  return CausalAttentionOnDevice(context.blas(), stream, DimsOf(a, tokens), q, k, v, scale, scores, out);
+  return CausalAttentionOnDevice(context.blas(), stream, AttentionDimsOf(a, tokens), q, k, v, scale, scores, out);
 }
 
 // Group 3's input from group 2's: relu(fc1) for OPT, silu(gate)·up for LLaMA.
@@ -138,13 +119,6 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& w) {
   return CudaStatus();
 }
 
-size_t LayerForwardScratchBytes(const LayerArchitecture& a, int64_t tokens) {
-  const ScratchSizes s = SizesOf(a, tokens);
-  int64_t floats = s.q + 2 * s.kv + s.up + s.scores + 2 * s.rope;
-  for (int64_t g : s.groups) floats += g;
-  return sizeof(float) * static_cast<size_t>(floats);
-}
-
 size_t LayerForwardScratch::bytes() const {
   size_t total = q_.bytes() + k_.bytes() + v_.bytes() + up_.bytes() + scores_.bytes() + rope_cos_.bytes() +
                  rope_sin_.bytes();
@@ -153,7 +127,7 @@ size_t LayerForwardScratch::bytes() const {
 }
 
 CudaStatus LayerForwardScratch::Reserve(const LayerArchitecture& a, int64_t tokens) {
-  const ScratchSizes s = SizesOf(a, tokens);
+  const LayerForwardScratchSizes s = LayerForwardScratchSizesOf(a, tokens);
   bool moved = false;
   for (int g = 0; g < kLayerGroupCount; ++g) QSHARD_CUDA_RETURN_IF_ERROR(Grow(groups_[g], s.groups[g], moved));
   if (moved) std::fill(std::begin(computed_), std::end(computed_), 0);  // the group inputs are gone
@@ -265,7 +239,7 @@ CudaStatus RunLayerCachedOnDevice(const SolverContext& context, const DeviceLaye
     QSHARD_CUDA_RETURN_IF_ERROR(ApplyRope(k, tokens, a.kv_heads, a.head_dim, cos, sin, stream));
   }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.head_dim)));
-  QSHARD_CUDA_RETURN_IF_ERROR(CachedAttentionOnDevice(stream, DimsOf(a, tokens), first_position, s.q_.get(), k_cache,
+  QSHARD_CUDA_RETURN_IF_ERROR(CachedAttentionOnDevice(stream, AttentionDimsOf(a, tokens), first_position, s.q_.get(), k_cache,
                                                       v_cache, scale, s.groups_[1].get()));
   s.computed_[0] = s.computed_[1] = tokens;
   QSHARD_CUDA_RETURN_IF_ERROR(AddGroupOutputOnDevice(context, w, LayerGroup::kOutInput, hidden, tokens, s));
@@ -277,7 +251,7 @@ CudaStatus RunLayerCachedOnDevice(const SolverContext& context, const DeviceLaye
 double LayerForwardFlops(const LayerArchitecture& a, int64_t tokens) {
   const double in_out = 2.0 * a.hidden * a.q_width() + 2.0 * a.hidden * a.kv_width() +
                         (a.llama() ? 3.0 : 2.0) * a.hidden * a.ffn;
-  return 2.0 * tokens * in_out + CausalAttentionFlops(DimsOf(a, tokens));
+  return 2.0 * tokens * in_out + CausalAttentionFlops(AttentionDimsOf(a, tokens));
 }
 
 }  // namespace qshard::gpu

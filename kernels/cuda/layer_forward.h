@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/device_memory_bytes.h"  // LayerForwardScratchBytes
 #include "kernels/cuda/layer_architecture.h"
 #include "kernels/cuda/solver_context.h"
 
@@ -58,7 +59,8 @@ CudaStatus ValidateDeviceLayer(const DeviceLayerWeights& weights);
 
 // The working memory of the calls below, grown on demand and reused call after call. After a
 // call, group_input(g) is the input of group g of that window, [tokens, GroupWidth(g)], valid
-// (once the stream gets there) until a later call computes group g again with this scratch.
+// (once the stream gets there) until a later call computes group g again with this scratch. Its
+// size for a window: LayerForwardScratchBytes (device_memory_bytes.h).
 class LayerForwardScratch {
  public:
   const float* group_input(LayerGroup group) const { return groups_[static_cast<int>(group)].get(); }
@@ -85,9 +87,6 @@ class LayerForwardScratch {
   DeviceBuffer<float> scores_;
   DeviceBuffer<float> rope_cos_, rope_sin_;  // [tokens, head_dim / 2]
 };
-
-// Device bytes the scratch holds for `tokens` (for planning memory).
-size_t LayerForwardScratchBytes(const LayerArchitecture& arch, int64_t tokens);
 
 // hidden_out [tokens, hidden] = the layer applied to hidden_in [tokens, hidden], one window
 // (positions 0..tokens−1), queued on the context's stream (its cuBLAS handle is bound to it,

@@ -132,30 +132,5 @@ TEST(CudaPluginTest, ThePluginBesideTheProgramLoadsAndSmallThreadStacksStillWork
   pthread_attr_destroy(&attr);
 }
 
-// `qshard plan --device-memory` asks the plugin how many key/value heads' attention statistics a
-// pass would hold, without opening a device: OPT-175B's aespa layer under sequential propagation
-// in two slices of 48 on 80 GB free, whole on 141 GB (tests/cuda/device_glue_test.cc holds the
-// bound's numbers).
-TEST(CudaPluginTest, ThePluginPlansTheAttentionSlicesOfADeviceWithoutOpeningIt) {
-  ModelConfig opt175b;
-  opt175b.arch = Architecture::kOpt;
-  opt175b.hidden_size = 12288;
-  opt175b.intermediate_size = 49152;
-  opt175b.num_heads = opt175b.num_kv_heads = 96;
-  opt175b.head_dim = 128;
-  const ForwardStatistics aespa{.all_groups = false, .attention = true};
-  const absl::StatusOr<int64_t> small = CudaValueHeadsPerPass(opt175b, 2048, aespa, 80'000'000'000);
-  if (!BuiltWithCuda()) {
-    EXPECT_EQ(small.status().code(), absl::StatusCode::kUnimplemented);
-    EXPECT_THAT(small.status().message(), HasSubstr("--device-memory: this build has no CUDA support"));
-    return;
-  }
-  ScopedPluginPath scoped(std::nullopt);
-  EXPECT_EQ(CudaValueHeadsPerPass(opt175b, 2048, aespa, 80'000'000'000).value_or(-1), 48);
-  EXPECT_EQ(CudaValueHeadsPerPass(opt175b, 2048, aespa, 141'000'000'000).value_or(-1), 96);
-  EXPECT_EQ(CudaValueHeadsPerPass(opt175b, 2048, aespa, 1'000'000'000).status().code(),
-            absl::StatusCode::kResourceExhausted);
-}
-
 }  // namespace
 }  // namespace qshard

@@ -1,5 +1,6 @@
 // The device plan's one line and report entry (worker/device/device_memory_plan.h): slices of
-// attention statistics, all heads at once, no attention statistics, and where hidden states lie.
+// attention statistics, all heads at once, no attention statistics, and where hidden states lie;
+// the rule that places shards on the device or spills them, shard by shard in order.
 #include "worker/device/device_memory_plan.h"
 
 #include "gtest/gtest.h"
@@ -44,6 +45,22 @@ TEST(DeviceMemoryPlanTest, TheReportEntryCarriesTheNumbersAndTheLine) {
   EXPECT_EQ(json["attention_statistics"], nlohmann::json({{"kv_heads", 96}, {"heads_per_pass", 48}, {"passes", 2}}));
   EXPECT_EQ(json["summary"], DescribeDeviceMemoryPlan(sliced));
   EXPECT_FALSE(DeviceMemoryPlanJson(DeviceMemoryPlan{}).contains("attention_statistics"));
+}
+
+TEST(DeviceMemoryPlanTest, ShardsStayOnTheDeviceWhileTheyLeaveTheLayersBoundFree) {
+  const DeviceMemoryPlan plan{.free_bytes = 100, .layer_bytes = 60};
+  EXPECT_TRUE(HoldsOnDevice(plan, 40, 100));  // exactly the bound left free
+  EXPECT_FALSE(HoldsOnDevice(plan, 41, 100));
+  // In order, each held shard taking its bytes: 15 and 20 fit (35 of the 40 spare), 10 does not
+  // then, 5 still does; empty shards are held nowhere.
+  const DeviceMemoryPlan placed = PlaceShards(plan, {15, 0, 20, 10, 5});
+  EXPECT_EQ(placed.shards_on_device, 3);
+  EXPECT_EQ(placed.shards_in_host, 1);
+  EXPECT_EQ(placed.free_bytes, 100u);  // the free memory at the job's start, as the log gives it
+  // A bound beyond the free memory spills every shard.
+  const DeviceMemoryPlan spilled = PlaceShards({.free_bytes = 50, .layer_bytes = 60}, {1, 1});
+  EXPECT_EQ(spilled.shards_on_device, 0);
+  EXPECT_EQ(spilled.shards_in_host, 2);
 }
 
 }  // namespace

@@ -2,17 +2,17 @@
 // (engine/job_plan.h): the busiest worker's and the coordinator's peak memory term by term,
 // and the bytes moved per layer. A config-only directory (`make-synthetic --config-only`)
 // plans a model too large to hold here. With --device-memory, for CUDA workers with that much
-// device memory free: whether aespa's attention statistics would be taken in slices there (the
-// CUDA plugin's rule), and then the windows each worker keeps in host memory for the later slices.
+// device memory free, in every build (engine/device_job_plan.h): what runs on the device, and the
+// busiest worker's device plan (a layer's bound, its shards on the device or spilled, aespa's
+// attention statistics in passes and the windows kept in host memory for them), or the worker's
+// refusal.
 #include <iostream>
+#include <optional>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status.h"
+#include "engine/device_job_plan.h"
 #include "engine/job_plan.h"
-#include "worker/device/cuda_device.h"
-#include "worker/device/device_memory_plan.h"
-#include "worker/methods/method_registry.h"
 #include "tools/qshard/command.h"
 #include "tools/qshard/job_flags.h"
 
@@ -26,23 +26,6 @@ struct PlanFlags {
   bool json = false;
 };
 
-// For CUDA workers with `free` bytes free: a line on aespa's attention statistics there, the kept
-// windows added to `plan` when they are sliced; empty for a method without them.
-absl::StatusOr<std::string> PlanDevice(const JobSpec& spec, const ModelConfig& config, uint64_t free, JobPlan& plan) {
-  QSHARD_ASSIGN_OR_RETURN(const MethodRegistration* method, FindMethod(spec.method.method));
-  if (!method->needs.attention_stats) return "";
-  const ForwardStatistics statistics{.all_groups = spec.calibration.propagation == Propagation::kParallel,
-                                     .attention = true};
-  QSHARD_ASSIGN_OR_RETURN(const int64_t heads, CudaValueHeadsPerPass(config, plan.seqlen, statistics, free));
-  const uint64_t kept = AddKeptAttentionWindows(plan, spec, config, heads);
-  const std::string line =
-      absl::StrCat("on CUDA workers with ", FormatBytes(free), " free: aespa's ",
-                   DescribeAttentionPasses({.kv_heads = config.num_kv_heads, .value_heads = heads}));
-  if (kept == 0) return line;
-  return absl::StrCat(line, "; each worker keeps a shard's windows' x, q and k in host memory for the later passes (",
-                      FormatBytes(kept), ", counted above)");
-}
-
 void PrintMemory(const std::string& who, const MemoryPlan& memory) {
   std::cout << who << ": about " << FormatBytes(memory.total()) << "\n";
   for (const MemoryTerm& term : memory.terms)
@@ -54,20 +37,21 @@ absl::Status RunPlan(const PlanFlags& flags) {
   QSHARD_RETURN_IF_ERROR(ValidateJobSpec(spec));
   QSHARD_ASSIGN_OR_RETURN(const ModelConfig config, LoadModelConfig(spec.model_dir));
   QSHARD_ASSIGN_OR_RETURN(JobPlan plan, PlanJob(spec, config, flags.workers));
-  std::string device;
+  std::optional<DeviceJobPlan> device;
   if (flags.device_memory > 0) {
-    QSHARD_ASSIGN_OR_RETURN(device, PlanDevice(spec, config, flags.device_memory, plan));
+    QSHARD_ASSIGN_OR_RETURN(device, PlanJobOnCudaWorkers(spec, config, flags.device_memory, plan));
   }
   if (flags.json) {
     nlohmann::json json = plan.ToJson();
-    if (!device.empty()) json["device"] = device;
+    if (device) json["device"] = device->ToJson();
     PrintJson(json);
     return absl::OkStatus();
   }
   std::cout << spec.method.method << " W" << spec.method.spec.bits << " of " << spec.model_dir << " (" << plan.layers
             << " layers, windows of " << plan.seqlen << ") on " << plan.workers << " worker(s)\n";
   PrintMemory("each worker (the busiest)", plan.worker);
-  if (!device.empty()) std::cout << device << "\n";
+  if (device)
+    for (const std::string& line : device->Lines()) std::cout << line << "\n";
   PrintMemory("coordinator", plan.coordinator);
   std::cout << "embedded (one process): about " << FormatBytes(plan.embedded_peak()) << "\n"
             << "network per layer: statistics " << FormatBytes(plan.statistics_bytes) << ", solutions "
@@ -84,8 +68,9 @@ void RegisterPlan(CLI::App& root, CommandList& commands) {
   AddJobFlags(*app, flags->job);
   app->add_option("--workers", flags->workers, "Workers the job would run on")->capture_default_str();
   app->add_option("--device-memory", flags->device_memory,
-                  "Plan for CUDA workers with this many bytes of device memory free (0 = CPU workers): aespa's "
-                  "attention statistics sliced there keep each shard's windows in host memory (needs the CUDA plugin)")
+                  "Plan for CUDA workers with this many bytes of device memory free (0 = CPU workers): what runs "
+                  "there, a layer's bound, the busiest worker's shards on the device or spilled, aespa's attention "
+                  "statistics in passes, or the worker's refusal (any build, no device needed)")
       ->capture_default_str();
   app->add_flag("--json", flags->json, "Print the plan as one JSON object");
   commands.push_back({app, [flags] { return RunPlan(*flags); }});

@@ -17,11 +17,6 @@ namespace {
 
 constexpr char kWhat[] = "attention statistics on the device";
 
-gpu::AttentionStatsDims DimsOf(const ModelConfig& c) {
-  return {c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim};
-}
-
-
 class CudaAttentionStats final : public OffHostAttentionStats {
  public:
   CudaAttentionStats(std::shared_ptr<CudaSession> session, int64_t seq) : session_(std::move(session)), seq_(seq) {}
@@ -38,7 +33,7 @@ class CudaAttentionStats final : public OffHostAttentionStats {
           "time, a %d × %d float64 sum each) and %.2f GB are free: use --device cpu, or a device with more memory",
           needed / 1e9, session_->index(), per_slice, config.num_kv_heads, config.hidden_size, config.hidden_size,
           free / 1e9)));
-    dims_ = DimsOf(config);
+    dims_ = AttentionStatsDimsOf(config);
     window_floats_ = AttentionWindowBytes(config, seq_) / sizeof(float);
     per_slice_ = per_slice;
     return FromCudaStatus(stats_.Reset(dims_, {0, per_slice_}, session_->stream()), kWhat);
@@ -118,16 +113,6 @@ class CudaAttentionStats final : public OffHostAttentionStats {
 };
 
 }  // namespace
-
-size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq, int64_t value_heads) {
-  const gpu::AttentionStatsDims d = DimsOf(config);
-  const size_t window = value_heads < d.kv_heads ? AttentionWindowBytes(config, seq) : 0;
-  return gpu::DeviceAttentionStatsBytes(d, seq, value_heads) + window;
-}
-
-size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq) {
-  return AttentionStatsDeviceBytes(config, seq, config.num_kv_heads);
-}
 
 absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewCudaAttentionStats(std::shared_ptr<CudaSession> session,
                                                                              const ModelConfig& config, int64_t seq,

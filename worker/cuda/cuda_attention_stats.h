@@ -6,7 +6,8 @@
 //
 // The values' sums (a hidden² float64 sum per key/value head: 116 GB at OPT-175B) may not all fit
 // on the device. Then they are taken in slices of heads (the job's forward pass decides how many
-// heads a slice holds from the device's free memory at its start, cuda_forward.h), and the
+// heads a slice holds from the device's free memory at its start, ValueHeadsPerPass in
+// worker/device/cuda_device_memory.h), and the
 // shard's pass fills the first slice
 // (and every head's query and key sums) and keeps each window's x, q and k in host memory; when
 // the shard is done, each later slice's sums are made by a pass over the kept windows. A head's
@@ -21,19 +22,13 @@
 #include "core/model_config.h"
 #include "worker/calibration/statistics_device.h"
 #include "worker/cuda/cuda_session.h"
+#include "worker/device/cuda_device_memory.h"
 
 namespace qshard {
 
-// Device bytes of `config`'s attention statistics for windows of `seq` tokens with the values'
-// sums of `value_heads` key/value heads held at once (gpu::DeviceAttentionStatsBytes) and, when
-// that is fewer than all, one window's x, q and k for the later slices' passes.
-size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq, int64_t value_heads);
-// The same with every head's values' sums: no slicing.
-size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq);
-
 // Statistics whose values' sums are held `value_heads` key/value heads at a time (all of them
-// when that is at least num_kv_heads; cuda_forward.h's ValueHeadsPerPass makes room for the
-// number); RESOURCE_EXHAUSTED, saying what they need and what is free, when they cannot fit now.
+// when that is at least num_kv_heads; ValueHeadsPerPass makes room for the number; their device
+// bytes: AttentionStatsDeviceBytes, worker/device/cuda_device_memory.h); RESOURCE_EXHAUSTED, saying what they need and what is free, when they cannot fit now.
 absl::StatusOr<std::unique_ptr<OffHostAttentionStats>> NewCudaAttentionStats(std::shared_ptr<CudaSession> session,
                                                                              const ModelConfig& config, int64_t seq,
                                                                              int64_t value_heads);

@@ -58,13 +58,6 @@ bool BuiltWithCuda();
 // INVALID_ARGUMENT naming --device-memory.
 absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t memory_bytes = 0);
 
-// How many key/value heads' attention statistics a job's pass would hold on a CUDA device with
-// `free` bytes free (worker/cuda/cuda_forward.h's ValueHeadsPerPass, asked of the CUDA plugin
-// without opening a device: `qshard plan --device-memory`); RESOURCE_EXHAUSTED where not even one
-// head's fits. Without CUDA in the build, or without its plugin: as OpenCudaDevice.
-absl::StatusOr<int64_t> CudaValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
-                                              const ForwardStatistics& statistics, uint64_t free);
-
 // The worker's device opened (with its memory_bytes): null on the CPU.
 absl::StatusOr<std::shared_ptr<CudaDevice>> OpenDevice(const Device& device);
 

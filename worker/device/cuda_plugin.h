@@ -16,7 +16,7 @@ namespace qshard {
 
 // Raise it whenever CudaDevice, ForwardDevice, DeviceModel, StatisticsDevice, Solver, RoundingLearner or a type they pass
 // changes shape, so that a plugin left from an older build is refused rather than called.
-inline constexpr uint32_t kCudaPluginAbi = 9;  // 2: aespa's attention statistics (NewAttentionStats, Run's sink); 3: CudaDevice::NewModel (evaluation); 4: CudaDevice::MakeRoundingLearner (aespa's AdaRound); 5: its GPTQ solver takes fixed grids, ζ, row blocks, keep_unrounded (an older plugin would refuse them mid-job); 6: NewForward takes ForwardStatistics (the propagation, for the device bound per mode); 7: its GPTQ solver takes --mse (an older plugin would refuse it mid-job); 8: open_device takes --device-memory's budget; 9: ForwardDevice::MemoryPlan (the device plan in the log and report), value_heads_per_pass (`qshard plan --device-memory`)
+inline constexpr uint32_t kCudaPluginAbi = 10;  // 2: aespa's attention statistics (NewAttentionStats, Run's sink); 3: CudaDevice::NewModel (evaluation); 4: CudaDevice::MakeRoundingLearner (aespa's AdaRound); 5: its GPTQ solver takes fixed grids, ζ, row blocks, keep_unrounded (an older plugin would refuse them mid-job); 6: NewForward takes ForwardStatistics (the propagation, for the device bound per mode); 7: its GPTQ solver takes --mse (an older plugin would refuse it mid-job); 8: open_device takes --device-memory's budget; 9: ForwardDevice::MemoryPlan (the device plan in the log and report), value_heads_per_pass (`qshard plan --device-memory`); 10: value_heads_per_pass gone (the plan's formulas are built in every build: worker/device/cuda_device_memory.h)
 
 // Where the program looks for the plugin instead of next to itself (/proc/self/exe's directory).
 inline constexpr char kCudaPluginEnv[] = "QSHARD_CUDA_PLUGIN";
@@ -25,9 +25,6 @@ struct CudaPluginV1 {
   uint32_t abi;          // kCudaPluginAbi of the plugin's build
   const char* compiler;  // __VERSION__ of the compiler that built it
   absl::StatusOr<std::shared_ptr<CudaDevice>> (*open_device)(int index, uint64_t memory_bytes);  // as OpenCudaDevice
-  absl::StatusOr<int64_t> (*value_heads_per_pass)(const ModelConfig& config, int64_t seqlen,
-                                                  const ForwardStatistics& statistics,
-                                                  uint64_t free);  // as CudaValueHeadsPerPass
 };
 
 }  // namespace qshard

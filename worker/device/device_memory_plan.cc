@@ -26,6 +26,22 @@ int64_t DeviceMemoryPlan::attention_passes() const {
   return kv_heads == 0 || value_heads <= 0 ? 0 : (kv_heads + value_heads - 1) / value_heads;
 }
 
+bool HoldsOnDevice(const DeviceMemoryPlan& p, uint64_t bytes, uint64_t free) { return bytes + p.layer_bytes <= free; }
+
+DeviceMemoryPlan PlaceShards(DeviceMemoryPlan p, const std::vector<uint64_t>& bytes) {
+  uint64_t free = p.free_bytes;
+  for (const uint64_t shard : bytes) {
+    if (shard == 0) continue;
+    if (!HoldsOnDevice(p, shard, free)) {
+      ++p.shards_in_host;
+      continue;
+    }
+    ++p.shards_on_device;
+    free -= shard;
+  }
+  return p;
+}
+
 std::string DescribeAttentionPasses(const DeviceMemoryPlan& p) {
   if (p.kv_heads == 0) return "";
   if (p.attention_passes() == 1)

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 
@@ -24,6 +25,17 @@ struct DeviceMemoryPlan {
   // Passes over a shard's windows for its attention statistics (0 without them).
   int64_t attention_passes() const;
 };
+
+// Whether a shard's hidden states of `bytes` stay on the device when `free` bytes are free as they
+// are handed over: they must leave the layer's bound free, else they spill to host memory (the
+// CUDA forward pass's rule).
+bool HoldsOnDevice(const DeviceMemoryPlan& plan, uint64_t bytes, uint64_t free);
+
+// `plan` with shards of `bytes` each handed over in that order on a device with plan.free_bytes
+// free, each one held there (HoldsOnDevice) taking its bytes from what is free, counted into
+// shards_on_device and shards_in_host; empty shards are in neither, as the forward pass counts
+// them. So the first shards fill the device and the rest spill.
+DeviceMemoryPlan PlaceShards(DeviceMemoryPlan plan, const std::vector<uint64_t>& bytes);
 
 // "attention statistics in 2 passes of 48 of 96 key/value heads", or "... of all 96 key/value
 // heads in one pass"; empty without attention statistics. The log line's and `qshard plan`'s.

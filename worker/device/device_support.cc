@@ -95,6 +95,14 @@ std::string PlaceName(DevicePlan::Place place, const Device& device) {
   return device.kind == Device::Kind::kCpu ? "cpu" : "cuda";
 }
 
+nlohmann::json DeviceRolesJson(const DevicePlan& plan, const Device& device) {
+  nlohmann::json roles = {{"calibration", PlaceName(plan.calibration, device)},
+                          {"solves", PlaceName(plan.solves, device)}};
+  if (plan.rounding != DevicePlan::Place::kNone) roles["rounding"] = PlaceName(plan.rounding, device);
+  if (plan.gptq_solves != DevicePlan::Place::kNone) roles["gptq_solves"] = PlaceName(plan.gptq_solves, device);
+  return roles;
+}
+
 std::string DescribePlan(const DevicePlan& plan) {
   const auto where = [](DevicePlan::Place place) {
     return place == DevicePlan::Place::kDevice ? "the device" : "the CPU";

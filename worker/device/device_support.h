@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "worker/device/device.h"
 #include "worker/methods/layer_method.h"
 
@@ -52,6 +53,11 @@ absl::Status CheckValidationRunsOnDevice(const MethodOptions& method, const Devi
 
 // "none", "cpu" or "cuda": where `place` is on a worker of `device`'s kind (the report's words).
 std::string PlaceName(DevicePlan::Place place, const Device& device);
+
+// quant_report.json's `device_roles`: `calibration` and `solves` by PlaceName, and `rounding` and
+// `gptq_solves` where they run apart from the rest of a solve (aespa's AdaRound; Z-Fold's and
+// aespa's GPTQ solves).
+nlohmann::json DeviceRolesJson(const DevicePlan& plan, const Device& device);
 
 // One line for the log: "calibration (forward passes, statistics) on the device, solves on the
 // CPU (Z-Fold's ζ search ...) but GPTQ's on the device"; aespa's: "... but GPTQ's and AdaRound on the device".

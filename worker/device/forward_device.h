@@ -35,7 +35,7 @@ struct ForwardPass {
 inline bool AddsOutput(const ForwardPass& pass, int g) { return g % 2 == 1 && (g < pass.last || pass.add_last); }
 
 // What a job's passes collect into device sums, which the device leaves room for beside each
-// layer (worker/cuda/cuda_forward.h, LayerDeviceBytes). Each shard's sums are made for its pass
+// layer (worker/device/cuda_device_memory.h, LayerDeviceBytes). Each shard's sums are made for its pass
 // and downloaded and freed before the next shard's pass, and a layer's solves start after its
 // last shard's: so the sums alive at once are one shard's of the groups one pass collects.
 struct ForwardStatistics {

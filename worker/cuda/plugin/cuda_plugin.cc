@@ -62,18 +62,12 @@ absl::StatusOr<std::shared_ptr<CudaDevice>> OpenSessionDevice(int index, uint64_
   return std::shared_ptr<CudaDevice>(new OpenedCudaDevice(std::move(session)));
 }
 
-absl::StatusOr<int64_t> PlannedValueHeads(const ModelConfig& config, int64_t seqlen,
-                                          const ForwardStatistics& statistics, uint64_t free) {
-  return ValueHeadsPerPass(config, seqlen, statistics, /*index=*/0, free);
-}
-
 }  // namespace
 }  // namespace qshard
 
 // This file is compiled with hidden visibility (tools/qshard/CMakeLists.txt) and the static
 // libraries' symbols are kept local: this is the only symbol the plugin exports.
 extern "C" __attribute__((visibility("default"))) const qshard::CudaPluginV1* qshard_cuda_plugin_v1() {
-  static const qshard::CudaPluginV1 plugin{qshard::kCudaPluginAbi, __VERSION__, &qshard::OpenSessionDevice,
-                                           &qshard::PlannedValueHeads};
+  static const qshard::CudaPluginV1 plugin{qshard::kCudaPluginAbi, __VERSION__, &qshard::OpenSessionDevice};
   return &plugin;
 }

@@ -13,9 +13,4 @@ absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t) 
                                                "the CUDA toolkit installed)"));
 }
 
-absl::StatusOr<int64_t> CudaValueHeadsPerPass(const ModelConfig&, int64_t, const ForwardStatistics&, uint64_t) {
-  return absl::UnimplementedError(
-      "--device-memory: this build has no CUDA support (rebuild with -DQSHARD_CUDA=ON and the CUDA toolkit installed)");
-}
-
 }  // namespace qshard

@@ -69,11 +69,4 @@ absl::StatusOr<std::shared_ptr<CudaDevice>> OpenCudaDevice(int index, uint64_t m
   return (*plugin)->open_device(index, memory_bytes);
 }
 
-absl::StatusOr<int64_t> CudaValueHeadsPerPass(const ModelConfig& config, int64_t seqlen,
-                                              const ForwardStatistics& statistics, uint64_t free) {
-  absl::StatusOr<const CudaPluginV1*> plugin = LoadPlugin();
-  if (!plugin.ok()) return WithContext(plugin.status(), "--device-memory");
-  return (*plugin)->value_heads_per_pass(config, seqlen, statistics, free);
-}
-
 }  // namespace qshard
