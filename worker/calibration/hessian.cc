@@ -83,7 +83,8 @@ HessianSum HessianWorkspace::NewSum(int64_t dim) {
   const auto spare = std::find_if(spare_sums.begin(), spare_sums.end(), [&](const UninitializedVector<double>& buffer) {
     return buffer.size() == size_t(dim * dim);
   });
-  if (spare != spare_sums.end()) {
+  const bool fresh = spare == spare_sums.end();
+  if (!fresh) {
     sum.sum = std::move(*spare);
     spare_sums.erase(spare);
   } else {
@@ -91,7 +92,8 @@ HessianSum HessianWorkspace::NewSum(int64_t dim) {
   }
   ForChunks(dim, pool, [&](int64_t first, int64_t end) {
     for (int64_t i = first; i < end; ++i) {
-      PopulatePages(sum.sum.data() + i * dim + i, (dim - i) * sizeof(double));
+      // A spare's upper-triangle pages are mapped already: one system call a row saved.
+      if (fresh) PopulatePages(sum.sum.data() + i * dim + i, (dim - i) * sizeof(double));
       std::fill(sum.sum.begin() + i * dim + i, sum.sum.begin() + (i + 1) * dim, 0.0);
     }
   });
