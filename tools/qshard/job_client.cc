@@ -47,6 +47,11 @@ std::string StatusLine(const v1::JobStatus& s) {
   return line;
 }
 
+// The job's device plan lines (CUDA workers, once known), under its status line.
+void PrintDevicePlan(const v1::JobStatus& status, std::ostream& out) {
+  for (const std::string& line : status.device_plan()) out << "  " << line << std::endl;
+}
+
 bool Retryable(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAVAILABLE || status.error_code() == grpc::StatusCode::CANCELLED ||
          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -104,7 +109,7 @@ void PrintJobStatus(const v1::JobStatus& status, bool json) {
     PrintJson(JobStatusJson(status));
   } else {
     std::cout << StatusLine(status) << std::endl;
-    for (const std::string& line : status.device_plan()) std::cout << "  " << line << std::endl;
+    PrintDevicePlan(status, std::cout);
   }
 }
 
@@ -115,6 +120,7 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
   auto give_up = Clock::now() + patience;
   v1::GetJobRequest request;
   request.set_job_id(job_id);
+  bool plan_shown = false;  // once while it runs; the final status prints it again
   while (true) {
     // A restarting coordinator is waited for (up to the patience left), not failed on.
     grpc::ClientContext probe;
@@ -137,6 +143,8 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
     bool final = false;
     while (reader->Read(&status)) {  // the server ends the stream after a final state
       std::cerr << StatusLine(status) << std::endl;
+      if (!plan_shown && status.device_plan_size() > 0) PrintDevicePlan(status, std::cerr);
+      plan_shown = plan_shown || status.device_plan_size() > 0;
       give_up = Clock::now() + patience;
       final = IsTerminal(status.state());
     }
