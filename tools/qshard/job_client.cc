@@ -3,6 +3,8 @@
 #include <chrono>
 #include <iostream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
@@ -120,7 +122,7 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
   auto give_up = Clock::now() + patience;
   v1::GetJobRequest request;
   request.set_job_id(job_id);
-  bool plan_shown = false;  // once while it runs; the final status prints it again
+  std::vector<std::string> plan_shown;  // while it runs (again after a restart's resume if it changed)
   while (true) {
     // A restarting coordinator is waited for (up to the patience left), not failed on.
     grpc::ClientContext probe;
@@ -143,8 +145,11 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
     bool final = false;
     while (reader->Read(&status)) {  // the server ends the stream after a final state
       std::cerr << StatusLine(status) << std::endl;
-      if (!plan_shown && status.device_plan_size() > 0) PrintDevicePlan(status, std::cerr);
-      plan_shown = plan_shown || status.device_plan_size() > 0;
+      std::vector<std::string> plan(status.device_plan().begin(), status.device_plan().end());
+      if (!IsTerminal(status.state()) && !plan.empty() && plan != plan_shown) {  // the final status prints its own
+        PrintDevicePlan(status, std::cerr);
+        plan_shown = std::move(plan);
+      }
       give_up = Clock::now() + patience;
       final = IsTerminal(status.state());
     }
