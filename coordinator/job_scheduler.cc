@@ -41,10 +41,11 @@ void AddValidation(const json& report, v1::JobStatus& status) {
   result.set_kernels(v.value("kernels", ""));
 }
 
-// The report's device_plan lines, when the job ran on CUDA workers.
-void AddDevicePlan(const json& report, v1::JobStatus& status) {
-  if (!report.contains("device_plan") || !report["device_plan"].is_array()) return;
-  for (const json& plan : report["device_plan"])
+// Each worker's device plan line, from `plans` (the report's device_plan array, also what a
+// running job's JobEvents::device_plan gave): none on the CPU.
+void AddDevicePlan(const json& plans, v1::JobStatus& status) {
+  if (!plans.is_array()) return;
+  for (const json& plan : plans)
     if (plan.is_object()) status.add_device_plan(plan.value("summary", ""));
 }
 
@@ -183,13 +184,18 @@ void JobScheduler::RunOne(const std::string& job_id) {
     absl::StatusOr<JobRecord> job = journal_.Get(job_id);
     if (job.ok()) PublishLocked(*job);
   };
-  events.module_started = [this, running](const ModuleProgress& progress) {
+  // What the running job shows beside its journal record: set under mu_, then told to its watchers.
+  const auto show = [this, running](const std::function<void(Running&)>& set) {
     std::lock_guard<std::mutex> lock(mu_);
-    running->module = ModuleOf(progress);
+    set(*running);
     if (listeners_.count(running->job_id) == 0) return;  // GetJob reads it from `running`
     absl::StatusOr<JobRecord> job = journal_.Get(running->job_id);
     if (job.ok()) PublishLocked(*job);
   };
+  events.module_started = [show](const ModuleProgress& progress) {
+    show([&](Running& r) { r.module = ModuleOf(progress); });
+  };
+  events.device_plan = [show](const json& plans) { show([&](Running& r) { r.device_plan = plans; }); };
   const absl::StatusOr<json> report = executor_(spec, events);
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -285,13 +291,14 @@ v1::JobStatus JobScheduler::StatusOfLocked(const JobRecord& job) {
     if (job.layers_done > 0 && job.layers_total > job.layers_done)
       status.set_eta_seconds(elapsed / job.layers_done * (job.layers_total - job.layers_done));
     if (running_->module) *status.mutable_module() = *running_->module;
+    AddDevicePlan(running_->device_plan, status);
   }
   if (!job.report_json.empty()) {
     const json report = json::parse(job.report_json, nullptr, /*allow_exceptions=*/false);
     if (report.is_object()) {
       AddLinears(report, status);
       AddValidation(report, status);
-      AddDevicePlan(report, status);
+      if (report.contains("device_plan")) AddDevicePlan(report["device_plan"], status);
       if (report.contains("summary")) status.set_seconds(report["summary"].value("seconds_total", 0.0));
     }
   }

@@ -76,6 +76,7 @@ class JobScheduler {
     std::atomic<bool> cancel{false};
     std::chrono::steady_clock::time_point start;
     std::optional<v1::JobModule> module;  // what the engine works on now; mu_ guards it
+    nlohmann::json device_plan;           // the workers' device plans once known (JobEvents); mu_ too
   };
 
   void Loop();

@@ -100,6 +100,7 @@ class Job {
     phases_.setup = SecondsSince(start);
     QSHARD_RETURN_IF_ERROR(Timed(phases_.start_workers, [&] { return StartWorkers(seqlen, restored); }));
     const json device_plans = DevicePlans();
+    if (!device_plans.empty()) events_.device_plan(device_plans);
     if (needs_.input_stats)
       events_.log(absl::StrFormat("calibration: %d windows of %d tokens from %s, seed %d, %d shards on %d workers",
                                   spec_.calibration.nsamples, seqlen, spec_.calibration.text, spec_.calibration.seed,

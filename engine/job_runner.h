@@ -56,6 +56,9 @@ struct JobEvents {
   std::function<void(const std::string& line)> log = [](const std::string&) {};
   std::function<void(const LayerProgress&)> layer_done = [](const LayerProgress&) {};
   std::function<void(const ModuleProgress&)> module_started = [](const ModuleProgress&) {};
+  // Once, when the workers have their shards (after a resume's replay too), with CUDA workers:
+  // what each keeps on its device, the report's "device_plan" array (never called on the CPU).
+  std::function<void(const nlohmann::json& plans)> device_plan = [](const nlohmann::json&) {};
   // Polled between groups; the job stops with CANCELLED and leaves no output behind.
   const std::atomic<bool>* cancelled = nullptr;
   // Where finished layers are kept so that a restarted job skips them; null: not kept.

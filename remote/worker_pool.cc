@@ -221,10 +221,8 @@ class RemoteWorker : public WorkerClient {
     start.set_seqlen(seqlen);
     for (int shard : shards) start.add_shards(shard);
     QSHARD_ASSIGN_OR_RETURN(const v1::WorkerTaskResult result, Run(task));
-    device_plan_ = result.device_plan_json().empty()
-                       ? nlohmann::json()
-                       : nlohmann::json::parse(result.device_plan_json(), nullptr, /*allow_exceptions=*/false);
-    if (device_plan_.is_discarded()) device_plan_ = nullptr;  // a damaged report entry is left out, not fatal
+    device_plan_ = nullptr;
+    KeepDevicePlan(result);
     return absl::OkStatus();
   }
 
@@ -237,7 +235,9 @@ class RemoteWorker : public WorkerClient {
   absl::Status AdoptShards(std::vector<int> shards) override {
     v1::WorkerTask task;
     for (int shard : shards) task.mutable_adopt_shards()->add_shards(shard);
-    return Run(task).status();
+    QSHARD_ASSIGN_OR_RETURN(const v1::WorkerTaskResult result, Run(task));
+    KeepDevicePlan(result);  // with the adopted shards held (a resumed job's workers start empty)
+    return absl::OkStatus();
   }
 
   absl::Status ReplayLayer(int layer, const std::vector<GroupSolution>& solutions) override {
@@ -375,8 +375,15 @@ class RemoteWorker : public WorkerClient {
     return result;
   }
 
+  // The worker's device plan from a start_job or adopt_shards result, when it sent one.
+  void KeepDevicePlan(const v1::WorkerTaskResult& result) {
+    if (result.device_plan_json().empty()) return;
+    device_plan_ = nlohmann::json::parse(result.device_plan_json(), nullptr, /*allow_exceptions=*/false);
+    if (device_plan_.is_discarded()) device_plan_ = nullptr;  // a damaged report entry is left out, not fatal
+  }
+
   std::shared_ptr<WorkerConnection> connection_;
-  nlohmann::json device_plan_;  // the current job's, from its StartJob
+  nlohmann::json device_plan_;  // the current job's, from its StartJob and AdoptShards
 };
 
 // A Connect refused before it registers anything.

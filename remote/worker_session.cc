@@ -85,6 +85,15 @@ struct PendingReplay {
   }
 };
 
+// What the job keeps on this worker's device now that it holds its shards (start_job, and
+// adopt_shards after a restart or a lost worker), printed and sent back for the job's report.
+void SendDevicePlan(LocalWorker& worker, v1::WorkerTaskResult& result) {
+  const nlohmann::json plan = worker.DeviceMemory();
+  if (plan.is_null()) return;  // the CPU
+  std::cerr << plan.value("summary", "") << std::endl;
+  result.set_device_plan_json(plan.dump());
+}
+
 // One task on the local worker; its outcome goes into `result`.
 void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const v1::WorkerTask& task,
              v1::WorkerTaskResult& result) {
@@ -95,10 +104,7 @@ void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const
       status = spec.ok() ? worker.StartJob(*spec, task.start_job().seqlen(),
                                            {task.start_job().shards().begin(), task.start_job().shards().end()})
                          : spec.status();
-      if (const nlohmann::json plan = worker.DeviceMemory(); status.ok() && !plan.is_null()) {
-        std::cerr << plan.value("summary", "") << std::endl;
-        result.set_device_plan_json(plan.dump());
-      }
+      if (status.ok()) SendDevicePlan(worker, result);
       break;
     }
     case v1::WorkerTask::kBeginLayer:
@@ -174,6 +180,7 @@ void RunTask(LocalWorker& worker, DataPlane& plane, PendingReplay& replay, const
     }
     case v1::WorkerTask::kAdoptShards:
       status = worker.AdoptShards({task.adopt_shards().shards().begin(), task.adopt_shards().shards().end()});
+      if (status.ok()) SendDevicePlan(worker, result);  // a resumed job's workers start empty
       break;
     case v1::WorkerTask::kReplayGroup:
       status = replay.Add(task.replay_group());

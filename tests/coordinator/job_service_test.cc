@@ -30,9 +30,13 @@ using testing::CallRaw;
 using testing::HealthOf;
 using testing::ScopedTempDir;
 
-// A job that reports two layers and the modules it works on (layer 1's up_proj before the
-// gate, its down_proj after, then the checkpoint written and validated), writes a file into its
-// output, and waits at the gate (while solving, or with `gated_in_validation` while validating)
+// What one CUDA worker keeps on its device, as the runner tells it at the job's start and
+// reports at its end.
+const nlohmann::json kDevicePlan = {{{"worker", 0}, {"summary", "device plan: a layer's bound 1.0 GB"}}};
+
+// A job that tells its device plan, reports two layers and the modules it works on (layer 1's
+// up_proj before the gate, its down_proj after, then the checkpoint written and validated),
+// writes a file into its output, and waits at the gate (while solving, or with `gated_in_validation` while validating)
 // until the test opens it or the job is cancelled.
 class GatedExecutor {
  public:
@@ -41,6 +45,7 @@ class GatedExecutor {
   absl::StatusOr<nlohmann::json> Run(const JobSpec& spec, const JobEvents& events) {
     fs::create_directories(spec.out_dir);
     std::ofstream(spec.out_dir + "/model.safetensors") << "partial";
+    events.device_plan(kDevicePlan);
     events.layer_done({0, 2, 0.1, 0.1});
     events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kCalibrating});
     events.module_started({1, 2, {"mlp.gate_proj", "mlp.up_proj"}, JobPhase::kSolving});
@@ -51,7 +56,7 @@ class GatedExecutor {
     events.module_started({2, 2, {}, JobPhase::kValidating});
     if (gated_in_validation && !PassGate(events)) return absl::CancelledError("job cancelled");
     return nlohmann::json{{"summary", {{"seconds_total", 0.25}}},
-                          {"device_plan", {{{"worker", 0}, {"summary", "device plan: a layer's bound 1.0 GB"}}}},
+                          {"device_plan", kDevicePlan},
                           {"modules", {{{"layer", 0}, {"name", "mlp.up_proj"}, {"relative_error", 0.5}}}},
                           {"validation", {{"perplexity", 21.5},
                                           {"base_perplexity", 20.25},
@@ -198,10 +203,11 @@ TEST_F(JobServiceTest, AJobRunsAndWatchersSeeItsStatesInOrder) {
   EXPECT_EQ(validation.device(), "cuda:1");
   EXPECT_EQ(validation.kernels(), "exact");
   EXPECT_FALSE(seen.front().has_validation());  // not before the job has finished
-  // The report's device plan lines, one per worker.
-  ASSERT_EQ(seen.back().device_plan_size(), 1);
-  EXPECT_EQ(seen.back().device_plan(0), "device plan: a layer's bound 1.0 GB");
-  EXPECT_EQ(seen.front().device_plan_size(), 0);
+  // The device plan lines, one per worker: while it runs (told at its start), then the report's.
+  for (const v1::JobStatus* status : std::vector<const v1::JobStatus*>{&seen.front(), &got, &seen.back()}) {
+    ASSERT_EQ(status->device_plan_size(), 1);
+    EXPECT_EQ(status->device_plan(0), "device plan: a layer's bound 1.0 GB");
+  }
   for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].layers_done(), seen[i - 1].layers_done());
   // The module being worked on: the current one first (as GetJob has it), then the later ones
   // in order (a slow watcher may skip some), none once the job has finished.

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <utility>
 
 #include "engine/job_runner.h"
 #include "engine/local_worker.h"
@@ -20,6 +21,7 @@
 #include "tests/core/scoped_temp_dir.h"
 #include "tests/engine/forwarding_worker.h"
 #include "tests/engine/tiny_jobs.h"
+#include "tests/remote/in_process_cluster.h"
 #include "worker/device/cuda_device.h"
 #include "worker/model/attention.h"
 
@@ -577,19 +579,29 @@ TEST(DeviceJobTest, TheDevicePlanIsLoggedOnceAndReportedPerWorkerButNotOnTheCpu)
   const DeviceMemoryPlan sliced{.free_bytes = 80'000'000'000, .layer_bytes = 69'300'000'000, .kv_heads = 96,
                                 .value_heads = 48};
   std::vector<std::string> lines;
+  std::vector<nlohmann::json> told;  // JobEvents::device_plan's, each before any layer was done
+  bool layer_done = false;
   JobEvents events;
   events.log = [&](const std::string& line) { lines.push_back(line); };
+  events.layer_done = [&](const LayerProgress&) { layer_done = true; };
+  events.device_plan = [&](const nlohmann::json& plans) {
+    EXPECT_FALSE(layer_done) << "the plan was told after a layer was done";
+    told.push_back(plans);
+  };
   const auto plan_lines = [&] {
     std::vector<std::string> found;
     for (const std::string& line : lines)
       if (line.find("device plan: ") != std::string::npos) found.push_back(line);
     lines.clear();
+    layer_done = false;
     return found;
   };
+  const auto take_told = [&] { return std::exchange(told, {}); };
   auto cpu = RunEmbeddedJob(Small("gptq", dir.Child("cpu")), events);
   ASSERT_TRUE(cpu.ok()) << cpu.status() << " (needs " << tiny_jobs::kModel << ")";
   EXPECT_FALSE(cpu->contains("device_plan"));
   EXPECT_TRUE(plan_lines().empty());
+  EXPECT_TRUE(take_told().empty());
 
   auto device = std::make_shared<StandInDevice>();
   device->plan = sliced;
@@ -607,6 +619,7 @@ TEST(DeviceJobTest, TheDevicePlanIsLoggedOnceAndReportedPerWorkerButNotOnTheCpu)
   EXPECT_EQ(entry["shards_in_host"], 0);
   EXPECT_EQ(entry["attention_statistics"]["passes"], 2);
   EXPECT_EQ(entry["free_bytes"], sliced.free_bytes);
+  EXPECT_EQ(take_told(), std::vector<nlohmann::json>{(*report)["device_plan"]});  // told once, at the start
 
   // Two workers: one line each, named; each holds its own 2 shards.
   auto first = std::make_shared<StandInDevice>(), second = std::make_shared<StandInDevice>();
@@ -623,6 +636,56 @@ TEST(DeviceJobTest, TheDevicePlanIsLoggedOnceAndReportedPerWorkerButNotOnTheCpu)
   EXPECT_EQ((*report)["device_plan"][1]["worker"], 1);
   EXPECT_EQ((*report)["device_plan"][1]["shards_on_device"], 2);
   EXPECT_FALSE((*report)["device_plan"][1].contains("attention_statistics"));
+  EXPECT_EQ(take_told(), std::vector<nlohmann::json>{(*report)["device_plan"]});
+}
+
+// Keeps finished layers in memory; with `crash` set, fails the job at layer 1's, as a
+// coordinator's crash would, layer 0 kept.
+class CrashingAtLayer1 : public FinishedLayersInMemory {
+ public:
+  bool crash = true;
+  absl::Status Save(int layer, const std::vector<GroupSolution>& solutions) override {
+    if (crash && layer == 1) return absl::AbortedError("crashed");
+    return FinishedLayersInMemory::Save(layer, solutions);
+  }
+};
+
+TEST(DeviceJobTest, AResumedJobOnRemoteWorkersReportsThePlanOfItsAdoptedShards) {
+  // After a coordinator restart a job's workers start it empty, then adopt their shards and
+  // replay the kept layer over them: the plan reported (told at the start and in the report) is
+  // the one they run with, their shards held, not the empty one of their start.
+  testing::ScopedTempDir dir;
+  std::vector<std::shared_ptr<CudaDevice>> devices;
+  for (int i = 0; i < 2; ++i) {
+    auto device = std::make_shared<StandInDevice>();
+    device->plan = DeviceMemoryPlan{.free_bytes = 4'000'000'000, .layer_bytes = 2'000'000'000};
+    devices.push_back(std::move(device));
+  }
+  testing::Cluster cluster(2, devices);
+  auto remote = cluster.pool().AwaitWorkers(2, std::chrono::seconds(20));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::vector<WorkerClient*> clients;
+  for (auto& worker : *remote) clients.push_back(worker.get());
+  CrashingAtLayer1 kept;
+  JobEvents events;
+  events.finished_layers = &kept;
+  const auto first = RunJob(Small("gptq", dir.Child("first")), clients, events);
+  ASSERT_EQ(first.status().code(), absl::StatusCode::kAborted) << first.status();
+
+  kept.crash = false;
+  std::vector<std::string> lines;
+  nlohmann::json told;
+  events.log = [&](const std::string& line) { lines.push_back(line); };
+  events.device_plan = [&](const nlohmann::json& plans) { told = plans; };
+  auto report = RunJob(Small("gptq", dir.Child("resumed")), clients, events);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("resuming: layers 1-1")));
+  ASSERT_EQ((*report)["device_plan"].size(), 2u);
+  for (const nlohmann::json& plan : (*report)["device_plan"]) {
+    EXPECT_EQ(plan["shards_on_device"], 2);
+    EXPECT_EQ(plan["summary"], "device plan: a layer's bound 2.00 GB of 4.00 GB free; hidden states on the device");
+  }
+  EXPECT_EQ(told, (*report)["device_plan"]);
 }
 
 TEST(DeviceJobTest, AnAttentionStatisticsErrorFailsTheJobNamingItsLayerAndShard) {

@@ -1,6 +1,7 @@
 // Test helper: a coordinator-side WorkerPool on a free loopback port and `count` workers
 // dialling it from threads of this process (RunWorkerSession, each with its own LocalWorker on
-// the CPU), small chunks and slices so that messages are cut into many.
+// the CPU or on a device the test gives), small chunks and slices so that messages are cut
+// into many.
 #pragma once
 
 #include <memory>
@@ -12,13 +13,16 @@
 #include "remote/worker_metrics.h"
 #include "remote/worker_pool.h"
 #include "remote/worker_session.h"
+#include "worker/device/cuda_device.h"
+#include "worker/device/device.h"
 
 namespace qshard::testing {
 
 // A coordinator-side pool on a free loopback port with `count` workers connected to it.
 class Cluster {
  public:
-  explicit Cluster(int count) {
+  // `devices`: worker i's device (a stand-in CudaDevice), where given and not null; else the CPU.
+  explicit Cluster(int count, std::vector<std::shared_ptr<CudaDevice>> devices = {}) : devices_(std::move(devices)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&pool_);
@@ -28,7 +32,9 @@ class Cluster {
       sessions_.emplace_back([this, i] {
         WorkerSessionOptions options;
         options.hello.set_name("w" + std::to_string(i));
-        options.hello.set_device("cpu");
+        const bool on_device = static_cast<size_t>(i) < devices_.size() && devices_[i] != nullptr;
+        options.hello.set_device(on_device ? DeviceName(devices_[i]->device()) : "cpu");
+        if (on_device) options.device = devices_[i];
         options.chunk_bytes = 64 << 10;  // many chunks per solution
         options.data.max_slice_bytes = 20 << 10;  // many slices per Hessian (down_proj's: 58)
         options.metrics = metrics_[i].get();  // counts the data plane's bytes
@@ -54,6 +60,7 @@ class Cluster {
   }
 
  private:
+  std::vector<std::shared_ptr<CudaDevice>> devices_;
   WorkerPool pool_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   int port_ = 0;

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <iostream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
@@ -45,6 +47,11 @@ std::string StatusLine(const v1::JobStatus& s) {
   if (s.has_module()) absl::StrAppend(&line, ": ", ModuleText(s.module()));
   if (!s.error().empty()) absl::StrAppend(&line, ": ", s.error());
   return line;
+}
+
+// The job's device plan lines (CUDA workers, once known), under its status line.
+void PrintDevicePlan(const v1::JobStatus& status, std::ostream& out) {
+  for (const std::string& line : status.device_plan()) out << "  " << line << std::endl;
 }
 
 bool Retryable(const grpc::Status& status) {
@@ -104,7 +111,7 @@ void PrintJobStatus(const v1::JobStatus& status, bool json) {
     PrintJson(JobStatusJson(status));
   } else {
     std::cout << StatusLine(status) << std::endl;
-    for (const std::string& line : status.device_plan()) std::cout << "  " << line << std::endl;
+    PrintDevicePlan(status, std::cout);
   }
 }
 
@@ -115,6 +122,7 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
   auto give_up = Clock::now() + patience;
   v1::GetJobRequest request;
   request.set_job_id(job_id);
+  std::vector<std::string> plan_shown;  // while it runs (again after a restart's resume if it changed)
   while (true) {
     // A restarting coordinator is waited for (up to the patience left), not failed on.
     grpc::ClientContext probe;
@@ -137,6 +145,11 @@ absl::StatusOr<v1::JobStatus> FollowJob(const JobConnection& connection, const s
     bool final = false;
     while (reader->Read(&status)) {  // the server ends the stream after a final state
       std::cerr << StatusLine(status) << std::endl;
+      std::vector<std::string> plan(status.device_plan().begin(), status.device_plan().end());
+      if (!IsTerminal(status.state()) && !plan.empty() && plan != plan_shown) {  // the final status prints its own
+        PrintDevicePlan(status, std::cerr);
+        plan_shown = std::move(plan);
+      }
       give_up = Clock::now() + patience;
       final = IsTerminal(status.state());
     }
