@@ -27,7 +27,7 @@ struct TiledView {
 // its 3 tokens' FMAs; on AVX-512 a panel was no faster than ExactTile (docs/kernels.md).
 inline constexpr int kExactTokensGeneric = 4;
 inline constexpr int kExactTokensAvx2 = 3;
-inline constexpr int kExactTokensAvx512 = 8;
+inline constexpr int kExactTokensAvx512 = 16;
 inline constexpr int kPanelTokensAvx2 = 6;
 inline constexpr int64_t kPanelMinTokens = 64;
 

@@ -288,9 +288,26 @@ void ForTilesByWidth(const TiledView& w, int64_t tile_begin, int64_t tile_end, c
   }
 }
 
+// Activations up to this size stay in L2 (2 MB a core on the machines here) beside a tile's codes.
+inline constexpr int64_t kL2ActivationBytes = int64_t{1} << 20;
+
+// Without panels: while all tokens' activations fit in L2, tiles outer, so each tile's codes are
+// read once for every token; past that, token blocks outer and tiles inner, so one block's
+// activations (786 KB at 16 tokens × 12288 inputs) stay in L2 across the tiles, where tiles outer
+// would read every token's (25 MB at 512 tokens) from memory once per tile. Token blocks outer
+// at 16 tokens, on AVX2 (3 tokens a block), read the codes 6 times and were 40 % slower
+// (docs/kernels.md, "Token blocks outer").
 template <class S>
 void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
                 int64_t tile_end, float* panel) {
+  if ((S::kPanelTokens == 0 || panel == nullptr) &&
+      tokens * w.padded_inputs * static_cast<int64_t>(sizeof(float)) > kL2ActivationBytes) {
+    for (int64_t t0 = 0; t0 < tokens; t0 += S::kMaxExactTokens)
+      ForTilesByWidth(w, tile_begin, tile_end, [&]<int kBits>(int64_t tile) {
+        ExactTokens<S, kBits>(w, tile, a, t0, MinI64(S::kMaxExactTokens, tokens - t0), y);
+      });
+    return;
+  }
   ForTilesByWidth(w, tile_begin, tile_end, [&]<int kBits>(int64_t tile) {
     if (S::kPanelTokens == 0 || panel == nullptr) {
       ExactTokens<S, kBits>(w, tile, a, 0, tokens, y);

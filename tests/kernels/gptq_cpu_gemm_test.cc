@@ -41,6 +41,9 @@ const Case kCases[] = {
     // From kPanelMinTokens (64) tokens the fp32 path multiplies dequantized panels instead.
     {4, 40, 56, 7, true, 64},    {3, 96, 96, 24, false, 75}, {8, 20, 36, 5, true, 70},
     {2, 48, 80, 16, true, 67},   {4, 40, 1064, 37, true, 66},
+    // Activations over kL2ActivationBytes (1 MiB): the fp32 path runs token blocks outer (on
+    // AVX2 below kPanelMinTokens only), with a partial last block.
+    {4, 40, 2056, 37, true, 131}, {8, 20, 1300, 64, false, 203}, {4, 24, 8200, 128, false, 40},
 };
 
 struct Layer {
