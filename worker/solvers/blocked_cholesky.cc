@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/large_buffers.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
 
@@ -60,7 +61,7 @@ bool BlockedCholeskyF64(int64_t n, double* a, ThreadPool* pool) {
     RunTiles(pool, static_cast<int64_t>(trailing.size()), [&](int64_t t) {
       const int64_t i0 = next + trailing[t].first * kTile, j0 = next + trailing[t].second * kTile;
       const int64_t rows = std::min(kTile, n - i0), cols = std::min(kTile, n - j0);
-      std::vector<float> product(rows * cols);
+      UninitializedVector<float> product(rows * cols);  // written whole (beta 0): no zeroing
       kernels::Gemm(rows, cols, kb, panel.data() + (i0 - next) * kb, panel.data() + (j0 - next) * kb,
                     /*b_transposed=*/true, product.data());
       for (int64_t r = 0; r < rows; ++r) {
