@@ -51,20 +51,20 @@ absl::StatusOr<GptqTiledWeights> TileGptq(const layout::GptqPackedView& p) {
   w.blocks = w.group_blocks[p.groups];
   w.padded_inputs = w.blocks * rows;
 
+  // Input by input inside a tile: one input's codes for the tile's 16 outputs sit side by side
+  // in the packed matrix (one cache line), where output by output strode a packed row per input
+  // (5 ns a weight: 14 minutes of loading at OPT-175B).
   w.codes.assign(w.tiles * w.blocks * layout::kBlockBytes, 0);
   for (int64_t tile = 0; tile < w.tiles; ++tile) {
-    for (int c = 0; c < layout::kTileColumns; ++c) {
-      const int64_t o = tile * layout::kTileColumns + c;
-      if (o >= p.out_features) break;
-      for (int64_t j = 0; j < w.padded_inputs; ++j) {
-        const int32_t i = w.source_input[j];
-        if (i < 0) continue;
-        const int64_t block = j / rows;
-        const int r = static_cast<int>(j % rows);
-        const int shift = layout::RowShift(p.bits, r);
-        uint8_t* lane = &w.codes[(tile * w.blocks + block) * layout::kBlockBytes + c * layout::kLaneBytes];
-        lane[shift / 8] |= static_cast<uint8_t>(p.Code(i, o) << (shift % 8));
-      }
+    const int64_t first = tile * layout::kTileColumns;
+    const int64_t columns = std::min<int64_t>(layout::kTileColumns, p.out_features - first);
+    for (int64_t j = 0; j < w.padded_inputs; ++j) {
+      const int32_t i = w.source_input[j];
+      if (i < 0) continue;
+      const int shift = layout::RowShift(p.bits, static_cast<int>(j % rows));
+      uint8_t* lanes = &w.codes[(tile * w.blocks + j / rows) * layout::kBlockBytes + shift / 8];
+      for (int64_t c = 0; c < columns; ++c)
+        lanes[c * layout::kLaneBytes] |= static_cast<uint8_t>(p.Code(i, first + c) << (shift % 8));
     }
   }
 
