@@ -29,7 +29,7 @@ inline constexpr int kExactTokensGeneric = 4;
 inline constexpr int kExactTokensAvx2 = 3;
 inline constexpr int kExactTokensAvx512 = 16;
 inline constexpr int kPanelTokensAvx2 = 6;
-inline constexpr int64_t kPanelMinTokens = 64;
+inline constexpr int64_t kPanelMinTokens = 16;
 
 // Fp32 activations gathered into the tiled input order, in blocks of the variant's tokens per
 // call: the element of input j and token b0 + t, in the block of `width` tokens that starts at

@@ -38,12 +38,12 @@ const Case kCases[] = {
     {8, 20, 36, 5, true, 9},     {8, 4, 12, 12, false, 1},   {2, 48, 80, 24, true, 5},
     {2, 16, 48, 9, false, 17},   {3, 96, 160, 50, true, 7},  {3, 32, 64, 11, false, 2},
     {4, 136, 264, 128, true, 13}, {8, 52, 132, 31, true, 4},
-    // From kPanelMinTokens (64) tokens the fp32 path multiplies dequantized panels instead.
+    // From kPanelMinTokens (16) tokens the AVX2 fp32 path multiplies dequantized panels instead.
     {4, 40, 56, 7, true, 64},    {3, 96, 96, 24, false, 75}, {8, 20, 36, 5, true, 70},
     {2, 48, 80, 16, true, 67},   {4, 40, 1064, 37, true, 66},
     // Activations over kL2ActivationBytes (1 MiB): the fp32 path runs token blocks outer (on
     // AVX2 below kPanelMinTokens only), with a partial last block.
-    {4, 40, 2056, 37, true, 131}, {8, 20, 1300, 64, false, 203}, {4, 24, 8200, 128, false, 40},
+    {4, 40, 2056, 37, true, 131}, {8, 20, 1300, 64, false, 203}, {4, 24, 18728, 128, false, 14},
 };
 
 struct Layer {
