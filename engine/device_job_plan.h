@@ -4,7 +4,8 @@
 // the device plan its busiest worker would make at the job's start (PlanDeviceMemory: the layer's
 // bound, aespa's attention statistics in passes, the refusal of a layer that cannot fit even one
 // key/value head's) with that worker's shards placed as its forward pass places them
-// (PlaceShards). Arithmetic only, in every build: no CUDA, no device, no weights.
+// (PlaceShards), and aespa's AdaRound of each linear, whole or in slices (PlanAdaRoundSlices) or
+// refused, in the memory its solve would find. Arithmetic only, in every build: no CUDA, no device, no weights.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "core/model_config.h"
 #include "engine/job_plan.h"
 #include "engine/job_spec.h"
+#include "kernels/cuda/adaround_plan.h"
 #include "nlohmann/json.hpp"
 #include "worker/device/device_memory_plan.h"
 #include "worker/device/device_support.h"
@@ -35,6 +37,16 @@ struct DeviceJobPlan {
   // calibration (nothing of it on the device).
   std::optional<DeviceMemoryPlan> memory;
   uint64_t kept_attention_window_bytes = 0;  // aespa in passes: AddKeptAttentionWindows's term
+
+  // aespa's AdaRound of a linear that does not run whole: its shapes, and its slices (none where
+  // one unit does not fit: the worker's refusal at that solve fails the job).
+  struct Rounding {
+    std::string linear;
+    gpu::AdaRoundDeviceProblem problem;
+    std::vector<gpu::AdaRoundSlice> slices;
+  };
+  uint64_t rounding_free_bytes = 0;  // what each AdaRound is assumed to find free (device_job_plan.cc)
+  std::vector<Rounding> rounding;    // the linears in slices or refused, in the layer's order
 
   // Whether a layer's bound fits the free memory. Where it does not (never for aespa, refused
   // instead), the worker still starts the job: every shard spills to host memory, and a layer's

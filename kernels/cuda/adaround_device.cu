@@ -114,8 +114,6 @@ __global__ void ToBf16Kernel(int64_t n, const float* x, __nv_bfloat16* out) {
     out[i] = ToBf16(x[i]);
 }
 
-CudaStatus Fail(const std::string& what) { return CudaStatus::Error("AdaRound on the device: " + what); }
-
 // The problem's arrays on the device and the descent's state.
 struct DeviceRounding {
   int64_t rows = 0, cols = 0, n = 0, blocks = 0, heads = 0, block_rows = 0, head_rows = 0;
@@ -186,38 +184,6 @@ CudaStatus UnitLosses(cublasHandle_t blas, cudaStream_t stream, DeviceRounding& 
 }
 
 }  // namespace
-
-size_t AdaRoundDeviceBytes(int64_t rows, int64_t cols, int64_t hessians, int64_t heads) {
-  const size_t weights = static_cast<size_t>(rows) * cols;
-  const size_t head_rows = heads > 0 ? static_cast<size_t>(rows / heads) : 0;
-  return weights * (heads > 0 ? 46 : 42) + static_cast<size_t>(hessians) * cols * cols * 6 +
-         static_cast<size_t>(heads) * head_rows * head_rows * 4 + static_cast<size_t>(rows) * 8;
-}
-
-CudaStatus ValidateAdaRoundDeviceProblem(const AdaRoundDeviceProblem& p, const AdaRoundDeviceOptions& o) {
-  const int64_t blocks = static_cast<int64_t>(p.hessians.size()), heads = static_cast<int64_t>(p.weightings.size());
-  if (p.rows <= 0 || p.cols <= 0 || p.max_code <= 0)
-    return Fail("a " + std::to_string(p.rows) + "x" + std::to_string(p.cols) + " weight with max code " +
-                std::to_string(p.max_code));
-  if (blocks == 0 || p.rows % blocks != 0)
-    return Fail(std::to_string(blocks) + " Hessian blocks do not divide " + std::to_string(p.rows) + " rows");
-  if (heads > 0 && (p.rows % heads != 0 || (p.rows / blocks) % (p.rows / heads) != 0))
-    return Fail(std::to_string(heads) + " output weightings do not divide the " + std::to_string(p.rows) +
-                " rows inside " + std::to_string(blocks) + " Hessian blocks");
-  if (p.rows * p.cols > (int64_t{1} << 40) || p.cols > (int64_t{1} << 30) || p.rows > (int64_t{1} << 30))
-    return Fail("a weight too large to index");
-  if (o.iters < 0 || !(o.learning_rate > 0.0) || !(o.warmup >= 0.0 && o.warmup <= 1.0))
-    return Fail("options: iters " + std::to_string(o.iters) + ", learning rate " + std::to_string(o.learning_rate) +
-                ", warm-up " + std::to_string(o.warmup));
-  return CudaStatus();
-}
-
-float AdaRoundBeta(int it, const AdaRoundDeviceOptions& o) {
-  const double start = o.warmup * o.iters;
-  if (it < start) return static_cast<float>(o.beta_start);
-  const double progress = (it - start) / (o.iters - start);
-  return static_cast<float>(o.beta_end + (o.beta_start - o.beta_end) * std::max(0.0, 1.0 - progress));
-}
 
 CudaStatus LearnRoundingOnDevice(cublasHandle_t blas, cudaStream_t stream, const AdaRoundDeviceProblem& p,
                                  const AdaRoundDeviceOptions& o, AdaRoundDeviceResult& result) {

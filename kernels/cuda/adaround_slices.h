@@ -15,37 +15,12 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include <cstddef>
-#include <cstdint>
 #include <vector>
 
 #include "kernels/cuda/adaround_device.h"
 #include "kernels/cuda/cuda_status.h"
 
 namespace qshard::gpu {
-
-// Units [first_unit, first_unit + units) of a problem.
-struct AdaRoundSlice {
-  int64_t first_unit = 0, units = 0;
-};
-
-// The problem's units: its heads with weightings, else its Hessian blocks.
-int64_t AdaRoundUnits(const AdaRoundDeviceProblem& problem);
-
-// A slice as a problem of its own, pointing into `problem`'s arrays at the slice's first row: its
-// heads' weightings, and the Hessian blocks its rows lie in. Where those rows meet the blocks
-// unequally (several heads per block, a cut inside a block: no aespa linear has both) the
-// sub-problem's blocks are the pieces' greatest common divisor of rows, a block repeated per piece.
-AdaRoundDeviceProblem AdaRoundSliceProblem(const AdaRoundDeviceProblem& problem, const AdaRoundSlice& slice);
-
-// AdaRoundDeviceBytes of a slice's problem.
-size_t AdaRoundSliceBytes(const AdaRoundDeviceProblem& problem, const AdaRoundSlice& slice);
-
-// Cuts a valid problem into the fewest slices of consecutive units, the units spread evenly
-// (sizes differing by one at most, the larger ones last), whose AdaRoundSliceBytes are at most
-// `budget`: one slice, the whole problem, when it fits. An error when one unit alone does not
-// fit. Reads the shapes only (the arrays may be null); no device call.
-CudaStatus PlanAdaRoundSlices(const AdaRoundDeviceProblem& problem, size_t budget, std::vector<AdaRoundSlice>& slices);
 
 // LearnRoundingOnDevice on each slice in turn (each frees its device memory before the next):
 // the learned codes in row order, the losses per unit in unit order. `slices` must cover the

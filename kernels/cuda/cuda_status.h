@@ -65,10 +65,3 @@ inline std::string DescribeCudaError(cudaError_t error) {
                                           ::qshard::gpu::DescribeCudaError(qshard_launch_error_)); \
     }                                                                                       \
   } while (0)
-
-// Propagates a failed CudaStatus from a nested call.
-#define QSHARD_CUDA_RETURN_IF_ERROR(expr)                       \
-  do {                                                          \
-    ::qshard::gpu::CudaStatus qshard_cuda_status_ = (expr);     \
-    if (!qshard_cuda_status_.ok()) return qshard_cuda_status_;  \
-  } while (0)

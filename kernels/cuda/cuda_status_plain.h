@@ -25,3 +25,10 @@ class CudaStatus {
 };
 
 }  // namespace qshard::gpu
+
+// Propagates a failed CudaStatus from a nested call.
+#define QSHARD_CUDA_RETURN_IF_ERROR(expr)                       \
+  do {                                                          \
+    ::qshard::gpu::CudaStatus qshard_cuda_status_ = (expr);     \
+    if (!qshard_cuda_status_.ok()) return qshard_cuda_status_;  \
+  } while (0)

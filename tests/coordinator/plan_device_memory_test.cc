@@ -2,7 +2,8 @@
 // CUDA too): for GPTQ, aespa and RTN on OPT-175B's config (`make-synthetic --config-only`, 128
 // windows of 2048 in 8 shards of 1.61 GB of hidden states), what runs on CUDA workers, the
 // busiest worker's device plan in the worker's own words (DescribeDeviceMemoryPlan), aespa's
-// passes and kept windows, a GPTQ layer beyond the free memory, and aespa's refusal.
+// passes and kept windows, aespa's AdaRound in slices, a GPTQ layer beyond the free memory, and
+// aespa's refusal.
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -96,6 +97,7 @@ TEST_F(PlanDeviceMemoryTest, AespaSaysItsPassesOrTheWorkersRefusal) {
                                  "on the device\n  the busiest worker's device plan: attention statistics of all 96 "
                                  "key/value heads in one pass; a layer's bound 126.98 GB of 141.00 GB free; hidden "
                                  "states on the device\n"));
+  EXPECT_THAT(run.out, Not(HasSubstr("AdaRound of")));  // every linear whole, v_proj's 93.31 GB too
   // 80 GB: two passes of 48 heads, a shard's windows kept in host memory for the second.
   run = Plan("aespa", 80'000'000'000);
   ASSERT_EQ(run.code, 0) << run.err;
@@ -104,6 +106,12 @@ TEST_F(PlanDeviceMemoryTest, AespaSaysItsPassesOrTheWorkersRefusal) {
                                  "GB free; hidden states of 6 of 8 shards on the device, the rest in host memory\n"
                                  "  each worker keeps a shard's windows' x, q and k in host memory for the later "
                                  "passes (4.83 GB, counted above)\n"));
+  // v_proj's AdaRound (96 per-head Hessians, 93.31 GB whole) in the 61.88 GB left at the solves:
+  // 80 GB less 6 shards' 9.66 GB of hidden states and the layer's 8.46 GB of weights and scratch.
+  EXPECT_THAT(run.out, HasSubstr("  aespa's AdaRound with 61.88 GB free at its solves (less the held hidden states "
+                                 "and the layer's weights):\n    AdaRound of self_attn.v_proj in 2 slices of 48 of 96 "
+                                 "heads (46.66 GB each, 93.31 GB whole)\n"));
+  EXPECT_THAT(run.out, Not(HasSubstr("AdaRound of self_attn.q_proj")));
   run = Plan("aespa", 80'000'000'000, /*json=*/true);
   ASSERT_EQ(run.code, 0) << run.err;
   const nlohmann::json plan = nlohmann::json::parse(run.out);
@@ -113,6 +121,9 @@ TEST_F(PlanDeviceMemoryTest, AespaSaysItsPassesOrTheWorkersRefusal) {
   EXPECT_EQ(device["kept_attention_window_bytes"], uint64_t{16} * 301'989'888);  // 16 windows of x, q and k
   EXPECT_EQ(plan["worker"]["terms"]["kept attention windows"], uint64_t{16} * 301'989'888);
   EXPECT_EQ(device["layer_fits"], true);
+  ASSERT_EQ(device["adaround"]["linears"].size(), 1u);
+  EXPECT_EQ(device["adaround"]["linears"][0]["linear"], "self_attn.v_proj");
+  EXPECT_EQ(device["adaround"]["linears"][0]["slice_units"], nlohmann::json({48, 48}));
 
   // Below one head's bound the worker refuses the job at its start; so does the plan, in its words.
   run = Plan("aespa", 56'774'737'919);

@@ -4,6 +4,9 @@
 // formulas), the attention statistics' slices and the refusal of a layer that cannot fit, and
 // the job's plan at its start.
 #include <algorithm>
+#include <map>
+#include <string>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -274,6 +277,35 @@ TEST(CudaDeviceMemoryTest, Opt175bAsTheDocsQuoteIt) {
   EXPECT_THAT(plan.status().message(),
               HasSubstr("aespa on cuda:0: a layer needs 56.77 GB of device memory under sequential propagation"));
   EXPECT_THAT(plan.status().message(), HasSubstr("all 96 heads' at once would take 116.72 GB), and 56.77 GB are free"));
+}
+
+TEST(CudaDeviceMemoryTest, AespaRoundsEachLinearOfItsShapeInTheMemoryLeftBesideTheLayer) {
+  // What stays through the solves is the bound less its statistics or largest solve.
+  EXPECT_EQ(LayerResidentBytes(kOpt175b, kTokens), ExpectedOf(kOpt175b, kTokens).rest);
+  EXPECT_EQ(LayerResidentBytes(kLlama70b, kTokens), ExpectedOf(kLlama70b, kTokens).rest);
+  // LLaMA-2-70B (GQA 8:1): q_proj a weighting per query head, k_proj per key/value head, v_proj a
+  // Hessian per key/value head, the rest one Hessian.
+  std::map<std::string, gpu::AdaRoundDeviceProblem> shapes;
+  for (const LinearSpec& l : DecoderLayerSpec(kLlama70b).linears) shapes[l.name] = AespaRoundingShape(kLlama70b, l, 4);
+  const auto units = [&](const char* name) {
+    const gpu::AdaRoundDeviceProblem& p = shapes.at(name);
+    return std::make_tuple(p.rows, p.cols, p.hessians.size(), p.weightings.size());
+  };
+  EXPECT_EQ(units("self_attn.q_proj"), std::make_tuple(8192, 8192, 1u, 64u));
+  EXPECT_EQ(units("self_attn.k_proj"), std::make_tuple(1024, 8192, 1u, 8u));
+  EXPECT_EQ(units("self_attn.v_proj"), std::make_tuple(1024, 8192, 8u, 0u));
+  EXPECT_EQ(units("mlp.down_proj"), std::make_tuple(8192, 28672, 1u, 0u));
+  EXPECT_EQ(shapes.at("mlp.down_proj").max_code, 15);
+  EXPECT_NEAR(gpu::AdaRoundDeviceBytes(8192, 28672, 1, 0) / 1e9, 14.8, 0.1);  // docs/cuda.md's down_proj
+  // OPT-175B's v_proj, 93.31 GB whole, and the learner's refusal where not one head's 0.97 GB is free.
+  const LinearSpec v_proj = DecoderLayerSpec(kOpt175b).linears[2];
+  ASSERT_EQ(v_proj.name, "self_attn.v_proj");
+  const gpu::AdaRoundDeviceProblem v = AespaRoundingShape(kOpt175b, v_proj, 4);
+  EXPECT_NEAR(gpu::AdaRoundSliceBytes(v, {0, 96}) / 1e9, 93.31, 0.01);
+  EXPECT_EQ(AdaRoundRefusal(v, 1, 900'000'000),
+            "AdaRound needs 0.97 GB on cuda:1 for one Hessian block (128 of a 12288 × 12288 weight's rows, 96 Hessian "
+            "block(s) of 12288 × 12288, 0 output weighting(s)) and 0.90 GB are free: use --device cpu, or a device "
+            "with more memory");
 }
 
 }  // namespace

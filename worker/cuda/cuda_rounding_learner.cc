@@ -3,11 +3,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "kernels/cuda/adaround_device.h"
 #include "kernels/cuda/adaround_slices.h"
 #include "worker/cuda/cuda_status_adapter.h"
+#include "worker/device/cuda_device_memory.h"
 
 namespace qshard {
 namespace {
@@ -25,8 +25,6 @@ class CudaRoundingLearner final : public RoundingLearner {
 
   absl::StatusOr<RoundingCandidates> Learn(const RoundingProblem& problem, const AdaRoundOptions& options) const override {
     const int64_t out = problem.weight->dim(0), in = problem.weight->dim(1);
-    const int64_t blocks = static_cast<int64_t>(problem.hessians.size());
-    const int64_t heads = static_cast<int64_t>(problem.output_weightings.size());
     gpu::AdaRoundDeviceOptions device_options;
     device_options.iters = options.iters;
     device_options.learning_rate = options.learning_rate;
@@ -59,11 +57,7 @@ class CudaRoundingLearner final : public RoundingLearner {
     QSHARD_ASSIGN_OR_RETURN(const size_t free, session_->FreeBytes("AdaRound on the device"));
     std::vector<gpu::AdaRoundSlice> slices;
     if (!gpu::PlanAdaRoundSlices(device, free, slices).ok())
-      return session_->WithBudget(absl::ResourceExhaustedError(absl::StrFormat(
-          "AdaRound needs %.2f GB on cuda:%d for one %s (%d of a %d × %d weight's rows, %d Hessian block(s) of %d × "
-          "%d, %d output weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
-          gpu::AdaRoundSliceBytes(device, {0, 1}) / 1e9, session_->index(), heads > 0 ? "head" : "Hessian block",
-          out / gpu::AdaRoundUnits(device), out, in, blocks, in, in, heads, free / 1e9)));
+      return session_->WithBudget(absl::ResourceExhaustedError(AdaRoundRefusal(device, session_->index(), free)));
     gpu::AdaRoundDeviceResult learned;
     QSHARD_RETURN_IF_ERROR(FromCudaStatus(gpu::LearnRoundingInSlices(session_->context().blas(), session_->stream(),
                                                                      device, slices, device_options, learned),

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "worker/calibration/attention_stats.h"
-#include "worker/model/layer_spec.h"
 
 namespace qshard {
 namespace {
@@ -54,18 +53,27 @@ size_t AttentionStatsDeviceBytes(const ModelConfig& config, int64_t seq) {
   return AttentionStatsDeviceBytes(config, seq, config.num_kv_heads);
 }
 
+size_t LayerResidentBytes(const ModelConfig& config, int64_t seqlen) {
+  const LayerSpec spec = DecoderLayerSpec(config);
+  size_t weights = 0;
+  for (const LinearSpec& l : spec.linears)
+    weights += 4 * (static_cast<size_t>(l.in_features * l.out_features) + (l.has_bias ? l.out_features : 0));
+  for (const NormSpec& n : spec.norms) weights += 4 * static_cast<size_t>(n.size);
+  const auto arch = LayerArchitectureOf(config);
+  const size_t scratch = arch.ok() ? gpu::LayerForwardScratchBytes(*arch, seqlen) : 0;
+  const size_t staging = 4 * static_cast<size_t>(seqlen * config.hidden_size);
+  return weights + scratch + staging;
+}
+
 size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics,
                         int64_t value_heads) {
-  const LayerSpec spec = DecoderLayerSpec(config);
-  size_t weights = 0, solve = 0;
-  for (const LinearSpec& l : spec.linears) {
+  size_t solve = 0;
+  for (const LinearSpec& l : DecoderLayerSpec(config).linears) {
     const size_t in = l.in_features, out = l.out_features;
-    weights += 4 * (in * out + (l.has_bias ? out : 0));
     // The sum, the float64 factor and the float32 coefficients; then the sum, the coefficients
     // and the sweep's buffers (docs/cuda.md, "Calibration statistics and GPTQ on the device").
     solve = std::max({solve, 20 * in * in, 12 * in * in + 16 * in * out});
   }
-  for (const NormSpec& n : spec.norms) weights += 4 * static_cast<size_t>(n.size);
   // A group's sum and its window product's scratch (worker/cuda/cuda_hessian_sum.h), per group in order.
   const int64_t widths[] = {config.hidden_size, config.num_heads * config.head_dim, config.hidden_size,
                             config.intermediate_size};
@@ -75,10 +83,7 @@ size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const Forward
     if (g == 0 && statistics.attention) group += AttentionStatsDeviceBytes(config, seqlen, value_heads);
     sums = statistics.all_groups ? sums + group : std::max(sums, group);
   }
-  const auto arch = LayerArchitectureOf(config);
-  const size_t scratch = arch.ok() ? gpu::LayerForwardScratchBytes(*arch, seqlen) : 0;
-  const size_t staging = 4 * static_cast<size_t>(seqlen * config.hidden_size);
-  return weights + scratch + staging + std::max(sums, solve);
+  return LayerResidentBytes(config, seqlen) + std::max(sums, solve);
 }
 
 size_t LayerDeviceBytes(const ModelConfig& config, int64_t seqlen, const ForwardStatistics& statistics) {
@@ -114,6 +119,26 @@ absl::StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const ModelConfig& config, int
   plan.kv_heads = statistics.attention ? config.num_kv_heads : 0;
   plan.value_heads = *heads;
   return plan;
+}
+
+gpu::AdaRoundDeviceProblem AespaRoundingShape(const ModelConfig& config, const LinearSpec& linear, int bits) {
+  gpu::AdaRoundDeviceProblem p;
+  p.rows = linear.out_features;
+  p.cols = linear.in_features;
+  p.max_code = (1 << bits) - 1;
+  const bool query = linear.name == "self_attn.q_proj", key = linear.name == "self_attn.k_proj";
+  p.hessians.assign(linear.name == "self_attn.v_proj" ? config.num_kv_heads : 1, nullptr);
+  if (query || key) p.weightings.assign(query ? config.num_heads : config.num_kv_heads, nullptr);
+  return p;
+}
+
+std::string AdaRoundRefusal(const gpu::AdaRoundDeviceProblem& p, int index, size_t free) {
+  const int64_t heads = static_cast<int64_t>(p.weightings.size()), blocks = static_cast<int64_t>(p.hessians.size());
+  return absl::StrFormat(
+      "AdaRound needs %.2f GB on cuda:%d for one %s (%d of a %d × %d weight's rows, %d Hessian block(s) of %d × %d, "
+      "%d output weighting(s)) and %.2f GB are free: use --device cpu, or a device with more memory",
+      gpu::AdaRoundSliceBytes(p, {0, 1}) / 1e9, index, heads > 0 ? "head" : "Hessian block",
+      p.rows / gpu::AdaRoundUnits(p), p.rows, p.cols, blocks, p.cols, p.cols, heads, free / 1e9);
 }
 
 }  // namespace qshard

@@ -8,13 +8,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "core/model_config.h"
+#include "kernels/cuda/adaround_plan.h"
 #include "kernels/cuda/device_memory_bytes.h"
 #include "kernels/cuda/layer_architecture.h"
 #include "worker/device/device_memory_plan.h"
 #include "worker/device/forward_device.h"
+#include "worker/model/layer_spec.h"
 
 namespace qshard {
 
@@ -59,5 +62,18 @@ absl::StatusOr<int64_t> ValueHeadsPerPass(const ModelConfig& config, int64_t seq
 // (its refusal too), and the layer's bound with that many heads; no shards held yet.
 absl::StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const ModelConfig& config, int64_t seqlen,
                                                   const ForwardStatistics& statistics, int index, size_t free);
+
+// The part of a layer's bound that stays on the device through its solves: the float32 weights,
+// one window's forward scratch and staging (LayerDeviceBytes less its statistics or largest solve).
+size_t LayerResidentBytes(const ModelConfig& config, int64_t seqlen);
+
+// The shapes (no arrays) of aespa's AdaRound problem for a whole `linear` of `bits`, as the aespa
+// method builds it (worker/methods/aespa_method.cc): q_proj and k_proj one Hessian and an output
+// weighting per head of theirs, v_proj a Hessian per key/value head, every other linear one Hessian.
+gpu::AdaRoundDeviceProblem AespaRoundingShape(const ModelConfig& config, const LinearSpec& linear, int bits);
+
+// The CUDA learner's refusal of `problem` when one unit (a head, else a Hessian block) does not
+// fit the `free` bytes of device `index` (gpu::PlanAdaRoundSlices fails).
+std::string AdaRoundRefusal(const gpu::AdaRoundDeviceProblem& problem, int index, size_t free);
 
 }  // namespace qshard

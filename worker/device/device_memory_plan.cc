@@ -37,6 +37,7 @@ DeviceMemoryPlan PlaceShards(DeviceMemoryPlan p, const std::vector<uint64_t>& by
       continue;
     }
     ++p.shards_on_device;
+    p.held_bytes += shard;
     free -= shard;
   }
   return p;

@@ -21,6 +21,7 @@ struct DeviceMemoryPlan {
   int64_t value_heads = 0;   // of them, those whose values' sums one pass holds
   int shards_on_device = 0;  // shards whose hidden states the device holds
   int shards_in_host = 0;    // spilled: in host memory, each window copied up for each pass
+  uint64_t held_bytes = 0;   // the hidden states of the shards on the device
 
   // Passes over a shard's windows for its attention statistics (0 without them).
   int64_t attention_passes() const;
@@ -33,7 +34,7 @@ bool HoldsOnDevice(const DeviceMemoryPlan& plan, uint64_t bytes, uint64_t free);
 
 // `plan` with shards of `bytes` each handed over in that order on a device with plan.free_bytes
 // free, each one held there (HoldsOnDevice) taking its bytes from what is free, counted into
-// shards_on_device and shards_in_host; empty shards are in neither, as the forward pass counts
+// shards_on_device (their bytes into held_bytes) and shards_in_host; empty shards are in neither, as the forward pass counts
 // them. So the first shards fill the device and the rest spill.
 DeviceMemoryPlan PlaceShards(DeviceMemoryPlan plan, const std::vector<uint64_t>& bytes);
 
