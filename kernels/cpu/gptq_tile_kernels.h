@@ -300,8 +300,8 @@ inline constexpr int64_t kL2ActivationBytes = int64_t{1} << 20;
 template <class S>
 void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float* y, int64_t tile_begin,
                 int64_t tile_end, float* panel) {
-  if ((S::kPanelTokens == 0 || panel == nullptr) &&
-      tokens * w.padded_inputs * static_cast<int64_t>(sizeof(float)) > kL2ActivationBytes) {
+  const bool panels = S::kPanelTokens != 0 && panel != nullptr;
+  if (!panels && tokens * w.padded_inputs * static_cast<int64_t>(sizeof(float)) > kL2ActivationBytes) {
     for (int64_t t0 = 0; t0 < tokens; t0 += S::kMaxExactTokens)
       ForTilesByWidth(w, tile_begin, tile_end, [&]<int kBits>(int64_t tile) {
         ExactTokens<S, kBits>(w, tile, a, t0, MinI64(S::kMaxExactTokens, tokens - t0), y);
@@ -309,7 +309,7 @@ void ExactTiles(const TiledView& w, const FloatActView& a, int64_t tokens, float
     return;
   }
   ForTilesByWidth(w, tile_begin, tile_end, [&]<int kBits>(int64_t tile) {
-    if (S::kPanelTokens == 0 || panel == nullptr) {
+    if (!panels) {
       ExactTokens<S, kBits>(w, tile, a, 0, tokens, y);
       return;
     }

@@ -76,7 +76,7 @@ unsigned char* PageAt(const WriteTracker& t, size_t shadow) {
 }
 
 // The first write to a protected device page: keep its bytes, then let the write through.
-void OnWriteFault(int signal, siginfo_t* info, void* context) {
+void OnWriteFault(int, siginfo_t* info, void*) {
   WriteTracker& t = *active_tracker;
   const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
   const TrackedRange* range = RangeOf(t, address);
@@ -92,8 +92,6 @@ void OnWriteFault(int signal, siginfo_t* info, void* context) {
     t.written.push_back(shadow);
   }
   mprotect(reinterpret_cast<void*>(page), t.page, PROT_READ | PROT_WRITE);
-  (void)signal;
-  (void)context;
 }
 
 void Protect(const WriteTracker& t, int protection) {
@@ -188,18 +186,17 @@ void RunInBothOrders(const char* kernel, const std::function<void(bool reverse)>
 
   active_tracker = nullptr;
   sigaction(SIGSEGV, &t.previous, nullptr);
-  size_t differing = 0, first_page = 0, first_byte = 0;
+  size_t differing = 0, first_shadow = 0, first_byte = 0;
+  const unsigned char* first_expected = nullptr;
   for (size_t i = 0; i < t.written.size(); ++i) {
     // A page only the reverse run wrote must have kept the bytes it had before.
     const unsigned char* expected = (i < written_forward ? forward : t.originals) + t.written[i];
     size_t byte = 0;
     const size_t count = CountDifferences(PageAt(t, t.written[i]), expected, t.page, byte);
-    if (count > 0 && differing == 0) first_page = i, first_byte = byte;
+    if (count > 0 && differing == 0) first_shadow = t.written[i], first_byte = byte, first_expected = expected;
     differing += count;
   }
-  if (differing > 0)
-    ReportDifference(kernel, t, t.written[first_page], first_byte,
-                     (first_page < written_forward ? forward : t.originals) + t.written[first_page], differing);
+  if (differing > 0) ReportDifference(kernel, t, first_shadow, first_byte, first_expected, differing);
   munmap(t.originals, std::max<size_t>(t.shadow_bytes, 1));
   munmap(forward, std::max<size_t>(t.shadow_bytes, 1));
 }
